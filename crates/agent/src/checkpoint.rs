@@ -1,0 +1,324 @@
+//! On-disk checkpoints of the agent, the source of truth across agent restarts.
+//!
+//! ```text
+//! <work_dir>/agent_id                         the id the master gave us
+//! <work_dir>/tasks/<task_id>/task.json        the TaskSpec (with its framework)
+//! <work_dir>/tasks/<task_id>/state.json       the task's latest state (+ reason/message/exit code)
+//! <work_dir>/tasks/<task_id>/kill_requested   marker: a kill was requested
+//! <work_dir>/tasks/<task_id>/{launch.json,exit.json,shim.pid,task.pid,sandbox/}   isolation's files
+//! <work_dir>/updates/<task_id>/<seq>-<uuid>.json   unacknowledged status updates
+//! ```
+//!
+//! Every write is atomic (tmp file + fsync + rename). Used by the agent state, launch and recovery.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use meseta_api::agent::{StatusUpdate, TaskSpec};
+use meseta_types::{AgentId, TaskState};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::AgentError;
+
+/// File holding the agent id.
+const AGENT_ID_FILE: &str = "agent_id";
+/// Task spec file in a task dir.
+const TASK_FILE: &str = "task.json";
+/// Latest state file in a task dir.
+const STATE_FILE: &str = "state.json";
+/// Kill marker in a task dir.
+const KILL_MARKER: &str = "kill_requested";
+
+/// The latest state of a task as recorded in its dir.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct StateRecord {
+    /// Latest state.
+    pub state: TaskState,
+    /// Reason of the update that set it.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Message of the update that set it.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Exit code of the update that set it.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+}
+
+/// An unacknowledged update loaded from disk.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PendingUpdate {
+    /// Global sequence number (orders updates).
+    pub seq: u64,
+    /// The update.
+    pub update: StatusUpdate,
+}
+
+/// Paths and atomic file operations under the work dir.
+#[derive(Clone, Debug)]
+pub(crate) struct Checkpoint {
+    work_dir: PathBuf,
+}
+
+impl Checkpoint {
+    /// Create the work dir layout (`tasks/`, `updates/`).
+    pub fn open(work_dir: &Path) -> Result<Checkpoint, AgentError> {
+        for dir in [work_dir.join("tasks"), work_dir.join("updates")] {
+            fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
+        }
+        Ok(Checkpoint {
+            work_dir: work_dir.to_path_buf(),
+        })
+    }
+
+    /// `<work_dir>/tasks/<task_id>`.
+    pub fn task_dir(&self, task_id: &str) -> PathBuf {
+        self.work_dir.join("tasks").join(task_id)
+    }
+
+    fn updates_dir(&self, task_id: &str) -> PathBuf {
+        self.work_dir.join("updates").join(task_id)
+    }
+
+    /// The persisted agent id, if any.
+    pub fn read_agent_id(&self) -> Result<Option<AgentId>, AgentError> {
+        let path = self.work_dir.join(AGENT_ID_FILE);
+        match fs::read_to_string(&path) {
+            Ok(s) if s.trim().is_empty() => Ok(None),
+            Ok(s) => Ok(Some(AgentId::new(s.trim()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(AgentError::io(path, e)),
+        }
+    }
+
+    /// Persist the agent id (atomically, fsynced).
+    pub fn write_agent_id(&self, id: &AgentId) -> Result<(), AgentError> {
+        write_atomic(&self.work_dir.join(AGENT_ID_FILE), id.as_str().as_bytes())
+    }
+
+    /// Create the task dir and write `task.json`.
+    pub fn write_task(&self, spec: &TaskSpec) -> Result<PathBuf, AgentError> {
+        let dir = self.task_dir(spec.task_id.as_str());
+        fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
+        write_json(&dir.join(TASK_FILE), spec)?;
+        Ok(dir)
+    }
+
+    /// Record the latest state of a task in its dir.
+    pub fn write_state(&self, task_id: &str, rec: &StateRecord) -> Result<(), AgentError> {
+        write_json(&self.task_dir(task_id).join(STATE_FILE), rec)
+    }
+
+    /// Persist the kill marker of a task.
+    pub fn mark_kill_requested(&self, task_id: &str) -> Result<(), AgentError> {
+        write_atomic(&self.task_dir(task_id).join(KILL_MARKER), b"1")
+    }
+
+    /// Every task dir holding a readable `task.json`: (spec, latest state, kill requested).
+    /// Unreadable dirs are skipped with a warning.
+    pub fn load_tasks(&self) -> Result<Vec<(TaskSpec, Option<StateRecord>, bool)>, AgentError> {
+        let mut out = Vec::new();
+        for dir in list_dirs(&self.work_dir.join("tasks"))? {
+            let spec: TaskSpec = match read_json(&dir.join(TASK_FILE)) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "skipping unreadable task dir");
+                    continue;
+                }
+            };
+            let state = read_json(&dir.join(STATE_FILE)).unwrap_or_else(|e| {
+                tracing::warn!(dir = %dir.display(), error = %e, "unreadable task state");
+                None
+            });
+            out.push((spec, state, dir.join(KILL_MARKER).exists()));
+        }
+        Ok(out)
+    }
+
+    /// Checkpoint an update before it is sent.
+    pub fn write_update(&self, seq: u64, update: &StatusUpdate) -> Result<(), AgentError> {
+        let dir = self.updates_dir(update.task_id.as_str());
+        fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
+        write_json(&dir.join(update_file_name(seq, &update.uuid)), update)
+    }
+
+    /// Drop an acknowledged update (missing files are fine: acks may repeat).
+    pub fn remove_update(&self, seq: u64, update: &StatusUpdate) -> Result<(), AgentError> {
+        let dir = self.updates_dir(update.task_id.as_str());
+        let path = dir.join(update_file_name(seq, &update.uuid));
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(AgentError::io(path, e)),
+        }
+        // Remove the per-task dir once empty; failure (not empty) is expected and ignored.
+        let _ = fs::remove_dir(&dir);
+        Ok(())
+    }
+
+    /// Every unacknowledged update, in sequence order.
+    pub fn load_updates(&self) -> Result<Vec<PendingUpdate>, AgentError> {
+        let mut out = Vec::new();
+        for dir in list_dirs(&self.work_dir.join("updates"))? {
+            let entries = fs::read_dir(&dir).map_err(|e| AgentError::io(&dir, e))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Some(seq) = parse_seq(&path) else {
+                    continue;
+                };
+                match read_json::<StatusUpdate>(&path) {
+                    Ok(Some(update)) => out.push(PendingUpdate { seq, update }),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping bad update"),
+                }
+            }
+        }
+        out.sort_by_key(|p| p.seq);
+        Ok(out)
+    }
+}
+
+fn update_file_name(seq: u64, uuid: &str) -> String {
+    format!("{seq:020}-{uuid}.json")
+}
+
+fn parse_seq(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    if !name.ends_with(".json") {
+        return None;
+    }
+    name.split('-').next()?.parse().ok()
+}
+
+fn list_dirs(dir: &Path) -> Result<Vec<PathBuf>, AgentError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(AgentError::io(dir, e)),
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Serialize `value` as JSON into `path` atomically.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), AgentError> {
+    let data = serde_json::to_vec_pretty(value).map_err(|source| AgentError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, &data)
+}
+
+/// Read JSON from `path`; `Ok(None)` when the file does not exist.
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, AgentError> {
+    let data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(AgentError::io(path, e)),
+    };
+    serde_json::from_slice(&data)
+        .map(Some)
+        .map_err(|source| AgentError::Json {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Write `data` to `path` via `<path>.tmp`, fsync, rename, fsync of the parent dir.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let mut file = fs::File::create(&tmp).map_err(|e| AgentError::io(&tmp, e))?;
+    file.write_all(data).map_err(|e| AgentError::io(&tmp, e))?;
+    file.sync_all().map_err(|e| AgentError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| AgentError::io(path, e))?;
+    if let Some(parent) = path.parent() {
+        if let Ok(d) = fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meseta_types::{FrameworkId, TaskId};
+
+    fn update(task: &str, uuid: &str, state: TaskState) -> StatusUpdate {
+        StatusUpdate {
+            uuid: uuid.to_string(),
+            task_id: TaskId::new(task),
+            framework_id: FrameworkId::new("fw"),
+            state,
+            reason: None,
+            message: None,
+            timestamp: 1.0,
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn agent_id_roundtrip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp = Checkpoint::open(dir.path()).expect("open");
+        assert_eq!(cp.read_agent_id().expect("read"), None);
+        cp.write_agent_id(&AgentId::new("a-1")).expect("write");
+        assert_eq!(cp.read_agent_id().expect("read"), Some(AgentId::new("a-1")));
+        assert!(!dir.path().join("agent_id.tmp").exists());
+    }
+
+    #[test]
+    fn updates_write_load_ack_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp = Checkpoint::open(dir.path()).expect("open");
+        let u1 = update("t1", "u1", TaskState::Starting);
+        let u2 = update("t2", "u2", TaskState::Starting);
+        let u3 = update("t1", "u3", TaskState::Running);
+        cp.write_update(10, &u1).expect("w1");
+        cp.write_update(2, &u2).expect("w2");
+        cp.write_update(11, &u3).expect("w3");
+        let loaded = cp.load_updates().expect("load");
+        let seqs: Vec<u64> = loaded.iter().map(|p| p.seq).collect();
+        assert_eq!(seqs, vec![2, 10, 11]);
+        assert_eq!(loaded[1].update, u1);
+
+        cp.remove_update(10, &u1).expect("ack");
+        cp.remove_update(10, &u1).expect("repeated ack is fine");
+        let left: Vec<String> = cp
+            .load_updates()
+            .expect("load")
+            .into_iter()
+            .map(|p| p.update.uuid)
+            .collect();
+        assert_eq!(left, vec!["u2".to_string(), "u3".to_string()]);
+        cp.remove_update(2, &u2).expect("ack");
+        assert!(!dir.path().join("updates/t2").exists(), "empty dir removed");
+    }
+
+    #[test]
+    fn tasks_state_and_kill_marker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp = Checkpoint::open(dir.path()).expect("open");
+        let spec = crate::tasks::tests::spec("t1", "cpus:1;mem:32");
+        cp.write_task(&spec).expect("task");
+        let rec = StateRecord {
+            state: TaskState::Failed,
+            reason: None,
+            message: Some("Command exited with status 3".into()),
+            exit_code: Some(3),
+        };
+        cp.write_state("t1", &rec).expect("state");
+        cp.mark_kill_requested("t1").expect("kill");
+        let tasks = cp.load_tasks().expect("load");
+        assert_eq!(tasks, vec![(spec, Some(rec), true)]);
+    }
+}

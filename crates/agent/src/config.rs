@@ -1,0 +1,100 @@
+//! Agent configuration ([`AgentConfig`]), filled by the `meseta agent` / `meseta dev` commands and
+//! by the in-process test cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use meseta_types::{Attributes, Resources};
+
+/// Default relative cgroup prefix of tasks.
+pub const DEFAULT_CGROUP_ROOT: &str = "meseta";
+/// Default period of usage reports.
+pub const DEFAULT_USAGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How an agent runs.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Master base URL, e.g. `http://127.0.0.1:5050` (→ `ws://127.0.0.1:5050/api/meseta/v1/agent`).
+    pub master: String,
+    /// Holds `agent_id`, `tasks/` and `updates/`.
+    pub work_dir: PathBuf,
+    /// The agent's own HTTP server address (port 0 = ephemeral).
+    pub listen: SocketAddr,
+    /// Total resources; `None` → [`crate::detect_resources`].
+    pub resources: Option<Resources>,
+    /// Attributes offered with the resources.
+    pub attributes: Attributes,
+    /// Host name; the machine's when `None`.
+    pub hostname: Option<String>,
+    /// The binary run as `<exe> shim <task_dir>`.
+    pub meseta_exe: PathBuf,
+    /// Relative cgroup prefix; tasks go to `<root>/<agent-id>/<task-id>`.
+    pub cgroup_root: String,
+    /// Period of usage reports.
+    pub usage_interval: Duration,
+}
+
+impl AgentConfig {
+    /// A configuration with defaults for everything but the master, the work dir and the listener.
+    pub fn new(master: impl Into<String>, work_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        AgentConfig {
+            master: master.into(),
+            work_dir: work_dir.into(),
+            listen,
+            resources: None,
+            attributes: Attributes::default(),
+            hostname: None,
+            meseta_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("meseta")),
+            cgroup_root: DEFAULT_CGROUP_ROOT.to_string(),
+            usage_interval: DEFAULT_USAGE_INTERVAL,
+        }
+    }
+}
+
+/// The machine's host name (lossy UTF-8), `localhost` if it cannot be read.
+pub(crate) fn machine_hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+/// Turn a master base URL into the agent WebSocket URL.
+pub(crate) fn ws_url(master: &str) -> Option<String> {
+    let master = master.trim().trim_end_matches('/');
+    let rest = if let Some(r) = master.strip_prefix("http://") {
+        format!("ws://{r}")
+    } else if let Some(r) = master.strip_prefix("https://") {
+        format!("wss://{r}")
+    } else if master.starts_with("ws://") || master.starts_with("wss://") {
+        master.to_string()
+    } else if master.contains("://") || master.is_empty() {
+        return None;
+    } else {
+        format!("ws://{master}")
+    };
+    Some(format!("{rest}{}", meseta_api::agent::AGENT_WS_PATH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_url_from_http() {
+        assert_eq!(
+            ws_url("http://127.0.0.1:5050").as_deref(),
+            Some("ws://127.0.0.1:5050/api/meseta/v1/agent")
+        );
+        assert_eq!(
+            ws_url("https://m:1/").as_deref(),
+            Some("wss://m:1/api/meseta/v1/agent")
+        );
+        assert_eq!(
+            ws_url("m:5050").as_deref(),
+            Some("ws://m:5050/api/meseta/v1/agent")
+        );
+        assert_eq!(ws_url("ftp://x"), None);
+        assert_eq!(ws_url(""), None);
+    }
+}

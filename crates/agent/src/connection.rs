@@ -1,0 +1,233 @@
+//! The WebSocket connection to the master: register, dispatch master commands, heartbeat, resend
+//! unacknowledged updates, reconnect forever with backoff.
+//!
+//! ```text
+//!  connect ─▶ Register ─▶ Registered ─▶ persist id, attach (resend pending) ─▶ serve loop
+//!     ▲                   Rejected ───▶ stop with AgentError::Rejected
+//!     └── backoff 200 ms … 3 s ◀── disconnect / error
+//! ```
+//!
+//! Master commands are handed to [`crate::tasks`] which never blocks this loop (slow work runs in
+//! tokio tasks). Outgoing messages arrive on an mpsc channel fed by [`Shared`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use meseta_api::agent::{AgentMessage, MasterMessage};
+use tokio::sync::mpsc;
+use tokio::time::{interval, Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Shared;
+use crate::{tasks, AgentError};
+
+/// First reconnect delay.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// Largest reconnect delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
+/// Period of resending unacknowledged updates.
+const RESEND_INTERVAL: Duration = Duration::from_secs(10);
+/// Bound on the WebSocket handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How one connection ended.
+enum Ended {
+    /// Shutdown requested.
+    Shutdown,
+    /// Lost the connection (after registering or not).
+    Disconnected { registered: bool, why: String },
+}
+
+/// Connect, serve, reconnect until `cancel` fires or the master rejects us.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    url: String,
+    cancel: CancellationToken,
+) -> Result<(), AgentError> {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        match connect_and_serve(&shared, &url, &cancel).await {
+            Ok(Ended::Shutdown) => return Ok(()),
+            Ok(Ended::Disconnected { registered, why }) => {
+                tracing::warn!(master = %url, reason = %why, "disconnected from master");
+                if registered {
+                    backoff = BACKOFF_MIN;
+                }
+            }
+            Err(AgentError::Rejected(m)) => {
+                tracing::error!(master = %url, message = %m, "master rejected the agent");
+                return Err(AgentError::Rejected(m));
+            }
+            Err(e) => tracing::debug!(master = %url, error = %e, "connection attempt failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = cancel.cancelled() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One connection's lifetime.
+async fn connect_and_serve(
+    shared: &Arc<Shared>,
+    url: &str,
+    cancel: &CancellationToken,
+) -> Result<Ended, AgentError> {
+    let connect = tokio_tungstenite::connect_async(url);
+    let ws = tokio::select! {
+        r = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match r {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => return Ok(Ended::Disconnected { registered: false, why: e.to_string() }),
+            Err(_) => return Ok(Ended::Disconnected { registered: false, why: "connect timeout".into() }),
+        },
+        () = cancel.cancelled() => return Ok(Ended::Shutdown),
+    };
+    let (mut sink, mut stream) = ws.split();
+    let register = AgentMessage::Register(shared.register_message());
+    if let Err(e) = sink.send(encode(&register)).await {
+        return Ok(Ended::Disconnected {
+            registered: false,
+            why: e.to_string(),
+        });
+    }
+    tracing::info!(master = %url, tasks = ?task_count(&register), "registering with master");
+    let (tx, mut rx) = mpsc::unbounded_channel::<AgentMessage>();
+    let mut conn = Conn {
+        shared,
+        tx,
+        registered: false,
+    };
+    let mut heartbeat: Option<tokio::time::Interval> = None;
+    let mut resend = interval_after(RESEND_INTERVAL);
+    let result = loop {
+        let event = tokio::select! {
+            () = cancel.cancelled() => Event::Cancel,
+            frame = stream.next() => Event::Frame(frame),
+            Some(msg) = rx.recv() => Event::Out(msg),
+            () = heartbeat_tick(&mut heartbeat) => Event::Out(AgentMessage::Heartbeat),
+            _ = resend.tick() => Event::Resend,
+        };
+        let outgoing = match event {
+            Event::Cancel => {
+                let _ = sink.send(Message::Close(None)).await;
+                break Ok(Ended::Shutdown);
+            }
+            Event::Frame(Some(Ok(Message::Text(text)))) => match conn.handle_text(text.as_str()) {
+                Ok(Some(hb)) => {
+                    heartbeat = Some(interval_after(hb));
+                    continue;
+                }
+                Ok(None) => continue,
+                Err(e) => break Err(e),
+            },
+            Event::Frame(Some(Ok(Message::Close(_))) | None) => {
+                break Ok(conn.lost("closed by master"))
+            }
+            Event::Frame(Some(Ok(_))) => continue,
+            Event::Frame(Some(Err(e))) => break Ok(conn.lost(&e.to_string())),
+            Event::Resend => {
+                if conn.registered {
+                    shared.resend_pending();
+                }
+                continue;
+            }
+            Event::Out(msg) => msg,
+        };
+        if let Err(e) = sink.send(encode(&outgoing)).await {
+            break Ok(conn.lost(&e.to_string()));
+        }
+    };
+    shared.detach();
+    result
+}
+
+fn task_count(msg: &AgentMessage) -> usize {
+    match msg {
+        AgentMessage::Register(r) => r.tasks.len(),
+        _ => 0,
+    }
+}
+
+fn encode(msg: &AgentMessage) -> Message {
+    // Serializing our own wire types cannot fail (no maps with non-string keys).
+    Message::text(serde_json::to_string(msg).unwrap_or_default())
+}
+
+fn interval_after(period: Duration) -> tokio::time::Interval {
+    let mut i = interval(period);
+    i.reset_at(Instant::now() + period);
+    i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    i
+}
+
+/// What woke the connection loop.
+enum Event {
+    Cancel,
+    Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Out(AgentMessage),
+    Resend,
+}
+
+/// Tick the heartbeat once registered; never resolves before.
+async fn heartbeat_tick(hb: &mut Option<tokio::time::Interval>) {
+    match hb.as_mut() {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Per-connection state.
+struct Conn<'a> {
+    shared: &'a Arc<Shared>,
+    tx: mpsc::UnboundedSender<AgentMessage>,
+    registered: bool,
+}
+
+impl Conn<'_> {
+    fn lost(&self, why: &str) -> Ended {
+        Ended::Disconnected {
+            registered: self.registered,
+            why: why.to_string(),
+        }
+    }
+
+    /// Dispatch one master message; returns the heartbeat period once registered.
+    fn handle_text(&mut self, text: &str) -> Result<Option<Duration>, AgentError> {
+        let msg: MasterMessage = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring undecodable master message");
+                return Ok(None);
+            }
+        };
+        match msg {
+            MasterMessage::Registered {
+                agent_id,
+                heartbeat_interval_secs,
+            } => {
+                tracing::info!(agent_id = %agent_id, "registered with master");
+                self.shared.set_registered(&agent_id);
+                let secs = if heartbeat_interval_secs.is_finite() && heartbeat_interval_secs > 0.0 {
+                    heartbeat_interval_secs.clamp(0.05, 3600.0)
+                } else {
+                    5.0
+                };
+                self.registered = true;
+                self.shared.attach(self.tx.clone());
+                return Ok(Some(Duration::from_secs_f64(secs)));
+            }
+            MasterMessage::Rejected { message } => return Err(AgentError::Rejected(message)),
+            MasterMessage::LaunchTask(spec) => tasks::launch(self.shared, spec),
+            MasterMessage::KillTask { task_id, .. } => tasks::kill(self.shared, &task_id),
+            MasterMessage::Acknowledge { task_id, uuid } => {
+                self.shared.acknowledge(&task_id, &uuid)
+            }
+        }
+        Ok(None)
+    }
+}

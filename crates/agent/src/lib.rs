@@ -1,0 +1,263 @@
+//! The meseta agent: runs tasks for the master and survives its own restart.
+//!
+//! The `meseta agent` / `meseta dev` commands and the in-process test cluster call
+//! [`Agent::start`], which recovers from the work dir, binds the agent's HTTP server and connects to
+//! the master over one WebSocket (protocol in `meseta_api::agent`).
+//!
+//! ```text
+//!            ┌──────────── connection (ws loop) ◀──── master: LaunchTask / KillTask / Acknowledge
+//!            │                   │ ▲ StatusUpdate / Heartbeat / Usage
+//!            ▼                   ▼ │
+//!   tasks (launch/kill) ──▶ Shared state ◀── monitor (shim stdout, exit.json polling)
+//!            │                   │
+//!            ▼                   ▼
+//!   isolation: meseta shim   checkpoint: agent_id, tasks/<id>/, updates/<id>/<seq>-<uuid>.json
+//! ```
+//!
+//! Modules: [`config`] (configuration), `connection` (WebSocket loop), `tasks` (launch/kill),
+//! `monitor` (task exits → status updates), `checkpoint` (disk layout), `recovery` (restart),
+//! `state` (shared state), `http` (logs/state endpoints), `usage` (usage reports),
+//! [`resources`] (resource detection).
+#![forbid(unsafe_code)]
+
+mod checkpoint;
+pub mod config;
+mod connection;
+mod error;
+mod http;
+mod monitor;
+mod recovery;
+pub mod resources;
+mod state;
+mod tasks;
+mod usage;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meseta_types::AgentId;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::AgentConfig;
+pub use error::AgentError;
+pub use monitor::{executor_terminated, exit_status};
+pub use resources::detect_resources;
+
+use state::Shared;
+
+/// Extra time allowed, beyond the largest kill grace, for tasks to end on `shutdown(true)`.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
+
+/// The agent process (entry point: [`Agent::start`]).
+pub struct Agent {
+    _private: (),
+}
+
+impl Agent {
+    /// Recover from work_dir, bind the HTTP listener; does not connect yet (the connection is made in
+    /// the background right after). Errors are typed.
+    pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, AgentError> {
+        let url = config::ws_url(&cfg.master)
+            .ok_or_else(|| AgentError::InvalidMaster(cfg.master.clone()))?;
+        let checkpoint = checkpoint::Checkpoint::open(&cfg.work_dir)?;
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| AgentError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| AgentError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let hostname = cfg.hostname.clone().unwrap_or_else(config::machine_hostname);
+        let resources = cfg
+            .resources
+            .clone()
+            .unwrap_or_else(|| detect_resources(&cfg.work_dir));
+        let cgroups = match meseta_isolation::cgroup::detect() {
+            Ok(c) => Some(Arc::from(c)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cgroups not detected");
+                None
+            }
+        };
+        let shared = Arc::new(Shared::new(
+            cfg, checkpoint, hostname, resources, http_addr, cgroups,
+        ));
+        recovery::recover(&shared)?;
+        tracing::info!(addr = %http_addr, master = %url, resources = %shared.resources,
+            "agent started");
+
+        let http = spawn_http(Arc::clone(&shared), listener);
+        let usage = tokio::spawn(usage::run(Arc::clone(&shared)));
+        let conn_cancel = CancellationToken::new();
+        let (ended_tx, ended) = watch::channel(None);
+        let conn = tokio::spawn({
+            let shared = Arc::clone(&shared);
+            let cancel = conn_cancel.clone();
+            async move {
+                let r = connection::run(shared, url, cancel).await;
+                let why = match &r {
+                    Ok(()) => "shut down".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                ended_tx.send_replace(Some(why));
+                r
+            }
+        });
+        Ok(AgentHandle {
+            shared,
+            conn_cancel,
+            conn: Some(conn),
+            ended,
+            http,
+            usage,
+        })
+    }
+}
+
+fn spawn_http(shared: Arc<Shared>, listener: tokio::net::TcpListener) -> JoinHandle<()> {
+    let stop = shared.stop.clone();
+    let app = http::router(shared);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "agent http server failed");
+        }
+    })
+}
+
+/// A running agent.
+pub struct AgentHandle {
+    shared: Arc<Shared>,
+    conn_cancel: CancellationToken,
+    conn: Option<JoinHandle<Result<(), AgentError>>>,
+    ended: watch::Receiver<Option<String>>,
+    http: JoinHandle<()>,
+    usage: JoinHandle<()>,
+}
+
+impl AgentHandle {
+    /// The actual bound address of the agent's HTTP server.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.shared.http_addr
+    }
+
+    /// The agent id, once the master accepted the registration.
+    pub fn agent_id(&self) -> Option<AgentId> {
+        self.shared.registered.borrow().clone()
+    }
+
+    /// Wait until the master accepted the registration.
+    pub async fn wait_registered(&self, timeout: Duration) -> Result<AgentId, AgentError> {
+        let mut registered = self.shared.registered.subscribe();
+        let mut ended = self.ended.clone();
+        let wait = async {
+            tokio::select! {
+                r = registered.wait_for(Option::is_some) => match r {
+                    Ok(id) => id.clone().ok_or_else(|| AgentError::Stopped("no id".into())),
+                    Err(_) => Err(AgentError::Stopped("agent dropped".into())),
+                },
+                r = ended.wait_for(Option::is_some) => {
+                    let why = r.ok().and_then(|w| w.clone()).unwrap_or_default();
+                    Err(if why.starts_with("master rejected") {
+                        AgentError::Rejected(why)
+                    } else {
+                        AgentError::Stopped(why)
+                    })
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| AgentError::RegistrationTimeout(timeout))?
+    }
+
+    /// Stop the agent. `kill_tasks = true`: kill every task (bounded by the largest grace + 5 s) and
+    /// remove the agent's cgroups. `false`: leave tasks running (a restarted agent reattaches).
+    pub async fn shutdown(mut self, kill_tasks: bool) {
+        tracing::info!(kill_tasks, "agent shutting down");
+        if kill_tasks {
+            kill_all_tasks(&self.shared).await;
+        }
+        self.conn_cancel.cancel();
+        if let Some(conn) = self.conn.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), conn).await;
+        }
+        self.shared.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(3), &mut self.http).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.usage).await;
+        if kill_tasks {
+            remove_cgroups(&self.shared);
+        }
+    }
+
+    /// Resolves when the agent stops by itself (e.g. the master rejected it): Err carries why.
+    pub async fn wait(&mut self) -> Result<(), AgentError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(AgentError::Stopped("agent already stopped".into()));
+        };
+        let r = conn.await;
+        self.conn = None;
+        match r {
+            Ok(r) => r,
+            Err(e) => Err(AgentError::Stopped(format!("connection task failed: {e}"))),
+        }
+    }
+}
+
+/// Kill every active task and wait until each one's terminal update was emitted.
+async fn kill_all_tasks(shared: &Arc<Shared>) {
+    let active = shared.active_tasks();
+    if active.is_empty() {
+        return;
+    }
+    let grace = active
+        .iter()
+        .filter_map(|id| shared.task(id))
+        .map(|t| t.spec.kill_grace_secs.unwrap_or(tasks::DEFAULT_KILL_GRACE_SECS))
+        .filter(|g| g.is_finite() && *g >= 0.0)
+        .fold(0.0_f64, f64::max);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(grace) + SHUTDOWN_SLACK;
+    for id in &active {
+        tasks::kill(shared, id);
+    }
+    while !shared.active_tasks().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = shared.active_tasks();
+    if !left.is_empty() {
+        tracing::warn!(tasks = ?left, "tasks still running after the kill deadline");
+    }
+}
+
+/// Remove the task cgroups and the agent's own `<root>/<agent_id>` (and `<root>` if empty).
+fn remove_cgroups(shared: &Shared) {
+    let Some(cg) = shared.cgroups.as_ref() else {
+        return;
+    };
+    let (paths, agent_id) = {
+        let st = shared.lock();
+        let paths: Vec<String> = st.tasks.values().filter_map(|t| t.cgroup.clone()).collect();
+        (paths, st.agent_id.clone())
+    };
+    for p in &paths {
+        let _ = cg.kill_all(p);
+        let _ = cg.remove(p);
+    }
+    let root = shared.cfg.cgroup_root.trim_matches('/');
+    if let Some(id) = agent_id {
+        let _ = cg.remove(&tasks::cgroup_path(root, &id, "").trim_end_matches('/').to_string());
+    }
+    if !root.is_empty() {
+        let _ = cg.remove(root);
+    }
+}

@@ -1,0 +1,348 @@
+//! The agent's shared in-memory state: the task table, the queue of unacknowledged status updates and
+//! the current master connection.
+//!
+//! Every task watcher, the WebSocket loop and the HTTP server hold an `Arc<Shared>`. Status updates go
+//! through [`Shared::emit`]: checkpoint to disk, record the task's latest state, queue as pending, and
+//! send on the connection if one is registered. All of it happens under one lock, so updates reach the
+//! connection's channel in checkpoint order (per task and globally).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use meseta_api::agent::{AgentMessage, Register, StatusUpdate, TaskReport, TaskSpec};
+use meseta_isolation::cgroup::Cgroups;
+use meseta_types::{AgentId, FrameworkId, Resources, TaskId, TaskState};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{Checkpoint, PendingUpdate, StateRecord};
+use crate::AgentConfig;
+
+/// One task the agent knows about.
+#[derive(Clone, Debug)]
+pub(crate) struct TaskEntry {
+    /// What was launched.
+    pub spec: TaskSpec,
+    /// Latest state (and how it was reached).
+    pub record: StateRecord,
+    /// A kill was requested (persisted as a marker too).
+    pub kill_requested: bool,
+    /// The task's cgroup (relative), once known.
+    pub cgroup: Option<String>,
+}
+
+/// Mutable state behind [`Shared`]'s lock.
+#[derive(Default)]
+pub(crate) struct State {
+    /// Every known task.
+    pub tasks: BTreeMap<TaskId, TaskEntry>,
+    /// Unacknowledged updates, in sequence order.
+    pending: Vec<PendingUpdate>,
+    next_seq: u64,
+    /// The registered connection, if any.
+    conn: Option<mpsc::UnboundedSender<AgentMessage>>,
+    /// The agent id (persisted one until the master confirms it).
+    pub agent_id: Option<AgentId>,
+}
+
+/// State shared by every part of a running agent.
+pub(crate) struct Shared {
+    /// Configuration.
+    pub cfg: AgentConfig,
+    /// On-disk checkpoints.
+    pub checkpoint: Checkpoint,
+    /// Host name reported to the master and given to tasks.
+    pub hostname: String,
+    /// Total resources.
+    pub resources: Resources,
+    /// Bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// Host cgroups, for usage and cleanup (`None` when undetectable).
+    pub cgroups: Option<Arc<dyn Cgroups>>,
+    /// Stops watchers, the usage loop and the HTTP server.
+    pub stop: CancellationToken,
+    /// Id confirmed by the master in this run.
+    pub registered: watch::Sender<Option<AgentId>>,
+    state: Mutex<State>,
+}
+
+/// Current unix time in seconds.
+pub(crate) fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Shared {
+    /// Build the shared state; `pending` and `tasks` come from recovery.
+    pub fn new(
+        cfg: AgentConfig,
+        checkpoint: Checkpoint,
+        hostname: String,
+        resources: Resources,
+        http_addr: SocketAddr,
+        cgroups: Option<Arc<dyn Cgroups>>,
+    ) -> Shared {
+        Shared {
+            cfg,
+            checkpoint,
+            hostname,
+            resources,
+            http_addr,
+            cgroups,
+            stop: CancellationToken::new(),
+            registered: watch::channel(None).0,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Lock the state (a poisoned lock is still usable: every mutation is a single step).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Load recovered pending updates (sequence continues after the highest).
+    pub fn load_pending(&self, pending: Vec<PendingUpdate>) {
+        let mut st = self.lock();
+        st.next_seq = pending.iter().map(|p| p.seq + 1).max().unwrap_or(1);
+        st.pending = pending;
+    }
+
+    /// Checkpoint and send a status update for `task_id`; records it as the task's latest state.
+    pub fn emit(&self, task_id: &TaskId, framework_id: &FrameworkId, rec: StateRecord) {
+        let update = StatusUpdate {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            task_id: task_id.clone(),
+            framework_id: framework_id.clone(),
+            state: rec.state,
+            reason: rec.reason.clone(),
+            message: rec.message.clone(),
+            timestamp: now_secs(),
+            exit_code: rec.exit_code,
+        };
+        tracing::info!(task_id = %task_id, state = %rec.state, reason = ?rec.reason,
+            message = ?rec.message, uuid = %update.uuid, "status update");
+        let mut st = self.lock();
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        if let Err(e) = self.checkpoint.write_update(seq, &update) {
+            tracing::error!(task_id = %task_id, error = %e, "cannot checkpoint status update");
+        }
+        if let Some(entry) = st.tasks.get_mut(task_id) {
+            entry.record = rec.clone();
+            if let Err(e) = self.checkpoint.write_state(task_id.as_str(), &rec) {
+                tracing::error!(task_id = %task_id, error = %e, "cannot record task state");
+            }
+        }
+        if let Some(conn) = &st.conn {
+            let _ = conn.send(AgentMessage::StatusUpdate(update.clone()));
+        }
+        st.pending.push(PendingUpdate { seq, update });
+    }
+
+    /// The framework acknowledged `uuid`: drop its checkpoint.
+    pub fn acknowledge(&self, task_id: &TaskId, uuid: &str) {
+        let mut st = self.lock();
+        let Some(pos) = st
+            .pending
+            .iter()
+            .position(|p| p.update.uuid == uuid && &p.update.task_id == task_id)
+        else {
+            tracing::debug!(task_id = %task_id, uuid, "acknowledgement of unknown update");
+            return;
+        };
+        let p = st.pending.remove(pos);
+        if let Err(e) = self.checkpoint.remove_update(p.seq, &p.update) {
+            tracing::warn!(task_id = %task_id, error = %e, "cannot remove acknowledged update");
+        }
+        tracing::debug!(task_id = %task_id, uuid, state = %p.update.state, "update acknowledged");
+    }
+
+    /// A registered connection: send every pending update on it, then route new ones to it.
+    pub fn attach(&self, conn: mpsc::UnboundedSender<AgentMessage>) {
+        let mut st = self.lock();
+        for p in &st.pending {
+            let _ = conn.send(AgentMessage::StatusUpdate(p.update.clone()));
+        }
+        st.conn = Some(conn);
+    }
+
+    /// The connection is gone.
+    pub fn detach(&self) {
+        self.lock().conn = None;
+    }
+
+    /// Resend every pending update on the current connection.
+    pub fn resend_pending(&self) {
+        let st = self.lock();
+        if let Some(conn) = &st.conn {
+            for p in &st.pending {
+                let _ = conn.send(AgentMessage::StatusUpdate(p.update.clone()));
+            }
+        }
+    }
+
+    /// Send a message that is not checkpointed (heartbeat, usage, reconciliation answers).
+    pub fn send_unchecked(&self, msg: AgentMessage) -> bool {
+        match &self.lock().conn {
+            Some(conn) => conn.send(msg).is_ok(),
+            None => false,
+        }
+    }
+
+    /// How many updates await acknowledgement.
+    pub fn pending_count(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    /// The `Register` message: every task that is not terminal or has unacknowledged updates.
+    pub fn register_message(&self) -> Register {
+        let st = self.lock();
+        let tasks = st
+            .tasks
+            .values()
+            .filter(|t| {
+                !t.record.state.is_terminal()
+                    || st.pending.iter().any(|p| p.update.task_id == t.spec.task_id)
+            })
+            .map(|t| TaskReport {
+                spec: t.spec.clone(),
+                state: t.record.state,
+            })
+            .collect();
+        Register {
+            agent_id: st.agent_id.clone(),
+            hostname: self.hostname.clone(),
+            address: self.http_addr.to_string(),
+            resources: self.resources.clone(),
+            attributes: self.cfg.attributes.clone(),
+            tasks,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// The master confirmed `id`: persist it and publish it.
+    pub fn set_registered(&self, id: &AgentId) {
+        if let Err(e) = self.checkpoint.write_agent_id(id) {
+            tracing::error!(agent_id = %id, error = %e, "cannot persist agent id");
+        }
+        self.lock().agent_id = Some(id.clone());
+        self.registered.send_replace(Some(id.clone()));
+    }
+
+    /// Resources not held by non-terminal tasks.
+    pub fn free_resources(st: &State, total: &Resources) -> Resources {
+        let mut used = Resources::new();
+        for t in st.tasks.values().filter(|t| !t.record.state.is_terminal()) {
+            used.add(&t.spec.resources);
+        }
+        total
+            .with_role("*")
+            .checked_sub(&used.with_role("*"))
+            .unwrap_or_default()
+    }
+
+    /// Ids of tasks that are not terminal.
+    pub fn active_tasks(&self) -> Vec<TaskId> {
+        self.lock()
+            .tasks
+            .values()
+            .filter(|t| !t.record.state.is_terminal())
+            .map(|t| t.spec.task_id.clone())
+            .collect()
+    }
+
+    /// A copy of one task's entry.
+    pub fn task(&self, id: &TaskId) -> Option<TaskEntry> {
+        self.lock().tasks.get(id).cloned()
+    }
+}
+
+/// A state record without reason/message/exit code.
+pub(crate) fn plain(state: TaskState) -> StateRecord {
+    StateRecord {
+        state,
+        reason: None,
+        message: None,
+        exit_code: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(dir: &std::path::Path) -> Shared {
+        let cfg = AgentConfig::new("http://127.0.0.1:1", dir, "127.0.0.1:0".parse().expect("addr"));
+        let cp = Checkpoint::open(dir).expect("open");
+        Shared::new(
+            cfg,
+            cp,
+            "h".into(),
+            Resources::parse("cpus:2;mem:1024").expect("res"),
+            "127.0.0.1:5051".parse().expect("addr"),
+            None,
+        )
+    }
+
+    #[test]
+    fn emit_checkpoints_then_sends_and_ack_removes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sh = shared(dir.path());
+        sh.load_pending(Vec::new());
+        let tid = TaskId::new("t1");
+        let fw = FrameworkId::new("fw");
+        sh.emit(&tid, &fw, plain(TaskState::Starting));
+        assert_eq!(sh.checkpoint.load_updates().expect("load").len(), 1);
+
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        sh.attach(tx);
+        sh.emit(&tid, &fw, plain(TaskState::Running));
+        let mut uuids = Vec::new();
+        while let Ok(AgentMessage::StatusUpdate(u)) = rx.try_recv() {
+            uuids.push((u.uuid, u.state));
+        }
+        assert_eq!(uuids.len(), 2);
+        assert_eq!(uuids[0].1, TaskState::Starting);
+        assert_eq!(uuids[1].1, TaskState::Running);
+
+        sh.acknowledge(&tid, &uuids[0].0);
+        assert_eq!(sh.pending_count(), 1);
+        let left = sh.checkpoint.load_updates().expect("load");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].update.uuid, uuids[1].0);
+    }
+
+    #[test]
+    fn free_resources_subtracts_active_tasks_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sh = shared(dir.path());
+        let mut st = State::default();
+        let mut spec = crate::tasks::tests::spec("a", "cpus:1;mem:256");
+        st.tasks.insert(
+            spec.task_id.clone(),
+            TaskEntry {
+                spec: spec.clone(),
+                record: plain(TaskState::Running),
+                kill_requested: false,
+                cgroup: None,
+            },
+        );
+        spec.task_id = TaskId::new("b");
+        st.tasks.insert(
+            spec.task_id.clone(),
+            TaskEntry {
+                spec,
+                record: plain(TaskState::Finished),
+                kill_requested: false,
+                cgroup: None,
+            },
+        );
+        let free = Shared::free_resources(&st, &sh.resources);
+        assert_eq!(free.cpus(), 1.0);
+        assert_eq!(free.mem(), 768.0);
+    }
+}

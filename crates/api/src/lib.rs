@@ -1,0 +1,16 @@
+//! Wire types shared by meseta's processes and clients.
+//!
+//! - [`scheduler`]: the Mesos v1 scheduler HTTP API (`/api/v1/scheduler`) calls and events, in JSON.
+//! - [`recordio`]: Mesos RecordIO framing of event streams.
+//! - [`client`]: a typed HTTP client of the master for the CLI and tests.
+//! - [`agent`]: the agent ⇄ master protocol (one WebSocket per agent).
+//! - [`state`]: the Mesos v0 operator JSON shapes (`/master/state`, `/master/slaves`).
+//! - [`operator`]: meseta's own operator endpoints (task kill, task logs).
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod client;
+pub mod operator;
+pub mod recordio;
+pub mod scheduler;
+pub mod state;

@@ -1,0 +1,834 @@
+//! The Mesos v1 scheduler HTTP API (`POST /api/v1/scheduler`): calls sent by frameworks and events
+//! streamed back by the master, in Mesos' JSON mapping.
+//!
+//! The master deserializes [`Call`]s and serializes [`Event`]s; the typed client
+//! ([`crate::client`]) and the CLI do the opposite. Shapes follow
+//! `shared/reference/mesos-api.md` §1: every call and event is `{"type":"X","x":{..}}` with the
+//! payload under the lower-cased type name, ids are `{"value":".."}` objects, unknown fields are
+//! ignored and `null` means unset.
+
+use meseta_types::{AgentId, Attributes, FrameworkId, OfferId, Resources, TaskId, TaskState};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Deserializes `null` (or a missing field, with `#[serde(default)]`) as `T::default()`.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A protobuf id message: `{"value":"..."}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct IdValue {
+    /// The id itself.
+    pub value: String,
+}
+
+impl IdValue {
+    /// Wraps `value` as an id object.
+    pub fn new(value: impl Into<String>) -> IdValue {
+        IdValue {
+            value: value.into(),
+        }
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+}
+
+impl std::fmt::Display for IdValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.value)
+    }
+}
+
+impl From<String> for IdValue {
+    fn from(value: String) -> Self {
+        IdValue { value }
+    }
+}
+
+impl From<&str> for IdValue {
+    fn from(value: &str) -> Self {
+        IdValue::new(value)
+    }
+}
+
+macro_rules! id_conversions {
+    ($($id:ty),*) => {$(
+        impl From<$id> for IdValue {
+            fn from(id: $id) -> Self {
+                IdValue { value: id.0 }
+            }
+        }
+        impl From<&$id> for IdValue {
+            fn from(id: &$id) -> Self {
+                IdValue { value: id.0.clone() }
+            }
+        }
+        impl From<IdValue> for $id {
+            fn from(id: IdValue) -> Self {
+                <$id>::from(id.value)
+            }
+        }
+        impl From<&IdValue> for $id {
+            fn from(id: &IdValue) -> Self {
+                <$id>::from(id.value.clone())
+            }
+        }
+    )*};
+}
+
+id_conversions!(AgentId, FrameworkId, TaskId, OfferId);
+
+/// One `{"key","value"}` label.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    /// The label key.
+    pub key: String,
+    /// The label value, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// The `Labels` message: `{"labels":[..]}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Labels {
+    /// The labels, in order.
+    #[serde(default, deserialize_with = "null_default")]
+    pub labels: Vec<Label>,
+}
+
+/// A framework capability: `{"type":"GPU_RESOURCES"}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capability {
+    /// The capability name, e.g. `PARTITION_AWARE`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// `FrameworkInfo` as sent in SUBSCRIBE.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FrameworkInfo {
+    /// The Unix user tasks run as by default.
+    pub user: String,
+    /// The framework's display name.
+    pub name: String,
+    /// Set when re-subscribing with an existing framework id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<IdValue>,
+    /// Seconds the master keeps the framework's tasks after it disconnects (Mesos default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_timeout: Option<f64>,
+    /// Whether agents checkpoint the framework's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<bool>,
+    /// The single role (pre-MULTI_ROLE frameworks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The roles of a MULTI_ROLE framework.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// The scheduler's host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The authentication principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// The framework's web UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webui_url: Option<String>,
+    /// Declared capabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<Capability>>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
+}
+
+/// The `subscribe` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Subscribe {
+    /// The framework subscribing.
+    pub framework_info: FrameworkInfo,
+    /// Roles to start suppressed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_roles: Option<Vec<String>>,
+}
+
+/// Offer filters: `{"refuse_seconds":5.0}` (5 s when absent).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Filters {
+    /// How long declined resources are not re-offered to this framework.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refuse_seconds: Option<f64>,
+}
+
+/// A protobuf `DurationInfo`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurationInfo {
+    /// The duration in nanoseconds.
+    pub nanoseconds: i64,
+}
+
+/// A task's kill policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KillPolicy {
+    /// Time between SIGTERM and SIGKILL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<DurationInfo>,
+}
+
+/// One environment variable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVariable {
+    /// Variable name.
+    pub name: String,
+    /// Variable value.
+    #[serde(default, deserialize_with = "null_default")]
+    pub value: String,
+}
+
+/// The `Environment` message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    /// The variables, in order.
+    #[serde(default, deserialize_with = "null_default")]
+    pub variables: Vec<EnvVariable>,
+}
+
+/// A URI to fetch into the sandbox before launch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandUri {
+    /// The URI.
+    pub value: String,
+    /// Mark the fetched file executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<bool>,
+    /// Extract archives (Mesos default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<bool>,
+    /// Use the fetcher cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
+    /// Name to save the file as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The `CommandInfo` of a command task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    /// Run `value` through `/bin/sh -c` (default true); otherwise exec `value` with `arguments`.
+    #[serde(default = "default_true")]
+    pub shell: bool,
+    /// The shell command, or the program to exec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// argv when `shell` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Vec<String>>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    /// The user to run as (overrides the framework's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// URIs to fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uris: Option<Vec<CommandUri>>,
+}
+
+impl Default for CommandInfo {
+    fn default() -> Self {
+        CommandInfo {
+            shell: true,
+            value: None,
+            arguments: None,
+            environment: None,
+            user: None,
+            uris: None,
+        }
+    }
+}
+
+impl CommandInfo {
+    /// A shell command (`/bin/sh -c value`).
+    pub fn shell(value: impl Into<String>) -> CommandInfo {
+        CommandInfo {
+            value: Some(value.into()),
+            ..CommandInfo::default()
+        }
+    }
+}
+
+/// A task to launch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Display name.
+    pub name: String,
+    /// Framework-chosen task id.
+    pub task_id: IdValue,
+    /// The agent of the offer (required by Mesos; meseta fills it from the offer when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<IdValue>,
+    /// Resources the task consumes.
+    #[serde(default)]
+    pub resources: Resources,
+    /// The command to run with the built-in command executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandInfo>,
+    /// Container settings (kept opaque).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<serde_json::Value>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
+    /// Health check (kept opaque).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<serde_json::Value>,
+    /// Kill policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_policy: Option<KillPolicy>,
+}
+
+/// The `launch` payload of a LAUNCH operation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Launch {
+    /// Tasks to launch.
+    #[serde(default, deserialize_with = "null_default")]
+    pub task_infos: Vec<TaskInfo>,
+}
+
+/// An `Offer.Operation`. Only LAUNCH is modelled; every other type is kept verbatim in
+/// [`Operation::Other`] so that the master can answer it instead of rejecting the call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operation {
+    /// `{"type":"LAUNCH","launch":{"task_infos":[..]}}`.
+    Launch {
+        /// The payload.
+        launch: Launch,
+    },
+    /// Any other operation type (RESERVE, CREATE, LAUNCH_GROUP, ...).
+    Other {
+        /// The operation's `type` (empty when missing).
+        op_type: String,
+        /// The whole operation object as received.
+        raw: serde_json::Value,
+    },
+}
+
+impl Serialize for Operation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(tag = "type")]
+        enum Repr<'a> {
+            #[serde(rename = "LAUNCH")]
+            Launch { launch: &'a Launch },
+        }
+        match self {
+            Operation::Launch { launch } => Repr::Launch { launch }.serialize(s),
+            Operation::Other { raw, .. } => raw.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Operation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = serde_json::Value::deserialize(d)?;
+        let op_type = raw
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if op_type != "LAUNCH" {
+            return Ok(Operation::Other { op_type, raw });
+        }
+        let payload = raw
+            .get("launch")
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| D::Error::custom("expecting 'launch' to be present"))?;
+        let launch = Launch::deserialize(payload)
+            .map_err(|e| D::Error::custom(format!("invalid launch operation: {e}")))?;
+        Ok(Operation::Launch { launch })
+    }
+}
+
+/// The `accept` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accept {
+    /// Offers being used (all on one agent).
+    #[serde(default, deserialize_with = "null_default")]
+    pub offer_ids: Vec<IdValue>,
+    /// Operations applied in order.
+    #[serde(default, deserialize_with = "null_default")]
+    pub operations: Vec<Operation>,
+    /// Filter for the unused remainder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Filters>,
+}
+
+/// The `decline` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decline {
+    /// Offers declined.
+    #[serde(default, deserialize_with = "null_default")]
+    pub offer_ids: Vec<IdValue>,
+    /// How long not to re-offer them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Filters>,
+}
+
+/// The `kill` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Kill {
+    /// The task to kill.
+    pub task_id: IdValue,
+    /// Its agent, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<IdValue>,
+}
+
+/// The `acknowledge` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Acknowledge {
+    /// The agent that sent the update.
+    pub agent_id: IdValue,
+    /// The task the update is about.
+    pub task_id: IdValue,
+    /// The update's uuid, base64 as received.
+    pub uuid: String,
+}
+
+impl Acknowledge {
+    /// The acknowledgement of `status`, or `None` when it carries no uuid or agent id (such
+    /// updates must not be acknowledged).
+    pub fn for_status(status: &TaskStatus) -> Option<Acknowledge> {
+        Some(Acknowledge {
+            agent_id: status.agent_id.clone()?,
+            task_id: status.task_id.clone(),
+            uuid: status.uuid.clone()?,
+        })
+    }
+}
+
+/// One task of a RECONCILE call.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileTask {
+    /// The task.
+    pub task_id: IdValue,
+    /// Its agent, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<IdValue>,
+}
+
+/// The `reconcile` payload (no tasks = implicit reconciliation of all).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reconcile {
+    /// Tasks to reconcile.
+    #[serde(default, deserialize_with = "null_default")]
+    pub tasks: Vec<ReconcileTask>,
+}
+
+/// The `revive` and `suppress` payloads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Roles {
+    /// Roles affected (absent or empty = all of the framework's roles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+}
+
+/// The `revive` payload.
+pub type Revive = Roles;
+/// The `suppress` payload.
+pub type Suppress = Roles;
+
+/// The `message` payload of a MESSAGE call or event.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The agent of the executor.
+    pub agent_id: IdValue,
+    /// The executor.
+    pub executor_id: IdValue,
+    /// The data, base64.
+    #[serde(default)]
+    pub data: String,
+}
+
+/// The `request` payload (ignored by the allocator, as in Mesos).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Resource requests, kept opaque.
+    #[serde(default, deserialize_with = "null_default")]
+    pub requests: Vec<serde_json::Value>,
+}
+
+/// A scheduler call: `{"type":"ACCEPT","framework_id":{"value":".."},"accept":{..}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// The caller (absent only on a first SUBSCRIBE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework_id: Option<IdValue>,
+    /// The call type and its payload.
+    #[serde(flatten)]
+    pub kind: CallKind,
+}
+
+/// The call types meseta understands, each holding its lower-case payload field.
+// A call is decoded once per request and then consumed; boxing SUBSCRIBE would only make the
+// wire type awkward to build and match on.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum CallKind {
+    /// Subscribe (or re-subscribe) a framework.
+    #[serde(rename = "SUBSCRIBE")]
+    Subscribe {
+        /// The payload.
+        subscribe: Subscribe,
+    },
+    /// Remove the framework and kill its tasks.
+    #[serde(rename = "TEARDOWN")]
+    Teardown,
+    /// Use offers.
+    #[serde(rename = "ACCEPT")]
+    Accept {
+        /// The payload.
+        accept: Accept,
+    },
+    /// Decline offers.
+    #[serde(rename = "DECLINE")]
+    Decline {
+        /// The payload.
+        decline: Decline,
+    },
+    /// Clear filters and resume offers.
+    #[serde(rename = "REVIVE")]
+    Revive {
+        /// The payload, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revive: Option<Revive>,
+    },
+    /// Stop receiving offers.
+    #[serde(rename = "SUPPRESS")]
+    Suppress {
+        /// The payload, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        suppress: Option<Suppress>,
+    },
+    /// Kill a task.
+    #[serde(rename = "KILL")]
+    Kill {
+        /// The payload.
+        kill: Kill,
+    },
+    /// Acknowledge a status update.
+    #[serde(rename = "ACKNOWLEDGE")]
+    Acknowledge {
+        /// The payload.
+        acknowledge: Acknowledge,
+    },
+    /// Ask for the latest state of tasks.
+    #[serde(rename = "RECONCILE")]
+    Reconcile {
+        /// The payload.
+        reconcile: Reconcile,
+    },
+    /// Send data to an executor.
+    #[serde(rename = "MESSAGE")]
+    Message {
+        /// The payload.
+        message: Message,
+    },
+    /// Request resources (ignored).
+    #[serde(rename = "REQUEST")]
+    Request {
+        /// The payload, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<Request>,
+    },
+}
+
+impl CallKind {
+    /// The wire name of the call type, e.g. `"ACCEPT"`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            CallKind::Subscribe { .. } => "SUBSCRIBE",
+            CallKind::Teardown => "TEARDOWN",
+            CallKind::Accept { .. } => "ACCEPT",
+            CallKind::Decline { .. } => "DECLINE",
+            CallKind::Revive { .. } => "REVIVE",
+            CallKind::Suppress { .. } => "SUPPRESS",
+            CallKind::Kill { .. } => "KILL",
+            CallKind::Acknowledge { .. } => "ACKNOWLEDGE",
+            CallKind::Reconcile { .. } => "RECONCILE",
+            CallKind::Message { .. } => "MESSAGE",
+            CallKind::Request { .. } => "REQUEST",
+        }
+    }
+}
+
+/// The `subscribed` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Subscribed {
+    /// The framework's (possibly newly assigned) id.
+    pub framework_id: IdValue,
+    /// Seconds between HEARTBEAT events.
+    #[serde(default)]
+    pub heartbeat_interval_seconds: f64,
+    /// The master's `MasterInfo`, kept opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_info: Option<serde_json::Value>,
+}
+
+/// An offer of one agent's resources.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Offer id.
+    pub id: IdValue,
+    /// The framework it is made to.
+    pub framework_id: IdValue,
+    /// The agent whose resources these are.
+    pub agent_id: IdValue,
+    /// The agent's host name.
+    pub hostname: String,
+    /// The offered resources.
+    #[serde(default)]
+    pub resources: Resources,
+    /// The agent's attributes.
+    #[serde(default)]
+    pub attributes: Attributes,
+    /// The agent's URL (kept opaque).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<serde_json::Value>,
+}
+
+/// The `offers` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OfferList {
+    /// The offers, one per agent.
+    #[serde(default, deserialize_with = "null_default")]
+    pub offers: Vec<Offer>,
+}
+
+/// The `rescind` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rescind {
+    /// The offer taken back.
+    pub offer_id: IdValue,
+}
+
+/// A task status update.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// The task.
+    pub task_id: IdValue,
+    /// Its new state.
+    pub state: TaskState,
+    /// `SOURCE_MASTER`, `SOURCE_AGENT` or `SOURCE_EXECUTOR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `REASON_...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable detail, e.g. "Command exited with status 3".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The task's agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<IdValue>,
+    /// The task's executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_id: Option<IdValue>,
+    /// Seconds since the epoch.
+    #[serde(default)]
+    pub timestamp: f64,
+    /// Base64 of 16 bytes; present only on updates that must be acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Health check result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+}
+
+impl TaskStatus {
+    /// A status with only the required fields set.
+    pub fn new(task_id: impl Into<IdValue>, state: TaskState, timestamp: f64) -> TaskStatus {
+        TaskStatus {
+            task_id: task_id.into(),
+            state,
+            source: None,
+            reason: None,
+            message: None,
+            agent_id: None,
+            executor_id: None,
+            timestamp,
+            uuid: None,
+            healthy: None,
+        }
+    }
+}
+
+/// The `update` payload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    /// The new status.
+    pub status: TaskStatus,
+}
+
+/// The `failure` payload: an agent was lost (no executor) or an executor exited.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<IdValue>,
+    /// The executor that exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_id: Option<IdValue>,
+    /// Its wait status (required when `executor_id` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i32>,
+}
+
+/// The `error` payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    /// Why the master gave up on the subscription.
+    pub message: String,
+}
+
+/// An event on the subscription stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    /// First event of a subscription.
+    #[serde(rename = "SUBSCRIBED")]
+    Subscribed {
+        /// The payload.
+        subscribed: Subscribed,
+    },
+    /// New offers.
+    #[serde(rename = "OFFERS")]
+    Offers {
+        /// The payload.
+        offers: OfferList,
+    },
+    /// An offer is no longer valid.
+    #[serde(rename = "RESCIND")]
+    Rescind {
+        /// The payload.
+        rescind: Rescind,
+    },
+    /// A task status update.
+    #[serde(rename = "UPDATE")]
+    Update {
+        /// The payload.
+        update: Update,
+    },
+    /// A message from an executor.
+    #[serde(rename = "MESSAGE")]
+    Message {
+        /// The payload.
+        message: Message,
+    },
+    /// An agent or executor failed.
+    #[serde(rename = "FAILURE")]
+    Failure {
+        /// The payload.
+        failure: Failure,
+    },
+    /// The subscription failed; the master closes the stream.
+    #[serde(rename = "ERROR")]
+    Error {
+        /// The payload.
+        error: ErrorMessage,
+    },
+    /// Keep-alive.
+    #[serde(rename = "HEARTBEAT")]
+    Heartbeat,
+}
+
+impl Event {
+    /// The wire names of every event type modelled by [`Event`].
+    pub const TYPE_NAMES: [&'static str; 8] = [
+        "SUBSCRIBED",
+        "OFFERS",
+        "RESCIND",
+        "UPDATE",
+        "MESSAGE",
+        "FAILURE",
+        "ERROR",
+        "HEARTBEAT",
+    ];
+
+    /// The wire name of the event type, e.g. `"OFFERS"`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::Subscribed { .. } => "SUBSCRIBED",
+            Event::Offers { .. } => "OFFERS",
+            Event::Rescind { .. } => "RESCIND",
+            Event::Update { .. } => "UPDATE",
+            Event::Message { .. } => "MESSAGE",
+            Event::Failure { .. } => "FAILURE",
+            Event::Error { .. } => "ERROR",
+            Event::Heartbeat => "HEARTBEAT",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn teardown_and_heartbeat_have_no_payload() {
+        let call = Call {
+            framework_id: Some(IdValue::new("f1")),
+            kind: CallKind::Teardown,
+        };
+        let v = serde_json::to_value(&call).expect("serialize");
+        assert_eq!(v, json!({"type":"TEARDOWN","framework_id":{"value":"f1"}}));
+        let back: Call = serde_json::from_value(v).expect("deserialize");
+        assert_eq!(back, call);
+        let hb = serde_json::to_value(Event::Heartbeat).expect("serialize");
+        assert_eq!(hb, json!({"type":"HEARTBEAT"}));
+    }
+
+    #[test]
+    fn unknown_operation_is_kept_verbatim() {
+        let raw = json!({"type":"RESERVE","reserve":{"resources":[]}});
+        let op: Operation = serde_json::from_value(raw.clone()).expect("deserialize");
+        assert_eq!(
+            op,
+            Operation::Other {
+                op_type: "RESERVE".into(),
+                raw: raw.clone()
+            }
+        );
+        assert_eq!(serde_json::to_value(&op).expect("serialize"), raw);
+    }
+
+    #[test]
+    fn launch_without_payload_is_an_error() {
+        let err = serde_json::from_value::<Operation>(json!({"type":"LAUNCH"}));
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn ids_convert_both_ways() {
+        let t = TaskId::new("t1");
+        let v: IdValue = t.clone().into();
+        assert_eq!(v.as_str(), "t1");
+        assert_eq!(TaskId::from(v), t);
+    }
+}

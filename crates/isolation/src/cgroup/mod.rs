@@ -1,0 +1,286 @@
+//! cgroup control for task isolation: the [`Cgroups`] trait with v1 ([`V1`]) and v2 ([`V2`])
+//! implementations. Used by the shim (create, join, kill, remove) and by the agent (usage, oom).
+//!
+//! Both implementations take a root directory so unit tests can run against a tempdir laid out
+//! like a cgroup file system (`with_root`).
+
+mod v1;
+mod v2;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Limits;
+
+pub use v1::V1;
+pub use v2::V2;
+
+/// Default mount point of the cgroup file system(s).
+pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
+
+/// cgroup hierarchy version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// Legacy per-controller hierarchies.
+    V1,
+    /// Unified hierarchy.
+    V2,
+}
+
+/// Resource usage of a cgroup.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Usage {
+    /// Current memory usage in bytes.
+    pub mem_bytes: u64,
+    /// Total CPU time consumed in seconds.
+    pub cpu_secs: f64,
+}
+
+/// Errors of cgroup operations.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// File system failure on `path`.
+    #[error("cgroup io error on {path}: {source}")]
+    Io {
+        /// Failing path.
+        path: PathBuf,
+        /// Underlying error.
+        source: io::Error,
+    },
+    /// A cgroup file had unexpected content.
+    #[error("cannot parse cgroup file {path}: {content:?}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Its content.
+        content: String,
+    },
+    /// The cgroup path is absolute or escapes the root.
+    #[error("invalid cgroup path {0:?}")]
+    InvalidPath(String),
+    /// Processes did not go away in time.
+    #[error("cgroup {path} still busy: {detail}")]
+    Busy {
+        /// cgroup directory.
+        path: PathBuf,
+        /// What was still there.
+        detail: String,
+    },
+    /// No cgroup file system found.
+    #[error("no cgroup file system at {0}")]
+    NotMounted(PathBuf),
+}
+
+/// Operations on task cgroups; `path` is always relative to the hierarchy root(s).
+pub trait Cgroups: Send + Sync {
+    /// Hierarchy version.
+    fn version(&self) -> Version;
+    /// Create the cgroup (every controller on v1) and write `limits`.
+    fn create(&self, path: &str, limits: &Limits) -> Result<(), CgroupError>;
+    /// The `cgroup.procs` file(s) a process must write itself into to join.
+    fn procs_files(&self, path: &str) -> Vec<PathBuf>;
+    /// Pids currently in the cgroup.
+    fn pids(&self, path: &str) -> Result<Vec<i32>, CgroupError>;
+    /// Whether the OOM killer fired in the cgroup.
+    fn oom_killed(&self, path: &str) -> Result<bool, CgroupError>;
+    /// Memory and CPU usage.
+    fn usage(&self, path: &str) -> Result<Usage, CgroupError>;
+    /// Limits read back from the cgroup files.
+    fn read_limits(&self, path: &str) -> Result<Limits, CgroupError>;
+    /// SIGKILL every process until the cgroup is empty (bounded).
+    fn kill_all(&self, path: &str) -> Result<(), CgroupError>;
+    /// Remove the cgroup directories (retrying briefly while busy). Missing is fine.
+    fn remove(&self, path: &str) -> Result<(), CgroupError>;
+}
+
+/// Detect the cgroup version of this host at `/sys/fs/cgroup`.
+pub fn detect() -> Result<Box<dyn Cgroups>, CgroupError> {
+    detect_at(Path::new(DEFAULT_ROOT))
+}
+
+fn detect_at(root: &Path) -> Result<Box<dyn Cgroups>, CgroupError> {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    let st = statfs(root).map_err(|e| CgroupError::Io {
+        path: root.to_path_buf(),
+        source: io::Error::from(e),
+    })?;
+    if st.filesystem_type() == CGROUP2_SUPER_MAGIC {
+        return Ok(Box::new(V2::with_root(root.to_path_buf())));
+    }
+    if root.join("memory").is_dir() || root.join("cpu").is_dir() {
+        return Ok(Box::new(V1::with_root(root.to_path_buf())));
+    }
+    Err(CgroupError::NotMounted(root.to_path_buf()))
+}
+
+/// Join `root` and a relative cgroup path, rejecting absolute paths and `..`.
+pub(crate) fn join(root: &Path, path: &str) -> Result<PathBuf, CgroupError> {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty()
+        || trimmed
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(CgroupError::InvalidPath(path.to_string()));
+    }
+    Ok(root.join(trimmed))
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(io_err(path))
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<String, CgroupError> {
+    fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(io_err(path))
+}
+
+pub(crate) fn parse<T: std::str::FromStr>(path: &Path, s: &str) -> Result<T, CgroupError> {
+    s.trim().parse().map_err(|_| CgroupError::Parse {
+        path: path.to_path_buf(),
+        content: s.to_string(),
+    })
+}
+
+/// Value of `key` in a flat-keyed file ("key value" lines), e.g. memory.events.
+pub(crate) fn keyed(path: &Path, content: &str, key: &str) -> Result<Option<u64>, CgroupError> {
+    for line in content.lines() {
+        let mut it = line.split_whitespace();
+        if it.next() == Some(key) {
+            return it.next().map(|v| parse(path, v)).transpose();
+        }
+    }
+    Ok(None)
+}
+
+/// Pids in a `cgroup.procs` file; a missing file means no pids.
+pub(crate) fn read_procs(file: &Path) -> Result<Vec<i32>, CgroupError> {
+    match fs::read_to_string(file) {
+        Ok(s) => s.split_whitespace().map(|p| parse(file, p)).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err(file)(e)),
+    }
+}
+
+/// SIGKILL the pids returned by `pids` until no live (non-zombie) one is left, for at most ~5 s.
+pub(crate) fn kill_loop(
+    dir: &Path,
+    mut pids: impl FnMut() -> Result<Vec<i32>, CgroupError>,
+) -> Result<(), CgroupError> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let list: Vec<i32> = pids()?.into_iter().filter(|p| !is_zombie(*p)).collect();
+        if list.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CgroupError::Busy {
+                path: dir.to_path_buf(),
+                detail: format!("pids {list:?} survive SIGKILL"),
+            });
+        }
+        for pid in list {
+            // ESRCH (already gone) is fine.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `pid` is a zombie (or already gone): such pids need reaping, not killing.
+fn is_zombie(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+        Err(_) => true,
+    }
+}
+
+/// rmdir `dirs` (deepest first as given), retrying up to ~2 s while busy; missing is fine.
+pub(crate) fn rmdir_retry(dirs: &[PathBuf]) -> Result<(), CgroupError> {
+    for dir in dirs {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match fs::remove_dir(dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(io_err(dir)(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// CFS quota in microseconds per 100 ms period for `cpus` (at least 1000).
+pub(crate) fn cfs_quota(cpus: f64) -> u64 {
+    ((cpus * 100_000.0).round() as u64).max(1000)
+}
+
+/// v1 cpu.shares for `cpus` (at least 2).
+pub(crate) fn cpu_shares(cpus: f64) -> u64 {
+    ((cpus * 1024.0).round() as u64).max(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_rejects_escapes() {
+        let root = Path::new("/r");
+        assert_eq!(join(root, "a/b").expect("ok"), PathBuf::from("/r/a/b"));
+        assert_eq!(join(root, "/a/b/").expect("ok"), PathBuf::from("/r/a/b"));
+        assert!(join(root, "a/../b").is_err());
+        assert!(join(root, "").is_err());
+        assert!(join(root, "a//b").is_err());
+    }
+
+    #[test]
+    fn cpu_math() {
+        assert_eq!(cfs_quota(0.5), 50_000);
+        assert_eq!(cfs_quota(0.001), 1000);
+        assert_eq!(cpu_shares(0.5), 512);
+        assert_eq!(cpu_shares(0.0), 2);
+    }
+
+    #[test]
+    fn keyed_parses_and_reports_path() {
+        let p = Path::new("/x/memory.events");
+        let s = "low 0\noom 2\noom_kill 1\n";
+        assert_eq!(keyed(p, s, "oom_kill").expect("ok"), Some(1));
+        assert_eq!(keyed(p, s, "max").expect("ok"), None);
+        let err = keyed(p, "oom_kill x", "oom_kill").expect_err("bad");
+        assert!(err.to_string().contains("memory.events"));
+    }
+
+    #[test]
+    fn detect_real_host() {
+        // These machines have cgroupfs mounted; detection must succeed.
+        let cg = detect().expect("detect");
+        let expected = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            Version::V2
+        } else {
+            Version::V1
+        };
+        assert_eq!(cg.version(), expected);
+    }
+}

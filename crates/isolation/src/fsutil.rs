@@ -1,0 +1,40 @@
+//! Small file helpers shared by the spec, pid and exit-record writers of this crate.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Write `data` to `path` atomically: `<path>.tmp`, fsync, rename, fsync the directory.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = Path::new(&tmp_name);
+    {
+        let mut f = File::create(tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    fs::rename(tmp, path)?;
+    if let Some(dir) = path.parent() {
+        // Best effort: make the rename itself durable.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f.json");
+        write_atomic(&p, b"one").expect("write one");
+        write_atomic(&p, b"two").expect("write two");
+        assert_eq!(fs::read(&p).expect("read"), b"two");
+        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+}

@@ -1,0 +1,323 @@
+//! Framework calls on the core: the scheduler contract shared by `/api/v1/scheduler` and
+//! in-process frameworks.
+//!
+//! Semantic problems never fail the call (pymesos tears a framework down on a 4xx): invalid offers
+//! turn the launches into `TASK_DROPPED`, invalid tasks into `TASK_ERROR`, both without uuid.
+
+use std::time::Duration;
+
+use meseta_api::agent::{Command, MasterMessage, TaskSpec};
+use meseta_api::scheduler::{
+    Accept, Acknowledge, CallKind, Decline, Event, Filters, IdValue, Kill, Operation, Reconcile,
+    TaskInfo, TaskStatus, Update,
+};
+use meseta_types::{AgentId, FrameworkId, OfferId, Resources, TaskId, TaskState};
+use tokio::time::Instant;
+
+use crate::core::{Core, StatusEntry, TaskEntry};
+use crate::unix_now;
+
+/// Default offer filter when a call gives none (Mesos: 5 s).
+const DEFAULT_REFUSE: f64 = 5.0;
+
+/// Why a call was refused before it was dispatched (these are the 4xx Mesos gives).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CallError {
+    /// Unknown framework id.
+    #[error("framework '{0}' cannot be found")]
+    UnknownFramework(String),
+    /// The framework has no subscription.
+    #[error("framework '{0}' is not subscribed")]
+    NotSubscribed(String),
+    /// Stream id missing or foreign.
+    #[error("the stream id '{0}' does not match the framework's subscription")]
+    StreamMismatch(String),
+}
+
+impl Core {
+    /// Check that `fw_id` may make calls on stream `stream_id` (None = in-process, trusted).
+    pub(crate) fn check_caller(&self, fw_id: &FrameworkId, stream_id: Option<&str>) -> Result<(), CallError> {
+        let fw = self
+            .frameworks
+            .get(fw_id)
+            .ok_or_else(|| CallError::UnknownFramework(fw_id.to_string()))?;
+        let conn = fw
+            .conn
+            .as_ref()
+            .ok_or_else(|| CallError::NotSubscribed(fw_id.to_string()))?;
+        match stream_id {
+            Some(s) if s != conn.stream_id => Err(CallError::StreamMismatch(s.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Dispatch one (already validated) call of framework `fw_id`.
+    pub(crate) fn call(&mut self, fw_id: &FrameworkId, kind: CallKind, now: Instant) {
+        match kind {
+            CallKind::Accept { accept } => self.accept(fw_id, accept, now),
+            CallKind::Decline { decline } => self.decline(fw_id, decline, now),
+            CallKind::Kill { kill } => self.kill(fw_id, kill),
+            CallKind::Acknowledge { acknowledge } => self.acknowledge(acknowledge),
+            CallKind::Reconcile { reconcile } => self.reconcile(fw_id, reconcile),
+            CallKind::Teardown => {
+                self.teardown(fw_id);
+                self.allocate(now);
+            }
+            CallKind::Revive { .. } => {
+                if let Some(fw) = self.frameworks.get_mut(fw_id) {
+                    fw.filters.clear();
+                    fw.suppressed = false;
+                }
+                self.allocate(now);
+            }
+            CallKind::Suppress { .. } => {
+                if let Some(fw) = self.frameworks.get_mut(fw_id) {
+                    fw.suppressed = true;
+                }
+            }
+            CallKind::Subscribe { .. } | CallKind::Message { .. } | CallKind::Request { .. } => {}
+        }
+    }
+
+    fn accept(&mut self, fw_id: &FrameworkId, accept: Accept, now: Instant) {
+        let tasks: Vec<TaskInfo> = accept
+            .operations
+            .into_iter()
+            .flat_map(|op| match op {
+                Operation::Launch { launch } => launch.task_infos,
+                Operation::Other { op_type, .. } => {
+                    tracing::warn!(framework_id = %fw_id, op_type, "unsupported offer operation dropped");
+                    Vec::new()
+                }
+            })
+            .collect();
+        let offer_ids: Vec<OfferId> = accept.offer_ids.iter().map(|o| OfferId::new(o.as_str())).collect();
+        let Some((agent_id, mut pool)) = self.take_offers(fw_id, &offer_ids) else {
+            for t in &tasks {
+                self.reject_task(fw_id, t, TaskState::Dropped, "REASON_INVALID_OFFERS", "offer is invalid, rescinded or not yours");
+            }
+            self.allocate(now);
+            return;
+        };
+        for t in tasks {
+            match self.validate_task(&t, &agent_id, &pool) {
+                Ok(()) => {
+                    pool = pool.checked_sub(&t.resources).unwrap_or_default();
+                    self.launch(fw_id, &agent_id, t);
+                }
+                Err(why) => self.reject_task(fw_id, &t, TaskState::Error, "REASON_TASK_INVALID", &why),
+            }
+        }
+        self.add_filter(fw_id, &agent_id, accept.filters.as_ref(), now);
+        self.allocate(now);
+    }
+
+    /// Remove the offers from the books and pool their resources; None if any is invalid.
+    fn take_offers(&mut self, fw_id: &FrameworkId, ids: &[OfferId]) -> Option<(AgentId, Resources)> {
+        let mut agent: Option<AgentId> = None;
+        let mut seen = std::collections::HashSet::new();
+        for id in ids {
+            let o = self.offers.get(id)?;
+            if &o.framework_id != fw_id || !seen.insert(id.clone()) {
+                return None;
+            }
+            match &agent {
+                Some(a) if a != &o.agent_id => return None,
+                _ => agent = Some(o.agent_id.clone()),
+            }
+        }
+        let agent = agent?;
+        let mut pool = Resources::new();
+        for id in ids {
+            if let Some(o) = self.remove_offer(id) {
+                pool.add(&o.resources);
+            }
+        }
+        Some((agent, pool))
+    }
+
+    fn validate_task(&self, t: &TaskInfo, agent_id: &AgentId, pool: &Resources) -> Result<(), String> {
+        if t.task_id.value.trim().is_empty() {
+            return Err("task_id must not be empty".to_string());
+        }
+        if self.tasks.contains_key(&TaskId::new(t.task_id.as_str())) {
+            return Err(format!("task id '{}' is already in use", t.task_id));
+        }
+        if let Some(a) = &t.agent_id {
+            if a.as_str() != agent_id.as_str() {
+                return Err(format!("task agent_id '{a}' does not match the offer's agent '{agent_id}'"));
+            }
+        }
+        if t.resources.cpus() <= 0.0 && t.resources.mem() <= 0.0 {
+            return Err("task must use some cpus or mem".to_string());
+        }
+        let cmd = t.command.as_ref().ok_or("task has no command (executors are not supported)")?;
+        if cmd.value.as_deref().unwrap_or("").trim().is_empty() {
+            return Err("task command has no value".to_string());
+        }
+        let unreserved = t.resources.clone();
+        if !pool.contains(&unreserved) {
+            return Err(format!(
+                "task resources '{}' exceed what the offers hold ('{}')",
+                t.resources, pool
+            ));
+        }
+        Ok(())
+    }
+
+    fn launch(&mut self, fw_id: &FrameworkId, agent_id: &AgentId, t: TaskInfo) {
+        let cmd = t.command.unwrap_or_default();
+        let env = cmd
+            .environment
+            .map(|e| e.variables.into_iter().map(|v| (v.name, v.value)).collect())
+            .unwrap_or_default();
+        let user = cmd.user.or_else(|| {
+            self.frameworks
+                .get(fw_id)
+                .map(|f| f.info.user.clone())
+                .filter(|u| !u.is_empty())
+        });
+        let spec = TaskSpec {
+            task_id: TaskId::new(t.task_id.as_str()),
+            framework_id: fw_id.clone(),
+            name: t.name,
+            resources: t.resources,
+            command: Command {
+                shell: cmd.shell,
+                value: cmd.value.unwrap_or_default(),
+                arguments: cmd.arguments.unwrap_or_default(),
+            },
+            env,
+            user,
+            kill_grace_secs: t
+                .kill_policy
+                .and_then(|k| k.grace_period)
+                .map(|g| g.nanoseconds as f64 / 1e9),
+        };
+        if let Some(a) = self.agents.get_mut(agent_id) {
+            a.used.add(&spec.resources);
+            if let Some(c) = &a.conn {
+                let _ = c.tx.send(MasterMessage::LaunchTask(spec.clone()));
+            }
+        }
+        if let Some(fw) = self.frameworks.get_mut(fw_id) {
+            fw.used.add(&spec.resources);
+        }
+        tracing::info!(task_id = %spec.task_id, agent_id = %agent_id, "launching task");
+        self.tasks.insert(
+            spec.task_id.clone(),
+            TaskEntry {
+                spec,
+                agent_id: agent_id.clone(),
+                state: TaskState::Staging,
+                statuses: vec![StatusEntry {
+                    state: TaskState::Staging,
+                    timestamp: unix_now(),
+                    message: None,
+                    reason: None,
+                }],
+                usage: None,
+            },
+        );
+    }
+
+    fn reject_task(&mut self, fw_id: &FrameworkId, t: &TaskInfo, state: TaskState, reason: &str, why: &str) {
+        tracing::info!(framework_id = %fw_id, task_id = %t.task_id, why, "task rejected");
+        let status = TaskStatus {
+            source: Some("SOURCE_MASTER".to_string()),
+            reason: Some(reason.to_string()),
+            message: Some(why.to_string()),
+            agent_id: t.agent_id.clone(),
+            ..TaskStatus::new(t.task_id.clone(), state, unix_now())
+        };
+        if let Some(fw) = self.frameworks.get(fw_id) {
+            fw.send(Event::Update { update: Update { status } });
+        }
+        *self.counters.terminal.entry(state).or_default() += 1;
+    }
+
+    fn decline(&mut self, fw_id: &FrameworkId, d: Decline, now: Instant) {
+        for id in d.offer_ids {
+            let id = OfferId::new(id.as_str());
+            if self.offers.get(&id).is_some_and(|o| &o.framework_id == fw_id) {
+                if let Some(o) = self.remove_offer(&id) {
+                    self.add_filter(fw_id, &o.agent_id, d.filters.as_ref(), now);
+                }
+            }
+        }
+        self.allocate(now);
+    }
+
+    fn add_filter(&mut self, fw_id: &FrameworkId, agent: &AgentId, f: Option<&Filters>, now: Instant) {
+        let secs = f.and_then(|f| f.refuse_seconds).unwrap_or(DEFAULT_REFUSE);
+        let secs = if secs.is_finite() && secs >= 0.0 { secs.min(31_536_000.0) } else { DEFAULT_REFUSE };
+        if secs <= 0.0 {
+            return;
+        }
+        if let Some(fw) = self.frameworks.get_mut(fw_id) {
+            fw.filters.insert(agent.clone(), now + Duration::from_secs_f64(secs));
+        }
+    }
+
+    fn kill(&mut self, fw_id: &FrameworkId, k: Kill) {
+        let id = TaskId::new(k.task_id.as_str());
+        let owned = self.tasks.get(&id).is_some_and(|t| &t.spec.framework_id == fw_id);
+        if owned {
+            self.send_kill(&id, None);
+            return;
+        }
+        let status = TaskStatus {
+            source: Some("SOURCE_MASTER".to_string()),
+            reason: Some("REASON_RECONCILIATION".to_string()),
+            message: Some("attempted to kill an unknown task".to_string()),
+            ..TaskStatus::new(k.task_id, TaskState::Lost, unix_now())
+        };
+        if let Some(fw) = self.frameworks.get(fw_id) {
+            fw.send(Event::Update { update: Update { status } });
+        }
+    }
+
+    fn acknowledge(&mut self, ack: Acknowledge) {
+        let Some(uuid) = crate::core::base64_to_uuid(&ack.uuid) else {
+            tracing::warn!(uuid = %ack.uuid, "acknowledgement with an undecodable uuid ignored");
+            return;
+        };
+        if let Some(a) = self.agents.get(&AgentId::new(ack.agent_id.as_str())) {
+            if let Some(c) = &a.conn {
+                let _ = c.tx.send(MasterMessage::Acknowledge {
+                    task_id: TaskId::new(ack.task_id.as_str()),
+                    uuid,
+                });
+            }
+        }
+    }
+
+    fn reconcile(&mut self, fw_id: &FrameworkId, r: Reconcile) {
+        let wanted: Vec<IdValue> = if r.tasks.is_empty() {
+            self.tasks
+                .iter()
+                .filter(|(_, t)| &t.spec.framework_id == fw_id)
+                .map(|(id, _)| IdValue::new(id.as_str()))
+                .collect()
+        } else {
+            r.tasks.into_iter().map(|t| t.task_id).collect()
+        };
+        let Some(fw) = self.frameworks.get(fw_id) else {
+            return;
+        };
+        for id in wanted {
+            let task = self.tasks.get(&TaskId::new(id.as_str())).filter(|t| &t.spec.framework_id == fw_id);
+            let (state, agent) = match task {
+                Some(t) => (t.state, Some(IdValue::new(t.agent_id.as_str()))),
+                None => (TaskState::Lost, None),
+            };
+            let status = TaskStatus {
+                source: Some("SOURCE_MASTER".to_string()),
+                reason: Some("REASON_RECONCILIATION".to_string()),
+                agent_id: agent,
+                ..TaskStatus::new(id, state, unix_now())
+            };
+            fw.send(Event::Update { update: Update { status } });
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The agents' WebSocket: registration, then launch/kill down and status/usage up.
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use meseta_api::agent::{AgentMessage, MasterMessage, Register};
+use meseta_types::AgentId;
+use tokio::sync::mpsc::unbounded_channel;
+use tokio::time::Instant;
+
+use crate::core::{Admission, AgentConn, Core};
+use crate::{registry, Master};
+
+/// How long a new connection may take to send `Register`.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) async fn upgrade(State(m): State<Master>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(16 * 1024 * 1024)
+        .on_upgrade(move |socket| serve(m, socket))
+}
+
+async fn serve(m: Master, mut socket: WebSocket) {
+    let reg = match tokio::time::timeout(REGISTER_TIMEOUT, first_message(&mut socket)).await {
+        Ok(Ok(reg)) => reg,
+        Ok(Err(why)) => return reject(socket, why).await,
+        Err(_) => return reject(socket, "no Register message within 10 s".to_string()).await,
+    };
+    let agent_id = match admit(&m, &reg).await {
+        Ok(id) => id,
+        Err(why) => return reject(socket, why).await,
+    };
+    let (tx, mut rx) = unbounded_channel::<MasterMessage>();
+    let conn_id = {
+        let mut core = m.core();
+        let conn_id = core.next_conn_id();
+        let record = Core::agent_record(agent_id.clone(), &reg);
+        core.register_agent(record, reg, AgentConn { id: conn_id, tx }, Instant::now());
+        conn_id
+    };
+    let (mut sink, mut stream) = socket.split();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let Ok(text) = serde_json::to_string(&msg) else { continue };
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    while let Some(Ok(msg)) = stream.next().await {
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        match serde_json::from_str::<AgentMessage>(text.as_str()) {
+            Ok(msg) => handle(&m, &agent_id, msg),
+            Err(e) => tracing::warn!(agent_id = %agent_id, error = %e, "unparseable agent message ignored"),
+        }
+    }
+    m.core().agent_disconnected(&agent_id, conn_id, Instant::now());
+    writer.abort();
+}
+
+/// Read and parse the first message, which must be `Register`.
+async fn first_message(socket: &mut WebSocket) -> Result<Register, String> {
+    loop {
+        let msg = match socket.recv().await {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(format!("connection error before registration: {e}")),
+            None => return Err("connection closed before registration".to_string()),
+        };
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            _ => return Err("expected a JSON text message".to_string()),
+        };
+        return match serde_json::from_str::<AgentMessage>(text.as_str()) {
+            Ok(AgentMessage::Register(r)) => Ok(r),
+            Ok(_) => Err("the first message must be REGISTER".to_string()),
+            Err(e) => Err(format!("invalid REGISTER message: {e}")),
+        };
+    }
+}
+
+/// Admit the agent and persist it before it is told it is registered.
+async fn admit(m: &Master, reg: &Register) -> Result<AgentId, String> {
+    let admission = m.core().admit(reg)?;
+    let (id, registered_time) = match admission {
+        Admission::New(id) => (id, None),
+        Admission::Known(id) => {
+            let t = m.core().agents.get(&id).map(|a| a.record.registered_time);
+            (id, t)
+        }
+    };
+    let mut record = Core::agent_record(id.clone(), reg);
+    if let Some(t) = registered_time {
+        record.registered_time = t;
+    }
+    registry::save_agent(m.store(), &record)
+        .await
+        .map_err(|e| format!("master could not persist the agent: {e}"))?;
+    Ok(id)
+}
+
+async fn reject(mut socket: WebSocket, message: String) {
+    tracing::warn!(%message, "agent registration rejected");
+    let msg = MasterMessage::Rejected { message };
+    if let Ok(text) = serde_json::to_string(&msg) {
+        let _ = socket.send(Message::Text(text.into())).await;
+    }
+    let _ = socket.close().await;
+}
+
+fn handle(m: &Master, agent_id: &AgentId, msg: AgentMessage) {
+    let now = Instant::now();
+    let mut core = m.core();
+    match msg {
+        AgentMessage::Heartbeat => core.agent_heartbeat(agent_id, now),
+        AgentMessage::StatusUpdate(u) => core.status_update(agent_id, u, now),
+        AgentMessage::Usage(u) => core.agent_usage(agent_id, u, now),
+        AgentMessage::Register(_) => {
+            tracing::warn!(agent_id = %agent_id, "duplicate REGISTER on one connection ignored")
+        }
+    }
+}

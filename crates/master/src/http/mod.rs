@@ -1,0 +1,60 @@
+//! The master's HTTP edge. One file per API resource; handlers parse into one call on the core.
+//!
+//! - `agent.rs`: the agents' WebSocket (`/api/meseta/v1/agent`)
+//! - `scheduler.rs`: Mesos v1 scheduler API (`/api/v1/scheduler`)
+//! - `operator.rs`: `/master/state`, `/master/slaves`, `/master/tasks`, `/version`, `/health`, task kill and logs
+//! - `metrics.rs`: Prometheus `/metrics`
+
+mod agent;
+mod metrics;
+mod operator;
+mod scheduler;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use meseta_api::operator::ErrorBody;
+
+use crate::Master;
+
+/// The master's routes.
+pub fn router(master: Master) -> Router {
+    Router::new()
+        .route("/health", get(operator::health))
+        .route("/master/health", get(operator::health))
+        .route("/version", get(operator::version))
+        .route("/master/state", get(operator::state))
+        .route("/master/state.json", get(operator::state))
+        .route("/state", get(operator::state))
+        .route("/state.json", get(operator::state))
+        .route("/master/slaves", get(operator::slaves))
+        .route("/master/tasks", get(operator::tasks))
+        .route("/master/tasks.json", get(operator::tasks))
+        .route("/master/redirect", get(operator::redirect))
+        .route("/metrics", get(metrics::prometheus))
+        .route("/api/v1/scheduler", any(scheduler::scheduler))
+        .route("/master/api/v1/scheduler", any(scheduler::scheduler))
+        .route(meseta_api::agent::AGENT_WS_PATH, get(agent::upgrade))
+        .route("/api/meseta/v1/tasks/{id}/kill", post(operator::kill_task))
+        .route("/api/meseta/v1/tasks/{id}/logs", get(operator::task_logs))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .with_state(master)
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no such endpoint: {}", uri.path()))
+}
+
+/// A JSON error response.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            message: message.into(),
+            details: vec![],
+        }),
+    )
+        .into_response()
+}

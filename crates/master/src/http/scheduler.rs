@@ -1,0 +1,125 @@
+//! `POST /api/v1/scheduler`: the Mesos v1 scheduler HTTP API in JSON, with the status codes Mesos
+//! gives (reference mesos-api.md §1.1). SUBSCRIBE answers a chunked RecordIO stream of events;
+//! every other call answers 202 and takes effect through the stream.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use meseta_api::recordio;
+use meseta_api::scheduler::{Call, CallKind, Event};
+use meseta_types::FrameworkId;
+use tokio::time::Instant;
+
+use super::error;
+use crate::calls::CallError;
+use crate::{FrameworkConnection, Master};
+
+const STREAM_ID: &str = "Mesos-Stream-Id";
+
+pub(super) async fn scheduler(
+    State(m): State<Master>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "expecting a POST request");
+    }
+    let call = match parse_call(&headers, &body) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let stream_id = headers.get(STREAM_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
+    match call.kind {
+        CallKind::Subscribe { subscribe } => {
+            if stream_id.is_some() {
+                return error(StatusCode::BAD_REQUEST, "SUBSCRIBE must not carry a Mesos-Stream-Id header");
+            }
+            let info_id = subscribe.framework_info.id.clone();
+            if call.framework_id.is_some() && call.framework_id != info_id {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "'framework_id' differs from 'subscribe.framework_info.id'",
+                );
+            }
+            match m.subscribe(subscribe.framework_info).await {
+                Ok(conn) => stream_response(&m, conn),
+                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            }
+        }
+        kind => {
+            let Some(fw) = call.framework_id else {
+                return error(StatusCode::BAD_REQUEST, "expecting 'framework_id' to be present");
+            };
+            let Some(stream_id) = stream_id else {
+                return error(StatusCode::BAD_REQUEST, "all non-subscribe calls should include the 'Mesos-Stream-Id' header");
+            };
+            let fw = FrameworkId::new(fw.value);
+            let mut core = m.core();
+            match core.check_caller(&fw, Some(&stream_id)) {
+                Ok(()) => {
+                    core.call(&fw, kind, Instant::now());
+                    StatusCode::ACCEPTED.into_response()
+                }
+                Err(e @ CallError::NotSubscribed(_)) => error(StatusCode::FORBIDDEN, e.to_string()),
+                Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+            }
+        }
+    }
+}
+
+/// Content-type, JSON and `Call` checks, in Mesos' order.
+#[allow(clippy::result_large_err)]
+fn parse_call(headers: &HeaderMap, body: &[u8]) -> Result<Call, Response> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "expecting 'Content-Type' to be present"))?;
+    if !ctype.trim_start().starts_with("application/json") {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content type '{ctype}': expecting application/json"),
+        ));
+    }
+    if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+        if !(accept.contains("application/json") || accept.contains("*/*") || accept.trim().is_empty()) {
+            return Err(error(StatusCode::NOT_ACCEPTABLE, format!("cannot produce '{accept}': only application/json")));
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("Failed to parse body into JSON: {e}")))?;
+    serde_json::from_value(value)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("Failed to convert JSON into Call protobuf: {e}")))
+}
+
+/// The SUBSCRIBE response: 200, chunked, RecordIO events, heartbeats.
+fn stream_response(m: &Master, conn: FrameworkConnection) -> Response {
+    let heartbeat = m.core().config().framework_heartbeat;
+    let stream_id = conn.stream_id.clone();
+    let events = futures::stream::unfold(
+        (conn, tokio::time::interval_at(Instant::now() + heartbeat, heartbeat.max(Duration::from_millis(100))), false),
+        |(mut conn, mut hb, done)| async move {
+            if done {
+                return None;
+            }
+            let ev = tokio::select! {
+                ev = conn.next_event() => ev?,
+                _ = hb.tick() => Event::Heartbeat,
+            };
+            // An ERROR ends the subscription (failed over, or refused).
+            let last = matches!(ev, Event::Error { .. });
+            let bytes = Bytes::from(recordio::encode(&recordio::to_ascii_json(&ev)));
+            Some((Ok::<_, std::io::Error>(bytes), (conn, hb, last)))
+        },
+    );
+    let mut resp = Response::new(Body::from_stream(events));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    if let Ok(v) = header::HeaderValue::from_str(&stream_id) {
+        h.insert(STREAM_ID, v);
+    }
+    resp
+}

@@ -1,0 +1,193 @@
+//! The meseta master: pools the agents' resources and offers them to frameworks.
+//!
+//! ```text
+//!  HTTP (axum) ── /api/v1/scheduler ──┐          ┌── agent WebSocket (launch/kill ↓, status/usage ↑)
+//!              ── /master/state …     ├─▶ Core ◀─┤
+//!  in-process frameworks (FrameworkConnection) ──┘    └── store (agents, frameworks survive restarts)
+//! ```
+//!
+//! [`Core`](core::Core) holds the live state behind one lock; every handler turns its request into one
+//! call on it. Side effects leave the core through channels: a sender per connected agent
+//! ([`meseta_api::agent::MasterMessage`]) and per subscribed framework
+//! ([`meseta_api::scheduler::Event`]). Agents are the source of truth for tasks: the master persists
+//! only registered agents and frameworks, and rebuilds the task table when agents re-register.
+#![forbid(unsafe_code)]
+
+mod allocator;
+mod core;
+mod calls;
+mod framework;
+mod http;
+mod registry;
+mod view;
+
+pub use crate::core::MasterConfig;
+pub use crate::framework::FrameworkConnection;
+pub use crate::http::router;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use meseta_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::Core;
+
+/// Errors starting or running the master.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error("state store: {0}")]
+    Store(#[from] meseta_store::StoreError),
+    /// The HTTP server failed.
+    #[error("http server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Mesos API level we speak (what `/version` reports; pymesos parses it as digits).
+pub const MESOS_VERSION: &str = "1.11.0";
+
+/// Shared handle on the master's state.
+#[derive(Clone)]
+pub struct Master {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    core: Mutex<Core>,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+}
+
+impl Master {
+    /// Build a master over `store`, loading the agents and frameworks it persisted.
+    pub async fn new(cfg: MasterConfig, store: Arc<dyn Store>) -> Result<Master, MasterError> {
+        let recovered = registry::load(store.as_ref()).await?;
+        let core = Core::new(cfg, recovered);
+        Ok(Master {
+            inner: Arc::new(Inner {
+                core: Mutex::new(core),
+                store,
+                http: reqwest::Client::new(),
+            }),
+        })
+    }
+
+    /// Lock the core. A panic while holding the lock leaves consistent-enough state to keep serving.
+    pub(crate) fn core(&self) -> MutexGuard<'_, Core> {
+        self.inner.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    pub(crate) fn http_client(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// Subscribe an in-process framework (the same contract as `/api/v1/scheduler`).
+    pub async fn subscribe(
+        &self,
+        info: meseta_api::scheduler::FrameworkInfo,
+    ) -> Result<FrameworkConnection, MasterError> {
+        framework::subscribe(self, info).await
+    }
+
+    /// Run the periodic work: liveness of agents, failover of frameworks, offer filters.
+    pub async fn run_timers(&self, cancel: CancellationToken) {
+        let tick = self.core().config().allocation_interval;
+        let mut interval = tokio::time::interval(tick.max(Duration::from_millis(50)));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            let removed = self.core().tick(tokio::time::Instant::now());
+            for fw in removed {
+                registry::forget_framework(self.store(), &fw).await;
+            }
+        }
+    }
+}
+
+/// A running master: its HTTP server and timers.
+pub struct MasterHandle {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The master itself.
+    pub master: Master,
+    cancel: CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), MasterError>>,
+    timers: tokio::task::JoinHandle<()>,
+}
+
+impl MasterHandle {
+    /// Stop serving and wait for the server to finish.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.server.await;
+        let _ = self.timers.await;
+    }
+
+    /// Wait until the server stops by itself (an I/O error).
+    pub async fn wait(&mut self) -> Result<(), MasterError> {
+        match (&mut self.server).await {
+            Ok(r) => r,
+            Err(e) => Err(MasterError::Serve(std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+/// Start a master on `cfg.listen` over `store`.
+pub async fn start(cfg: MasterConfig, store: Arc<dyn Store>) -> Result<MasterHandle, MasterError> {
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| MasterError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(MasterError::Serve)?;
+    let master = Master::new(cfg, store).await?;
+    master.core().set_address(addr);
+    let cancel = CancellationToken::new();
+    let app = http::router(master.clone());
+    let c = cancel.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { c.cancelled().await })
+            .await
+            .map_err(MasterError::Serve)
+    });
+    let m = master.clone();
+    let c = cancel.clone();
+    let timers = tokio::spawn(async move { m.run_timers(c).await });
+    tracing::info!(%addr, master_id = %master.core().master_id(), "master listening");
+    Ok(MasterHandle {
+        addr,
+        master,
+        cancel,
+        server,
+        timers,
+    })
+}
+
+/// Unix time in seconds.
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+pub use tokio_util::sync::CancellationToken as Cancel;

@@ -1,0 +1,456 @@
+//! Mesos resources: named, role-labelled scalars, ranges and sets, with exact arithmetic.
+//!
+//! Used by the agent (its `--resources`), the master and allocator (offers, usage, DRF),
+//! the api crate (Mesos v1 JSON) and the CLI (display). Text syntax lives in
+//! `resources/parse.rs`, Mesos JSON in `resources/json.rs`.
+
+mod json;
+mod parse;
+
+use crate::error::ResourceError;
+use crate::ranges::Ranges;
+use crate::scalar::Scalar;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// The role of unreserved resources.
+pub const UNRESERVED: &str = "*";
+
+/// A set of text items (Mesos `Value.Set`). Serializes as `{"item":[..]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Set(#[serde(with = "set_json")] pub BTreeSet<String>);
+
+mod set_json {
+    //! Serde helper mapping `BTreeSet<String>` to Mesos `{"item":[..]}`.
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeSet;
+
+    #[derive(Serialize, Deserialize)]
+    struct Items<T> {
+        #[serde(default)]
+        item: T,
+    }
+
+    pub fn serialize<S: Serializer>(v: &BTreeSet<String>, s: S) -> Result<S::Ok, S::Error> {
+        Items { item: v }.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<String>, D::Error> {
+        Items::<BTreeSet<String>>::deserialize(d).map(|i| i.item)
+    }
+}
+
+impl Set {
+    /// Builds a set from items.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Set {
+        Set(items.into_iter().map(Into::into).collect())
+    }
+
+    fn join(&self, sep: &str) -> String {
+        let items: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        format!("{{{}}}", items.join(sep))
+    }
+
+    /// Mesos v0 `/state` form: `"{a, b}"`.
+    pub fn to_v0_string(&self) -> String {
+        self.join(", ")
+    }
+}
+
+impl fmt::Display for Set {
+    /// `"{a,b}"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.join(","))
+    }
+}
+
+/// The amount of one resource.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// A fixed-point amount (`cpus`, `mem`, ...).
+    Scalar(Scalar),
+    /// Value ranges (`ports`).
+    Ranges(Ranges),
+    /// Text items.
+    Set(Set),
+}
+
+impl Value {
+    /// The Mesos type name: `"SCALAR"`, `"RANGES"` or `"SET"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Scalar(_) => "SCALAR",
+            Value::Ranges(_) => "RANGES",
+            Value::Set(_) => "SET",
+        }
+    }
+
+    /// Whether the amount is zero / empty.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Value::Scalar(s) => s.is_zero(),
+            Value::Ranges(r) => r.is_empty(),
+            Value::Set(s) => s.0.is_empty(),
+        }
+    }
+
+    /// Whether `self` covers `o` (false on kind mismatch).
+    pub fn contains(&self, o: &Value) -> bool {
+        match (self, o) {
+            (Value::Scalar(a), Value::Scalar(b)) => a >= b,
+            (Value::Ranges(a), Value::Ranges(b)) => a.contains(b),
+            (Value::Set(a), Value::Set(b)) => a.0.is_superset(&b.0),
+            _ => false,
+        }
+    }
+
+    /// Adds `o` into `self`; returns false (and changes nothing) on kind mismatch.
+    fn add(&mut self, o: &Value) -> bool {
+        match (self, o) {
+            (Value::Scalar(a), Value::Scalar(b)) => *a += *b,
+            (Value::Ranges(a), Value::Ranges(b)) => a.add(b),
+            (Value::Set(a), Value::Set(b)) => a.0.extend(b.0.iter().cloned()),
+            _ => return false,
+        }
+        true
+    }
+
+    /// `self - o`, or `None` unless `self` contains `o`.
+    fn checked_sub(&self, o: &Value) -> Option<Value> {
+        match (self, o) {
+            (Value::Scalar(a), Value::Scalar(b)) => a.checked_sub(*b).map(Value::Scalar),
+            (Value::Ranges(a), Value::Ranges(b)) => a.checked_sub(b).map(Value::Ranges),
+            (Value::Set(a), Value::Set(b)) if a.0.is_superset(&b.0) => {
+                Some(Value::Set(Set(a.0.difference(&b.0).cloned().collect())))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Scalar(s) => s.fmt(f),
+            Value::Ranges(r) => r.fmt(f),
+            Value::Set(s) => s.fmt(f),
+        }
+    }
+}
+
+/// One named resource with its role (`"*"` = unreserved).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Resource {
+    /// Resource name, e.g. `cpus`.
+    pub name: String,
+    /// Role the resource is reserved for, `"*"` if unreserved.
+    pub role: String,
+    /// The amount.
+    pub value: Value,
+}
+
+impl Resource {
+    /// Builds a resource.
+    pub fn new(name: impl Into<String>, role: impl Into<String>, value: Value) -> Resource {
+        Resource {
+            name: name.into(),
+            role: role.into(),
+            value,
+        }
+    }
+
+    /// An unreserved scalar resource; errors on negative or non-finite amounts.
+    pub fn scalar(name: impl Into<String>, amount: f64) -> Result<Resource, ResourceError> {
+        Ok(Resource::new(
+            name,
+            UNRESERVED,
+            Value::Scalar(Scalar::from_f64(amount)?),
+        ))
+    }
+}
+
+impl fmt::Display for Resource {
+    /// `name:value` or `name(role):value`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.role == UNRESERVED {
+            write!(f, "{}:{}", self.name, self.value)
+        } else {
+            write!(f, "{}({}):{}", self.name, self.role, self.value)
+        }
+    }
+}
+
+/// A normalized bag of resources: one entry per (name, role), no zero/empty entries,
+/// and each name used with a single kind.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Resources(BTreeMap<(String, String), Resource>);
+
+impl Resources {
+    /// No resources.
+    pub fn new() -> Resources {
+        Resources::default()
+    }
+
+    /// Parses the Mesos agent `--resources` syntax, e.g. `cpus:4;mem:8192;ports:[31000-32000];cpus(web):2`.
+    pub fn parse(s: &str) -> Result<Resources, ResourceError> {
+        parse::parse(s)
+    }
+
+    /// Adds `r` into the matching (name, role) entry. Errors on an invalid name/role or a kind
+    /// different from the one this name already has.
+    pub fn push(&mut self, r: Resource) -> Result<(), ResourceError> {
+        validate_name(&r.name)?;
+        validate_name(&r.role)?;
+        if let Some(other) = self.0.values().find(|e| e.name == r.name) {
+            if other.value.kind() != r.value.kind() {
+                return Err(ResourceError::KindMismatch {
+                    name: r.name,
+                    first: other.value.kind().to_owned(),
+                    second: r.value.kind().to_owned(),
+                });
+            }
+        }
+        if r.value.is_empty() {
+            return Ok(());
+        }
+        let key = (r.name.clone(), r.role.clone());
+        match self.0.get_mut(&key) {
+            Some(e) => {
+                e.value.add(&r.value);
+            }
+            None => {
+                self.0.insert(key, r);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds all of `o`; an entry whose kind conflicts with self's is skipped (keeps self's).
+    pub fn add(&mut self, o: &Resources) {
+        for r in o.iter() {
+            // Conflicts cannot happen between validly built values; keeping self's entry is the contract.
+            let _ = self.push(r.clone());
+        }
+    }
+
+    /// `self + o` as a new value.
+    pub fn plus(&self, o: &Resources) -> Resources {
+        let mut out = self.clone();
+        out.add(o);
+        out
+    }
+
+    /// Whether every (name, role) entry of `o` is covered by the same entry of `self`.
+    pub fn contains(&self, o: &Resources) -> bool {
+        o.0.iter().all(|(k, want)| {
+            self.0
+                .get(k)
+                .is_some_and(|have| have.value.contains(&want.value))
+        })
+    }
+
+    /// `self - o`, or [`ResourceError::Insufficient`] unless `self` contains `o`.
+    pub fn checked_sub(&self, o: &Resources) -> Result<Resources, ResourceError> {
+        let insufficient = || ResourceError::Insufficient {
+            have: self.to_string(),
+            want: o.to_string(),
+        };
+        let mut out = self.clone();
+        for (k, want) in &o.0 {
+            let have = out.0.get(k).ok_or_else(insufficient)?;
+            let left = have
+                .value
+                .checked_sub(&want.value)
+                .ok_or_else(insufficient)?;
+            if left.is_empty() {
+                out.0.remove(k);
+            } else if let Some(e) = out.0.get_mut(k) {
+                e.value = left;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The scalar named `name`, summed over roles (zero if absent or not a scalar).
+    pub fn scalar(&self, name: &str) -> Scalar {
+        self.iter()
+            .filter(|r| r.name == name)
+            .filter_map(|r| match &r.value {
+                Value::Scalar(s) => Some(*s),
+                _ => None,
+            })
+            .sum()
+    }
+
+    /// CPUs over all roles.
+    pub fn cpus(&self) -> f64 {
+        self.scalar("cpus").as_f64()
+    }
+
+    /// Memory (MB) over all roles.
+    pub fn mem(&self) -> f64 {
+        self.scalar("mem").as_f64()
+    }
+
+    /// Disk (MB) over all roles.
+    pub fn disk(&self) -> f64 {
+        self.scalar("disk").as_f64()
+    }
+
+    /// GPUs over all roles.
+    pub fn gpus(&self) -> f64 {
+        self.scalar("gpus").as_f64()
+    }
+
+    /// The ranges named `name`, merged over roles (empty if absent).
+    pub fn ranges(&self, name: &str) -> Ranges {
+        let mut out = Ranges::default();
+        for r in self.iter().filter(|r| r.name == name) {
+            if let Value::Ranges(v) = &r.value {
+                out.add(v);
+            }
+        }
+        out
+    }
+
+    /// Whether there are no resources.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// All entries, ordered by (name, role).
+    pub fn iter(&self) -> impl Iterator<Item = &Resource> {
+        self.0.values()
+    }
+
+    /// The unreserved (`"*"`) part.
+    pub fn unreserved(&self) -> Resources {
+        self.reserved(UNRESERVED)
+    }
+
+    /// The part whose role is exactly `role`.
+    pub fn reserved(&self, role: &str) -> Resources {
+        self.filter(|r| r.role == role)
+    }
+
+    /// The entries for which `keep` is true.
+    pub fn filter(&self, keep: impl Fn(&Resource) -> bool) -> Resources {
+        Resources(
+            self.0
+                .iter()
+                .filter(|(_, r)| keep(r))
+                .map(|(k, r)| (k.clone(), r.clone()))
+                .collect(),
+        )
+    }
+
+    /// The same amounts, all re-labelled to `role`.
+    pub fn with_role(&self, role: &str) -> Resources {
+        let mut out = Resources::new();
+        for r in self.iter() {
+            let relabelled = Resource::new(r.name.clone(), role, r.value.clone());
+            // Names keep one kind in a valid Resources, so this cannot conflict; an
+            // invalid `role` is a caller bug and drops the entry rather than panicking.
+            let _ = out.push(relabelled);
+        }
+        out
+    }
+
+    /// The roles present.
+    pub fn roles(&self) -> BTreeSet<String> {
+        self.iter().map(|r| r.role.clone()).collect()
+    }
+
+    /// Mesos `/master/state` summary: `cpus`, `gpus`, `mem`, `disk` always (as floats), other
+    /// scalars summed by name, ranges as `"[a-b, c-d]"`, sets as `"{a, b}"`.
+    pub fn v0_summary(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut scalars: BTreeMap<&str, Scalar> = ["cpus", "gpus", "mem", "disk"]
+            .into_iter()
+            .map(|n| (n, Scalar::ZERO))
+            .collect();
+        let mut ranges: BTreeMap<&str, Ranges> = BTreeMap::new();
+        let mut sets: BTreeMap<&str, Set> = BTreeMap::new();
+        for r in self.iter() {
+            match &r.value {
+                Value::Scalar(s) => *scalars.entry(&r.name).or_default() += *s,
+                Value::Ranges(v) => ranges.entry(&r.name).or_default().add(v),
+                Value::Set(v) => sets
+                    .entry(&r.name)
+                    .or_default()
+                    .0
+                    .extend(v.0.iter().cloned()),
+            }
+        }
+        let mut out = serde_json::Map::new();
+        for (n, s) in scalars {
+            out.insert(n.to_owned(), serde_json::Value::from(s.as_f64()));
+        }
+        for (n, v) in ranges {
+            out.insert(n.to_owned(), v.to_v0_string().into());
+        }
+        for (n, v) in sets {
+            out.insert(n.to_owned(), v.to_v0_string().into());
+        }
+        out
+    }
+}
+
+/// Checks a resource name or role: non-empty, no whitespace or syntax characters.
+pub(crate) fn validate_name(s: &str) -> Result<(), ResourceError> {
+    let bad = |reason: &str| ResourceError::InvalidName {
+        name: s.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if s.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    match s
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || ";:(){}[],".contains(*c))
+    {
+        Some(c) => Err(bad(&format!("contains `{c}`"))),
+        None => Ok(()),
+    }
+}
+
+/// Display order rank: well-known names first.
+fn name_rank(name: &str) -> usize {
+    ["cpus", "mem", "disk", "gpus", "ports"]
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or(5)
+}
+
+impl fmt::Display for Resources {
+    /// The `--resources` syntax in a stable order, so `parse(display(r)) == r`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut entries: Vec<&Resource> = self.iter().collect();
+        entries.sort_by(|a, b| {
+            (name_rank(&a.name), &a.name, a.role != UNRESERVED, &a.role).cmp(&(
+                name_rank(&b.name),
+                &b.name,
+                b.role != UNRESERVED,
+                &b.role,
+            ))
+        });
+        for (i, r) in entries.iter().enumerate() {
+            if i > 0 {
+                f.write_str(";")?;
+            }
+            r.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Resources {
+    type Err = ResourceError;
+
+    fn from_str(s: &str) -> Result<Resources, ResourceError> {
+        Resources::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests;
