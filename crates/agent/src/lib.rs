@@ -43,13 +43,14 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::AgentConfig;
 pub use error::AgentError;
-pub use monitor::{executor_terminated, exit_status};
 pub use resources::detect_resources;
 
 use state::Shared;
 
 /// Extra time allowed, beyond the largest kill grace, for tasks to end on `shutdown(true)`.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
+/// How long `shutdown(true)` waits for the final updates to be acknowledged.
+const ACK_WAIT: Duration = Duration::from_secs(1);
 
 /// The agent process (entry point: [`Agent::start`]).
 pub struct Agent {
@@ -237,6 +238,14 @@ async fn kill_all_tasks(shared: &Arc<Shared>) {
     if !left.is_empty() {
         tracing::warn!(tasks = ?left, "tasks still running after the kill deadline");
     }
+    // Give the master a moment to acknowledge the final updates while still connected.
+    let ack_deadline = tokio::time::Instant::now() + ACK_WAIT;
+    while shared.connected()
+        && shared.pending_count() > 0
+        && tokio::time::Instant::now() < ack_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Remove the task cgroups and the agent's own `<root>/<agent_id>` (and `<root>` if empty).
@@ -255,7 +264,8 @@ fn remove_cgroups(shared: &Shared) {
     }
     let root = shared.cfg.cgroup_root.trim_matches('/');
     if let Some(id) = agent_id {
-        let _ = cg.remove(&tasks::cgroup_path(root, &id, "").trim_end_matches('/').to_string());
+        let agent_cgroup = tasks::cgroup_path(root, &id, "");
+        let _ = cg.remove(agent_cgroup.trim_end_matches('/'));
     }
     if !root.is_empty() {
         let _ = cg.remove(root);

@@ -24,7 +24,7 @@ use crate::state::{plain, Shared};
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The terminal state implied by an exit record (pure).
-pub fn exit_status(rec: &ExitRecord, kill_requested: bool, mem_mib: f64) -> StateRecord {
+pub(crate) fn exit_status(rec: &ExitRecord, kill_requested: bool, mem_mib: f64) -> StateRecord {
     let failed = |reason: Option<&str>, message: String| StateRecord {
         state: TaskState::Failed,
         reason: reason.map(str::to_string),
@@ -65,7 +65,7 @@ pub fn exit_status(rec: &ExitRecord, kill_requested: bool, mem_mib: f64) -> Stat
 }
 
 /// The shim vanished without writing `exit.json`.
-pub fn executor_terminated() -> StateRecord {
+pub(crate) fn executor_terminated() -> StateRecord {
     StateRecord {
         state: TaskState::Failed,
         reason: Some("REASON_EXECUTOR_TERMINATED".into()),

@@ -193,6 +193,11 @@ impl Shared {
         }
     }
 
+    /// Whether a registered connection is up.
+    pub fn connected(&self) -> bool {
+        self.lock().conn.as_ref().is_some_and(|c| !c.is_closed())
+    }
+
     /// How many updates await acknowledgement.
     pub fn pending_count(&self) -> usize {
         self.lock().pending.len()

@@ -329,7 +329,7 @@ pub(crate) mod tests {
         let env = task_env(&s, Path::new("/s"), &AgentId::new("ag"), "h");
         assert_eq!(get(&env, "PORT"), None);
         assert_eq!(get(&env, "PORTS"), None);
-        assert_eq!(get(&env, "PORT0"), None, "user PORT0 is dropped too");
+        assert_eq!(get(&env, "PORT0"), Some("bogus"), "user vars stay when not overridden");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::Value;
 /// A borderless table with a header row, like `kubectl get`.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut t = Table::new();
-    t.load_preset(presets::NOTHING)
+    t.load_style(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(headers.iter().copied());
     for row in rows {

@@ -1,1 +1,94 @@
-fn main() {}
+//! `meseta`: one binary for the master, the agent, the task shim and the CLI.
+//!
+//! Wiring only: clap parses the command line, and each subcommand hands off to its crate.
+//! `meseta shim` runs before any async runtime exists, so it is single-threaded when it forks.
+#![forbid(unsafe_code)]
+
+mod cluster;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// A datacenter operating system: master, agents and clients in one binary.
+#[derive(Parser, Debug)]
+#[command(name = "meseta", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+    #[command(flatten)]
+    global: meseta_cli::GlobalArgs,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "MESETA_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Top {
+    /// A one-machine cluster: a master and one agent, embedded store.
+    Dev(cluster::DevArgs),
+    /// Run a master.
+    Master(cluster::MasterArgs),
+    /// Run an agent.
+    Agent(cluster::AgentArgs),
+    /// Supervise one task (started by the agent; not for direct use).
+    #[command(hide = true)]
+    Shim {
+        /// The task directory holding launch.json.
+        task_dir: PathBuf,
+    },
+    #[command(flatten)]
+    Client(meseta_cli::Command),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Top::Shim { task_dir } = &cli.command {
+        std::process::exit(meseta_isolation::shim::run(task_dir));
+    }
+    let server = matches!(cli.command, Top::Dev(_) | Top::Master(_) | Top::Agent(_));
+    init_logging(server, cli.log_json);
+    let code = match runtime(server).and_then(|rt| rt.block_on(run(cli))) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Servers get two worker threads (enough on these machines, and it keeps idle memory low).
+fn runtime(server: bool) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = if server {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all().build().context("starting the async runtime")
+}
+
+fn init_logging(server: bool, json: bool) {
+    let default = if server { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Top::Dev(a) => cluster::dev(a).await.map(|_| 0),
+        Top::Master(a) => cluster::master(a).await.map(|_| 0),
+        Top::Agent(a) => cluster::agent(a).await.map(|_| 0),
+        Top::Shim { .. } => Ok(0),
+        Top::Client(c) => meseta_cli::run(c, cli.global).await,
+    }
+}

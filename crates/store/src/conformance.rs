@@ -33,7 +33,10 @@ async fn clear(store: &dyn Store, prefix: &str) {
     let op = Op::DeletePrefix {
         prefix: prefix.to_string(),
     };
-    store.txn(vec![], vec![op], vec![]).await.expect("clear prefix");
+    store
+        .txn(vec![], vec![op], vec![])
+        .await
+        .expect("clear prefix");
 }
 
 fn put_op(key: &str, value: &[u8]) -> Op {
@@ -74,13 +77,19 @@ async fn basic_get_put_delete(store: &dyn Store) {
     assert_eq!(store.revision().await.expect("revision"), r1);
     let kv = must_get(store, k).await;
     assert_eq!(kv.value, b"one");
-    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (r1, r1, 1));
+    assert_eq!(
+        (kv.create_revision, kv.mod_revision, kv.version),
+        (r1, r1, 1)
+    );
     assert_eq!(kv.lease, None);
 
     let r2 = store.put(k, b"two".to_vec()).await.expect("put");
     assert!(r2 > r1);
     let kv = must_get(store, k).await;
-    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (r1, r2, 2));
+    assert_eq!(
+        (kv.create_revision, kv.mod_revision, kv.version),
+        (r1, r2, 2)
+    );
     assert_eq!(kv.value, b"two");
 
     assert!(store.delete(k).await.expect("delete"));
@@ -104,19 +113,35 @@ async fn list_by_prefix(store: &dyn Store) {
     clear(store, p).await;
     for key in ["a/2", "ab", "a/1", "b/1", "a/3"] {
         let full = format!("{p}{key}");
-        store.put(&full, key.as_bytes().to_vec()).await.expect("put");
+        store
+            .put(&full, key.as_bytes().to_vec())
+            .await
+            .expect("put");
     }
     let keys = |kvs: Vec<KeyValue>| kvs.into_iter().map(|kv| kv.key).collect::<Vec<_>>();
     let under_a = keys(store.list(&format!("{p}a/")).await.expect("list"));
-    let want: Vec<String> = ["a/1", "a/2", "a/3"].iter().map(|k| format!("{p}{k}")).collect();
-    assert_eq!(under_a, want, "list must be sorted and exclude the sibling `ab`");
+    let want: Vec<String> = ["a/1", "a/2", "a/3"]
+        .iter()
+        .map(|k| format!("{p}{k}"))
+        .collect();
+    assert_eq!(
+        under_a, want,
+        "list must be sorted and exclude the sibling `ab`"
+    );
     let under_a_any = keys(store.list(&format!("{p}a")).await.expect("list"));
     assert_eq!(under_a_any.len(), 4, "prefix `a` includes `ab`");
-    assert!(store.list(&format!("{p}zzz")).await.expect("list").is_empty());
+    assert!(store
+        .list(&format!("{p}zzz"))
+        .await
+        .expect("list")
+        .is_empty());
     let all = store.list(p).await.expect("list");
     assert_eq!(all.len(), 5);
     assert!(all.windows(2).all(|w| w[0].key < w[1].key), "sorted by key");
-    let kv = all.iter().find(|kv| kv.key == format!("{p}ab")).expect("ab listed");
+    let kv = all
+        .iter()
+        .find(|kv| kv.key == format!("{p}ab"))
+        .expect("ab listed");
     assert_eq!(kv.value, b"ab");
 }
 
@@ -145,8 +170,14 @@ async fn txn_branches(store: &dyn Store) {
     assert!(resp.succeeded);
     assert_eq!(resp.revision, before + 1, "one revision per transaction");
     let (kx, ky) = (must_get(store, x).await, must_get(store, y).await);
-    assert_eq!((kx.value.as_slice(), ky.value.as_slice()), (&b"s"[..], &b"s"[..]));
-    assert_eq!(kx.mod_revision, ky.mod_revision, "ops share the txn revision");
+    assert_eq!(
+        (kx.value.as_slice(), ky.value.as_slice()),
+        (&b"s"[..], &b"s"[..])
+    );
+    assert_eq!(
+        kx.mod_revision, ky.mod_revision,
+        "ops share the txn revision"
+    );
 
     store.put(flag, b"off".to_vec()).await.expect("put");
     let resp = store
@@ -159,12 +190,22 @@ async fn txn_branches(store: &dyn Store) {
         .expect("txn");
     assert!(!resp.succeeded, "compare on a changed value must fail");
     assert_eq!(must_get(store, x).await.value, b"f", "failure branch ran");
-    assert_eq!(store.get(y).await.expect("get"), None, "failure branch deleted");
+    assert_eq!(
+        store.get(y).await.expect("get"),
+        None,
+        "failure branch deleted"
+    );
     assert_eq!(resp.revision, store.revision().await.expect("revision"));
 
     let now = store.revision().await.expect("revision");
     let resp = store.txn(vec![is_on()], vec![], vec![]).await.expect("txn");
-    assert_eq!(resp, crate::TxnResponse { succeeded: false, revision: now });
+    assert_eq!(
+        resp,
+        crate::TxnResponse {
+            succeeded: false,
+            revision: now
+        }
+    );
 
     let missing = Compare::Value {
         key: "conformance/txn/missing".to_string(),
@@ -173,7 +214,9 @@ async fn txn_branches(store: &dyn Store) {
     let resp = store.txn(vec![missing], vec![], vec![]).await.expect("txn");
     assert!(!resp.succeeded, "value compare on an absent key fails");
 
-    let wipe = Op::DeletePrefix { prefix: p.to_string() };
+    let wipe = Op::DeletePrefix {
+        prefix: p.to_string(),
+    };
     store.txn(vec![], vec![wipe], vec![]).await.expect("txn");
     assert!(store.list(p).await.expect("list").is_empty());
 }
@@ -195,7 +238,10 @@ async fn create_if_absent(store: &dyn Store) {
         .txn(vec![absent()], vec![put_op(k, b"you")], vec![])
         .await
         .expect("txn");
-    assert!(!second.succeeded, "create-if-absent on an existing key fails");
+    assert!(
+        !second.succeeded,
+        "create-if-absent on an existing key fails"
+    );
     assert_eq!(must_get(store, k).await.value, b"me");
     let v1 = Compare::Version {
         key: k.to_string(),
@@ -218,7 +264,10 @@ async fn compare_mod_revision(store: &dyn Store) {
         key: k.to_string(),
         revision,
     };
-    store.put(k, b"2".to_vec()).await.expect("concurrent writer");
+    store
+        .put(k, b"2".to_vec())
+        .await
+        .expect("concurrent writer");
     let stale = store
         .txn(vec![at(r)], vec![put_op(k, b"stale")], vec![])
         .await
@@ -256,7 +305,11 @@ async fn invalid_inputs(store: &dyn Store) {
         matches!(err, Some(StoreError::LeaseNotFound(_))),
         "put with an unknown lease: {err:?}"
     );
-    assert_eq!(store.get(k).await.expect("get"), None, "rejected txn is atomic");
+    assert_eq!(
+        store.get(k).await.expect("get"),
+        None,
+        "rejected txn is atomic"
+    );
     assert_eq!(store.revision().await.expect("revision"), before);
     let err = store.put("", b"x".to_vec()).await.err();
     assert!(matches!(err, Some(StoreError::InvalidKey(_))), "{err:?}");
@@ -349,7 +402,10 @@ async fn put_leased(store: &dyn Store, key: &str, lease: LeaseId) {
         value: b"leased".to_vec(),
         lease: Some(lease),
     };
-    store.txn(vec![], vec![op], vec![]).await.expect("leased put");
+    store
+        .txn(vec![], vec![op], vec![])
+        .await
+        .expect("leased put");
 }
 
 async fn lease_revoke(store: &dyn Store) {
@@ -375,10 +431,17 @@ async fn lease_revoke(store: &dyn Store) {
     store.revoke(id).await.expect("revoke");
     assert_eq!(store.get(k1).await.expect("get"), None);
     assert_eq!(store.get(k2).await.expect("get"), None);
-    assert!(store.get(k3).await.expect("get").is_some(), "detached key kept");
+    assert!(
+        store.get(k3).await.expect("get").is_some(),
+        "detached key kept"
+    );
     let (e1, e2) = (next_event(&mut w).await, next_event(&mut w).await);
     assert!(matches!(e1, WatchEvent::Delete { .. }) && matches!(e2, WatchEvent::Delete { .. }));
-    assert_eq!(e1.revision(), e2.revision(), "revoke deletes in one revision");
+    assert_eq!(
+        e1.revision(),
+        e2.revision(),
+        "revoke deletes in one revision"
+    );
     let err = store.keep_alive(id).await.err();
     assert!(matches!(err, Some(StoreError::LeaseNotFound(_))), "{err:?}");
     let err = store.revoke(id).await.err();
@@ -401,7 +464,10 @@ async fn lease_keep_alive_and_expiry(store: &dyn Store) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut expired = None;
     while expired.is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "lease never expired");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lease never expired"
+        );
         store.keep_alive(kept).await.expect("keep alive");
         if let Ok(item) = tokio::time::timeout(ttl / 6, w.next()).await {
             expired = Some(item.expect("watch open").expect("watch ok"));
@@ -412,7 +478,10 @@ async fn lease_keep_alive_and_expiry(store: &dyn Store) {
         other => panic!("expected delete of the expired key, got {other:?}"),
     }
     assert_eq!(store.get(kd).await.expect("get"), None);
-    assert!(store.get(kk).await.expect("get").is_some(), "renewed lease kept");
+    assert!(
+        store.get(kk).await.expect("get").is_some(),
+        "renewed lease kept"
+    );
     let err = store.keep_alive(dying).await.err();
     assert!(matches!(err, Some(StoreError::LeaseNotFound(_))), "{err:?}");
     store.revoke(kept).await.expect("revoke");

@@ -1,1 +1,146 @@
-//! placeholder
+//! An in-process test cluster: one master and N agents on loopback ports, each agent with its own
+//! work dir, sharing one tokio runtime. Tasks still run as real processes through `meseta shim`, so
+//! the caller passes the path of the built `meseta` binary (`env!("CARGO_BIN_EXE_meseta")` in the
+//! binary crate's tests).
+//!
+//! ```ignore
+//! let cluster = Cluster::start(ClusterOptions::new(meseta_exe).agents(2)).await?;
+//! let mut fw = cluster.master.subscribe(framework_info("test")).await?;
+//! ```
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use meseta_agent::{Agent, AgentConfig, AgentHandle};
+use meseta_master::{Master, MasterConfig, MasterHandle};
+use meseta_store::redb::RedbStore;
+use meseta_types::{AgentId, Resources};
+
+/// How to build a test cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// The `meseta` binary (for the task shim).
+    pub meseta_exe: PathBuf,
+    /// How many agents.
+    pub agents: usize,
+    /// Resources of each agent.
+    pub agent_resources: Resources,
+    /// Master's agent timeout.
+    pub agent_timeout: Duration,
+}
+
+impl ClusterOptions {
+    /// One agent with `cpus:4;mem:4096;disk:4096;ports:[31000-31999]`.
+    pub fn new(meseta_exe: impl Into<PathBuf>) -> ClusterOptions {
+        ClusterOptions {
+            meseta_exe: meseta_exe.into(),
+            agents: 1,
+            agent_resources: Resources::parse("cpus:4;mem:4096;disk:4096;ports:[31000-31999]")
+                .expect("literal resources parse"),
+            agent_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Set the number of agents.
+    pub fn agents(mut self, n: usize) -> Self {
+        self.agents = n;
+        self
+    }
+
+    /// Set each agent's resources.
+    pub fn agent_resources(mut self, r: &str) -> anyhow::Result<Self> {
+        self.agent_resources = Resources::parse(r)?;
+        Ok(self)
+    }
+}
+
+/// A running in-process cluster; dropping it without [`Cluster::stop`] leaves tasks running.
+pub struct Cluster {
+    /// The master.
+    pub master: Master,
+    /// Its HTTP base URL.
+    pub url: String,
+    master_handle: Option<MasterHandle>,
+    /// The agents, in start order.
+    pub agents: Vec<AgentHandle>,
+    opts: ClusterOptions,
+    /// Holds the store and agents' work dirs.
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Start a master (redb store in a temp dir) and the agents; wait until all registered.
+    pub async fn start(opts: ClusterOptions) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir().context("temp dir")?;
+        let store = Arc::new(RedbStore::open(&dir.path().join("store.redb"))?);
+        let cfg = MasterConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            agent_timeout: opts.agent_timeout,
+            allocation_interval: Duration::from_millis(200),
+            ..MasterConfig::default()
+        };
+        let handle = meseta_master::start(cfg, store).await?;
+        let url = format!("http://{}", handle.addr);
+        let mut cluster = Cluster {
+            master: handle.master.clone(),
+            url,
+            master_handle: Some(handle),
+            agents: Vec::new(),
+            opts,
+            dir,
+        };
+        for i in 0..cluster.opts.agents {
+            let agent = cluster.start_agent(i).await?;
+            cluster.agents.push(agent);
+        }
+        Ok(cluster)
+    }
+
+    /// The config of agent `i` (same work dir every time, so a restart recovers).
+    pub fn agent_config(&self, i: usize) -> AgentConfig {
+        let mut cfg = AgentConfig::new(
+            self.url.clone(),
+            self.dir.path().join(format!("agent-{i}")),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        );
+        cfg.resources = Some(self.opts.agent_resources.clone());
+        cfg.hostname = Some(format!("agent-{i}"));
+        cfg.meseta_exe = self.opts.meseta_exe.clone();
+        cfg.usage_interval = Duration::from_secs(1);
+        cfg
+    }
+
+    /// Start agent `i` and wait for its registration.
+    pub async fn start_agent(&self, i: usize) -> anyhow::Result<AgentHandle> {
+        let agent = Agent::start(self.agent_config(i)).await?;
+        agent.wait_registered(Duration::from_secs(10)).await?;
+        Ok(agent)
+    }
+
+    /// The registered id of agent `i`.
+    pub fn agent_id(&self, i: usize) -> Option<AgentId> {
+        self.agents.get(i).and_then(|a| a.agent_id())
+    }
+
+    /// GET a master endpoint as JSON.
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.url);
+        let resp = reqwest::get(&url).await.with_context(|| format!("GET {url}"))?;
+        anyhow::ensure!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        Ok(resp.json().await?)
+    }
+
+    /// Stop everything: kill tasks, stop agents and the master.
+    pub async fn stop(mut self) {
+        for a in self.agents.drain(..) {
+            a.shutdown(true).await;
+        }
+        if let Some(h) = self.master_handle.take() {
+            h.shutdown().await;
+        }
+    }
+}

@@ -162,7 +162,9 @@ impl Store for RedbStore {
         let key = key.to_string();
         self.read(move |db| {
             let rtx = db.begin_read().map_err(backend("starting read"))?;
-            let table = rtx.open_table(DATA).map_err(backend("opening data table"))?;
+            let table = rtx
+                .open_table(DATA)
+                .map_err(backend("opening data table"))?;
             let guard = table.get(key.as_str()).map_err(backend("reading key"))?;
             guard.map(|g| codec::decode(&key, g.value())).transpose()
         })
@@ -189,7 +191,9 @@ impl Store for RedbStore {
         let prefix = prefix.to_string();
         self.read(move |db| {
             let rtx = db.begin_read().map_err(backend("starting read"))?;
-            let table = rtx.open_table(DATA).map_err(backend("opening data table"))?;
+            let table = rtx
+                .open_table(DATA)
+                .map_err(backend("opening data table"))?;
             writer::scan_table(&table, &prefix)
         })
         .await

@@ -124,8 +124,12 @@ pub(crate) fn scan_table(
 pub(crate) fn recover(db: &Database) -> Result<Revision, StoreError> {
     let wtx = db.begin_write().map_err(backend("starting recovery"))?;
     let revision = {
-        let mut meta = wtx.open_table(META).map_err(backend("opening meta table"))?;
-        let table = wtx.open_table(DATA).map_err(backend("opening data table"))?;
+        let mut meta = wtx
+            .open_table(META)
+            .map_err(backend("opening meta table"))?;
+        let table = wtx
+            .open_table(DATA)
+            .map_err(backend("opening data table"))?;
         let mut revision = meta
             .get(REVISION_KEY)
             .map_err(backend("reading revision"))?
@@ -167,7 +171,10 @@ pub(crate) fn run(db: Arc<Database>, shared: Arc<Shared>, rx: mpsc::Receiver<Req
 /// How one request of a batch turned out before the commit.
 enum Outcome {
     Txn(oneshot::Sender<TxnReply>, Result<Applied, StoreError>),
-    Revoke(oneshot::Sender<Result<(), StoreError>>, Result<Option<Applied>, StoreError>),
+    Revoke(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<Option<Applied>, StoreError>,
+    ),
 }
 
 fn commit_batch(db: &Database, shared: &Shared, batch: Vec<Request>) {
@@ -194,7 +201,9 @@ fn write_batch(
     let wtx = db.begin_write().map_err(backend("starting write"))?;
     let mut revision = start;
     {
-        let table = wtx.open_table(DATA).map_err(backend("opening data table"))?;
+        let table = wtx
+            .open_table(DATA)
+            .map_err(backend("opening data table"))?;
         let mut tables = RedbTables { table };
         let mut leases = shared.leases();
         let mut requests = batch.into_iter();
@@ -218,7 +227,9 @@ fn write_batch(
             }
         }
         if revision != start {
-            let mut meta = wtx.open_table(META).map_err(backend("opening meta table"))?;
+            let mut meta = wtx
+                .open_table(META)
+                .map_err(backend("opening meta table"))?;
             meta.insert(REVISION_KEY, revision)
                 .map_err(backend("writing revision"))?;
         }

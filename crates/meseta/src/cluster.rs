@@ -1,0 +1,201 @@
+//! `meseta dev`, `meseta master` and `meseta agent`: flags → configs → running processes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use meseta_agent::{Agent, AgentConfig};
+use meseta_master::MasterConfig;
+use meseta_store::redb::RedbStore;
+use meseta_types::{Attributes, Resources};
+
+/// Flags of `meseta master`.
+#[derive(clap::Args, Debug)]
+pub struct MasterArgs {
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:5050")]
+    pub listen: SocketAddr,
+    /// Where the embedded store lives (default: the user's data dir, `meseta/master`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds an agent may be silent before it is unreachable.
+    #[arg(long, default_value_t = 30.0)]
+    pub agent_timeout: f64,
+    /// Host name to report.
+    #[arg(long)]
+    pub hostname: Option<String>,
+}
+
+/// Flags of `meseta agent`.
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// Base URL of the master.
+    #[arg(long, env = "MESETA_MASTER", default_value = "http://127.0.0.1:5050")]
+    pub master: String,
+    /// Where tasks, sandboxes and checkpoints live (default: the user's data dir, `meseta/agent`).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Total resources, e.g. `cpus:4;mem:8192;disk:20000;ports:[31000-32000]` (default: detected).
+    #[arg(long)]
+    pub resources: Option<String>,
+    /// Attributes, e.g. `rack:r1;zone:eu-1a`.
+    #[arg(long)]
+    pub attributes: Option<String>,
+    /// Address of the agent's HTTP server (sandbox logs).
+    #[arg(long, default_value = "127.0.0.1:5051")]
+    pub listen: SocketAddr,
+    /// Host name tasks see as HOST.
+    #[arg(long)]
+    pub hostname: Option<String>,
+}
+
+/// Flags of `meseta dev`.
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// Address of the master's HTTP API.
+    #[arg(long, default_value = "127.0.0.1:5050")]
+    pub listen: SocketAddr,
+    /// Where the store and the agent's work dir live (default: the user's data dir, `meseta/dev`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Total resources of the agent (default: detected).
+    #[arg(long)]
+    pub resources: Option<String>,
+    /// Attributes of the agent.
+    #[arg(long)]
+    pub attributes: Option<String>,
+    /// Address of the agent's HTTP server.
+    #[arg(long, default_value = "127.0.0.1:5051")]
+    pub agent_listen: SocketAddr,
+}
+
+fn default_dir(sub: &str) -> anyhow::Result<PathBuf> {
+    let base = dirs::data_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
+        .context("no data directory for this user: pass --data-dir")?;
+    Ok(base.join("meseta").join(sub))
+}
+
+fn parse_resources(r: Option<&str>) -> anyhow::Result<Option<Resources>> {
+    r.map(|s| Resources::parse(s).with_context(|| format!("invalid --resources '{s}'")))
+        .transpose()
+}
+
+fn parse_attributes(a: Option<&str>) -> anyhow::Result<Attributes> {
+    match a {
+        Some(s) => Attributes::parse(s).with_context(|| format!("invalid --attributes '{s}'")),
+        None => Ok(Attributes::default()),
+    }
+}
+
+fn open_store(dir: &std::path::Path) -> anyhow::Result<Arc<RedbStore>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("store.redb");
+    let store = RedbStore::open(&path).with_context(|| format!("opening store {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn master_config(listen: SocketAddr, agent_timeout: f64, hostname: Option<String>) -> anyhow::Result<MasterConfig> {
+    anyhow::ensure!(
+        agent_timeout.is_finite() && agent_timeout > 0.0,
+        "--agent-timeout must be a positive number of seconds, got {agent_timeout}"
+    );
+    let mut cfg = MasterConfig {
+        listen,
+        agent_timeout: Duration::from_secs_f64(agent_timeout),
+        ..MasterConfig::default()
+    };
+    if let Some(h) = hostname {
+        cfg.hostname = h;
+    }
+    Ok(cfg)
+}
+
+fn agent_config(master: String, work_dir: PathBuf, listen: SocketAddr, resources: Option<Resources>, attributes: Attributes, hostname: Option<String>) -> anyhow::Result<AgentConfig> {
+    let mut cfg = AgentConfig::new(master, work_dir, listen);
+    cfg.resources = resources;
+    cfg.attributes = attributes;
+    cfg.hostname = hostname;
+    cfg.meseta_exe = std::env::current_exe().context("locating the meseta binary for the task shim")?;
+    Ok(cfg)
+}
+
+/// `meseta master`.
+pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
+    let dir = match a.data_dir {
+        Some(d) => d,
+        None => default_dir("master")?,
+    };
+    let store = open_store(&dir)?;
+    let cfg = master_config(a.listen, a.agent_timeout, a.hostname)?;
+    let mut handle = meseta_master::start(cfg, store).await?;
+    eprintln!("meseta master listening on http://{}", handle.addr);
+    tokio::select! {
+        r = handle.wait() => r.context("master stopped")?,
+        _ = shutdown_signal() => { handle.shutdown().await; }
+    }
+    Ok(())
+}
+
+/// `meseta agent`.
+pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+    let resources = parse_resources(a.resources.as_deref())?;
+    let attributes = parse_attributes(a.attributes.as_deref())?;
+    let work_dir = match a.work_dir {
+        Some(d) => d,
+        None => default_dir("agent")?,
+    };
+    let cfg = agent_config(a.master, work_dir, a.listen, resources, attributes, a.hostname)?;
+    let mut handle = Agent::start(cfg).await?;
+    eprintln!("meseta agent serving on http://{}", handle.http_addr());
+    tokio::select! {
+        r = handle.wait() => r.context("agent stopped")?,
+        // A plain agent stop leaves tasks running: a restarted agent reattaches to them.
+        _ = shutdown_signal() => handle.shutdown(false).await,
+    }
+    Ok(())
+}
+
+/// `meseta dev`: a master and one agent in this process.
+pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
+    let resources = parse_resources(a.resources.as_deref())?;
+    let attributes = parse_attributes(a.attributes.as_deref())?;
+    let dir = match a.data_dir {
+        Some(d) => d,
+        None => default_dir("dev")?,
+    };
+    let store = open_store(&dir.join("master"))?;
+    let mut master = meseta_master::start(master_config(a.listen, 30.0, None)?, store).await?;
+    let url = format!("http://{}", master.addr);
+    let cfg = agent_config(url.clone(), dir.join("agent"), a.agent_listen, resources, attributes, None)?;
+    let mut agent = Agent::start(cfg).await?;
+    agent
+        .wait_registered(Duration::from_secs(10))
+        .await
+        .context("the dev agent did not register")?;
+    println!("meseta dev: master at {url} (data in {})", dir.display());
+    println!("  try: meseta execute --name hello --command 'echo hello' --resources 'cpus:0.1;mem:32'");
+    let outcome = tokio::select! {
+        r = master.wait() => r.context("master stopped"),
+        r = agent.wait() => r.context("agent stopped"),
+        _ = shutdown_signal() => Ok(()),
+    };
+    eprintln!("meseta dev: stopping (killing tasks)");
+    agent.shutdown(true).await;
+    master.shutdown().await;
+    outcome
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
