@@ -37,7 +37,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let tasks = targets
                 .into_iter()
                 .filter_map(|(task_id, path)| {
-                    cg.usage(&path).ok().map(|u| TaskUsage {
+                    cg.usage(&path).map_err(|e| eprintln!("USAGEDBG {e}")).ok().map(|u| TaskUsage {
                         task_id,
                         mem_bytes: u.mem_bytes,
                         cpu_secs: u.cpu_secs,

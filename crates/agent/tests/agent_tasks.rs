@@ -202,7 +202,6 @@ async fn restarted_agent_reattaches_and_resends_unacked_updates() {
 async fn rejected_agent_stops_with_the_reason() {
     // A master that rejects everyone.
     use axum::extract::ws::{Message, WebSocketUpgrade};
-    use futures::SinkExt;
     let app = axum::Router::new().route(
         meseta_api::agent::AGENT_WS_PATH,
         axum::routing::get(|ws: WebSocketUpgrade| async move {
@@ -228,5 +227,4 @@ async fn rejected_agent_stops_with_the_reason() {
         .expect_err("rejected");
     assert!(err.to_string().contains("agent is decommissioned"), "{err}");
     agent.shutdown(false).await;
-    let _ = futures::SinkExt::<Message>::close; // keep the import used on all paths
 }

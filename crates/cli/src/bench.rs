@@ -1,25 +1,430 @@
-//! `meseta bench launch` (being written).
+//! `meseta bench launch`: starts a private master and agent as child processes of the current
+//! executable, then measures idle memory and submit → TASK_RUNNING latency against bare
+//! fork+exec, and checks them against meseta's targets.
+//!
+//! The cluster plumbing lives in [`cluster`]; this module holds the measurement, statistics and
+//! the report.
+
+mod cluster;
+
+use crate::output;
+use anyhow::{anyhow, bail, Context};
+use cluster::Cluster;
+use meseta_api::client::{SchedulerCaller, SchedulerSession};
+use meseta_api::scheduler::{
+    Accept, Acknowledge, CallKind, CommandInfo, Event, Filters, FrameworkInfo, IdValue, Launch,
+    Offer, Operation, TaskInfo,
+};
+use meseta_types::{Resources, TaskState};
+use serde::Serialize;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Resources of each benchmark task.
+const TASK_RESOURCES: &str = "cpus:0.01;mem:16";
+/// Longest wait for any single event the benchmark needs.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Target: meseta p99 / bare p99.
+const TARGET_RATIO: f64 = 5.0;
+/// Target: idle agent RSS in MiB.
+const TARGET_AGENT_MIB: f64 = 20.0;
+/// Target: idle master RSS in MiB.
+const TARGET_MASTER_MIB: f64 = 50.0;
 
 /// `meseta bench ...`
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCmd {
-    /// Measure launch latency.
+    /// Launch latency and idle memory of a private local cluster.
     Launch(LaunchArgs),
 }
 
 /// `bench launch` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LaunchArgs {
-    /// Number of tasks.
+    /// Number of tasks, launched one after another.
     #[arg(long, default_value_t = 200)]
     pub tasks: usize,
-    /// Command each task runs.
+    /// Shell command each task (and each bare spawn) runs.
     #[arg(long, default_value = "sleep 1000")]
     pub command: String,
 }
 
-/// Runs a bench subcommand.
+/// Runs a bench subcommand; returns the exit code.
 pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<i32> {
-    let _ = (cmd, json);
+    match cmd {
+        BenchCmd::Launch(args) => launch(args, json).await,
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Stats {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile (nearest rank).
+    pub p99_ms: f64,
+    /// Maximum.
+    pub max_ms: f64,
+}
+
+impl Stats {
+    /// Nearest-rank percentiles of `samples`; `None` when empty.
+    pub fn of(samples: &[Duration]) -> Option<Stats> {
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let pick = |p: f64| {
+            let rank = (p * sorted.len() as f64).ceil() as usize;
+            sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+        };
+        Some(Stats {
+            p50_ms: ms(pick(0.50)?),
+            p99_ms: ms(pick(0.99)?),
+            max_ms: ms(*sorted.last()?),
+        })
+    }
+}
+
+/// One target and whether it was met.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Check {
+    /// What is checked.
+    pub name: String,
+    /// The measured value.
+    pub value: f64,
+    /// The upper bound.
+    pub target: f64,
+    /// `value <= target`.
+    pub pass: bool,
+}
+
+impl Check {
+    fn new(name: &str, value: f64, target: f64) -> Check {
+        Check {
+            name: name.to_string(),
+            value,
+            target,
+            pass: value <= target,
+        }
+    }
+}
+
+/// Everything `bench launch` measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// Number of tasks launched (and bare spawns).
+    pub tasks: usize,
+    /// The command run.
+    pub command: String,
+    /// Idle master RSS in bytes.
+    pub master_rss_bytes: u64,
+    /// Idle agent RSS in bytes.
+    pub agent_rss_bytes: u64,
+    /// Submit → TASK_RUNNING through meseta.
+    pub meseta: Stats,
+    /// `Command::spawn` of the same command.
+    pub bare: Stats,
+    /// `meseta.p99_ms / bare.p99_ms`.
+    pub p99_ratio: f64,
+    /// The targets.
+    pub checks: Vec<Check>,
+    /// Whether every target was met.
+    pub pass: bool,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl Report {
+    /// Assembles the report and evaluates the targets.
+    pub fn new(
+        args: &LaunchArgs,
+        rss: (u64, u64),
+        meseta: Stats,
+        bare: Stats,
+    ) -> Report {
+        let p99_ratio = if bare.p99_ms > 0.0 {
+            meseta.p99_ms / bare.p99_ms
+        } else {
+            f64::INFINITY
+        };
+        let checks = vec![
+            Check::new("p99 ratio meseta/bare", p99_ratio, TARGET_RATIO),
+            Check::new("agent idle RSS (MiB)", rss.1 as f64 / MIB, TARGET_AGENT_MIB),
+            Check::new("master idle RSS (MiB)", rss.0 as f64 / MIB, TARGET_MASTER_MIB),
+        ];
+        Report {
+            tasks: args.tasks,
+            command: args.command.clone(),
+            master_rss_bytes: rss.0,
+            agent_rss_bytes: rss.1,
+            meseta,
+            bare,
+            p99_ratio,
+            pass: checks.iter().all(|c| c.pass),
+            checks,
+        }
+    }
+
+    /// The human-readable report.
+    pub fn render(&self) -> String {
+        let line = |label: &str, s: &Stats| {
+            format!(
+                "{label:<42} p50 {:>9.3} ms   p99 {:>9.3} ms   max {:>9.3} ms",
+                s.p50_ms, s.p99_ms, s.max_ms
+            )
+        };
+        let rows: Vec<Vec<String>> = self
+            .checks
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    format!("{:.2}", c.value),
+                    format!("<= {}", output::num(c.target)),
+                    if c.pass { "PASS" } else { "MISS" }.to_string(),
+                ]
+            })
+            .collect();
+        [
+            format!(
+                "idle RSS: master {:.1} MiB, agent {:.1} MiB",
+                self.master_rss_bytes as f64 / MIB,
+                self.agent_rss_bytes as f64 / MIB
+            ),
+            line(
+                &format!("meseta submit->TASK_RUNNING ({} tasks)", self.tasks),
+                &self.meseta,
+            ),
+            line(&format!("bare fork+exec ({} spawns)", self.tasks), &self.bare),
+            format!("p99 ratio meseta/bare: {:.2}", self.p99_ratio),
+            String::new(),
+            output::table(&["CHECK", "VALUE", "TARGET", "RESULT"], &rows),
+        ]
+        .join("\n")
+    }
+}
+
+async fn launch(args: LaunchArgs, json: bool) -> anyhow::Result<i32> {
+    if args.tasks == 0 {
+        bail!("--tasks must be at least 1");
+    }
+    if args.command.trim().is_empty() {
+        bail!("--command must not be empty");
+    }
+    let mut cluster = Cluster::start().await?;
+    let result = measure(&mut cluster, &args).await;
+    cluster.stop().await;
+    let report = result?;
+    if json {
+        output::print_json(&serde_json::to_value(&report)?);
+    } else {
+        println!("{}", report.render());
+    }
     Ok(0)
+}
+
+async fn measure(cluster: &mut Cluster, args: &LaunchArgs) -> anyhow::Result<Report> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = (cluster.master_rss()?, cluster.agent_rss()?);
+    let info = FrameworkInfo {
+        user: crate::current_user(),
+        name: "meseta-bench".to_string(),
+        failover_timeout: Some(0.0),
+        ..FrameworkInfo::default()
+    };
+    let mut session = cluster
+        .client()
+        .subscribe(info)
+        .await
+        .context("cannot subscribe the benchmark framework")?;
+    cluster.set_caller(session.caller());
+    let meseta = launch_tasks(&mut session, args).await?;
+    let command = args.command.clone();
+    let n = args.tasks;
+    let bare = tokio::task::spawn_blocking(move || bare_spawns(&command, n)).await??;
+    let meseta = Stats::of(&meseta).ok_or_else(|| anyhow!("no task launched"))?;
+    let bare = Stats::of(&bare).ok_or_else(|| anyhow!("no process spawned"))?;
+    Ok(Report::new(args, rss, meseta, bare))
+}
+
+/// Launches `args.tasks` tasks one after another; returns each submit → TASK_RUNNING latency.
+async fn launch_tasks(
+    session: &mut SchedulerSession,
+    args: &LaunchArgs,
+) -> anyhow::Result<Vec<Duration>> {
+    let want = Resources::parse(TASK_RESOURCES).context("benchmark task resources")?;
+    let caller = session.caller();
+    let mut pool: Vec<Offer> = Vec::new();
+    let mut latencies = Vec::with_capacity(args.tasks);
+    for i in 0..args.tasks {
+        let offer = loop {
+            if let Some(pos) = pool.iter().position(|o| o.resources.contains(&want)) {
+                break pool.swap_remove(pos);
+            }
+            let ev = next_event(session, "an offer").await?;
+            handle_background(&ev, &caller, &mut pool, None)?;
+        };
+        let task_id = format!("bench.{i}");
+        let task = TaskInfo {
+            name: task_id.clone(),
+            task_id: IdValue::new(task_id.clone()),
+            agent_id: Some(offer.agent_id.clone()),
+            resources: want.clone(),
+            command: Some(CommandInfo::shell(args.command.clone())),
+            ..TaskInfo::default()
+        };
+        let accept = Accept {
+            offer_ids: vec![offer.id.clone()],
+            operations: vec![Operation::Launch {
+                launch: Launch {
+                    task_infos: vec![task],
+                },
+            }],
+            filters: Some(Filters {
+                refuse_seconds: Some(0.0),
+            }),
+        };
+        let t0 = Instant::now();
+        caller
+            .call(CallKind::Accept { accept })
+            .await
+            .with_context(|| format!("cannot launch {task_id}"))?;
+        loop {
+            let ev = next_event(session, &format!("TASK_RUNNING of {task_id}")).await?;
+            if handle_background(&ev, &caller, &mut pool, Some(&task_id))? {
+                latencies.push(t0.elapsed());
+                break;
+            }
+        }
+    }
+    Ok(latencies)
+}
+
+async fn next_event(session: &mut SchedulerSession, waiting_for: &str) -> anyhow::Result<Event> {
+    match tokio::time::timeout(EVENT_TIMEOUT, session.next_event()).await {
+        Err(_) => bail!("no {waiting_for} within {EVENT_TIMEOUT:?}"),
+        Ok(Err(e)) => Err(e).context(format!("while waiting for {waiting_for}")),
+        Ok(Ok(None)) => bail!("the master closed the stream while waiting for {waiting_for}"),
+        Ok(Ok(Some(ev))) => Ok(ev),
+    }
+}
+
+/// Pools offers, drops rescinded ones and acknowledges updates (without blocking the reader).
+/// Returns whether `running` reached TASK_RUNNING; errors if it ended before that.
+fn handle_background(
+    ev: &Event,
+    caller: &SchedulerCaller,
+    pool: &mut Vec<Offer>,
+    running: Option<&str>,
+) -> anyhow::Result<bool> {
+    match ev {
+        Event::Offers { offers } => pool.extend(offers.offers.iter().cloned()),
+        Event::Rescind { rescind } => pool.retain(|o| o.id != rescind.offer_id),
+        Event::Error { error } => bail!("the master ended the framework: {}", error.message),
+        Event::Update { update } => {
+            let status = &update.status;
+            if let Some(acknowledge) = Acknowledge::for_status(status) {
+                let caller = caller.clone();
+                tokio::spawn(async move {
+                    let _ = caller.call(CallKind::Acknowledge { acknowledge }).await;
+                });
+            }
+            if running == Some(status.task_id.as_str()) {
+                if status.state == TaskState::Running {
+                    return Ok(true);
+                }
+                if status.state.is_terminal() {
+                    bail!(
+                        "task {} ended {} before running: {}",
+                        status.task_id,
+                        status.state,
+                        status.message.as_deref().unwrap_or("no message")
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(false)
+}
+
+/// Spawns `n` `/bin/sh -c command` processes one after another (each `spawn` returns once exec
+/// succeeded), then kills them; returns each spawn's latency.
+fn bare_spawns(command: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut children = Vec::with_capacity(n);
+    let mut latencies = Vec::with_capacity(n);
+    let mut result = Ok(());
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let spawned = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Ok(child) => {
+                latencies.push(t0.elapsed());
+                children.push(child);
+            }
+            Err(e) => {
+                result = Err(e).context("cannot spawn /bin/sh");
+                break;
+            }
+        }
+    }
+    for mut child in children {
+        cluster::kill_group(&child);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    result.map(|()| latencies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&m| Duration::from_millis(m)).collect()
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let samples = ms(&(1..=100).rev().collect::<Vec<_>>());
+        let s = Stats::of(&samples).expect("non-empty");
+        assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (50.0, 99.0, 100.0));
+        let s = Stats::of(&ms(&[7])).expect("non-empty");
+        assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (7.0, 7.0, 7.0));
+        assert!(Stats::of(&[]).is_none());
+    }
+
+    #[test]
+    fn report_checks_targets() {
+        let args = LaunchArgs { tasks: 3, command: "sleep 1000".into() };
+        let fast = Stats { p50_ms: 1.0, p99_ms: 2.0, max_ms: 3.0 };
+        let bare = Stats { p50_ms: 0.5, p99_ms: 1.0, max_ms: 1.0 };
+        let r = Report::new(&args, (30 << 20, 10 << 20), fast, bare);
+        assert_eq!(r.p99_ratio, 2.0);
+        assert!(r.pass);
+        let slow = Stats { p99_ms: 6.0, ..fast };
+        let r = Report::new(&args, (60 << 20, 10 << 20), slow, bare);
+        let failed: Vec<&str> = r.checks.iter().filter(|c| !c.pass).map(|c| c.name.as_str()).collect();
+        assert_eq!(failed, ["p99 ratio meseta/bare", "master idle RSS (MiB)"]);
+        assert!(!r.pass);
+        let text = r.render();
+        assert!(text.contains("MISS") && text.contains("PASS") && text.contains("master 60.0 MiB"), "{text}");
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["checks"][0]["pass"], false);
+        assert_eq!(json["meseta"]["p99_ms"], 6.0);
+    }
+
+    #[test]
+    fn bare_spawns_measure_and_reap() {
+        let lat = bare_spawns("sleep 5", 3).expect("spawn works");
+        assert_eq!(lat.len(), 3);
+    }
 }

@@ -21,6 +21,7 @@ pub async fn run_all(store: &dyn Store) {
     txn_branches(store).await;
     create_if_absent(store).await;
     compare_mod_revision(store).await;
+    concurrent_writes(store).await;
     invalid_inputs(store).await;
     json_helpers(store).await;
     watch_past_and_future(store).await;
@@ -285,6 +286,44 @@ async fn compare_mod_revision(store: &dyn Store) {
     };
     let resp = store.txn(vec![absent], vec![], vec![]).await.expect("txn");
     assert!(resp.succeeded, "mod revision 0 means absent");
+}
+
+async fn concurrent_writes(store: &dyn Store) {
+    let p = "conformance/concurrent/";
+    clear(store, p).await;
+    let keys: Vec<String> = (0..4).map(|i| format!("{p}k{i}")).collect();
+    let (r0, r1, r2, r3) = tokio::join!(
+        store.put(&keys[0], b"0".to_vec()),
+        store.put(&keys[1], b"1".to_vec()),
+        store.put(&keys[2], b"2".to_vec()),
+        store.put(&keys[3], b"3".to_vec()),
+    );
+    let mut revs = vec![
+        r0.expect("put"),
+        r1.expect("put"),
+        r2.expect("put"),
+        r3.expect("put"),
+    ];
+    for (key, rev) in keys.iter().zip(&revs) {
+        assert_eq!(must_get(store, key).await.mod_revision, *rev);
+    }
+    revs.sort();
+    revs.dedup();
+    assert_eq!(revs.len(), 4, "concurrent puts get distinct revisions");
+
+    let k = format!("{p}lock");
+    let claim = |who: &'static str| {
+        let cas = Compare::Version {
+            key: k.clone(),
+            version: 0,
+        };
+        store.txn(vec![cas], vec![put_op(&k, who.as_bytes())], vec![])
+    };
+    let (a, b) = tokio::join!(claim("a"), claim("b"));
+    let (a, b) = (a.expect("txn"), b.expect("txn"));
+    assert!(a.succeeded != b.succeeded, "exactly one racing create wins");
+    let winner: &[u8] = if a.succeeded { b"a" } else { b"b" };
+    assert_eq!(must_get(store, &k).await.value, winner);
 }
 
 async fn invalid_inputs(store: &dyn Store) {

@@ -134,6 +134,7 @@ impl LeaseOwner for Inner {
 #[async_trait::async_trait]
 impl Store for MemStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        engine::check_key(key)?;
         Ok(self.inner.lock().kv.get(key).cloned())
     }
 

@@ -159,8 +159,9 @@ fn crash_loses_no_acknowledged_write() {
 }
 
 /// Prints write throughput with concurrent writers (group commit). Not asserted.
-/// Measured on the 2-core dev VM (debug build, tmpfs-less ext4): about 1 900 puts/s with
-/// 32 writers vs about 330 puts/s with one writer (one fsync per commit).
+/// Measured on the 2-core dev VM (debug build, fsync per commit): about 1 300 puts/s with
+/// 32 concurrent writers vs about 150 puts/s with one writer — group commit folds the
+/// concurrent puts into few fsyncs.
 #[test]
 fn print_write_throughput() {
     let dir = tempfile::tempdir().expect("tempdir");

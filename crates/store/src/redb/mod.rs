@@ -3,7 +3,7 @@
 //! Writes go to one dedicated writer thread that group-commits everything queued in a single
 //! fsync'ed redb transaction and acknowledges each request only after that commit. Reads run
 //! on `spawn_blocking` read transactions, which see every acknowledged write. Watches keep the
-//! last [`crate::WATCH_HISTORY`] events in memory: after a reopen, only revisions after the
+//! last 10 000 events in memory: after a reopen, only revisions after the
 //! reopen are watchable. Leases are in memory only: they do not survive a reopen, and keys
 //! still attached to a lease are deleted when the store is reopened (in one revision).
 //! Used by the master as its default persistence.

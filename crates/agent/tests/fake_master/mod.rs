@@ -27,12 +27,16 @@ struct Hub {
 
 /// The test's side of the fake master.
 pub struct FakeMaster {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Every message the agent sent (Register included).
     pub from_agent: mpsc::UnboundedReceiver<AgentMessage>,
+    /// Commands for the agent.
     pub to_agent: mpsc::UnboundedSender<MasterMessage>,
 }
 
 impl FakeMaster {
+    /// Listen on an ephemeral port.
     pub async fn start() -> FakeMaster {
         let (from_tx, from_rx) = mpsc::unbounded_channel();
         let (to_tx, to_rx) = mpsc::unbounded_channel();
@@ -55,10 +59,12 @@ impl FakeMaster {
         }
     }
 
+    /// Base URL for `AgentConfig::master`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Send a command to the connected agent.
     pub fn send(&self, msg: MasterMessage) {
         self.to_agent.send(msg).expect("fake master alive");
     }
