@@ -171,7 +171,9 @@ impl Checkpoint {
                 match read_json::<StatusUpdate>(&path) {
                     Ok(Some(update)) => out.push(PendingUpdate { seq, update }),
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping bad update"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "skipping bad update")
+                    }
                 }
             }
         }

@@ -37,7 +37,11 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// A configuration with defaults for everything but the master, the work dir and the listener.
-    pub fn new(master: impl Into<String>, work_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+    pub fn new(
+        master: impl Into<String>,
+        work_dir: impl Into<PathBuf>,
+        listen: SocketAddr,
+    ) -> Self {
         AgentConfig {
             master: master.into(),
             work_dir: work_dir.into(),

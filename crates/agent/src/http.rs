@@ -122,7 +122,9 @@ mod tests {
         assert_eq!((c.data.as_str(), c.offset, c.size), ("wor", 6, 11));
         let c = read_chunk(&p, 50, 3).await.expect("read");
         assert_eq!((c.data.as_str(), c.size), ("", 11));
-        let c = read_chunk(&dir.path().join("nope"), 0, 3).await.expect("read");
+        let c = read_chunk(&dir.path().join("nope"), 0, 3)
+            .await
+            .expect("read");
         assert_eq!((c.data.as_str(), c.size), ("", 0));
     }
 }

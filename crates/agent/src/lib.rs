@@ -70,13 +70,14 @@ impl Agent {
                 addr: cfg.listen,
                 source,
             })?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|source| AgentError::Bind {
-                addr: cfg.listen,
-                source,
-            })?;
-        let hostname = cfg.hostname.clone().unwrap_or_else(config::machine_hostname);
+        let http_addr = listener.local_addr().map_err(|source| AgentError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let hostname = cfg
+            .hostname
+            .clone()
+            .unwrap_or_else(config::machine_hostname);
         let resources = cfg
             .resources
             .clone()
@@ -224,7 +225,11 @@ async fn kill_all_tasks(shared: &Arc<Shared>) {
     let grace = active
         .iter()
         .filter_map(|id| shared.task(id))
-        .map(|t| t.spec.kill_grace_secs.unwrap_or(tasks::DEFAULT_KILL_GRACE_SECS))
+        .map(|t| {
+            t.spec
+                .kill_grace_secs
+                .unwrap_or(tasks::DEFAULT_KILL_GRACE_SECS)
+        })
         .filter(|g| g.is_finite() && *g >= 0.0)
         .fold(0.0_f64, f64::max);
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(grace) + SHUTDOWN_SLACK;

@@ -128,10 +128,7 @@ fn mark_running(shared: &Shared, task_id: &TaskId) {
     let Some(entry) = shared.task(task_id) else {
         return;
     };
-    if matches!(
-        entry.record.state,
-        TaskState::Staging | TaskState::Starting
-    ) {
+    if matches!(entry.record.state, TaskState::Staging | TaskState::Starting) {
         shared.emit(task_id, &entry.spec.framework_id, plain(TaskState::Running));
     }
 }
@@ -223,8 +220,14 @@ mod tests {
         e.oom_killed = true;
         let r = exit_status(&e, false, 32.0);
         assert_eq!(r.state, TaskState::Failed);
-        assert_eq!(r.reason.as_deref(), Some("REASON_CONTAINER_LIMITATION_MEMORY"));
-        assert!(r.message.as_deref().is_some_and(|m| m.starts_with("Memory limit exceeded: ")));
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("REASON_CONTAINER_LIMITATION_MEMORY")
+        );
+        assert!(r
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("Memory limit exceeded: ")));
 
         let mut e = exit(None, None);
         e.error = Some("exec failed: nope".into());

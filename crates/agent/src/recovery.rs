@@ -63,7 +63,11 @@ mod tests {
     use meseta_types::{Resources, TaskId};
 
     fn shared(dir: &std::path::Path) -> Arc<Shared> {
-        let cfg = AgentConfig::new("http://127.0.0.1:1", dir, "127.0.0.1:0".parse().expect("addr"));
+        let cfg = AgentConfig::new(
+            "http://127.0.0.1:1",
+            dir,
+            "127.0.0.1:0".parse().expect("addr"),
+        );
         Arc::new(Shared::new(
             cfg,
             Checkpoint::open(dir).expect("open"),
@@ -81,7 +85,8 @@ mod tests {
         // t1: running, shim gone, exit.json says 3 → FAILED with code 3.
         let s1 = crate::tasks::tests::spec("t1", "cpus:1;mem:32");
         let d1 = cp.write_task(&s1).expect("t1");
-        cp.write_state("t1", &plain(TaskState::Running)).expect("state");
+        cp.write_state("t1", &plain(TaskState::Running))
+            .expect("state");
         std::fs::write(
             d1.join("exit.json"),
             r#"{"exit_code":3,"signal":null,"oom_killed":false,"error":null,"finished_at":1.0}"#,
@@ -90,12 +95,15 @@ mod tests {
         // t2: running, shim gone, nothing written → EXECUTOR_TERMINATED.
         let s2 = crate::tasks::tests::spec("t2", "cpus:1;mem:32");
         cp.write_task(&s2).expect("t2");
-        cp.write_state("t2", &plain(TaskState::Running)).expect("state");
+        cp.write_state("t2", &plain(TaskState::Running))
+            .expect("state");
         // t3: finished and acknowledged → not reported.
         let s3 = crate::tasks::tests::spec("t3", "cpus:1;mem:32");
         cp.write_task(&s3).expect("t3");
-        cp.write_state("t3", &plain(TaskState::Finished)).expect("state");
-        cp.write_agent_id(&meseta_types::AgentId::new("ag-1")).expect("id");
+        cp.write_state("t3", &plain(TaskState::Finished))
+            .expect("state");
+        cp.write_agent_id(&meseta_types::AgentId::new("ag-1"))
+            .expect("id");
 
         let sh = shared(dir.path());
         recover(&sh).expect("recover");
@@ -103,12 +111,19 @@ mod tests {
         assert_eq!(t1.record.state, TaskState::Failed);
         assert_eq!(t1.record.exit_code, Some(3));
         let t2 = sh.task(&TaskId::new("t2")).expect("t2");
-        assert_eq!(t2.record.reason.as_deref(), Some("REASON_EXECUTOR_TERMINATED"));
+        assert_eq!(
+            t2.record.reason.as_deref(),
+            Some("REASON_EXECUTOR_TERMINATED")
+        );
         assert_eq!(sh.pending_count(), 2);
 
         let reg = sh.register_message();
         assert_eq!(reg.agent_id, Some(meseta_types::AgentId::new("ag-1")));
-        let mut ids: Vec<String> = reg.tasks.iter().map(|t| t.spec.task_id.to_string()).collect();
+        let mut ids: Vec<String> = reg
+            .tasks
+            .iter()
+            .map(|t| t.spec.task_id.to_string())
+            .collect();
         ids.sort();
         assert_eq!(ids, vec!["t1".to_string(), "t2".to_string()]);
 

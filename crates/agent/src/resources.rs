@@ -77,7 +77,11 @@ mod tests {
         assert!(r.disk() >= DISK_MIN_MIB as f64);
         assert_eq!(r.ranges("ports").count(), 1001);
         let expected = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        assert!(r.cpus() >= expected, "cpus {} < available {expected}", r.cpus());
+        assert!(
+            r.cpus() >= expected,
+            "cpus {} < available {expected}",
+            r.cpus()
+        );
     }
 
     #[test]

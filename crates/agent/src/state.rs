@@ -113,6 +113,22 @@ impl Shared {
 
     /// Checkpoint and send a status update for `task_id`; records it as the task's latest state.
     pub fn emit(&self, task_id: &TaskId, framework_id: &FrameworkId, rec: StateRecord) {
+        self.emit_inner(task_id, framework_id, rec, true);
+    }
+
+    /// Like [`Shared::emit`] but leaves the task table alone: the answer to a refused launch, whose
+    /// id may belong to another (running) task.
+    pub fn emit_detached(&self, task_id: &TaskId, framework_id: &FrameworkId, rec: StateRecord) {
+        self.emit_inner(task_id, framework_id, rec, false);
+    }
+
+    fn emit_inner(
+        &self,
+        task_id: &TaskId,
+        framework_id: &FrameworkId,
+        rec: StateRecord,
+        record: bool,
+    ) {
         let update = StatusUpdate {
             uuid: uuid::Uuid::new_v4().to_string(),
             task_id: task_id.clone(),
@@ -131,7 +147,7 @@ impl Shared {
         if let Err(e) = self.checkpoint.write_update(seq, &update) {
             tracing::error!(task_id = %task_id, error = %e, "cannot checkpoint status update");
         }
-        if let Some(entry) = st.tasks.get_mut(task_id) {
+        if let Some(entry) = st.tasks.get_mut(task_id).filter(|_| record) {
             entry.record = rec.clone();
             if let Err(e) = self.checkpoint.write_state(task_id.as_str(), &rec) {
                 tracing::error!(task_id = %task_id, error = %e, "cannot record task state");
@@ -211,7 +227,10 @@ impl Shared {
             .values()
             .filter(|t| {
                 !t.record.state.is_terminal()
-                    || st.pending.iter().any(|p| p.update.task_id == t.spec.task_id)
+                    || st
+                        .pending
+                        .iter()
+                        .any(|p| p.update.task_id == t.spec.task_id)
             })
             .map(|t| TaskReport {
                 spec: t.spec.clone(),
@@ -281,7 +300,11 @@ mod tests {
     use super::*;
 
     fn shared(dir: &std::path::Path) -> Shared {
-        let cfg = AgentConfig::new("http://127.0.0.1:1", dir, "127.0.0.1:0".parse().expect("addr"));
+        let cfg = AgentConfig::new(
+            "http://127.0.0.1:1",
+            dir,
+            "127.0.0.1:0".parse().expect("addr"),
+        );
         let cp = Checkpoint::open(dir).expect("open");
         Shared::new(
             cfg,

@@ -45,7 +45,7 @@ pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
             message: Some(message),
             exit_code: None,
         };
-        shared.emit(&spec.task_id, &spec.framework_id, rec);
+        shared.emit_detached(&spec.task_id, &spec.framework_id, rec);
         return;
     }
     let shared = Arc::clone(shared);
@@ -108,7 +108,10 @@ pub(crate) fn cgroup_path(root: &str, agent_id: &AgentId, task_id: &str) -> Stri
 
 /// Write the task files, spawn the shim and hand it to the monitor.
 async fn start(shared: &Arc<Shared>, spec: TaskSpec) -> Result<(), String> {
-    let task_dir = shared.checkpoint.write_task(&spec).map_err(|e| e.to_string())?;
+    let task_dir = shared
+        .checkpoint
+        .write_task(&spec)
+        .map_err(|e| e.to_string())?;
     let _ = shared
         .checkpoint
         .write_state(spec.task_id.as_str(), &plain(TaskState::Staging));
@@ -132,7 +135,11 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec) -> Result<(), String> {
         .map_err(|e| format!("cannot start shim {}: {e}", shared.cfg.meseta_exe.display()))?;
     tracing::info!(task_id = %spec.task_id, pid = ?child.id(), dir = %task_dir.display(), "shim started");
     let stdout = child.stdout.take();
-    shared.emit(&spec.task_id, &spec.framework_id, plain(TaskState::Starting));
+    shared.emit(
+        &spec.task_id,
+        &spec.framework_id,
+        plain(TaskState::Starting),
+    );
     // A kill that arrived while staging (see `kill`) is carried out now.
     if shared.task(&spec.task_id).is_some_and(|t| t.kill_requested) {
         tokio::spawn(request_kill_retrying(task_dir.clone()));
@@ -329,7 +336,11 @@ pub(crate) mod tests {
         let env = task_env(&s, Path::new("/s"), &AgentId::new("ag"), "h");
         assert_eq!(get(&env, "PORT"), None);
         assert_eq!(get(&env, "PORTS"), None);
-        assert_eq!(get(&env, "PORT0"), Some("bogus"), "user vars stay when not overridden");
+        assert_eq!(
+            get(&env, "PORT0"),
+            Some("bogus"),
+            "user vars stay when not overridden"
+        );
     }
 
     #[test]
@@ -345,7 +356,13 @@ pub(crate) mod tests {
         assert_eq!(l.kill_grace_secs, 1.5);
         assert_eq!(l.sandbox, Path::new("/w/t1/sandbox"));
         assert!(l.command.shell);
-        let l = launch_spec(&spec("t2", "cpus:1"), Path::new("/w"), &AgentId::new("a"), "h", String::new());
+        let l = launch_spec(
+            &spec("t2", "cpus:1"),
+            Path::new("/w"),
+            &AgentId::new("a"),
+            "h",
+            String::new(),
+        );
         assert_eq!(l.kill_grace_secs, DEFAULT_KILL_GRACE_SECS);
         assert_eq!(l.limits.mem_mib, MIN_MEM_MIB);
     }

@@ -14,7 +14,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         tracing::info!("no cgroups detected: usage reports disabled");
         return;
     };
-    let period = shared.cfg.usage_interval.max(std::time::Duration::from_millis(100));
+    let period = shared
+        .cfg
+        .usage_interval
+        .max(std::time::Duration::from_millis(100));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -37,7 +40,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let tasks = targets
                 .into_iter()
                 .filter_map(|(task_id, path)| {
-                    cg.usage(&path).map_err(|e| eprintln!("USAGEDBG {e}")).ok().map(|u| TaskUsage {
+                    cg.usage(&path).ok().map(|u| TaskUsage {
                         task_id,
                         mem_bytes: u.mem_bytes,
                         cpu_secs: u.cpu_secs,

@@ -17,14 +17,18 @@ fn meseta_exe() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        println!("skipping: {} not built (run `cargo build -p meseta`)", p.display());
+        println!(
+            "skipping: {} not built (run `cargo build -p meseta`)",
+            p.display()
+        );
         None
     }
 }
 
 fn config(master: &FakeMaster, work_dir: &Path, exe: PathBuf, cgroup_root: &str) -> AgentConfig {
     let mut cfg = AgentConfig::new(master.url(), work_dir, "127.0.0.1:0".parse().expect("addr"));
-    cfg.resources = Some(Resources::parse("cpus:2;mem:1024;disk:100;ports:[31000-31010]").expect("res"));
+    cfg.resources =
+        Some(Resources::parse("cpus:2;mem:1024;disk:100;ports:[31000-31010]").expect("res"));
     cfg.hostname = Some("test-host".into());
     cfg.meseta_exe = exe;
     cfg.cgroup_root = cgroup_root.to_string();
@@ -54,7 +58,9 @@ fn unique_root() -> String {
 }
 
 async fn start(master: &FakeMaster, dir: &Path, exe: PathBuf, root: &str) -> AgentHandle {
-    let agent = Agent::start(config(master, dir, exe, root)).await.expect("agent starts");
+    let agent = Agent::start(config(master, dir, exe, root))
+        .await
+        .expect("agent starts");
     agent
         .wait_registered(Duration::from_secs(10))
         .await
@@ -63,7 +69,11 @@ async fn start(master: &FakeMaster, dir: &Path, exe: PathBuf, root: &str) -> Age
 }
 
 /// Wait for the next update, check its state and acknowledge it.
-async fn expect_state(master: &mut FakeMaster, task: &str, state: TaskState) -> meseta_api::agent::StatusUpdate {
+async fn expect_state(
+    master: &mut FakeMaster,
+    task: &str,
+    state: TaskState,
+) -> meseta_api::agent::StatusUpdate {
     let u = master.next_update().await;
     assert_eq!(u.task_id.as_str(), task, "{u:?}");
     assert_eq!(u.state, state, "{u:?}");
@@ -93,16 +103,28 @@ async fn launch_running_kill_is_killed_and_no_cgroup_is_left() {
     let root = unique_root();
     let agent = start(&master, dir.path(), exe, &root).await;
 
-    master.send(MasterMessage::LaunchTask(spec("sleeper", "sleep 30", "cpus:0.1;mem:32;ports:[31000-31000]")));
+    master.send(MasterMessage::LaunchTask(spec(
+        "sleeper",
+        "sleep 30",
+        "cpus:0.1;mem:32;ports:[31000-31000]",
+    )));
     expect_state(&mut master, "sleeper", TaskState::Starting).await;
     expect_state(&mut master, "sleeper", TaskState::Running).await;
 
     // A second task with the same id is refused.
-    master.send(MasterMessage::LaunchTask(spec("sleeper", "true", "cpus:0.1;mem:32")));
+    master.send(MasterMessage::LaunchTask(spec(
+        "sleeper",
+        "true",
+        "cpus:0.1;mem:32",
+    )));
     let u = expect_state(&mut master, "sleeper", TaskState::Error).await;
     assert_eq!(u.reason.as_deref(), Some("REASON_TASK_INVALID"));
     // So is one that does not fit.
-    master.send(MasterMessage::LaunchTask(spec("huge", "true", "cpus:5;mem:32")));
+    master.send(MasterMessage::LaunchTask(spec(
+        "huge",
+        "true",
+        "cpus:5;mem:32",
+    )));
     let u = expect_state(&mut master, "huge", TaskState::Error).await;
     assert_eq!(u.reason.as_deref(), Some("REASON_TASK_INVALID"));
 
@@ -115,12 +137,18 @@ async fn launch_running_kill_is_killed_and_no_cgroup_is_left() {
         .await;
     assert_eq!(usage.tasks[0].task_id.as_str(), "sleeper");
 
-    master.send(MasterMessage::KillTask { task_id: TaskId::new("sleeper"), grace_secs: None });
+    master.send(MasterMessage::KillTask {
+        task_id: TaskId::new("sleeper"),
+        grace_secs: None,
+    });
     let u = expect_state(&mut master, "sleeper", TaskState::Killed).await;
     assert!(u.message.is_some());
 
     // Killing an unknown task answers TASK_LOST.
-    master.send(MasterMessage::KillTask { task_id: TaskId::new("ghost"), grace_secs: None });
+    master.send(MasterMessage::KillTask {
+        task_id: TaskId::new("ghost"),
+        grace_secs: None,
+    });
     let u = master.next_update().await;
     assert_eq!((u.task_id.as_str(), u.state), ("ghost", TaskState::Lost));
 
@@ -137,7 +165,11 @@ async fn exit_3_is_failed_with_code_and_logs_are_served() {
     let agent = start(&master, dir.path(), exe, &root).await;
 
     let cmd = "echo \"$GREETING port=$PORT0 ports=$PORTS task=$MESOS_TASK_ID host=$HOST\"; echo oops >&2; exit 3";
-    master.send(MasterMessage::LaunchTask(spec("three", cmd, "cpus:0.1;mem:32;ports:[31003-31004]")));
+    master.send(MasterMessage::LaunchTask(spec(
+        "three",
+        cmd,
+        "cpus:0.1;mem:32;ports:[31003-31004]",
+    )));
     expect_state(&mut master, "three", TaskState::Starting).await;
     let mut u = master.next_update().await;
     master.ack(&u);
@@ -149,10 +181,21 @@ async fn exit_3_is_failed_with_code_and_logs_are_served() {
     assert_eq!(u.exit_code, Some(3));
     assert_eq!(u.message.as_deref(), Some("Command exited with status 3"));
 
-    let out: LogChunk = logs(&agent, "three", "stdout").await.json().await.expect("json");
-    assert_eq!(out.data, "hi port=31003 ports=31003,31004 task=three host=test-host\n");
+    let out: LogChunk = logs(&agent, "three", "stdout")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        out.data,
+        "hi port=31003 ports=31003,31004 task=three host=test-host\n"
+    );
     assert_eq!(out.size, out.data.len() as u64);
-    let err: LogChunk = logs(&agent, "three", "stderr").await.json().await.expect("json");
+    let err: LogChunk = logs(&agent, "three", "stderr")
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(err.data, "oops\n");
     assert_eq!(logs(&agent, "three", "bogus").await.status(), 400);
     assert_eq!(logs(&agent, "nope", "stdout").await.status(), 404);
@@ -170,13 +213,19 @@ async fn restarted_agent_reattaches_and_resends_unacked_updates() {
     let agent = start(&master, dir.path(), exe.clone(), &root).await;
     let id = agent.agent_id().expect("registered id");
 
-    master.send(MasterMessage::LaunchTask(spec("survivor", "sleep 30", "cpus:0.1;mem:32")));
+    master.send(MasterMessage::LaunchTask(spec(
+        "survivor",
+        "sleep 30",
+        "cpus:0.1;mem:32",
+    )));
     expect_state(&mut master, "survivor", TaskState::Starting).await;
     let running = master.next_update().await; // not acknowledged on purpose
     assert_eq!(running.state, TaskState::Running);
     agent.shutdown(false).await;
 
-    let agent = Agent::start(config(&master, dir.path(), exe, &root)).await.expect("restart");
+    let agent = Agent::start(config(&master, dir.path(), exe, &root))
+        .await
+        .expect("restart");
     let register = master
         .next_matching("register", |m| match m {
             AgentMessage::Register(r) => Some(r),
@@ -186,13 +235,25 @@ async fn restarted_agent_reattaches_and_resends_unacked_updates() {
     assert_eq!(register.agent_id.as_ref(), Some(&id));
     assert_eq!(register.tasks.len(), 1);
     assert_eq!(register.tasks[0].state, TaskState::Running);
-    assert_eq!(agent.wait_registered(Duration::from_secs(5)).await.expect("registered"), id);
+    assert_eq!(
+        agent
+            .wait_registered(Duration::from_secs(5))
+            .await
+            .expect("registered"),
+        id
+    );
 
     let resent = master.next_update().await;
-    assert_eq!(resent.uuid, running.uuid, "the unacknowledged update is resent");
+    assert_eq!(
+        resent.uuid, running.uuid,
+        "the unacknowledged update is resent"
+    );
     master.ack(&resent);
 
-    master.send(MasterMessage::KillTask { task_id: TaskId::new("survivor"), grace_secs: None });
+    master.send(MasterMessage::KillTask {
+        task_id: TaskId::new("survivor"),
+        grace_secs: None,
+    });
     expect_state(&mut master, "survivor", TaskState::Killed).await;
     agent.shutdown(true).await;
     assert!(cgroup_gone(&root), "cgroup {root} left behind");
@@ -207,19 +268,27 @@ async fn rejected_agent_stops_with_the_reason() {
         axum::routing::get(|ws: WebSocketUpgrade| async move {
             ws.on_upgrade(|mut socket| async move {
                 let _ = socket.recv().await;
-                let reply = MasterMessage::Rejected { message: "agent is decommissioned".into() };
+                let reply = MasterMessage::Rejected {
+                    message: "agent is decommissioned".into(),
+                };
                 let text = serde_json::to_string(&reply).expect("json");
                 let _ = socket.send(Message::Text(text.into())).await;
                 let _ = socket.recv().await;
             })
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = AgentConfig::new(format!("http://{addr}"), dir.path(), "127.0.0.1:0".parse().expect("addr"));
+    let cfg = AgentConfig::new(
+        format!("http://{addr}"),
+        dir.path(),
+        "127.0.0.1:0".parse().expect("addr"),
+    );
     let mut agent = Agent::start(cfg).await.expect("start");
     let err = tokio::time::timeout(Duration::from_secs(10), agent.wait())
         .await

@@ -137,12 +137,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 impl Report {
     /// Assembles the report and evaluates the targets.
-    pub fn new(
-        args: &LaunchArgs,
-        rss: (u64, u64),
-        meseta: Stats,
-        bare: Stats,
-    ) -> Report {
+    pub fn new(args: &LaunchArgs, rss: (u64, u64), meseta: Stats, bare: Stats) -> Report {
         let p99_ratio = if bare.p99_ms > 0.0 {
             meseta.p99_ms / bare.p99_ms
         } else {
@@ -151,7 +146,11 @@ impl Report {
         let checks = vec![
             Check::new("p99 ratio meseta/bare", p99_ratio, TARGET_RATIO),
             Check::new("agent idle RSS (MiB)", rss.1 as f64 / MIB, TARGET_AGENT_MIB),
-            Check::new("master idle RSS (MiB)", rss.0 as f64 / MIB, TARGET_MASTER_MIB),
+            Check::new(
+                "master idle RSS (MiB)",
+                rss.0 as f64 / MIB,
+                TARGET_MASTER_MIB,
+            ),
         ];
         Report {
             tasks: args.tasks,
@@ -196,7 +195,10 @@ impl Report {
                 &format!("meseta submit->TASK_RUNNING ({} tasks)", self.tasks),
                 &self.meseta,
             ),
-            line(&format!("bare fork+exec ({} spawns)", self.tasks), &self.bare),
+            line(
+                &format!("bare fork+exec ({} spawns)", self.tasks),
+                &self.bare,
+            ),
             format!("p99 ratio meseta/bare: {:.2}", self.p99_ratio),
             String::new(),
             output::table(&["CHECK", "VALUE", "TARGET", "RESULT"], &rows),
@@ -404,19 +406,41 @@ mod tests {
 
     #[test]
     fn report_checks_targets() {
-        let args = LaunchArgs { tasks: 3, command: "sleep 1000".into() };
-        let fast = Stats { p50_ms: 1.0, p99_ms: 2.0, max_ms: 3.0 };
-        let bare = Stats { p50_ms: 0.5, p99_ms: 1.0, max_ms: 1.0 };
+        let args = LaunchArgs {
+            tasks: 3,
+            command: "sleep 1000".into(),
+        };
+        let fast = Stats {
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            max_ms: 3.0,
+        };
+        let bare = Stats {
+            p50_ms: 0.5,
+            p99_ms: 1.0,
+            max_ms: 1.0,
+        };
         let r = Report::new(&args, (30 << 20, 10 << 20), fast, bare);
         assert_eq!(r.p99_ratio, 2.0);
         assert!(r.pass);
-        let slow = Stats { p99_ms: 6.0, ..fast };
+        let slow = Stats {
+            p99_ms: 6.0,
+            ..fast
+        };
         let r = Report::new(&args, (60 << 20, 10 << 20), slow, bare);
-        let failed: Vec<&str> = r.checks.iter().filter(|c| !c.pass).map(|c| c.name.as_str()).collect();
+        let failed: Vec<&str> = r
+            .checks
+            .iter()
+            .filter(|c| !c.pass)
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(failed, ["p99 ratio meseta/bare", "master idle RSS (MiB)"]);
         assert!(!r.pass);
         let text = r.render();
-        assert!(text.contains("MISS") && text.contains("PASS") && text.contains("master 60.0 MiB"), "{text}");
+        assert!(
+            text.contains("MISS") && text.contains("PASS") && text.contains("master 60.0 MiB"),
+            "{text}"
+        );
         let json = serde_json::to_value(&r).expect("json");
         assert_eq!(json["checks"][0]["pass"], false);
         assert_eq!(json["meseta"]["p99_ms"], 6.0);

@@ -8,9 +8,9 @@
 use anyhow::{anyhow, bail, Context};
 use meseta_api::client::{ClientError, MasterClient, SchedulerSession};
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, CommandInfo, Decline, EnvVariable, Environment, Event,
-    Filters, FrameworkInfo, IdValue, Kill, Launch, Offer, Operation, Reconcile, ReconcileTask,
-    TaskInfo, TaskStatus,
+    Accept, Acknowledge, CallKind, CommandInfo, Decline, EnvVariable, Environment, Event, Filters,
+    FrameworkInfo, IdValue, Kill, Launch, Offer, Operation, Reconcile, ReconcileTask, TaskInfo,
+    TaskStatus,
 };
 use meseta_types::{Ranges, Resource, Resources, Scalar, Set, TaskState, Value as RValue};
 use serde_json::Value;
@@ -71,7 +71,10 @@ pub struct Plan {
 /// Validates `args` (nothing is sent to the master).
 pub fn plan(args: &ExecuteArgs) -> anyhow::Result<Plan> {
     if args.name.trim().is_empty() || args.name.contains('/') {
-        bail!("invalid task name {:?}: must be non-empty without '/'", args.name);
+        bail!(
+            "invalid task name {:?}: must be non-empty without '/'",
+            args.name
+        );
     }
     if args.command.trim().is_empty() {
         bail!("the command must not be empty");
@@ -154,7 +157,11 @@ pub fn check_fit(slaves: &Value, want: &Resources) -> anyhow::Result<()> {
     }
     let largest = totals
         .iter()
-        .max_by(|a, b| a.cpus().total_cmp(&b.cpus()).then(a.mem().total_cmp(&b.mem())))
+        .max_by(|a, b| {
+            a.cpus()
+                .total_cmp(&b.cpus())
+                .then(a.mem().total_cmp(&b.mem()))
+        })
         .map_or_else(|| "no agent registered".to_string(), ToString::to_string);
     bail!("no agent can ever fit {want} (largest: {largest})")
 }
@@ -543,14 +550,22 @@ mod tests {
         status.uuid = uuid.map(str::to_string);
         status.agent_id = Some(IdValue::new("S0"));
         status.message = message.map(str::to_string);
-        Event::Update { update: Update { status } }
+        Event::Update {
+            update: Update { status },
+        }
     }
 
     #[test]
     fn plan_validates_arguments() {
         let p = plan(&args("cpus:0.5;mem:64")).expect("valid");
         assert!(p.task_id.starts_with("web.") && p.task_id.len() == "web.".len() + 8);
-        assert_eq!(p.env, vec![EnvVariable { name: "A".into(), value: "b=c".into() }]);
+        assert_eq!(
+            p.env,
+            vec![EnvVariable {
+                name: "A".into(),
+                value: "b=c".into()
+            }]
+        );
         assert!(plan(&args("cpus:abc")).is_err());
         assert!(plan(&args("cpus:-1")).is_err());
         assert!(plan(&args("")).is_err());
@@ -570,29 +585,51 @@ mod tests {
         let r = |s| Resources::parse(s).expect("valid");
         assert!(check_fit(&slaves, &r("cpus:2;mem:1000;ports:[31000-31005]")).is_ok());
         assert!(check_fit(&slaves, &r("cpus(web):8")).is_ok());
-        let err = check_fit(&slaves, &r("cpus:8;mem:1024")).expect_err("too big").to_string();
-        assert!(err.contains("no agent can ever fit") && err.contains("largest: cpus:8"), "{err}");
-        let err = check_fit(&json!({"slaves":[]}), &r("cpus:1")).expect_err("none").to_string();
+        let err = check_fit(&slaves, &r("cpus:8;mem:1024"))
+            .expect_err("too big")
+            .to_string();
+        assert!(
+            err.contains("no agent can ever fit") && err.contains("largest: cpus:8"),
+            "{err}"
+        );
+        let err = check_fit(&json!({"slaves":[]}), &r("cpus:1"))
+            .expect_err("none")
+            .to_string();
         assert!(err.contains("no agent registered"), "{err}");
     }
 
     #[test]
     fn launches_on_first_fitting_offer_and_declines_the_rest() {
         let mut e = Execution::new(plan(&args("cpus:1;mem:64")).expect("valid"));
-        let ev = Event::Offers { offers: OfferList { offers: vec![
-            offer("O1", "cpus:0.5;mem:1024"), offer("O2", "cpus:4;mem:1024"), offer("O3", "cpus:4;mem:1024"),
-        ]}};
+        let ev = Event::Offers {
+            offers: OfferList {
+                offers: vec![
+                    offer("O1", "cpus:0.5;mem:1024"),
+                    offer("O2", "cpus:4;mem:1024"),
+                    offer("O3", "cpus:4;mem:1024"),
+                ],
+            },
+        };
         let actions = e.on_event(&ev);
         assert_eq!(actions.len(), 2);
-        let Action::Launch { offer_id, task } = &actions[0] else { panic!("{actions:?}") };
+        let Action::Launch { offer_id, task } = &actions[0] else {
+            panic!("{actions:?}")
+        };
         assert_eq!(offer_id.as_str(), "O2");
         assert_eq!(task.task_id.as_str(), e.plan().task_id);
         assert_eq!(task.agent_id, Some(IdValue::new("S0")));
         let cmd = task.command.as_ref().expect("command");
         assert!(cmd.shell);
         assert_eq!(cmd.value.as_deref(), Some("echo hi"));
-        assert_eq!(actions[1], Action::Decline(vec![IdValue::new("O1"), IdValue::new("O3")]));
-        let again = e.on_event(&Event::Offers { offers: OfferList { offers: vec![offer("O4", "cpus:4;mem:1024")] } });
+        assert_eq!(
+            actions[1],
+            Action::Decline(vec![IdValue::new("O1"), IdValue::new("O3")])
+        );
+        let again = e.on_event(&Event::Offers {
+            offers: OfferList {
+                offers: vec![offer("O4", "cpus:4;mem:1024")],
+            },
+        });
         assert_eq!(again, vec![Action::Decline(vec![IdValue::new("O4")])]);
     }
 
@@ -604,9 +641,17 @@ mod tests {
         assert!(matches!(acts[0], Action::Report(_)));
         assert_eq!(acts[1], Action::Running);
         assert!(matches!(&acts[2], Action::Acknowledge(a) if a.uuid == "dXVpZA=="));
-        let acts = e.on_event(&update(&id, TaskState::Failed, None, Some("Command exited with status 3")));
+        let acts = e.on_event(&update(
+            &id,
+            TaskState::Failed,
+            None,
+            Some("Command exited with status 3"),
+        ));
         assert_eq!(acts.last(), Some(&Action::Finish(3)));
-        assert!(!acts.iter().any(|a| matches!(a, Action::Acknowledge(_))), "no uuid, no ack");
+        assert!(
+            !acts.iter().any(|a| matches!(a, Action::Acknowledge(_))),
+            "no uuid, no ack"
+        );
         let other = e.on_event(&update("other", TaskState::Finished, Some("eA=="), None));
         assert!(matches!(other.as_slice(), [Action::Acknowledge(_)]));
     }
@@ -619,7 +664,13 @@ mod tests {
             s
         };
         assert_eq!(exit_code(&st(TaskState::Finished, None)), 0);
-        assert_eq!(exit_code(&st(TaskState::Failed, Some("Command exited with status 42"))), 42);
+        assert_eq!(
+            exit_code(&st(
+                TaskState::Failed,
+                Some("Command exited with status 42")
+            )),
+            42
+        );
         assert_eq!(exit_code(&st(TaskState::Failed, Some("boom"))), 1);
         assert_eq!(exit_code(&st(TaskState::Killed, None)), 137);
         assert_eq!(exit_code(&st(TaskState::Lost, None)), 1);
@@ -631,6 +682,9 @@ mod tests {
         assert_eq!(status_line(&s), "task t1 TASK_FAILED");
         s.message = Some("Command exited with status 3".into());
         s.reason = Some("REASON_COMMAND_EXECUTOR_FAILED".into());
-        assert_eq!(status_line(&s), "task t1 TASK_FAILED (Command exited with status 3, REASON_COMMAND_EXECUTOR_FAILED)");
+        assert_eq!(
+            status_line(&s),
+            "task t1 TASK_FAILED (Command exited with status 3, REASON_COMMAND_EXECUTOR_FAILED)"
+        );
     }
 }

@@ -92,17 +92,30 @@ mod tests {
 
     #[test]
     fn global_flags_parse_after_subcommands() {
-        let cli = Cli::try_parse_from(["meseta", "task", "list", "--all", "--json", "--master", "http://m:1"])
-            .expect("valid args");
+        let cli = Cli::try_parse_from([
+            "meseta",
+            "task",
+            "list",
+            "--all",
+            "--json",
+            "--master",
+            "http://m:1",
+        ])
+        .expect("valid args");
         assert!(cli.g.json);
         assert_eq!(cli.g.master, "http://m:1");
-        assert!(matches!(cli.cmd, Command::Task(task::TaskCmd::List { all: true })));
+        assert!(matches!(
+            cli.cmd,
+            Command::Task(task::TaskCmd::List { all: true })
+        ));
     }
 
     #[test]
     fn bench_defaults() {
         let cli = Cli::try_parse_from(["meseta", "bench", "launch"]).expect("valid args");
-        let Command::Bench(bench::BenchCmd::Launch(a)) = cli.cmd else { panic!("not bench") };
+        let Command::Bench(bench::BenchCmd::Launch(a)) = cli.cmd else {
+            panic!("not bench")
+        };
         assert_eq!(a.tasks, 200);
         assert_eq!(a.command, "sleep 1000");
     }

@@ -57,7 +57,10 @@ fn with_task_counts(agents: Vec<Value>, counts: Option<&HashMap<String, usize>>)
     agents
         .into_iter()
         .map(|mut a| {
-            let n = counts.get(output::str_field(&a, "id")).copied().unwrap_or(0);
+            let n = counts
+                .get(output::str_field(&a, "id"))
+                .copied()
+                .unwrap_or(0);
             if let Some(obj) = a.as_object_mut() {
                 obj.insert("tasks".into(), Value::from(n));
             }
@@ -112,8 +115,14 @@ mod tests {
     fn table_rows() {
         let counts = HashMap::from([("m-S0".to_string(), 3)]);
         let out = render_nodes(&agents(), Some(&counts));
-        let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
-        assert_eq!(lines[0], ["ID", "HOSTNAME", "ACTIVE", "CPUS", "MEM", "TASKS"]);
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[0],
+            ["ID", "HOSTNAME", "ACTIVE", "CPUS", "MEM", "TASKS"]
+        );
         assert_eq!(lines[1], ["m-S0", "a1", "true", "0.5/4", "128/1024", "3"]);
         assert_eq!(lines[2], ["m-S1", "a2", "false", "0/2", "0/512", "0"]);
         let out = render_nodes(&agents(), None);

@@ -54,7 +54,10 @@ pub async fn run(cmd: TaskCmd, client: &MasterClient, json: bool) -> anyhow::Res
 }
 
 async fn list(client: &MasterClient, all: bool, json: bool) -> anyhow::Result<i32> {
-    let state = client.state().await.context("cannot read the master's state")?;
+    let state = client
+        .state()
+        .await
+        .context("cannot read the master's state")?;
     let tasks = collect_tasks(&state, all);
     if json {
         output::print_json(&Value::Array(tasks.into_iter().cloned().collect()));
@@ -171,19 +174,17 @@ async fn drain(
     }
 }
 
-async fn logs(
-    client: &MasterClient,
-    id: &str,
-    stream: &str,
-    follow: bool,
-) -> anyhow::Result<i32> {
+async fn logs(client: &MasterClient, id: &str, stream: &str, follow: bool) -> anyhow::Result<i32> {
     let mut offset = drain(client, id, stream, 0).await?;
     if !follow {
         return Ok(0);
     }
     loop {
         // Read the state first so that nothing written before the task ended is missed.
-        let state = client.state().await.context("cannot read the master's state")?;
+        let state = client
+            .state()
+            .await
+            .context("cannot read the master's state")?;
         let terminal = task_state(&state, id).is_none_or(TaskState::is_terminal);
         offset = drain(client, id, stream, offset).await?;
         if terminal {
@@ -217,7 +218,10 @@ mod tests {
     fn list_includes_completed_only_with_all() {
         let s = state();
         let ids = |all| -> Vec<String> {
-            collect_tasks(&s, all).iter().map(|t| output::str_field(t, "id").to_string()).collect()
+            collect_tasks(&s, all)
+                .iter()
+                .map(|t| output::str_field(t, "id").to_string())
+                .collect()
         };
         assert_eq!(ids(false), ["t1"]);
         assert_eq!(ids(true), ["t1", "t0", "t9"]);

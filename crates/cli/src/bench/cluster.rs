@@ -1,0 +1,310 @@
+//! The private cluster of `meseta bench launch`: one `meseta master` and one `meseta agent`
+//! started from the current executable on a free loopback port, with their data in a temporary
+//! directory that is removed afterwards. Children are killed on drop, so an error anywhere
+//! leaves no process behind.
+
+use anyhow::{bail, Context};
+use meseta_api::client::{MasterClient, SchedulerCaller};
+use meseta_api::scheduler::CallKind;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// The agent's resources.
+const AGENT_RESOURCES: &str = "cpus:64;mem:65536;disk:10000;ports:[31000-32000]";
+/// How long the cluster may take to come up.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the teardown may take to kill the benchmark's tasks.
+const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A child process killed (SIGKILL) when dropped.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, args: &[&str], log: PathBuf) -> anyhow::Result<Proc> {
+        let exe = std::env::current_exe().context("cannot find the meseta executable")?;
+        let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = std::process::Command::new(&exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("cannot start {} {name}", exe.display()))?;
+        Ok(Proc { name, child, log })
+    }
+
+    fn pid(&self) -> Option<Pid> {
+        i32::try_from(self.child.id()).ok().map(Pid::from_raw)
+    }
+
+    /// Errors (with the tail of its log) if the process has exited.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            bail!(
+                "meseta {} exited ({status}) during startup; its log ends with:\n{}",
+                self.name,
+                log_tail(&self.log)
+            );
+        }
+        Ok(())
+    }
+
+    fn rss(&self) -> anyhow::Result<u64> {
+        let path = format!("/proc/{}/status", self.child.id());
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        parse_vm_rss(&text).with_context(|| format!("no VmRSS in {path}"))
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    async fn terminate(&mut self, grace: Duration) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(pid, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Kills the process group led by `child` (children are spawned with `process_group(0)`).
+pub(super) fn kill_group(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// The running private cluster.
+pub(super) struct Cluster {
+    // Field order matters: processes are dropped (killed) before the directory is removed.
+    agent: Proc,
+    master: Proc,
+    client: MasterClient,
+    caller: Option<SchedulerCaller>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts a master and an agent and waits until the agent is registered.
+    pub(super) async fn start() -> anyhow::Result<Cluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("meseta-bench-")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        let data = mkdir(dir.path(), "master")?;
+        let work = mkdir(dir.path(), "agent")?;
+        let port = free_port()?;
+        let listen = format!("127.0.0.1:{port}");
+        let url = format!("http://{listen}");
+        let mut master = Proc::spawn(
+            "master",
+            &["master", "--listen", &listen, "--data-dir", &data],
+            dir.path().join("master.log"),
+        )?;
+        let client = MasterClient::new(url.clone())?;
+        wait_until(&mut master, "the master's /health", || async {
+            client.health().await.is_ok()
+        })
+        .await?;
+        let agent = Proc::spawn(
+            "agent",
+            &[
+                "agent",
+                "--master",
+                &url,
+                "--work-dir",
+                &work,
+                "--listen",
+                "127.0.0.1:0",
+                "--resources",
+                AGENT_RESOURCES,
+            ],
+            dir.path().join("agent.log"),
+        )?;
+        let mut cluster = Cluster {
+            agent,
+            master,
+            client,
+            caller: None,
+            dir,
+        };
+        cluster.wait_for_agent().await?;
+        Ok(cluster)
+    }
+
+    async fn wait_for_agent(&mut self) -> anyhow::Result<()> {
+        let client = self.client.clone();
+        let registered = || async {
+            client.slaves().await.ok().is_some_and(|s| {
+                s.get("slaves")
+                    .and_then(serde_json::Value::as_array)
+                    .is_some_and(|a| !a.is_empty())
+            })
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while Instant::now() < deadline {
+            self.master.check_alive()?;
+            self.agent.check_alive()?;
+            if registered().await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "the agent did not register within {STARTUP_TIMEOUT:?}; its log ends with:\n{}",
+            log_tail(&self.agent.log)
+        )
+    }
+
+    pub(super) fn client(&self) -> &MasterClient {
+        &self.client
+    }
+
+    /// Remembers the benchmark framework so that [`Cluster::stop`] tears it down.
+    pub(super) fn set_caller(&mut self, caller: SchedulerCaller) {
+        self.caller = Some(caller);
+    }
+
+    pub(super) fn master_rss(&self) -> anyhow::Result<u64> {
+        self.master.rss()
+    }
+
+    pub(super) fn agent_rss(&self) -> anyhow::Result<u64> {
+        self.agent.rss()
+    }
+
+    /// Tears the framework down (killing its tasks), stops both processes and removes the data.
+    pub(super) async fn stop(mut self) {
+        if let Some(caller) = self.caller.take() {
+            if caller.call(CallKind::Teardown).await.is_ok() {
+                self.wait_tasks_gone().await;
+            }
+        }
+        self.agent.terminate(Duration::from_secs(10)).await;
+        self.master.terminate(Duration::from_secs(5)).await;
+        let path = self.dir.path().to_path_buf();
+        if let Err(e) = self.dir.close() {
+            eprintln!("cannot remove {}: {e}", path.display());
+        }
+    }
+
+    async fn wait_tasks_gone(&self) {
+        let deadline = Instant::now() + TEARDOWN_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(state) = self.client.state().await {
+                if crate::task::collect_tasks(&state, false).is_empty() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!("tasks still active {TEARDOWN_TIMEOUT:?} after the teardown; stopping anyway");
+    }
+}
+
+async fn wait_until<F, Fut>(proc_: &mut Proc, what: &str, ready: F) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    while Instant::now() < deadline {
+        proc_.check_alive()?;
+        if ready().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "{what} not ready within {STARTUP_TIMEOUT:?}; the log ends with:\n{}",
+        log_tail(&proc_.log)
+    )
+}
+
+fn mkdir(root: &Path, name: &str) -> anyhow::Result<String> {
+    let p = root.join(name);
+    std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
+    p.into_os_string()
+        .into_string()
+        .map_err(|p| anyhow::anyhow!("non-UTF-8 temporary path {p:?}"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The last 20 lines of a log file.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// `VmRSS` of a `/proc/<pid>/status` text, in bytes.
+pub(super) fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut parts = line["VmRSS:".len()..].split_whitespace();
+    let value: u64 = parts.next()?.parse().ok()?;
+    match parts.next() {
+        Some("kB") | None => Some(value * 1024),
+        Some("mB") => Some(value * 1024 * 1024),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_is_parsed_in_bytes() {
+        let status = "Name:\tmeseta\nVmPeak:\t  9000 kB\nVmRSS:\t    4321 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(4321 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        assert_eq!(parse_vm_rss("VmRSS:\tlots kB\n"), None);
+    }
+
+    #[test]
+    fn own_rss_is_readable() {
+        let text = std::fs::read_to_string("/proc/self/status").expect("procfs");
+        assert!(parse_vm_rss(&text).is_some_and(|b| b > 0));
+    }
+
+    #[test]
+    fn log_tail_keeps_last_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.log");
+        let text: String = (0..30).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&p, text).expect("write");
+        let tail = log_tail(&p);
+        assert!(
+            tail.starts_with("line 10") && tail.ends_with("line 29"),
+            "{tail}"
+        );
+        assert_eq!(log_tail(&dir.path().join("missing")), "");
+    }
+}

@@ -1,0 +1,251 @@
+//! Helpers for end-to-end tests: run the real `meseta` binary as separate master, agent and CLI
+//! processes on free loopback ports, and read the master's HTTP API.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const MESETA: &str = env!("CARGO_BIN_EXE_meseta");
+
+/// Is this process allowed to create cgroups (root on Linux)?
+pub fn can_isolate() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Skip a test (with a visible reason) when it cannot run here.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !common::can_isolate() {
+            eprintln!("SKIPPED: needs root to create cgroups");
+            return;
+        }
+    };
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Poll `f` until it returns Some, or panic after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A process killed with SIGKILL on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn spawn(args: &[&str], log: &Path) -> Proc {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file clone");
+    let child = Command::new(MESETA)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawn meseta");
+    Proc {
+        child,
+        log: log.to_path_buf(),
+    }
+}
+
+/// A master and agents as separate processes, with their own dirs.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub master: Option<Proc>,
+    pub agents: Vec<Option<Proc>>,
+    pub agent_ports: Vec<u16>,
+    pub agent_timeout: f64,
+    pub resources: String,
+}
+
+impl Cluster {
+    pub fn new(agents: usize, agent_timeout: f64) -> Cluster {
+        let mut c = Cluster {
+            dir: tempfile::tempdir().expect("temp dir"),
+            port: free_port(),
+            master: None,
+            agents: Vec::new(),
+            agent_ports: (0..agents).map(|_| free_port()).collect(),
+            agent_timeout,
+            resources: "cpus:4;mem:4096;disk:2048;ports:[31000-31999]".to_string(),
+        };
+        c.start_master();
+        for i in 0..agents {
+            c.agents.push(None);
+            c.start_agent(i);
+        }
+        c.wait_agents(agents);
+        c
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn start_master(&mut self) {
+        let data = self.dir.path().join("master");
+        let log = self.dir.path().join(format!("master-{}.log", Instant::now().elapsed().as_nanos()));
+        let listen = format!("127.0.0.1:{}", self.port);
+        let timeout = self.agent_timeout.to_string();
+        self.master = Some(spawn(
+            &["master", "--listen", &listen, "--data-dir", data.to_str().expect("utf8"), "--agent-timeout", &timeout],
+            &log,
+        ));
+        wait_for("master /health", Duration::from_secs(15), || {
+            reqwest::blocking::get(format!("{}/health", self.url())).ok().filter(|r| r.status().is_success())
+        });
+    }
+
+    pub fn agent_work_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("agent-{i}"))
+    }
+
+    pub fn start_agent(&mut self, i: usize) {
+        let work = self.agent_work_dir(i);
+        let log = self.dir.path().join(format!("agent-{i}.log"));
+        let listen = format!("127.0.0.1:{}", self.agent_ports[i]);
+        let host = format!("agent-{i}");
+        let p = spawn(
+            &[
+                "agent", "--master", &self.url(), "--work-dir", work.to_str().expect("utf8"), "--listen", &listen,
+                "--resources", &self.resources, "--hostname", &host,
+            ],
+            &log,
+        );
+        self.agents[i] = Some(p);
+    }
+
+    pub fn wait_agents(&self, n: usize) {
+        wait_for(&format!("{n} active agents"), Duration::from_secs(20), || {
+            let s = self.get("/master/slaves")?;
+            let active = s["slaves"].as_array()?.iter().filter(|a| a["active"] == true).count();
+            (active == n).then_some(())
+        });
+    }
+
+    pub fn get(&self, path: &str) -> Option<Value> {
+        let r = reqwest::blocking::get(format!("{}{path}", self.url())).ok()?;
+        r.json().ok()
+    }
+
+    /// Run a CLI command to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(MESETA)
+            .args(args)
+            .env("MESETA_MASTER", self.url())
+            .output()
+            .expect("run meseta cli")
+    }
+
+    /// Start `meseta execute` in the background.
+    pub fn execute_bg(&self, name: &str, command: &str, resources: &str) -> Proc {
+        let log = self.dir.path().join(format!("execute-{name}.log"));
+        let out = std::fs::File::create(&log).expect("log");
+        let err = out.try_clone().expect("log");
+        let child = Command::new(MESETA)
+            .args(["execute", "--name", name, "--command", command, "--resources", resources])
+            .env("MESETA_MASTER", self.url())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn execute");
+        Proc { child, log }
+    }
+
+    /// Every task of every framework (active and completed) from /master/tasks.
+    pub fn tasks(&self) -> Vec<Value> {
+        self.get("/master/tasks")
+            .and_then(|v| v["tasks"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// The task whose name is `name` (the latest one), once it is in `state`.
+    pub fn wait_task_state(&self, name: &str, state: &str, timeout: Duration) -> Value {
+        wait_for(&format!("task {name} in {state}"), timeout, || {
+            self.tasks().into_iter().rev().find(|t| t["name"] == name && t["state"] == state)
+        })
+    }
+
+    /// The agent's task dir of a task.
+    pub fn task_dir(&self, agent: usize, task_id: &str) -> PathBuf {
+        self.agent_work_dir(agent).join("tasks").join(task_id)
+    }
+
+    pub fn task_pid(&self, agent: usize, task_id: &str) -> Option<i32> {
+        std::fs::read_to_string(self.task_dir(agent, task_id).join("task.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Cluster {
+    /// Kill every task left behind by killed agents (their shims then clean up the cgroups).
+    fn drop(&mut self) {
+        for i in 0..self.agent_ports.len() {
+            let tasks = self.agent_work_dir(i).join("tasks");
+            let Ok(entries) = std::fs::read_dir(&tasks) else { continue };
+            for e in entries.flatten() {
+                if let Some(pid) = std::fs::read_to_string(e.path().join("task.pid"))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+pub fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+}
