@@ -71,6 +71,9 @@ pub struct Stats {
 impl Stats {
     /// Nearest-rank percentiles of `samples`; `None` when empty.
     pub fn of(samples: &[Duration]) -> Option<Stats> {
+        if samples.is_empty() {
+            return None;
+        }
         let mut sorted = samples.to_vec();
         sorted.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
