@@ -112,6 +112,12 @@ async fn connect_and_serve(
         };
         let outgoing = match event {
             Event::Cancel => {
+                // Flush what is already queued (e.g. final updates of killed tasks), then close.
+                while let Ok(msg) = rx.try_recv() {
+                    if sink.send(encode(&msg)).await.is_err() {
+                        break;
+                    }
+                }
                 let _ = sink.send(Message::Close(None)).await;
                 break Ok(Ended::Shutdown);
             }

@@ -42,14 +42,6 @@ pub enum AgentError {
     /// The agent stopped (shut down or its loop ended) before the awaited event.
     #[error("agent stopped: {0}")]
     Stopped(String),
-    /// A task operation failed.
-    #[error("task {task_id}: {message}")]
-    Task {
-        /// The task.
-        task_id: String,
-        /// What failed.
-        message: String,
-    },
 }
 
 impl AgentError {

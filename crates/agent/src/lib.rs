@@ -106,8 +106,9 @@ impl Agent {
             async move {
                 let r = connection::run(shared, url, cancel).await;
                 let why = match &r {
-                    Ok(()) => "shut down".to_string(),
-                    Err(e) => e.to_string(),
+                    Ok(()) => Stop::Other("shut down".to_string()),
+                    Err(AgentError::Rejected(m)) => Stop::Rejected(m.clone()),
+                    Err(e) => Stop::Other(e.to_string()),
                 };
                 ended_tx.send_replace(Some(why));
                 r
@@ -137,12 +138,21 @@ fn spawn_http(shared: Arc<Shared>, listener: tokio::net::TcpListener) -> JoinHan
     })
 }
 
+/// Why the connection loop ended.
+#[derive(Clone, Debug)]
+enum Stop {
+    /// The master rejected the agent with this message.
+    Rejected(String),
+    /// Anything else (shutdown, failure).
+    Other(String),
+}
+
 /// A running agent.
 pub struct AgentHandle {
     shared: Arc<Shared>,
     conn_cancel: CancellationToken,
     conn: Option<JoinHandle<Result<(), AgentError>>>,
-    ended: watch::Receiver<Option<String>>,
+    ended: watch::Receiver<Option<Stop>>,
     http: JoinHandle<()>,
     usage: JoinHandle<()>,
 }
@@ -169,11 +179,10 @@ impl AgentHandle {
                     Err(_) => Err(AgentError::Stopped("agent dropped".into())),
                 },
                 r = ended.wait_for(Option::is_some) => {
-                    let why = r.ok().and_then(|w| w.clone()).unwrap_or_default();
-                    Err(if why.starts_with("master rejected") {
-                        AgentError::Rejected(why)
-                    } else {
-                        AgentError::Stopped(why)
+                    Err(match r.ok().and_then(|w| w.clone()) {
+                        Some(Stop::Rejected(m)) => AgentError::Rejected(m),
+                        Some(Stop::Other(why)) => AgentError::Stopped(why),
+                        None => AgentError::Stopped("agent dropped".into()),
                     })
                 }
             }

@@ -55,10 +55,9 @@ pub(crate) fn exit_status(rec: &ExitRecord, kill_requested: bool, mem_mib: f64) 
     } else {
         TaskState::Failed
     };
-    let reason = (state == TaskState::Killed).then(|| "REASON_TASK_KILLED".to_string());
     StateRecord {
         state,
-        reason,
+        reason: None,
         message: Some(message),
         exit_code: rec.exit_code,
     }
