@@ -57,6 +57,31 @@ fn unique_root() -> String {
     format!("meseta-agent-test-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// Removes a test's cgroup tree even when the test fails (after its assertions ran).
+struct CgroupGuard(String);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        for c in controllers.flatten() {
+            remove_tree(&c.path().join(&self.0));
+        }
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                remove_tree(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
 async fn start(master: &FakeMaster, dir: &Path, exe: PathBuf, root: &str) -> AgentHandle {
     let agent = Agent::start(config(master, dir, exe, root))
         .await
@@ -101,6 +126,7 @@ async fn launch_running_kill_is_killed_and_no_cgroup_is_left() {
     let mut master = FakeMaster::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let root = unique_root();
+    let _guard = CgroupGuard(root.clone());
     let agent = start(&master, dir.path(), exe, &root).await;
 
     master.send(MasterMessage::LaunchTask(spec(
@@ -162,6 +188,7 @@ async fn exit_3_is_failed_with_code_and_logs_are_served() {
     let mut master = FakeMaster::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let root = unique_root();
+    let _guard = CgroupGuard(root.clone());
     let agent = start(&master, dir.path(), exe, &root).await;
 
     let cmd = "echo \"$GREETING port=$PORT0 ports=$PORTS task=$MESOS_TASK_ID host=$HOST\"; echo oops >&2; exit 3";
@@ -210,6 +237,7 @@ async fn restarted_agent_reattaches_and_resends_unacked_updates() {
     let mut master = FakeMaster::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let root = unique_root();
+    let _guard = CgroupGuard(root.clone());
     let agent = start(&master, dir.path(), exe.clone(), &root).await;
     let id = agent.agent_id().expect("registered id");
 
@@ -290,10 +318,57 @@ async fn rejected_agent_stops_with_the_reason() {
         "127.0.0.1:0".parse().expect("addr"),
     );
     let mut agent = Agent::start(cfg).await.expect("start");
+    match agent.wait_registered(Duration::from_secs(10)).await {
+        Err(meseta_agent::AgentError::Rejected(m)) => assert_eq!(m, "agent is decommissioned"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(agent.agent_id(), None);
     let err = tokio::time::timeout(Duration::from_secs(10), agent.wait())
         .await
         .expect("agent stops by itself")
         .expect_err("rejected");
     assert!(err.to_string().contains("agent is decommissioned"), "{err}");
     agent.shutdown(false).await;
+}
+
+#[tokio::test]
+async fn agent_reconnects_and_reregisters_with_its_tasks() {
+    let Some(exe) = meseta_exe() else { return };
+    let mut master = FakeMaster::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = unique_root();
+    let _guard = CgroupGuard(root.clone());
+    let agent = start(&master, dir.path(), exe, &root).await;
+    let id = agent.agent_id().expect("id");
+    master.send(MasterMessage::LaunchTask(spec(
+        "steady",
+        "sleep 30",
+        "cpus:0.1;mem:32",
+    )));
+    expect_state(&mut master, "steady", TaskState::Starting).await;
+    expect_state(&mut master, "steady", TaskState::Running).await;
+
+    master.drop_connection();
+    let register = master
+        .next_matching("re-registration", |m| match m {
+            AgentMessage::Register(r) => Some(r),
+            _ => None,
+        })
+        .await;
+    assert_eq!(register.agent_id, Some(id));
+    let states: Vec<_> = register
+        .tasks
+        .iter()
+        .map(|t| (t.spec.task_id.to_string(), t.state))
+        .collect();
+    assert_eq!(states, vec![("steady".to_string(), TaskState::Running)]);
+    assert_eq!(register.address, agent.http_addr().to_string());
+
+    master.send(MasterMessage::KillTask {
+        task_id: TaskId::new("steady"),
+        grace_secs: None,
+    });
+    expect_state(&mut master, "steady", TaskState::Killed).await;
+    agent.shutdown(true).await;
+    assert!(cgroup_gone(&root), "cgroup {root} left behind");
 }

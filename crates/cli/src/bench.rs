@@ -238,13 +238,13 @@ async fn measure(cluster: &mut Cluster, args: &LaunchArgs) -> anyhow::Result<Rep
         failover_timeout: Some(0.0),
         ..FrameworkInfo::default()
     };
-    let mut session = cluster
+    let session = cluster
         .client()
         .subscribe(info)
         .await
         .context("cannot subscribe the benchmark framework")?;
-    cluster.set_caller(session.caller());
-    let meseta = launch_tasks(&mut session, args).await?;
+    let session = cluster.hold_session(session);
+    let meseta = launch_tasks(session, args).await?;
     let command = args.command.clone();
     let n = args.tasks;
     let bare = tokio::task::spawn_blocking(move || bare_spawns(&command, n)).await??;

@@ -16,11 +16,12 @@ use axum::Router;
 use futures::{SinkExt, StreamExt};
 use meseta_api::agent::{AgentMessage, MasterMessage, StatusUpdate};
 use meseta_types::AgentId;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, Mutex, Notify};
 
 /// Shared between the test and the WebSocket handler.
 #[derive(Clone)]
 struct Hub {
+    kick: Arc<Notify>,
     from_agent: mpsc::UnboundedSender<AgentMessage>,
     to_agent: Arc<Mutex<mpsc::UnboundedReceiver<MasterMessage>>>,
 }
@@ -33,6 +34,7 @@ pub struct FakeMaster {
     pub from_agent: mpsc::UnboundedReceiver<AgentMessage>,
     /// Commands for the agent.
     pub to_agent: mpsc::UnboundedSender<MasterMessage>,
+    kick: Arc<Notify>,
 }
 
 impl FakeMaster {
@@ -40,7 +42,9 @@ impl FakeMaster {
     pub async fn start() -> FakeMaster {
         let (from_tx, from_rx) = mpsc::unbounded_channel();
         let (to_tx, to_rx) = mpsc::unbounded_channel();
+        let kick = Arc::new(Notify::new());
         let hub = Hub {
+            kick: Arc::clone(&kick),
             from_agent: from_tx,
             to_agent: Arc::new(Mutex::new(to_rx)),
         };
@@ -56,7 +60,13 @@ impl FakeMaster {
             addr,
             from_agent: from_rx,
             to_agent: to_tx,
+            kick,
         }
+    }
+
+    /// Drop the current agent connection (the agent should reconnect).
+    pub fn drop_connection(&self) {
+        self.kick.notify_one();
     }
 
     /// Base URL for `AgentConfig::master`.
@@ -114,6 +124,7 @@ async fn serve(socket: WebSocket, hub: Hub) {
     let mut to_agent = hub.to_agent.lock().await;
     loop {
         tokio::select! {
+            () = hub.kick.notified() => return,
             frame = stream.next() => {
                 let Some(Ok(Message::Text(text))) = frame else {
                     if matches!(frame, Some(Ok(_))) { continue; }

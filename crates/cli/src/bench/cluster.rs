@@ -4,7 +4,7 @@
 //! leaves no process behind.
 
 use anyhow::{bail, Context};
-use meseta_api::client::{MasterClient, SchedulerCaller};
+use meseta_api::client::{MasterClient, SchedulerSession};
 use meseta_api::scheduler::CallKind;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 const AGENT_RESOURCES: &str = "cpus:64;mem:65536;disk:10000;ports:[31000-32000]";
 /// How long the cluster may take to come up.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the teardown may take to kill the benchmark's tasks.
+/// How long the teardown may take to end the benchmark's task processes.
 const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A child process killed (SIGKILL) when dropped.
@@ -103,7 +103,7 @@ pub(super) struct Cluster {
     agent: Proc,
     master: Proc,
     client: MasterClient,
-    caller: Option<SchedulerCaller>,
+    session: Option<SchedulerSession>,
     dir: tempfile::TempDir,
 }
 
@@ -148,7 +148,7 @@ impl Cluster {
             agent,
             master,
             client,
-            caller: None,
+            session: None,
             dir,
         };
         cluster.wait_for_agent().await?;
@@ -183,9 +183,10 @@ impl Cluster {
         &self.client
     }
 
-    /// Remembers the benchmark framework so that [`Cluster::stop`] tears it down.
-    pub(super) fn set_caller(&mut self, caller: SchedulerCaller) {
-        self.caller = Some(caller);
+    /// Keeps the benchmark framework's subscription open until [`Cluster::stop`] tears it down;
+    /// returns it for use.
+    pub(super) fn hold_session(&mut self, session: SchedulerSession) -> &mut SchedulerSession {
+        self.session.insert(session)
     }
 
     pub(super) fn master_rss(&self) -> anyhow::Result<u64> {
@@ -196,33 +197,63 @@ impl Cluster {
         self.agent.rss()
     }
 
-    /// Tears the framework down (killing its tasks), stops both processes and removes the data.
+    /// Tears the framework down (killing its tasks), stops both processes, kills any task
+    /// process still running from the private work directory, and removes the directory.
     pub(super) async fn stop(mut self) {
-        if let Some(caller) = self.caller.take() {
-            if caller.call(CallKind::Teardown).await.is_ok() {
-                self.wait_tasks_gone().await;
+        let dir = self.dir.path().to_path_buf();
+        let own = [self.master.child.id(), self.agent.child.id()];
+        if let Some(session) = self.session.take() {
+            match session.call(CallKind::Teardown).await {
+                Ok(()) => wait_processes_gone(&dir, &own).await,
+                Err(e) => eprintln!("cannot tear the benchmark framework down: {e}"),
             }
         }
         self.agent.terminate(Duration::from_secs(10)).await;
         self.master.terminate(Duration::from_secs(5)).await;
-        let path = self.dir.path().to_path_buf();
-        if let Err(e) = self.dir.close() {
-            eprintln!("cannot remove {}: {e}", path.display());
-        }
-    }
-
-    async fn wait_tasks_gone(&self) {
-        let deadline = Instant::now() + TEARDOWN_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(state) = self.client.state().await {
-                if crate::task::collect_tasks(&state, false).is_empty() {
-                    return;
-                }
+        let left = processes_under(&dir, &[]);
+        if !left.is_empty() {
+            eprintln!("killing {} leftover task processes", left.len());
+            for pid in left {
+                let _ = kill(pid, Signal::SIGKILL);
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        eprintln!("tasks still active {TEARDOWN_TIMEOUT:?} after the teardown; stopping anyway");
+        if let Err(e) = self.dir.close() {
+            eprintln!("cannot remove {}: {e}", dir.display());
+        }
     }
+}
+
+/// Waits until no process (but `own`) runs from `dir`: the tasks are gone.
+async fn wait_processes_gone(dir: &Path, own: &[u32]) {
+    let deadline = Instant::now() + TEARDOWN_TIMEOUT;
+    while Instant::now() < deadline {
+        if processes_under(dir, own).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("task processes still running {TEARDOWN_TIMEOUT:?} after the teardown");
+}
+
+/// Processes other than `own` whose working directory or command line lies in `dir`.
+fn processes_under(dir: &Path, own: &[u32]) -> Vec<Pid> {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me && !own.contains(pid))
+        .filter(|pid| {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cwd.to_string_lossy().contains(&needle)
+                || String::from_utf8_lossy(&cmdline).contains(&needle)
+        })
+        .filter_map(|pid| i32::try_from(pid).ok().map(Pid::from_raw))
+        .collect()
 }
 
 async fn wait_until<F, Fut>(proc_: &mut Proc, what: &str, ready: F) -> anyhow::Result<()>
@@ -292,6 +323,22 @@ mod tests {
     fn own_rss_is_readable() {
         let text = std::fs::read_to_string("/proc/self/status").expect("procfs");
         assert!(parse_vm_rss(&text).is_some_and(|b| b > 0));
+    }
+
+    #[test]
+    fn finds_processes_running_in_a_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(dir.path())
+            .spawn()
+            .expect("spawn sleep");
+        let pid = i32::try_from(child.id()).expect("pid");
+        let found = processes_under(dir.path(), &[]);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&Pid::from_raw(pid)), "{found:?}");
+        assert!(processes_under(dir.path(), &[]).is_empty());
     }
 
     #[test]
