@@ -76,7 +76,7 @@ async fn connect_and_serve(
     url: &str,
     cancel: &CancellationToken,
 ) -> Result<Ended, AgentError> {
-    let connect = tokio_tungstenite::connect_async(url);
+    let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
     let ws = tokio::select! {
         r = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match r {
             Ok(Ok((ws, _))) => ws,

@@ -14,7 +14,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         t.add_row(row.iter().map(String::as_str));
     }
     let rendered = t.to_string();
-    let lines: Vec<&str> = rendered.lines().map(str::trim_end).collect();
+    // The preset pads every cell with one space on each side; drop the left margin.
+    let lines: Vec<&str> = rendered
+        .lines()
+        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end())
+        .collect();
     lines.join("\n")
 }
 
@@ -98,6 +102,9 @@ mod tests {
         assert_eq!(lines.len(), 2, "{out}");
         assert!(lines[0].contains("ID") && lines[0].contains("STATE"));
         assert!(lines[1].contains("t1") && lines[1].contains("TASK_RUNNING"));
-        assert!(lines.iter().all(|l| l == &l.trim_end()));
+        assert!(
+            lines.iter().all(|l| l == &l.trim()),
+            "no outer margins: {out:?}"
+        );
     }
 }

@@ -759,6 +759,16 @@ impl Core {
         }
     }
 
+    /// Drop every agent connection and framework subscription (the master is stopping).
+    pub fn close_connections(&mut self) {
+        for a in self.agents.values_mut() {
+            a.conn = None;
+        }
+        for f in self.frameworks.values_mut() {
+            f.conn = None;
+        }
+    }
+
     /// Total and used resources over every registered agent.
     pub fn totals(&self) -> (Resources, Resources) {
         let mut total = Resources::new();

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use meseta_store::Store;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -134,9 +135,13 @@ pub struct MasterHandle {
 
 impl MasterHandle {
     /// Stop serving and wait for the server to finish.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.cancel.cancel();
-        let _ = self.server.await;
+        // Streams never end by themselves: close them so the graceful shutdown can finish.
+        self.master.core().close_connections();
+        if tokio::time::timeout(Duration::from_secs(3), &mut self.server).await.is_err() {
+            self.server.abort();
+        }
         let _ = self.timers.await;
     }
 
@@ -164,6 +169,10 @@ pub async fn start(cfg: MasterConfig, store: Arc<dyn Store>) -> Result<MasterHan
     let app = http::router(master.clone());
     let c = cancel.clone();
     let server = tokio::spawn(async move {
+        // Small frames (events, RecordIO records) must not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { c.cancelled().await })
             .await
