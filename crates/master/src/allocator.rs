@@ -117,7 +117,12 @@ impl Core {
         }
     }
 
-    fn make_offer(&mut self, agent_id: &AgentId, fw_id: &FrameworkId, resources: Resources) -> Offer {
+    fn make_offer(
+        &mut self,
+        agent_id: &AgentId,
+        fw_id: &FrameworkId,
+        resources: Resources,
+    ) -> Offer {
         let id = OfferId::new(format!("{}-O{}", self.master_id, self.next_offer));
         self.next_offer += 1;
         let (hostname, url) = match self.agents.get_mut(agent_id) {

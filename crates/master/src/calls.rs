@@ -36,7 +36,11 @@ pub enum CallError {
 
 impl Core {
     /// Check that `fw_id` may make calls on stream `stream_id` (None = in-process, trusted).
-    pub(crate) fn check_caller(&self, fw_id: &FrameworkId, stream_id: Option<&str>) -> Result<(), CallError> {
+    pub(crate) fn check_caller(
+        &self,
+        fw_id: &FrameworkId,
+        stream_id: Option<&str>,
+    ) -> Result<(), CallError> {
         let fw = self
             .frameworks
             .get(fw_id)
@@ -91,10 +95,20 @@ impl Core {
                 }
             })
             .collect();
-        let offer_ids: Vec<OfferId> = accept.offer_ids.iter().map(|o| OfferId::new(o.as_str())).collect();
+        let offer_ids: Vec<OfferId> = accept
+            .offer_ids
+            .iter()
+            .map(|o| OfferId::new(o.as_str()))
+            .collect();
         let Some((agent_id, mut pool)) = self.take_offers(fw_id, &offer_ids) else {
             for t in &tasks {
-                self.reject_task(fw_id, t, TaskState::Dropped, "REASON_INVALID_OFFERS", "offer is invalid, rescinded or not yours");
+                self.reject_task(
+                    fw_id,
+                    t,
+                    TaskState::Dropped,
+                    "REASON_INVALID_OFFERS",
+                    "offer is invalid, rescinded or not yours",
+                );
             }
             self.allocate(now);
             return;
@@ -105,7 +119,9 @@ impl Core {
                     pool = pool.checked_sub(&t.resources).unwrap_or_default();
                     self.launch(fw_id, &agent_id, t);
                 }
-                Err(why) => self.reject_task(fw_id, &t, TaskState::Error, "REASON_TASK_INVALID", &why),
+                Err(why) => {
+                    self.reject_task(fw_id, &t, TaskState::Error, "REASON_TASK_INVALID", &why)
+                }
             }
         }
         self.add_filter(fw_id, &agent_id, accept.filters.as_ref(), now);
@@ -113,7 +129,11 @@ impl Core {
     }
 
     /// Remove the offers from the books and pool their resources; None if any is invalid.
-    fn take_offers(&mut self, fw_id: &FrameworkId, ids: &[OfferId]) -> Option<(AgentId, Resources)> {
+    fn take_offers(
+        &mut self,
+        fw_id: &FrameworkId,
+        ids: &[OfferId],
+    ) -> Option<(AgentId, Resources)> {
         let mut agent: Option<AgentId> = None;
         let mut seen = std::collections::HashSet::new();
         for id in ids {
@@ -136,7 +156,12 @@ impl Core {
         Some((agent, pool))
     }
 
-    fn validate_task(&self, t: &TaskInfo, agent_id: &AgentId, pool: &Resources) -> Result<(), String> {
+    fn validate_task(
+        &self,
+        t: &TaskInfo,
+        agent_id: &AgentId,
+        pool: &Resources,
+    ) -> Result<(), String> {
         if t.task_id.value.trim().is_empty() {
             return Err("task_id must not be empty".to_string());
         }
@@ -145,13 +170,18 @@ impl Core {
         }
         if let Some(a) = &t.agent_id {
             if a.as_str() != agent_id.as_str() {
-                return Err(format!("task agent_id '{a}' does not match the offer's agent '{agent_id}'"));
+                return Err(format!(
+                    "task agent_id '{a}' does not match the offer's agent '{agent_id}'"
+                ));
             }
         }
         if t.resources.cpus() <= 0.0 && t.resources.mem() <= 0.0 {
             return Err("task must use some cpus or mem".to_string());
         }
-        let cmd = t.command.as_ref().ok_or("task has no command (executors are not supported)")?;
+        let cmd = t
+            .command
+            .as_ref()
+            .ok_or("task has no command (executors are not supported)")?;
         if cmd.value.as_deref().unwrap_or("").trim().is_empty() {
             return Err("task command has no value".to_string());
         }
@@ -221,7 +251,14 @@ impl Core {
         );
     }
 
-    fn reject_task(&mut self, fw_id: &FrameworkId, t: &TaskInfo, state: TaskState, reason: &str, why: &str) {
+    fn reject_task(
+        &mut self,
+        fw_id: &FrameworkId,
+        t: &TaskInfo,
+        state: TaskState,
+        reason: &str,
+        why: &str,
+    ) {
         tracing::info!(framework_id = %fw_id, task_id = %t.task_id, why, "task rejected");
         let status = TaskStatus {
             source: Some("SOURCE_MASTER".to_string()),
@@ -231,7 +268,9 @@ impl Core {
             ..TaskStatus::new(t.task_id.clone(), state, unix_now())
         };
         if let Some(fw) = self.frameworks.get(fw_id) {
-            fw.send(Event::Update { update: Update { status } });
+            fw.send(Event::Update {
+                update: Update { status },
+            });
         }
         *self.counters.terminal.entry(state).or_default() += 1;
     }
@@ -239,7 +278,11 @@ impl Core {
     fn decline(&mut self, fw_id: &FrameworkId, d: Decline, now: Instant) {
         for id in d.offer_ids {
             let id = OfferId::new(id.as_str());
-            if self.offers.get(&id).is_some_and(|o| &o.framework_id == fw_id) {
+            if self
+                .offers
+                .get(&id)
+                .is_some_and(|o| &o.framework_id == fw_id)
+            {
                 if let Some(o) = self.remove_offer(&id) {
                     self.add_filter(fw_id, &o.agent_id, d.filters.as_ref(), now);
                 }
@@ -248,20 +291,34 @@ impl Core {
         self.allocate(now);
     }
 
-    fn add_filter(&mut self, fw_id: &FrameworkId, agent: &AgentId, f: Option<&Filters>, now: Instant) {
+    fn add_filter(
+        &mut self,
+        fw_id: &FrameworkId,
+        agent: &AgentId,
+        f: Option<&Filters>,
+        now: Instant,
+    ) {
         let secs = f.and_then(|f| f.refuse_seconds).unwrap_or(DEFAULT_REFUSE);
-        let secs = if secs.is_finite() && secs >= 0.0 { secs.min(31_536_000.0) } else { DEFAULT_REFUSE };
+        let secs = if secs.is_finite() && secs >= 0.0 {
+            secs.min(31_536_000.0)
+        } else {
+            DEFAULT_REFUSE
+        };
         if secs <= 0.0 {
             return;
         }
         if let Some(fw) = self.frameworks.get_mut(fw_id) {
-            fw.filters.insert(agent.clone(), now + Duration::from_secs_f64(secs));
+            fw.filters
+                .insert(agent.clone(), now + Duration::from_secs_f64(secs));
         }
     }
 
     fn kill(&mut self, fw_id: &FrameworkId, k: Kill) {
         let id = TaskId::new(k.task_id.as_str());
-        let owned = self.tasks.get(&id).is_some_and(|t| &t.spec.framework_id == fw_id);
+        let owned = self
+            .tasks
+            .get(&id)
+            .is_some_and(|t| &t.spec.framework_id == fw_id);
         if owned {
             self.send_kill(&id, None);
             return;
@@ -273,7 +330,9 @@ impl Core {
             ..TaskStatus::new(k.task_id, TaskState::Lost, unix_now())
         };
         if let Some(fw) = self.frameworks.get(fw_id) {
-            fw.send(Event::Update { update: Update { status } });
+            fw.send(Event::Update {
+                update: Update { status },
+            });
         }
     }
 
@@ -306,7 +365,10 @@ impl Core {
             return;
         };
         for id in wanted {
-            let task = self.tasks.get(&TaskId::new(id.as_str())).filter(|t| &t.spec.framework_id == fw_id);
+            let task = self
+                .tasks
+                .get(&TaskId::new(id.as_str()))
+                .filter(|t| &t.spec.framework_id == fw_id);
             let (state, agent) = match task {
                 Some(t) => (t.state, Some(IdValue::new(t.agent_id.as_str()))),
                 None => (TaskState::Lost, None),
@@ -317,7 +379,9 @@ impl Core {
                 agent_id: agent,
                 ..TaskStatus::new(id, state, unix_now())
             };
-            fw.send(Event::Update { update: Update { status } });
+            fw.send(Event::Update {
+                update: Update { status },
+            });
         }
     }
 }

@@ -354,7 +354,11 @@ impl Core {
     }
 
     /// Make the master's task table agree with what a (re-)registering agent reports.
-    fn reconcile_agent_tasks(&mut self, agent_id: &AgentId, reported: Vec<meseta_api::agent::TaskReport>) {
+    fn reconcile_agent_tasks(
+        &mut self,
+        agent_id: &AgentId,
+        reported: Vec<meseta_api::agent::TaskReport>,
+    ) {
         let mut seen = std::collections::HashSet::new();
         for report in reported {
             let task_id = report.spec.task_id.clone();
@@ -367,14 +371,17 @@ impl Core {
                 continue;
             }
             if self.tasks.contains_key(&task_id) {
-                let changed = self.tasks.get(&task_id).is_some_and(|t| t.state != report.state);
+                let changed = self
+                    .tasks
+                    .get(&task_id)
+                    .is_some_and(|t| t.state != report.state);
                 if changed {
                     self.master_update(&task_id, report.state, "REASON_AGENT_REREGISTERED", None);
                 }
             } else {
                 self.adopt_task(agent_id, report.spec, report.state);
             }
-            if self.frameworks.get(&self.task_framework(&task_id)).is_none() {
+            if !self.frameworks.contains_key(&self.task_framework(&task_id)) {
                 // Its framework was removed: the task must not keep running.
                 self.send_kill(&task_id, None);
             }
@@ -552,7 +559,10 @@ impl Core {
             None => self.completed_frameworks.iter_mut().find(|f| f.id == fw_id),
         };
         if let Some(fw) = fw {
-            fw.used = fw.used.checked_sub(&task.spec.resources).unwrap_or_default();
+            fw.used = fw
+                .used
+                .checked_sub(&task.spec.resources)
+                .unwrap_or_default();
             fw.completed_tasks.push_back(task);
             while fw.completed_tasks.len() > MAX_COMPLETED_TASKS {
                 fw.completed_tasks.pop_front();

@@ -41,14 +41,19 @@ impl FrameworkConnection {
 
 impl Drop for FrameworkConnection {
     fn drop(&mut self) {
-        self.master
-            .core()
-            .framework_disconnected(&self.framework_id, &self.stream_id, Instant::now());
+        self.master.core().framework_disconnected(
+            &self.framework_id,
+            &self.stream_id,
+            Instant::now(),
+        );
     }
 }
 
 /// Subscribe (or re-subscribe) a framework.
-pub(crate) async fn subscribe(master: &Master, info: FrameworkInfo) -> Result<FrameworkConnection, MasterError> {
+pub(crate) async fn subscribe(
+    master: &Master,
+    info: FrameworkInfo,
+) -> Result<FrameworkConnection, MasterError> {
     let (fw_id, info) = {
         let mut core = master.core();
         match core.admit_framework(info) {
@@ -97,13 +102,18 @@ fn rejected(master: &Master, message: String) -> FrameworkConnection {
 
 impl Core {
     /// Validate a SUBSCRIBE and pick the framework id.
-    pub(crate) fn admit_framework(&mut self, mut info: FrameworkInfo) -> Result<(FrameworkId, FrameworkInfo), String> {
+    pub(crate) fn admit_framework(
+        &mut self,
+        mut info: FrameworkInfo,
+    ) -> Result<(FrameworkId, FrameworkInfo), String> {
         if info.name.trim().is_empty() {
             return Err("framework name must not be empty".to_string());
         }
         if let Some(t) = info.failover_timeout {
             if !t.is_finite() || t < 0.0 {
-                return Err(format!("failover_timeout must be a non-negative number, got {t}"));
+                return Err(format!(
+                    "failover_timeout must be a non-negative number, got {t}"
+                ));
             }
         }
         let id = match info.id.as_ref().filter(|i| !i.value.is_empty()) {
@@ -121,7 +131,13 @@ impl Core {
     }
 
     /// Bind a new subscription: the old one (if any) is told it failed over and dropped.
-    pub(crate) fn activate_framework(&mut self, id: &FrameworkId, info: FrameworkInfo, conn: FwConn, now: Instant) {
+    pub(crate) fn activate_framework(
+        &mut self,
+        id: &FrameworkId,
+        info: FrameworkInfo,
+        conn: FwConn,
+        now: Instant,
+    ) {
         let hb = self.cfg.framework_heartbeat.as_secs_f64();
         let master_info = self.master_info();
         let fw = self
@@ -164,7 +180,12 @@ impl Core {
     }
 
     /// The subscription `stream_id` of framework `id` ended.
-    pub(crate) fn framework_disconnected(&mut self, id: &FrameworkId, stream_id: &str, now: Instant) {
+    pub(crate) fn framework_disconnected(
+        &mut self,
+        id: &FrameworkId,
+        stream_id: &str,
+        now: Instant,
+    ) {
         let Some(fw) = self.frameworks.get_mut(id) else {
             return;
         };

@@ -14,8 +14,8 @@
 #![forbid(unsafe_code)]
 
 mod allocator;
-mod core;
 mod calls;
+mod core;
 mod framework;
 mod http;
 mod registry;
@@ -29,8 +29,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use meseta_store::Store;
 use axum::serve::ListenerExt;
+use meseta_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -139,7 +139,10 @@ impl MasterHandle {
         self.cancel.cancel();
         // Streams never end by themselves: close them so the graceful shutdown can finish.
         self.master.core().close_connections();
-        if tokio::time::timeout(Duration::from_secs(3), &mut self.server).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(3), &mut self.server)
+            .await
+            .is_err()
+        {
             self.server.abort();
         }
         let _ = self.timers.await;

@@ -59,12 +59,19 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Recovered, StoreError> {
 
 /// Persist an agent (before it is told it is registered).
 pub(crate) async fn save_agent(store: &dyn Store, r: &AgentRecord) -> Result<(), StoreError> {
-    put_json(store, &format!("{AGENTS}{}", r.id), r).await.map(|_| ())
+    put_json(store, &format!("{AGENTS}{}", r.id), r)
+        .await
+        .map(|_| ())
 }
 
 /// Persist a framework (before it is told it is subscribed).
-pub(crate) async fn save_framework(store: &dyn Store, r: &FrameworkRecord) -> Result<(), StoreError> {
-    put_json(store, &format!("{FRAMEWORKS}{}", r.id), r).await.map(|_| ())
+pub(crate) async fn save_framework(
+    store: &dyn Store,
+    r: &FrameworkRecord,
+) -> Result<(), StoreError> {
+    put_json(store, &format!("{FRAMEWORKS}{}", r.id), r)
+        .await
+        .map(|_| ())
 }
 
 /// Forget a removed framework. Failures are logged: a stale record only costs a recovered entry.

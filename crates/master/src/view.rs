@@ -2,7 +2,8 @@
 //! `/master/tasks`) and the figures `/metrics` exports.
 
 use meseta_api::state::{
-    Framework, LeaderInfo, MasterState, OfferSummary, RecoveredSlave, Slave, Slaves, Task, TaskStatusV0, Tasks,
+    Framework, LeaderInfo, MasterState, OfferSummary, RecoveredSlave, Slave, Slaves, Task,
+    TaskStatusV0, Tasks,
 };
 use meseta_types::{Resources, TaskState};
 use serde_json::{Map, Value};
@@ -20,8 +21,14 @@ impl Core {
         let count = |s: AgentStatus| self.agents.values().filter(|a| a.status == s).count() as f64;
         let mut flags = Map::new();
         for (k, v) in [
-            ("agent_timeout", format!("{}secs", self.cfg.agent_timeout.as_secs_f64())),
-            ("allocation_interval", format!("{}secs", self.cfg.allocation_interval.as_secs_f64())),
+            (
+                "agent_timeout",
+                format!("{}secs", self.cfg.agent_timeout.as_secs_f64()),
+            ),
+            (
+                "allocation_interval",
+                format!("{}secs", self.cfg.allocation_interval.as_secs_f64()),
+            ),
             ("hostname", self.cfg.hostname.clone()),
             ("port", self.addr.port().to_string()),
         ] {
@@ -73,10 +80,18 @@ impl Core {
     /// `GET /master/tasks`: active then completed, oldest first.
     pub(crate) fn tasks_view(&self) -> Tasks {
         let mut tasks: Vec<Task> = self.tasks.values().map(task_view).collect();
-        for fw in self.frameworks.values().chain(self.completed_frameworks.iter()) {
+        for fw in self
+            .frameworks
+            .values()
+            .chain(self.completed_frameworks.iter())
+        {
             tasks.extend(fw.completed_tasks.iter().map(task_view));
         }
-        tasks.sort_by(|a, b| first_ts(a).total_cmp(&first_ts(b)).then_with(|| a.id.cmp(&b.id)));
+        tasks.sort_by(|a, b| {
+            first_ts(a)
+                .total_cmp(&first_ts(b))
+                .then_with(|| a.id.cmp(&b.id))
+        });
         Tasks { tasks }
     }
 
@@ -102,7 +117,11 @@ impl Core {
     }
 
     fn framework_views(&self) -> (Vec<Framework>, Vec<Task>) {
-        let views = self.frameworks.values().map(|f| self.framework_view(f)).collect();
+        let views = self
+            .frameworks
+            .values()
+            .map(|f| self.framework_view(f))
+            .collect();
         let orphans = self
             .tasks
             .values()
@@ -182,7 +201,12 @@ impl Core {
             (AgentStatus::Recovered, "recovered"),
         ]
         .iter()
-        .map(|(s, name)| (*name, self.agents.values().filter(|a| a.status == *s).count() as u64))
+        .map(|(s, name)| {
+            (
+                *name,
+                self.agents.values().filter(|a| a.status == *s).count() as u64,
+            )
+        })
         .collect()
     }
 }

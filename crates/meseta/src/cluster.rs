@@ -93,11 +93,16 @@ fn parse_attributes(a: Option<&str>) -> anyhow::Result<Attributes> {
 fn open_store(dir: &std::path::Path) -> anyhow::Result<Arc<RedbStore>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("store.redb");
-    let store = RedbStore::open(&path).with_context(|| format!("opening store {}", path.display()))?;
+    let store =
+        RedbStore::open(&path).with_context(|| format!("opening store {}", path.display()))?;
     Ok(Arc::new(store))
 }
 
-fn master_config(listen: SocketAddr, agent_timeout: f64, hostname: Option<String>) -> anyhow::Result<MasterConfig> {
+fn master_config(
+    listen: SocketAddr,
+    agent_timeout: f64,
+    hostname: Option<String>,
+) -> anyhow::Result<MasterConfig> {
     anyhow::ensure!(
         agent_timeout.is_finite() && agent_timeout > 0.0,
         "--agent-timeout must be a positive number of seconds, got {agent_timeout}"
@@ -113,12 +118,20 @@ fn master_config(listen: SocketAddr, agent_timeout: f64, hostname: Option<String
     Ok(cfg)
 }
 
-fn agent_config(master: String, work_dir: PathBuf, listen: SocketAddr, resources: Option<Resources>, attributes: Attributes, hostname: Option<String>) -> anyhow::Result<AgentConfig> {
+fn agent_config(
+    master: String,
+    work_dir: PathBuf,
+    listen: SocketAddr,
+    resources: Option<Resources>,
+    attributes: Attributes,
+    hostname: Option<String>,
+) -> anyhow::Result<AgentConfig> {
     let mut cfg = AgentConfig::new(master, work_dir, listen);
     cfg.resources = resources;
     cfg.attributes = attributes;
     cfg.hostname = hostname;
-    cfg.meseta_exe = std::env::current_exe().context("locating the meseta binary for the task shim")?;
+    cfg.meseta_exe =
+        std::env::current_exe().context("locating the meseta binary for the task shim")?;
     Ok(cfg)
 }
 
@@ -147,7 +160,9 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => default_dir("agent")?,
     };
-    let cfg = agent_config(a.master, work_dir, a.listen, resources, attributes, a.hostname)?;
+    let cfg = agent_config(
+        a.master, work_dir, a.listen, resources, attributes, a.hostname,
+    )?;
     let mut handle = Agent::start(cfg).await?;
     eprintln!("meseta agent serving on http://{}", handle.http_addr());
     tokio::select! {
@@ -169,14 +184,23 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     let store = open_store(&dir.join("master"))?;
     let mut master = meseta_master::start(master_config(a.listen, 30.0, None)?, store).await?;
     let url = format!("http://{}", master.addr);
-    let cfg = agent_config(url.clone(), dir.join("agent"), a.agent_listen, resources, attributes, None)?;
+    let cfg = agent_config(
+        url.clone(),
+        dir.join("agent"),
+        a.agent_listen,
+        resources,
+        attributes,
+        None,
+    )?;
     let mut agent = Agent::start(cfg).await?;
     agent
         .wait_registered(Duration::from_secs(10))
         .await
         .context("the dev agent did not register")?;
     println!("meseta dev: master at {url} (data in {})", dir.display());
-    println!("  try: meseta execute --name hello --command 'echo hello' --resources 'cpus:0.1;mem:32'");
+    println!(
+        "  try: meseta execute --name hello --command 'echo hello' --resources 'cpus:0.1;mem:32'"
+    );
     let outcome = tokio::select! {
         r = master.wait() => r.context("master stopped"),
         r = agent.wait() => r.context("agent stopped"),

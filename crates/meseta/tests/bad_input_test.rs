@@ -27,7 +27,10 @@ fn agent_refuses_negative_or_malformed_resources_and_attributes() {
             .expect("run agent");
         assert!(!out.status.success(), "{flag} {value} was accepted");
         let err = stderr(&out);
-        assert!(err.contains(needle), "{flag} {value}: error does not name the problem: {err}");
+        assert!(
+            err.contains(needle),
+            "{flag} {value}: error does not name the problem: {err}"
+        );
     }
 }
 
@@ -35,14 +38,34 @@ fn agent_refuses_negative_or_malformed_resources_and_attributes() {
 fn execute_rejects_bad_resources_and_tasks_no_agent_can_fit() {
     require_root!();
     let c = Cluster::new(1, 30.0);
-    let out = c.cli(&["execute", "--name", "bad", "--command", "true", "--resources", "cpus:-1"]);
+    let out = c.cli(&[
+        "execute",
+        "--name",
+        "bad",
+        "--command",
+        "true",
+        "--resources",
+        "cpus:-1",
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("cpus:-1"), "{}", stderr(&out));
 
-    let out = c.cli(&["execute", "--name", "huge", "--command", "true", "--resources", "cpus:64;mem:64"]);
+    let out = c.cli(&[
+        "execute",
+        "--name",
+        "huge",
+        "--command",
+        "true",
+        "--resources",
+        "cpus:64;mem:64",
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no agent"), "{}", stderr(&out));
-    assert!(c.tasks().is_empty(), "something was launched: {:?}", c.tasks());
+    assert!(
+        c.tasks().is_empty(),
+        "something was launched: {:?}",
+        c.tasks()
+    );
 }
 
 #[test]
@@ -61,12 +84,18 @@ fn http_api_answers_4xx_json_for_garbage() {
     let r = post("{not json", "application/json");
     assert_eq!(r.status().as_u16(), 400);
     let body: serde_json::Value = r.json().expect("json error body");
-    assert!(body["message"].as_str().unwrap_or("").contains("JSON"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("JSON"),
+        "{body}"
+    );
 
     let r = post(r#"{"type":"ACCEPT"}"#, "application/json");
     assert_eq!(r.status().as_u16(), 400);
 
-    let r = post(r#"{"type":"DECLINE","framework_id":{"value":"nope"},"decline":{"offer_ids":[]}}"#, "application/json");
+    let r = post(
+        r#"{"type":"DECLINE","framework_id":{"value":"nope"},"decline":{"offer_ids":[]}}"#,
+        "application/json",
+    );
     assert_eq!(r.status().as_u16(), 400, "a call without Mesos-Stream-Id");
 
     let r = post("{}", "text/plain");
@@ -78,7 +107,10 @@ fn http_api_answers_4xx_json_for_garbage() {
         .expect("post");
     assert_eq!(r.status().as_u16(), 404);
     let body: serde_json::Value = r.json().expect("json");
-    assert!(body["message"].as_str().unwrap_or("").contains("no-such-task"));
+    assert!(body["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("no-such-task"));
 
     let out = c.cli(&["task", "kill", "no-such-task"]);
     assert!(!out.status.success());
@@ -93,16 +125,32 @@ fn agent_with_an_unknown_id_is_rejected_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("agent_id"), "not-a-registered-agent-S9").expect("write id");
     let mut child = std::process::Command::new(MESETA)
-        .args(["agent", "--master", &c.url(), "--listen", "127.0.0.1:0", "--resources", "cpus:1;mem:256", "--work-dir"])
+        .args([
+            "agent",
+            "--master",
+            &c.url(),
+            "--listen",
+            "127.0.0.1:0",
+            "--resources",
+            "cpus:1;mem:256",
+            "--work-dir",
+        ])
         .arg(dir.path())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn agent");
-    let status = common::wait_for("agent to exit", Duration::from_secs(15), || child.try_wait().ok().flatten());
+    let status = common::wait_for("agent to exit", Duration::from_secs(15), || {
+        child.try_wait().ok().flatten()
+    });
     assert!(!status.success());
     let mut err = String::new();
     use std::io::Read;
-    child.stderr.take().expect("stderr").read_to_string(&mut err).expect("read");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
     assert!(err.contains("not-a-registered-agent-S9"), "{err}");
     let slaves = c.get("/master/slaves").expect("slaves");
     assert_eq!(slaves["slaves"].as_array().map(Vec::len), Some(0));

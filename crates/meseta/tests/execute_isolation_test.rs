@@ -32,16 +32,34 @@ fn sleep_task_runs_in_its_cgroup_with_cpu_and_memory_limits() {
     let id = task["id"].as_str().expect("task id").to_string();
     let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     if v2 {
-        assert_eq!(cgroup_file("", &id, "memory.max").as_deref(), Some("67108864"));
-        assert_eq!(cgroup_file("", &id, "cpu.max").as_deref(), Some("50000 100000"));
+        assert_eq!(
+            cgroup_file("", &id, "memory.max").as_deref(),
+            Some("67108864")
+        );
+        assert_eq!(
+            cgroup_file("", &id, "cpu.max").as_deref(),
+            Some("50000 100000")
+        );
     } else {
-        assert_eq!(cgroup_file("memory", &id, "memory.limit_in_bytes").as_deref(), Some("67108864"));
-        assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us").as_deref(), Some("50000"));
-        assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_period_us").as_deref(), Some("100000"));
+        assert_eq!(
+            cgroup_file("memory", &id, "memory.limit_in_bytes").as_deref(),
+            Some("67108864")
+        );
+        assert_eq!(
+            cgroup_file("cpu", &id, "cpu.cfs_quota_us").as_deref(),
+            Some("50000")
+        );
+        assert_eq!(
+            cgroup_file("cpu", &id, "cpu.cfs_period_us").as_deref(),
+            Some("100000")
+        );
     }
     let pid = c.task_pid(0, &id).expect("task pid recorded");
     let procs = cgroup_file("memory", &id, "cgroup.procs").unwrap_or_default();
-    assert!(procs.lines().any(|l| l == pid.to_string()), "task pid {pid} not in its cgroup: {procs}");
+    assert!(
+        procs.lines().any(|l| l == pid.to_string()),
+        "task pid {pid} not in its cgroup: {procs}"
+    );
 
     // /master/slaves used resources match the running task.
     let slaves = c.get("/master/slaves").expect("slaves");
@@ -50,11 +68,21 @@ fn sleep_task_runs_in_its_cgroup_with_cpu_and_memory_limits() {
 
     // Kill through the CLI: TASK_KILLED, the execute client exits, the cgroup is gone.
     let out = c.cli(&["task", "kill", &id]);
-    assert!(out.status.success(), "task kill failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "task kill failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     c.wait_task_state("sleeper", "TASK_KILLED", Duration::from_secs(15));
-    let status = common::wait_for("execute to exit", Duration::from_secs(10), || exec.child.try_wait().ok().flatten());
+    let status = common::wait_for("execute to exit", Duration::from_secs(10), || {
+        exec.child.try_wait().ok().flatten()
+    });
     assert_ne!(status.code(), Some(0));
-    common::wait_for("cgroup removed", Duration::from_secs(5), || cgroup_file("memory", &id, "cgroup.procs").is_none().then_some(()));
+    common::wait_for("cgroup removed", Duration::from_secs(5), || {
+        cgroup_file("memory", &id, "cgroup.procs")
+            .is_none()
+            .then_some(())
+    });
     let slaves = c.get("/master/slaves").expect("slaves");
     assert_eq!(slaves["slaves"][0]["used_resources"]["cpus"], 0.0);
 }
@@ -63,18 +91,42 @@ fn sleep_task_runs_in_its_cgroup_with_cpu_and_memory_limits() {
 fn exit_code_and_logs_come_back() {
     require_root!();
     let c = Cluster::new(1, 30.0);
-    let out = c.cli(&["execute", "--name", "three", "--command", "echo out-line; echo err-line >&2; exit 3", "--resources", "cpus:0.1;mem:32"]);
-    assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = c.cli(&[
+        "execute",
+        "--name",
+        "three",
+        "--command",
+        "echo out-line; echo err-line >&2; exit 3",
+        "--resources",
+        "cpus:0.1;mem:32",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let task = c.wait_task_state("three", "TASK_FAILED", Duration::from_secs(5));
     let id = task["id"].as_str().expect("id");
-    let last = task["statuses"].as_array().and_then(|s| s.last().cloned()).expect("statuses");
+    let last = task["statuses"]
+        .as_array()
+        .and_then(|s| s.last().cloned())
+        .expect("statuses");
     assert_eq!(last["message"], "Command exited with status 3");
     let logs = c.cli(&["task", "logs", id]);
     assert_eq!(String::from_utf8_lossy(&logs.stdout).trim(), "out-line");
     let logs = c.cli(&["task", "logs", id, "--stderr"]);
     assert_eq!(String::from_utf8_lossy(&logs.stdout).trim(), "err-line");
 
-    let ok = c.cli(&["execute", "--name", "zero", "--command", "true", "--resources", "cpus:0.1;mem:32"]);
+    let ok = c.cli(&[
+        "execute",
+        "--name",
+        "zero",
+        "--command",
+        "true",
+        "--resources",
+        "cpus:0.1;mem:32",
+    ]);
     assert_eq!(ok.status.code(), Some(0));
     c.wait_task_state("zero", "TASK_FINISHED", Duration::from_secs(5));
 }
@@ -83,22 +135,46 @@ fn exit_code_and_logs_come_back() {
 fn task_past_its_memory_limit_fails_with_the_memory_reason() {
     require_root!();
     let c = Cluster::new(1, 30.0);
-    let out = c.cli(&["execute", "--name", "hog", "--command", "head -c 200M /dev/zero | tail", "--resources", "cpus:0.5;mem:32"]);
+    let out = c.cli(&[
+        "execute",
+        "--name",
+        "hog",
+        "--command",
+        "head -c 200M /dev/zero | tail",
+        "--resources",
+        "cpus:0.5;mem:32",
+    ]);
     assert_ne!(out.status.code(), Some(0));
     let task = c.wait_task_state("hog", "TASK_FAILED", Duration::from_secs(10));
-    let last = task["statuses"].as_array().and_then(|s| s.last().cloned()).expect("statuses");
-    assert_eq!(last["reason"], "REASON_CONTAINER_LIMITATION_MEMORY", "task: {task}");
+    let last = task["statuses"]
+        .as_array()
+        .and_then(|s| s.last().cloned())
+        .expect("statuses");
+    assert_eq!(
+        last["reason"], "REASON_CONTAINER_LIMITATION_MEMORY",
+        "task: {task}"
+    );
 }
 
 #[test]
 fn environment_carries_the_mesos_variables() {
     require_root!();
     let c = Cluster::new(1, 30.0);
-    let out = c.cli(&["execute", "--name", "env", "--command", "echo \"$MESOS_TASK_ID|$MESOS_SANDBOX|$HOST\"", "--resources", "cpus:0.1;mem:32"]);
+    let out = c.cli(&[
+        "execute",
+        "--name",
+        "env",
+        "--command",
+        "echo \"$MESOS_TASK_ID|$MESOS_SANDBOX|$HOST\"",
+        "--resources",
+        "cpus:0.1;mem:32",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let task = c.wait_task_state("env", "TASK_FINISHED", Duration::from_secs(5));
     let id = task["id"].as_str().expect("id");
-    let logs = String::from_utf8_lossy(&c.cli(&["task", "logs", id]).stdout).trim().to_string();
+    let logs = String::from_utf8_lossy(&c.cli(&["task", "logs", id]).stdout)
+        .trim()
+        .to_string();
     let parts: Vec<&str> = logs.split('|').collect();
     assert_eq!(parts.len(), 3, "{logs}");
     assert_eq!(parts[0], id);

@@ -50,16 +50,25 @@ fn agent_kill9_leaves_tasks_running_and_restart_reattaches() {
     c.start_agent(0);
     c.wait_agents(1);
     let ids: Vec<String> = pids.keys().cloned().collect();
-    common::wait_for("the five tasks RUNNING after agent restart", Duration::from_secs(10), || {
-        (running_ids(&c) == ids).then_some(())
-    });
+    common::wait_for(
+        "the five tasks RUNNING after agent restart",
+        Duration::from_secs(10),
+        || (running_ids(&c) == ids).then_some(()),
+    );
     for (id, pid) in &pids {
-        assert_eq!(c.task_pid(0, id), Some(*pid), "task {id} was restarted, not reattached");
+        assert_eq!(
+            c.task_pid(0, id),
+            Some(*pid),
+            "task {id} was restarted, not reattached"
+        );
         assert!(alive(*pid));
     }
     // The task that ended meanwhile is reported with its exit status.
     let t = c.wait_task_state("ender", "TASK_FAILED", Duration::from_secs(15));
-    let last = t["statuses"].as_array().and_then(|s| s.last().cloned()).expect("statuses");
+    let last = t["statuses"]
+        .as_array()
+        .and_then(|s| s.last().cloned())
+        .expect("statuses");
     assert_eq!(last["message"], "Command exited with status 7");
     let used = &c.get("/master/slaves").expect("slaves")["slaves"][0]["used_resources"];
     assert_eq!(used["cpus"], 0.5, "used resources: {used}");
@@ -77,9 +86,11 @@ fn master_kill9_and_restart_keeps_agents_and_tasks() {
     c.start_master();
     c.wait_agents(1);
     let ids: Vec<String> = pids.keys().cloned().collect();
-    common::wait_for("tasks back in /master/state", Duration::from_secs(15), || {
-        (running_ids(&c) == ids).then_some(())
-    });
+    common::wait_for(
+        "tasks back in /master/state",
+        Duration::from_secs(15),
+        || (running_ids(&c) == ids).then_some(()),
+    );
     let state = c.get("/master/state").expect("state");
     let slave = &state["slaves"][0];
     assert_eq!(slave["id"], before["id"], "the agent kept its id");
@@ -92,9 +103,15 @@ fn master_kill9_and_restart_keeps_agents_and_tasks() {
     // The execute clients re-subscribed: killing a task still reaches its framework.
     let id = ids[0].clone();
     let out = c.cli(&["task", "kill", &id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     common::wait_for("killed task", Duration::from_secs(15), || {
-        c.tasks().into_iter().find(|t| t["id"] == id.as_str() && t["state"] == "TASK_KILLED")
+        c.tasks()
+            .into_iter()
+            .find(|t| t["id"] == id.as_str() && t["state"] == "TASK_KILLED")
     });
 }
 
@@ -108,11 +125,15 @@ fn silent_agent_becomes_unreachable_then_returns() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("stop agent");
     let id = pids.keys().next().expect("one task").clone();
     let seen = common::wait_for("TASK_UNREACHABLE", Duration::from_secs(15), || {
-        c.tasks().into_iter().find(|t| t["id"] == id.as_str() && t["state"] == "TASK_UNREACHABLE")
+        c.tasks()
+            .into_iter()
+            .find(|t| t["id"] == id.as_str() && t["state"] == "TASK_UNREACHABLE")
     });
     assert_eq!(seen["state"], "TASK_UNREACHABLE");
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("continue agent");
     common::wait_for("TASK_RUNNING again", Duration::from_secs(15), || {
-        c.tasks().into_iter().find(|t| t["id"] == id.as_str() && t["state"] == "TASK_RUNNING")
+        c.tasks()
+            .into_iter()
+            .find(|t| t["id"] == id.as_str() && t["state"] == "TASK_RUNNING")
     });
 }

@@ -129,7 +129,9 @@ impl Cluster {
     /// GET a master endpoint as JSON.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let url = format!("{}{path}", self.url);
-        let resp = reqwest::get(&url).await.with_context(|| format!("GET {url}"))?;
+        let resp = reqwest::get(&url)
+            .await
+            .with_context(|| format!("GET {url}"))?;
         anyhow::ensure!(resp.status().is_success(), "GET {url}: {}", resp.status());
         Ok(resp.json().await?)
     }

@@ -43,7 +43,9 @@ async fn serve(m: Master, mut socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let writer = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
-            let Ok(text) = serde_json::to_string(&msg) else { continue };
+            let Ok(text) = serde_json::to_string(&msg) else {
+                continue;
+            };
             if sink.send(Message::Text(text.into())).await.is_err() {
                 break;
             }
@@ -58,10 +60,13 @@ async fn serve(m: Master, mut socket: WebSocket) {
         };
         match serde_json::from_str::<AgentMessage>(text.as_str()) {
             Ok(msg) => handle(&m, &agent_id, msg),
-            Err(e) => tracing::warn!(agent_id = %agent_id, error = %e, "unparseable agent message ignored"),
+            Err(e) => {
+                tracing::warn!(agent_id = %agent_id, error = %e, "unparseable agent message ignored")
+            }
         }
     }
-    m.core().agent_disconnected(&agent_id, conn_id, Instant::now());
+    m.core()
+        .agent_disconnected(&agent_id, conn_id, Instant::now());
     writer.abort();
 }
 

@@ -29,7 +29,9 @@ pub(super) async fn prometheus(State(m): State<Master>) -> Response {
                 .set(n as i64);
         }
         for (state, n) in core.agent_counts() {
-            agents.get_or_create(&vec![("state".to_string(), state.to_string())]).set(n as i64);
+            agents
+                .get_or_create(&vec![("state".to_string(), state.to_string())])
+                .set(n as i64);
         }
         let (t, u) = core.totals();
         for name in ["cpus", "mem", "disk", "gpus"] {
@@ -40,17 +42,35 @@ pub(super) async fn prometheus(State(m): State<Master>) -> Response {
         frameworks.set(core.frameworks.len() as i64);
     }
     let mut reg = Registry::with_prefix("meseta");
-    reg.register("tasks", "Tasks by state (terminal states count since master start)", tasks);
+    reg.register(
+        "tasks",
+        "Tasks by state (terminal states count since master start)",
+        tasks,
+    );
     reg.register("agents", "Agents by connection state", agents);
-    reg.register("resources_total", "Resources of registered agents (mem and disk in MiB)", total);
-    reg.register("resources_used", "Resources used by tasks (mem and disk in MiB)", used);
+    reg.register(
+        "resources_total",
+        "Resources of registered agents (mem and disk in MiB)",
+        total,
+    );
+    reg.register(
+        "resources_used",
+        "Resources used by tasks (mem and disk in MiB)",
+        used,
+    );
     reg.register("frameworks", "Registered frameworks", frameworks);
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &reg) {
-        return super::error(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}"));
+        return super::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}"),
+        );
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         out,
     )
         .into_response()

@@ -44,7 +44,10 @@ pub fn router(master: Master) -> Router {
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
-    error(StatusCode::NOT_FOUND, format!("no such endpoint: {}", uri.path()))
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {}", uri.path()),
+    )
 }
 
 /// A JSON error response.

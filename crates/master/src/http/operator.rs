@@ -41,14 +41,21 @@ pub(super) async fn tasks(State(m): State<Master>) -> Response {
 
 pub(super) async fn redirect(State(m): State<Master>) -> Response {
     let addr = m.core().addr;
-    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("//{addr}"))]).into_response()
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, format!("//{addr}"))],
+    )
+        .into_response()
 }
 
 pub(super) async fn kill_task(State(m): State<Master>, Path(id): Path<String>) -> Response {
     let task_id = TaskId::new(id.clone());
     let mut core = m.core();
     let Some(task) = core.tasks.get(&task_id) else {
-        return error(StatusCode::NOT_FOUND, format!("task '{id}' is not running (unknown or already ended)"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("task '{id}' is not running (unknown or already ended)"),
+        );
     };
     let agent_id = task.agent_id.clone();
     if core.send_kill(&task_id, None) {
@@ -80,13 +87,22 @@ pub(super) async fn task_logs(
     );
     match m.http_client().get(&url).send().await {
         Ok(resp) => {
-            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let status =
+                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             match resp.bytes().await {
-                Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-                Err(e) => error(StatusCode::BAD_GATEWAY, format!("reading from agent at {address}: {e}")),
+                Ok(body) => {
+                    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+                }
+                Err(e) => error(
+                    StatusCode::BAD_GATEWAY,
+                    format!("reading from agent at {address}: {e}"),
+                ),
             }
         }
-        Err(e) => error(StatusCode::BAD_GATEWAY, format!("agent at {address} unreachable: {e}")),
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("agent at {address} unreachable: {e}"),
+        ),
     }
 }
 

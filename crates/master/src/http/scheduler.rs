@@ -32,11 +32,17 @@ pub(super) async fn scheduler(
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let stream_id = headers.get(STREAM_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let stream_id = headers
+        .get(STREAM_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     match call.kind {
         CallKind::Subscribe { subscribe } => {
             if stream_id.is_some() {
-                return error(StatusCode::BAD_REQUEST, "SUBSCRIBE must not carry a Mesos-Stream-Id header");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "SUBSCRIBE must not carry a Mesos-Stream-Id header",
+                );
             }
             let info_id = subscribe.framework_info.id.clone();
             if call.framework_id.is_some() && call.framework_id != info_id {
@@ -52,10 +58,16 @@ pub(super) async fn scheduler(
         }
         kind => {
             let Some(fw) = call.framework_id else {
-                return error(StatusCode::BAD_REQUEST, "expecting 'framework_id' to be present");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "expecting 'framework_id' to be present",
+                );
             };
             let Some(stream_id) = stream_id else {
-                return error(StatusCode::BAD_REQUEST, "all non-subscribe calls should include the 'Mesos-Stream-Id' header");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "all non-subscribe calls should include the 'Mesos-Stream-Id' header",
+                );
             };
             let fw = FrameworkId::new(fw.value);
             let mut core = m.core();
@@ -77,7 +89,12 @@ fn parse_call(headers: &HeaderMap, body: &[u8]) -> Result<Call, Response> {
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "expecting 'Content-Type' to be present"))?;
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "expecting 'Content-Type' to be present",
+            )
+        })?;
     if !ctype.trim_start().starts_with("application/json") {
         return Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -85,14 +102,28 @@ fn parse_call(headers: &HeaderMap, body: &[u8]) -> Result<Call, Response> {
         ));
     }
     if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
-        if !(accept.contains("application/json") || accept.contains("*/*") || accept.trim().is_empty()) {
-            return Err(error(StatusCode::NOT_ACCEPTABLE, format!("cannot produce '{accept}': only application/json")));
+        if !(accept.contains("application/json")
+            || accept.contains("*/*")
+            || accept.trim().is_empty())
+        {
+            return Err(error(
+                StatusCode::NOT_ACCEPTABLE,
+                format!("cannot produce '{accept}': only application/json"),
+            ));
         }
     }
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("Failed to parse body into JSON: {e}")))?;
-    serde_json::from_value(value)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("Failed to convert JSON into Call protobuf: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to parse body into JSON: {e}"),
+        )
+    })?;
+    serde_json::from_value(value).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to convert JSON into Call protobuf: {e}"),
+        )
+    })
 }
 
 /// The SUBSCRIBE response: 200, chunked, RecordIO events, heartbeats.
@@ -100,7 +131,14 @@ fn stream_response(m: &Master, conn: FrameworkConnection) -> Response {
     let heartbeat = m.core().config().framework_heartbeat;
     let stream_id = conn.stream_id.clone();
     let events = futures::stream::unfold(
-        (conn, tokio::time::interval_at(Instant::now() + heartbeat, heartbeat.max(Duration::from_millis(100))), false),
+        (
+            conn,
+            tokio::time::interval_at(
+                Instant::now() + heartbeat,
+                heartbeat.max(Duration::from_millis(100)),
+            ),
+            false,
+        ),
         |(mut conn, mut hb, done)| async move {
             if done {
                 return None;
@@ -117,7 +155,10 @@ fn stream_response(m: &Master, conn: FrameworkConnection) -> Response {
     );
     let mut resp = Response::new(Body::from_stream(events));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = header::HeaderValue::from_str(&stream_id) {
         h.insert(STREAM_ID, v);
     }

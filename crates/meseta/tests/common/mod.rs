@@ -41,7 +41,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -127,15 +130,28 @@ impl Cluster {
 
     pub fn start_master(&mut self) {
         let data = self.dir.path().join("master");
-        let log = self.dir.path().join(format!("master-{}.log", Instant::now().elapsed().as_nanos()));
+        let log = self.dir.path().join(format!(
+            "master-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
         let listen = format!("127.0.0.1:{}", self.port);
         let timeout = self.agent_timeout.to_string();
         self.master = Some(spawn(
-            &["master", "--listen", &listen, "--data-dir", data.to_str().expect("utf8"), "--agent-timeout", &timeout],
+            &[
+                "master",
+                "--listen",
+                &listen,
+                "--data-dir",
+                data.to_str().expect("utf8"),
+                "--agent-timeout",
+                &timeout,
+            ],
             &log,
         ));
         wait_for("master /health", Duration::from_secs(15), || {
-            reqwest::blocking::get(format!("{}/health", self.url())).ok().filter(|r| r.status().is_success())
+            reqwest::blocking::get(format!("{}/health", self.url()))
+                .ok()
+                .filter(|r| r.status().is_success())
         });
     }
 
@@ -150,8 +166,17 @@ impl Cluster {
         let host = format!("agent-{i}");
         let p = spawn(
             &[
-                "agent", "--master", &self.url(), "--work-dir", work.to_str().expect("utf8"), "--listen", &listen,
-                "--resources", &self.resources, "--hostname", &host,
+                "agent",
+                "--master",
+                &self.url(),
+                "--work-dir",
+                work.to_str().expect("utf8"),
+                "--listen",
+                &listen,
+                "--resources",
+                &self.resources,
+                "--hostname",
+                &host,
             ],
             &log,
         );
@@ -159,11 +184,19 @@ impl Cluster {
     }
 
     pub fn wait_agents(&self, n: usize) {
-        wait_for(&format!("{n} active agents"), Duration::from_secs(20), || {
-            let s = self.get("/master/slaves")?;
-            let active = s["slaves"].as_array()?.iter().filter(|a| a["active"] == true).count();
-            (active == n).then_some(())
-        });
+        wait_for(
+            &format!("{n} active agents"),
+            Duration::from_secs(20),
+            || {
+                let s = self.get("/master/slaves")?;
+                let active = s["slaves"]
+                    .as_array()?
+                    .iter()
+                    .filter(|a| a["active"] == true)
+                    .count();
+                (active == n).then_some(())
+            },
+        );
     }
 
     pub fn get(&self, path: &str) -> Option<Value> {
@@ -186,7 +219,15 @@ impl Cluster {
         let out = std::fs::File::create(&log).expect("log");
         let err = out.try_clone().expect("log");
         let child = Command::new(MESETA)
-            .args(["execute", "--name", name, "--command", command, "--resources", resources])
+            .args([
+                "execute",
+                "--name",
+                name,
+                "--command",
+                command,
+                "--resources",
+                resources,
+            ])
             .env("MESETA_MASTER", self.url())
             .stdout(out)
             .stderr(err)
@@ -205,7 +246,10 @@ impl Cluster {
     /// The task whose name is `name` (the latest one), once it is in `state`.
     pub fn wait_task_state(&self, name: &str, state: &str, timeout: Duration) -> Value {
         wait_for(&format!("task {name} in {state}"), timeout, || {
-            self.tasks().into_iter().rev().find(|t| t["name"] == name && t["state"] == state)
+            self.tasks()
+                .into_iter()
+                .rev()
+                .find(|t| t["name"] == name && t["state"] == state)
         })
     }
 
@@ -228,14 +272,22 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.agent_ports.len() {
             let tasks = self.agent_work_dir(i).join("tasks");
-            let Ok(entries) = std::fs::read_dir(&tasks) else { continue };
+            let Ok(entries) = std::fs::read_dir(&tasks) else {
+                continue;
+            };
             for e in entries.flatten() {
                 if let Some(pid) = std::fs::read_to_string(e.path().join("task.pid"))
                     .ok()
                     .and_then(|s| s.trim().parse::<i32>().ok())
                 {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pid), nix::sys::signal::Signal::SIGKILL);
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(-pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
         }
