@@ -292,6 +292,32 @@ impl Drop for Cluster {
             }
         }
         std::thread::sleep(Duration::from_millis(300));
+        // The shims removed the task cgroups; remove the (now empty) per-agent ones too.
+        for i in 0..self.agent_ports.len() {
+            if let Ok(id) = std::fs::read_to_string(self.agent_work_dir(i).join("agent_id")) {
+                remove_agent_cgroups(id.trim());
+            }
+        }
+    }
+}
+
+/// Remove `meseta/<agent_id>` in every cgroup hierarchy (v1 controllers or the v2 root).
+pub fn remove_agent_cgroups(agent_id: &str) {
+    if agent_id.is_empty() || agent_id.contains('/') {
+        return;
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.join("meseta").join(agent_id)];
+    for c in ["cpu", "cpuacct", "memory", "pids", "cpu,cpuacct"] {
+        dirs.push(root.join(c).join("meseta").join(agent_id));
+    }
+    for d in dirs {
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            for e in entries.flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&d);
     }
 }
 
