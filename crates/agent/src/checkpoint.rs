@@ -67,6 +67,11 @@ impl Checkpoint {
         for dir in [work_dir.join("tasks"), work_dir.join("updates")] {
             fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
         }
+        // Tasks may run as other users: they must be able to traverse down to their sandbox
+        // (but not list what is there).
+        for dir in [work_dir.to_path_buf(), work_dir.join("tasks")] {
+            traversable(&dir)?;
+        }
         Ok(Checkpoint {
             work_dir: work_dir.to_path_buf(),
         })
@@ -101,6 +106,7 @@ impl Checkpoint {
     pub fn write_task(&self, spec: &TaskSpec) -> Result<PathBuf, AgentError> {
         let dir = self.task_dir(spec.task_id.as_str());
         fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
+        traversable(&dir)?;
         write_json(&dir.join(TASK_FILE), spec)?;
         Ok(dir)
     }
@@ -246,6 +252,18 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
         if let Ok(d) = fs::File::open(parent) {
             let _ = d.sync_all();
         }
+    }
+    Ok(())
+}
+
+/// Add `--x` for group and others to a directory the agent owns.
+fn traversable(dir: &Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::metadata(dir).map_err(|e| AgentError::io(dir, e))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o011 != 0o011 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o011))
+            .map_err(|e| AgentError::io(dir, e))?;
     }
     Ok(())
 }

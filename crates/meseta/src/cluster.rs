@@ -71,7 +71,12 @@ pub struct DevArgs {
     pub agent_listen: SocketAddr,
 }
 
+/// Root keeps state under `/var/lib/meseta` (task users must be able to reach their sandboxes);
+/// other users under their data dir.
 fn default_dir(sub: &str) -> anyhow::Result<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/meseta").join(sub));
+    }
     let base = dirs::data_dir()
         .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
         .context("no data directory for this user: pass --data-dir")?;

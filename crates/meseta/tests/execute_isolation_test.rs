@@ -181,3 +181,45 @@ fn environment_carries_the_mesos_variables() {
     assert!(parts[1].ends_with("sandbox"), "{logs}");
     assert_eq!(parts[2], "agent-0");
 }
+
+#[test]
+fn task_runs_as_the_requested_user() {
+    require_root!();
+    let c = Cluster::new(1, 30.0);
+    // Task users must reach their sandbox below the test's private temp dir.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    let out = c.cli(&[
+        "execute",
+        "--name",
+        "who",
+        "--user",
+        "nobody",
+        "--command",
+        "id -u; touch mine",
+        "--resources",
+        "cpus:0.1;mem:32",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task = c.wait_task_state("who", "TASK_FINISHED", Duration::from_secs(5));
+    let id = task["id"].as_str().expect("id");
+    let uid = String::from_utf8_lossy(&c.cli(&["task", "logs", id]).stdout)
+        .trim()
+        .to_string();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("user nobody")
+        .uid;
+    assert_eq!(uid, nobody.to_string());
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(c.task_dir(0, id).join("sandbox/mine"))
+        .expect("file the task made")
+        .uid();
+    assert_eq!(owner, nobody.as_raw());
+}
