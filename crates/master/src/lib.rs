@@ -13,6 +13,7 @@
 //! only registered agents and frameworks, and rebuilds the task table when agents re-register.
 #![forbid(unsafe_code)]
 
+mod agents;
 mod allocator;
 mod calls;
 mod core;
