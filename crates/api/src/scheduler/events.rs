@@ -1,0 +1,215 @@
+//! Events the master streams to a subscribed framework (scheduler.proto `Event`):
+//! `{"type":"X","x":{..}}` with the payload under the lower-cased type name.
+
+use meseta_types::{Attributes, Resources, TaskState};
+use serde::{Deserialize, Serialize};
+
+use super::{null_default, IdValue, Message};
+
+/// The `subscribed` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Subscribed {
+    /// The framework's (possibly newly assigned) id.
+    pub framework_id: IdValue,
+    /// Seconds between HEARTBEAT events.
+    #[serde(default)]
+    pub heartbeat_interval_seconds: f64,
+    /// The master's `MasterInfo`, kept opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_info: Option<serde_json::Value>,
+}
+
+/// An offer of one agent's resources.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Offer id.
+    pub id: IdValue,
+    /// The framework it is made to.
+    pub framework_id: IdValue,
+    /// The agent whose resources these are.
+    pub agent_id: IdValue,
+    /// The agent's host name.
+    pub hostname: String,
+    /// The offered resources.
+    #[serde(default)]
+    pub resources: Resources,
+    /// The agent's attributes.
+    #[serde(default)]
+    pub attributes: Attributes,
+    /// The agent's URL (kept opaque).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<serde_json::Value>,
+}
+
+/// The `offers` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OfferList {
+    /// The offers, one per agent.
+    #[serde(default, deserialize_with = "null_default")]
+    pub offers: Vec<Offer>,
+}
+
+/// The `rescind` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rescind {
+    /// The offer taken back.
+    pub offer_id: IdValue,
+}
+
+/// A task status update.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// The task.
+    pub task_id: IdValue,
+    /// Its new state.
+    pub state: TaskState,
+    /// `SOURCE_MASTER`, `SOURCE_AGENT` or `SOURCE_EXECUTOR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `REASON_...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable detail, e.g. "Command exited with status 3".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The task's agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<IdValue>,
+    /// The task's executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_id: Option<IdValue>,
+    /// Seconds since the epoch.
+    #[serde(default)]
+    pub timestamp: f64,
+    /// Base64 of 16 bytes; present only on updates that must be acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Health check result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+}
+
+impl TaskStatus {
+    /// A status with only the required fields set.
+    pub fn new(task_id: impl Into<IdValue>, state: TaskState, timestamp: f64) -> TaskStatus {
+        TaskStatus {
+            task_id: task_id.into(),
+            state,
+            source: None,
+            reason: None,
+            message: None,
+            agent_id: None,
+            executor_id: None,
+            timestamp,
+            uuid: None,
+            healthy: None,
+        }
+    }
+}
+
+/// The `update` payload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    /// The new status.
+    pub status: TaskStatus,
+}
+
+/// The `failure` payload: an agent was lost (no executor) or an executor exited.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<IdValue>,
+    /// The executor that exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_id: Option<IdValue>,
+    /// Its wait status (required when `executor_id` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i32>,
+}
+
+/// The `error` payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    /// Why the master gave up on the subscription.
+    pub message: String,
+}
+
+/// An event on the subscription stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    /// First event of a subscription.
+    #[serde(rename = "SUBSCRIBED")]
+    Subscribed {
+        /// The payload.
+        subscribed: Subscribed,
+    },
+    /// New offers.
+    #[serde(rename = "OFFERS")]
+    Offers {
+        /// The payload.
+        offers: OfferList,
+    },
+    /// An offer is no longer valid.
+    #[serde(rename = "RESCIND")]
+    Rescind {
+        /// The payload.
+        rescind: Rescind,
+    },
+    /// A task status update.
+    #[serde(rename = "UPDATE")]
+    Update {
+        /// The payload.
+        update: Update,
+    },
+    /// A message from an executor.
+    #[serde(rename = "MESSAGE")]
+    Message {
+        /// The payload.
+        message: Message,
+    },
+    /// An agent or executor failed.
+    #[serde(rename = "FAILURE")]
+    Failure {
+        /// The payload.
+        failure: Failure,
+    },
+    /// The subscription failed; the master closes the stream.
+    #[serde(rename = "ERROR")]
+    Error {
+        /// The payload.
+        error: ErrorMessage,
+    },
+    /// Keep-alive.
+    #[serde(rename = "HEARTBEAT")]
+    Heartbeat,
+}
+
+impl Event {
+    /// The wire names of every event type modelled by [`Event`].
+    pub const TYPE_NAMES: [&'static str; 8] = [
+        "SUBSCRIBED",
+        "OFFERS",
+        "RESCIND",
+        "UPDATE",
+        "MESSAGE",
+        "FAILURE",
+        "ERROR",
+        "HEARTBEAT",
+    ];
+
+    /// The wire name of the event type, e.g. `"OFFERS"`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::Subscribed { .. } => "SUBSCRIBED",
+            Event::Offers { .. } => "OFFERS",
+            Event::Rescind { .. } => "RESCIND",
+            Event::Update { .. } => "UPDATE",
+            Event::Message { .. } => "MESSAGE",
+            Event::Failure { .. } => "FAILURE",
+            Event::Error { .. } => "ERROR",
+            Event::Heartbeat => "HEARTBEAT",
+        }
+    }
+}
