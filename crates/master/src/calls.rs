@@ -323,6 +323,9 @@ impl Core {
             self.send_kill(&id, None);
             return;
         }
+        if self.agents_transitioning() {
+            return; // it may be on an agent that has not re-registered yet
+        }
         let status = TaskStatus {
             source: Some("SOURCE_MASTER".to_string()),
             reason: Some("REASON_RECONCILIATION".to_string()),
@@ -364,6 +367,7 @@ impl Core {
         let Some(fw) = self.frameworks.get(fw_id) else {
             return;
         };
+        let transitioning = self.agents_transitioning();
         for id in wanted {
             let task = self
                 .tasks
@@ -371,6 +375,9 @@ impl Core {
                 .filter(|t| &t.spec.framework_id == fw_id);
             let (state, agent) = match task {
                 Some(t) => (t.state, Some(IdValue::new(t.agent_id.as_str()))),
+                // The task may be on an agent that has not re-registered since this master
+                // started: say nothing until it has (as Mesos does), rather than a false LOST.
+                None if transitioning => continue,
                 None => (TaskState::Lost, None),
             };
             let status = TaskStatus {
@@ -383,5 +390,126 @@ impl Core {
                 update: Update { status },
             });
         }
+    }
+}
+
+impl Core {
+    /// Are agents known from the store still to re-register after a master restart?
+    pub(crate) fn agents_transitioning(&self) -> bool {
+        self.agents
+            .values()
+            .any(|a| a.status == crate::core::AgentStatus::Recovered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{FwConn, MasterConfig};
+    use crate::registry::{AgentRecord, Recovered};
+    use meseta_api::scheduler::{FrameworkInfo, ReconcileTask};
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+    fn core_with_recovered_agent() -> Core {
+        let agent = AgentRecord {
+            id: AgentId::new("a1"),
+            hostname: "h".into(),
+            address: "127.0.0.1:1".into(),
+            resources: Resources::parse("cpus:1;mem:128").expect("resources"),
+            attributes: Default::default(),
+            registered_time: 0.0,
+        };
+        Core::new(
+            MasterConfig::default(),
+            Recovered {
+                agents: vec![agent],
+                frameworks: vec![],
+            },
+        )
+    }
+
+    fn subscribe(core: &mut Core) -> (FrameworkId, UnboundedReceiver<Event>) {
+        let info = FrameworkInfo {
+            user: "u".into(),
+            name: "f".into(),
+            ..FrameworkInfo::default()
+        };
+        let (id, info) = core.admit_framework(info).expect("admitted");
+        let (tx, rx) = unbounded_channel();
+        let conn = FwConn {
+            stream_id: "s".into(),
+            tx,
+        };
+        core.activate_framework(&id, info, conn, Instant::now());
+        (id, rx)
+    }
+
+    fn updates(rx: &mut UnboundedReceiver<Event>) -> Vec<TaskStatus> {
+        let mut out = vec![];
+        while let Ok(ev) = rx.try_recv() {
+            if let Event::Update { update } = ev {
+                out.push(update.status);
+            }
+        }
+        out
+    }
+
+    fn reconcile_one(core: &mut Core, fw: &FrameworkId) {
+        let r = Reconcile {
+            tasks: vec![ReconcileTask {
+                task_id: IdValue::new("t1"),
+                agent_id: None,
+            }],
+        };
+        core.call(fw, CallKind::Reconcile { reconcile: r }, Instant::now());
+    }
+
+    #[test]
+    fn unknown_task_is_not_reported_lost_while_agents_are_reregistering() {
+        let mut core = core_with_recovered_agent();
+        let (fw, mut rx) = subscribe(&mut core);
+        reconcile_one(&mut core, &fw);
+        assert!(
+            updates(&mut rx).is_empty(),
+            "no answer while an agent may still bring the task back"
+        );
+
+        // Once the agent is known to be gone, the answer is TASK_LOST.
+        if let Some(a) = core.agents.get_mut(&AgentId::new("a1")) {
+            a.status = crate::core::AgentStatus::Unreachable;
+        }
+        reconcile_one(&mut core, &fw);
+        let got = updates(&mut rx);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].state, TaskState::Lost);
+        assert!(got[0].uuid.is_none(), "master-born updates carry no uuid");
+    }
+
+    #[test]
+    fn accept_of_a_foreign_offer_drops_the_tasks() {
+        let mut core = core_with_recovered_agent();
+        let (fw, mut rx) = subscribe(&mut core);
+        let task = TaskInfo {
+            name: "t".into(),
+            task_id: IdValue::new("t1"),
+            resources: Resources::parse("cpus:1").expect("resources"),
+            command: Some(meseta_api::scheduler::CommandInfo::shell("true")),
+            ..TaskInfo::default()
+        };
+        let accept = Accept {
+            offer_ids: vec![IdValue::new("no-such-offer")],
+            operations: vec![Operation::Launch {
+                launch: meseta_api::scheduler::Launch {
+                    task_infos: vec![task],
+                },
+            }],
+            filters: None,
+        };
+        core.call(&fw, CallKind::Accept { accept }, Instant::now());
+        let got = updates(&mut rx);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].state, TaskState::Dropped);
+        assert_eq!(got[0].reason.as_deref(), Some("REASON_INVALID_OFFERS"));
+        assert!(core.tasks.is_empty());
     }
 }
