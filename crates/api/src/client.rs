@@ -167,6 +167,25 @@ impl MasterClient {
         expect_status(resp, &url, &[200]).await.map(drop)
     }
 
+    /// `GET /master/frameworks`.
+    pub async fn frameworks(&self) -> Result<serde_json::Value, ClientError> {
+        self.get_json("/master/frameworks").await
+    }
+
+    /// `POST /master/teardown` (`frameworkId=<id>`): kill the framework's tasks and remove it.
+    pub async fn teardown(&self, framework_id: &str) -> Result<(), ClientError> {
+        let url = self.url("/master/teardown");
+        let resp = self
+            .http
+            .post(&url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("frameworkId={}", path_segment(framework_id)))
+            .send()
+            .await
+            .map_err(http_err(&url))?;
+        expect_status(resp, &url, &[200]).await.map(drop)
+    }
+
     /// `POST /api/meseta/v1/tasks/{id}/kill`; 404 when the task is unknown.
     pub async fn kill_task(&self, task_id: &str) -> Result<(), ClientError> {
         let url = self.url(&format!(

@@ -1,4 +1,5 @@
-//! The `meseta` command-line verbs that talk to a master: `execute`, `task`, `node` and `bench`.
+//! The `meseta` command-line verbs that talk to a master: `execute`, `task`, `node`, `framework`
+//! and `bench`.
 //!
 //! The `meseta` binary parses [`GlobalArgs`] and a [`Command`] with clap and hands them to
 //! [`run`], which returns the process exit code. One module per noun; [`output`] renders tables
@@ -7,6 +8,7 @@
 
 pub mod bench;
 pub mod execute;
+pub mod framework;
 pub mod node;
 pub mod output;
 pub mod task;
@@ -40,6 +42,9 @@ pub enum Command {
     /// Inspect agents.
     #[command(subcommand)]
     Node(node::NodeCmd),
+    /// List and tear down frameworks.
+    #[command(subcommand)]
+    Framework(framework::FrameworkCmd),
     /// Benchmarks against a private local cluster.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -51,6 +56,7 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
         Command::Execute(args) => execute::run(args, &client(&g)?, g.json).await,
         Command::Task(c) => task::run(c, &client(&g)?, g.json).await,
         Command::Node(c) => node::run(c, &client(&g)?, g.json).await,
+        Command::Framework(c) => framework::run(c, &client(&g)?, g.json).await,
         Command::Bench(c) => bench::run(c, g.json).await,
     }
 }

@@ -67,3 +67,55 @@ fn state_slaves_and_metrics_describe_the_cluster() {
         "{metrics}"
     );
 }
+
+#[test]
+fn mesos_operator_endpoints_and_framework_teardown() {
+    require_root!();
+    let c = Cluster::new(1, 30.0);
+    let mut exec = c.execute_bg("op", "sleep 1000", "cpus:0.5;mem:64");
+    let task = c.wait_task_state("op", "TASK_RUNNING", Duration::from_secs(10));
+
+    let snap = c.get("/metrics/snapshot").expect("snapshot");
+    assert_eq!(snap["master/cpus_total"], 4.0);
+    assert_eq!(snap["master/cpus_used"], 0.5);
+    assert_eq!(snap["master/cpus_percent"], 0.125);
+    assert_eq!(snap["master/tasks_running"], 1.0);
+    assert_eq!(snap["master/slaves_active"], 1.0);
+    assert_eq!(snap["master/elected"], 1.0);
+    assert_eq!(snap["master/frameworks_active"], 1.0);
+
+    let summary = c.get("/master/state-summary").expect("summary");
+    assert_eq!(summary["slaves"][0]["TASK_RUNNING"], 1);
+    assert_eq!(summary["frameworks"][0]["TASK_RUNNING"], 1);
+    assert_eq!(
+        summary["frameworks"][0]["slave_ids"][0],
+        summary["slaves"][0]["id"]
+    );
+
+    let list = c.cli(&["--json", "framework", "list"]);
+    assert!(list.status.success());
+    let fws: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json list");
+    let fw_id = fws[0]["id"].as_str().expect("framework id").to_string();
+    assert_eq!(fws[0]["name"], "meseta-execute");
+
+    let out = c.cli(&["framework", "teardown", &fw_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = task["id"].as_str().expect("id");
+    common::wait_for("task killed by teardown", Duration::from_secs(15), || {
+        c.tasks()
+            .into_iter()
+            .find(|t| t["id"] == id && t["state"] == "TASK_KILLED")
+    });
+    let done = c.get("/master/frameworks").expect("frameworks");
+    assert_eq!(done["completed_frameworks"][0]["id"], fw_id.as_str());
+    let again = c.cli(&["framework", "teardown", &fw_id]);
+    assert!(
+        !again.status.success(),
+        "a removed framework cannot be torn down twice"
+    );
+    let _ = exec.child.kill();
+}

@@ -6,6 +6,7 @@
 //! - `metrics.rs`: Prometheus `/metrics`
 
 mod agent;
+mod mesos;
 mod metrics;
 mod operator;
 mod scheduler;
@@ -33,6 +34,10 @@ pub fn router(master: Master) -> Router {
         .route("/master/tasks.json", get(operator::tasks))
         .route("/master/redirect", get(operator::redirect))
         .route("/metrics", get(metrics::prometheus))
+        .route("/metrics/snapshot", get(mesos::metrics_snapshot))
+        .route("/master/frameworks", get(mesos::frameworks))
+        .route("/master/state-summary", get(mesos::state_summary))
+        .route("/master/teardown", post(mesos::teardown))
         .route("/api/v1/scheduler", any(scheduler::scheduler))
         .route("/master/api/v1/scheduler", any(scheduler::scheduler))
         .route(meseta_api::agent::AGENT_WS_PATH, get(agent::upgrade))
