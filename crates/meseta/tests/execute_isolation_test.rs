@@ -223,3 +223,27 @@ fn task_runs_as_the_requested_user() {
         .uid();
     assert_eq!(owner, nobody.as_raw());
 }
+
+#[test]
+fn task_logs_follow_streams_until_the_task_ends() {
+    require_root!();
+    let c = Cluster::new(1, 30.0);
+    let _e = c.execute_bg(
+        "ticker",
+        "for i in 1 2 3 4; do echo tick-$i; sleep 0.4; done",
+        "cpus:0.1;mem:32",
+    );
+    let task = c.wait_task_state("ticker", "TASK_RUNNING", Duration::from_secs(10));
+    let id = task["id"].as_str().expect("id");
+    let out = c.cli(&["task", "logs", id, "--follow"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, vec!["tick-1", "tick-2", "tick-3", "tick-4"]);
+    // It returned because the task ended, not because it gave up.
+    c.wait_task_state("ticker", "TASK_FINISHED", Duration::from_secs(1));
+}
