@@ -119,3 +119,51 @@ fn mesos_operator_endpoints_and_framework_teardown() {
     );
     let _ = exec.child.kill();
 }
+
+#[test]
+fn v1_operator_api_answers_read_calls() {
+    require_root!();
+    let c = Cluster::new(1, 30.0);
+    let _e = c.execute_bg("v1", "sleep 1000", "cpus:0.2;mem:32");
+    let task = c.wait_task_state("v1", "TASK_RUNNING", Duration::from_secs(10));
+    let client = reqwest::blocking::Client::new();
+    let call = |body: &str| {
+        let r = client
+            .post(format!("{}/api/v1", c.url()))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .expect("post");
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().unwrap_or_default())
+    };
+    let (s, v) = call(r#"{"type":"GET_TASKS"}"#);
+    assert_eq!(s, 200);
+    assert_eq!(v["type"], "GET_TASKS");
+    assert_eq!(v["get_tasks"]["tasks"][0]["task_id"]["value"], task["id"]);
+    assert_eq!(v["get_tasks"]["tasks"][0]["state"], "TASK_RUNNING");
+
+    let (s, v) = call(r#"{"type":"GET_AGENTS"}"#);
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["get_agents"]["agents"][0]["agent_info"]["hostname"],
+        "agent-0"
+    );
+    assert_eq!(
+        v["get_agents"]["agents"][0]["allocated_resources"][0]["name"],
+        "cpus"
+    );
+
+    let (s, v) = call(r#"{"type":"GET_STATE"}"#);
+    assert_eq!(s, 200);
+    assert!(
+        v["get_state"]["get_frameworks"]["frameworks"][0]["framework_info"]["name"]
+            == "meseta-execute"
+    );
+
+    let (s, v) = call(r#"{"type":"NO_SUCH_CALL"}"#);
+    assert_eq!(s, 400);
+    assert!(v["message"].as_str().unwrap_or("").contains("NO_SUCH_CALL"));
+    let (s, _) = call("not json");
+    assert_eq!(s, 400);
+}

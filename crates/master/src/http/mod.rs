@@ -9,6 +9,7 @@ mod agent;
 mod mesos;
 mod metrics;
 mod operator;
+mod operator_v1;
 mod scheduler;
 
 use axum::http::StatusCode;
@@ -38,6 +39,8 @@ pub fn router(master: Master) -> Router {
         .route("/master/frameworks", get(mesos::frameworks))
         .route("/master/state-summary", get(mesos::state_summary))
         .route("/master/teardown", post(mesos::teardown))
+        .route("/api/v1", post(operator_v1::call))
+        .route("/api/v1/operator", post(operator_v1::call))
         .route("/api/v1/scheduler", any(scheduler::scheduler))
         .route("/master/api/v1/scheduler", any(scheduler::scheduler))
         .route(meseta_api::agent::AGENT_WS_PATH, get(agent::upgrade))
