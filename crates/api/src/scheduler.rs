@@ -556,6 +556,30 @@ pub enum CallKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<Request>,
     },
+    /// Accept inverse offers (meseta makes none, so the call has no effect; kept opaque).
+    #[serde(rename = "ACCEPT_INVERSE_OFFERS")]
+    AcceptInverseOffers {
+        /// The payload: `inverse_offer_ids`, `filters`.
+        accept_inverse_offers: serde_json::Value,
+    },
+    /// Decline inverse offers (no effect, as for ACCEPT_INVERSE_OFFERS; kept opaque).
+    #[serde(rename = "DECLINE_INVERSE_OFFERS")]
+    DeclineInverseOffers {
+        /// The payload: `inverse_offer_ids`, `filters`.
+        decline_inverse_offers: serde_json::Value,
+    },
+    /// Reconcile offer operations (meseta runs no operations but LAUNCH; kept opaque).
+    #[serde(rename = "RECONCILE_OPERATIONS")]
+    ReconcileOperations {
+        /// The payload: `operations[]` of `{operation_id, agent_id?, resource_provider_id?}`.
+        reconcile_operations: serde_json::Value,
+    },
+    /// Acknowledge an operation status update (no effect; kept opaque).
+    #[serde(rename = "ACKNOWLEDGE_OPERATION_STATUS")]
+    AcknowledgeOperationStatus {
+        /// The payload: `agent_id`, `resource_provider_id`, `uuid`, `operation_id`.
+        acknowledge_operation_status: serde_json::Value,
+    },
 }
 
 impl CallKind {
@@ -573,6 +597,10 @@ impl CallKind {
             CallKind::Reconcile { .. } => "RECONCILE",
             CallKind::Message { .. } => "MESSAGE",
             CallKind::Request { .. } => "REQUEST",
+            CallKind::AcceptInverseOffers { .. } => "ACCEPT_INVERSE_OFFERS",
+            CallKind::DeclineInverseOffers { .. } => "DECLINE_INVERSE_OFFERS",
+            CallKind::ReconcileOperations { .. } => "RECONCILE_OPERATIONS",
+            CallKind::AcknowledgeOperationStatus { .. } => "ACKNOWLEDGE_OPERATION_STATUS",
         }
     }
 }
@@ -617,6 +645,30 @@ mod tests {
     fn launch_without_payload_is_an_error() {
         let err = serde_json::from_value::<Operation>(json!({"type":"LAUNCH"}));
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn pymesos_operation_and_inverse_offer_calls_parse() {
+        for (ty, key) in [
+            ("ACCEPT_INVERSE_OFFERS", "accept_inverse_offers"),
+            ("DECLINE_INVERSE_OFFERS", "decline_inverse_offers"),
+            ("RECONCILE_OPERATIONS", "reconcile_operations"),
+            (
+                "ACKNOWLEDGE_OPERATION_STATUS",
+                "acknowledge_operation_status",
+            ),
+        ] {
+            let v = json!({"type": ty, "framework_id": {"value": "f"}, key: {"x": [1]}});
+            let call: Call = serde_json::from_value(v.clone()).expect(ty);
+            assert_eq!(call.kind.type_name(), ty);
+            assert_eq!(serde_json::to_value(&call).expect("serialize"), v);
+            // As in Mesos, the payload matching the type is required.
+            let bare = json!({"type": ty, "framework_id": {"value": "f"}});
+            assert!(
+                serde_json::from_value::<Call>(bare).is_err(),
+                "{ty} without {key}"
+            );
+        }
     }
 
     #[test]

@@ -79,7 +79,15 @@ impl Core {
                     fw.suppressed = true;
                 }
             }
-            CallKind::Subscribe { .. } | CallKind::Message { .. } | CallKind::Request { .. } => {}
+            // Accepted (202) and without effect: meseta makes no inverse offers and runs no
+            // offer operations but LAUNCH, and executors take no framework messages.
+            CallKind::Subscribe { .. }
+            | CallKind::Message { .. }
+            | CallKind::Request { .. }
+            | CallKind::AcceptInverseOffers { .. }
+            | CallKind::DeclineInverseOffers { .. }
+            | CallKind::ReconcileOperations { .. }
+            | CallKind::AcknowledgeOperationStatus { .. } => {}
         }
     }
 
@@ -510,6 +518,36 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].state, TaskState::Dropped);
         assert_eq!(got[0].reason.as_deref(), Some("REASON_INVALID_OFFERS"));
+        assert!(core.tasks.is_empty());
+    }
+
+    #[test]
+    fn inverse_offer_and_operation_calls_are_accepted_without_effect() {
+        let mut core = core_with_recovered_agent();
+        let (fw, mut rx) = subscribe(&mut core);
+        let _ = updates(&mut rx);
+        let v = serde_json::json!({"operations": [{"operation_id": {"value": "op1"}}]});
+        for kind in [
+            CallKind::AcceptInverseOffers {
+                accept_inverse_offers: v.clone(),
+            },
+            CallKind::DeclineInverseOffers {
+                decline_inverse_offers: v.clone(),
+            },
+            CallKind::ReconcileOperations {
+                reconcile_operations: v.clone(),
+            },
+            CallKind::AcknowledgeOperationStatus {
+                acknowledge_operation_status: v.clone(),
+            },
+        ] {
+            core.call(&fw, kind, Instant::now());
+        }
+        assert!(
+            core.check_caller(&fw, Some("s")).is_ok(),
+            "still subscribed"
+        );
+        assert!(updates(&mut rx).is_empty());
         assert!(core.tasks.is_empty());
     }
 }

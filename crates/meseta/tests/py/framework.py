@@ -12,6 +12,10 @@ Modes:
           pymesos does), write {"event":"reconciled"} once all of them came back TASK_RUNNING,
           wait for the file `--go` to exist, kill them, and exit 0 after every TASK_KILLED
           (the driver then tears the framework down).
+  calls   once subscribed, make every other call the pymesos driver offers (suppress, revive,
+          request, message, inverse offers, operation reconciliation/acks, kill and reconcile of
+          an unknown task), writing {"event":"call","name":..,"ok":..} for each; exit 0 once the
+          unknown task came back TASK_LOST twice (kill + reconcile) and every call was accepted.
 
 Exit status: 0 on success, 2 on timeout, 3 when the master reported an error or a task failed.
 """
@@ -70,11 +74,52 @@ class TestScheduler(Scheduler):
         self.done = threading.Event()
         self.failed = None
         self.announced = False
+        self.calls_done = False
+        self.unknown_lost = 0  # calls mode: TASK_LOST updates of the unknown task
 
     # -- subscription ----------------------------------------------------------------------
     def registered(self, driver, framework_id, master_info):
         self.out.write("registered", framework_id=framework_id["value"],
                        master=dict(master_info))
+        if self.args.mode == "calls":
+            threading.Thread(target=self.make_calls, args=(driver,), daemon=True).start()
+
+    def make_calls(self, driver):
+        """Every driver call but launch/decline/ack; any non-2xx reply raises in _send."""
+        unknown = {"value": "no-such-task"}
+        agent = {"value": "no-such-agent"}
+        op = {"operation_id": {"value": "op-1"}, "agent_id": agent}
+        calls = [
+            ("suppressOffers", lambda: driver.suppressOffers()),
+            ("suppressOffers(roles)", lambda: driver.suppressOffers(["*"])),
+            ("reviveOffers(roles)", lambda: driver.reviveOffers(["*"])),
+            ("reviveOffers", lambda: driver.reviveOffers()),
+            ("requestResources", lambda: driver.requestResources([{"agent_id": agent}])),
+            ("sendFrameworkMessage",
+             lambda: driver.sendFrameworkMessage({"value": "e"}, agent, "aGVsbG8=")),
+            ("acceptInverseOffers", lambda: driver.acceptInverseOffers([{"value": "io-1"}])),
+            ("declineInverseOffer", lambda: driver.declineInverseOffer([{"value": "io-1"}])),
+            ("reconcileOperations", lambda: driver.reconcileOperations([op])),
+            ("acknowledgeOperationStatusUpdate", lambda: driver.acknowledgeOperationStatusUpdate(
+                dict(op, uuid="AAAAAAAAAAAAAAAAAAAAAA==", state="OPERATION_FINISHED"))),
+            ("killTask(unknown)", lambda: driver.killTask(unknown)),
+            ("reconcileTasks(unknown)", lambda: driver.reconcileTasks([{"task_id": unknown}])),
+            ("reconcileTasks(implicit)", lambda: driver.reconcileTasks([])),
+        ]
+        for name, call in calls:
+            try:
+                call()
+                self.out.write("call", name=name, ok=True)
+            except Exception as e:  # the driver raises RuntimeError on a non-2xx reply
+                self.out.write("call", name=name, ok=False, why=str(e))
+                self.fail("%s: %s" % (name, e))
+        with self.lock:
+            self.calls_done = True
+            self.check_calls_done()
+
+    def check_calls_done(self):
+        if self.calls_done and self.unknown_lost >= 2:
+            self.done.set()
 
     def reregistered(self, driver, master_info):
         self.out.write("reregistered", framework_id=driver.framework_id,
@@ -143,6 +188,10 @@ class TestScheduler(Scheduler):
             self.seen.setdefault(tid, set()).add(state)
             if self.args.mode == "launch":
                 self.on_launch_update(driver, tid, state)
+            elif self.args.mode == "calls":
+                if tid == "no-such-task" and state == "TASK_LOST":
+                    self.unknown_lost += 1
+                self.check_calls_done()
             else:
                 self.on_resume_update(driver, tid, state, status.get("reason"))
 
@@ -190,7 +239,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--master", required=True, help="host:port of the meseta master")
     p.add_argument("--out", required=True, help="JSON-lines progress file")
-    p.add_argument("--mode", choices=["launch", "resume"], default="launch")
+    p.add_argument("--mode", choices=["launch", "resume", "calls"], default="launch")
     p.add_argument("--tasks", type=int, default=1)
     p.add_argument("--command", default="true")
     p.add_argument("--cpus", type=float, default=0.1)
