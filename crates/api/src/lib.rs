@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod chronos;
 pub mod client;
 pub mod operator;
 pub mod recordio;
