@@ -8,7 +8,7 @@
 use anyhow::{bail, Context};
 use meseta_api::client::{ClientError, MasterClient, SchedulerSession};
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, CommandInfo, Decline, Environment, Event, Filters,
+    Accept, Acknowledge, CallKind, Capability, CommandInfo, Decline, Environment, Event, Filters,
     FrameworkInfo, IdValue, Kill, Launch, Offer, Operation, Reconcile, ReconcileTask, TaskInfo,
     TaskStatus,
 };
@@ -244,6 +244,10 @@ fn framework_info() -> FrameworkInfo {
         hostname: nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok()),
+        // TASK_UNREACHABLE (not a terminal TASK_LOST) while an agent is cut off: it may come back.
+        capabilities: Some(vec![Capability {
+            kind: "PARTITION_AWARE".to_string(),
+        }]),
         ..FrameworkInfo::default()
     }
 }

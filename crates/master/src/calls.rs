@@ -268,6 +268,10 @@ impl Core {
         why: &str,
     ) {
         tracing::info!(framework_id = %fw_id, task_id = %t.task_id, why, "task rejected");
+        let state = self
+            .frameworks
+            .get(fw_id)
+            .map_or(state, |f| f.visible_state(state));
         let status = TaskStatus {
             source: Some("SOURCE_MASTER".to_string()),
             reason: Some(reason.to_string()),
@@ -516,7 +520,11 @@ mod tests {
         core.call(&fw, CallKind::Accept { accept }, Instant::now());
         let got = updates(&mut rx);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].state, TaskState::Dropped);
+        assert_eq!(
+            got[0].state,
+            TaskState::Lost,
+            "not partition-aware: LOST, not DROPPED"
+        );
         assert_eq!(got[0].reason.as_deref(), Some("REASON_INVALID_OFFERS"));
         assert!(core.tasks.is_empty());
     }

@@ -146,6 +146,26 @@ impl FrameworkEntry {
         }
     }
 
+    /// Did the framework declare `PARTITION_AWARE`?
+    pub fn partition_aware(&self) -> bool {
+        self.info
+            .capabilities
+            .iter()
+            .flatten()
+            .any(|c| c.kind == "PARTITION_AWARE")
+    }
+
+    /// The state this framework is told: frameworks that are not partition-aware see
+    /// `TASK_LOST` where others see `TASK_UNREACHABLE` or `TASK_DROPPED` (as Mesos does).
+    pub fn visible_state(&self, state: TaskState) -> TaskState {
+        match state {
+            TaskState::Unreachable | TaskState::Dropped if !self.partition_aware() => {
+                TaskState::Lost
+            }
+            s => s,
+        }
+    }
+
     pub fn failover_timeout(&self) -> Duration {
         let secs = self.info.failover_timeout.unwrap_or(0.0);
         if secs.is_finite() && secs > 0.0 {
@@ -340,6 +360,10 @@ impl Core {
         };
         let fw_id = task.spec.framework_id.clone();
         if let Some(fw) = self.frameworks.get(&fw_id) {
+            let status = TaskStatus {
+                state: fw.visible_state(state),
+                ..status
+            };
             fw.send(Event::Update {
                 update: Update { status },
             });

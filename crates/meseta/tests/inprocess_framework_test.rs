@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, CommandInfo, Decline, Event, Filters, FrameworkInfo, IdValue,
-    Kill, Launch, Offer, Operation, TaskInfo, TaskStatus,
+    Accept, Acknowledge, CallKind, Capability, CommandInfo, Decline, Event, Filters, FrameworkInfo,
+    IdValue, Kill, Launch, Offer, Operation, TaskInfo, TaskStatus,
 };
 use meseta_master::FrameworkConnection;
 use meseta_testkit::{Cluster, ClusterOptions};
@@ -21,6 +21,9 @@ fn info(name: &str, failover: f64) -> FrameworkInfo {
         user: "root".into(),
         name: name.into(),
         failover_timeout: Some(failover),
+        capabilities: Some(vec![Capability {
+            kind: "PARTITION_AWARE".into(),
+        }]),
         ..FrameworkInfo::default()
     }
 }
@@ -193,7 +196,11 @@ async fn invalid_launches_get_error_or_dropped_and_leak_nothing() {
     // A stale (already used) offer → TASK_DROPPED.
     fw.call(launch(&o, vec![task("stale", &o, "cpus:1;mem:32", "true")]));
     let stale = fw.update("stale").await;
-    assert_eq!(stale.state, TaskState::Dropped);
+    assert_eq!(
+        stale.state,
+        TaskState::Dropped,
+        "a PARTITION_AWARE framework sees DROPPED"
+    );
     assert_eq!(stale.reason.as_deref(), Some("REASON_INVALID_OFFERS"));
 
     // A duplicate task id → TASK_ERROR.
