@@ -386,7 +386,10 @@ impl Core {
                 .get(&TaskId::new(id.as_str()))
                 .filter(|t| &t.spec.framework_id == fw_id);
             let (state, agent) = match task {
-                Some(t) => (t.state, Some(IdValue::new(t.agent_id.as_str()))),
+                Some(t) => (
+                    fw.visible_state(t.state),
+                    Some(IdValue::new(t.agent_id.as_str())),
+                ),
                 // The task may be on an agent that has not re-registered since this master
                 // started: say nothing until it has (as Mesos does), rather than a false LOST.
                 None if transitioning => continue,
