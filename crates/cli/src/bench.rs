@@ -3,9 +3,11 @@
 //! fork+exec, and checks them against meseta's targets.
 //!
 //! The cluster plumbing lives in [`cluster`]; this module holds the measurement, statistics and
-//! the report.
+//! the report. `meseta bench allocator` (pure allocator cycle time) lives in [`allocator`].
 
+pub mod allocator;
 mod cluster;
+pub mod jobs;
 
 use crate::output;
 use anyhow::{anyhow, bail, Context};
@@ -37,6 +39,10 @@ const TARGET_MASTER_MIB: f64 = 50.0;
 pub enum BenchCmd {
     /// Launch latency and idle memory of a private local cluster.
     Launch(LaunchArgs),
+    /// Full allocation cycle time of the allocator over many simulated agents.
+    Allocator(allocator::AllocatorArgs),
+    /// Start delay and master CPU of the jobs scheduler with simulated agents.
+    Jobs(jobs::JobsArgs),
 }
 
 /// `bench launch` arguments.
@@ -54,6 +60,8 @@ pub struct LaunchArgs {
 pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<i32> {
     match cmd {
         BenchCmd::Launch(args) => launch(args, json).await,
+        BenchCmd::Allocator(args) => allocator::run(args, json),
+        BenchCmd::Jobs(args) => jobs::run(args, json).await,
     }
 }
 

@@ -1,5 +1,5 @@
-//! The `meseta` command-line verbs that talk to a master: `execute`, `task`, `node`, `framework`
-//! and `bench`.
+//! The `meseta` command-line verbs that talk to a master: `execute`, `task`, `node`, `framework`,
+//! `job` and `bench`.
 //!
 //! The `meseta` binary parses [`GlobalArgs`] and a [`Command`] with clap and hands them to
 //! [`run`], which returns the process exit code. One module per noun; [`output`] renders tables
@@ -9,8 +9,10 @@
 pub mod bench;
 pub mod execute;
 pub mod framework;
+pub mod job;
 pub mod node;
 pub mod output;
+pub mod sim;
 pub mod task;
 
 use meseta_api::client::MasterClient;
@@ -45,9 +47,15 @@ pub enum Command {
     /// List and tear down frameworks.
     #[command(subcommand)]
     Framework(framework::FrameworkCmd),
+    /// Scheduled jobs (the Chronos-compatible jobs scheduler).
+    #[command(subcommand)]
+    Job(job::JobCmd),
     /// Benchmarks against a private local cluster.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Simulated agents for tests and benchmarks.
+    #[command(subcommand)]
+    Sim(sim::SimCmd),
 }
 
 /// Runs `cmd` and returns the process exit code.
@@ -57,7 +65,9 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
         Command::Task(c) => task::run(c, &client(&g)?, g.json).await,
         Command::Node(c) => node::run(c, &client(&g)?, g.json).await,
         Command::Framework(c) => framework::run(c, &client(&g)?, g.json).await,
+        Command::Job(c) => job::run(c, &client(&g)?, g.json).await,
         Command::Bench(c) => bench::run(c, g.json).await,
+        Command::Sim(c) => sim::run(c, &g.master, g.json).await,
     }
 }
 

@@ -8,6 +8,7 @@ use meseta_api::scheduler::{Event, FrameworkInfo, IdValue, TaskStatus, Update};
 use meseta_types::{AgentId, FrameworkId, Resources, TaskId, TaskState};
 use tokio::time::Instant;
 
+use crate::bus::ClusterEvent;
 use crate::core::{
     uuid_to_base64, Admission, AgentConn, AgentEntry, AgentStatus, Core, FrameworkEntry,
     StatusEntry, TaskEntry,
@@ -78,6 +79,10 @@ impl Core {
             agent_id: id.clone(),
             heartbeat_interval_secs: hb,
         });
+        if let Some(a) = self.agents.get(&id) {
+            self.bus
+                .publish(ClusterEvent::AgentAdded(crate::v1json::agent(a)));
+        }
         self.reconcile_agent_tasks(&id, reg.tasks);
         tracing::info!(agent_id = %id, reregister, "agent registered");
         self.allocate(now);
@@ -172,6 +177,8 @@ impl Core {
             }],
             usage: None,
         };
+        self.bus
+            .publish(ClusterEvent::TaskAdded(crate::v1json::task(&task)));
         self.tasks.insert(task.spec.task_id.clone(), task);
     }
 
@@ -232,6 +239,11 @@ impl Core {
                     message: u.message.clone(),
                     reason: u.reason.clone(),
                 });
+                self.bus.publish(ClusterEvent::TaskUpdated {
+                    framework_id: fw_id.clone(),
+                    status: serde_json::to_value(&status).unwrap_or_default(),
+                    state: u.state,
+                });
             }
             if u.state.is_terminal() {
                 self.finish_task(&u.task_id);
@@ -290,6 +302,8 @@ impl Core {
         a.status = AgentStatus::Unreachable;
         a.conn = None;
         tracing::warn!(agent_id = %agent_id, "agent unreachable");
+        self.bus
+            .publish(ClusterEvent::AgentRemoved(agent_id.clone()));
         self.rescind_agent_offers(agent_id);
         let ids: Vec<TaskId> = self
             .tasks

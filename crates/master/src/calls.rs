@@ -242,21 +242,23 @@ impl Core {
             fw.used.add(&spec.resources);
         }
         tracing::info!(task_id = %spec.task_id, agent_id = %agent_id, "launching task");
-        self.tasks.insert(
-            spec.task_id.clone(),
-            TaskEntry {
-                spec,
-                agent_id: agent_id.clone(),
+        let entry = TaskEntry {
+            spec,
+            agent_id: agent_id.clone(),
+            state: TaskState::Staging,
+            statuses: vec![StatusEntry {
                 state: TaskState::Staging,
-                statuses: vec![StatusEntry {
-                    state: TaskState::Staging,
-                    timestamp: unix_now(),
-                    message: None,
-                    reason: None,
-                }],
-                usage: None,
-            },
-        );
+                timestamp: unix_now(),
+                message: None,
+                reason: None,
+            }],
+            usage: None,
+        };
+        self.bus
+            .publish(crate::bus::ClusterEvent::TaskAdded(crate::v1json::task(
+                &entry,
+            )));
+        self.tasks.insert(entry.spec.task_id.clone(), entry);
     }
 
     fn reject_task(

@@ -228,6 +228,8 @@ pub(crate) struct Core {
     pub tasks: HashMap<TaskId, TaskEntry>,
     pub offers: HashMap<OfferId, OfferEntry>,
     pub counters: Counters,
+    /// Where every change is published.
+    pub bus: crate::bus::Bus,
     pub next_agent: u64,
     pub next_framework: u64,
     pub next_offer: u64,
@@ -254,6 +256,7 @@ impl Core {
             tasks: HashMap::new(),
             offers: HashMap::new(),
             counters: Counters::default(),
+            bus: crate::bus::Bus::new(),
             next_agent: 0,
             next_framework: 0,
             next_offer: 0,
@@ -359,6 +362,11 @@ impl Core {
             ..TaskStatus::new(IdValue::new(task_id.as_str()), state, now)
         };
         let fw_id = task.spec.framework_id.clone();
+        self.bus.publish(crate::bus::ClusterEvent::TaskUpdated {
+            framework_id: fw_id.clone(),
+            status: serde_json::to_value(&status).unwrap_or_default(),
+            state,
+        });
         if let Some(fw) = self.frameworks.get(&fw_id) {
             let status = TaskStatus {
                 state: fw.visible_state(state),
@@ -481,6 +489,9 @@ impl Core {
             self.remove_offer(&id);
         }
         if let Some(mut fw) = self.frameworks.remove(fw_id) {
+            self.bus.publish(crate::bus::ClusterEvent::FrameworkRemoved(
+                serde_json::to_value(&fw.info).unwrap_or_default(),
+            ));
             fw.conn = None;
             fw.unregistered_time = unix_now();
             self.completed_frameworks.push_back(fw);

@@ -10,6 +10,7 @@ use meseta_types::FrameworkId;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::time::Instant;
 
+use crate::bus::ClusterEvent;
 use crate::calls::CallError;
 use crate::core::{Core, FrameworkEntry, FwConn};
 use crate::{registry, unix_now, Master, MasterError};
@@ -140,6 +141,7 @@ impl Core {
     ) {
         let hb = self.cfg.framework_heartbeat.as_secs_f64();
         let master_info = self.master_info();
+        let fresh = !self.frameworks.contains_key(id);
         let fw = self
             .frameworks
             .entry(id.clone())
@@ -165,6 +167,12 @@ impl Core {
         });
         let _ = conn.tx.send(Event::Heartbeat);
         fw.conn = Some(conn);
+        let json = crate::v1json::framework(fw);
+        self.bus.publish(if fresh {
+            ClusterEvent::FrameworkAdded(json)
+        } else {
+            ClusterEvent::FrameworkUpdated(json)
+        });
         tracing::info!(framework_id = %id, "framework subscribed");
         // Offers held by the previous subscription are void.
         let stale: Vec<_> = self
@@ -194,6 +202,8 @@ impl Core {
         }
         fw.conn = None;
         fw.disconnected_at = Some(now);
+        self.bus
+            .publish(ClusterEvent::FrameworkUpdated(crate::v1json::framework(fw)));
         tracing::info!(framework_id = %id, "framework disconnected");
         let stale: Vec<_> = self
             .offers

@@ -15,11 +15,15 @@
 
 mod agents;
 mod allocator;
+pub mod bus;
 mod calls;
 mod core;
 mod framework;
 mod http;
+// The jobs scheduler runtime (issue 5).
+mod jobs;
 mod registry;
+mod v1json;
 mod view;
 
 pub use crate::core::MasterConfig;
@@ -69,6 +73,8 @@ struct Inner {
     core: Mutex<Core>,
     store: Arc<dyn Store>,
     http: reqwest::Client,
+    /// The jobs scheduler's command channel, set once by [`start`].
+    jobs: std::sync::OnceLock<jobs::JobsHandle>,
 }
 
 impl Master {
@@ -81,6 +87,7 @@ impl Master {
                 core: Mutex::new(core),
                 store,
                 http: reqwest::Client::new(),
+                jobs: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -96,6 +103,16 @@ impl Master {
 
     pub(crate) fn http_client(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// The jobs scheduler, once [`start`] started it.
+    pub(crate) fn jobs(&self) -> Option<&jobs::JobsHandle> {
+        self.inner.jobs.get()
+    }
+
+    /// Watch the event bus (every task, agent and framework change from now on).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<bus::ClusterEvent>> {
+        self.core().bus.subscribe()
     }
 
     /// Subscribe an in-process framework (the same contract as `/api/v1/scheduler`).
@@ -170,6 +187,9 @@ pub async fn start(cfg: MasterConfig, store: Arc<dyn Store>) -> Result<MasterHan
     let master = Master::new(cfg, store).await?;
     master.core().set_address(addr);
     let cancel = CancellationToken::new();
+    // The jobs scheduler: a built-in framework; its handle must exist before HTTP is served.
+    let (jobs_handle, _jobs_task) = jobs::start(&master, cancel.clone());
+    let _ = master.inner.jobs.set(jobs_handle);
     let app = http::router(master.clone());
     let c = cancel.clone();
     let server = tokio::spawn(async move {

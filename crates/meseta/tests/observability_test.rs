@@ -167,3 +167,55 @@ fn v1_operator_api_answers_read_calls() {
     let (s, _) = call("not json");
     assert_eq!(s, 400);
 }
+
+#[test]
+fn v1_operator_subscribe_streams_state_then_task_events() {
+    require_root!();
+    let c = Cluster::new(1, 30.0);
+    let mut resp = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1", c.url()))
+        .header("Content-Type", "application/json")
+        .body(r#"{"type":"SUBSCRIBE"}"#)
+        .send()
+        .expect("subscribe");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut decoder = meseta_api::recordio::Decoder::new();
+    let mut next = move || -> serde_json::Value {
+        use std::io::Read;
+        loop {
+            if let Some(rec) = decoder.next_record().expect("valid recordio") {
+                return serde_json::from_slice(&rec).expect("json event");
+            }
+            let mut buf = [0u8; 4096];
+            let n = resp.read(&mut buf).expect("read stream");
+            assert!(n > 0, "stream ended");
+            decoder.feed(&buf[..n]);
+        }
+    };
+    let first = next();
+    assert_eq!(first["type"], "SUBSCRIBED");
+    assert_eq!(
+        first["subscribed"]["get_state"]["get_agents"]["agents"][0]["agent_info"]["hostname"],
+        "agent-0"
+    );
+
+    let _e = c.execute_bg("bus", "sleep 1000", "cpus:0.1;mem:32");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &serde_json::Value| {
+        e["type"] == "TASK_UPDATED" && e["task_updated"]["state"] == "TASK_RUNNING"
+    }) {
+        let ev = next();
+        if ev["type"] != "HEARTBEAT" {
+            seen.push(ev);
+        }
+        assert!(seen.len() < 50, "no TASK_RUNNING among {seen:?}");
+    }
+    let types: Vec<&str> = seen.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(types.contains(&"FRAMEWORK_ADDED"), "{types:?}");
+    let added = seen
+        .iter()
+        .find(|e| e["type"] == "TASK_ADDED")
+        .expect("TASK_ADDED");
+    assert_eq!(added["task_added"]["task"]["name"], "bus");
+    assert_eq!(added["task_added"]["task"]["state"], "TASK_STAGING");
+}

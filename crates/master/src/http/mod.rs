@@ -4,10 +4,13 @@
 //! - `scheduler.rs`: Mesos v1 scheduler API (`/api/v1/scheduler`)
 //! - `operator.rs`: `/master/state`, `/master/slaves`, `/master/tasks`, `/version`, `/health`, task kill and logs
 //! - `metrics.rs`: Prometheus `/metrics`
+//! - `chronos.rs`, `metronome.rs`: the jobs scheduler's APIs (`/scheduler/*`, `/v1/jobs`)
 
 mod agent;
+mod chronos;
 mod mesos;
 mod metrics;
+mod metronome;
 mod operator;
 mod operator_v1;
 mod scheduler;
@@ -46,6 +49,9 @@ pub fn router(master: Master) -> Router {
         .route(meseta_api::agent::AGENT_WS_PATH, get(agent::upgrade))
         .route("/api/meseta/v1/tasks/{id}/kill", post(operator::kill_task))
         .route("/api/meseta/v1/tasks/{id}/logs", get(operator::task_logs))
+        // The jobs scheduler: Chronos (/scheduler, /v1/scheduler, /ping) and Metronome (/v1/jobs).
+        .merge(chronos::routes())
+        .merge(metronome::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .with_state(master)

@@ -3,18 +3,22 @@
 //! `{"value":…}`, resources as `Resource` arrays). Read calls and TEARDOWN; the rest answer 400
 //! naming the call as unsupported.
 
-use axum::body::Bytes;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::StreamExt;
+use meseta_api::recordio;
 use meseta_types::FrameworkId;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::error;
-use crate::core::{AgentEntry, AgentStatus, Core, FrameworkEntry, TaskEntry};
-use crate::{registry, Master};
+use crate::core::{AgentEntry, AgentStatus, Core, TaskEntry};
+use crate::{registry, v1json, Master};
 
 pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
     let call: Value = match serde_json::from_slice(&body) {
@@ -31,6 +35,9 @@ pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
     };
     if kind == "TEARDOWN" {
         return teardown(&m, &call).await;
+    }
+    if kind == "SUBSCRIBE" {
+        return subscribe(&m);
     }
     let core = m.core();
     let payload = match kind {
@@ -87,48 +94,6 @@ async fn teardown(m: &Master, call: &Value) -> Response {
     StatusCode::OK.into_response()
 }
 
-fn nanos(secs: f64) -> Value {
-    json!({"nanoseconds": (secs * 1e9) as i64})
-}
-
-fn agent_info(a: &AgentEntry) -> Value {
-    let port = a
-        .record
-        .address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse::<u16>().ok())
-        .unwrap_or(0);
-    json!({
-        "id": {"value": a.record.id.as_str()},
-        "hostname": a.record.hostname,
-        "port": port,
-        "resources": a.record.resources,
-        "attributes": a.record.attributes,
-    })
-}
-
-fn task_v1(t: &TaskEntry) -> Value {
-    let statuses: Vec<Value> = t
-        .statuses
-        .iter()
-        .map(|s| {
-            json!({"task_id": {"value": t.spec.task_id.as_str()}, "state": s.state,
-                   "timestamp": s.timestamp, "agent_id": {"value": t.agent_id.as_str()},
-                   "message": s.message, "reason": s.reason})
-        })
-        .collect();
-    json!({
-        "name": t.spec.name,
-        "task_id": {"value": t.spec.task_id.as_str()},
-        "framework_id": {"value": t.spec.framework_id.as_str()},
-        "agent_id": {"value": t.agent_id.as_str()},
-        "state": t.state,
-        "resources": t.spec.resources,
-        "statuses": statuses,
-    })
-}
-
 impl Core {
     fn v1_agents(&self) -> Value {
         let (live, recovered): (Vec<&AgentEntry>, Vec<&AgentEntry>) = self
@@ -136,40 +101,17 @@ impl Core {
             .values()
             .partition(|a| a.status != AgentStatus::Recovered);
         json!({
-            "agents": live.iter().map(|a| json!({
-                "agent_info": agent_info(a),
-                "active": a.status == AgentStatus::Active,
-                "deactivated": false,
-                "version": crate::MESOS_VERSION,
-                "pid": format!("slave(1)@{}", a.record.address),
-                "registered_time": nanos(a.record.registered_time),
-                "total_resources": a.record.resources,
-                "allocated_resources": a.used,
-                "offered_resources": a.offered,
-                "capabilities": [{"type": "MULTI_ROLE"}, {"type": "HIERARCHICAL_ROLE"}],
-            })).collect::<Vec<_>>(),
-            "recovered_agents": recovered.iter().map(|a| agent_info(a)).collect::<Vec<_>>(),
-        })
-    }
-
-    fn v1_framework(&self, f: &FrameworkEntry) -> Value {
-        json!({
-            "framework_info": f.info,
-            "active": f.conn.is_some() && !f.suppressed,
-            "connected": f.conn.is_some(),
-            "recovered": f.recovered,
-            "registered_time": nanos(f.registered_time),
-            "allocated_resources": f.used,
-            "offered_resources": f.offered,
+            "agents": live.iter().map(|a| v1json::agent(a)).collect::<Vec<_>>(),
+            "recovered_agents": recovered.iter().map(|a| v1json::agent_info(a)).collect::<Vec<_>>(),
         })
     }
 
     fn v1_frameworks(&self) -> Value {
         json!({
-            "frameworks": self.frameworks.values().map(|f| self.v1_framework(f)).collect::<Vec<_>>(),
+            "frameworks": self.frameworks.values().map(v1json::framework).collect::<Vec<_>>(),
             "completed_frameworks": self.completed_frameworks.iter().map(|f| {
-                let mut v = self.v1_framework(f);
-                v["unregistered_time"] = nanos(f.unregistered_time);
+                let mut v = v1json::framework(f);
+                v["unregistered_time"] = v1json::nanos(f.unregistered_time);
                 v
             }).collect::<Vec<_>>(),
         })
@@ -184,12 +126,53 @@ impl Core {
             .frameworks
             .values()
             .chain(self.completed_frameworks.iter())
-            .flat_map(|f| f.completed_tasks.iter().map(task_v1))
+            .flat_map(|f| f.completed_tasks.iter().map(v1json::task))
             .collect();
         json!({
-            "tasks": live.into_iter().map(task_v1).collect::<Vec<_>>(),
-            "unreachable_tasks": unreachable.into_iter().map(task_v1).collect::<Vec<_>>(),
+            "tasks": live.into_iter().map(v1json::task).collect::<Vec<_>>(),
+            "unreachable_tasks": unreachable.into_iter().map(v1json::task).collect::<Vec<_>>(),
             "completed_tasks": completed,
         })
     }
+}
+
+/// `SUBSCRIBE`: a RecordIO stream — `SUBSCRIBED{get_state}` then every bus event, with heartbeats.
+/// A subscriber that falls behind the bus is disconnected rather than silently skipped.
+fn subscribe(m: &Master) -> Response {
+    let (rx, first, heartbeat) = {
+        let core = m.core();
+        let rx = core.bus.subscribe();
+        let hb = core.config().framework_heartbeat;
+        let state = json!({
+            "get_tasks": core.v1_tasks(), "get_executors": {"executors": []},
+            "get_frameworks": core.v1_frameworks(), "get_agents": core.v1_agents(),
+        });
+        let first = json!({"type": "SUBSCRIBED", "subscribed": {
+            "get_state": state, "heartbeat_interval_seconds": hb.as_secs_f64()}});
+        (rx, first, hb)
+    };
+    let record = |v: &Value| Bytes::from(recordio::encode(&recordio::to_ascii_json(v)));
+    let head = futures::stream::once(futures::future::ready(Ok::<_, std::io::Error>(record(
+        &first,
+    ))));
+    let tick = tokio::time::interval_at(
+        Instant::now() + heartbeat,
+        heartbeat.max(Duration::from_millis(100)),
+    );
+    let events = futures::stream::unfold((rx, tick), move |(mut rx, mut tick)| async move {
+        let v = tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(ev) => ev.to_v1(),
+                Err(_) => return None, // lagged or closed: end the stream
+            },
+            _ = tick.tick() => json!({"type": "HEARTBEAT"}),
+        };
+        Some((Ok(record(&v)), (rx, tick)))
+    });
+    let mut resp = Response::new(Body::from_stream(head.chain(events)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
 }

@@ -1,0 +1,550 @@
+//! The Metronome-style jobs API (reference §8): `/v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/runs`
+//! and `/v1/jobs/{id}/schedules`, with cron schedules. A Metronome job is stored as the same
+//! Chronos job the `/scheduler` API sees (one planner behind both): `run.*` maps to the command
+//! and resources, a schedule to `schedule` (cron) + `scheduleTimeZone`, `startingDeadlineSeconds`
+//! to `epsilon` and `concurrencyPolicy` to `concurrent`. A job without a schedule (run on demand
+//! only) carries a far-future placeholder schedule that is hidden here.
+//!
+//! Status codes: 201 on create, 404 `{"message":"Job 'x' does not exist"}`, 422 Marathon-style
+//! `{"message":"Object is not valid","details":[{"path","errors"}]}` on validation.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use jiff::Timestamp;
+use meseta_api::chronos::{ChronosJob, EnvVar};
+use meseta_jobs::planner::{RunOutcome, RunRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::jobs::{CreateKind, JobView, JobsError, JobsHandle};
+use crate::Master;
+
+/// The schedule of a job that only runs on demand (never due in practice).
+const ON_DEMAND: &str = "R1/2999-01-01T00:00:00Z/P1D";
+/// Default `startingDeadlineSeconds` (15 minutes).
+const DEFAULT_DEADLINE: u64 = 900;
+
+/// The Metronome routes.
+pub(crate) fn routes() -> Router<Master> {
+    Router::new()
+        .route("/v1/jobs", get(list).post(create))
+        .route("/v1/jobs/{id}", get(show).put(update).delete(remove))
+        .route("/v1/jobs/{id}/runs", get(runs).post(start_run))
+        .route("/v1/jobs/{id}/schedules", get(schedules).post(add_schedule))
+}
+
+/// A Metronome job as accepted on input.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct MJob {
+    id: String,
+    description: Option<String>,
+    run: MRun,
+    /// Legacy `/v0/scheduled-jobs` form: schedules embedded in the job.
+    schedules: Vec<MSchedule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct MRun {
+    cmd: Option<String>,
+    args: Vec<String>,
+    cpus: Option<f64>,
+    mem: Option<f64>,
+    disk: Option<f64>,
+    user: Option<String>,
+    env: BTreeMap<String, Value>,
+    docker: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct MSchedule {
+    id: String,
+    cron: String,
+    timezone: Option<String>,
+    starting_deadline_seconds: Option<u64>,
+    concurrency_policy: Option<String>,
+    enabled: Option<bool>,
+}
+
+/// A 422 with Marathon's `details` list.
+fn invalid(details: Vec<(String, String)>) -> Response {
+    let details: Vec<Value> = details
+        .into_iter()
+        .map(|(path, e)| json!({"path": path, "errors": [e]}))
+        .collect();
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({"message": "Object is not valid", "details": details})),
+    )
+        .into_response()
+}
+
+fn not_found(id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"message": format!("Job '{id}' does not exist")})),
+    )
+        .into_response()
+}
+
+fn error_response(id: &str, e: JobsError) -> Response {
+    match e {
+        JobsError::NotFound(_) => not_found(id),
+        JobsError::Invalid(errs) => invalid(
+            errs.into_iter()
+                .map(|f| (format!("/{}", f.field), f.message))
+                .collect(),
+        ),
+        JobsError::Planner(p) => invalid(vec![("/".to_string(), p.to_string())]),
+        JobsError::BadRequest(m) => invalid(vec![("/".to_string(), m)]),
+        JobsError::Store(_) => super::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        JobsError::Unavailable => super::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// The jobs runtime, or the 503 to answer (boxed: a `Response` is large).
+fn handle(m: &Master) -> Result<&JobsHandle, Box<Response>> {
+    m.jobs()
+        .ok_or_else(|| Box::new(error_response("", JobsError::Unavailable)))
+}
+
+/// Metronome's id rule: dot-separated lower-case segments of letters, digits and inner dashes.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.split('.').all(|seg| {
+            !seg.is_empty()
+                && !seg.starts_with('-')
+                && !seg.ends_with('-')
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+/// Validate a Metronome job and turn it into the Chronos job stored for it.
+fn to_chronos(j: &MJob, schedule: Option<&MSchedule>) -> Result<ChronosJob, Vec<(String, String)>> {
+    let mut errs = Vec::new();
+    if !valid_id(&j.id) {
+        errs.push((
+            "/id".into(),
+            format!(
+                "invalid job id '{}': use dot-separated lower-case letters, digits and dashes",
+                j.id
+            ),
+        ));
+    }
+    let cmd = j.run.cmd.clone().unwrap_or_default();
+    if cmd.trim().is_empty() && j.run.docker.is_none() {
+        errs.push((
+            "/run/cmd".into(),
+            "a run needs a cmd or a docker image".into(),
+        ));
+    }
+    let (cpus, mem, disk) = (
+        j.run.cpus.unwrap_or(1.0),
+        j.run.mem.unwrap_or(128.0),
+        j.run.disk.unwrap_or(0.0),
+    );
+    for (name, v) in [("cpus", cpus), ("mem", mem), ("disk", disk)] {
+        if !v.is_finite() || v < 0.0 {
+            errs.push((
+                format!("/run/{name}"),
+                format!("{name} must be a non-negative number, got {v}"),
+            ));
+        }
+    }
+    if mem < 32.0 {
+        errs.push((
+            "/run/mem".into(),
+            format!("mem must be at least 32 MiB, got {mem}"),
+        ));
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let environment_variables = j
+        .run
+        .env
+        .iter()
+        .filter_map(|(k, v)| {
+            v.as_str().map(|s| EnvVar {
+                name: k.clone(),
+                value: s.to_string(),
+            })
+        })
+        .collect();
+    let mut c = ChronosJob {
+        name: j.id.clone(),
+        command: cmd,
+        shell: j.run.args.is_empty(),
+        arguments: j.run.args.clone(),
+        description: j.description.clone().unwrap_or_default(),
+        cpus,
+        mem,
+        disk,
+        run_as_user: j.run.user.clone(),
+        environment_variables,
+        container: j
+            .run
+            .docker
+            .clone()
+            .map(|d| json!({"type": "DOCKER", "image": d["image"]})),
+        retries: 0,
+        ..ChronosJob::default()
+    };
+    apply_schedule(&mut c, schedule);
+    Ok(c)
+}
+
+/// Set (or clear, with `None`) the schedule of a stored job.
+fn apply_schedule(c: &mut ChronosJob, s: Option<&MSchedule>) {
+    c.parents = None;
+    match s {
+        Some(s) => {
+            c.schedule = Some(s.cron.clone());
+            c.schedule_time_zone = Some(s.timezone.clone().unwrap_or_else(|| "UTC".into()));
+            let deadline = s.starting_deadline_seconds.unwrap_or(DEFAULT_DEADLINE);
+            c.epsilon = Some(format!("PT{deadline}S"));
+            c.concurrent = s.concurrency_policy.as_deref() != Some("FORBID");
+            c.disabled = s.enabled == Some(false);
+        }
+        None => {
+            c.schedule = Some(ON_DEMAND.to_string());
+            c.schedule_time_zone = None;
+            c.disabled = false;
+        }
+    }
+}
+
+/// Metronome timestamps: milliseconds and a `+0000` offset.
+fn ts(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
+
+fn has_schedule(j: &JobView) -> bool {
+    j.spec
+        .schedule_text
+        .as_deref()
+        .is_some_and(|s| s != ON_DEMAND && !s.starts_with("R1/2999-01-01"))
+}
+
+/// The schedules of a stored job (at most one).
+fn schedules_json(j: &JobView) -> Vec<Value> {
+    if !has_schedule(j) {
+        return vec![];
+    }
+    vec![json!({
+        "id": "default",
+        "cron": j.spec.schedule_text.clone().unwrap_or_default(),
+        "timezone": j.chronos.schedule_time_zone.clone().unwrap_or_else(|| "UTC".into()),
+        "startingDeadlineSeconds": j.spec.epsilon.as_secs(),
+        "concurrencyPolicy": if j.spec.concurrent { "ALLOW" } else { "FORBID" },
+        "enabled": !j.spec.disabled,
+        "nextRunAt": j.state.next_due.map(ts),
+    })]
+}
+
+/// A stored job as Metronome JSON.
+fn job_json(j: &JobView) -> Value {
+    let env: BTreeMap<&str, &str> = j
+        .spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut run = json!({
+        "cmd": j.spec.command, "args": j.spec.arguments, "cpus": j.spec.cpus, "mem": j.spec.mem,
+        "disk": j.spec.disk, "env": env,
+    });
+    if let Some(u) = &j.spec.user {
+        run["user"] = json!(u);
+    }
+    json!({"id": j.spec.name, "description": j.spec.description, "labels": {}, "run": run,
+           "schedules": schedules_json(j)})
+}
+
+fn run_status(o: &RunOutcome) -> &'static str {
+    match o {
+        RunOutcome::Pending => "STARTING",
+        RunOutcome::Running => "ACTIVE",
+        RunOutcome::Succeeded => "SUCCESS",
+        RunOutcome::Failed | RunOutcome::Killed | RunOutcome::Skipped { .. } => "FAILED",
+    }
+}
+
+/// One JobRun.
+fn run_json(job: &str, r: &RunRecord) -> Value {
+    let created = r.started_at.unwrap_or(r.scheduled_for);
+    json!({
+        "id": r.run_id.0, "jobId": job, "status": run_status(&r.outcome),
+        "createdAt": ts(created), "completedAt": r.finished_at.map(ts),
+        "tasks": [{"id": r.task_id.clone().unwrap_or_else(|| r.run_id.0.clone()),
+                   "startedAt": r.started_at.map(ts), "completedAt": r.finished_at.map(ts),
+                   "status": run_status(&r.outcome)}],
+    })
+}
+
+/// The active runs of a job (those in its history that have not finished).
+fn active_runs(j: &JobView) -> Vec<Value> {
+    j.state
+        .history
+        .iter()
+        .filter(|r| matches!(r.outcome, RunOutcome::Pending | RunOutcome::Running))
+        .map(|r| run_json(&j.spec.name, r))
+        .collect()
+}
+
+/// Decode a JSON body, or the 422 to answer (boxed: a `Response` is large).
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(invalid(vec![(
+            "/".to_string(),
+            format!("invalid JSON: {e}"),
+        )]))
+    })
+}
+
+async fn list(State(m): State<Master>) -> Response {
+    let h = match handle(&m) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    match h.list().await {
+        Ok(v) => Json(v.iter().map(job_json).collect::<Vec<_>>()).into_response(),
+        Err(e) => error_response("", e),
+    }
+}
+
+async fn put_job(h: &JobsHandle, body: &[u8], path_id: Option<&str>) -> Result<JobView, Response> {
+    let mut j: MJob = parse(body).map_err(|r| *r)?;
+    if let Some(id) = path_id {
+        if j.id.is_empty() {
+            j.id = id.to_string();
+        } else if j.id != id {
+            return Err(invalid(vec![(
+                "/id".into(),
+                format!("id '{}' does not match the path '{id}'", j.id),
+            )]));
+        }
+    }
+    let c = to_chronos(&j, j.schedules.first()).map_err(invalid)?;
+    h.put(c, CreateKind::Any)
+        .await
+        .map_err(|e| error_response(&j.id, e))?;
+    h.get(&j.id).await.map_err(|e| error_response(&j.id, e))
+}
+
+async fn create(State(m): State<Master>, body: Bytes) -> Response {
+    let h = match handle(&m) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    match put_job(h, &body, None).await {
+        Ok(v) => (StatusCode::CREATED, Json(job_json(&v))).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn update(State(m): State<Master>, Path(id): Path<String>, body: Bytes) -> Response {
+    let h = match handle(&m) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    if let Err(e) = h.get(&id).await {
+        return error_response(&id, e);
+    }
+    match put_job(h, &body, Some(&id)).await {
+        Ok(v) => Json(job_json(&v)).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn show(State(m): State<Master>, Path(id): Path<String>) -> Response {
+    match handle(&m) {
+        Ok(h) => match h.get(&id).await {
+            Ok(v) => Json(job_json(&v)).into_response(),
+            Err(e) => error_response(&id, e),
+        },
+        Err(r) => *r,
+    }
+}
+
+async fn remove(State(m): State<Master>, Path(id): Path<String>) -> Response {
+    let h = match handle(&m) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    if let Err(e) = h.get(&id).await {
+        return error_response(&id, e);
+    }
+    match h.remove(&id).await {
+        Ok(()) => Json(json!({})).into_response(),
+        Err(e) => error_response(&id, e),
+    }
+}
+
+async fn runs(State(m): State<Master>, Path(id): Path<String>) -> Response {
+    match handle(&m) {
+        Ok(h) => match h.get(&id).await {
+            Ok(v) => Json(active_runs(&v)).into_response(),
+            Err(e) => error_response(&id, e),
+        },
+        Err(r) => *r,
+    }
+}
+
+async fn start_run(State(m): State<Master>, Path(id): Path<String>) -> Response {
+    let h = match handle(&m) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    if let Err(e) = h.get(&id).await {
+        return error_response(&id, e);
+    }
+    if let Err(e) = h.run_now(&id).await {
+        return error_response(&id, e);
+    }
+    match h.get(&id).await {
+        Ok(v) => {
+            let newest = v
+                .state
+                .history
+                .iter()
+                .rev()
+                .find(|r| matches!(r.outcome, RunOutcome::Pending | RunOutcome::Running));
+            let body = newest.map(|r| run_json(&id, r)).unwrap_or_else(|| {
+                json!({"jobId": id, "status": "INITIAL", "createdAt": null,
+                       "completedAt": null, "tasks": []})
+            });
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Err(e) => error_response(&id, e),
+    }
+}
+
+async fn schedules(State(m): State<Master>, Path(id): Path<String>) -> Response {
+    match handle(&m) {
+        Ok(h) => match h.get(&id).await {
+            Ok(v) => Json(schedules_json(&v)).into_response(),
+            Err(e) => error_response(&id, e),
+        },
+        Err(r) => *r,
+    }
+}
+
+async fn add_schedule(State(m): State<Master>, Path(id): Path<String>, body: Bytes) -> Response {
+    let h = match handle(&m) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    let s: MSchedule = match parse(&body) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if s.cron.trim().is_empty() {
+        return invalid(vec![(
+            "/cron".into(),
+            "a schedule needs a cron expression".into(),
+        )]);
+    }
+    if let Some(p) = s
+        .concurrency_policy
+        .as_deref()
+        .filter(|p| !["ALLOW", "FORBID", "REPLACE"].contains(p))
+    {
+        return invalid(vec![(
+            "/concurrencyPolicy".into(),
+            format!("unknown concurrency policy '{p}': use ALLOW or FORBID"),
+        )]);
+    }
+    let mut job = match h.get(&id).await {
+        Ok(v) => v.chronos,
+        Err(e) => return error_response(&id, e),
+    };
+    apply_schedule(&mut job, Some(&s));
+    if let Err(e) = h.put(job, CreateKind::Any).await {
+        return error_response(&id, e);
+    }
+    match h.get(&id).await {
+        Ok(v) => {
+            let mut out = schedules_json(&v).into_iter().next().unwrap_or(Value::Null);
+            if !s.id.is_empty() {
+                out["id"] = json!(s.id);
+            }
+            (StatusCode::CREATED, Json(out)).into_response()
+        }
+        Err(e) => error_response(&id, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mjob(v: Value) -> MJob {
+        serde_json::from_value(v).expect("metronome json")
+    }
+
+    #[test]
+    fn ids_follow_metronome_rules() {
+        assert!(valid_id("prod.example.app"));
+        assert!(valid_id("a-b.c1"));
+        assert!(!valid_id("Prod"));
+        assert!(!valid_id("a..b"));
+        assert!(!valid_id("-a"));
+        assert!(!valid_id("a_b"));
+        assert!(!valid_id(""));
+    }
+
+    #[test]
+    fn a_job_with_a_schedule_becomes_a_cron_chronos_job() {
+        let j =
+            mjob(json!({"id": "nightly", "run": {"cmd": "echo hi", "mem": 64, "env": {"K": "v"}}}));
+        let s = MSchedule {
+            cron: "0 2 * * *".into(),
+            timezone: Some("Europe/Berlin".into()),
+            starting_deadline_seconds: Some(60),
+            concurrency_policy: Some("FORBID".into()),
+            ..MSchedule::default()
+        };
+        let c = to_chronos(&j, Some(&s)).expect("valid");
+        assert_eq!(c.name, "nightly");
+        assert_eq!(c.schedule.as_deref(), Some("0 2 * * *"));
+        assert_eq!(c.schedule_time_zone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(c.epsilon.as_deref(), Some("PT60S"));
+        assert!(!c.concurrent);
+        assert_eq!(c.cpus, 1.0);
+        assert_eq!(c.environment_variables[0].name, "K");
+    }
+
+    #[test]
+    fn without_a_schedule_the_job_is_on_demand() {
+        let c = to_chronos(&mjob(json!({"id": "x", "run": {"cmd": "true"}})), None).expect("valid");
+        assert_eq!(c.schedule.as_deref(), Some(ON_DEMAND));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let j = mjob(json!({"id": "Bad_Id", "run": {"cpus": -1, "mem": 16}}));
+        let errs = to_chronos(&j, None).expect_err("invalid");
+        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(paths.contains(&"/id"), "{errs:?}");
+        assert!(paths.contains(&"/run/cmd"), "{errs:?}");
+        assert!(paths.contains(&"/run/cpus"), "{errs:?}");
+        assert!(paths.contains(&"/run/mem"), "{errs:?}");
+    }
+
+    #[test]
+    fn timestamps_use_a_plus_zero_offset() {
+        let t: Timestamp = "2016-07-15T13:02:59.735Z".parse().expect("ts");
+        assert_eq!(ts(t), "2016-07-15T13:02:59.735+0000");
+    }
+}

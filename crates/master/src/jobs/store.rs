@@ -1,0 +1,87 @@
+//! What the jobs runtime persists: one record per job (spec + schedule state + history) under
+//! `/meseta/jobs/<name>`, and the framework id it subscribes with under
+//! `/meseta/jobs-scheduler/framework_id` (so a restarted master re-subscribes the same framework).
+
+use meseta_jobs::job::JobSpec;
+use meseta_jobs::planner::JobState;
+use meseta_store::{get_json, put_json, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+const JOBS: &str = "/meseta/jobs/";
+const FRAMEWORK_ID: &str = "/meseta/jobs-scheduler/framework_id";
+
+/// One job as stored.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredJob {
+    pub spec: JobSpec,
+    pub state: JobState,
+}
+
+/// Every stored job. A record that no longer parses is skipped with a warning.
+pub(crate) async fn load(store: &dyn Store) -> Result<Vec<(JobSpec, JobState)>, StoreError> {
+    let mut out = Vec::new();
+    for kv in store.list(JOBS).await? {
+        match serde_json::from_slice::<StoredJob>(&kv.value) {
+            Ok(r) => out.push((r.spec, r.state)),
+            Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping unreadable job record"),
+        }
+    }
+    Ok(out)
+}
+
+/// Write one job.
+pub(crate) async fn save(
+    store: &dyn Store,
+    spec: &JobSpec,
+    state: &JobState,
+) -> Result<(), StoreError> {
+    #[derive(Serialize)]
+    struct Borrowed<'a> {
+        spec: &'a JobSpec,
+        state: &'a JobState,
+    }
+    put_json(store, &key(&spec.name), &Borrowed { spec, state })
+        .await
+        .map(|_| ())
+}
+
+/// Delete one job.
+pub(crate) async fn forget(store: &dyn Store, name: &str) -> Result<(), StoreError> {
+    store.delete(&key(name)).await.map(|_| ())
+}
+
+/// The framework id of a previous subscription, if any.
+pub(crate) async fn framework_id(store: &dyn Store) -> Result<Option<String>, StoreError> {
+    get_json(store, FRAMEWORK_ID).await
+}
+
+/// Remember the framework id.
+pub(crate) async fn save_framework_id(store: &dyn Store, id: &str) -> Result<(), StoreError> {
+    put_json(store, FRAMEWORK_ID, &id).await.map(|_| ())
+}
+
+fn key(name: &str) -> String {
+    format!("{JOBS}{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_keys_are_under_the_jobs_prefix_and_framework_id_is_not() {
+        assert_eq!(key("etl.daily"), "/meseta/jobs/etl.daily");
+        assert!(!FRAMEWORK_ID.starts_with(JOBS));
+    }
+
+    #[tokio::test]
+    async fn framework_id_round_trips() {
+        let s = meseta_store::mem::MemStore::new();
+        assert_eq!(framework_id(&s).await.expect("read"), None);
+        save_framework_id(&s, "fw-1").await.expect("write");
+        assert_eq!(
+            framework_id(&s).await.expect("read").as_deref(),
+            Some("fw-1")
+        );
+    }
+}
