@@ -6,7 +6,6 @@
 
 use crate::agents::{saturating_sub, Bag, Held};
 use crate::allocator::Allocator;
-use crate::qty::Qty;
 use meseta_types::{FrameworkId, Resources, UNRESERVED};
 
 impl Allocator {
@@ -200,8 +199,8 @@ impl Allocator {
 
     /// Recomputes the free headroom counter from the agents (tests check it against `free`).
     #[cfg(test)]
-    pub(crate) fn free_recomputed(&mut self) -> Qty {
-        let mut out = Qty::default();
+    pub(crate) fn free_recomputed(&mut self) -> crate::qty::Qty {
+        let mut out = crate::qty::Qty::default();
         for ai in 0..self.agents.len() {
             let avail = self.agents[ai].available.clone();
             for (i, v, reserved) in self.names.scalars(&avail) {

@@ -18,7 +18,11 @@ use crate::{registry, Master};
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn upgrade(State(m): State<Master>, ws: WebSocketUpgrade) -> Response {
+    // Small buffers: a master holds one socket per agent (thousands), and frames are small.
+    // A write buffer of 0 sends every frame at once.
     ws.max_message_size(16 * 1024 * 1024)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| serve(m, socket))
 }
 
