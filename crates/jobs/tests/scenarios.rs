@@ -357,3 +357,33 @@ fn replacing_a_job_does_not_rerun_its_last_occurrence() {
     assert!(launches(&p.tick(now)).is_empty());
     assert_eq!(p.job("h").expect("h").1.success_count, 1);
 }
+
+#[test]
+fn a_run_the_runtime_could_not_start_in_time_is_skipped_not_retried() {
+    let t0 = ts("2026-03-01T00:00:00Z");
+    let mut p = Planner::new();
+    p.add(scheduled("late", "R1//PT1H", t0), t0).expect("add");
+    let cmds = p.tick(plus_ms(t0, 10));
+    let runs = launches_of(&cmds, "late");
+    assert_eq!(runs.len(), 1);
+    let after = complete(
+        &mut p,
+        &runs[0],
+        RunOutcome::Skipped {
+            reason: "no offer within epsilon".into(),
+        },
+        plus_ms(t0, 1000),
+    );
+    assert!(launches_of(&after, "late").is_empty());
+    assert!(
+        launches_of(&p.tick(plus_ms(t0, 120_000)), "late").is_empty(),
+        "no retry of a skip"
+    );
+    let (_, state) = p.job("late").expect("job");
+    assert_eq!(state.error_count, 0);
+    assert!(state.pending_retry.is_none());
+    assert!(matches!(
+        state.history.back().map(|r| &r.outcome),
+        Some(RunOutcome::Skipped { .. })
+    ));
+}

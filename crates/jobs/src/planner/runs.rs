@@ -156,6 +156,8 @@ pub(super) fn finish(
     let outcome = match outcome {
         RunOutcome::Succeeded => RunOutcome::Succeeded,
         _ if killed => RunOutcome::Killed,
+        // The runtime could not start it in time (no offer within epsilon): a skip, not a failure.
+        skipped @ RunOutcome::Skipped { .. } => skipped,
         RunOutcome::Killed => RunOutcome::Killed,
         _ => RunOutcome::Failed,
     };
@@ -175,6 +177,7 @@ pub(super) fn finish(
             state.last_success = Some(at);
             Some(true)
         }
+        RunOutcome::Skipped { .. } => None,
         RunOutcome::Failed if attempt < entry.spec.retries => {
             let due = at.checked_add(retry_backoff(attempt)).unwrap_or(at);
             state.pending_retry = Some(PendingRetry {

@@ -178,6 +178,10 @@ impl Runtime {
             name: FRAMEWORK_NAME.to_string(),
             failover_timeout: Some(FAILOVER_TIMEOUT),
             id: self.framework_id.as_deref().map(IdValue::new),
+            // A run on a cut-off agent is UNREACHABLE (it may come back), not a failed LOST.
+            capabilities: Some(vec![meseta_api::scheduler::Capability {
+                kind: "PARTITION_AWARE".to_string(),
+            }]),
             ..FrameworkInfo::default()
         };
         match self.master.subscribe(info).await {
