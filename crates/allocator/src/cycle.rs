@@ -92,9 +92,7 @@ impl Allocator {
                 });
             }
         }
-        let mut sorter = Sorter::new(&self.roles, fws);
-        sorter.sort(&self.total, &self.names);
-        sorter
+        Sorter::new(&self.roles, fws, &self.total, &self.names)
     }
 
     /// DRF key of a framework in a role: (share, holdings).
@@ -177,8 +175,8 @@ impl Allocator {
         };
         self.charge_headroom(headroom, role);
         self.reposition(order, node, fi);
-        order.refresh(&self.roles, node);
-        order.sort(&self.total, &self.names);
+        order.refresh(&self.roles, node, &self.total, &self.names);
+        order.sort();
         Some(Allocation {
             framework: fw,
             role: role.to_string(),

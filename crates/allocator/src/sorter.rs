@@ -45,8 +45,14 @@ pub(crate) struct SNode {
     count: u64,
     own_alloc: Qty,
     own_count: u64,
+    /// Children; a role with frameworks and children lists itself here too (its own
+    /// allocation competes as a virtual leaf among its children).
     children: Vec<usize>,
     parent: Option<usize>,
+    /// Weighted subtree share (cached).
+    share: f64,
+    /// Weighted share of exactly this role (cached).
+    own_share: f64,
     /// Eligible frameworks of exactly this role, in DRF order (empty for pure inner nodes).
     pub fws: Vec<FwEntry>,
 }
@@ -61,17 +67,14 @@ pub(crate) struct Sorter {
     pub order: Vec<usize>,
 }
 
-/// Sort key of a sibling (or a role's own virtual leaf).
-struct Key {
-    share: f64,
-    count: u64,
-    node: usize,
-    leaf: bool,
-}
-
 impl Sorter {
     /// Builds the sorter over the roles of `fws` (role → eligible frameworks, unsorted).
-    pub fn new(tree: &RoleTree, fws: HashMap<String, Vec<FwEntry>>) -> Sorter {
+    pub fn new(
+        tree: &RoleTree,
+        fws: HashMap<String, Vec<FwEntry>>,
+        total: &Qty,
+        names: &Names,
+    ) -> Sorter {
         let mut s = Sorter::default();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut roles: Vec<(String, Vec<FwEntry>)> = fws.into_iter().collect();
@@ -109,7 +112,20 @@ impl Sorter {
                 }
             }
         }
+        for i in 0..s.nodes.len() {
+            if !s.nodes[i].fws.is_empty() && !s.nodes[i].children.is_empty() {
+                s.nodes[i].children.push(i);
+            }
+            s.rekey(i, total, names);
+        }
+        s.sort();
         s
+    }
+
+    fn rekey(&mut self, i: usize, total: &Qty, names: &Names) {
+        let n = &mut self.nodes[i];
+        n.share = n.alloc.share(total, names) / n.weight;
+        n.own_share = n.own_alloc.share(total, names) / n.weight;
     }
 
     fn add_node(&mut self, tree: &RoleTree, path: &str) -> usize {
@@ -123,13 +139,16 @@ impl Sorter {
             own_count: src.map_or(0, |n| n.own_count),
             children: Vec::new(),
             parent: None,
+            share: 0.0,
+            own_share: 0.0,
             fws: Vec::new(),
         });
         self.nodes.len() - 1
     }
 
-    /// Re-reads the counters of `node` and its ancestors from `tree` (after a grant).
-    pub fn refresh(&mut self, tree: &RoleTree, node: usize) {
+    /// Re-reads the counters of `node` and its ancestors from `tree` (after a grant) and
+    /// recomputes their cached shares.
+    pub fn refresh(&mut self, tree: &RoleTree, node: usize, total: &Qty, names: &Names) {
         let mut cur = Some(node);
         while let Some(i) = cur {
             let n = &mut self.nodes[i];
@@ -140,64 +159,67 @@ impl Sorter {
                 n.own_count = src.own_count;
             }
             cur = n.parent;
+            self.rekey(i, total, names);
         }
     }
 
-    /// Recomputes the DRF order of leaves.
-    pub fn sort(&mut self, total: &Qty, names: &Names) {
+    /// Sort key of entry `c` in the child list of `parent` (`c == parent`: its virtual leaf).
+    fn key(&self, c: usize, parent: Option<usize>) -> (f64, u64, &str, bool) {
+        let n = &self.nodes[c];
+        if Some(c) == parent {
+            (n.own_share, n.own_count, &n.name, true)
+        } else {
+            (n.share, n.count, &n.name, n.children.is_empty())
+        }
+    }
+
+    fn sort_list(&self, list: &mut [usize], parent: Option<usize>) {
+        // Tiny lists: insertion sort, no allocation.
+        for i in 1..list.len() {
+            let mut j = i;
+            while j > 0 && self.before(list[j], list[j - 1], parent) {
+                list.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+    }
+
+    fn before(&self, a: usize, b: usize, parent: Option<usize>) -> bool {
+        let (ka, kb) = (self.key(a, parent), self.key(b, parent));
+        ka.0.total_cmp(&kb.0)
+            .then(ka.1.cmp(&kb.1))
+            .then(ka.2.cmp(kb.2))
+            .then(kb.3.cmp(&ka.3))
+            == Ordering::Less
+    }
+
+    /// Recomputes the DRF order of leaves from the cached shares.
+    pub fn sort(&mut self) {
+        let mut tops = std::mem::take(&mut self.tops);
+        self.sort_list(&mut tops, None);
+        self.tops = tops;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].children.len() > 1 {
+                let mut kids = std::mem::take(&mut self.nodes[i].children);
+                self.sort_list(&mut kids, Some(i));
+                self.nodes[i].children = kids;
+            }
+        }
         let mut out = std::mem::take(&mut self.order);
         out.clear();
-        let tops = std::mem::take(&mut self.tops);
-        self.sort_level(&tops, None, total, names, &mut out);
-        self.tops = tops;
+        self.emit(&self.tops, None, &mut out);
         self.order = out;
     }
 
-    /// Sorts one level: the nodes of `level` by subtree share, plus `virtual_leaf` (a role that
-    /// has frameworks and children competes with its own allocation among its children).
-    fn sort_level(
-        &self,
-        level: &[usize],
-        virtual_leaf: Option<usize>,
-        total: &Qty,
-        names: &Names,
-        out: &mut Vec<usize>,
-    ) {
-        let mut keys: Vec<Key> = Vec::with_capacity(level.len() + 1);
-        if let Some(i) = virtual_leaf {
-            let n = &self.nodes[i];
-            keys.push(Key {
-                share: n.own_alloc.share(total, names) / n.weight,
-                count: n.own_count,
-                node: i,
-                leaf: true,
-            });
-        }
-        for &i in level {
-            let n = &self.nodes[i];
-            keys.push(Key {
-                share: n.alloc.share(total, names) / n.weight,
-                count: n.count,
-                node: i,
-                leaf: n.children.is_empty(),
-            });
-        }
-        keys.sort_by(|a, b| {
-            a.share
-                .total_cmp(&b.share)
-                .then(a.count.cmp(&b.count))
-                .then(self.nodes[a.node].name.cmp(&self.nodes[b.node].name))
-                .then(b.leaf.cmp(&a.leaf))
-        });
-        for k in keys {
-            let n = &self.nodes[k.node];
-            if k.leaf {
+    fn emit(&self, list: &[usize], parent: Option<usize>, out: &mut Vec<usize>) {
+        for &c in list {
+            let n = &self.nodes[c];
+            if Some(c) == parent || n.children.is_empty() {
                 if !n.fws.is_empty() {
-                    out.push(k.node);
+                    out.push(c);
                 }
             } else {
-                let own = (!n.fws.is_empty()).then_some(k.node);
-                self.sort_level(&n.children, own, total, names, out);
+                self.emit(&n.children, Some(c), out);
             }
         }
     }
@@ -248,16 +270,13 @@ mod tests {
         let mut fws2 = fws.clone();
         fws2.insert("eng".to_string(), vec![entry("f4")]);
         // eng (40) competes against ads (35) as a whole.
-        let mut s = Sorter::new(&tree, fws.clone());
-        s.sort(&total, &names);
+        let s = Sorter::new(&tree, fws.clone(), &total, &names);
         assert_eq!(leaves(&s), ["ads", "eng/web", "eng/db"]);
         tree.ensure("eng").weight = Some(2.0);
-        let mut s = Sorter::new(&tree, fws);
-        s.sort(&total, &names);
+        let s = Sorter::new(&tree, fws, &total, &names);
         assert_eq!(leaves(&s), ["eng/web", "eng/db", "ads"]);
         // A role with frameworks and children competes as a virtual leaf among them.
-        let mut s = Sorter::new(&tree, fws2);
-        s.sort(&total, &names);
+        let mut s = Sorter::new(&tree, fws2, &total, &names);
         assert_eq!(leaves(&s), ["eng", "eng/web", "eng/db", "ads"]);
         // After a grant, refresh + sort reflects the new counters.
         tree.for_path("eng", |n, own| {
@@ -271,8 +290,8 @@ mod tests {
             .iter()
             .position(|n| &*n.name == "eng")
             .expect("eng node");
-        s.refresh(&tree, eng);
-        s.sort(&total, &names);
+        s.refresh(&tree, eng, &total, &names);
+        s.sort();
         // eng's own leaf: 50/100 ÷ weight 2 = 0.25, between eng/web (0.1) and eng/db (0.3).
         assert_eq!(leaves(&s), ["ads", "eng/web", "eng", "eng/db"]);
     }

@@ -81,7 +81,7 @@ impl Core {
         });
         if let Some(a) = self.agents.get(&id) {
             self.bus
-                .publish(ClusterEvent::AgentAdded(crate::v1json::agent(a)));
+                .publish_with(|| ClusterEvent::AgentAdded(crate::v1json::agent(a)));
         }
         self.reconcile_agent_tasks(&id, reg.tasks);
         tracing::info!(agent_id = %id, reregister, "agent registered");
@@ -178,7 +178,7 @@ impl Core {
             usage: None,
         };
         self.bus
-            .publish(ClusterEvent::TaskAdded(crate::v1json::task(&task)));
+            .publish_with(|| ClusterEvent::TaskAdded(crate::v1json::task(&task)));
         self.tasks.insert(task.spec.task_id.clone(), task);
     }
 
@@ -239,7 +239,7 @@ impl Core {
                     message: u.message.clone(),
                     reason: u.reason.clone(),
                 });
-                self.bus.publish(ClusterEvent::TaskUpdated {
+                self.bus.publish_with(|| ClusterEvent::TaskUpdated {
                     framework_id: fw_id.clone(),
                     status: serde_json::to_value(&status).unwrap_or_default(),
                     state: u.state,
@@ -303,7 +303,7 @@ impl Core {
         a.conn = None;
         tracing::warn!(agent_id = %agent_id, "agent unreachable");
         self.bus
-            .publish(ClusterEvent::AgentRemoved(agent_id.clone()));
+            .publish_with(|| ClusterEvent::AgentRemoved(agent_id.clone()));
         self.rescind_agent_offers(agent_id);
         let ids: Vec<TaskId> = self
             .tasks

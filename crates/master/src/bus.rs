@@ -86,9 +86,12 @@ impl Bus {
         Bus { tx }
     }
 
-    /// Publish (a bus nobody listens to drops the event).
-    pub fn publish(&self, ev: ClusterEvent) {
-        let _ = self.tx.send(Arc::new(ev));
+    /// Publish the event `make` builds — only built when somebody listens (events carry JSON
+    /// snapshots, and launches are a hot path).
+    pub fn publish_with(&self, make: impl FnOnce() -> ClusterEvent) {
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(Arc::new(make()));
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ClusterEvent>> {
@@ -121,9 +124,9 @@ mod tests {
     #[test]
     fn subscribers_see_what_is_published_after_they_subscribe() {
         let bus = Bus::new();
-        bus.publish(ClusterEvent::AgentRemoved(AgentId::new("before")));
+        bus.publish_with(|| ClusterEvent::AgentRemoved(AgentId::new("before")));
         let mut rx = bus.subscribe();
-        bus.publish(ClusterEvent::AgentRemoved(AgentId::new("after")));
+        bus.publish_with(|| ClusterEvent::AgentRemoved(AgentId::new("after")));
         let got = rx.try_recv().expect("one event");
         assert!(matches!(&*got, ClusterEvent::AgentRemoved(id) if id.as_str() == "after"));
         assert!(rx.try_recv().is_err());

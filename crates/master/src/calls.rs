@@ -255,9 +255,7 @@ impl Core {
             usage: None,
         };
         self.bus
-            .publish(crate::bus::ClusterEvent::TaskAdded(crate::v1json::task(
-                &entry,
-            )));
+            .publish_with(|| crate::bus::ClusterEvent::TaskAdded(crate::v1json::task(&entry)));
         self.tasks.insert(entry.spec.task_id.clone(), entry);
     }
 

@@ -362,11 +362,12 @@ impl Core {
             ..TaskStatus::new(IdValue::new(task_id.as_str()), state, now)
         };
         let fw_id = task.spec.framework_id.clone();
-        self.bus.publish(crate::bus::ClusterEvent::TaskUpdated {
-            framework_id: fw_id.clone(),
-            status: serde_json::to_value(&status).unwrap_or_default(),
-            state,
-        });
+        self.bus
+            .publish_with(|| crate::bus::ClusterEvent::TaskUpdated {
+                framework_id: fw_id.clone(),
+                status: serde_json::to_value(&status).unwrap_or_default(),
+                state,
+            });
         if let Some(fw) = self.frameworks.get(&fw_id) {
             let status = TaskStatus {
                 state: fw.visible_state(state),
@@ -489,9 +490,11 @@ impl Core {
             self.remove_offer(&id);
         }
         if let Some(mut fw) = self.frameworks.remove(fw_id) {
-            self.bus.publish(crate::bus::ClusterEvent::FrameworkRemoved(
-                serde_json::to_value(&fw.info).unwrap_or_default(),
-            ));
+            self.bus.publish_with(|| {
+                crate::bus::ClusterEvent::FrameworkRemoved(
+                    serde_json::to_value(&fw.info).unwrap_or_default(),
+                )
+            });
             fw.conn = None;
             fw.unregistered_time = unix_now();
             self.completed_frameworks.push_back(fw);

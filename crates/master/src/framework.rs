@@ -168,10 +168,12 @@ impl Core {
         let _ = conn.tx.send(Event::Heartbeat);
         fw.conn = Some(conn);
         let json = crate::v1json::framework(fw);
-        self.bus.publish(if fresh {
-            ClusterEvent::FrameworkAdded(json)
-        } else {
-            ClusterEvent::FrameworkUpdated(json)
+        self.bus.publish_with(|| {
+            if fresh {
+                ClusterEvent::FrameworkAdded(json)
+            } else {
+                ClusterEvent::FrameworkUpdated(json)
+            }
         });
         tracing::info!(framework_id = %id, "framework subscribed");
         // Offers held by the previous subscription are void.
@@ -203,7 +205,7 @@ impl Core {
         fw.conn = None;
         fw.disconnected_at = Some(now);
         self.bus
-            .publish(ClusterEvent::FrameworkUpdated(crate::v1json::framework(fw)));
+            .publish_with(|| ClusterEvent::FrameworkUpdated(crate::v1json::framework(fw)));
         tracing::info!(framework_id = %id, "framework disconnected");
         let stale: Vec<_> = self
             .offers
