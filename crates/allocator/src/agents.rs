@@ -5,45 +5,62 @@
 
 use crate::qty::Names;
 use crate::types::{AgentInfo, Unavailability};
-use meseta_types::{AgentId, FrameworkId, Resource, Resources, Value};
+use meseta_types::{AgentId, FrameworkId, Resource, Resources, Scalar, Value};
 use std::time::Duration;
 
-/// A compact copy of a [`Resources`]: its entries as (interned name, interned role, value).
-/// Much cheaper to build than a `Resources` map, which lets a grant hand the agent's free pool
-/// to the offer without copying it.
+/// How many scalar entries a [`Bag`] keeps inline (cpus, mem, disk, gpus).
+const INLINE: usize = 4;
+
+/// A compact copy of a [`Resources`]: entries as (interned name, interned role, value), the
+/// first few scalars inline. Building one usually allocates nothing, which lets a grant hand the
+/// agent's free pool to the offer without copying it.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Bag(Vec<(usize, usize, Value)>);
+pub(crate) struct Bag {
+    inline: [(usize, usize, i64); INLINE],
+    len: usize,
+    other: Vec<(usize, usize, Value)>,
+}
 
 impl Bag {
     /// The entries of `r`, interning names in `names` and roles in `roles`.
     pub fn of(r: &Resources, names: &mut Names, roles: &mut Names) -> Bag {
-        Bag(r
-            .iter()
-            .map(|e| {
-                (
-                    names.intern(&e.name),
-                    roles.intern(&e.role),
-                    e.value.clone(),
-                )
-            })
-            .collect())
+        let mut bag = Bag::default();
+        for e in r.iter() {
+            let (n, ro) = (names.intern(&e.name), roles.intern(&e.role));
+            match &e.value {
+                Value::Scalar(s) if bag.len < INLINE => {
+                    bag.inline[bag.len] = (n, ro, s.milli());
+                    bag.len += 1;
+                }
+                v => bag.other.push((n, ro, v.clone())),
+            }
+        }
+        bag
     }
 
     /// The scalar entries as (name index, milli, reserved?); role index 0 is `*` (see
     /// [`crate::Allocator::new`]).
     pub fn scalars(&self) -> impl Iterator<Item = (usize, i64, bool)> + Clone + '_ {
-        self.0.iter().filter_map(|(n, r, v)| match v {
+        let inline = self.inline[..self.len]
+            .iter()
+            .map(|&(n, r, v)| (n, v, r != 0));
+        let other = self.other.iter().filter_map(|(n, r, v)| match v {
             Value::Scalar(s) => Some((*n, s.milli(), *r != 0)),
             _ => None,
-        })
+        });
+        inline.chain(other)
     }
 
     /// Back to a `Resources`.
     pub fn to_resources(&self, names: &Names, roles: &Names) -> Resources {
         let mut out = Resources::new();
-        for (n, r, v) in &self.0 {
+        let inline = self.inline[..self.len]
+            .iter()
+            .map(|&(n, r, v)| (n, r, Value::Scalar(Scalar::from_milli(v))));
+        let other = self.other.iter().cloned();
+        for (n, r, v) in inline.chain(other) {
             // Entries come from a valid Resources: push cannot fail.
-            let _ = out.push(Resource::new(names.name(*n), roles.name(*r), v.clone()));
+            let _ = out.push(Resource::new(names.name(n), roles.name(r), v));
         }
         out
     }

@@ -585,3 +585,9 @@ fn recovered_failover_state_is_validated() {
     assert_eq!(a.allocated_on(&aid("s1")), res("cpus:1"));
     assert_eq!(a.total(), res("cpus:1;mem:64"));
 }
+
+#[test]
+fn allocator_can_move_between_threads() {
+    fn send<T: Send + Sync>(_: &T) {}
+    send(&alloc());
+}

@@ -7,6 +7,7 @@
 //! `Persist`/`Forget` write the store *before* the HTTP reply that caused them is sent.
 //! A queued run that finds no offer within its job's epsilon is recorded as skipped.
 
+use futures::FutureExt;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use meseta_api::scheduler::{
     Offer, Operation, Reconcile, ReconcileTask, TaskStatus,
 };
 use meseta_jobs::job::JobSpec;
-use meseta_jobs::planner::{Command, Planner, RunId, RunOutcome};
+use meseta_jobs::planner::{Command, JobState, Planner, RunId, RunOutcome};
 use meseta_types::{TaskId, TaskState};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -37,6 +38,8 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const MIN_SLEEP: Duration = Duration::from_millis(2);
 /// How long declined offers stay away (a REVIVE clears it sooner).
 const DECLINE_SECONDS: f64 = 1.0;
+/// Events handled before one store commit.
+const MAX_EVENT_BATCH: usize = 512;
 /// How often active runs are reconciled with the master.
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 /// Delay before subscribing again after the subscription ended.
@@ -78,7 +81,21 @@ async fn run(master: Master, mut rx: mpsc::Receiver<JobsCommand>, cancel: Cancel
         match wake {
             Wake::Command(Some(c)) => rt.handle(c).await,
             Wake::Command(None) => return,
-            Wake::Event(Some(e)) => rt.on_event(e).await,
+            Wake::Event(Some(e)) => {
+                rt.on_event(e).await;
+                // Take every event already waiting before the tick's one commit.
+                for _ in 0..MAX_EVENT_BATCH {
+                    let Some(conn) = rt.conn.as_mut() else { break };
+                    match conn.next_event().now_or_never() {
+                        Some(Some(e)) => rt.on_event(e).await,
+                        Some(None) => {
+                            rt.disconnected();
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
             Wake::Event(None) => rt.disconnected(),
             Wake::Timer => {}
         }
@@ -109,6 +126,10 @@ pub(super) struct Runtime {
     recovering: bool,
     /// Runs killed for exceeding `maxCompletionTime`.
     timed_out: BTreeSet<RunId>,
+    /// Jobs changed since the last flush.
+    dirty: BTreeSet<String>,
+    /// Jobs removed since the last flush.
+    forgotten: BTreeSet<String>,
 }
 
 impl Runtime {
@@ -132,6 +153,8 @@ impl Runtime {
             next_subscribe: Instant::now(),
             recovering: true,
             timed_out: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            forgotten: BTreeSet::new(),
         };
         let now = Timestamp::now();
         let (launches, rest): (Vec<Command>, Vec<Command>) = cmds
@@ -227,10 +250,15 @@ impl Runtime {
         &mut self,
         cmds: Vec<Command>,
     ) -> Result<(), meseta_store::StoreError> {
+        self.apply(cmds);
+        self.flush().await
+    }
+
+    /// Carry out planner commands now; their store writes wait in `dirty`/`forgotten` for the
+    /// next [`Runtime::flush`] (so a burst of status updates costs one commit).
+    pub(super) fn apply(&mut self, cmds: Vec<Command>) {
         let now = Timestamp::now();
         let mut work: VecDeque<Command> = cmds.into();
-        let mut dirty = BTreeSet::new();
-        let mut forgotten = BTreeSet::new();
         let mut queued_new = false;
         while let Some(c) = work.pop_front() {
             match c {
@@ -247,12 +275,12 @@ impl Runtime {
                 }
                 Command::Kill { run } => work.extend(self.kill_run(run, now)),
                 Command::Persist { job } => {
-                    forgotten.remove(&job);
-                    dirty.insert(job);
+                    self.forgotten.remove(&job);
+                    self.dirty.insert(job);
                 }
                 Command::Forget { job } => {
-                    dirty.remove(&job);
-                    forgotten.insert(job);
+                    self.dirty.remove(&job);
+                    self.forgotten.insert(job);
                 }
             }
         }
@@ -261,29 +289,24 @@ impl Runtime {
         }
         self.launch_queued();
         self.update_interest();
-        self.write(dirty, forgotten).await
     }
 
-    async fn write(
-        &self,
-        dirty: BTreeSet<String>,
-        forgotten: BTreeSet<String>,
-    ) -> Result<(), meseta_store::StoreError> {
-        let store = self.master.store();
-        let mut first_err = None;
-        for name in forgotten {
-            if let Err(e) = store::forget(store, &name).await {
-                first_err.get_or_insert(e);
-            }
+    /// Write every job changed since the last flush, in one transaction. On failure the jobs stay
+    /// marked, so the next flush retries them.
+    pub(super) async fn flush(&mut self) -> Result<(), meseta_store::StoreError> {
+        if self.dirty.is_empty() && self.forgotten.is_empty() {
+            return Ok(());
         }
-        for name in dirty {
-            if let Some((spec, state)) = self.planner.job(&name) {
-                if let Err(e) = store::save(store, spec, state).await {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+        let forgotten: Vec<String> = self.forgotten.iter().cloned().collect();
+        let save: Vec<(&JobSpec, &JobState)> = self
+            .dirty
+            .iter()
+            .filter_map(|name| self.planner.job(name))
+            .collect();
+        store::save_all(self.master.store(), &save, &forgotten).await?;
+        self.dirty.clear();
+        self.forgotten.clear();
+        Ok(())
     }
 
     /// Kill a run: a queued one ends here as killed; a launched one gets a KILL call.
@@ -532,8 +555,6 @@ impl Runtime {
         } else {
             return;
         };
-        if let Err(e) = self.execute(cmds).await {
-            tracing::error!(error = %e, "jobs scheduler cannot persist a run");
-        }
+        self.apply(cmds);
     }
 }

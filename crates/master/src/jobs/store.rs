@@ -4,7 +4,7 @@
 
 use meseta_jobs::job::JobSpec;
 use meseta_jobs::planner::JobState;
-use meseta_store::{get_json, put_json, Store, StoreError};
+use meseta_store::{get_json, put_json, Op, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 const JOBS: &str = "/meseta/jobs/";
@@ -29,25 +29,34 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Vec<(JobSpec, JobState)>, 
     Ok(out)
 }
 
-/// Write one job.
-pub(crate) async fn save(
+/// Write and delete jobs in one transaction (one commit, whatever the number of jobs).
+pub(crate) async fn save_all(
     store: &dyn Store,
-    spec: &JobSpec,
-    state: &JobState,
+    save: &[(&JobSpec, &JobState)],
+    forget: &[String],
 ) -> Result<(), StoreError> {
     #[derive(Serialize)]
     struct Borrowed<'a> {
         spec: &'a JobSpec,
         state: &'a JobState,
     }
-    put_json(store, &key(&spec.name), &Borrowed { spec, state })
-        .await
-        .map(|_| ())
-}
-
-/// Delete one job.
-pub(crate) async fn forget(store: &dyn Store, name: &str) -> Result<(), StoreError> {
-    store.delete(&key(name)).await.map(|_| ())
+    let mut ops = Vec::with_capacity(save.len() + forget.len());
+    for name in forget {
+        ops.push(Op::Delete { key: key(name) });
+    }
+    for (spec, state) in save {
+        let value = serde_json::to_vec(&Borrowed { spec, state })
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        ops.push(Op::Put {
+            key: key(&spec.name),
+            value,
+            lease: None,
+        });
+    }
+    if ops.is_empty() {
+        return Ok(());
+    }
+    store.txn(vec![], ops, vec![]).await.map(|_| ())
 }
 
 /// The framework id of a previous subscription, if any.
