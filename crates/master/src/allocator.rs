@@ -67,18 +67,15 @@ fn worth_offering(free: &Resources) -> bool {
 }
 
 impl Core {
+    /// Ask for an allocation run soon. Runs are coalesced: a burst of accepts, declines and
+    /// finished tasks costs one run, made by the master's timer task right after.
+    pub(crate) fn allocate(&mut self, _now: Instant) {
+        self.allocation_wanted.notify_one();
+    }
+
     /// Offer every agent's free resources to the frameworks that want them.
-    pub(crate) fn allocate(&mut self, now: Instant) {
-        let agents: Vec<(AgentId, Resources)> = self
-            .agents
-            .iter()
-            .filter(|(_, a)| a.status == AgentStatus::Active)
-            .map(|(id, a)| (id.clone(), a.free()))
-            .filter(|(_, free)| worth_offering(free))
-            .collect();
-        if agents.is_empty() {
-            return;
-        }
+    pub(crate) fn run_allocation(&mut self, now: Instant) {
+        // Frameworks first: with nobody asking, no agent's free resources need computing.
         let mut fws: Vec<FwView> = self
             .frameworks
             .values()
@@ -95,6 +92,16 @@ impl Core {
             })
             .collect();
         if fws.is_empty() {
+            return;
+        }
+        let agents: Vec<(AgentId, Resources)> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.status == AgentStatus::Active)
+            .map(|(id, a)| (id.clone(), a.free()))
+            .filter(|(_, free)| worth_offering(free))
+            .collect();
+        if agents.is_empty() {
             return;
         }
         let (total, _) = self.totals();

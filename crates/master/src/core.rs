@@ -230,6 +230,8 @@ pub(crate) struct Core {
     pub counters: Counters,
     /// Where every change is published.
     pub bus: crate::bus::Bus,
+    /// Signalled when an allocation run is wanted (see `Core::allocate`).
+    pub allocation_wanted: std::sync::Arc<tokio::sync::Notify>,
     pub next_agent: u64,
     pub next_framework: u64,
     pub next_offer: u64,
@@ -257,6 +259,7 @@ impl Core {
             offers: HashMap::new(),
             counters: Counters::default(),
             bus: crate::bus::Bus::new(),
+            allocation_wanted: std::sync::Arc::new(tokio::sync::Notify::new()),
             next_agent: 0,
             next_framework: 0,
             next_offer: 0,
@@ -465,7 +468,7 @@ impl Core {
         for fw in self.frameworks.values_mut() {
             fw.filters.retain(|_, until| *until > now);
         }
-        self.allocate(now);
+        self.run_allocation(now);
         expired
     }
 

@@ -60,6 +60,9 @@ pub enum MasterError {
     Serve(std::io::Error),
 }
 
+/// How long an allocation request waits for others to join it.
+const ALLOCATION_BATCH: Duration = Duration::from_millis(2);
+
 /// Mesos API level we speak (what `/version` reports; pymesos parses it as digits).
 pub const MESOS_VERSION: &str = "1.11.0";
 
@@ -123,13 +126,27 @@ impl Master {
         framework::subscribe(self, info).await
     }
 
-    /// Run the periodic work: liveness of agents, failover of frameworks, offer filters.
+    /// Run allocation when asked (coalesced) and the periodic work: liveness of agents, failover
+    /// of frameworks, offer filters.
     pub async fn run_timers(&self, cancel: CancellationToken) {
-        let tick = self.core().config().allocation_interval;
+        let (tick, wanted) = {
+            let core = self.core();
+            (
+                core.config().allocation_interval,
+                core.allocation_wanted.clone(),
+            )
+        };
         let mut interval = tokio::time::interval(tick.max(Duration::from_millis(50)));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
+                _ = wanted.notified() => {
+                    // Let a burst (accepts, declines, finished tasks) gather, but never more than
+                    // ALLOCATION_BATCH after the first request.
+                    tokio::time::sleep(ALLOCATION_BATCH).await;
+                    self.core().run_allocation(tokio::time::Instant::now());
+                    continue;
+                }
                 _ = interval.tick() => {}
             }
             let removed = self.core().tick(tokio::time::Instant::now());

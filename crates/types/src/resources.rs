@@ -183,8 +183,11 @@ impl fmt::Display for Resource {
 
 /// A normalized bag of resources: one entry per (name, role), no zero/empty entries,
 /// and each name used with a single kind.
+///
+/// Kept as a vector sorted by (name, role): a handful of entries, so binary search is as fast as
+/// a map, and cloning (allocators do it on every cycle) costs one allocation instead of a tree.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Resources(BTreeMap<(String, String), Resource>);
+pub struct Resources(Vec<Resource>);
 
 impl Resources {
     /// No resources.
@@ -202,7 +205,7 @@ impl Resources {
     pub fn push(&mut self, r: Resource) -> Result<(), ResourceError> {
         validate_name(&r.name)?;
         validate_name(&r.role)?;
-        if let Some(other) = self.0.values().find(|e| e.name == r.name) {
+        if let Some(other) = self.0.iter().find(|e| e.name == r.name) {
             if other.value.kind() != r.value.kind() {
                 return Err(ResourceError::KindMismatch {
                     name: r.name,
@@ -214,16 +217,19 @@ impl Resources {
         if r.value.is_empty() {
             return Ok(());
         }
-        let key = (r.name.clone(), r.role.clone());
-        match self.0.get_mut(&key) {
-            Some(e) => {
-                e.value.add(&r.value);
+        match self.find(&r.name, &r.role) {
+            Ok(i) => {
+                self.0[i].value.add(&r.value);
             }
-            None => {
-                self.0.insert(key, r);
-            }
+            Err(i) => self.0.insert(i, r),
         }
         Ok(())
+    }
+
+    /// Where the (name, role) entry is, or where it would go.
+    fn find(&self, name: &str, role: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|e| (e.name.as_str(), e.role.as_str()).cmp(&(name, role)))
     }
 
     /// Adds all of `o`; an entry whose kind conflicts with self's is skipped (keeps self's).
@@ -243,10 +249,9 @@ impl Resources {
 
     /// Whether every (name, role) entry of `o` is covered by the same entry of `self`.
     pub fn contains(&self, o: &Resources) -> bool {
-        o.0.iter().all(|(k, want)| {
-            self.0
-                .get(k)
-                .is_some_and(|have| have.value.contains(&want.value))
+        o.0.iter().all(|want| {
+            self.find(&want.name, &want.role)
+                .is_ok_and(|i| self.0[i].value.contains(&want.value))
         })
     }
 
@@ -257,16 +262,18 @@ impl Resources {
             want: o.to_string(),
         };
         let mut out = self.clone();
-        for (k, want) in &o.0 {
-            let have = out.0.get(k).ok_or_else(insufficient)?;
-            let left = have
+        for want in &o.0 {
+            let i = out
+                .find(&want.name, &want.role)
+                .map_err(|_| insufficient())?;
+            let left = out.0[i]
                 .value
                 .checked_sub(&want.value)
                 .ok_or_else(insufficient)?;
             if left.is_empty() {
-                out.0.remove(k);
-            } else if let Some(e) = out.0.get_mut(k) {
-                e.value = left;
+                out.0.remove(i);
+            } else {
+                out.0[i].value = left;
             }
         }
         Ok(out)
@@ -321,7 +328,7 @@ impl Resources {
 
     /// All entries, ordered by (name, role).
     pub fn iter(&self) -> impl Iterator<Item = &Resource> {
-        self.0.values()
+        self.0.iter()
     }
 
     /// The unreserved (`"*"`) part.
@@ -336,13 +343,7 @@ impl Resources {
 
     /// The entries for which `keep` is true.
     pub fn filter(&self, keep: impl Fn(&Resource) -> bool) -> Resources {
-        Resources(
-            self.0
-                .iter()
-                .filter(|(_, r)| keep(r))
-                .map(|(k, r)| (k.clone(), r.clone()))
-                .collect(),
-        )
+        Resources(self.0.iter().filter(|r| keep(r)).cloned().collect())
     }
 
     /// The same amounts, all re-labelled to `role`.

@@ -76,7 +76,12 @@ pub(super) fn tick_job(entry: &mut Entry, now: Timestamp) -> Vec<Command> {
     if entry.spec.disabled || entry.spec.schedule.is_none() {
         return finish_tick(entry, commands, changed);
     }
-    if let Some(due) = advance_schedule(entry, now, &mut changed) {
+    // Nothing due: skip the schedule work (ticks come often; most jobs have nothing to do).
+    let due_now = entry.state.next_due.is_some_and(|d| d <= now);
+    if let Some(due) = due_now
+        .then(|| advance_schedule(entry, now, &mut changed))
+        .flatten()
+    {
         if overlaps(entry) {
             skip(
                 entry,

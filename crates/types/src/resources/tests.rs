@@ -355,7 +355,8 @@ proptest! {
 fn disjoint_part(b: &Resources, a: &Resources) -> Resources {
     let mut out = Resources::new();
     for r in b.iter() {
-        let value = match (&r.value, a.0.get(&(r.name.clone(), r.role.clone()))) {
+        let other = a.iter().find(|e| e.name == r.name && e.role == r.role);
+        let value = match (&r.value, other) {
             (
                 Value::Ranges(v),
                 Some(Resource {
