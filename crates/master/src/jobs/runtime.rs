@@ -38,6 +38,8 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const MIN_SLEEP: Duration = Duration::from_millis(2);
 /// How long declined offers stay away (a REVIVE clears it sooner).
 const DECLINE_SECONDS: f64 = 1.0;
+/// How often run bookkeeping (starts, ends, skips) is written.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Events handled before one store commit.
 const MAX_EVENT_BATCH: usize = 512;
 /// How often active runs are reconciled with the master.
@@ -73,7 +75,12 @@ async fn run(master: Master, mut rx: mpsc::Receiver<JobsCommand>, cancel: Cancel
         let wake = tokio::select! {
             // Shutdown first: the master closes subscriptions right after cancelling.
             biased;
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => {
+                if let Err(e) = rt.flush().await {
+                    tracing::error!(error = %e, "jobs scheduler cannot persist at shutdown");
+                }
+                return;
+            }
             c = rx.recv() => Wake::Command(c),
             e = next_event(&mut rt.conn) => Wake::Event(e),
             _ = tokio::time::sleep(sleep) => Wake::Timer,
@@ -128,6 +135,8 @@ pub(super) struct Runtime {
     timed_out: BTreeSet<RunId>,
     /// Jobs changed since the last flush.
     dirty: BTreeSet<String>,
+    /// When run bookkeeping was last written.
+    last_flush: Instant,
     /// Jobs removed since the last flush.
     forgotten: BTreeSet<String>,
 }
@@ -155,6 +164,7 @@ impl Runtime {
             timed_out: BTreeSet::new(),
             dirty: BTreeSet::new(),
             forgotten: BTreeSet::new(),
+            last_flush: Instant::now(),
         };
         let now = Timestamp::now();
         let (launches, rest): (Vec<Command>, Vec<Command>) = cmds
@@ -234,8 +244,14 @@ impl Runtime {
         let now = Timestamp::now();
         let mut cmds = self.planner.tick(now);
         cmds.extend(self.expire_queue(now));
-        if let Err(e) = self.execute(cmds).await {
-            tracing::error!(error = %e, "jobs scheduler cannot persist a job");
+        self.apply(cmds);
+        // Run bookkeeping is written in batches (a job changes several times per run); changes
+        // an HTTP request made are written before it is answered (`execute`).
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.last_flush = Instant::now();
+            if let Err(e) = self.flush().await {
+                tracing::error!(error = %e, "jobs scheduler cannot persist a job");
+            }
         }
         self.settle_recovery();
         self.enforce_max_completion_time(now);
