@@ -49,7 +49,8 @@ pub struct ChronosJob {
     /// ISO 8601 duration a run may start late before it is skipped (default `PT5M`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epsilon: Option<String>,
-    /// Chronos 2 `async` flag (kept, not acted upon).
+    /// Chronos 2 `async`: the job reports its own success (`PUT job/success/{name}`); only then
+    /// do its children run.
     #[serde(deserialize_with = "nullable")]
     pub r#async: bool,
     /// How many times a failed run is retried (default 2).

@@ -89,6 +89,10 @@ pub struct JobSpec {
     pub description: String,
     /// Seconds after which a run is killed (0 = never).
     pub max_completion_time: u64,
+    /// Chronos `async`: the task only starts the work; the job succeeds (and its children run)
+    /// when it reports success itself (`PUT /scheduler/job/success/{name}`).
+    #[serde(default)]
+    pub asynchronous: bool,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -252,6 +256,7 @@ impl JobSpec {
             owner: j.owner.clone(),
             description: j.description.clone(),
             max_completion_time: j.max_completion_time,
+            asynchronous: j.r#async,
         })
     }
 
@@ -277,7 +282,7 @@ impl JobSpec {
             schedule_time_zone: tz,
             parents: self.schedule.is_none().then(|| self.parents.clone()),
             epsilon: Some(self.epsilon.to_string()),
-            r#async: false,
+            r#async: self.asynchronous,
             retries: self.retries,
             owner: self.owner.clone(),
             owner_name: String::new(),

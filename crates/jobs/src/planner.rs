@@ -310,7 +310,9 @@ impl Planner {
         let Some(entry) = self.jobs.get_mut(&name) else {
             return Vec::new();
         };
-        let fire = runs::finish(entry, run, outcome, exit_code, at);
+        let fire = runs::finish(entry, run, outcome, exit_code, at)
+            // An async job's task exiting is not the job succeeding: it reports that itself.
+            .filter(|success| !(*success && entry.spec.asynchronous));
         let mut commands = vec![persist(&name)];
         if let Some(success) = fire {
             commands.extend(self.fire_children(&name, success, at));

@@ -387,3 +387,23 @@ fn a_run_the_runtime_could_not_start_in_time_is_skipped_not_retried() {
         Some(RunOutcome::Skipped { .. })
     ));
 }
+
+#[test]
+fn an_async_job_fires_its_children_when_it_reports_success_not_when_its_task_exits() {
+    let t0 = ts("2026-03-01T00:00:00Z");
+    let mut p = Planner::new();
+    let mut parent = scheduled("load", "R/2030-01-01T00:00:00Z/P1D", t0);
+    parent.asynchronous = true;
+    p.add(parent, t0).expect("parent");
+    p.add(dependent("report", &["load"], t0), t0)
+        .expect("child");
+    let exited = run_and_complete(&mut p, "load", RunOutcome::Succeeded, t0);
+    assert!(
+        launches_of(&exited, "report").is_empty(),
+        "the task exiting is not the job succeeding"
+    );
+    let reported = p
+        .mark_success("load", plus_ms(t0, 5000))
+        .expect("known job");
+    assert_eq!(launches_of(&reported, "report").len(), 1);
+}

@@ -459,3 +459,36 @@ fn a_run_past_its_max_completion_time_is_killed() {
         "killed before maxCompletionTime"
     );
 }
+
+#[test]
+fn an_async_job_runs_its_child_when_it_reports_success() {
+    require_root!();
+    let c = Cluster::new(1, 30.0);
+    let mut parent = scheduled("load", "true", "R/2030-01-01T00:00:00Z/P1D", "PT60S");
+    parent["async"] = Value::Bool(true);
+    add(&c, parent);
+    add(&c, dependent("report", "true", &["load"]));
+    let r = call(&c, reqwest::Method::PUT, "/v1/scheduler/job/load", None);
+    assert_eq!(r.status, 204);
+    common::wait_for("load to finish", WAIT, || {
+        (count(&c, "load", "successCount") == 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        history(&c, "report").is_empty(),
+        "the child ran before load reported success"
+    );
+    let r = call(
+        &c,
+        reqwest::Method::PUT,
+        "/v1/scheduler/job/success/load",
+        None,
+    );
+    assert!(r.status < 300, "job/success: {}", r.status);
+    common::wait_for("report to run", WAIT, || {
+        (count(&c, "report", "successCount") == 1).then_some(())
+    });
+    assert_eq!(job(&c, "load")["async"], true);
+    let leader = call(&c, reqwest::Method::GET, "/v1/scheduler/leader", None);
+    assert_eq!(leader.body["leader"], format!("127.0.0.1:{}", c.port));
+}

@@ -21,6 +21,12 @@ use crate::jobs::{CreateKind, JobView, JobsError, JobsHandle};
 use crate::Master;
 
 /// The Chronos routes, under both prefixes.
+/// `GET /scheduler/leader`: `{"leader":"host:port"}` (a single master leads itself).
+async fn leader(State(m): State<Master>) -> Json<serde_json::Value> {
+    let addr = m.core().addr;
+    Json(serde_json::json!({ "leader": addr.to_string() }))
+}
+
 pub(crate) fn routes() -> Router<Master> {
     let mut r = Router::new();
     for p in ["/scheduler", "/v1/scheduler"] {
@@ -47,7 +53,8 @@ pub(crate) fn routes() -> Router<Master> {
             .route(&format!("{p}/job/stat/{{name}}"), get(stat))
             .route(&format!("{p}/stats/{{percentile}}"), get(stats))
             .route(&format!("{p}/graph/csv"), get(graph_csv))
-            .route(&format!("{p}/graph/dot"), get(graph_dot));
+            .route(&format!("{p}/graph/dot"), get(graph_dot))
+            .route(&format!("{p}/leader"), get(leader));
     }
     r.route("/ping", get(ping))
 }
