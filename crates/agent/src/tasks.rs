@@ -304,6 +304,7 @@ pub(crate) mod tests {
             env: vec![("A".into(), "1".into()), ("PORT0".into(), "bogus".into())],
             user: None,
             kill_grace_secs: None,
+            role: "*".to_string(),
         }
     }
 

@@ -50,6 +50,7 @@ fn spec(id: &str, cmd: &str, res: &str) -> TaskSpec {
         env: vec![("GREETING".into(), "hi".into())],
         user: None,
         kill_grace_secs: Some(1.0),
+        role: "*".to_string(),
     }
 }
 

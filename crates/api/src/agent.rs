@@ -122,6 +122,14 @@ pub struct TaskSpec {
     /// Seconds between SIGTERM and SIGKILL.
     #[serde(default)]
     pub kill_grace_secs: Option<f64>,
+    /// The role the resources were allocated in (the offer's `allocation_info.role`); kept
+    /// with the task so a restarted master can account for it again.
+    #[serde(default = "default_role")]
+    pub role: String,
+}
+
+fn default_role() -> String {
+    "*".to_string()
 }
 
 /// A command line, Mesos `CommandInfo` style.

@@ -49,6 +49,10 @@ impl Core {
     ) {
         let id = record.id.clone();
         let reregister = self.agents.contains_key(&id);
+        // Offers made on an earlier connection are void; the allocator hears of the agent again
+        // below, once its tasks are reconciled.
+        self.rescind_agent_offers(&id);
+        self.alloc.remove_agent(&id);
         let old_version = self.agents.get(&id).map(|a| a.record.registered_time);
         let entry = self.agents.entry(id.clone()).or_insert_with(|| AgentEntry {
             record: record.clone(),
@@ -84,6 +88,7 @@ impl Core {
                 .publish_with(|| ClusterEvent::AgentAdded(crate::v1json::agent(a)));
         }
         self.reconcile_agent_tasks(&id, reg.tasks);
+        self.alloc_add_agent(&id);
         tracing::info!(agent_id = %id, reregister, "agent registered");
         self.allocate(now);
     }
@@ -215,6 +220,7 @@ impl Core {
         }
         tracing::warn!(agent_id = %agent_id, "agent disconnected");
         self.rescind_agent_offers(agent_id);
+        self.alloc.deactivate_agent(agent_id);
         self.allocate(now);
     }
 
@@ -305,6 +311,7 @@ impl Core {
         self.bus
             .publish_with(|| ClusterEvent::AgentRemoved(agent_id.clone()));
         self.rescind_agent_offers(agent_id);
+        self.alloc.deactivate_agent(agent_id);
         let ids: Vec<TaskId> = self
             .tasks
             .iter()

@@ -1,119 +1,148 @@
-//! A minimal allocator: offers every agent's free resources to one framework at a time.
+//! The master's side of allocation: it owns a [`meseta_allocator::Allocator`] (hierarchical
+//! DRF with roles, weights, quota, filters, reservations — a pure library), keeps it told about
+//! agents, frameworks and released resources, and turns each allocation cycle into offers.
 //!
-//! The choice is a pure function ([`plan`]): each agent with something to offer goes to the
-//! framework with the lowest dominant share that is not filtering that agent. Full hierarchical DRF
-//! with roles, weights and quota lives in its own crate later; this keeps the same shape
-//! (state in, decisions out, no clock of its own).
+//! ```text
+//!  agent (re)registers ─▶ add_agent(used)        framework subscribes ─▶ add/activate_framework
+//!  decline / unused part of accept ─▶ recover(refuse)   task ends / offer rescinded ─▶ recover
+//!  Core::allocate() (coalesced) ─▶ run_allocation ─▶ Allocator::allocate ─▶ OFFERS per framework
+//! ```
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use meseta_api::scheduler::{Event, IdValue, Offer, OfferList};
+use meseta_allocator::{AgentInfo, Allocator, AllocatorConfig, FrameworkInfo as AllocFramework};
+use meseta_api::scheduler::{Event, FrameworkInfo, IdValue, Offer, OfferList};
 use meseta_types::{AgentId, FrameworkId, OfferId, Resources};
 use tokio::time::Instant;
 
-use crate::core::{AgentStatus, Core, OfferEntry};
+use crate::core::{Core, OfferEntry};
 
-/// A framework as the planner sees it.
-pub(crate) struct FwView {
-    pub id: FrameworkId,
-    /// Resources it holds (tasks and offers).
-    pub allocated: Resources,
-    /// Agents it refuses for now.
-    pub filtered: Vec<AgentId>,
+/// A new allocator with Mesos' defaults (min allocatable `cpus:0.01 | mem:32`, gpus not in DRF).
+pub(crate) fn new_allocator() -> Allocator {
+    Allocator::new(AllocatorConfig::default(), None)
 }
 
-/// Decide which framework gets each agent's free resources.
-pub(crate) fn plan(
-    total: &Resources,
-    agents: &[(AgentId, Resources)],
-    frameworks: &mut [FwView],
-) -> Vec<(AgentId, FrameworkId)> {
-    let mut out = Vec::new();
-    for (agent, free) in agents {
-        let best = frameworks
-            .iter_mut()
-            .filter(|f| !f.filtered.contains(agent))
-            .min_by(|a, b| {
-                dominant_share(&a.allocated, total)
-                    .total_cmp(&dominant_share(&b.allocated, total))
-                    .then_with(|| a.id.cmp(&b.id))
-            });
-        if let Some(f) = best {
-            f.allocated.add(free);
-            out.push((agent.clone(), f.id.clone()));
-        }
+/// The roles a framework subscribes with: `roles` (MULTI_ROLE), else `role`, else `*`.
+pub(crate) fn framework_roles(info: &FrameworkInfo) -> Vec<String> {
+    match (&info.roles, &info.role) {
+        (Some(r), _) if !r.is_empty() => r.clone(),
+        (_, Some(r)) if !r.is_empty() => vec![r.clone()],
+        _ => vec!["*".to_string()],
     }
-    out
 }
 
-/// The largest share of any of cpus, mem, disk and gpus a framework holds.
-pub(crate) fn dominant_share(alloc: &Resources, total: &Resources) -> f64 {
-    ["cpus", "mem", "disk", "gpus"]
-        .iter()
-        .map(|n| {
-            let t = total.scalar(n).as_f64();
-            if t > 0.0 {
-                alloc.scalar(n).as_f64() / t
-            } else {
-                0.0
-            }
-        })
-        .fold(0.0, f64::max)
-}
-
-/// Is there enough to be worth offering? (At least 0.01 cpus or 32 MiB.)
-fn worth_offering(free: &Resources) -> bool {
-    free.cpus() >= 0.01 || free.mem() >= 32.0
+fn capable(info: &FrameworkInfo, cap: &str) -> bool {
+    info.capabilities.iter().flatten().any(|c| c.kind == cap)
 }
 
 impl Core {
+    /// Monotonic time for the allocator (it has no clock of its own).
+    pub(crate) fn alloc_now(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.epoch)
+    }
+
     /// Ask for an allocation run soon. Runs are coalesced: a burst of accepts, declines and
     /// finished tasks costs one run, made by the master's timer task right after.
     pub(crate) fn allocate(&mut self, _now: Instant) {
         self.allocation_wanted.notify_one();
     }
 
-    /// Offer every agent's free resources to the frameworks that want them.
-    pub(crate) fn run_allocation(&mut self, now: Instant) {
-        // Frameworks first: with nobody asking, no agent's free resources need computing.
-        let mut fws: Vec<FwView> = self
-            .frameworks
+    /// (Re)tell the allocator about an agent, with what its tasks use.
+    pub(crate) fn alloc_add_agent(&mut self, agent_id: &AgentId) {
+        let Some(a) = self.agents.get(agent_id) else {
+            return;
+        };
+        self.alloc.remove_agent(agent_id);
+        let info = AgentInfo {
+            hostname: a.record.hostname.clone(),
+            total: a.record.resources.clone(),
+            domain: None,
+        };
+        let used: Vec<(FrameworkId, String, Resources)> = self
+            .tasks
             .values()
-            .filter(|f| f.conn.is_some() && !f.suppressed)
-            .map(|f| FwView {
-                id: f.id.clone(),
-                allocated: f.used.plus(&f.offered),
-                filtered: f
-                    .filters
-                    .iter()
-                    .filter(|(_, until)| **until > now)
-                    .map(|(a, _)| a.clone())
-                    .collect(),
+            .filter(|t| &t.agent_id == agent_id)
+            .map(|t| {
+                (
+                    t.spec.framework_id.clone(),
+                    t.spec.role.clone(),
+                    t.spec.resources.clone(),
+                )
             })
             .collect();
-        if fws.is_empty() {
-            return;
+        if let Err(e) = self.alloc.add_agent(agent_id.clone(), info.clone(), &used) {
+            tracing::error!(agent_id = %agent_id, error = %e, "allocator refused the agent's tasks; adding it empty");
+            let _ = self.alloc.add_agent(agent_id.clone(), info, &[]);
         }
-        let agents: Vec<(AgentId, Resources)> = self
-            .agents
-            .iter()
-            .filter(|(_, a)| a.status == AgentStatus::Active)
-            .map(|(id, a)| (id.clone(), a.free()))
-            .filter(|(_, free)| worth_offering(free))
+    }
+
+    /// Tell the allocator a framework is subscribed (new, failed over, or recovered).
+    pub(crate) fn alloc_add_framework(&mut self, fw_id: &FrameworkId, info: &FrameworkInfo) {
+        let spec = AllocFramework {
+            roles: framework_roles(info),
+            region_aware: capable(info, "REGION_AWARE"),
+            gpu_aware: capable(info, "GPU_RESOURCES"),
+        };
+        let used: Vec<(AgentId, String, Resources)> = self
+            .tasks
+            .values()
+            .filter(|t| &t.spec.framework_id == fw_id)
+            .map(|t| {
+                (
+                    t.agent_id.clone(),
+                    t.spec.role.clone(),
+                    t.spec.resources.clone(),
+                )
+            })
             .collect();
-        if agents.is_empty() {
-            return;
+        // A failed-over framework re-subscribes with possibly new roles: start it afresh, keeping
+        // what its tasks use.
+        self.alloc.remove_framework(fw_id);
+        if let Err(e) = self.alloc.add_framework(fw_id.clone(), spec, &used) {
+            tracing::error!(framework_id = %fw_id, error = %e, "allocator refused the framework");
         }
-        let (total, _) = self.totals();
-        let decisions = plan(&total, &agents, &mut fws);
-        let free: HashMap<AgentId, Resources> = agents.into_iter().collect();
+    }
+
+    /// Give resources held by `fw` in `role` on `agent` back (with an offer filter when `refuse`).
+    pub(crate) fn recover(
+        &mut self,
+        agent: &AgentId,
+        fw: &FrameworkId,
+        role: &str,
+        resources: &Resources,
+        refuse: Option<Duration>,
+        now: Instant,
+    ) {
+        let t = self.alloc_now(now);
+        self.alloc.recover(agent, fw, role, resources, refuse, t);
+    }
+
+    /// Offer what the allocator grants to the frameworks that want it.
+    pub(crate) fn run_allocation(&mut self, now: Instant) {
+        let t = self.alloc_now(now);
+        let cycle = self.alloc.allocate(t, None);
         let mut batches: HashMap<FrameworkId, Vec<Offer>> = HashMap::new();
-        for (agent_id, fw_id) in decisions {
-            let Some(resources) = free.get(&agent_id).cloned() else {
+        for grant in cycle.offers {
+            if self
+                .frameworks
+                .get(&grant.framework)
+                .is_none_or(|f| f.conn.is_none())
+            {
+                // Not deliverable (the subscription just ended): give it straight back.
+                self.alloc.recover(
+                    &grant.agent,
+                    &grant.framework,
+                    &grant.role,
+                    &grant.resources,
+                    None,
+                    t,
+                );
                 continue;
-            };
-            let offer = self.make_offer(&agent_id, &fw_id, resources);
-            batches.entry(fw_id).or_default().push(offer);
+            }
+            let offer =
+                self.make_offer(&grant.agent, &grant.framework, &grant.role, grant.resources);
+            batches.entry(grant.framework).or_default().push(offer);
         }
         for (fw_id, offers) in batches {
             if let Some(fw) = self.frameworks.get(&fw_id) {
@@ -128,6 +157,7 @@ impl Core {
         &mut self,
         agent_id: &AgentId,
         fw_id: &FrameworkId,
+        role: &str,
         resources: Resources,
     ) -> Offer {
         let id = OfferId::new(format!("{}-O{}", self.master_id, self.next_offer));
@@ -147,6 +177,7 @@ impl Core {
             OfferEntry {
                 framework_id: fw_id.clone(),
                 agent_id: agent_id.clone(),
+                role: role.to_string(),
                 resources: resources.clone(),
             },
         );
@@ -176,54 +207,13 @@ fn agent_url(address: &str) -> Option<serde_json::Value> {
 mod tests {
     use super::*;
 
-    fn r(s: &str) -> Resources {
-        Resources::parse(s).expect("valid resources")
-    }
-
-    fn fw(id: &str, alloc: &str) -> FwView {
-        FwView {
-            id: FrameworkId::new(id),
-            allocated: r(alloc),
-            filtered: vec![],
-        }
-    }
-
     #[test]
-    fn lowest_dominant_share_gets_the_agent() {
-        let total = r("cpus:10;mem:1000");
-        let agents = vec![(AgentId::new("a1"), r("cpus:2;mem:100"))];
-        let mut fws = vec![fw("f1", "cpus:5;mem:10"), fw("f2", "cpus:1;mem:300")];
-        let out = plan(&total, &agents, &mut fws);
-        assert_eq!(out, vec![(AgentId::new("a1"), FrameworkId::new("f2"))]);
-    }
-
-    #[test]
-    fn offers_spread_as_shares_grow_and_filters_are_honoured() {
-        let total = r("cpus:4;mem:400");
-        let agents = vec![
-            (AgentId::new("a1"), r("cpus:2;mem:200")),
-            (AgentId::new("a2"), r("cpus:2;mem:200")),
-        ];
-        let mut fws = vec![fw("f1", "cpus:0.001"), fw("f2", "cpus:0.002")];
-        let out = plan(&total, &agents, &mut fws);
-        assert_eq!(out[0].1, FrameworkId::new("f1"));
-        assert_eq!(out[1].1, FrameworkId::new("f2"));
-
-        let mut fws = vec![fw("f1", ""), fw("f2", "cpus:1")];
-        fws[0].filtered.push(AgentId::new("a1"));
-        let out = plan(&total, &agents[..1], &mut fws);
-        assert_eq!(out, vec![(AgentId::new("a1"), FrameworkId::new("f2"))]);
-    }
-
-    #[test]
-    fn no_framework_no_offer() {
-        let total = r("cpus:4");
-        let agents = vec![(AgentId::new("a1"), r("cpus:2"))];
-        let mut fws = vec![{
-            let mut f = fw("f1", "");
-            f.filtered.push(AgentId::new("a1"));
-            f
-        }];
-        assert!(plan(&total, &agents, &mut fws).is_empty());
+    fn roles_come_from_roles_then_role_then_star() {
+        let mut info = FrameworkInfo::default();
+        assert_eq!(framework_roles(&info), vec!["*"]);
+        info.role = Some("eng".into());
+        assert_eq!(framework_roles(&info), vec!["eng"]);
+        info.roles = Some(vec!["a".into(), "b".into()]);
+        assert_eq!(framework_roles(&info), vec!["a", "b"]);
     }
 }

@@ -67,16 +67,19 @@ impl Core {
                 self.teardown(fw_id);
                 self.allocate(now);
             }
-            CallKind::Revive { .. } => {
+            CallKind::Revive { revive } => {
+                let roles = revive.and_then(|r| r.roles).filter(|r| !r.is_empty());
+                self.alloc.revive(fw_id, roles.as_deref());
                 if let Some(fw) = self.frameworks.get_mut(fw_id) {
-                    fw.filters.clear();
                     fw.suppressed = false;
                 }
                 self.allocate(now);
             }
-            CallKind::Suppress { .. } => {
+            CallKind::Suppress { suppress } => {
+                let roles = suppress.and_then(|r| r.roles).filter(|r| !r.is_empty());
+                self.alloc.suppress(fw_id, roles.as_deref());
                 if let Some(fw) = self.frameworks.get_mut(fw_id) {
-                    fw.suppressed = true;
+                    fw.suppressed = roles.is_none();
                 }
             }
             // Accepted (202) and without effect: meseta makes no inverse offers and runs no
@@ -108,7 +111,7 @@ impl Core {
             .iter()
             .map(|o| OfferId::new(o.as_str()))
             .collect();
-        let Some((agent_id, mut pool)) = self.take_offers(fw_id, &offer_ids) else {
+        let Some((agent_id, role, mut pool)) = self.take_offers(fw_id, &offer_ids) else {
             for t in &tasks {
                 self.reject_task(
                     fw_id,
@@ -125,14 +128,16 @@ impl Core {
             match self.validate_task(&t, &agent_id, &pool) {
                 Ok(()) => {
                     pool = pool.checked_sub(&t.resources).unwrap_or_default();
-                    self.launch(fw_id, &agent_id, t);
+                    self.launch(fw_id, &agent_id, &role, t);
                 }
                 Err(why) => {
                     self.reject_task(fw_id, &t, TaskState::Error, "REASON_TASK_INVALID", &why)
                 }
             }
         }
-        self.add_filter(fw_id, &agent_id, accept.filters.as_ref(), now);
+        // What no task used goes back, filtered from this framework for `refuse_seconds`.
+        let refuse = refuse_for(accept.filters.as_ref());
+        self.recover(&agent_id, fw_id, &role, &pool, refuse, now);
         self.allocate(now);
     }
 
@@ -141,27 +146,28 @@ impl Core {
         &mut self,
         fw_id: &FrameworkId,
         ids: &[OfferId],
-    ) -> Option<(AgentId, Resources)> {
-        let mut agent: Option<AgentId> = None;
+    ) -> Option<(AgentId, String, Resources)> {
+        let mut agent: Option<(AgentId, String)> = None;
         let mut seen = std::collections::HashSet::new();
         for id in ids {
             let o = self.offers.get(id)?;
             if &o.framework_id != fw_id || !seen.insert(id.clone()) {
                 return None;
             }
+            // One agent and one allocation role per ACCEPT (as Mesos requires).
             match &agent {
-                Some(a) if a != &o.agent_id => return None,
-                _ => agent = Some(o.agent_id.clone()),
+                Some((a, r)) if a != &o.agent_id || r != &o.role => return None,
+                _ => agent = Some((o.agent_id.clone(), o.role.clone())),
             }
         }
-        let agent = agent?;
+        let (agent, role) = agent?;
         let mut pool = Resources::new();
         for id in ids {
             if let Some(o) = self.remove_offer(id) {
                 pool.add(&o.resources);
             }
         }
-        Some((agent, pool))
+        Some((agent, role, pool))
     }
 
     fn validate_task(
@@ -203,7 +209,7 @@ impl Core {
         Ok(())
     }
 
-    fn launch(&mut self, fw_id: &FrameworkId, agent_id: &AgentId, t: TaskInfo) {
+    fn launch(&mut self, fw_id: &FrameworkId, agent_id: &AgentId, role: &str, t: TaskInfo) {
         let cmd = t.command.unwrap_or_default();
         let env = cmd
             .environment
@@ -231,6 +237,7 @@ impl Core {
                 .kill_policy
                 .and_then(|k| k.grace_period)
                 .map(|g| g.nanoseconds as f64 / 1e9),
+            role: role.to_string(),
         };
         if let Some(a) = self.agents.get_mut(agent_id) {
             a.used.add(&spec.resources);
@@ -296,33 +303,12 @@ impl Core {
                 .is_some_and(|o| &o.framework_id == fw_id)
             {
                 if let Some(o) = self.remove_offer(&id) {
-                    self.add_filter(fw_id, &o.agent_id, d.filters.as_ref(), now);
+                    let refuse = refuse_for(d.filters.as_ref());
+                    self.recover(&o.agent_id, fw_id, &o.role, &o.resources, refuse, now);
                 }
             }
         }
         self.allocate(now);
-    }
-
-    fn add_filter(
-        &mut self,
-        fw_id: &FrameworkId,
-        agent: &AgentId,
-        f: Option<&Filters>,
-        now: Instant,
-    ) {
-        let secs = f.and_then(|f| f.refuse_seconds).unwrap_or(DEFAULT_REFUSE);
-        let secs = if secs.is_finite() && secs >= 0.0 {
-            secs.min(31_536_000.0)
-        } else {
-            DEFAULT_REFUSE
-        };
-        if secs <= 0.0 {
-            return;
-        }
-        if let Some(fw) = self.frameworks.get_mut(fw_id) {
-            fw.filters
-                .insert(agent.clone(), now + Duration::from_secs_f64(secs));
-        }
     }
 
     fn kill(&mut self, fw_id: &FrameworkId, k: Kill) {
@@ -415,6 +401,19 @@ impl Core {
             .values()
             .any(|a| a.status == crate::core::AgentStatus::Recovered)
     }
+}
+
+/// The filter a DECLINE or the unused part of an ACCEPT installs: `refuse_seconds` (default 5 s;
+/// a negative or non-finite value means the default; capped at a year; 0 = none), lasting at least
+/// as long as one allocation would.
+fn refuse_for(f: Option<&Filters>) -> Option<Duration> {
+    let secs = f.and_then(|f| f.refuse_seconds).unwrap_or(DEFAULT_REFUSE);
+    let secs = if secs.is_finite() && secs >= 0.0 {
+        secs.min(31_536_000.0)
+    } else {
+        DEFAULT_REFUSE
+    };
+    (secs > 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]

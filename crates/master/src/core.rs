@@ -85,14 +85,6 @@ pub(crate) struct AgentEntry {
 }
 
 impl AgentEntry {
-    pub fn free(&self) -> Resources {
-        self.record
-            .resources
-            .checked_sub(&self.used)
-            .and_then(|r| r.checked_sub(&self.offered))
-            .unwrap_or_default()
-    }
-
     pub fn send(&self, msg: MasterMessage) -> bool {
         match &self.conn {
             Some(c) => c.tx.send(msg).is_ok(),
@@ -118,7 +110,6 @@ pub(crate) struct FrameworkEntry {
     pub used: Resources,
     pub offered: Resources,
     pub completed_tasks: VecDeque<TaskEntry>,
-    pub filters: HashMap<AgentId, Instant>,
 }
 
 impl FrameworkEntry {
@@ -135,7 +126,6 @@ impl FrameworkEntry {
             used: Resources::new(),
             offered: Resources::new(),
             completed_tasks: VecDeque::new(),
-            filters: HashMap::new(),
         }
     }
 
@@ -197,6 +187,8 @@ pub(crate) struct TaskEntry {
 pub(crate) struct OfferEntry {
     pub framework_id: FrameworkId,
     pub agent_id: AgentId,
+    /// The allocation role the offer was made in.
+    pub role: String,
     pub resources: Resources,
 }
 
@@ -230,6 +222,10 @@ pub(crate) struct Core {
     pub counters: Counters,
     /// Where every change is published.
     pub bus: crate::bus::Bus,
+    /// The DRF allocator (pure; see `allocator.rs`).
+    pub alloc: meseta_allocator::Allocator,
+    /// Time zero of the allocator's clock.
+    pub epoch: Instant,
     /// Signalled when an allocation run is wanted (see `Core::allocate`).
     pub allocation_wanted: std::sync::Arc<tokio::sync::Notify>,
     pub next_agent: u64,
@@ -260,6 +256,8 @@ impl Core {
             counters: Counters::default(),
             bus: crate::bus::Bus::new(),
             allocation_wanted: std::sync::Arc::new(tokio::sync::Notify::new()),
+            alloc: crate::allocator::new_allocator(),
+            epoch: now,
             next_agent: 0,
             next_framework: 0,
             next_offer: 0,
@@ -321,6 +319,19 @@ impl Core {
         if let Some(a) = self.agents.get_mut(&task.agent_id) {
             a.used = a.used.checked_sub(&task.spec.resources).unwrap_or_default();
         }
+        let (agent, fw_id, role) = (
+            task.agent_id.clone(),
+            task.spec.framework_id.clone(),
+            task.spec.role.clone(),
+        );
+        self.recover(
+            &agent,
+            &fw_id,
+            &role,
+            &task.spec.resources,
+            None,
+            Instant::now(),
+        );
         let fw_id = task.spec.framework_id.clone();
         let fw = match self.frameworks.get_mut(&fw_id) {
             Some(fw) => Some(fw),
@@ -414,7 +425,7 @@ impl Core {
 
     /// Withdraw one offer and tell its framework.
     pub fn rescind_offer(&mut self, offer_id: &OfferId) {
-        if let Some(o) = self.remove_offer(offer_id) {
+        if let Some(o) = self.drop_offer(offer_id) {
             if let Some(fw) = self.frameworks.get(&o.framework_id) {
                 fw.send(Event::Rescind {
                     rescind: meseta_api::scheduler::Rescind {
@@ -425,7 +436,21 @@ impl Core {
         }
     }
 
-    /// Forget an offer and give its resources back.
+    /// Withdraw an offer and give its resources back to the allocator (no filter).
+    pub fn drop_offer(&mut self, offer_id: &OfferId) -> Option<OfferEntry> {
+        let o = self.remove_offer(offer_id)?;
+        self.recover(
+            &o.agent_id,
+            &o.framework_id,
+            &o.role,
+            &o.resources,
+            None,
+            Instant::now(),
+        );
+        Some(o)
+    }
+
+    /// Forget an offer (the caller says what becomes of its resources in the allocator).
     pub fn remove_offer(&mut self, offer_id: &OfferId) -> Option<OfferEntry> {
         let o = self.offers.remove(offer_id)?;
         if let Some(a) = self.agents.get_mut(&o.agent_id) {
@@ -465,9 +490,6 @@ impl Core {
             tracing::info!(framework_id = %id, "framework failover timeout: tearing down");
             self.teardown(id);
         }
-        for fw in self.frameworks.values_mut() {
-            fw.filters.retain(|_, until| *until > now);
-        }
         self.run_allocation(now);
         expired
     }
@@ -492,6 +514,8 @@ impl Core {
         for id in offer_ids {
             self.remove_offer(&id);
         }
+        // Everything it holds (offers and its tasks' resources) goes back to the pool now.
+        self.alloc.remove_framework(fw_id);
         if let Some(mut fw) = self.frameworks.remove(fw_id) {
             self.bus.publish_with(|| {
                 crate::bus::ClusterEvent::FrameworkRemoved(

@@ -110,6 +110,9 @@ impl Core {
         if info.name.trim().is_empty() {
             return Err("framework name must not be empty".to_string());
         }
+        for role in crate::allocator::framework_roles(&info) {
+            meseta_allocator::validate_role(&role).map_err(|e| format!("invalid role: {e}"))?;
+        }
         if let Some(t) = info.failover_timeout {
             if !t.is_finite() || t < 0.0 {
                 return Err(format!(
@@ -157,7 +160,6 @@ impl Core {
         fw.recovered = false;
         fw.disconnected_at = None;
         fw.suppressed = false;
-        fw.filters.clear();
         let _ = conn.tx.send(Event::Subscribed {
             subscribed: Subscribed {
                 framework_id: IdValue::new(id.as_str()),
@@ -184,8 +186,14 @@ impl Core {
             .map(|(oid, _)| oid.clone())
             .collect();
         for oid in stale {
-            self.remove_offer(&oid);
+            self.drop_offer(&oid);
         }
+        let info = self
+            .frameworks
+            .get(id)
+            .map(|f| f.info.clone())
+            .unwrap_or_default();
+        self.alloc_add_framework(id, &info);
         self.allocate(now);
     }
 
@@ -214,8 +222,9 @@ impl Core {
             .map(|(oid, _)| oid.clone())
             .collect();
         for oid in stale {
-            self.remove_offer(&oid);
+            self.drop_offer(&oid);
         }
+        self.alloc.deactivate_framework(id);
         self.allocate(now);
     }
 

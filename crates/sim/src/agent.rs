@@ -399,6 +399,7 @@ mod tests {
             env: vec![],
             user: None,
             kill_grace_secs: None,
+            role: "*".to_string(),
         }
     }
 
