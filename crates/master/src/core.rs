@@ -226,6 +226,10 @@ pub(crate) struct Core {
     pub alloc: meseta_allocator::Allocator,
     /// Time zero of the allocator's clock.
     pub epoch: Instant,
+    /// Weights operators set, by role (also in the allocator).
+    pub weights: BTreeMap<String, f64>,
+    /// Quotas operators set, by role (also in the allocator).
+    pub quotas: BTreeMap<String, meseta_allocator::Quota>,
     /// Signalled when an allocation run is wanted (see `Core::allocate`).
     pub allocation_wanted: std::sync::Arc<tokio::sync::Notify>,
     pub next_agent: u64,
@@ -258,6 +262,8 @@ impl Core {
             allocation_wanted: std::sync::Arc::new(tokio::sync::Notify::new()),
             alloc: crate::allocator::new_allocator(),
             epoch: now,
+            weights: BTreeMap::new(),
+            quotas: BTreeMap::new(),
             next_agent: 0,
             next_framework: 0,
             next_offer: 0,
@@ -277,6 +283,22 @@ impl Core {
                     version: String::new(),
                 },
             );
+        }
+        for (role, w) in recovered.weights {
+            match core.alloc.set_weight(&role, w) {
+                Ok(()) => {
+                    core.weights.insert(role, w);
+                }
+                Err(e) => tracing::warn!(%role, error = %e, "stored weight ignored"),
+            }
+        }
+        for (role, q) in recovered.quotas {
+            match core.alloc.set_quota(&role, q.clone(), true) {
+                Ok(()) => {
+                    core.quotas.insert(role, q);
+                }
+                Err(e) => tracing::warn!(%role, error = %e, "stored quota ignored"),
+            }
         }
         for rec in recovered.frameworks {
             let mut fw = FrameworkEntry::new(rec.id.clone(), rec.info, rec.registered_time);

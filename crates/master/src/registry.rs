@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 const AGENTS: &str = "/meseta/master/agents/";
 const FRAMEWORKS: &str = "/meseta/master/frameworks/";
+const WEIGHTS: &str = "/meseta/master/weights/";
+const QUOTAS: &str = "/meseta/master/quota/";
 
 /// A registered agent, as persisted.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -35,6 +37,10 @@ pub(crate) struct FrameworkRecord {
 pub(crate) struct Recovered {
     pub agents: Vec<AgentRecord>,
     pub frameworks: Vec<FrameworkRecord>,
+    /// Role weights set by operators.
+    pub weights: Vec<(String, f64)>,
+    /// Role quotas set by operators.
+    pub quotas: Vec<(String, meseta_allocator::Quota)>,
 }
 
 /// Load the persisted agents and frameworks. A record that no longer parses is skipped with a warning.
@@ -54,7 +60,49 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Recovered, StoreError> {
             }
         }
     }
+    for kv in store.list(WEIGHTS).await? {
+        match serde_json::from_slice::<f64>(&kv.value) {
+            Ok(w) => out.weights.push((kv.key[WEIGHTS.len()..].to_string(), w)),
+            Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping unreadable weight"),
+        }
+    }
+    for kv in store.list(QUOTAS).await? {
+        match serde_json::from_slice::<meseta_allocator::Quota>(&kv.value) {
+            Ok(q) => out.quotas.push((kv.key[QUOTAS.len()..].to_string(), q)),
+            Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping unreadable quota"),
+        }
+    }
     Ok(out)
+}
+
+/// Persist role weights (all in one transaction).
+pub(crate) async fn save_weights(
+    store: &dyn Store,
+    weights: &[(String, f64)],
+) -> Result<(), StoreError> {
+    let mut ops = Vec::new();
+    for (role, w) in weights {
+        let value = serde_json::to_vec(w).map_err(|e| StoreError::Encode(e.to_string()))?;
+        ops.push(meseta_store::Op::Put {
+            key: format!("{WEIGHTS}{role}"),
+            value,
+            lease: None,
+        });
+    }
+    store.txn(vec![], ops, vec![]).await.map(|_| ())
+}
+
+/// Persist a role's quota, or delete it (`None`).
+pub(crate) async fn save_quota(
+    store: &dyn Store,
+    role: &str,
+    quota: Option<&meseta_allocator::Quota>,
+) -> Result<(), StoreError> {
+    let key = format!("{QUOTAS}{role}");
+    match quota {
+        Some(q) => put_json(store, &key, q).await.map(|_| ()),
+        None => store.delete(&key).await.map(|_| ()),
+    }
 }
 
 /// Persist an agent (before it is told it is registered).

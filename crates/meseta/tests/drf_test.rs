@@ -84,6 +84,34 @@ fn info(name: &str) -> FrameworkInfo {
     }
 }
 
+fn info_in(name: &str, role: &str) -> FrameworkInfo {
+    FrameworkInfo {
+        role: Some(role.into()),
+        ..info(name)
+    }
+}
+
+/// Wait until the two counters have not moved for 3 s; return them.
+async fn settle(a: &AtomicUsize, b: &AtomicUsize) -> (usize, usize) {
+    let mut last = (usize::MAX, usize::MAX);
+    let mut stable_since = tokio::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = (a.load(Ordering::SeqCst), b.load(Ordering::SeqCst));
+        if now != last {
+            last = now;
+            stable_since = tokio::time::Instant::now();
+        } else if stable_since.elapsed() > Duration::from_secs(3) {
+            return last;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stable allocation: {now:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drf_paper_example_ends_with_three_and_two_tasks() {
     require_root!();
@@ -107,29 +135,77 @@ async fn drf_paper_example_ends_with_three_and_two_tasks() {
         Resources::parse("cpus:3;mem:1024").expect("b"),
         b_running.clone(),
     ));
-    // Settle: until nothing new has started for 3 s.
-    let mut last = (usize::MAX, usize::MAX);
-    let mut stable_since = tokio::time::Instant::now();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = (
-            a_running.load(Ordering::SeqCst),
-            b_running.load(Ordering::SeqCst),
-        );
-        if now != last {
-            last = now;
-            stable_since = tokio::time::Instant::now();
-        } else if stable_since.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no stable allocation: {now:?}"
-        );
-    }
+    let last = settle(&a_running, &b_running).await;
     assert_eq!(last, (3, 2), "DRF should give A 3 tasks and B 2 tasks");
     ta.abort();
     tb.abort();
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_guarantee_is_met_on_a_full_cluster_before_others_grow() {
+    require_root!();
+    let opts = ClusterOptions::new(common::MESETA)
+        .agent_resources("cpus:4;mem:4096;disk:1024")
+        .expect("resources");
+    let cluster = Cluster::start(opts).await.expect("cluster");
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/master/quota", cluster.url))
+        .body(
+            r#"{"role":"prod","guarantee":[{"name":"cpus","type":"SCALAR","scalar":{"value":2}}]}"#,
+        )
+        .send()
+        .await
+        .expect("set quota");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+
+    // A greedy framework in the default role takes what it is offered, 1 cpu at a time.
+    let greedy_running = Arc::new(AtomicUsize::new(0));
+    let prod_running = Arc::new(AtomicUsize::new(0));
+    let g = cluster
+        .master
+        .subscribe(info("greedy"))
+        .await
+        .expect("greedy");
+    let tg = tokio::spawn(drive(
+        g,
+        "g",
+        Resources::parse("cpus:1;mem:256").expect("g"),
+        greedy_running.clone(),
+    ));
+    let (greedy_alone, _) = settle(&greedy_running, &prod_running).await;
+    assert_eq!(
+        greedy_alone, 2,
+        "the 2 guaranteed cpus are held back for prod"
+    );
+
+    let p = cluster
+        .master
+        .subscribe(info_in("prod-fw", "prod"))
+        .await
+        .expect("prod");
+    let tp = tokio::spawn(drive(
+        p,
+        "p",
+        Resources::parse("cpus:1;mem:256").expect("p"),
+        prod_running.clone(),
+    ));
+    let (greedy, prod) = settle(&greedy_running, &prod_running).await;
+    assert_eq!(
+        (greedy, prod),
+        (2, 2),
+        "prod gets its guarantee; greedy did not grow into it"
+    );
+
+    let roles: serde_json::Value = cluster.get_json("/master/roles").await.expect("roles");
+    let prod_role = roles["roles"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == "prod").cloned())
+        .expect("prod role");
+    assert_eq!(prod_role["quota"]["guarantee"]["cpus"], 2.0);
+    assert_eq!(prod_role["allocated"]["cpus"], 2.0);
+    tg.abort();
+    tp.abort();
     cluster.stop().await;
 }

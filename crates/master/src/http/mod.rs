@@ -13,6 +13,7 @@ mod metrics;
 mod metronome;
 mod operator;
 mod operator_v1;
+mod roles;
 mod scheduler;
 
 use axum::http::StatusCode;
@@ -42,6 +43,19 @@ pub fn router(master: Master) -> Router {
         .route("/master/frameworks", get(mesos::frameworks))
         .route("/master/state-summary", get(mesos::state_summary))
         .route("/master/teardown", post(mesos::teardown))
+        .route("/master/roles", get(roles::roles))
+        .route("/master/roles.json", get(roles::roles))
+        .route(
+            "/master/weights",
+            get(roles::weights).put(roles::update_weights),
+        )
+        .route("/master/quota", get(roles::quota).post(roles::set_quota_v0))
+        .route("/quota", get(roles::quota).post(roles::set_quota_v0))
+        .route(
+            "/master/quota/{role}",
+            axum::routing::delete(roles::remove_quota),
+        )
+        .route("/quota/{role}", axum::routing::delete(roles::remove_quota))
         .route("/api/v1", post(operator_v1::call))
         .route("/api/v1/operator", post(operator_v1::call))
         .route("/api/v1/scheduler", any(scheduler::scheduler))

@@ -39,6 +39,28 @@ pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
     if kind == "SUBSCRIBE" {
         return subscribe(&m);
     }
+    if kind == "UPDATE_QUOTA" {
+        return update_quota(&m, &call["update_quota"]).await;
+    }
+    if kind == "UPDATE_WEIGHTS" {
+        let infos = call["update_weights"]["weight_infos"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut new = Vec::new();
+        for w in infos {
+            match (w["role"].as_str(), w["weight"].as_f64()) {
+                (Some(r), Some(x)) => new.push((r.to_string(), x)),
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("weight info needs 'role' and 'weight': {w}"),
+                    )
+                }
+            }
+        }
+        return super::roles::set_weights(&m, new).await;
+    }
     let core = m.core();
     let payload = match kind {
         "GET_HEALTH" => json!({"healthy": true}),
@@ -56,6 +78,14 @@ pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
         "GET_FRAMEWORKS" => core.v1_frameworks(),
         "GET_TASKS" => core.v1_tasks(),
         "GET_EXECUTORS" => json!({"executors": []}),
+        "GET_WEIGHTS" => json!({"weight_infos": core.weights.iter()
+            .map(|(r, w)| json!({"role": r, "weight": w})).collect::<Vec<_>>()}),
+        "GET_QUOTA" => json!({"status": {"configs": core.quotas.iter()
+            .map(|(r, q)| super::roles::config_json(r, q)).collect::<Vec<_>>()}}),
+        "GET_ROLES" => json!({"roles": core.alloc.roles().iter().map(|r| json!({
+            "name": r.name, "weight": r.weight,
+            "frameworks": r.frameworks.iter().map(|f| json!({"value": f.as_str()})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>()}),
         "GET_STATE" => json!({
             "get_tasks": core.v1_tasks(), "get_executors": {"executors": []},
             "get_frameworks": core.v1_frameworks(), "get_agents": core.v1_agents(),
@@ -175,4 +205,58 @@ fn subscribe(m: &Master) -> Response {
         header::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// `UPDATE_QUOTA {force, quota_configs:[{role, guarantees:{cpus:{value}}, limits:{…}}]}`: all
+/// configs apply, or none (a refused one undoes those before it).
+async fn update_quota(m: &Master, body: &Value) -> Response {
+    let force = body["force"].as_bool().unwrap_or(false);
+    let mut configs = Vec::new();
+    for c in body["quota_configs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let Some(role) = c["role"].as_str() else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("quota config without 'role': {c}"),
+            );
+        };
+        let mut q = meseta_allocator::Quota::default();
+        for (field, map) in [("guarantees", &mut q.guarantees), ("limits", &mut q.limits)] {
+            for (name, v) in c[field].as_object().cloned().unwrap_or_default() {
+                let Some(x) = v["value"].as_f64() else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("{field}.{name} needs a numeric 'value'"),
+                    );
+                };
+                match meseta_types::Scalar::from_f64(x) {
+                    Ok(s) => map.insert(name, s),
+                    Err(e) => {
+                        return error(StatusCode::BAD_REQUEST, format!("{field}.{name}: {e}"))
+                    }
+                };
+            }
+        }
+        configs.push((role.to_string(), q));
+    }
+    let before: Vec<(String, Option<meseta_allocator::Quota>)> = {
+        let core = m.core();
+        configs
+            .iter()
+            .map(|(r, _)| (r.clone(), core.quotas.get(r).cloned()))
+            .collect()
+    };
+    for (i, (role, q)) in configs.iter().enumerate() {
+        let resp = super::roles::set_quota(m, role, Some(q.clone()), force).await;
+        if !resp.status().is_success() {
+            for (role, old) in before.iter().take(i) {
+                let _ = super::roles::set_quota(m, role, old.clone(), true).await;
+            }
+            return resp;
+        }
+    }
+    StatusCode::OK.into_response()
 }

@@ -1,0 +1,252 @@
+//! Roles, weights and quota (Mesos v0 shapes): `GET /master/roles`, `GET|PUT /master/weights`,
+//! `GET|POST /master/quota`, `DELETE /master/quota/{role}`. Changes are checked by the allocator,
+//! persisted, and only then answered; a change that cannot be persisted is undone.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use meseta_allocator::Quota;
+use meseta_types::{Resources, Scalar};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+
+use super::error;
+use crate::{registry, Master};
+
+fn scalars(m: &BTreeMap<String, Scalar>) -> Value {
+    Value::Object(
+        m.iter()
+            .map(|(k, v)| (k.clone(), json!(v.as_f64())))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+pub(super) async fn roles(State(m): State<Master>) -> Response {
+    let core = m.core();
+    let roles: Vec<Value> = core
+        .alloc
+        .roles()
+        .into_iter()
+        .map(|r| {
+            let q = r.quota.clone().unwrap_or_default();
+            json!({
+                "name": r.name, "weight": r.weight,
+                "quota": {"role": r.name, "guarantee": scalars(&q.guarantees), "limit": scalars(&q.limits),
+                          "consumed": scalars(&r.consumed)},
+                "resources": scalars(&r.allocated), "allocated": scalars(&r.allocated),
+                "offered": {}, "reserved": scalars(&r.reserved),
+                "frameworks": r.frameworks.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+                "share": r.share,
+            })
+        })
+        .collect();
+    Json(json!({ "roles": roles })).into_response()
+}
+
+pub(super) async fn weights(State(m): State<Master>) -> Response {
+    let core = m.core();
+    let list: Vec<Value> = core
+        .weights
+        .iter()
+        .map(|(r, w)| json!({"role": r, "weight": w}))
+        .collect();
+    Json(list).into_response()
+}
+
+#[derive(Deserialize)]
+struct WeightInfo {
+    role: String,
+    weight: f64,
+}
+
+/// `PUT /master/weights` with `[{"role","weight"}]`: all or nothing.
+pub(super) async fn update_weights(State(m): State<Master>, body: Bytes) -> Response {
+    let infos: Vec<WeightInfo> = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expecting [{{\"role\",\"weight\"}}]: {e}"),
+            )
+        }
+    };
+    set_weights(&m, infos.into_iter().map(|w| (w.role, w.weight)).collect()).await
+}
+
+pub(super) async fn set_weights(m: &Master, new: Vec<(String, f64)>) -> Response {
+    let before = {
+        let mut core = m.core();
+        for (role, w) in &new {
+            if let Err(e) = meseta_allocator::validate_role(role) {
+                return error(StatusCode::BAD_REQUEST, e.to_string());
+            }
+            if !(w.is_finite() && *w > 0.0) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("weight of role '{role}' must be a positive number, got {w}"),
+                );
+            }
+        }
+        let before = core.weights.clone();
+        for (role, w) in &new {
+            let _ = core.alloc.set_weight(role, *w);
+            core.weights.insert(role.clone(), *w);
+        }
+        before
+    };
+    if let Err(e) = registry::save_weights(m.store(), &new).await {
+        let mut core = m.core();
+        for (role, _) in &new {
+            let old = before.get(role).copied().unwrap_or(1.0);
+            let _ = core.alloc.set_weight(role, old);
+            match before.get(role) {
+                Some(w) => core.weights.insert(role.clone(), *w),
+                None => core.weights.remove(role),
+            };
+        }
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("weights not stored: {e}"),
+        );
+    }
+    m.core().allocate(Instant::now());
+    StatusCode::OK.into_response()
+}
+
+pub(super) async fn quota(State(m): State<Master>) -> Response {
+    let core = m.core();
+    let configs: Vec<Value> = core.quotas.iter().map(|(r, q)| config_json(r, q)).collect();
+    let infos: Vec<Value> = core
+        .quotas
+        .iter()
+        .map(|(r, q)| json!({"role": r, "guarantee": guarantee_resources(q)}))
+        .collect();
+    Json(json!({"infos": infos, "configs": configs})).into_response()
+}
+
+/// `{"role","guarantees":{"cpus":{"value":1.0}},"limits":{…}}` (v1 QuotaConfig).
+pub(super) fn config_json(role: &str, q: &Quota) -> Value {
+    let m = |s: &BTreeMap<String, Scalar>| {
+        Value::Object(
+            s.iter()
+                .map(|(k, v)| (k.clone(), json!({"value": v.as_f64()})))
+                .collect::<Map<_, _>>(),
+        )
+    };
+    json!({"role": role, "guarantees": m(&q.guarantees), "limits": m(&q.limits)})
+}
+
+fn guarantee_resources(q: &Quota) -> Value {
+    let mut r = Resources::new();
+    for (name, v) in &q.guarantees {
+        let _ = r.push(meseta_types::Resource::new(
+            name.clone(),
+            "*",
+            meseta_types::Value::Scalar(*v),
+        ));
+    }
+    serde_json::to_value(&r).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct QuotaRequest {
+    role: String,
+    #[serde(default)]
+    guarantee: Resources,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /master/quota` with `{"role","guarantee":[Resource],"force"}`: guarantees (Mesos' v0
+/// quota has no limits; the v1 `UPDATE_QUOTA` call sets both).
+pub(super) async fn set_quota_v0(State(m): State<Master>, body: Bytes) -> Response {
+    let req: QuotaRequest = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid quota request: {e}"),
+            )
+        }
+    };
+    let mut guarantees = BTreeMap::new();
+    for r in req.guarantee.iter() {
+        match &r.value {
+            meseta_types::Value::Scalar(s) => {
+                guarantees.insert(r.name.clone(), *s);
+            }
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("quota takes scalar resources only, not '{}'", r.name),
+                )
+            }
+        }
+    }
+    let q = Quota {
+        guarantees,
+        limits: BTreeMap::new(),
+    };
+    set_quota(&m, &req.role, Some(q), req.force).await
+}
+
+pub(super) async fn remove_quota(State(m): State<Master>, Path(role): Path<String>) -> Response {
+    if !m.core().quotas.contains_key(&role) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("no quota set for role '{role}'"),
+        );
+    }
+    set_quota(&m, &role, None, true).await
+}
+
+/// Apply (or remove, with `None`) a role's quota: allocator first, store second, undo on failure.
+pub(super) async fn set_quota(m: &Master, role: &str, q: Option<Quota>, force: bool) -> Response {
+    let before = {
+        let mut core = m.core();
+        let before = core.quotas.get(role).cloned();
+        match &q {
+            Some(q) => {
+                if let Err(e) = core.alloc.set_quota(role, q.clone(), force) {
+                    let status = match e {
+                        meseta_allocator::AllocatorError::LimitBelowConsumption(..) => {
+                            StatusCode::CONFLICT
+                        }
+                        _ => StatusCode::BAD_REQUEST,
+                    };
+                    return error(status, e.to_string());
+                }
+                core.quotas.insert(role.to_string(), q.clone());
+            }
+            None => {
+                core.alloc.remove_quota(role);
+                core.quotas.remove(role);
+            }
+        }
+        before
+    };
+    if let Err(e) = registry::save_quota(m.store(), role, q.as_ref()).await {
+        let mut core = m.core();
+        match before {
+            Some(b) => {
+                let _ = core.alloc.set_quota(role, b.clone(), true);
+                core.quotas.insert(role.to_string(), b);
+            }
+            None => {
+                core.alloc.remove_quota(role);
+                core.quotas.remove(role);
+            }
+        }
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("quota not stored: {e}"),
+        );
+    }
+    m.core().allocate(Instant::now());
+    StatusCode::OK.into_response()
+}
