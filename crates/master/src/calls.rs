@@ -437,7 +437,7 @@ mod tests {
             MasterConfig::default(),
             Recovered {
                 agents: vec![agent],
-                frameworks: vec![],
+                ..Recovered::default()
             },
         )
     }
