@@ -167,6 +167,41 @@ impl MasterClient {
         expect_status(resp, &url, &[200]).await.map(drop)
     }
 
+    /// `GET` any master path as JSON (e.g. `/master/roles`).
+    pub async fn get_path(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        self.get_json(path).await
+    }
+
+    /// `DELETE` a master path; 2xx is success.
+    pub async fn delete_path(&self, path: &str) -> Result<(), ClientError> {
+        let url = self.url(path);
+        let resp = self
+            .http
+            .delete(&url)
+            .send()
+            .await
+            .map_err(http_err(&url))?;
+        expect_status(resp, &url, &[200, 202, 204]).await.map(drop)
+    }
+
+    /// A v1 operator API call (`POST /api/v1`); returns the JSON answer (`null` when empty).
+    pub async fn operator_call(
+        &self,
+        call: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = self.url("/api/v1");
+        let resp = self
+            .http
+            .post(&url)
+            .json(call)
+            .send()
+            .await
+            .map_err(http_err(&url))?;
+        let resp = expect_status(resp, &url, &[200, 202]).await?;
+        let text = resp.text().await.map_err(http_err(&url))?;
+        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
     /// `GET /master/frameworks`.
     pub async fn frameworks(&self) -> Result<serde_json::Value, ClientError> {
         self.get_json("/master/frameworks").await

@@ -12,6 +12,7 @@ pub mod framework;
 pub mod job;
 pub mod node;
 pub mod output;
+pub mod role;
 pub mod sim;
 pub mod task;
 
@@ -47,6 +48,12 @@ pub enum Command {
     /// List and tear down frameworks.
     #[command(subcommand)]
     Framework(framework::FrameworkCmd),
+    /// Roles: weights, quota, allocation.
+    #[command(subcommand)]
+    Role(role::RoleCmd),
+    /// Quota of roles.
+    #[command(subcommand)]
+    Quota(role::QuotaCmd),
     /// Scheduled jobs (the Chronos-compatible jobs scheduler).
     #[command(subcommand)]
     Job(job::JobCmd),
@@ -65,6 +72,8 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
         Command::Task(c) => task::run(c, &client(&g)?, g.json).await,
         Command::Node(c) => node::run(c, &client(&g)?, g.json).await,
         Command::Framework(c) => framework::run(c, &client(&g)?, g.json).await,
+        Command::Role(c) => role::run_role(c, &client(&g)?, g.json).await,
+        Command::Quota(c) => role::run_quota(c, &client(&g)?, g.json).await,
         Command::Job(c) => job::run(c, &client(&g)?, g.json).await,
         Command::Bench(c) => bench::run(c, g.json).await,
         Command::Sim(c) => sim::run(c, &g.master, g.json).await,

@@ -100,3 +100,40 @@ fn weights_and_quota_are_validated_persisted_and_shown() {
     );
     assert_eq!(s, 400, "no quota left to remove");
 }
+
+#[test]
+fn cli_lists_roles_and_manages_quota() {
+    require_root!();
+    let c = Cluster::new(1, 30.0);
+    let out = c.cli(&[
+        "quota",
+        "set",
+        "prod",
+        "--guarantee",
+        "cpus:1;mem:256",
+        "--limit",
+        "cpus:2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c.cli(&["--json", "quota", "get"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v[0]["role"], "prod");
+    assert_eq!(v[0]["limits"]["cpus"]["value"], 2.0);
+    let out = c.cli(&["role", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("prod") && table.contains("cpus:1"),
+        "{table}"
+    );
+    let out = c.cli(&["quota", "set", "prod", "--guarantee", "ports:[1-2]"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ports"));
+    let out = c.cli(&["quota", "remove", "prod"]);
+    assert!(out.status.success());
+    let out = c.cli(&["quota", "remove", "prod"]);
+    assert!(!out.status.success(), "removing twice is an error");
+}
