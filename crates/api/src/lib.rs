@@ -6,11 +6,14 @@
 //! - [`agent`]: the agent ⇄ master protocol (one WebSocket per agent).
 //! - [`state`]: the Mesos v0 operator JSON shapes (`/master/state`, `/master/slaves`).
 //! - [`operator`]: meseta's own operator endpoints (task kill, task logs).
+//! - [`chronos`]: the Chronos job JSON.
+//! - [`marathon`]: Marathon `/v2` app definitions (input) and apps (output).
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod chronos;
 pub mod client;
+pub mod marathon;
 pub mod operator;
 pub mod recordio;
 pub mod scheduler;

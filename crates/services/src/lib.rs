@@ -1,0 +1,18 @@
+//! Marathon-compatible services (issue 3) as a pure library: no I/O, no clock, no randomness.
+//!
+//! Used by the master's services framework (`/v2` endpoints, deployments) and by tests.
+//!
+//! - [`path`]: app path ids (`/group/app`): parsing, canonical form, Mesos-safe form.
+//! - [`validate`]: checks an [`AppDefinition`](meseta_api::marathon::AppDefinition), returning
+//!   every violation as Marathon `details`, and normalizes it into an [`App`](meseta_api::marathon::App).
+//! - [`constraints`]: may an offer from an agent take one more instance of an app, and if not, why.
+//! - [`plan`]: deployment plans (start/scale/restart/stop steps) and the rolling-restart step
+//!   function honouring `upgradeStrategy`.
+//!
+//! See `README.md` for the planner's state machine.
+#![forbid(unsafe_code)]
+
+pub mod constraints;
+pub mod path;
+pub mod plan;
+pub mod validate;
