@@ -3,11 +3,13 @@
 //! fork+exec, and checks them against meseta's targets.
 //!
 //! The cluster plumbing lives in [`cluster`]; this module holds the measurement, statistics and
-//! the report. `meseta bench allocator` (pure allocator cycle time) lives in [`allocator`].
+//! the report. `meseta bench allocator` (pure allocator cycle time) lives in [`allocator`];
+//! `meseta bench launch-rate` (tasks/s through in-process and HTTP frameworks) in [`launch_rate`].
 
 pub mod allocator;
 mod cluster;
 pub mod jobs;
+pub mod launch_rate;
 
 use crate::output;
 use anyhow::{anyhow, bail, Context};
@@ -43,6 +45,8 @@ pub enum BenchCmd {
     Allocator(allocator::AllocatorArgs),
     /// Start delay and master CPU of the jobs scheduler with simulated agents.
     Jobs(jobs::JobsArgs),
+    /// Tasks launched per second through in-process and HTTP frameworks (simulated agents).
+    LaunchRate(launch_rate::LaunchRateArgs),
 }
 
 /// `bench launch` arguments.
@@ -62,6 +66,7 @@ pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<i32> {
         BenchCmd::Launch(args) => launch(args, json).await,
         BenchCmd::Allocator(args) => allocator::run(args, json),
         BenchCmd::Jobs(args) => jobs::run(args, json).await,
+        BenchCmd::LaunchRate(args) => launch_rate::run(args, json).await,
     }
 }
 

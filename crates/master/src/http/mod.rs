@@ -16,6 +16,7 @@ mod operator_v1;
 mod roles;
 mod scheduler;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -23,6 +24,9 @@ use axum::{Json, Router};
 use meseta_api::operator::ErrorBody;
 
 use crate::Master;
+
+/// Largest scheduler call accepted (other endpoints take 1 MiB).
+const SCHEDULER_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The master's routes.
 pub fn router(master: Master) -> Router {
@@ -58,8 +62,16 @@ pub fn router(master: Master) -> Router {
         .route("/quota/{role}", axum::routing::delete(roles::remove_quota))
         .route("/api/v1", post(operator_v1::call))
         .route("/api/v1/operator", post(operator_v1::call))
-        .route("/api/v1/scheduler", any(scheduler::scheduler))
-        .route("/master/api/v1/scheduler", any(scheduler::scheduler))
+        // Mesos sets no size limit on scheduler calls; an ACCEPT of thousands of tasks is
+        // several MiB.
+        .route(
+            "/api/v1/scheduler",
+            any(scheduler::scheduler).layer(DefaultBodyLimit::max(SCHEDULER_BODY_LIMIT)),
+        )
+        .route(
+            "/master/api/v1/scheduler",
+            any(scheduler::scheduler).layer(DefaultBodyLimit::max(SCHEDULER_BODY_LIMIT)),
+        )
         .route(meseta_api::agent::AGENT_WS_PATH, get(agent::upgrade))
         .route("/api/meseta/v1/tasks/{id}/kill", post(operator::kill_task))
         .route("/api/meseta/v1/tasks/{id}/logs", get(operator::task_logs))
@@ -67,7 +79,7 @@ pub fn router(master: Master) -> Router {
         .merge(chronos::routes())
         .merge(metronome::routes())
         .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(DefaultBodyLimit::max(1024 * 1024))
         .with_state(master)
 }
 

@@ -1,0 +1,719 @@
+//! `meseta bench launch-rate`: tasks launched per second through a master started in this
+//! process, with simulated agents (`meseta-sim`).
+//!
+//! Two paths are measured, each on a fresh master: (a) an in-process framework
+//! ([`meseta_master::Master::subscribe`]) and (b) a real framework subscribed over HTTP to
+//! `/api/v1/scheduler` ([`MasterClient::subscribe`]). Each accepts every offer with as many tasks
+//! as fit (`refuse_seconds` 0) until N tasks are launched; the rate is N ÷ (first ACCEPT → N-th
+//! `TASK_RUNNING`). The in-process rate is checked against meseta's target (≥ 5,000 tasks/s).
+
+use crate::output;
+use anyhow::{anyhow, bail, Context};
+use futures::StreamExt;
+use meseta_api::client::{MasterClient, SchedulerCaller};
+use meseta_api::scheduler::{
+    Accept, Acknowledge, CallKind, CommandInfo, Decline, Event, Filters, FrameworkInfo, IdValue,
+    Launch, Offer, Operation, TaskInfo, TaskStatus,
+};
+use meseta_master::{FrameworkConnection, MasterConfig, MasterHandle};
+use meseta_sim::{SimCluster, SimConfig};
+use meseta_store::mem::MemStore;
+use meseta_types::{Resources, TaskState};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Target: tasks/s launched through an in-process framework.
+const TARGET_TASKS_PER_SEC: f64 = 5_000.0;
+/// Resources of every simulated agent.
+const AGENT_RESOURCES: &str = "cpus:64;mem:262144";
+/// Resources of every benchmark task.
+const TASK_RESOURCES: &str = "cpus:0.01;mem:8";
+/// Longest wait without progress (a task launched or running) before the run fails.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP calls (accepts, acknowledgements) in flight at once.
+const CALL_CONCURRENCY: usize = 16;
+
+/// `bench launch-rate` arguments.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct LaunchRateArgs {
+    /// Tasks launched through the in-process framework (a quarter of them through HTTP).
+    #[arg(long, default_value_t = 20_000)]
+    pub tasks: usize,
+    /// Number of simulated agents.
+    #[arg(long, default_value_t = 200)]
+    pub agents: usize,
+    /// Most tasks launched by one ACCEPT (the rest of the offer comes back at once). The master
+    /// takes request bodies of at most 1 MiB, about 3,000 tasks.
+    #[arg(long, default_value_t = 1000)]
+    pub per_accept: usize,
+}
+
+impl LaunchRateArgs {
+    /// Tasks launched through the HTTP framework: a quarter of `tasks`, at least 1.
+    pub fn http_tasks(&self) -> usize {
+        (self.tasks / 4).max(1)
+    }
+}
+
+/// What one path measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PhaseReport {
+    /// `in-process` or `http`.
+    pub path: String,
+    /// Tasks launched (all reached `TASK_RUNNING`).
+    pub tasks: usize,
+    /// ACCEPT calls made.
+    pub accepts: usize,
+    /// First ACCEPT → N-th `TASK_RUNNING`, in seconds.
+    pub seconds: f64,
+    /// `tasks / seconds`.
+    pub tasks_per_sec: f64,
+    /// First ACCEPT sent → last ACCEPT processed by the master (launches sent), in seconds.
+    pub accept_seconds: f64,
+    /// `tasks / accept_seconds`: ACCEPT → launch-sent throughput.
+    pub launch_sent_per_sec: f64,
+}
+
+impl PhaseReport {
+    fn new(path: &str, tasks: usize, accepts: usize, running: Duration, sent: Duration) -> Self {
+        PhaseReport {
+            path: path.to_string(),
+            tasks,
+            accepts,
+            seconds: running.as_secs_f64(),
+            tasks_per_sec: rate(tasks, running),
+            accept_seconds: sent.as_secs_f64(),
+            launch_sent_per_sec: rate(tasks, sent),
+        }
+    }
+}
+
+/// `n / d` per second; infinite for a zero duration.
+fn rate(n: usize, d: Duration) -> f64 {
+    let s = d.as_secs_f64();
+    if s > 0.0 {
+        n as f64 / s
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// Everything `bench launch-rate` measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LaunchRateReport {
+    /// Simulated agents.
+    pub agents: usize,
+    /// Most tasks per ACCEPT.
+    pub per_accept: usize,
+    /// Through the in-process framework.
+    pub in_process: PhaseReport,
+    /// Through `/api/v1/scheduler`.
+    pub http: PhaseReport,
+    /// Target of the in-process rate (tasks/s, at least).
+    pub target_tasks_per_sec: f64,
+    /// Whether the in-process rate met the target.
+    pub pass: bool,
+}
+
+impl LaunchRateReport {
+    /// Assembles the report and checks the target.
+    pub fn new(args: &LaunchRateArgs, in_process: PhaseReport, http: PhaseReport) -> Self {
+        LaunchRateReport {
+            agents: args.agents,
+            per_accept: args.per_accept,
+            pass: in_process.tasks_per_sec >= TARGET_TASKS_PER_SEC,
+            in_process,
+            http,
+            target_tasks_per_sec: TARGET_TASKS_PER_SEC,
+        }
+    }
+
+    /// The human-readable report.
+    pub fn render(&self) -> String {
+        let verdict = if self.pass { "PASS" } else { "MISS" };
+        let target = format!(">= {}", output::num(self.target_tasks_per_sec));
+        let row = |p: &PhaseReport, target: &str, result: &str| {
+            vec![
+                p.path.clone(),
+                p.tasks.to_string(),
+                p.accepts.to_string(),
+                format!("{:.3}", p.seconds),
+                format!("{:.0}", p.tasks_per_sec),
+                format!("{:.0}", p.launch_sent_per_sec),
+                target.to_string(),
+                result.to_string(),
+            ]
+        };
+        let rows = vec![
+            row(&self.in_process, &target, verdict),
+            row(&self.http, "-", "-"),
+        ];
+        let headers = [
+            "PATH",
+            "TASKS",
+            "ACCEPTS",
+            "ACCEPT->RUNNING (s)",
+            "TASKS/S",
+            "LAUNCH-SENT/S",
+            "TARGET",
+            "RESULT",
+        ];
+        format!(
+            "{} simulated agents ({AGENT_RESOURCES}), tasks {TASK_RESOURCES}, at most {} per ACCEPT\n{}\n\
+             in-process launch rate: {:.0} tasks/s (target >= {}): {verdict}",
+            self.agents,
+            self.per_accept,
+            output::table(&headers, &rows),
+            self.in_process.tasks_per_sec,
+            output::num(self.target_tasks_per_sec),
+        )
+    }
+}
+
+/// Runs `bench launch-rate`; returns the exit code.
+pub async fn run(args: LaunchRateArgs, json: bool) -> anyhow::Result<i32> {
+    if args.tasks == 0 || args.agents == 0 || args.per_accept == 0 {
+        bail!("--tasks, --agents and --per-accept must be at least 1");
+    }
+    let report = measure(&args).await?;
+    if json {
+        output::print_json(&serde_json::to_value(&report)?);
+    } else {
+        println!("{}", report.render());
+    }
+    Ok(0)
+}
+
+/// Both phases, each on a fresh master and agents.
+pub async fn measure(args: &LaunchRateArgs) -> anyhow::Result<LaunchRateReport> {
+    let bed = Bed::start(args.agents).await?;
+    let in_process = in_process_phase(&bed, args.tasks, args.per_accept).await;
+    bed.stop().await;
+    let in_process = in_process.context("in-process framework")?;
+    let bed = Bed::start(args.agents).await?;
+    let http = http_phase(&bed, args.http_tasks(), args.per_accept).await;
+    bed.stop().await;
+    let http = http.context("HTTP framework")?;
+    Ok(LaunchRateReport::new(args, in_process, http))
+}
+
+/// A master in this process and its simulated agents.
+struct Bed {
+    master: MasterHandle,
+    sim: SimCluster,
+}
+
+impl Bed {
+    async fn start(agents: usize) -> anyhow::Result<Bed> {
+        let cfg = MasterConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..MasterConfig::default()
+        };
+        let master = meseta_master::start(cfg, Arc::new(MemStore::new()))
+            .await
+            .context("cannot start the in-process master")?;
+        let mut sim_cfg = SimConfig::new(format!("http://{}", master.addr), agents);
+        sim_cfg.hostname_prefix = "launch-rate".into();
+        sim_cfg.resources = Resources::parse(AGENT_RESOURCES).context("agent resources")?;
+        match SimCluster::start(sim_cfg).await {
+            Ok(sim) => Ok(Bed { master, sim }),
+            Err(e) => {
+                master.shutdown().await;
+                Err(e).context("cannot start the simulated agents")
+            }
+        }
+    }
+
+    async fn stop(self) {
+        self.sim.shutdown().await;
+        self.master.shutdown().await;
+    }
+}
+
+fn framework_info(name: &str) -> FrameworkInfo {
+    FrameworkInfo {
+        user: crate::current_user(),
+        name: name.to_string(),
+        failover_timeout: Some(0.0),
+        ..FrameworkInfo::default()
+    }
+}
+
+/// The framework's bookkeeping: which tasks to put in an offer and which are running.
+#[derive(Debug)]
+struct Launcher {
+    want: Resources,
+    prefix: String,
+    total: usize,
+    per_accept: usize,
+    launched: usize,
+    accepts: usize,
+    running: HashSet<String>,
+    last_progress: Instant,
+}
+
+impl Launcher {
+    fn new(prefix: &str, total: usize, per_accept: usize) -> anyhow::Result<Launcher> {
+        Ok(Launcher {
+            want: Resources::parse(TASK_RESOURCES).context("task resources")?,
+            prefix: prefix.to_string(),
+            total,
+            per_accept,
+            launched: 0,
+            accepts: 0,
+            running: HashSet::new(),
+            last_progress: Instant::now(),
+        })
+    }
+
+    /// An ACCEPT launching as many of the remaining tasks as fit in `offer`, or a DECLINE when
+    /// none fits or none remains.
+    fn respond(&mut self, offer: &Offer) -> CallKind {
+        let mut left = offer.resources.clone();
+        let mut tasks = Vec::new();
+        while tasks.len() < self.per_accept && self.launched + tasks.len() < self.total {
+            let Ok(rest) = left.checked_sub(&self.want) else {
+                break;
+            };
+            left = rest;
+            tasks.push(self.task(offer, self.launched + tasks.len()));
+        }
+        if tasks.is_empty() {
+            // Done: keep the offers away; nothing fits: let them come back at once.
+            let refuse = if self.launched >= self.total {
+                3600.0
+            } else {
+                0.0
+            };
+            return CallKind::Decline {
+                decline: Decline {
+                    offer_ids: vec![offer.id.clone()],
+                    filters: Some(Filters {
+                        refuse_seconds: Some(refuse),
+                    }),
+                },
+            };
+        }
+        self.launched += tasks.len();
+        self.accepts += 1;
+        self.last_progress = Instant::now();
+        CallKind::Accept {
+            accept: Accept {
+                offer_ids: vec![offer.id.clone()],
+                operations: vec![Operation::Launch {
+                    launch: Launch { task_infos: tasks },
+                }],
+                filters: Some(Filters {
+                    refuse_seconds: Some(0.0),
+                }),
+            },
+        }
+    }
+
+    fn task(&self, offer: &Offer, i: usize) -> TaskInfo {
+        let id = format!("{}.{i}", self.prefix);
+        TaskInfo {
+            name: id.clone(),
+            task_id: IdValue::new(id),
+            agent_id: Some(offer.agent_id.clone()),
+            resources: self.want.clone(),
+            command: Some(CommandInfo::shell("sleep 1000")),
+            ..TaskInfo::default()
+        }
+    }
+
+    /// Counts a `TASK_RUNNING` (once per task); errors when a task ended before running.
+    fn on_status(&mut self, status: &TaskStatus) -> anyhow::Result<()> {
+        if !status.task_id.as_str().starts_with(&self.prefix) {
+            return Ok(());
+        }
+        if status.state == TaskState::Running {
+            if self.running.insert(status.task_id.as_str().to_string()) {
+                self.last_progress = Instant::now();
+            }
+        } else if status.state.is_terminal() {
+            bail!(
+                "task {} ended {} before running: {}",
+                status.task_id,
+                status.state,
+                status.message.as_deref().unwrap_or("no message")
+            );
+        }
+        Ok(())
+    }
+
+    fn done(&self) -> bool {
+        self.running.len() >= self.total
+    }
+
+    /// When the run is declared stalled.
+    fn stall_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.last_progress + STALL_TIMEOUT)
+    }
+}
+
+/// Times of one phase.
+#[derive(Default)]
+struct Clock {
+    first_accept: Option<Instant>,
+    last_accept_done: Option<Instant>,
+}
+
+impl Clock {
+    fn phase(&self, path: &str, l: &Launcher) -> anyhow::Result<PhaseReport> {
+        let t0 = self
+            .first_accept
+            .ok_or_else(|| anyhow!("no ACCEPT was made"))?;
+        let sent = self.last_accept_done.unwrap_or(t0).duration_since(t0);
+        Ok(PhaseReport::new(
+            path,
+            l.total,
+            l.accepts,
+            t0.elapsed(),
+            sent,
+        ))
+    }
+}
+
+fn wait_error(e: impl std::fmt::Display, l: &Launcher) -> anyhow::Error {
+    anyhow!(
+        "{e} ({} of {} tasks launched, {} running)",
+        l.launched,
+        l.total,
+        l.running.len()
+    )
+}
+
+async fn in_process_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Result<PhaseReport> {
+    let mut fw = bed
+        .master
+        .master
+        .subscribe(framework_info("launch-rate-in-process"))
+        .await
+        .context("cannot subscribe the in-process framework")?;
+    let mut l = Launcher::new("lr-local", n, per_accept)?;
+    let mut clock = Clock::default();
+    while !l.done() {
+        let ev = match tokio::time::timeout_at(l.stall_deadline(), fw.next_event()).await {
+            Err(_) => return Err(wait_error(format!("no progress in {STALL_TIMEOUT:?}"), &l)),
+            Ok(None) => return Err(wait_error("the master dropped the framework", &l)),
+            Ok(Some(ev)) => ev,
+        };
+        on_local_event(&mut fw, &mut l, &mut clock, ev)?;
+    }
+    clock.phase("in-process", &l)
+}
+
+fn on_local_event(
+    fw: &mut FrameworkConnection,
+    l: &mut Launcher,
+    clock: &mut Clock,
+    ev: Event,
+) -> anyhow::Result<()> {
+    let call = |fw: &FrameworkConnection, kind| {
+        fw.call(kind)
+            .map_err(|e| anyhow!("the master refused a call: {e}"))
+    };
+    match ev {
+        Event::Offers { offers } => {
+            for offer in &offers.offers {
+                let kind = l.respond(offer);
+                if matches!(kind, CallKind::Accept { .. }) {
+                    clock.first_accept.get_or_insert_with(Instant::now);
+                    call(fw, kind)?;
+                    clock.last_accept_done = Some(Instant::now());
+                } else {
+                    call(fw, kind)?;
+                }
+            }
+        }
+        Event::Update { update } => {
+            if let Some(acknowledge) = Acknowledge::for_status(&update.status) {
+                call(fw, CallKind::Acknowledge { acknowledge })?;
+            }
+            l.on_status(&update.status)?;
+        }
+        Event::Error { error } => bail!("the master ended the framework: {}", error.message),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Sends the calls queued on `rx`, [`CALL_CONCURRENCY`] at a time, until the queue closes.
+/// Reports failures on `errors`; returns when the last ACCEPT was answered.
+async fn send_calls(
+    caller: SchedulerCaller,
+    rx: futures::channel::mpsc::UnboundedReceiver<CallKind>,
+    errors: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Option<Instant> {
+    rx.map(|kind| {
+        let caller = caller.clone();
+        async move {
+            let accept = matches!(kind, CallKind::Accept { .. });
+            let result = caller.call(kind).await;
+            (accept, result, Instant::now())
+        }
+    })
+    .buffer_unordered(CALL_CONCURRENCY)
+    .fold(None, |last, (accept, result, at)| {
+        let last = match result {
+            Ok(()) if accept => Some(at),
+            Ok(()) => last,
+            Err(e) => {
+                let _ = errors.send(e.to_string());
+                last
+            }
+        };
+        futures::future::ready(last)
+    })
+    .await
+}
+
+async fn http_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Result<PhaseReport> {
+    let client = MasterClient::new(format!("http://{}", bed.master.addr))?;
+    let mut session = client
+        .subscribe(framework_info("launch-rate-http"))
+        .await
+        .context("cannot subscribe over /api/v1/scheduler")?;
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let (err_tx, mut err_rx) = tokio::sync::mpsc::unbounded_channel();
+    let sender = tokio::spawn(send_calls(session.caller(), rx, err_tx));
+    let mut l = Launcher::new("lr-http", n, per_accept)?;
+    let mut clock = Clock::default();
+    let read = async {
+        while !l.done() {
+            let ev = tokio::select! {
+                Some(e) = err_rx.recv() => bail!(wait_error(format!("a call failed: {e}"), &l)),
+                r = tokio::time::timeout_at(l.stall_deadline(), session.next_event()) => match r {
+                    Err(_) => bail!(wait_error(format!("no progress in {STALL_TIMEOUT:?}"), &l)),
+                    Ok(Err(e)) => bail!(wait_error(e, &l)),
+                    Ok(Ok(None)) => bail!(wait_error("the master closed the stream", &l)),
+                    Ok(Ok(Some(ev))) => ev,
+                },
+            };
+            on_http_event(&tx, &mut l, &mut clock, ev)?;
+        }
+        Ok(())
+    }
+    .await;
+    drop(tx);
+    let last_accept_done = sender.await.context("the HTTP call sender panicked")?;
+    read?;
+    clock.last_accept_done = last_accept_done;
+    clock.phase("http", &l)
+}
+
+fn on_http_event(
+    tx: &futures::channel::mpsc::UnboundedSender<CallKind>,
+    l: &mut Launcher,
+    clock: &mut Clock,
+    ev: Event,
+) -> anyhow::Result<()> {
+    let send = |kind| {
+        tx.unbounded_send(kind)
+            .map_err(|_| anyhow!("the HTTP call sender stopped"))
+    };
+    match ev {
+        Event::Offers { offers } => {
+            for offer in &offers.offers {
+                let kind = l.respond(offer);
+                if matches!(kind, CallKind::Accept { .. }) {
+                    clock.first_accept.get_or_insert_with(Instant::now);
+                }
+                send(kind)?;
+            }
+        }
+        Event::Update { update } => {
+            if let Some(acknowledge) = Acknowledge::for_status(&update.status) {
+                send(CallKind::Acknowledge { acknowledge })?;
+            }
+            l.on_status(&update.status)?;
+        }
+        Event::Error { error } => bail!("the master ended the framework: {}", error.message),
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: super::super::BenchCmd,
+    }
+
+    fn parse(args: &[&str]) -> LaunchRateArgs {
+        let cli = Cli::try_parse_from(args).expect("valid args");
+        match cli.cmd {
+            super::super::BenchCmd::LaunchRate(a) => a,
+            other => panic!("not launch-rate: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn arguments_have_defaults_and_overrides() {
+        let a = parse(&["bench", "launch-rate"]);
+        assert_eq!((a.tasks, a.agents, a.http_tasks()), (20_000, 200, 5_000));
+        assert_eq!(a.per_accept, 1000);
+        let a = parse(&[
+            "bench",
+            "launch-rate",
+            "--tasks",
+            "2",
+            "--agents",
+            "3",
+            "--per-accept",
+            "7",
+        ]);
+        assert_eq!(
+            (a.tasks, a.agents, a.http_tasks(), a.per_accept),
+            (2, 3, 1, 7)
+        );
+        assert!(Cli::try_parse_from(["bench", "launch-rate", "--tasks", "-1"]).is_err());
+    }
+
+    fn phase(path: &str, tasks: usize, secs: f64) -> PhaseReport {
+        PhaseReport::new(
+            path,
+            tasks,
+            2,
+            Duration::from_secs_f64(secs),
+            Duration::from_secs_f64(secs / 2.0),
+        )
+    }
+
+    #[test]
+    fn report_checks_the_in_process_target_only() {
+        let args = parse(&["bench", "launch-rate", "--agents", "10"]);
+        let r = LaunchRateReport::new(
+            &args,
+            phase("in-process", 10_000, 1.0),
+            phase("http", 1, 9.0),
+        );
+        assert_eq!(r.in_process.tasks_per_sec, 10_000.0);
+        assert_eq!(r.in_process.launch_sent_per_sec, 20_000.0);
+        assert!(r.pass);
+        let text = r.render();
+        assert!(
+            text.contains("PASS") && text.contains("10000 tasks/s"),
+            "{text}"
+        );
+        let r = LaunchRateReport::new(
+            &args,
+            phase("in-process", 4_000, 1.0),
+            phase("http", 1, 1.0),
+        );
+        assert!(!r.pass);
+        assert!(r.render().contains("MISS"));
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["pass"], false);
+        assert_eq!(json["in_process"]["tasks_per_sec"], 4_000.0);
+        assert_eq!(json["http"]["path"], "http");
+        assert_eq!(json["per_accept"], 1000);
+    }
+
+    fn offer(resources: &str) -> Offer {
+        Offer {
+            id: IdValue::new("o1"),
+            agent_id: IdValue::new("a1"),
+            resources: Resources::parse(resources).expect("resources"),
+            ..Offer::default()
+        }
+    }
+
+    fn launched(kind: &CallKind) -> Vec<String> {
+        let CallKind::Accept { accept } = kind else {
+            return Vec::new();
+        };
+        let Operation::Launch { launch } = &accept.operations[0] else {
+            panic!("not a launch");
+        };
+        launch
+            .task_infos
+            .iter()
+            .map(|t| t.task_id.as_str().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn offers_are_filled_until_every_task_is_launched() {
+        let mut l = Launcher::new("t", 5, 100).expect("launcher");
+        // Memory for 3 tasks of 8 MB.
+        let first = l.respond(&offer("cpus:1;mem:24"));
+        assert_eq!(launched(&first), ["t.0", "t.1", "t.2"]);
+        let second = l.respond(&offer("cpus:1;mem:100"));
+        assert_eq!(launched(&second), ["t.3", "t.4"]);
+        assert_eq!((l.launched, l.accepts), (5, 2));
+        let CallKind::Decline { decline } = l.respond(&offer("cpus:1;mem:100")) else {
+            panic!("all launched: decline");
+        };
+        assert_eq!(decline.filters.and_then(|f| f.refuse_seconds), Some(3600.0));
+        let mut l = Launcher::new("t", 5, 100).expect("launcher");
+        assert!(matches!(
+            l.respond(&offer("cpus:1;mem:4")),
+            CallKind::Decline { .. }
+        ));
+        // At most `per_accept` tasks per ACCEPT.
+        let mut l = Launcher::new("t", 5, 2).expect("launcher");
+        assert_eq!(
+            launched(&l.respond(&offer("cpus:1;mem:100"))),
+            ["t.0", "t.1"]
+        );
+        assert_eq!(
+            launched(&l.respond(&offer("cpus:1;mem:100"))),
+            ["t.2", "t.3"]
+        );
+    }
+
+    #[test]
+    fn running_tasks_count_once_and_failures_stop_the_run() {
+        let mut l = Launcher::new("t", 2, 100).expect("launcher");
+        let running = TaskStatus::new("t.0", TaskState::Running, 1.0);
+        l.on_status(&running).expect("running");
+        l.on_status(&running).expect("duplicate");
+        l.on_status(&TaskStatus::new("other.1", TaskState::Running, 1.0))
+            .expect("foreign");
+        assert!(!l.done());
+        l.on_status(&TaskStatus::new("t.1", TaskState::Running, 1.0))
+            .expect("running");
+        assert!(l.done());
+        let err = l
+            .on_status(&TaskStatus::new("t.2", TaskState::Error, 1.0))
+            .expect_err("error ends the run");
+        assert!(err.to_string().contains("t.2"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_run_launches_every_task_on_both_paths() {
+        let args = LaunchRateArgs {
+            tasks: 40,
+            agents: 3,
+            per_accept: 15,
+        };
+        let r = measure(&args).await.expect("bench runs");
+        assert_eq!((r.in_process.tasks, r.http.tasks), (40, 10));
+        // 40 tasks at most 15 per ACCEPT: 3 accepts; 10 tasks: 1.
+        assert_eq!((r.in_process.accepts, r.http.accepts), (3, 1));
+        assert!(r.in_process.tasks_per_sec > 0.0 && r.http.tasks_per_sec > 0.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_http_call_ends_the_run_with_its_reason() {
+        // 5,000 tasks in one ACCEPT exceed the master's 1 MiB request body limit.
+        let bed = Bed::start(1).await.expect("bed");
+        let result =
+            tokio::time::timeout(Duration::from_secs(20), http_phase(&bed, 5_000, 5_000)).await;
+        bed.stop().await;
+        let err = result
+            .expect("fails fast, not at the stall timeout")
+            .expect_err("refused");
+        assert!(err.to_string().contains("a call failed"), "{err:#}");
+    }
+}
