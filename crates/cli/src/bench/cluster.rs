@@ -97,11 +97,61 @@ pub(super) fn kill_group(child: &Child) {
     }
 }
 
+/// A private `meseta master` process (data under `<dir>/master`, a free loopback port), killed
+/// on drop. `bench launch` pairs it with an agent; `bench jobs` with simulated agents.
+pub(super) struct MasterProcess {
+    proc: Proc,
+    /// Its base URL.
+    pub(super) url: String,
+    /// A client of it.
+    pub(super) client: MasterClient,
+}
+
+impl MasterProcess {
+    /// Starts the master and waits for its `/health`.
+    pub(super) async fn start(dir: &Path) -> anyhow::Result<MasterProcess> {
+        let data = mkdir(dir, "master")?;
+        let listen = format!("127.0.0.1:{}", free_port()?);
+        let url = format!("http://{listen}");
+        let mut proc = Proc::spawn(
+            "master",
+            &["master", "--listen", &listen, "--data-dir", &data],
+            dir.join("master.log"),
+        )?;
+        let client = MasterClient::new(url.clone())?;
+        wait_until(&mut proc, "the master's /health", || async {
+            client.health().await.is_ok()
+        })
+        .await?;
+        Ok(MasterProcess { proc, url, client })
+    }
+
+    /// Errors (with the tail of its log) if it has exited.
+    pub(super) fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.proc.check_alive()
+    }
+
+    /// Its pid.
+    pub(super) fn pid(&self) -> u32 {
+        self.proc.child.id()
+    }
+
+    /// The end of its log (for error messages).
+    pub(super) fn log_tail(&self) -> String {
+        log_tail(&self.proc.log)
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub(super) async fn stop(mut self, grace: Duration) {
+        self.proc.terminate(grace).await;
+    }
+}
+
 /// The running private cluster.
 pub(super) struct Cluster {
     // Field order matters: processes are dropped (killed) before the directory is removed.
     agent: Proc,
-    master: Proc,
+    master: MasterProcess,
     client: MasterClient,
     session: Option<SchedulerSession>,
     dir: tempfile::TempDir,
@@ -114,21 +164,9 @@ impl Cluster {
             .prefix("meseta-bench-")
             .tempdir()
             .context("cannot create a temporary directory")?;
-        let data = mkdir(dir.path(), "master")?;
         let work = mkdir(dir.path(), "agent")?;
-        let port = free_port()?;
-        let listen = format!("127.0.0.1:{port}");
-        let url = format!("http://{listen}");
-        let mut master = Proc::spawn(
-            "master",
-            &["master", "--listen", &listen, "--data-dir", &data],
-            dir.path().join("master.log"),
-        )?;
-        let client = MasterClient::new(url.clone())?;
-        wait_until(&mut master, "the master's /health", || async {
-            client.health().await.is_ok()
-        })
-        .await?;
+        let master = MasterProcess::start(dir.path()).await?;
+        let (url, client) = (master.url.clone(), master.client.clone());
         let agent = Proc::spawn(
             "agent",
             &[
@@ -190,7 +228,7 @@ impl Cluster {
     }
 
     pub(super) fn master_rss(&self) -> anyhow::Result<u64> {
-        self.master.rss()
+        self.master.proc.rss()
     }
 
     pub(super) fn agent_rss(&self) -> anyhow::Result<u64> {
@@ -201,7 +239,7 @@ impl Cluster {
     /// process still running from the private work directory, and removes the directory.
     pub(super) async fn stop(mut self) {
         let dir = self.dir.path().to_path_buf();
-        let own = [self.master.child.id(), self.agent.child.id()];
+        let own = [self.master.proc.child.id(), self.agent.child.id()];
         if let Some(session) = self.session.take() {
             match session.call(CallKind::Teardown).await {
                 Ok(()) => wait_processes_gone(&dir, &own).await,
@@ -209,7 +247,7 @@ impl Cluster {
             }
         }
         self.agent.terminate(Duration::from_secs(10)).await;
-        self.master.terminate(Duration::from_secs(5)).await;
+        self.master.proc.terminate(Duration::from_secs(5)).await;
         let left = processes_under(&dir, &[]);
         if !left.is_empty() {
             eprintln!("killing {} leftover task processes", left.len());

@@ -4,17 +4,14 @@
 //! read from the Chronos task id `ct:<dueMillis>:<attempt>:<job>:`), the runs against the
 //! expected count, and the master's CPU use, against meseta's targets.
 
+use super::cluster::MasterProcess;
 use super::{Check, Stats};
 use crate::output;
 use anyhow::{bail, Context};
 use futures::StreamExt;
-use meseta_api::client::MasterClient;
 use meseta_sim::{LaunchRecord, SimCluster, SimConfig};
 use serde::Serialize;
 use std::collections::HashSet;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Target: p99 start delay in ms.
@@ -31,8 +28,6 @@ const CREATE_CONCURRENCY: usize = 16;
 const WARMUP: Duration = Duration::from_secs(2);
 /// Time after the window for runs due inside it to reach the agents.
 const GRACE: Duration = Duration::from_secs(3);
-/// How long the master may take to answer /health.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Linux reports /proc/<pid>/stat times in USER_HZ, which is 100 on every supported platform.
 const USER_HZ: f64 = 100.0;
 
@@ -162,7 +157,7 @@ async fn measure_with(
             "no job run due in the window reached the simulated agents ({} launches seen); \
              is the jobs scheduler running? The master log ends with:\n{}",
             sim.stats().launches,
-            log_tail(&master.log)
+            master.log_tail()
         );
     }
     let cores = (cpu1 - cpu0).max(0.0) / wall;
@@ -345,11 +340,11 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// The private `meseta master` process (temporary data dir, free loopback port), killed on drop.
+/// The private master of `bench jobs`: a [`MasterProcess`] and its temporary directory.
 struct MasterProc {
-    child: Child,
+    master: MasterProcess,
     url: String,
-    log: PathBuf,
+    // Dropped after `master` (field order): the process dies before its directory is removed.
     _dir: tempfile::TempDir,
 }
 
@@ -359,101 +354,34 @@ impl MasterProc {
             .prefix("meseta-bench-jobs-")
             .tempdir()
             .context("cannot create a temporary directory")?;
-        let data = dir.path().join("master");
-        std::fs::create_dir_all(&data)
-            .with_context(|| format!("cannot create {}", data.display()))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("cannot find a free port")?
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let log = dir.path().join("master.log");
-        let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let exe = std::env::current_exe().context("cannot find the meseta executable")?;
-        let child = std::process::Command::new(&exe)
-            .arg("master")
-            .args(["--listen", &listen])
-            .arg("--data-dir")
-            .arg(&data)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("cannot start {} master", exe.display()))?;
-        let mut m = MasterProc {
-            child,
-            url: format!("http://{listen}"),
-            log,
+        let master = MasterProcess::start(dir.path()).await?;
+        let url = master.url.clone();
+        Ok(MasterProc {
+            master,
+            url,
             _dir: dir,
-        };
-        m.wait_healthy().await?;
-        Ok(m)
-    }
-
-    async fn wait_healthy(&mut self) -> anyhow::Result<()> {
-        let client = MasterClient::new(self.url.clone())?;
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while Instant::now() < deadline {
-            self.check_alive()?;
-            if client.health().await.is_ok() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!(
-            "the master's /health not ready within {STARTUP_TIMEOUT:?}; its log ends with:\n{}",
-            log_tail(&self.log)
-        )
-    }
-
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            bail!(
-                "meseta master exited ({status}); its log ends with:\n{}",
-                log_tail(&self.log)
-            );
-        }
-        Ok(())
+        })
     }
 
     /// CPU time (user + system, all threads) the master used so far, in seconds.
     fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let path = format!("/proc/{}/stat", self.child.id());
+        let path = format!("/proc/{}/stat", self.master.pid());
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         let ticks = parse_cpu_ticks(&text).with_context(|| format!("cannot parse {path}"))?;
         Ok(ticks as f64 / USER_HZ)
     }
 
-    /// SIGTERM, then SIGKILL after 5 s.
-    async fn stop(mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    fn log_tail(&self) -> String {
+        self.master.log_tail()
     }
-}
 
-impl Drop for MasterProc {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.master.check_alive()
     }
-}
 
-/// The last 20 lines of a log file.
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+    async fn stop(self) {
+        self.master.stop(Duration::from_secs(5)).await;
+    }
 }
 
 #[cfg(test)]
