@@ -116,6 +116,27 @@ pub struct Check {
 }
 
 impl Check {
+    /// The CHECK / VALUE / TARGET / RESULT table of every benchmark; `op` names the comparison
+    /// shown before each target (`<=`, or `<` for a strict one).
+    pub(crate) fn table(
+        checks: &[Check],
+        decimals: usize,
+        op: impl Fn(&Check) -> &'static str,
+    ) -> String {
+        let rows: Vec<Vec<String>> = checks
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    format!("{:.*}", decimals, c.value),
+                    format!("{} {}", op(c), output::num(c.target)),
+                    if c.pass { "PASS" } else { "MISS" }.to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["CHECK", "VALUE", "TARGET", "RESULT"], &rows)
+    }
+
     fn new(name: &str, value: f64, target: f64) -> Check {
         Check {
             name: name.to_string(),
@@ -189,18 +210,6 @@ impl Report {
                 s.p50_ms, s.p99_ms, s.max_ms
             )
         };
-        let rows: Vec<Vec<String>> = self
-            .checks
-            .iter()
-            .map(|c| {
-                vec![
-                    c.name.clone(),
-                    format!("{:.2}", c.value),
-                    format!("<= {}", output::num(c.target)),
-                    if c.pass { "PASS" } else { "MISS" }.to_string(),
-                ]
-            })
-            .collect();
         [
             format!(
                 "idle RSS: master {:.1} MiB, agent {:.1} MiB",
@@ -217,7 +226,7 @@ impl Report {
             ),
             format!("p99 ratio meseta/bare: {:.2}", self.p99_ratio),
             String::new(),
-            output::table(&["CHECK", "VALUE", "TARGET", "RESULT"], &rows),
+            Check::table(&self.checks, 2, |_| "<="),
         ]
         .join("\n")
     }

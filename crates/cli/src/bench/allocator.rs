@@ -63,18 +63,6 @@ pub struct Report {
 impl Report {
     /// The human-readable report.
     pub fn render(&self) -> String {
-        let rows: Vec<Vec<String>> = self
-            .checks
-            .iter()
-            .map(|c| {
-                vec![
-                    c.name.clone(),
-                    format!("{:.3}", c.value),
-                    format!("<= {}", output::num(c.target)),
-                    if c.pass { "PASS" } else { "MISS" }.to_string(),
-                ]
-            })
-            .collect();
         [
             format!(
                 "allocator: {} agents, {} frameworks, {} cycles{}",
@@ -92,7 +80,7 @@ impl Report {
                 self.grants_per_cycle, self.grants_per_sec
             ),
             String::new(),
-            output::table(&["CHECK", "VALUE", "TARGET", "RESULT"], &rows),
+            Check::table(&self.checks, 3, |_| "<="),
         ]
         .join("\n")
     }

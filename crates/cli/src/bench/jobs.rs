@@ -284,23 +284,6 @@ impl JobsReport {
 
     /// The human-readable report.
     pub fn render(&self) -> String {
-        let rows: Vec<Vec<String>> = self
-            .checks
-            .iter()
-            .map(|c| {
-                let op = if c.name.starts_with("master CPU") {
-                    "<"
-                } else {
-                    "<="
-                };
-                vec![
-                    c.name.clone(),
-                    format!("{:.3}", c.value),
-                    format!("{op} {}", output::num(c.target)),
-                    if c.pass { "PASS" } else { "MISS" }.to_string(),
-                ]
-            })
-            .collect();
         let d = &self.start_delay;
         [
             format!(
@@ -317,7 +300,13 @@ impl JobsReport {
             ),
             format!("master CPU {:.3} cores", self.master_cpu_cores),
             String::new(),
-            output::table(&["CHECK", "VALUE", "TARGET", "RESULT"], &rows),
+            Check::table(&self.checks, 3, |c| {
+                if c.name.starts_with("master CPU") {
+                    "<"
+                } else {
+                    "<="
+                }
+            }),
         ]
         .join("\n")
     }
