@@ -102,6 +102,20 @@ impl Stats {
     }
 }
 
+/// Prints a benchmark's report (JSON with `--json`, else its text form); returns exit code 0.
+pub(crate) fn print_report<R: Serialize>(
+    report: &R,
+    json: bool,
+    render: impl FnOnce(&R) -> String,
+) -> anyhow::Result<i32> {
+    if json {
+        output::print_json(&serde_json::to_value(report)?);
+    } else {
+        println!("{}", render(report));
+    }
+    Ok(0)
+}
+
 /// One target and whether it was met.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Check {
@@ -243,12 +257,7 @@ async fn launch(args: LaunchArgs, json: bool) -> anyhow::Result<i32> {
     let result = measure(&mut cluster, &args).await;
     cluster.stop().await;
     let report = result?;
-    if json {
-        output::print_json(&serde_json::to_value(&report)?);
-    } else {
-        println!("{}", report.render());
-    }
-    Ok(0)
+    print_report(&report, json, |r| r.render())
 }
 
 async fn measure(cluster: &mut Cluster, args: &LaunchArgs) -> anyhow::Result<Report> {

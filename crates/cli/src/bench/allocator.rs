@@ -6,7 +6,6 @@
 //! cycle has the whole cluster to hand out again.
 
 use super::{Check, Stats};
-use crate::output;
 use anyhow::{bail, Context};
 use meseta_allocator::{AgentInfo, Allocator, AllocatorConfig, FrameworkInfo, Quota};
 use meseta_types::{AgentId, FrameworkId, Resources, Scalar};
@@ -89,12 +88,7 @@ impl Report {
 /// Runs the benchmark and prints the report; returns the exit code.
 pub fn run(args: AllocatorArgs, json: bool) -> anyhow::Result<i32> {
     let report = measure(&args)?;
-    if json {
-        output::print_json(&serde_json::to_value(&report)?);
-    } else {
-        println!("{}", report.render());
-    }
-    Ok(0)
+    super::print_report(&report, json, |r| r.render())
 }
 
 /// Builds the allocator, runs the cycles and assembles the report.

@@ -6,7 +6,6 @@
 
 use super::cluster::MasterProcess;
 use super::{Check, Stats};
-use crate::output;
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use meseta_sim::{LaunchRecord, SimCluster, SimConfig};
@@ -111,12 +110,7 @@ pub async fn run(args: JobsArgs, json: bool) -> anyhow::Result<i32> {
     let result = measure(&mut master, &args).await;
     master.stop().await;
     let report = result?;
-    if json {
-        output::print_json(&serde_json::to_value(&report)?);
-    } else {
-        println!("{}", report.render());
-    }
-    Ok(0)
+    super::print_report(&report, json, |r| r.render())
 }
 
 async fn measure(master: &mut MasterProc, args: &JobsArgs) -> anyhow::Result<JobsReport> {

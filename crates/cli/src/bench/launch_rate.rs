@@ -179,12 +179,7 @@ pub async fn run(args: LaunchRateArgs, json: bool) -> anyhow::Result<i32> {
         bail!("--tasks, --agents and --per-accept must be at least 1");
     }
     let report = measure(&args).await?;
-    if json {
-        output::print_json(&serde_json::to_value(&report)?);
-    } else {
-        println!("{}", report.render());
-    }
-    Ok(0)
+    super::print_report(&report, json, |r| r.render())
 }
 
 /// Both phases, each on a fresh master and agents.
