@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod constraints;
+pub mod engine;
 pub mod path;
 pub mod plan;
 pub mod validate;

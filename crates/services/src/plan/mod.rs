@@ -9,10 +9,10 @@ pub mod rolling;
 pub use rolling::{step as rolling_step, RollingDecision, RollingState};
 
 use meseta_api::marathon::App;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One action of a deployment step.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action")]
 pub enum DeploymentAction {
     /// A new app appears (always 0 instances; kept for API compatibility).
@@ -57,14 +57,14 @@ impl DeploymentAction {
 }
 
 /// One step: actions that run in parallel.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentStep {
     /// The step's actions.
     pub actions: Vec<DeploymentAction>,
 }
 
 /// An ordered list of steps; empty steps are never kept.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DeploymentPlan {
     /// The steps, in order.
     pub steps: Vec<DeploymentStep>,

@@ -1,0 +1,323 @@
+//! The services scheduler as a pure state machine (no I/O, time passed in as unix seconds).
+//!
+//! The master's services framework (`crates/master/src/services`) owns one [`Engine`]: it feeds
+//! it API requests, offers and task status updates, and carries out what the engine leaves in
+//! its [`Outputs`]: tasks to launch (returned by [`Engine::offers`]), tasks to kill, Marathon
+//! events to publish, and the records to write to the store.
+//!
+//! ```text
+//!  request ──▶ app change + Deployment ──▶ advance(): each step creates/decommissions Instances
+//!  offers  ──▶ place(): waiting instances → TaskInfos (constraints, ports, backoff, reasons)
+//!  status  ──▶ instance state/health; a failed instance is relaunched after its backoff
+//! ```
+//!
+//! An [`Instance`] is a slot that keeps its id across relaunches (its task id carries the
+//! incarnation). Deployments never launch directly: they create instances with goal Running
+//! (placed on the next offers) and give instances the goal Decommissioned (killed, forgotten
+//! once terminal). Every decision is recomputed from the instance table, so an engine restored
+//! from the store continues a deployment where it stopped.
+
+mod canary;
+pub mod model;
+mod place;
+mod progress;
+mod requests;
+mod status;
+pub mod view;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use meseta_api::marathon::App;
+use serde_json::Value;
+
+pub use model::{
+    marathon_ts, AppState, Backoff, Canary, Deployment, DeploymentKind, Goal, Instance, OfferStats,
+    TaskFailure,
+};
+pub use place::Launch;
+pub use requests::{DeploymentResult, EngineError, KilledTask};
+
+/// How many earlier versions of an app are kept.
+pub const MAX_VERSIONS: usize = 20;
+/// First service port handed out for `portDefinitions[].port: 0`.
+const SERVICE_PORT_MIN: u32 = 10_000;
+
+/// A kill the shell must send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KillOrder {
+    /// Task id.
+    pub task_id: String,
+    /// Agent, when known.
+    pub agent_id: Option<String>,
+}
+
+/// Side effects waiting for the shell.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    /// Tasks to kill.
+    pub kills: Vec<KillOrder>,
+    /// Marathon events (`eventType` set), in order.
+    pub events: Vec<Value>,
+    /// Apps to write.
+    pub apps: BTreeSet<String>,
+    /// Apps to delete (with their instances).
+    pub forget_apps: BTreeSet<String>,
+    /// Instances to write: (app id, instance id).
+    pub instances: BTreeSet<(String, String)>,
+    /// Instances to delete.
+    pub forget_instances: BTreeSet<(String, String)>,
+    /// Deployments to write.
+    pub deployments: BTreeSet<String>,
+    /// Deployments to delete.
+    pub forget_deployments: BTreeSet<String>,
+    /// New instances wait for offers (revive).
+    pub revive: bool,
+}
+
+impl Outputs {
+    /// True when nothing must be written.
+    pub fn nothing_to_persist(&self) -> bool {
+        self.apps.is_empty()
+            && self.forget_apps.is_empty()
+            && self.instances.is_empty()
+            && self.forget_instances.is_empty()
+            && self.deployments.is_empty()
+            && self.forget_deployments.is_empty()
+    }
+}
+
+/// The services scheduler state.
+#[derive(Debug, Default)]
+pub struct Engine {
+    pub(crate) apps: BTreeMap<String, AppState>,
+    pub(crate) instances: BTreeMap<String, BTreeMap<String, Instance>>,
+    /// Task id → (app id, instance id) of live and recent tasks.
+    pub(crate) tasks: HashMap<String, (String, String)>,
+    pub(crate) deployments: BTreeMap<String, Deployment>,
+    /// Hostname and attributes of agents seen in offers (for constraints).
+    pub(crate) agents: HashMap<String, (String, meseta_types::Attributes)>,
+    id_seed: u128,
+    id_counter: u64,
+    last_version_ms: i64,
+    pub(crate) out: Outputs,
+}
+
+impl Engine {
+    /// An empty engine; `seed` makes generated ids unique (pass a random value in production).
+    pub fn new(seed: u128) -> Engine {
+        Engine {
+            id_seed: seed,
+            ..Engine::default()
+        }
+    }
+
+    /// An engine over persisted state (apps, their instances, deployments).
+    pub fn restore(
+        seed: u128,
+        apps: Vec<AppState>,
+        instances: Vec<(String, Instance)>,
+        deployments: Vec<Deployment>,
+    ) -> Engine {
+        let mut e = Engine::new(seed);
+        for a in apps {
+            e.instances.entry(a.app.id.clone()).or_default();
+            e.apps.insert(a.app.id.clone(), a);
+        }
+        for (app, inst) in instances {
+            if !e.apps.contains_key(&app) {
+                continue;
+            }
+            if let Some(t) = &inst.task_id {
+                e.tasks.insert(t.clone(), (app.clone(), inst.id.clone()));
+            }
+            e.instances
+                .entry(app)
+                .or_default()
+                .insert(inst.id.clone(), inst);
+        }
+        for d in deployments {
+            e.deployments.insert(d.id.clone(), d);
+        }
+        e
+    }
+
+    /// Take the side effects accumulated since the last call.
+    pub fn take_outputs(&mut self) -> Outputs {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Visible apps (not being removed), by id.
+    pub fn apps(&self) -> impl Iterator<Item = &AppState> {
+        self.apps.values().filter(|a| !a.deleted)
+    }
+
+    /// One visible app.
+    pub fn app(&self, id: &str) -> Option<&AppState> {
+        self.apps.get(id).filter(|a| !a.deleted)
+    }
+
+    /// Any app record, removed ones included (for persistence).
+    pub fn app_record(&self, id: &str) -> Option<&AppState> {
+        self.apps.get(id)
+    }
+
+    /// Instances of an app.
+    pub fn instances_of(&self, app: &str) -> impl Iterator<Item = &Instance> {
+        self.instances.get(app).into_iter().flat_map(|m| m.values())
+    }
+
+    /// One instance.
+    pub fn instance(&self, app: &str, id: &str) -> Option<&Instance> {
+        self.instances.get(app).and_then(|m| m.get(id))
+    }
+
+    /// Running deployments, oldest id order.
+    pub fn deployments(&self) -> impl Iterator<Item = &Deployment> {
+        self.deployments.values()
+    }
+
+    /// One deployment.
+    pub fn deployment(&self, id: &str) -> Option<&Deployment> {
+        self.deployments.get(id)
+    }
+
+    /// Ids of deployments touching `app`.
+    pub fn deployments_of(&self, app: &str) -> Vec<String> {
+        self.deployments
+            .values()
+            .filter(|d| d.plan.affected_apps().iter().any(|a| a == app))
+            .map(|d| d.id.clone())
+            .collect()
+    }
+
+    /// The app and instance a task belongs to.
+    pub fn task_owner(&self, task_id: &str) -> Option<(&str, &str)> {
+        self.tasks
+            .get(task_id)
+            .map(|(a, i)| (a.as_str(), i.as_str()))
+    }
+
+    /// Every live task id with its agent (for reconciliation).
+    pub fn live_tasks(&self) -> Vec<(String, Option<String>)> {
+        self.instances
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|i| i.active())
+            .filter_map(|i| i.task_id.clone().map(|t| (t, i.agent_id.clone())))
+            .collect()
+    }
+
+    /// True when some instance waits for an offer.
+    pub fn wants_offers(&self, now: f64) -> bool {
+        self.apps.iter().any(|(id, a)| {
+            !a.deleted
+                && a.backoff.until <= now
+                && self.instances_of(id).any(Instance::needs_launch)
+        })
+    }
+
+    /// Earliest time a backed-off app may launch again (for the shell's timer).
+    pub fn next_backoff_end(&self, now: f64) -> Option<f64> {
+        self.apps
+            .iter()
+            .filter(|(id, a)| {
+                !a.deleted
+                    && a.backoff.until > now
+                    && self.instances_of(id).any(Instance::needs_launch)
+            })
+            .map(|(_, a)| a.backoff.until)
+            .reduce(f64::min)
+    }
+
+    /// A fresh UUID-shaped id.
+    pub(crate) fn new_uuid(&mut self) -> String {
+        self.id_counter += 1;
+        let v = self.id_seed
+            ^ u128::from(self.id_counter).rotate_left(64)
+            ^ u128::from(self.id_counter);
+        uuid::Uuid::from_u128(v).hyphenated().to_string()
+    }
+
+    /// A version timestamp strictly after every earlier one.
+    pub(crate) fn new_version(&mut self, now: f64) -> String {
+        let mut ms = (now * 1000.0).round() as i64;
+        if ms <= self.last_version_ms {
+            ms = self.last_version_ms + 1;
+        }
+        self.last_version_ms = ms;
+        marathon_ts(ms as f64 / 1000.0)
+    }
+
+    /// Service ports already in use by any app.
+    pub(crate) fn used_service_ports(&self, except: &str) -> BTreeSet<u32> {
+        self.apps
+            .values()
+            .filter(|a| a.app.id != except)
+            .flat_map(|a| a.app.port_definitions.iter().map(|p| p.port))
+            .collect()
+    }
+
+    /// Give every `port: 0` definition a free service port (non-zero ports are kept).
+    pub(crate) fn assign_service_ports(&self, app: &mut App, old: Option<&App>) {
+        let mut used = self.used_service_ports(&app.id);
+        let mut next = SERVICE_PORT_MIN;
+        for (i, pd) in app.port_definitions.iter_mut().enumerate() {
+            if pd.port != 0 {
+                used.insert(pd.port);
+                continue;
+            }
+            if let Some(prev) = old.and_then(|o| o.port_definitions.get(i)).map(|p| p.port) {
+                if prev != 0 && !used.contains(&prev) {
+                    pd.port = prev;
+                    used.insert(prev);
+                    continue;
+                }
+            }
+            while used.contains(&next) {
+                next += 1;
+            }
+            pd.port = next;
+            used.insert(next);
+        }
+    }
+
+    pub(crate) fn persist_instance(&mut self, app: &str, inst: &str) {
+        let key = (app.to_owned(), inst.to_owned());
+        self.out.forget_instances.remove(&key);
+        self.out.instances.insert(key);
+    }
+
+    pub(crate) fn forget_instance(&mut self, app: &str, inst: &str) {
+        let key = (app.to_owned(), inst.to_owned());
+        self.out.instances.remove(&key);
+        self.out.forget_instances.insert(key);
+        if let Some(m) = self.instances.get_mut(app) {
+            if let Some(i) = m.remove(inst) {
+                if let Some(t) = i.task_id {
+                    self.tasks.remove(&t);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn persist_app(&mut self, app: &str) {
+        self.out.forget_apps.remove(app);
+        self.out.apps.insert(app.to_owned());
+    }
+
+    pub(crate) fn persist_deployment(&mut self, id: &str) {
+        self.out.forget_deployments.remove(id);
+        self.out.deployments.insert(id.to_owned());
+    }
+
+    pub(crate) fn event(&mut self, kind: &str, now: f64, mut body: Value) {
+        if let Value::Object(m) = &mut body {
+            m.insert("eventType".into(), Value::String(kind.to_owned()));
+            m.insert("timestamp".into(), Value::String(marathon_ts(now)));
+        }
+        self.out.events.push(body);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,451 @@
+//! Placing waiting instances on offers: resources, ports, constraints, roles and backoff,
+//! first fit in offer order, with the reasons offers were rejected kept for `/v2/queue`.
+//! Also builds the Mesos `TaskInfo` of an instance (command, env, ports, health check, fetch).
+
+use std::collections::BTreeMap;
+
+use meseta_api::marathon::App;
+use meseta_api::scheduler::{
+    CommandInfo, CommandUri, DurationInfo, EnvVariable, Environment, IdValue, KillPolicy, Label,
+    Labels, Offer, TaskInfo,
+};
+use meseta_types::{Range, Ranges, Resource, Resources, Value as ResValue};
+use serde_json::{json, Value};
+
+use super::model::{config_of, Goal};
+use super::Engine;
+use crate::constraints::{AgentView, CompiledConstraints};
+
+/// Tasks to launch on one offer.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The offer.
+    pub offer_id: IdValue,
+    /// Its agent.
+    pub agent_id: IdValue,
+    /// Tasks.
+    pub tasks: Vec<TaskInfo>,
+}
+
+/// How many reject reasons are kept per app.
+const MAX_REASONS: usize = 5;
+
+struct Slot<'a> {
+    offer: &'a Offer,
+    left: Resources,
+    ports: Ranges,
+}
+
+impl Engine {
+    /// Place waiting instances on `offers`. Returns the launches (offers absent from them were
+    /// not used). Instances placed here are recorded as staging before the shell sends them.
+    pub fn offers(&mut self, offers: &[Offer], now: f64) -> Vec<Launch> {
+        for o in offers {
+            self.agents.insert(
+                o.agent_id.as_str().to_owned(),
+                (o.hostname.clone(), o.attributes.clone()),
+            );
+        }
+        let mut slots: Vec<Slot<'_>> = offers
+            .iter()
+            .map(|o| Slot {
+                offer: o,
+                left: o.resources.clone(),
+                ports: o.resources.ranges("ports"),
+            })
+            .collect();
+        let mut launches: BTreeMap<usize, Vec<TaskInfo>> = BTreeMap::new();
+        let waiting: Vec<(String, Vec<String>)> = self
+            .apps
+            .iter()
+            .filter(|(_, a)| !a.deleted && a.backoff.until <= now)
+            .map(|(id, _)| {
+                let w: Vec<String> = self
+                    .instances_of(id)
+                    .filter(|i| i.needs_launch())
+                    .map(|i| i.id.clone())
+                    .collect();
+                (id.clone(), w)
+            })
+            .filter(|(_, w)| !w.is_empty())
+            .collect();
+        for (app_id, insts) in waiting {
+            self.place_app(&app_id, &insts, &mut slots, &mut launches, now);
+        }
+        launches
+            .into_iter()
+            .map(|(i, tasks)| Launch {
+                offer_id: offers[i].id.clone(),
+                agent_id: offers[i].agent_id.clone(),
+                tasks,
+            })
+            .collect()
+    }
+
+    fn place_app(
+        &mut self,
+        app_id: &str,
+        insts: &[String],
+        slots: &mut [Slot<'_>],
+        launches: &mut BTreeMap<usize, Vec<TaskInfo>>,
+        now: f64,
+    ) {
+        let Some(st) = self.apps.get(app_id) else {
+            return;
+        };
+        let main = st.app.clone();
+        let canary_app = st.canary.as_ref().map(|c| c.app.clone());
+        let compiled = |app: &App| CompiledConstraints::new(&app.constraints).ok();
+        let (main_cc, canary_cc) = (compiled(&main), canary_app.as_ref().and_then(compiled));
+        // Agents of the app's live instances, for constraints.
+        let mut placed: Vec<(String, String)> = self
+            .instances_of(app_id)
+            .filter(|i| i.goal == Goal::Running && i.active())
+            .filter_map(|i| Some((i.agent_id.clone()?, i.host.clone().unwrap_or_default())))
+            .collect();
+        let mut stats_rejects: BTreeMap<String, u64> = BTreeMap::new();
+        let mut reasons: Vec<String> = Vec::new();
+        let mut processed = 0u64;
+        let mut used_any = false;
+        // Offers that cannot fit this app's resources stay unfit for the rest of this round.
+        let mut unfit = vec![false; slots.len()];
+        for inst_id in insts {
+            let Some(inst) = self.instance(app_id, inst_id) else {
+                continue;
+            };
+            let canary = inst.canary && canary_app.is_some();
+            let (app, cc) = match (&canary_app, canary) {
+                (Some(c), true) => (c, canary_cc.as_ref()),
+                _ => (&main, main_cc.as_ref()),
+            };
+            let need = scalars(app);
+            let nports = app.port_definitions.len() as u64;
+            let mut chosen = None;
+            for (si, slot) in slots.iter().enumerate() {
+                if unfit[si] {
+                    continue;
+                }
+                processed += 1;
+                if let Some(why) = resource_shortfall(&slot.left, &need, &slot.ports, nports, app) {
+                    unfit[si] = true;
+                    *stats_rejects.entry(why.to_owned()).or_default() += 1;
+                    continue;
+                }
+                if let Some(cc) = cc {
+                    let empty = meseta_types::Attributes::default();
+                    let view_of =
+                        |agent: &str, host: &'_ str| -> (String, meseta_types::Attributes) {
+                            match self.agents.get(agent) {
+                                Some((h, a)) => (h.clone(), a.clone()),
+                                None => (host.to_owned(), empty.clone()),
+                            }
+                        };
+                    let placed_owned: Vec<(String, meseta_types::Attributes)> =
+                        placed.iter().map(|(a, h)| view_of(a, h)).collect();
+                    let placed_views: Vec<AgentView<'_>> = placed_owned
+                        .iter()
+                        .map(|(h, a)| AgentView {
+                            hostname: h,
+                            region: None,
+                            zone: None,
+                            attributes: a,
+                        })
+                        .collect();
+                    let me = AgentView {
+                        hostname: &slot.offer.hostname,
+                        region: None,
+                        zone: None,
+                        attributes: &slot.offer.attributes,
+                    };
+                    if let Err(unmet) = cc.check(&me, &placed_views) {
+                        *stats_rejects
+                            .entry("UnfulfilledConstraint".into())
+                            .or_default() += 1;
+                        if reasons.len() < MAX_REASONS {
+                            reasons.push(unmet.to_string());
+                        }
+                        continue;
+                    }
+                }
+                chosen = Some(si);
+                break;
+            }
+            let Some(si) = chosen else { continue };
+            let slot = &mut slots[si];
+            let ports = if app.require_ports {
+                app.port_definitions
+                    .iter()
+                    .map(|p| u64::from(p.port))
+                    .collect::<Vec<_>>()
+            } else {
+                slot.ports
+                    .take_first(nports)
+                    .map(|r| r.values().collect())
+                    .unwrap_or_default()
+            };
+            let mut res = need.clone();
+            if !ports.is_empty() {
+                let ranges = Ranges::new(ports.iter().map(|&p| Range::new(p, p)).collect());
+                slot.ports = slot.ports.difference(&ranges);
+                let _ = res.push(Resource::new("ports", "*", ResValue::Ranges(ranges)));
+            }
+            slot.left = slot.left.checked_sub(&need).unwrap_or_default();
+            let agent = slot.offer.agent_id.clone();
+            let host = slot.offer.hostname.clone();
+            placed.push((agent.as_str().to_owned(), host.clone()));
+            used_any = true;
+            let app = app.clone();
+            if let Some(task) = self.stage(app_id, inst_id, &app, &agent, &host, &ports, res, now) {
+                launches.entry(si).or_default().push(task);
+            }
+        }
+        if let Some(st) = self.apps.get_mut(app_id) {
+            let s = &mut st.offers;
+            s.processed += processed;
+            for (k, v) in stats_rejects {
+                *s.rejects.entry(k).or_default() += v;
+            }
+            if !reasons.is_empty() {
+                s.last_reasons = reasons;
+            }
+            if used_any {
+                s.last_used_at = Some(now);
+            } else {
+                s.unused += processed;
+                s.last_unused_at = Some(now);
+            }
+        }
+    }
+
+    /// Record the instance as launched on `agent` and build its task.
+    #[allow(clippy::too_many_arguments)]
+    fn stage(
+        &mut self,
+        app_id: &str,
+        inst_id: &str,
+        app: &App,
+        agent: &IdValue,
+        host: &str,
+        ports: &[u64],
+        resources: Resources,
+        now: f64,
+    ) -> Option<TaskInfo> {
+        let i = self.instances.get_mut(app_id)?.get_mut(inst_id)?;
+        if let Some(old) = i.task_id.take() {
+            self.tasks.remove(&old);
+        }
+        i.incarnation += 1;
+        let task_id = format!("{}._app.{}", i.id, i.incarnation);
+        i.task_id = Some(task_id.clone());
+        i.state = Some(meseta_types::TaskState::Staging);
+        i.agent_id = Some(agent.as_str().to_owned());
+        i.host = Some(host.to_owned());
+        i.ports = ports.to_vec();
+        i.staged_at = Some(now);
+        i.started_at = None;
+        i.healthy = None;
+        i.ready = app.readiness_checks.is_empty();
+        i.version = app.version.clone().unwrap_or_default();
+        i.config = config_of(app);
+        i.sentenced = false;
+        self.tasks
+            .insert(task_id.clone(), (app_id.to_owned(), inst_id.to_owned()));
+        self.persist_instance(app_id, inst_id);
+        if let Some(st) = self.apps.get_mut(app_id) {
+            st.waiting_since = None;
+        }
+        Some(task_info(app, &task_id, agent, ports, resources))
+    }
+}
+
+/// cpus/mem/disk/gpus an instance needs.
+fn scalars(app: &App) -> Resources {
+    let mut r = Resources::new();
+    for (name, v) in [
+        ("cpus", app.cpus),
+        ("mem", app.mem),
+        ("disk", app.disk),
+        ("gpus", f64::from(app.gpus)),
+    ] {
+        if v > 0.0 {
+            if let Ok(res) = Resource::scalar(name, v) {
+                let _ = r.push(res);
+            }
+        }
+    }
+    r
+}
+
+/// Why an offer cannot hold one instance (Marathon's reject reason names), if it cannot.
+fn resource_shortfall(
+    left: &Resources,
+    need: &Resources,
+    ports: &Ranges,
+    nports: u64,
+    app: &App,
+) -> Option<&'static str> {
+    if left.cpus() + 1e-9 < need.cpus() {
+        return Some("InsufficientCpus");
+    }
+    if left.mem() + 1e-9 < need.mem() {
+        return Some("InsufficientMemory");
+    }
+    if left.disk() + 1e-9 < need.disk() {
+        return Some("InsufficientDisk");
+    }
+    if left.gpus() + 1e-9 < need.gpus() {
+        return Some("InsufficientGpus");
+    }
+    if !left.contains(need) {
+        return Some("InsufficientCpus");
+    }
+    if app.require_ports {
+        if app
+            .port_definitions
+            .iter()
+            .any(|p| !ports.contains_value(u64::from(p.port)))
+        {
+            return Some("InsufficientPorts");
+        }
+    } else if ports.count() < nports {
+        return Some("InsufficientPorts");
+    }
+    None
+}
+
+/// The Mesos task of one instance.
+pub fn task_info(
+    app: &App,
+    task_id: &str,
+    agent: &IdValue,
+    ports: &[u64],
+    resources: Resources,
+) -> TaskInfo {
+    let mut vars: Vec<EnvVariable> = app
+        .env
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+        .map(|(name, value)| EnvVariable { name, value })
+        .collect();
+    let mut add = |name: String, value: String| vars.push(EnvVariable { name, value });
+    add("MARATHON_APP_ID".into(), app.id.clone());
+    add(
+        "MARATHON_APP_VERSION".into(),
+        app.version.clone().unwrap_or_default(),
+    );
+    add("MARATHON_APP_RESOURCE_CPUS".into(), app.cpus.to_string());
+    add("MARATHON_APP_RESOURCE_MEM".into(), app.mem.to_string());
+    for (i, p) in ports.iter().enumerate() {
+        add(format!("PORT{i}"), p.to_string());
+        if let Some(name) = app.port_definitions.get(i).and_then(|d| d.name.clone()) {
+            add(
+                format!("PORT_{}", name.to_uppercase().replace('-', "_")),
+                p.to_string(),
+            );
+        }
+    }
+    if let Some(p) = ports.first() {
+        add("PORT".into(), p.to_string());
+    }
+    if !ports.is_empty() {
+        add(
+            "PORTS".into(),
+            ports
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    let (shell, value, arguments) = match (&app.cmd, app.args.first()) {
+        (Some(cmd), _) => (true, cmd.clone(), None),
+        (None, Some(first)) => (false, first.clone(), Some(app.args.clone())),
+        (None, None) => (true, String::new(), None),
+    };
+    let uris: Vec<CommandUri> = app
+        .fetch
+        .iter()
+        .map(|f| CommandUri {
+            value: f.uri.clone(),
+            executable: Some(f.executable),
+            extract: Some(f.extract),
+            cache: Some(f.cache),
+            output_file: f.dest_path.clone(),
+        })
+        .collect();
+    let command = CommandInfo {
+        shell,
+        value: Some(value),
+        arguments,
+        environment: Some(Environment { variables: vars }),
+        user: app.user.clone(),
+        uris: (!uris.is_empty()).then_some(uris),
+    };
+    let labels = (!app.labels.is_empty()).then(|| Labels {
+        labels: app
+            .labels
+            .iter()
+            .map(|(k, v)| Label {
+                key: k.clone(),
+                value: Some(v.clone()),
+            })
+            .collect(),
+    });
+    TaskInfo {
+        name: app.safe_id(),
+        task_id: IdValue::new(task_id),
+        agent_id: Some(agent.clone()),
+        resources,
+        command: Some(command),
+        container: app.container.clone(),
+        labels,
+        health_check: app
+            .health_checks
+            .first()
+            .and_then(|h| mesos_health_check(h, ports)),
+        kill_policy: app.task_kill_grace_period_seconds.map(|g| KillPolicy {
+            grace_period: Some(DurationInfo {
+                nanoseconds: (g * 1e9) as i64,
+            }),
+        }),
+    }
+}
+
+/// A Marathon health check as the Mesos `HealthCheck` the agent runs (`None`: no port to check).
+pub fn mesos_health_check(h: &meseta_api::marathon::HealthCheck, ports: &[u64]) -> Option<Value> {
+    let port = match (h.port, h.port_index) {
+        (Some(p), _) if p > 0 => Some(p as u64),
+        (_, idx) => ports.get(idx.unwrap_or(0).max(0) as usize).copied(),
+    };
+    let proto = h.protocol.trim_start_matches("MESOS_");
+    let mut v = json!({
+        "delay_seconds": h.delay_seconds.max(0),
+        "interval_seconds": h.interval_seconds.max(1),
+        "timeout_seconds": h.timeout_seconds.max(1),
+        "consecutive_failures": h.max_consecutive_failures.max(0),
+        "grace_period_seconds": h.grace_period_seconds.max(0),
+    });
+    let m = v.as_object_mut()?;
+    match proto {
+        "HTTP" | "HTTPS" => {
+            m.insert("type".into(), json!("HTTP"));
+            m.insert(
+                "http".into(),
+                json!({"scheme": proto.to_lowercase(), "port": port?, "path": h.path.clone().unwrap_or_else(|| "/".into())}),
+            );
+        }
+        "TCP" => {
+            m.insert("type".into(), json!("TCP"));
+            m.insert("tcp".into(), json!({"port": port?}));
+        }
+        "COMMAND" => {
+            m.insert("type".into(), json!("COMMAND"));
+            m.insert(
+                "command".into(),
+                json!({"shell": true, "value": h.command.as_ref().map(|c| c.value.clone()).unwrap_or_default()}),
+            );
+        }
+        _ => return None,
+    }
+    Some(v)
+}

@@ -1,0 +1,185 @@
+//! Task status updates: instance state and health, failures with launch backoff
+//! (reference §4.7), unreachable instances (§4.8), and the Marathon events they cause.
+
+use meseta_api::scheduler::TaskStatus;
+use meseta_types::TaskState;
+use serde_json::json;
+
+use super::model::{condition_name, Goal, TaskFailure};
+use super::{Engine, KillOrder};
+
+/// The reason the agent gives a task it killed for failing its health checks.
+pub const HEALTH_KILL_REASON: &str = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED";
+
+impl Engine {
+    /// Apply one status update. Unknown tasks that still run are killed (an expunged instance
+    /// that came back, or a task launched by a previous life of the scheduler).
+    pub fn on_status(&mut self, s: &TaskStatus, now: f64) {
+        let task_id = s.task_id.as_str().to_owned();
+        let Some((app, inst)) = self.tasks.get(&task_id).cloned() else {
+            if !s.state.is_terminal() {
+                self.out.kills.push(KillOrder {
+                    task_id: task_id.clone(),
+                    agent_id: s.agent_id.as_ref().map(|a| a.as_str().to_owned()),
+                });
+                self.event(
+                    "unknown_instance_terminated_event",
+                    now,
+                    json!({"instanceId": task_id.split("._app.").next().unwrap_or(&task_id),
+                           "runSpecId": "", "condition": condition_name(s.state)}),
+                );
+            }
+            return;
+        };
+        let checks = self
+            .apps
+            .get(&app)
+            .is_some_and(|a| !a.app.health_checks.is_empty());
+        let Some(i) = self.instances.get_mut(&app).and_then(|m| m.get_mut(&inst)) else {
+            return;
+        };
+        if i.task_id.as_deref() != Some(task_id.as_str()) {
+            return;
+        }
+        let prev_state = i.state;
+        let prev_health = i.healthy;
+        i.state = Some(s.state);
+        if let Some(a) = &s.agent_id {
+            i.agent_id = Some(a.as_str().to_owned());
+        }
+        match s.state {
+            TaskState::Running => {
+                i.started_at.get_or_insert(now);
+                i.unreachable_since = None;
+            }
+            TaskState::Unreachable => {
+                i.unreachable_since.get_or_insert(now);
+            }
+            _ => {}
+        }
+        if let Some(h) = s.healthy {
+            i.healthy = Some(h);
+            let r = &mut i.health;
+            if h {
+                r.first_success.get_or_insert(now);
+                r.last_success = Some(now);
+                r.consecutive_failures = 0;
+            } else {
+                r.last_failure = Some(now);
+                r.consecutive_failures += 1;
+                r.last_failure_cause = s.message.clone();
+            }
+        }
+        let health_killed = s.state == TaskState::Killed
+            && (s.reason.as_deref() == Some(HEALTH_KILL_REASON) || s.healthy == Some(false));
+        let inst_snapshot = i.clone();
+        let terminal = s.state.is_terminal();
+        if terminal {
+            self.tasks.remove(&task_id);
+        }
+        // Events.
+        let version = inst_snapshot.version.clone();
+        let host = inst_snapshot.host.clone().unwrap_or_default();
+        let agent = inst_snapshot.agent_id.clone().unwrap_or_default();
+        if prev_state != Some(s.state) {
+            self.event(
+                "status_update_event",
+                now,
+                json!({
+                    "slaveId": agent, "taskId": task_id, "taskStatus": s.state.as_str(),
+                    "message": s.message.clone().unwrap_or_default(), "appId": app, "host": host,
+                    "ipAddresses": [{"ipAddress": "127.0.0.1", "protocol": "IPv4"}],
+                    "ports": inst_snapshot.ports, "version": version,
+                }),
+            );
+            self.event(
+                "instance_changed_event",
+                now,
+                json!({
+                    "instanceId": inst, "condition": condition_name(s.state), "runSpecId": app,
+                    "agentId": agent, "host": host, "runSpecVersion": version,
+                }),
+            );
+        }
+        if checks && s.healthy.is_some() && prev_health != s.healthy {
+            let alive = s.healthy == Some(true);
+            self.event(
+                "health_status_changed_event",
+                now,
+                json!({"appId": app, "instanceId": inst, "version": version, "alive": alive}),
+            );
+            self.event(
+                "instance_health_changed_event",
+                now,
+                json!({"instanceId": inst, "runSpecId": app, "runSpecVersion": version, "healthy": alive}),
+            );
+            if !alive {
+                self.event(
+                    "failed_health_check_event",
+                    now,
+                    json!({"appId": app, "taskId": inst, "healthCheck": {}}),
+                );
+            }
+        }
+        if health_killed {
+            self.event(
+                "unhealthy_instance_kill_event",
+                now,
+                json!({"appId": app, "taskId": task_id, "instanceId": inst, "version": version,
+                       "reason": s.message.clone().unwrap_or_else(|| "health check failed".into()),
+                       "host": host, "slaveId": agent}),
+            );
+        }
+        if !terminal {
+            self.persist_instance(&app, &inst);
+            return;
+        }
+        if inst_snapshot.goal == Goal::Decommissioned {
+            self.forget_instance(&app, &inst);
+            return;
+        }
+        // A wanted instance ended: relaunch it (after backoff for failures).
+        if let Some(i) = self.instances.get_mut(&app).and_then(|m| m.get_mut(&inst)) {
+            i.healthy = None;
+            i.health = Default::default();
+            i.unreachable_since = None;
+        }
+        let failed = matches!(
+            s.state,
+            TaskState::Failed | TaskState::Error | TaskState::Finished
+        ) || health_killed;
+        if let Some(st) = self.apps.get_mut(&app) {
+            if st.waiting_since.is_none() {
+                st.waiting_since = Some(now);
+            }
+            if failed {
+                let b = &mut st.backoff;
+                b.delay = if b.delay <= 0.0 {
+                    st.app.backoff_seconds.min(st.app.max_launch_delay_seconds)
+                } else {
+                    (b.delay * st.app.backoff_factor).min(st.app.max_launch_delay_seconds)
+                };
+                b.last_failure = now;
+                b.until = now + b.delay;
+            }
+            if s.state != TaskState::Killed || health_killed {
+                st.last_task_failure = Some(TaskFailure {
+                    task_id: task_id.clone(),
+                    instance_id: inst.clone(),
+                    state: s.state,
+                    message: s.message.clone().unwrap_or_default(),
+                    host,
+                    agent_id: agent,
+                    timestamp: now,
+                    version,
+                });
+            }
+        }
+        self.persist_app(&app);
+        self.persist_instance(&app, &inst);
+        if inst_snapshot.canary {
+            self.canary_failed(&app, now);
+        }
+        self.out.revive = true;
+    }
+}
