@@ -23,6 +23,8 @@ mod http;
 // The jobs scheduler runtime (issue 5).
 mod jobs;
 mod registry;
+// The services scheduler runtime (issue 3).
+mod services;
 mod v1json;
 mod view;
 
@@ -78,6 +80,8 @@ struct Inner {
     http: reqwest::Client,
     /// The jobs scheduler's command channel, set once by [`start`].
     jobs: std::sync::OnceLock<jobs::JobsHandle>,
+    /// The services scheduler's handle, set once by [`start`].
+    services: std::sync::OnceLock<services::ServicesHandle>,
 }
 
 impl Master {
@@ -91,6 +95,7 @@ impl Master {
                 store,
                 http: reqwest::Client::new(),
                 jobs: std::sync::OnceLock::new(),
+                services: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -111,6 +116,11 @@ impl Master {
     /// The jobs scheduler, once [`start`] started it.
     pub(crate) fn jobs(&self) -> Option<&jobs::JobsHandle> {
         self.inner.jobs.get()
+    }
+
+    /// The services scheduler, once [`start`] started it.
+    pub(crate) fn services(&self) -> Option<&services::ServicesHandle> {
+        self.inner.services.get()
     }
 
     /// Watch the event bus (every task, agent and framework change from now on).
@@ -207,6 +217,9 @@ pub async fn start(cfg: MasterConfig, store: Arc<dyn Store>) -> Result<MasterHan
     // The jobs scheduler: a built-in framework; its handle must exist before HTTP is served.
     let (jobs_handle, _jobs_task) = jobs::start(&master, cancel.clone());
     let _ = master.inner.jobs.set(jobs_handle);
+    // The services scheduler (Marathon /v2), likewise.
+    let (services_handle, _services_task) = services::start(&master, cancel.clone());
+    let _ = master.inner.services.set(services_handle);
     let app = http::router(master.clone());
     let c = cancel.clone();
     let server = tokio::spawn(async move {

@@ -5,9 +5,11 @@
 //! - `operator.rs`: `/master/state`, `/master/slaves`, `/master/tasks`, `/version`, `/health`, task kill and logs
 //! - `metrics.rs`: Prometheus `/metrics`
 //! - `chronos.rs`, `metronome.rs`: the jobs scheduler's APIs (`/scheduler/*`, `/v1/jobs`)
+//! - `marathon.rs`: the services scheduler's Marathon API (`/v2/*`)
 
 mod agent;
 mod chronos;
+mod marathon;
 mod mesos;
 mod metrics;
 mod metronome;
@@ -78,6 +80,8 @@ pub fn router(master: Master) -> Router {
         // The jobs scheduler: Chronos (/scheduler, /v1/scheduler, /ping) and Metronome (/v1/jobs).
         .merge(chronos::routes())
         .merge(metronome::routes())
+        // The services scheduler: Marathon /v2.
+        .merge(marathon::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .with_state(master)

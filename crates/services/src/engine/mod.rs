@@ -36,6 +36,7 @@ pub use model::{
 };
 pub use place::Launch;
 pub use requests::{DeploymentResult, EngineError, KilledTask};
+pub use status::{ReadinessProbe, HEALTH_KILL_REASON};
 
 /// How many earlier versions of an app are kept.
 pub const MAX_VERSIONS: usize = 20;

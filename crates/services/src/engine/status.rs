@@ -183,3 +183,85 @@ impl Engine {
         self.out.revive = true;
     }
 }
+
+/// A readiness check to run on an instance (reference §1.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadinessProbe {
+    /// App id.
+    pub app: String,
+    /// Instance id.
+    pub instance: String,
+    /// The task the answer is for.
+    pub task_id: String,
+    /// URL to GET.
+    pub url: String,
+    /// Status codes meaning ready.
+    pub ready_codes: Vec<u16>,
+    /// Seconds between probes.
+    pub interval: f64,
+    /// Seconds before a probe fails.
+    pub timeout: f64,
+}
+
+impl Engine {
+    /// Running instances whose readiness check has not passed yet.
+    pub fn readiness_probes(&self) -> Vec<ReadinessProbe> {
+        let mut out = Vec::new();
+        for st in self.apps() {
+            let app = match &st.canary {
+                Some(c) if super::requests::canary_active(&c.state) => &c.app,
+                _ => &st.app,
+            };
+            let Some(rc) = st
+                .app
+                .readiness_checks
+                .first()
+                .or(app.readiness_checks.first())
+            else {
+                continue;
+            };
+            let idx = st
+                .app
+                .port_definitions
+                .iter()
+                .position(|p| p.name.as_deref() == Some(rc.port_name.as_str()))
+                .unwrap_or(0);
+            for i in self.instances_of(&st.app.id) {
+                if i.ready || i.state != Some(TaskState::Running) || i.goal != Goal::Running {
+                    continue;
+                }
+                let (Some(port), Some(host), Some(task)) = (i.ports.get(idx), &i.host, &i.task_id)
+                else {
+                    continue;
+                };
+                out.push(ReadinessProbe {
+                    app: st.app.id.clone(),
+                    instance: i.id.clone(),
+                    task_id: task.clone(),
+                    url: format!("{}://{host}:{port}{}", rc.protocol.to_lowercase(), rc.path),
+                    ready_codes: rc.http_status_codes_for_ready.clone(),
+                    interval: rc.interval_seconds.max(1) as f64,
+                    timeout: rc.timeout_seconds.max(1) as f64,
+                });
+            }
+        }
+        out
+    }
+
+    /// The readiness check of `task_id` passed.
+    pub fn mark_ready(&mut self, app: &str, instance: &str, task_id: &str, now: f64) {
+        let Some(i) = self
+            .instances
+            .get_mut(app)
+            .and_then(|m| m.get_mut(instance))
+        else {
+            return;
+        };
+        if i.task_id.as_deref() != Some(task_id) || i.ready {
+            return;
+        }
+        i.ready = true;
+        self.persist_instance(app, instance);
+        self.advance(now);
+    }
+}

@@ -1,0 +1,153 @@
+//! Marathon's `/v2` REST API (reference `marathon-chronos-api.md` §2–§5) over the services
+//! scheduler. Handlers parse and validate, then run one closure on the engine
+//! ([`ServicesHandle::call`](crate::services::ServicesHandle::call)); the answer comes after the
+//! change is persisted. Errors use Marathon's `{"message", "details"}` body.
+//!
+//! - `apps.rs`: `/v2/apps…` (create, read, update, delete, restart, tasks, versions, canary)
+//! - `other.rs`: `/v2/tasks`, `/v2/deployments`, `/v2/queue`, `/v2/groups`, `/v2/info`,
+//!   `/v2/leader`, `/v2/events` (SSE)
+
+// Helpers return `Result<_, Response>` so handlers can use `?`: the error is the finished HTTP
+// answer, built once per request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+mod apps;
+mod other;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use meseta_services::engine::{DeploymentResult, EngineError};
+use serde_json::{json, Value};
+
+use crate::services::ServicesHandle;
+use crate::Master;
+
+/// The `/v2` routes.
+pub(super) fn routes() -> Router<Master> {
+    Router::new()
+        .route("/v2/apps", get(apps::list).post(apps::create))
+        .route(
+            "/v2/apps/{*rest}",
+            get(apps::get_sub)
+                .put(apps::put_sub)
+                .patch(apps::patch_sub)
+                .delete(apps::delete_sub)
+                .post(apps::post_sub),
+        )
+        .route("/v2/tasks", get(other::tasks))
+        .route("/v2/tasks/delete", post(other::delete_tasks))
+        .route("/v2/deployments", get(other::deployments))
+        .route(
+            "/v2/deployments/{id}",
+            axum::routing::delete(other::cancel_deployment),
+        )
+        .route("/v2/queue", get(other::queue))
+        .route(
+            "/v2/queue/{*rest}",
+            axum::routing::delete(other::reset_delay),
+        )
+        .route("/v2/groups", get(other::groups))
+        .route("/v2/groups/{*id}", get(other::group))
+        .route("/v2/info", get(other::info))
+        .route("/v2/leader", get(other::leader))
+        .route("/v2/events", get(other::events))
+}
+
+/// Query parameters as pairs (repeated keys allowed).
+pub(super) type Params = Vec<(String, String)>;
+
+/// A boolean query parameter (`True`/`true`; anything else false; absent → `default`).
+pub(super) fn flag(q: &Params, name: &str, default: bool) -> bool {
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map_or(default, |(_, v)| v.eq_ignore_ascii_case("true"))
+}
+
+/// All values of a query parameter.
+pub(super) fn values<'a>(q: &'a Params, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    q.iter()
+        .filter(move |(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A Marathon error body.
+pub(super) fn fail(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"message": message.into()}))).into_response()
+}
+
+/// Engine refusals as Marathon answers them.
+pub(super) fn engine_error(e: EngineError) -> Response {
+    let status = match &e {
+        EngineError::UnknownApp(_)
+        | EngineError::UnknownDeployment(_)
+        | EngineError::UnknownTask(_)
+        | EngineError::UnknownVersion(..) => StatusCode::NOT_FOUND,
+        EngineError::AppExists(_) | EngineError::Locked(_) | EngineError::Conflict(_) => {
+            StatusCode::CONFLICT
+        }
+    };
+    let mut body = json!({"message": e.to_string()});
+    if let EngineError::Locked(ids) = &e {
+        body["deployments"] = json!(ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>());
+    }
+    (status, Json(body)).into_response()
+}
+
+/// The services scheduler stopped.
+pub(super) fn unavailable() -> Response {
+    fail(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the services scheduler is not running",
+    )
+}
+
+/// The running services scheduler, or the 503 to answer.
+pub(super) fn handle(m: &Master) -> Result<ServicesHandle, Response> {
+    m.services().cloned().ok_or_else(unavailable)
+}
+
+/// `200 {"version","deploymentId"}` with `Marathon-Deployment-Id` (status configurable).
+pub(super) fn deployment_result(status: StatusCode, r: &DeploymentResult) -> Response {
+    let mut resp = (
+        status,
+        Json(json!({"version": r.version, "deploymentId": r.deployment_id})),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&r.deployment_id) {
+        resp.headers_mut().insert("Marathon-Deployment-Id", v);
+    }
+    resp
+}
+
+/// Parse a JSON body: syntax errors are 400, shape errors 422 (reference §0.2).
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    let text = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        body
+    };
+    let value: Value = serde_json::from_slice(text).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": "Invalid JSON", "details": e.to_string()})),
+        )
+            .into_response()
+    })?;
+    serde_json::from_value(value).map_err(|e| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"message": "Invalid JSON",
+                        "details": [{"path": "/", "errors": [e.to_string()]}]})),
+        )
+            .into_response()
+    })
+}
+
+/// An app id from a URL path: leading/trailing (and doubled) slashes removed, made absolute.
+pub(super) fn app_id(raw: &str) -> String {
+    let segs: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();
+    format!("/{}", segs.join("/"))
+}

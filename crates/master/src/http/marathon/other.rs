@@ -1,0 +1,314 @@
+//! The rest of `/v2`: tasks, deployments, the launch queue, groups (read-only), info, leader
+//! and the `/v2/events` Server-Sent Events stream.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use meseta_services::engine::view::Embed;
+use meseta_services::engine::EngineError;
+use serde_json::{json, Value};
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::{
+    app_id, deployment_result, engine_error, fail, flag, handle, parse_json, unavailable, values,
+    Params,
+};
+use crate::Master;
+
+/// `GET /v2/tasks` (`status=running|staging` filters).
+pub(super) async fn tasks(State(m): State<Master>, Query(q): Query<Params>) -> Response {
+    let Ok(h) = handle(&m) else {
+        return unavailable();
+    };
+    let wanted: Vec<String> = values(&q, "status")
+        .chain(values(&q, "status[]"))
+        .map(|s| format!("TASK_{}", s.to_uppercase()))
+        .collect();
+    match h.call(|eng, _| eng.all_tasks_json()).await {
+        Ok(mut t) => {
+            if !wanted.is_empty() {
+                t.retain(|v| {
+                    v["state"]
+                        .as_str()
+                        .is_some_and(|s| wanted.iter().any(|w| w == s))
+                });
+            }
+            Json(json!({"tasks": t})).into_response()
+        }
+        Err(_) => unavailable(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TaskIds {
+    ids: Vec<String>,
+}
+
+/// `POST /v2/tasks/delete` with `{"ids": [...]}`.
+pub(super) async fn delete_tasks(
+    State(m): State<Master>,
+    Query(q): Query<Params>,
+    body: Bytes,
+) -> Response {
+    let ids: TaskIds = match parse_json(&body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let scale = flag(&q, "scale", false);
+    if scale && flag(&q, "wipe", false) {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "You cannot use scale and wipe at the same time.",
+        );
+    }
+    let force = flag(&q, "force", false);
+    let Ok(h) = handle(&m) else {
+        return unavailable();
+    };
+    let r = h
+        .call(move |eng, now| {
+            let mut shown = Vec::new();
+            for t in &ids.ids {
+                let Some((a, i)) = eng.task_owner(t).map(|(a, i)| (a.to_owned(), i.to_owned()))
+                else {
+                    return Err(EngineError::UnknownTask(t.clone()));
+                };
+                if let (Some(st), Some(inst)) = (eng.app(&a), eng.instance(&a, &i)) {
+                    shown.push(eng.task_json(st, inst));
+                }
+            }
+            let (_, dep) = eng.kill_tasks(&ids.ids, scale, now, force)?;
+            Ok((shown, dep))
+        })
+        .await;
+    match r {
+        Err(_) => unavailable(),
+        Ok(Err(EngineError::UnknownTask(t))) => fail(
+            StatusCode::BAD_REQUEST,
+            format!("Task '{t}' does not exist"),
+        ),
+        Ok(Err(e)) => engine_error(e),
+        Ok(Ok((_, Some(d)))) => deployment_result(StatusCode::OK, &d),
+        Ok(Ok((t, None))) => Json(json!({"tasks": t})).into_response(),
+    }
+}
+
+/// `GET /v2/deployments`.
+pub(super) async fn deployments(State(m): State<Master>) -> Response {
+    let Ok(h) = handle(&m) else {
+        return unavailable();
+    };
+    match h
+        .call(|eng, _| {
+            eng.deployments()
+                .map(|d| eng.deployment_json(d))
+                .collect::<Vec<_>>()
+        })
+        .await
+    {
+        Ok(d) => Json(Value::Array(d)).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+/// `DELETE /v2/deployments/{id}`: rollback, or with `force=true` just stop (202, empty).
+pub(super) async fn cancel_deployment(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Query(q): Query<Params>,
+) -> Response {
+    let Ok(h) = handle(&m) else {
+        return unavailable();
+    };
+    let force = flag(&q, "force", false);
+    match h
+        .call(move |eng, now| eng.cancel_deployment(&id, force, now))
+        .await
+    {
+        Err(_) => unavailable(),
+        Ok(Err(e)) => engine_error(e),
+        Ok(Ok(None)) => StatusCode::ACCEPTED.into_response(),
+        Ok(Ok(Some(r))) => deployment_result(StatusCode::OK, &r),
+    }
+}
+
+/// `GET /v2/queue`: apps with instances waiting, and why.
+pub(super) async fn queue(State(m): State<Master>) -> Response {
+    let Ok(h) = handle(&m) else {
+        return unavailable();
+    };
+    match h.call(|eng, now| eng.queue_json(now)).await {
+        Ok(q) => Json(json!({"queue": q})).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+/// `DELETE /v2/queue/{id}/delay`.
+pub(super) async fn reset_delay(State(m): State<Master>, Path(rest): Path<String>) -> Response {
+    let Some(app) = rest.trim_end_matches('/').strip_suffix("/delay") else {
+        return fail(StatusCode::NOT_FOUND, "URI not found");
+    };
+    let id = app_id(app);
+    let Ok(h) = handle(&m) else {
+        return unavailable();
+    };
+    let shown = id.clone();
+    match h.call(move |eng, _| eng.reset_delay(&id)).await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(_)) => fail(
+            StatusCode::NOT_FOUND,
+            format!("Application {shown} not found in tasks queue."),
+        ),
+        Err(_) => unavailable(),
+    }
+}
+
+/// The group tree under `root`, built from the app ids.
+fn group_json(apps: &[Value], root: &str, version: &str) -> Value {
+    let prefix = if root == "/" {
+        "/".to_owned()
+    } else {
+        format!("{root}/")
+    };
+    let mut direct = Vec::new();
+    let mut children: std::collections::BTreeSet<String> = Default::default();
+    for a in apps {
+        let Some(id) = a["id"].as_str() else { continue };
+        let Some(rest) = id.strip_prefix(&prefix) else {
+            continue;
+        };
+        match rest.split_once('/') {
+            None => direct.push(a.clone()),
+            Some((g, _)) => {
+                children.insert(format!("{prefix}{g}"));
+            }
+        }
+    }
+    let groups: Vec<Value> = children
+        .iter()
+        .map(|g| group_json(apps, g, version))
+        .collect();
+    json!({"id": root, "apps": direct, "groups": groups, "pods": [], "dependencies": [], "version": version})
+}
+
+async fn all_apps(m: &Master) -> Result<(Vec<Value>, String), Response> {
+    let h = handle(m)?;
+    h.call(|eng, now| {
+        let apps: Vec<Value> = eng
+            .apps()
+            .map(|a| eng.app_json(a, Embed::default()))
+            .collect();
+        let version = eng
+            .apps()
+            .filter_map(|a| a.app.version.clone())
+            .max()
+            .unwrap_or_else(|| meseta_services::engine::marathon_ts(now));
+        (apps, version)
+    })
+    .await
+    .map_err(|_| unavailable())
+}
+
+/// `GET /v2/groups`.
+pub(super) async fn groups(State(m): State<Master>) -> Response {
+    match all_apps(&m).await {
+        Ok((apps, v)) => Json(group_json(&apps, "/", &v)).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `GET /v2/groups/{id}`.
+pub(super) async fn group(State(m): State<Master>, Path(id): Path<String>) -> Response {
+    let id = app_id(&id);
+    match all_apps(&m).await {
+        Ok((apps, v)) => {
+            let prefix = format!("{id}/");
+            if id != "/"
+                && !apps
+                    .iter()
+                    .any(|a| a["id"].as_str().is_some_and(|s| s.starts_with(&prefix)))
+            {
+                return fail(
+                    StatusCode::NOT_FOUND,
+                    format!("Group '{id}' does not exist"),
+                );
+            }
+            Json(group_json(&apps, &id, &v)).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+fn leader_address(m: &Master) -> String {
+    let core = m.core();
+    let addr = core.addr;
+    format!("{}:{}", core.config().hostname, addr.port())
+}
+
+/// `GET /v2/leader`.
+pub(super) async fn leader(State(m): State<Master>) -> Response {
+    Json(json!({"leader": leader_address(&m)})).into_response()
+}
+
+/// `GET /v2/info` with exactly the keys marathon-python accepts (reference §2.14).
+pub(super) async fn info(State(m): State<Master>) -> Response {
+    let leader = leader_address(&m);
+    let (framework_id, hostname, port) = {
+        let core = m.core();
+        let fw = core
+            .frameworks
+            .iter()
+            .find(|(_, f)| f.info.name == crate::services::FRAMEWORK_NAME)
+            .map(|(id, _)| id.to_string());
+        (fw, core.config().hostname.clone(), core.addr.port())
+    };
+    Json(json!({
+        "name": "marathon",
+        "version": "1.11.0",
+        "buildref": env!("CARGO_PKG_VERSION"),
+        "elected": true,
+        "leader": leader,
+        "frameworkId": framework_id,
+        "marathon_config": {
+            "checkpoint": true, "decline_offer_duration": 120000, "executor": "//cmd",
+            "failover_timeout": 604800, "features": [], "framework_name": crate::services::FRAMEWORK_NAME,
+            "ha": false, "hostname": hostname, "local_port_max": 20000, "local_port_min": 10000,
+            "master": format!("http://{leader}"), "mesos_role": "*", "mesos_user": "root",
+            "webui_url": null, "maintenance_mode": false,
+        },
+        "zookeeper_config": {"zk": null, "zk_timeout": 10000, "zk_session_timeout": 10000, "zk_max_versions": 50},
+        "http_config": {"http_port": port, "https_port": 8443},
+    }))
+    .into_response()
+}
+
+/// `GET /v2/events`: Server-Sent Events (`event_type` filters), starting with
+/// `event_stream_attached`; idle streams get a keep-alive comment every 10 s.
+pub(super) async fn events(State(m): State<Master>, Query(q): Query<Params>) -> Response {
+    let Ok(h) = handle(&m) else {
+        return unavailable();
+    };
+    let filter: Vec<String> = values(&q, "event_type").map(str::to_owned).collect();
+    let rx = h.subscribe_events();
+    let now = crate::unix_now();
+    let attached = json!({"eventType": "event_stream_attached", "remoteAddress": "",
+                          "timestamp": meseta_services::engine::marathon_ts(now)});
+    let first = futures::stream::iter(std::iter::once(std::sync::Arc::new(attached)));
+    let rest = BroadcastStream::new(rx).filter_map(|r| async move { r.ok() });
+    let stream = first.chain(rest).filter_map(move |ev| {
+        let kind = ev["eventType"].as_str().unwrap_or("").to_owned();
+        let keep = filter.is_empty() || filter.contains(&kind);
+        let data = serde_json::to_string(&*ev).unwrap_or_default();
+        async move { keep.then(|| Ok::<_, Infallible>(SseEvent::default().event(kind).data(data))) }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+        .into_response()
+}

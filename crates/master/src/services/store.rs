@@ -1,0 +1,140 @@
+//! What the services framework persists: each app (definition, versions, backoff, canary)
+//! under `/meseta/services/apps<app id>`, each instance under
+//! `/meseta/services/instances<app id>/<instance id>`, each running deployment under
+//! `/meseta/services/deployments/<id>`, and the framework id. Instances are separate records
+//! because they change on every status update while apps rarely do.
+
+use meseta_services::engine::{AppState, Deployment, Engine, Instance, Outputs};
+use meseta_store::{get_json, put_json, Op, Store, StoreError};
+
+const APPS: &str = "/meseta/services/apps";
+const INSTANCES: &str = "/meseta/services/instances";
+const DEPLOYMENTS: &str = "/meseta/services/deployments/";
+const FRAMEWORK_ID: &str = "/meseta/services-scheduler/framework_id";
+
+/// Everything persisted: apps, (app id, instance), deployments.
+pub(crate) type Loaded = (Vec<AppState>, Vec<(String, Instance)>, Vec<Deployment>);
+
+/// Load every record; unreadable ones are skipped with a warning.
+pub(crate) async fn load(store: &dyn Store) -> Result<Loaded, StoreError> {
+    let mut apps = Vec::new();
+    for kv in store.list(&format!("{APPS}/")).await? {
+        match serde_json::from_slice::<AppState>(&kv.value) {
+            Ok(a) => apps.push(a),
+            Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping unreadable app record"),
+        }
+    }
+    let mut instances = Vec::new();
+    for kv in store.list(&format!("{INSTANCES}/")).await? {
+        let key = kv.key.as_str();
+        let app = key
+            .strip_prefix(INSTANCES)
+            .and_then(|rest| rest.rsplit_once('/'))
+            .map(|(app, _)| app.to_owned());
+        match (app, serde_json::from_slice::<Instance>(&kv.value)) {
+            (Some(app), Ok(i)) => instances.push((app, i)),
+            (_, Err(e)) => tracing::warn!(key, error = %e, "skipping unreadable instance record"),
+            (None, _) => tracing::warn!(key, "skipping instance record with a bad key"),
+        }
+    }
+    let mut deployments = Vec::new();
+    for kv in store.list(DEPLOYMENTS).await? {
+        match serde_json::from_slice::<Deployment>(&kv.value) {
+            Ok(d) => deployments.push(d),
+            Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping unreadable deployment"),
+        }
+    }
+    Ok((apps, instances, deployments))
+}
+
+/// Write what `out` marks as changed, reading current values from `engine`, in one transaction.
+pub(crate) async fn save(
+    store: &dyn Store,
+    engine: &Engine,
+    out: &Outputs,
+) -> Result<(), StoreError> {
+    if out.nothing_to_persist() {
+        return Ok(());
+    }
+    let enc = |e: serde_json::Error| StoreError::Encode(e.to_string());
+    let mut ops = Vec::new();
+    for app in &out.forget_apps {
+        ops.push(Op::Delete { key: app_key(app) });
+    }
+    for (app, inst) in &out.forget_instances {
+        ops.push(Op::Delete {
+            key: instance_key(app, inst),
+        });
+    }
+    for d in &out.forget_deployments {
+        ops.push(Op::Delete {
+            key: format!("{DEPLOYMENTS}{d}"),
+        });
+    }
+    for app in &out.apps {
+        if let Some(a) = engine.app_record(app) {
+            ops.push(Op::Put {
+                key: app_key(app),
+                value: serde_json::to_vec(a).map_err(enc)?,
+                lease: None,
+            });
+        }
+    }
+    for (app, inst) in &out.instances {
+        if let Some(i) = engine.instance(app, inst) {
+            ops.push(Op::Put {
+                key: instance_key(app, inst),
+                value: serde_json::to_vec(i).map_err(enc)?,
+                lease: None,
+            });
+        }
+    }
+    for d in &out.deployments {
+        if let Some(dep) = engine.deployment(d) {
+            ops.push(Op::Put {
+                key: format!("{DEPLOYMENTS}{d}"),
+                value: serde_json::to_vec(dep).map_err(enc)?,
+                lease: None,
+            });
+        }
+    }
+    if ops.is_empty() {
+        return Ok(());
+    }
+    store.txn(vec![], ops, vec![]).await.map(|_| ())
+}
+
+/// App ids start with `/`.
+fn app_key(app: &str) -> String {
+    format!("{APPS}{app}")
+}
+
+fn instance_key(app: &str, inst: &str) -> String {
+    format!("{INSTANCES}{app}/{inst}")
+}
+
+/// The framework id of a previous subscription, if any.
+pub(crate) async fn framework_id(store: &dyn Store) -> Result<Option<String>, StoreError> {
+    get_json(store, FRAMEWORK_ID).await
+}
+
+/// Remember the framework id.
+pub(crate) async fn save_framework_id(store: &dyn Store, id: &str) -> Result<(), StoreError> {
+    put_json(store, FRAMEWORK_ID, &id).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_keys_split_back_into_app_and_instance() {
+        let k = instance_key("/prod/web", "prod_web.instance-1");
+        let rest = k.strip_prefix(INSTANCES).expect("prefix");
+        assert_eq!(
+            rest.rsplit_once('/'),
+            Some(("/prod/web", "prod_web.instance-1"))
+        );
+        assert!(!app_key("/a").starts_with(&format!("{INSTANCES}/")));
+    }
+}
