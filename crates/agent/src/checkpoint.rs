@@ -29,6 +29,8 @@ const TASK_FILE: &str = "task.json";
 const STATE_FILE: &str = "state.json";
 /// Kill marker in a task dir.
 const KILL_MARKER: &str = "kill_requested";
+/// Marker of a kill requested by the health checker (holds the last failure's message).
+const HEALTH_KILL_MARKER: &str = "health_kill";
 
 /// The latest state of a task as recorded in its dir.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -44,6 +46,9 @@ pub(crate) struct StateRecord {
     /// Exit code of the update that set it.
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// Health reported by the update that set it (health-check updates and health kills).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
 }
 
 /// An unacknowledged update loaded from disk.
@@ -119,6 +124,19 @@ impl Checkpoint {
     /// Persist the kill marker of a task.
     pub fn mark_kill_requested(&self, task_id: &str) -> Result<(), AgentError> {
         write_atomic(&self.task_dir(task_id).join(KILL_MARKER), b"1")
+    }
+
+    /// Persist that the health checker killed the task, and why.
+    pub fn mark_health_kill(&self, task_id: &str, message: &str) -> Result<(), AgentError> {
+        write_atomic(
+            &self.task_dir(task_id).join(HEALTH_KILL_MARKER),
+            message.as_bytes(),
+        )
+    }
+
+    /// Why the health checker killed the task, if it did.
+    pub fn health_kill(&self, task_id: &str) -> Option<String> {
+        fs::read_to_string(self.task_dir(task_id).join(HEALTH_KILL_MARKER)).ok()
     }
 
     /// Every task dir holding a readable `task.json`: (spec, latest state, kill requested).
@@ -283,6 +301,7 @@ mod tests {
             message: None,
             timestamp: 1.0,
             exit_code: None,
+            healthy: None,
         }
     }
 
@@ -335,10 +354,15 @@ mod tests {
             reason: None,
             message: Some("Command exited with status 3".into()),
             exit_code: Some(3),
+            healthy: Some(false),
         };
         cp.write_state("t1", &rec).expect("state");
         cp.mark_kill_requested("t1").expect("kill");
+        assert_eq!(cp.health_kill("t1"), None);
+        cp.mark_health_kill("t1", "TCP check failed")
+            .expect("health kill");
         let tasks = cp.load_tasks().expect("load");
         assert_eq!(tasks, vec![(spec, Some(rec), true)]);
+        assert_eq!(cp.health_kill("t1").as_deref(), Some("TCP check failed"));
     }
 }

@@ -15,16 +15,20 @@
 //! ```
 //!
 //! Modules: [`config`] (configuration), `connection` (WebSocket loop), `tasks` (launch/kill),
-//! `monitor` (task exits → status updates), `checkpoint` (disk layout), `recovery` (restart),
-//! `state` (shared state), `http` (logs/state endpoints), `usage` (usage reports),
-//! [`resources`] (resource detection).
+//! `fetch` (URIs into the sandbox before launch), `monitor` (task exits → status updates),
+//! `health` (HTTP/TCP/COMMAND health checks), `http_client` (GET over hyper + rustls),
+//! `checkpoint` (disk layout), `recovery` (restart), `state` (shared state), `http` (logs/state
+//! endpoints), `usage` (usage reports), [`resources`] (resource detection).
 #![forbid(unsafe_code)]
 
 mod checkpoint;
 pub mod config;
 mod connection;
 mod error;
+mod fetch;
+mod health;
 mod http;
+mod http_client;
 mod monitor;
 mod recovery;
 pub mod resources;

@@ -1,7 +1,7 @@
 //! Watching running tasks until they end, and turning how they ended into a status update.
 //!
 //! ```text
-//!  shim stdout ── "running <pid>" ──▶ TASK_RUNNING
+//!  shim stdout ── "running <pid>" ──▶ TASK_RUNNING (+ start the health checker, crate::health)
 //!              ── "exited" / EOF ───▶ read exit.json ──▶ exit_status() ──▶ terminal update
 //!  reattached task (agent restarted): poll exit.json / shim_alive every 250 ms
 //!  shim gone and no exit.json ──▶ TASK_FAILED (REASON_EXECUTOR_TERMINATED)
@@ -12,12 +12,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use meseta_api::agent::REASON_HEALTH_CHECK;
 use meseta_isolation::{shim, ExitRecord};
 use meseta_types::{TaskId, TaskState};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout};
 
 use crate::checkpoint::StateRecord;
+use crate::health;
 use crate::state::{plain, Shared};
 
 /// Poll period of reattached tasks.
@@ -30,6 +32,7 @@ pub(crate) fn exit_status(rec: &ExitRecord, kill_requested: bool, mem_mib: f64) 
         reason: reason.map(str::to_string),
         message: Some(message),
         exit_code: rec.exit_code,
+        healthy: None,
     };
     if let Some(err) = &rec.error {
         return failed(
@@ -60,6 +63,7 @@ pub(crate) fn exit_status(rec: &ExitRecord, kill_requested: bool, mem_mib: f64) 
         reason: None,
         message: Some(message),
         exit_code: rec.exit_code,
+        healthy: None,
     }
 }
 
@@ -70,6 +74,17 @@ pub(crate) fn executor_terminated() -> StateRecord {
         reason: Some("REASON_EXECUTOR_TERMINATED".into()),
         message: Some("The task's supervisor (shim) terminated without an exit status".into()),
         exit_code: None,
+        healthy: None,
+    }
+}
+
+/// The terminal update of a task the health checker killed: unhealthy, with Mesos' reason.
+pub(crate) fn health_killed(rec: StateRecord, why: String) -> StateRecord {
+    StateRecord {
+        reason: Some(REASON_HEALTH_CHECK.to_string()),
+        message: Some(why),
+        healthy: Some(false),
+        ..rec
     }
 }
 
@@ -92,7 +107,7 @@ pub(crate) async fn watch_child(
             let mut lines = BufReader::new(out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.starts_with("running") {
-                    mark_running(&shared, &task_id);
+                    running(&shared, &task_id);
                 } else if line.trim() == "exited" {
                     break;
                 }
@@ -113,7 +128,7 @@ pub(crate) async fn watch_child(
 pub(crate) async fn watch_reattached(shared: Arc<Shared>, task_id: TaskId) {
     let dir = shared.checkpoint.task_dir(task_id.as_str());
     if shim::read_task_pid(&dir).is_some() {
-        mark_running(&shared, &task_id);
+        running(&shared, &task_id);
     }
     let stop = shared.stop.clone();
     tokio::select! {
@@ -130,6 +145,12 @@ fn mark_running(shared: &Shared, task_id: &TaskId) {
     if matches!(entry.record.state, TaskState::Staging | TaskState::Starting) {
         shared.emit(task_id, &entry.spec.framework_id, plain(TaskState::Running));
     }
+}
+
+/// Mark the task running and start its health checker (if it has a check).
+fn running(shared: &Arc<Shared>, task_id: &TaskId) {
+    mark_running(shared, task_id);
+    health::spawn_checker(shared, task_id);
 }
 
 /// Poll until `exit.json` exists or the shim is gone, then emit the terminal update.
@@ -158,7 +179,7 @@ pub(crate) fn finish(shared: &Shared, task_id: &TaskId) {
         return;
     }
     let dir = shared.checkpoint.task_dir(task_id.as_str());
-    let rec = match shim::read_exit(&dir) {
+    let mut rec = match shim::read_exit(&dir) {
         Ok(Some(exit)) => exit_status(&exit, entry.kill_requested, entry.spec.resources.mem()),
         Ok(None) => executor_terminated(),
         Err(e) => {
@@ -166,6 +187,11 @@ pub(crate) fn finish(shared: &Shared, task_id: &TaskId) {
             executor_terminated()
         }
     };
+    if rec.state == TaskState::Killed {
+        if let Some(why) = shared.checkpoint.health_kill(task_id.as_str()) {
+            rec = health_killed(rec, why);
+        }
+    }
     shared.emit(task_id, &entry.spec.framework_id, rec);
 }
 
@@ -234,6 +260,19 @@ mod tests {
         assert_eq!(r.state, TaskState::Failed);
         assert_eq!(r.reason.as_deref(), Some("REASON_CONTAINER_LAUNCH_FAILED"));
         assert!(r.message.as_deref().is_some_and(|m| m.contains("nope")));
+    }
+
+    #[test]
+    fn health_kill_keeps_killed_and_marks_unhealthy() {
+        let r = exit_status(&exit(None, Some(15)), true, 64.0);
+        let r = health_killed(r, "3 failed".into());
+        assert_eq!(r.state, TaskState::Killed);
+        assert_eq!(r.healthy, Some(false));
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED")
+        );
+        assert_eq!(r.message.as_deref(), Some("3 failed"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! send on the connection if one is registered. All of it happens under one lock, so updates reach the
 //! connection's channel in checkpoint order (per task and globally).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -45,6 +45,8 @@ pub(crate) struct State {
     conn: Option<mpsc::UnboundedSender<AgentMessage>>,
     /// The agent id (persisted one until the master confirms it).
     pub agent_id: Option<AgentId>,
+    /// Tasks whose health checker runs (one checker per task).
+    pub health_checkers: BTreeSet<TaskId>,
 }
 
 /// State shared by every part of a running agent.
@@ -122,8 +124,37 @@ impl Shared {
         self.emit_inner(task_id, framework_id, rec, false);
     }
 
+    /// Like [`Shared::emit`], but only when `cond` holds for the task's entry (checked under the
+    /// same lock that records the update); returns whether it was emitted.
+    pub fn emit_if(
+        &self,
+        task_id: &TaskId,
+        framework_id: &FrameworkId,
+        rec: StateRecord,
+        cond: impl FnOnce(&TaskEntry) -> bool,
+    ) -> bool {
+        let st = self.lock();
+        if !st.tasks.get(task_id).is_some_and(cond) {
+            return false;
+        }
+        self.emit_locked(st, task_id, framework_id, rec, true);
+        true
+    }
+
     fn emit_inner(
         &self,
+        task_id: &TaskId,
+        framework_id: &FrameworkId,
+        rec: StateRecord,
+        record: bool,
+    ) {
+        let st = self.lock();
+        self.emit_locked(st, task_id, framework_id, rec, record);
+    }
+
+    fn emit_locked(
+        &self,
+        mut st: MutexGuard<'_, State>,
         task_id: &TaskId,
         framework_id: &FrameworkId,
         rec: StateRecord,
@@ -138,10 +169,10 @@ impl Shared {
             message: rec.message.clone(),
             timestamp: now_secs(),
             exit_code: rec.exit_code,
+            healthy: rec.healthy,
         };
         tracing::info!(task_id = %task_id, state = %rec.state, reason = ?rec.reason,
-            message = ?rec.message, uuid = %update.uuid, "status update");
-        let mut st = self.lock();
+            message = ?rec.message, healthy = ?rec.healthy, uuid = %update.uuid, "status update");
         let seq = st.next_seq;
         st.next_seq += 1;
         if let Err(e) = self.checkpoint.write_update(seq, &update) {
@@ -292,6 +323,7 @@ pub(crate) fn plain(state: TaskState) -> StateRecord {
         reason: None,
         message: None,
         exit_code: None,
+        healthy: None,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Launching and killing tasks on behalf of the master.
 //!
 //! `LaunchTask` → [`launch`]: validate (unique id, fits in free resources) under the state lock, then
-//! in a tokio task write `task.json` + `launch.json`, spawn `meseta shim <task_dir>` and hand the child
+//! in a tokio task write `task.json`, fetch the task's URIs into the sandbox ([`crate::fetch`]; a
+//! failure ends it `TASK_FAILED`), write `launch.json`, spawn `meseta shim <task_dir>` and hand the child
 //! to [`crate::monitor`], which turns the shim's `running`/`exited` lines and `exit.json` into status
 //! updates. `KillTask` → [`kill`]: persist the kill marker and SIGTERM the shim.
 
@@ -14,6 +15,7 @@ use meseta_isolation::{CommandSpec, LaunchSpec, Limits};
 use meseta_types::{AgentId, TaskId, TaskState};
 
 use crate::checkpoint::StateRecord;
+use crate::fetch::Fetcher;
 use crate::monitor;
 use crate::state::{plain, Shared, TaskEntry};
 
@@ -44,6 +46,7 @@ pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
             reason: Some("REASON_TASK_INVALID".into()),
             message: Some(message),
             exit_code: None,
+            healthy: None,
         };
         shared.emit_detached(&spec.task_id, &spec.framework_id, rec);
         return;
@@ -58,6 +61,7 @@ pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
                 reason: Some("REASON_CONTAINER_LAUNCH_FAILED".into()),
                 message: Some(message),
                 exit_code: None,
+                healthy: None,
             };
             shared.emit(&task_id, &spec.framework_id, rec);
         }
@@ -126,6 +130,15 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec) -> Result<(), String> {
         &shared.hostname,
         entry.cgroup.unwrap_or_default(),
     );
+    if !spec.fetch.is_empty() {
+        let owner = match &spec.user {
+            Some(u) => Some(meseta_isolation::user::lookup(u).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Fetcher::new(&shared.cfg.work_dir)
+            .fetch_all(&spec.fetch, &launch.sandbox, owner)
+            .await?;
+    }
     meseta_isolation::write_spec(&task_dir, &launch).map_err(|e| e.to_string())?;
     let std_cmd = meseta_isolation::shim::command(&shared.cfg.meseta_exe, &task_dir)
         .map_err(|e| e.to_string())?;
@@ -267,6 +280,7 @@ fn send_lost(shared: &Shared, task_id: &TaskId) {
         message: Some("Task is unknown to the agent".into()),
         timestamp: crate::state::now_secs(),
         exit_code: None,
+        healthy: None,
     };
     shared.send_unchecked(meseta_api::agent::AgentMessage::StatusUpdate(update));
 }
@@ -305,6 +319,8 @@ pub(crate) mod tests {
             user: None,
             kill_grace_secs: None,
             role: "*".to_string(),
+            health_check: None,
+            fetch: vec![],
         }
     }
 

@@ -51,6 +51,8 @@ fn spec(id: &str, cmd: &str, res: &str) -> TaskSpec {
         user: None,
         kill_grace_secs: Some(1.0),
         role: "*".to_string(),
+        health_check: None,
+        fetch: vec![],
     }
 }
 

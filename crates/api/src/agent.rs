@@ -39,6 +39,9 @@ pub enum AgentMessage {
 }
 
 /// Messages from the master to the agent.
+// `LaunchTask` dominates the size; messages are short-lived, so boxing it would only ripple
+// through every sender and receiver.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MasterMessage {
@@ -126,6 +129,12 @@ pub struct TaskSpec {
     /// with the task so a restarted master can account for it again.
     #[serde(default = "default_role")]
     pub role: String,
+    /// Health check the agent runs once the task is RUNNING.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    /// URIs the agent fetches into the sandbox before starting the task.
+    #[serde(default)]
+    pub fetch: Vec<FetchUri>,
 }
 
 fn default_role() -> String {
@@ -166,6 +175,9 @@ pub struct StatusUpdate {
     /// Exit code of the command, when it exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Health of the task, on updates born of a health check (and on a health-check kill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
 }
 
 /// Usage of running tasks.
@@ -184,4 +196,360 @@ pub struct TaskUsage {
     pub mem_bytes: u64,
     /// CPU time consumed, seconds.
     pub cpu_secs: f64,
+}
+
+/// Mesos' reason on updates born of a health check, and on the kill of an unhealthy task.
+pub const REASON_HEALTH_CHECK: &str = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED";
+
+/// The kind of a [`HealthCheck`] (Mesos `HealthCheck.Type`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthCheckKind {
+    /// `GET scheme://127.0.0.1:port/path`.
+    Http,
+    /// A TCP connect to `127.0.0.1:port`.
+    Tcp,
+    /// A command run in the task's sandbox with the task's environment.
+    Command,
+}
+
+/// Mesos `HealthCheck.HTTPCheckInfo`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HttpCheck {
+    /// `http` or `https` (certificates are not verified).
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    /// Port on the loopback address.
+    pub port: u32,
+    /// Request path (`/` when absent).
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Statuses counted as healthy; empty means 200..=399.
+    #[serde(default)]
+    pub statuses: Vec<u32>,
+}
+
+/// Mesos `HealthCheck.TCPCheckInfo`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TcpCheck {
+    /// Port on the loopback address.
+    pub port: u32,
+}
+
+/// The command of a `COMMAND` check (the fields of Mesos `CommandInfo` that matter here).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HealthCommand {
+    /// Shell command (or program when `shell` is false).
+    #[serde(default)]
+    pub value: String,
+    /// `true` (default): `/bin/sh -c value`.
+    #[serde(default = "default_true")]
+    pub shell: bool,
+    /// argv when `shell` is false.
+    #[serde(default)]
+    pub arguments: Vec<String>,
+}
+
+/// A typed mirror of Mesos v1 `HealthCheck`; defaults are Mesos'.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HealthCheck {
+    /// What kind of check.
+    #[serde(rename = "type")]
+    pub kind: HealthCheckKind,
+    /// For `HTTP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
+    /// For `TCP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCheck>,
+    /// For `COMMAND`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<HealthCommand>,
+    /// Seconds after the task started before the first check.
+    #[serde(default = "default_delay")]
+    pub delay_seconds: f64,
+    /// Seconds between checks.
+    #[serde(default = "default_interval")]
+    pub interval_seconds: f64,
+    /// Seconds a check may take before it counts as failed.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+    /// Failed checks in a row that get the task killed; 0 never kills.
+    #[serde(default = "default_failures")]
+    pub consecutive_failures: u32,
+    /// Seconds after the start during which failures are ignored (until the first success).
+    #[serde(default = "default_grace")]
+    pub grace_period_seconds: f64,
+}
+
+fn default_scheme() -> String {
+    "http".to_string()
+}
+fn default_path() -> String {
+    "/".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_delay() -> f64 {
+    15.0
+}
+fn default_interval() -> f64 {
+    10.0
+}
+fn default_timeout() -> f64 {
+    20.0
+}
+fn default_failures() -> u32 {
+    3
+}
+fn default_grace() -> f64 {
+    10.0
+}
+
+impl HealthCheck {
+    /// Parse and validate a Mesos v1 `HealthCheck` JSON object. A missing `type` is inferred from the
+    /// one of `http`/`tcp`/`command` that is present (as pre-1.2 Mesos did for `command`).
+    pub fn from_mesos_json(v: &serde_json::Value) -> Result<HealthCheck, String> {
+        let obj = v
+            .as_object()
+            .ok_or_else(|| "health_check must be a JSON object".to_string())?;
+        let mut obj = obj.clone();
+        if !obj.contains_key("type") {
+            let kind = ["http", "tcp", "command"]
+                .into_iter()
+                .find(|k| obj.get(*k).is_some_and(|x| !x.is_null()))
+                .ok_or_else(|| "health_check has no type".to_string())?;
+            obj.insert(
+                "type".to_string(),
+                serde_json::Value::String(kind.to_ascii_uppercase()),
+            );
+        }
+        let hc: HealthCheck = serde_json::from_value(serde_json::Value::Object(obj))
+            .map_err(|e| format!("invalid health_check: {e}"))?;
+        hc.validate()?;
+        Ok(hc)
+    }
+
+    /// Check the kind-specific part and the timings.
+    pub fn validate(&self) -> Result<(), String> {
+        let port_ok = |p: u32| (1..=65535).contains(&p);
+        match self.kind {
+            HealthCheckKind::Http => {
+                let http = self
+                    .http
+                    .as_ref()
+                    .ok_or("HTTP health check without 'http'")?;
+                if !port_ok(http.port) {
+                    return Err(format!(
+                        "HTTP health check port {} is not in 1..=65535",
+                        http.port
+                    ));
+                }
+                if http.scheme != "http" && http.scheme != "https" {
+                    return Err(format!(
+                        "HTTP health check scheme {:?} is not http or https",
+                        http.scheme
+                    ));
+                }
+                if http
+                    .path
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(format!("HTTP health check path {:?} is invalid", http.path));
+                }
+            }
+            HealthCheckKind::Tcp => {
+                let tcp = self.tcp.as_ref().ok_or("TCP health check without 'tcp'")?;
+                if !port_ok(tcp.port) {
+                    return Err(format!(
+                        "TCP health check port {} is not in 1..=65535",
+                        tcp.port
+                    ));
+                }
+            }
+            HealthCheckKind::Command => {
+                let cmd = self
+                    .command
+                    .as_ref()
+                    .ok_or("COMMAND health check without 'command'")?;
+                if cmd.value.trim().is_empty() {
+                    return Err("COMMAND health check has an empty command".to_string());
+                }
+            }
+        }
+        for (name, v) in [
+            ("delay_seconds", self.delay_seconds),
+            ("grace_period_seconds", self.grace_period_seconds),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("health_check {name} must be a number >= 0"));
+            }
+        }
+        for (name, v) in [
+            ("interval_seconds", self.interval_seconds),
+            ("timeout_seconds", self.timeout_seconds),
+        ] {
+            if !v.is_finite() || v <= 0.0 || v > 86_400.0 {
+                return Err(format!("health_check {name} must be in (0, 86400]"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A URI fetched into the sandbox before launch (Mesos `CommandInfo.URI`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FetchUri {
+    /// `http(s)://…`, `file://…` or an absolute path.
+    pub value: String,
+    /// Extract archives (`.tar`, `.tar.gz`, `.tgz`, `.gz`) into the sandbox.
+    #[serde(default = "default_true")]
+    pub extract: bool,
+    /// Make the file executable (it is then not extracted).
+    #[serde(default)]
+    pub executable: bool,
+    /// Keep a copy in the agent's fetch cache and reuse it.
+    #[serde(default)]
+    pub cache: bool,
+    /// Save under this sandbox-relative name instead of the URI's basename.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file: Option<String>,
+}
+
+impl From<crate::scheduler::CommandUri> for FetchUri {
+    fn from(u: crate::scheduler::CommandUri) -> FetchUri {
+        FetchUri {
+            value: u.value,
+            extract: u.extract.unwrap_or(true),
+            executable: u.executable.unwrap_or(false),
+            cache: u.cache.unwrap_or(false),
+            output_file: u.output_file.filter(|f| !f.is_empty()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn http_check_with_mesos_defaults() {
+        let hc = HealthCheck::from_mesos_json(&json!({
+            "type": "HTTP", "http": {"port": 8080, "path": "/health"}
+        }))
+        .expect("valid");
+        assert_eq!(hc.kind, HealthCheckKind::Http);
+        let http = hc.http.expect("http");
+        assert_eq!(
+            (http.scheme.as_str(), http.port, http.path.as_str()),
+            ("http", 8080, "/health")
+        );
+        assert!(http.statuses.is_empty());
+        assert_eq!(hc.delay_seconds, 15.0);
+        assert_eq!(hc.interval_seconds, 10.0);
+        assert_eq!(hc.timeout_seconds, 20.0);
+        assert_eq!(hc.consecutive_failures, 3);
+        assert_eq!(hc.grace_period_seconds, 10.0);
+    }
+
+    #[test]
+    fn tcp_and_command_checks_and_inferred_type() {
+        let hc = HealthCheck::from_mesos_json(&json!({
+            "type": "TCP", "tcp": {"port": 31001}, "interval_seconds": 1, "consecutive_failures": 0
+        }))
+        .expect("tcp");
+        assert_eq!(hc.tcp.expect("tcp").port, 31001);
+        assert_eq!(hc.interval_seconds, 1.0);
+        assert_eq!(hc.consecutive_failures, 0);
+        let hc =
+            HealthCheck::from_mesos_json(&json!({"command": {"value": "true"}})).expect("command");
+        assert_eq!(hc.kind, HealthCheckKind::Command);
+        assert!(hc.command.expect("cmd").shell);
+    }
+
+    #[test]
+    fn invalid_checks_are_rejected_with_a_reason() {
+        let bad = [
+            (json!({"type": "HTTP", "http": {"port": 0}}), "port 0"),
+            (
+                json!({"type": "HTTP", "http": {"port": 70000}}),
+                "port 70000",
+            ),
+            (json!({"type": "HTTP"}), "without 'http'"),
+            (
+                json!({"type": "HTTP", "http": {"port": 80, "scheme": "ftp"}}),
+                "scheme",
+            ),
+            (json!({"type": "TCP", "tcp": {}}), "invalid health_check"),
+            (
+                json!({"type": "COMMAND", "command": {"value": "  "}}),
+                "empty command",
+            ),
+            (json!({"type": "UDP"}), "invalid health_check"),
+            (
+                json!({"type": "TCP", "tcp": {"port": 1}, "interval_seconds": 0}),
+                "interval_seconds",
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 1}, "delay_seconds": -1}),
+                "delay_seconds",
+            ),
+            (json!({}), "no type"),
+            (json!("HTTP"), "object"),
+        ];
+        for (v, why) in bad {
+            let err = HealthCheck::from_mesos_json(&v).expect_err("invalid");
+            assert!(err.contains(why), "{v}: {err}");
+        }
+    }
+
+    #[test]
+    fn old_specs_and_updates_still_parse() {
+        let spec = TaskSpec {
+            task_id: TaskId::new("t"),
+            framework_id: FrameworkId::new("f"),
+            name: "n".into(),
+            resources: Resources::parse("cpus:1").expect("res"),
+            command: Command {
+                shell: true,
+                value: "true".into(),
+                arguments: vec![],
+            },
+            env: vec![],
+            user: None,
+            kill_grace_secs: None,
+            role: "*".into(),
+            health_check: None,
+            fetch: vec![],
+        };
+        let mut old = serde_json::to_value(&spec).expect("json");
+        let obj = old.as_object_mut().expect("object");
+        obj.remove("health_check");
+        obj.remove("fetch");
+        let spec: TaskSpec = serde_json::from_value(old).expect("old spec");
+        assert_eq!(spec.health_check, None);
+        assert!(spec.fetch.is_empty());
+        let up = json!({"uuid": "u", "task_id": "t", "framework_id": "f",
+            "state": "TASK_RUNNING", "timestamp": 1.0});
+        let up: StatusUpdate = serde_json::from_value(up).expect("old update");
+        assert_eq!(up.healthy, None);
+        assert!(!serde_json::to_string(&up)
+            .expect("json")
+            .contains("healthy"));
+    }
+
+    #[test]
+    fn command_uri_becomes_fetch_uri_with_mesos_defaults() {
+        let u: crate::scheduler::CommandUri =
+            serde_json::from_value(json!({"value": "https://x/app.tgz"})).expect("uri");
+        let f = FetchUri::from(u);
+        assert!(f.extract && !f.executable && !f.cache);
+        assert_eq!(f.output_file, None);
+        let f: FetchUri =
+            serde_json::from_value(json!({"value": "/a", "executable": true})).expect("fetch");
+        assert!(f.extract && f.executable);
+    }
 }

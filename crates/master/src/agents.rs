@@ -233,6 +233,7 @@ impl Core {
             message: u.message.clone(),
             agent_id: Some(IdValue::new(agent_id.as_str())),
             uuid: Some(uuid_to_base64(&u.uuid)),
+            healthy: u.healthy,
             ..TaskStatus::new(IdValue::new(u.task_id.as_str()), u.state, u.timestamp)
         };
         let fw_id = u.framework_id.clone();

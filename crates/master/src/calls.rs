@@ -199,6 +199,7 @@ impl Core {
         if cmd.value.as_deref().unwrap_or("").trim().is_empty() {
             return Err("task command has no value".to_string());
         }
+        Self::health_check_of(t)?;
         let unreserved = t.resources.clone();
         if !pool.contains(&unreserved) {
             return Err(format!(
@@ -209,7 +210,17 @@ impl Core {
         Ok(())
     }
 
+    /// The task's health check, typed and validated (`None` when it has none).
+    fn health_check_of(t: &TaskInfo) -> Result<Option<meseta_api::agent::HealthCheck>, String> {
+        t.health_check
+            .as_ref()
+            .map(meseta_api::agent::HealthCheck::from_mesos_json)
+            .transpose()
+    }
+
     fn launch(&mut self, fw_id: &FrameworkId, agent_id: &AgentId, role: &str, t: TaskInfo) {
+        // Validated in `validate_task`: an invalid check never gets here.
+        let health_check = Self::health_check_of(&t).ok().flatten();
         let cmd = t.command.unwrap_or_default();
         let env = cmd
             .environment
@@ -238,6 +249,13 @@ impl Core {
                 .and_then(|k| k.grace_period)
                 .map(|g| g.nanoseconds as f64 / 1e9),
             role: role.to_string(),
+            health_check,
+            fetch: cmd
+                .uris
+                .unwrap_or_default()
+                .into_iter()
+                .map(meseta_api::agent::FetchUri::from)
+                .collect(),
         };
         if let Some(a) = self.agents.get_mut(agent_id) {
             a.used.add(&spec.resources);

@@ -288,6 +288,7 @@ impl AgentState {
             message,
             timestamp: now_secs(),
             exit_code,
+            healthy: None,
         };
         if self.connected {
             self.outbox.push(AgentMessage::StatusUpdate(update.clone()));
@@ -327,6 +328,7 @@ impl AgentState {
             message: Some("Task is unknown to the agent".into()),
             timestamp: now_secs(),
             exit_code: None,
+            healthy: None,
         }));
     }
 
@@ -400,6 +402,8 @@ mod tests {
             user: None,
             kill_grace_secs: None,
             role: "*".to_string(),
+            health_check: None,
+            fetch: vec![],
         }
     }
 

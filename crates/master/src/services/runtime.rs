@@ -312,16 +312,19 @@ impl Runtime {
             });
         }
         if !unused.is_empty() {
-            let busy = self.engine.wants_offers(now);
+            // Waiting instances (or ones backed off) want these offers back soon.
+            let refuse = if self.engine.wants_offers(now) {
+                DECLINE_BUSY_SECONDS
+            } else if let Some(t) = self.engine.next_backoff_end(now) {
+                (t - now).clamp(0.1, DECLINE_IDLE_SECONDS)
+            } else {
+                DECLINE_IDLE_SECONDS
+            };
             self.call(CallKind::Decline {
                 decline: Decline {
                     offer_ids: unused,
                     filters: Some(Filters {
-                        refuse_seconds: Some(if busy {
-                            DECLINE_BUSY_SECONDS
-                        } else {
-                            DECLINE_IDLE_SECONDS
-                        }),
+                        refuse_seconds: Some(refuse),
                     }),
                 },
             });
@@ -340,7 +343,8 @@ impl Runtime {
     async fn carry_out(&mut self) {
         self.persist().await;
         let now = unix_now();
-        let wants = self.engine.wants_offers(now);
+        // Backed-off instances keep offers coming: they launch when their delay ends.
+        let wants = self.engine.wants_offers(now) || self.engine.next_backoff_end(now).is_some();
         if wants && self.suppressed {
             self.call(CallKind::Revive { revive: None });
             self.suppressed = false;

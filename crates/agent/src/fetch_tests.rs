@@ -1,0 +1,259 @@
+//! Unit tests of the fetcher: local and HTTP sources, cache, archives and path traversal.
+
+use super::*;
+use std::io::Write;
+
+fn uri(value: &str) -> FetchUri {
+    FetchUri {
+        value: value.to_string(),
+        extract: true,
+        executable: false,
+        cache: false,
+        output_file: None,
+    }
+}
+
+/// A tar.gz holding `data/x.txt` = `hello` and the symlink `data/link -> x.txt`.
+fn good_tgz(path: &Path) {
+    let file = fs::File::create(path).expect("create");
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+    let mut b = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "data/x.txt", &b"hello"[..])
+        .expect("append");
+    let mut l = tar::Header::new_gnu();
+    l.set_entry_type(tar::EntryType::Symlink);
+    l.set_size(0);
+    l.set_cksum();
+    b.append_link(&mut l, "data/link", "x.txt").expect("link");
+    b.into_inner()
+        .expect("tar")
+        .finish()
+        .expect("gz")
+        .flush()
+        .expect("flush");
+}
+
+/// A plain tar with one entry whose raw name is `name` (bypassing the builder's own checks).
+fn raw_tar(path: &Path, name: &str, kind: tar::EntryType, link: Option<&str>) {
+    let mut h = tar::Header::new_old();
+    {
+        let old = h.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            old.linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+    }
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    let body: &[u8] = if link.is_some() { b"" } else { b"evil" };
+    h.set_size(body.len() as u64);
+    h.set_cksum();
+    let mut out = Vec::new();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(body);
+    out.resize(512 + 512, 0);
+    out.extend_from_slice(&[0u8; 1024]);
+    fs::write(path, out).expect("write tar");
+}
+
+fn fetcher(dir: &Path) -> Fetcher {
+    Fetcher::new(dir)
+}
+
+#[tokio::test]
+async fn local_tgz_is_copied_and_extracted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("bundle.tar.gz");
+    good_tgz(&src);
+    let sandbox = dir.path().join("sb");
+    let f = fetcher(dir.path());
+    let u = uri(&format!("file://{}", src.display()));
+    f.fetch_all(&[u], &sandbox, None).await.expect("fetch");
+    assert!(sandbox.join("bundle.tar.gz").is_file(), "archive kept");
+    assert_eq!(
+        fs::read_to_string(sandbox.join("data/x.txt")).expect("x"),
+        "hello"
+    );
+    assert_eq!(
+        fs::read_to_string(sandbox.join("data/link")).expect("link"),
+        "hello"
+    );
+}
+
+#[tokio::test]
+async fn no_extract_executable_and_output_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("bundle.tgz");
+    good_tgz(&src);
+    let sandbox = dir.path().join("sb");
+    let f = fetcher(dir.path());
+    let mut keep = uri(src.to_str().expect("utf8"));
+    keep.extract = false;
+    keep.output_file = Some("sub/a.tgz".into());
+    let mut exe = uri(src.to_str().expect("utf8"));
+    exe.executable = true;
+    exe.output_file = Some("run.sh".into());
+    f.fetch_all(&[keep, exe], &sandbox, None)
+        .await
+        .expect("fetch");
+    assert!(sandbox.join("sub/a.tgz").is_file());
+    assert!(!sandbox.join("data").exists(), "nothing extracted");
+    let mode = fs::metadata(sandbox.join("run.sh"))
+        .expect("run.sh")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+}
+
+#[tokio::test]
+async fn gz_file_is_gunzipped_beside_itself() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("conf.json.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        fs::File::create(&src).expect("create"),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(b"{\"a\":1}").expect("write");
+    gz.finish().expect("finish");
+    let sandbox = dir.path().join("sb");
+    fetcher(dir.path())
+        .fetch_all(&[uri(src.to_str().expect("utf8"))], &sandbox, None)
+        .await
+        .expect("fetch");
+    assert_eq!(
+        fs::read_to_string(sandbox.join("conf.json")).expect("json"),
+        "{\"a\":1}"
+    );
+}
+
+#[test]
+fn archive_entries_escaping_the_sandbox_are_rejected() {
+    let cases = [
+        ("../evil", tar::EntryType::Regular, None),
+        ("a/../../evil", tar::EntryType::Regular, None),
+        ("/etc/evil", tar::EntryType::Regular, None),
+        ("lnk", tar::EntryType::Symlink, Some("/etc")),
+        ("a/lnk", tar::EntryType::Symlink, Some("../../etc")),
+        ("hard", tar::EntryType::Link, Some("../x")),
+    ];
+    for (name, kind, link) in cases {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sb = dir.path().join("sb");
+        fs::create_dir_all(&sb).expect("sb");
+        let archive = sb.join("bad.tar");
+        raw_tar(&archive, name, kind, link);
+        let err = extract(&archive).expect_err(name);
+        assert!(matches!(err, FetchError::Escape(_)), "{name}: {err}");
+        assert!(!dir.path().join("evil").exists());
+        assert!(!sb.join("lnk").exists() && !sb.join("a/lnk").exists());
+    }
+    // A relative link that stays inside is fine.
+    let dir = tempfile::tempdir().expect("tmp");
+    let archive = dir.path().join("ok.tar");
+    raw_tar(&archive, "a/lnk", tar::EntryType::Symlink, Some("../b"));
+    extract(&archive).expect("inside link");
+}
+
+#[tokio::test]
+async fn cache_hit_survives_the_source_going_away() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("tool.bin");
+    fs::write(&src, b"v1").expect("src");
+    let f = fetcher(dir.path());
+    let mut u = uri(&format!("file://{}", src.display()));
+    u.cache = true;
+    f.fetch_all(std::slice::from_ref(&u), &dir.path().join("sb1"), None)
+        .await
+        .expect("first");
+    let cached = dir.path().join("fetch-cache").join(cache_key(&u.value));
+    assert_eq!(fs::read(&cached).expect("cached"), b"v1");
+    fs::remove_file(&src).expect("rm");
+    let sb2 = dir.path().join("sb2");
+    f.fetch_all(std::slice::from_ref(&u), &sb2, None)
+        .await
+        .expect("from cache");
+    assert_eq!(fs::read(sb2.join("tool.bin")).expect("copy"), b"v1");
+    // Without cache the missing source fails, naming the URI.
+    u.cache = false;
+    let err = f
+        .fetch_all(&[u.clone()], &dir.path().join("sb3"), None)
+        .await
+        .expect_err("gone");
+    assert!(err.contains(&u.value), "{err}");
+}
+
+#[tokio::test]
+async fn bad_uris_fail_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = fetcher(dir.path());
+    let sb = dir.path().join("sb");
+    for (value, out, why) in [
+        ("ftp://h/x.tgz", None, "unsupported"),
+        ("relative/x", None, "unsupported"),
+        ("/nonexistent/x", None, "No such file"),
+        ("/tmp", None, "not a regular file"),
+        ("http://127.0.0.1:1/", None, "file name"),
+        ("/etc/hostname", Some("../x"), "output_file"),
+    ] {
+        let mut u = uri(value);
+        u.output_file = out.map(str::to_string);
+        let err = f.fetch_all(&[u], &sb, None).await.expect_err(value);
+        assert!(err.contains(why) && err.contains(value), "{value}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn http_download_limit_and_status() {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/files/app.tgz", get(|| async { b"0123456789".to_vec() }))
+        .route(
+            "/moved",
+            get(|| async { axum::response::Redirect::temporary("/files/app.tgz") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let sb = dir.path().join("sb");
+    let mut f = fetcher(dir.path());
+    let mut u = uri(&format!("http://{addr}/moved"));
+    u.extract = false;
+    u.output_file = Some("app.bin".into());
+    f.fetch_all(std::slice::from_ref(&u), &sb, None)
+        .await
+        .expect("redirected download");
+    assert_eq!(fs::read(sb.join("app.bin")).expect("file"), b"0123456789");
+
+    let err = f
+        .fetch_all(&[uri(&format!("http://{addr}/missing.tgz"))], &sb, None)
+        .await
+        .expect_err("404");
+    assert!(err.contains("HTTP status 404"), "{err}");
+
+    f.max_bytes = 5;
+    let err = f.fetch_all(&[u], &sb, None).await.expect_err("too large");
+    assert!(err.contains("larger than the limit"), "{err}");
+}
+
+#[test]
+fn link_targets_are_checked_lexically() {
+    assert!(link_stays_inside(Path::new("a/b/l"), Path::new("../c")));
+    assert!(link_stays_inside(Path::new("a/l"), Path::new("./x/../y")));
+    assert!(!link_stays_inside(Path::new("l"), Path::new("../x")));
+    assert!(!link_stays_inside(Path::new("a/l"), Path::new("/x")));
+    assert_eq!(
+        safe_relative(Path::new("./a/b")),
+        Some(PathBuf::from("a/b"))
+    );
+    assert_eq!(safe_relative(Path::new("a/../b")), None);
+    assert_eq!(cache_key("x").len(), 64);
+}

@@ -1,0 +1,302 @@
+//! The services scheduler end to end on the real binary: a master and agents as processes,
+//! apps through Marathon's `/v2` API, and the `marathon` PyPI client. Tasks are real processes
+//! (health checks hit real HTTP servers started by the tasks).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{wait_for, Cluster};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn call(c: &Cluster, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let client = reqwest::blocking::Client::new();
+    let mut req = client.request(method, format!("{}{path}", c.url()));
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn create(c: &Cluster, app: Value) {
+    let (s, body) = call(c, reqwest::Method::POST, "/v2/apps", Some(&app));
+    assert_eq!(s, 201, "create {app}: {body}");
+}
+
+fn app(c: &Cluster, id: &str) -> Value {
+    let (s, body) = call(c, reqwest::Method::GET, &format!("/v2/apps/{id}"), None);
+    assert_eq!(s, 200, "{body}");
+    body["app"].clone()
+}
+
+fn wait_deployed(c: &Cluster, id: &str) -> Value {
+    wait_for(&format!("{id} deployed"), WAIT, || {
+        let a = app(c, id);
+        a["deployments"].as_array()?.is_empty().then_some(a)
+    })
+}
+
+#[test]
+fn marathon_python_client_creates_scales_restarts_kills_and_deletes() {
+    require_root!();
+    let has_client = std::process::Command::new("python3")
+        .args(["-c", "import marathon"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_client {
+        eprintln!("SKIPPED: python3 with marathon is not installed (pip install marathon==0.13.0)");
+        return;
+    }
+    let c = Cluster::new(1, 10.0);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/marathon_client.py");
+    let out = std::process::Command::new("python3")
+        .args([script, &c.url()])
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "marathon client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn hostname_unique_on_three_agents_runs_three_and_the_queue_says_why() {
+    require_root!();
+    let c = Cluster::new(3, 10.0);
+    create(
+        &c,
+        json!({"id": "uniq", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": 4,
+               "constraints": [["hostname", "UNIQUE"]]}),
+    );
+    wait_for("3 running", WAIT, || {
+        (app(&c, "uniq")["tasksRunning"] == 3).then_some(())
+    });
+    let item = wait_for("a queue reason", WAIT, || {
+        let (_, q) = call(&c, reqwest::Method::GET, "/v2/queue", None);
+        let item = q["queue"].as_array()?.first()?.clone();
+        item["lastUnusedOffers"][0]["reason"][0].as_str()?;
+        Some(item)
+    });
+    assert_eq!(item["count"], 1, "{item}");
+    let why = item["lastUnusedOffers"][0]["reason"][0]
+        .as_str()
+        .unwrap_or("");
+    assert!(why.contains("UNIQUE") && why.contains("hostname"), "{why}");
+    let rejects = &item["processedOffersSummary"]["rejectSummaryLastOffers"];
+    assert!(
+        rejects
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["reason"] == "UnfulfilledConstraint")),
+        "{rejects}"
+    );
+    let hosts: std::collections::BTreeSet<String> = app(&c, "uniq")["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["host"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+}
+
+/// An app whose tasks serve HTTP on their first port, with an HTTP health check on it.
+fn web_app(id: &str, instances: u32) -> Value {
+    json!({
+        "id": id, "cmd": "exec python3 -m http.server $PORT0 --bind 127.0.0.1", "cpus": 0.05,
+        "mem": 64, "instances": instances, "portDefinitions": [{"port": 0, "name": "http"}],
+        "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0, "gracePeriodSeconds": 30,
+                          "intervalSeconds": 1, "timeoutSeconds": 2, "maxConsecutiveFailures": 3,
+                          "delaySeconds": 0}],
+        "upgradeStrategy": {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 0.2}
+    })
+}
+
+#[test]
+fn rolling_restart_with_full_health_capacity_never_drops_below_ten_healthy() {
+    require_root!();
+    let c = Cluster::new(1, 10.0);
+    create(&c, web_app("web", 10));
+    let before = wait_for("10 healthy", WAIT, || {
+        let a = wait_deployed(&c, "web");
+        (a["tasksHealthy"] == 10).then_some(a)
+    });
+    let old_version = before["versionInfo"]["lastConfigChangeAt"].clone();
+    let (s, r) = call(&c, reqwest::Method::POST, "/v2/apps/web/restart", None);
+    assert_eq!(s, 200, "{r}");
+    let start = Instant::now();
+    let mut min_healthy = u64::MAX;
+    let mut samples = 0;
+    loop {
+        let a = app(&c, "web");
+        let healthy = a["tasksHealthy"].as_u64().unwrap_or(0);
+        min_healthy = min_healthy.min(healthy);
+        samples += 1;
+        let done = a["deployments"].as_array().is_some_and(Vec::is_empty);
+        if done {
+            let tasks = a["tasks"].as_array().cloned().unwrap_or_default();
+            assert_eq!(tasks.len(), 10);
+            assert!(a["versionInfo"]["lastConfigChangeAt"] != old_version);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "restart did not finish: {a}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(samples > 5, "the restart was sampled");
+    assert!(
+        min_healthy >= 10,
+        "healthy instances dropped to {min_healthy}"
+    );
+}
+
+#[test]
+fn a_task_whose_health_check_starts_failing_is_replaced() {
+    require_root!();
+    let c = Cluster::new(1, 10.0);
+    // Healthy while `sick` does not exist in the sandbox.
+    create(
+        &c,
+        json!({"id": "sick", "cmd": "sleep 1000", "cpus": 0.05, "mem": 16,
+               "healthChecks": [{"protocol": "COMMAND", "command": {"value": "test ! -f sick"},
+                                 "gracePeriodSeconds": 5, "intervalSeconds": 1, "timeoutSeconds": 2,
+                                 "maxConsecutiveFailures": 2, "delaySeconds": 0}]}),
+    );
+    let first = wait_for("healthy", WAIT, || {
+        let a = wait_deployed(&c, "sick");
+        (a["tasksHealthy"] == 1).then(|| a["tasks"][0]["id"].as_str().map(str::to_owned))?
+    });
+    std::fs::write(c.task_dir(0, &first).join("sandbox").join("sick"), b"")
+        .expect("make the task sick");
+    let second = wait_for("a healthy replacement", WAIT, || {
+        let a = app(&c, "sick");
+        let t = a["tasks"].as_array()?.first()?.clone();
+        let id = t["id"].as_str()?.to_owned();
+        (id != first && a["tasksHealthy"] == 1).then_some(id)
+    });
+    assert_eq!(
+        second.split("._app.").next(),
+        first.split("._app.").next(),
+        "the same instance, relaunched"
+    );
+    let a = app(&c, "sick");
+    assert_eq!(a["lastTaskFailure"]["taskId"], first.as_str(), "{a}");
+}
+
+#[test]
+fn master_killed_during_a_deployment_completes_it_after_restart_without_double_launches() {
+    require_root!();
+    let mut c = Cluster::new(1, 10.0);
+    create(&c, web_app("roll", 4));
+    wait_for("4 healthy", WAIT, || {
+        (wait_deployed(&c, "roll")["tasksHealthy"] == 4).then_some(())
+    });
+    let (s, _) = call(&c, reqwest::Method::POST, "/v2/apps/roll/restart", None);
+    assert_eq!(s, 200);
+    // Some of the new instances launched, not all healthy yet.
+    wait_for("restart under way", WAIT, || {
+        let a = app(&c, "roll");
+        (a["tasks"].as_array()?.len() > 4).then_some(())
+    });
+    if let Some(m) = c.master.as_mut() {
+        m.kill9();
+    }
+    c.start_master();
+    c.wait_agents(1);
+    let done = wait_for(
+        "deployment finished after restart",
+        Duration::from_secs(120),
+        || {
+            let (_, d) = call(&c, reqwest::Method::GET, "/v2/deployments", None);
+            if !d.as_array()?.is_empty() {
+                return None;
+            }
+            let a = app(&c, "roll");
+            (a["tasksHealthy"] == 4).then_some(a)
+        },
+    );
+    let version = done["versionInfo"]["lastConfigChangeAt"]
+        .as_str()
+        .expect("version")
+        .to_owned();
+    let tasks = done["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 4);
+    // Every task the agent ever ran for the new configuration is one of the 4 (none twice).
+    let all = c.get("/master/tasks").expect("tasks");
+    let launched: Vec<&Value> = all["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| t["name"] == "roll")
+        .collect();
+    let running = launched
+        .iter()
+        .filter(|t| t["state"] == "TASK_RUNNING")
+        .count();
+    assert_eq!(running, 4, "{launched:?}");
+    assert!(tasks
+        .iter()
+        .all(|t| t["version"].as_str() >= Some(version.as_str())));
+}
+
+#[test]
+fn bad_app_definitions_get_marathon_errors_and_store_nothing() {
+    let c = Cluster::new(0, 10.0);
+    let post = |body: &str| {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/v2/apps", c.url()))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .expect("post");
+        let s = r.status().as_u16();
+        (
+            s,
+            serde_json::from_str::<Value>(&r.text().unwrap_or_default()).unwrap_or(Value::Null),
+        )
+    };
+    let (s, b) = post("{not json");
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["message"], "Invalid JSON");
+    for (body, path) in [
+        (r#"{"id":"a","cmd":"sleep 1","cpus":0}"#, "/cpus"),
+        (r#"{"id":"a","cmd":"sleep 1","instances":-1}"#, "/instances"),
+        (r#"{"id":"a b!","cmd":"sleep 1"}"#, "/id"),
+        (
+            r#"{"id":"a","cmd":"sleep 1","constraints":[["hostname","SOMETIMES"]]}"#,
+            "/constraints(0)",
+        ),
+        (
+            r#"{"id":"a","cmd":"sleep 1","portDefinitions":[],"healthChecks":[{"protocol":"HTTP","portIndex":2}]}"#,
+            "/healthChecks(0)",
+        ),
+    ] {
+        let (s, b) = post(body);
+        assert_eq!(s, 422, "{body}: {b}");
+        let paths: Vec<&str> = b["details"]
+            .as_array()
+            .expect("details")
+            .iter()
+            .filter_map(|d| d["path"].as_str())
+            .collect();
+        assert!(
+            paths.iter().any(|p| p.starts_with(path)),
+            "{body}: {paths:?}"
+        );
+    }
+    let big = format!(r#"{{"id":"big","cmd":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
+    let (s, _) = post(&big);
+    assert_eq!(s, 413);
+    let (_, apps) = call(&c, reqwest::Method::GET, "/v2/apps", None);
+    assert_eq!(apps["apps"], json!([]));
+    let (s, b) = call(&c, reqwest::Method::GET, "/v2/apps/nope", None);
+    assert_eq!(s, 404);
+    assert_eq!(b["message"], "App '/nope' does not exist");
+}
