@@ -10,6 +10,7 @@ pub mod allocator;
 mod cluster;
 pub mod jobs;
 pub mod launch_rate;
+pub mod services;
 
 use crate::output;
 use anyhow::{anyhow, bail, Context};
@@ -47,6 +48,8 @@ pub enum BenchCmd {
     Jobs(jobs::JobsArgs),
     /// Tasks launched per second through in-process and HTTP frameworks (simulated agents).
     LaunchRate(launch_rate::LaunchRateArgs),
+    /// Placements per second and master memory per instance of the services scheduler.
+    Services(services::ServicesArgs),
 }
 
 /// `bench launch` arguments.
@@ -67,6 +70,7 @@ pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<i32> {
         BenchCmd::Allocator(args) => allocator::run(args, json),
         BenchCmd::Jobs(args) => jobs::run(args, json).await,
         BenchCmd::LaunchRate(args) => launch_rate::run(args, json).await,
+        BenchCmd::Services(args) => services::run(args, json).await,
     }
 }
 

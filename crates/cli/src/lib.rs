@@ -6,7 +6,9 @@
 //! and JSON for all of them.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod bench;
+pub mod deploy;
 pub mod execute;
 pub mod framework;
 pub mod job;
@@ -57,6 +59,12 @@ pub enum Command {
     /// Scheduled jobs (the Chronos-compatible jobs scheduler).
     #[command(subcommand)]
     Job(job::JobCmd),
+    /// Long-running services (the Marathon-compatible apps scheduler).
+    #[command(subcommand)]
+    App(app::AppCmd),
+    /// Deployments of services: list, watch, cancel.
+    #[command(subcommand)]
+    Deploy(deploy::DeployCmd),
     /// Benchmarks against a private local cluster.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -75,6 +83,8 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
         Command::Role(c) => role::run_role(c, &client(&g)?, g.json).await,
         Command::Quota(c) => role::run_quota(c, &client(&g)?, g.json).await,
         Command::Job(c) => job::run(c, &client(&g)?, g.json).await,
+        Command::App(c) => app::run(c, &g.master, g.json).await,
+        Command::Deploy(c) => deploy::run(c, &g.master, g.json).await,
         Command::Bench(c) => bench::run(c, g.json).await,
         Command::Sim(c) => sim::run(c, &g.master, g.json).await,
     }

@@ -1,0 +1,591 @@
+//! `meseta bench services`: measures the services (Marathon) scheduler. Starts a private
+//! `meseta master` process and simulated agents (`meseta-sim`, on their own two-thread runtime so
+//! they keep up), posts N apps of M instances each to `/v2/apps`, and measures the time from the
+//! first POST until every instance is TASK_RUNNING, counted from the master's `/v2/events`
+//! stream (distinct `status_update_event` TASK_RUNNING task ids) and cross-checked by polling the
+//! apps' `tasksRunning`. Reports placements per second and the master's resident memory per
+//! instance (RSS with all instances running minus RSS before the first app), against meseta's
+//! targets.
+
+use super::cluster::{parse_vm_rss, MasterProcess};
+use super::Check;
+use crate::app::api::Api;
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use meseta_sim::{SimCluster, SimConfig};
+use meseta_types::Resources;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Target: instances placed and running per second (at least).
+const TARGET_PLACEMENTS_PER_S: f64 = 2000.0;
+/// Target: master memory per running instance, KiB (at most).
+const TARGET_KIB_PER_INSTANCE: f64 = 2.0;
+/// Resources of each simulated agent.
+const AGENT_RESOURCES: &str = "cpus:4;mem:16384;disk:10000;ports:[31000-32000]";
+/// The ids of the benchmark's apps start with this.
+const APP_PREFIX: &str = "/bench-svc-";
+/// Apps posted concurrently.
+const POST_CONCURRENCY: usize = 16;
+/// Settling time after the agents registered, before the idle RSS is read.
+const SETTLE: Duration = Duration::from_secs(2);
+/// Between two polls of `/v2/apps` (four times that with the event stream).
+const POLL: Duration = Duration::from_millis(250);
+/// Between two looks at the event counter.
+const TICK: Duration = Duration::from_millis(20);
+
+/// `bench services` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServicesArgs {
+    /// Number of simulated agents.
+    #[arg(long, default_value_t = 1000)]
+    pub agents: usize,
+    /// Number of apps.
+    #[arg(long, default_value_t = 100)]
+    pub apps: usize,
+    /// Instances of each app.
+    #[arg(long, default_value_t = 100)]
+    pub instances: usize,
+    /// A small run for tests: 20 agents, 5 apps of 20 instances (overrides the three above).
+    #[arg(long)]
+    pub quick: bool,
+    /// Give up when the instances are not all running after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+impl ServicesArgs {
+    /// `(agents, apps, instances)` after `--quick`.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        if self.quick {
+            (20, 5, 20)
+        } else {
+            (self.agents, self.apps, self.instances)
+        }
+    }
+}
+
+/// Everything `bench services` measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServicesReport {
+    /// Simulated agents.
+    pub agents: usize,
+    /// Apps posted.
+    pub apps: usize,
+    /// Instances per app.
+    pub instances_per_app: usize,
+    /// `apps × instances_per_app`.
+    pub instances: usize,
+    /// First POST → every instance TASK_RUNNING, seconds.
+    pub seconds: f64,
+    /// Time to POST every app, seconds.
+    pub post_seconds: f64,
+    /// Whether the end was seen on the event stream (else by polling `/v2/apps`).
+    pub timed_by_events: bool,
+    /// `instances / seconds`.
+    pub placements_per_s: f64,
+    /// Master RSS before the first app, bytes.
+    pub master_rss_before: u64,
+    /// Master RSS with every instance running, bytes.
+    pub master_rss_after: u64,
+    /// `(after − before) / instances`.
+    pub bytes_per_instance: f64,
+    /// The targets.
+    pub checks: Vec<Check>,
+    /// Whether every target was met.
+    pub pass: bool,
+}
+
+impl ServicesReport {
+    /// Assembles the report and evaluates the targets.
+    pub fn new(sizes: (usize, usize, usize), timing: Timing, rss: (u64, u64)) -> ServicesReport {
+        let (agents, apps, per_app) = sizes;
+        let instances = apps * per_app;
+        let seconds = timing.all_running.as_secs_f64();
+        let placements_per_s = if seconds > 0.0 {
+            instances as f64 / seconds
+        } else {
+            0.0
+        };
+        let bytes_per_instance = if instances == 0 {
+            0.0
+        } else {
+            rss.1.saturating_sub(rss.0) as f64 / instances as f64
+        };
+        let checks = vec![
+            Check {
+                pass: placements_per_s >= TARGET_PLACEMENTS_PER_S,
+                ..Check::new("placements/s", placements_per_s, TARGET_PLACEMENTS_PER_S)
+            },
+            Check::new(
+                "master memory per instance (KiB)",
+                bytes_per_instance / 1024.0,
+                TARGET_KIB_PER_INSTANCE,
+            ),
+        ];
+        ServicesReport {
+            agents,
+            apps,
+            instances_per_app: per_app,
+            instances,
+            seconds,
+            post_seconds: timing.posted.as_secs_f64(),
+            timed_by_events: timing.by_events,
+            placements_per_s,
+            master_rss_before: rss.0,
+            master_rss_after: rss.1,
+            bytes_per_instance,
+            pass: checks.iter().all(|c| c.pass),
+            checks,
+        }
+    }
+
+    /// The human-readable report.
+    pub fn render(&self) -> String {
+        const MIB: f64 = 1024.0 * 1024.0;
+        let source = if self.timed_by_events {
+            "/v2/events"
+        } else {
+            "polling /v2/apps"
+        };
+        [
+            format!(
+                "{} apps x {} instances = {} on {} simulated agents",
+                self.apps, self.instances_per_app, self.instances, self.agents
+            ),
+            format!(
+                "all running after {:.3} s (apps posted in {:.3} s; end seen on {source})",
+                self.seconds, self.post_seconds
+            ),
+            format!("placements {:.0}/s", self.placements_per_s),
+            format!(
+                "master RSS {:.1} MiB before, {:.1} MiB with all running: {:.0} bytes per instance",
+                self.master_rss_before as f64 / MIB,
+                self.master_rss_after as f64 / MIB,
+                self.bytes_per_instance
+            ),
+            String::new(),
+            Check::table(&self.checks, 2, |c| {
+                if c.name.starts_with("placements") {
+                    ">="
+                } else {
+                    "<="
+                }
+            }),
+        ]
+        .join("\n")
+    }
+}
+
+/// When things happened, from the first POST.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    /// Every app posted.
+    pub posted: Duration,
+    /// Every instance running.
+    pub all_running: Duration,
+    /// Whether `all_running` came from the event stream.
+    pub by_events: bool,
+}
+
+/// The Marathon JSON of benchmark app `i`.
+pub fn app_json(i: usize, instances: usize) -> Value {
+    serde_json::json!({
+        "id": format!("{APP_PREFIX}{i}"),
+        "cmd": "sleep 1000",
+        "cpus": 0.01,
+        "mem": 16,
+        "instances": instances,
+    })
+}
+
+/// Runs `bench services`; returns the exit code.
+pub async fn run(args: ServicesArgs, json: bool) -> anyhow::Result<i32> {
+    let sizes = args.sizes();
+    if sizes.0 == 0 || sizes.1 == 0 || sizes.2 == 0 || args.timeout == 0 {
+        bail!("--agents, --apps, --instances and --timeout must be at least 1");
+    }
+    raise_fd_limit();
+    let dir = tempfile::Builder::new()
+        .prefix("meseta-bench-services-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let mut master = MasterProcess::start(dir.path()).await?;
+    let sims = SimRuntime::start(&master.url, sizes.0).await;
+    let result = match sims {
+        Ok(sims) => {
+            let r = measure(&mut master, sizes, Duration::from_secs(args.timeout)).await;
+            sims.stop().await;
+            r
+        }
+        Err(e) => Err(e),
+    };
+    master.stop(Duration::from_secs(5)).await;
+    drop(dir);
+    let report = result?;
+    super::print_report(&report, json, |r| r.render())
+}
+
+/// Simulated agents on a runtime of their own: the CLI's runtime has one thread, which would
+/// make the agents (not the master) the bottleneck.
+struct SimRuntime {
+    rt: tokio::runtime::Runtime,
+    sim: SimCluster,
+}
+
+impl SimRuntime {
+    async fn start(master: &str, agents: usize) -> anyhow::Result<SimRuntime> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bench-sim")
+            .enable_all()
+            .build()
+            .context("cannot start the simulated agents' runtime")?;
+        let mut cfg = SimConfig::new(master.to_string(), agents);
+        cfg.hostname_prefix = "bench-svc".into();
+        cfg.resources = Resources::parse(AGENT_RESOURCES).context("agent resources")?;
+        eprintln!("registering {agents} simulated agents ...");
+        let started = rt.spawn(SimCluster::start(cfg)).await;
+        match started {
+            Ok(Ok(sim)) => Ok(SimRuntime { rt, sim }),
+            Ok(Err(e)) => {
+                rt.shutdown_background();
+                Err(e).context("cannot start the simulated agents")
+            }
+            Err(e) => {
+                rt.shutdown_background();
+                Err(e).context("the simulated agents' start panicked")
+            }
+        }
+    }
+
+    async fn stop(self) {
+        let SimRuntime { rt, sim } = self;
+        let _ = rt.spawn(sim.shutdown()).await;
+        rt.shutdown_background();
+    }
+}
+
+async fn measure(
+    master: &mut MasterProcess,
+    sizes: (usize, usize, usize),
+    timeout: Duration,
+) -> anyhow::Result<ServicesReport> {
+    let (_, apps, per_app) = sizes;
+    let total = apps * per_app;
+    tokio::time::sleep(SETTLE).await;
+    master.check_alive()?;
+    let before = master_rss(master)?;
+    let counter = EventCounter::start(&master.url, total).await;
+    if let Err(e) = &counter {
+        eprintln!("no event stream ({e:#}); timing by polling /v2/apps");
+    }
+    let api = Api::new(&master.url)?;
+    eprintln!("posting {apps} apps x {per_app} instances ...");
+    let t0 = Instant::now();
+    post_apps(&api, apps, per_app).await?;
+    let posted = t0.elapsed();
+    let deadline = t0 + timeout;
+    // With the event stream, /v2/apps is only a slow cross-check (polling loads the master).
+    let poll_every = if counter.is_ok() { POLL * 4 } else { POLL };
+    let mut next_poll = Instant::now();
+    let mut last_print = Instant::now();
+    let mut running = 0;
+    let timing = loop {
+        if let Some(at) = counter.as_ref().ok().and_then(EventCounter::done_at) {
+            break Timing {
+                posted,
+                all_running: at.saturating_duration_since(t0),
+                by_events: true,
+            };
+        }
+        if Instant::now() >= next_poll {
+            running = sum_running(&api.get("/v2/apps").await?);
+            next_poll = Instant::now() + poll_every;
+            if running >= total as u64 {
+                break Timing {
+                    posted,
+                    all_running: t0.elapsed(),
+                    by_events: false,
+                };
+            }
+            master.check_alive()?;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "only {running} of {total} instances running after {timeout:?}; the master log \
+                 ends with:\n{}",
+                master.log_tail()
+            );
+        }
+        if last_print.elapsed() >= Duration::from_secs(2) {
+            eprintln!("{running}/{total} running ...");
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(TICK).await;
+    };
+    let after = master_rss(master)?;
+    Ok(ServicesReport::new(sizes, timing, (before, after)))
+}
+
+fn master_rss(master: &MasterProcess) -> anyhow::Result<u64> {
+    let path = format!("/proc/{}/status", master.pid());
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_vm_rss(&text).with_context(|| format!("no VmRSS in {path}"))
+}
+
+/// Posts the apps, [`POST_CONCURRENCY`] at a time.
+async fn post_apps(api: &Api, apps: usize, per_app: usize) -> anyhow::Result<()> {
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..apps)
+        .map(|i| async move {
+            let body = app_json(i, per_app);
+            api.send(reqwest::Method::POST, "/v2/apps", Some(&body))
+                .await
+                .map(|_| ())
+        })
+        .buffer_unordered(POST_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// The sum of `tasksRunning` over the benchmark's apps in a `/v2/apps` answer.
+pub fn sum_running(apps: &Value) -> u64 {
+    apps.get("apps")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|app| {
+                    app.get("id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| id.starts_with(APP_PREFIX))
+                })
+                .filter_map(|app| app.get("tasksRunning").and_then(Value::as_u64))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The benchmark's tasks running according to `/v2/events` (TASK_RUNNING adds a task id, a
+/// terminal state removes it), and when `target` were running at once.
+struct RunningSet {
+    ids: HashSet<String>,
+    target: usize,
+    reached: Option<Instant>,
+}
+
+impl RunningSet {
+    fn new(target: usize) -> RunningSet {
+        RunningSet {
+            ids: HashSet::with_capacity(target),
+            target,
+            reached: None,
+        }
+    }
+
+    /// Feeds one SSE `data:` payload received at `now`.
+    fn feed(&mut self, data: &str, now: Instant) {
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+        if field("eventType") != "status_update_event" || !field("appId").starts_with(APP_PREFIX) {
+            return;
+        }
+        match field("taskStatus") {
+            "TASK_RUNNING" => {
+                if self.ids.insert(field("taskId").to_string())
+                    && self.ids.len() == self.target
+                    && self.reached.is_none()
+                {
+                    self.reached = Some(now);
+                }
+            }
+            "TASK_STAGING" | "TASK_STARTING" | "TASK_KILLING" => {}
+            _ => {
+                self.ids.remove(field("taskId"));
+            }
+        }
+    }
+}
+
+/// Reads `/v2/events` in the background into a [`RunningSet`].
+struct EventCounter {
+    set: Arc<Mutex<RunningSet>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EventCounter {
+    /// Connects (the stream is attached when this returns) and starts reading.
+    async fn start(master: &str, target: usize) -> anyhow::Result<EventCounter> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .context("cannot build an HTTP client")?;
+        let url = format!("{master}/v2/events?event_type=status_update_event");
+        let resp = http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .with_context(|| format!("cannot GET {url}"))?;
+        if !resp.status().is_success() {
+            bail!("GET {url} answered {}", resp.status());
+        }
+        let set = Arc::new(Mutex::new(RunningSet::new(target)));
+        let sink = set.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = resp.bytes_stream();
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(Ok(chunk)) = stream.next().await {
+                buf.extend_from_slice(&chunk);
+                let now = Instant::now();
+                while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    let line = String::from_utf8_lossy(&line);
+                    if let Some(data) = line.trim_end().strip_prefix("data:") {
+                        if let Ok(mut s) = sink.lock() {
+                            s.feed(data.trim_start(), now);
+                        }
+                    }
+                }
+            }
+        });
+        Ok(EventCounter { set, task })
+    }
+
+    /// When the target count of distinct tasks was seen running, if it was.
+    fn done_at(&self) -> Option<Instant> {
+        self.set.lock().ok()?.reached
+    }
+}
+
+impl Drop for EventCounter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Raises the soft open-files limit to the hard one: the master (which inherits it) and this
+/// process each hold one connection per simulated agent.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quick_mode_is_small() {
+        let args = ServicesArgs {
+            agents: 1000,
+            apps: 100,
+            instances: 100,
+            quick: true,
+            timeout: 300,
+        };
+        assert_eq!(args.sizes(), (20, 5, 20));
+        let args = ServicesArgs {
+            quick: false,
+            ..args
+        };
+        assert_eq!(args.sizes(), (1000, 100, 100));
+    }
+
+    #[test]
+    fn apps_are_marathon_json() {
+        let a = app_json(7, 100);
+        assert_eq!(a["id"], "/bench-svc-7");
+        assert_eq!(a["instances"], 100);
+        assert_eq!(a["cmd"], "sleep 1000");
+        let parsed: meseta_api::marathon::AppDefinition =
+            serde_json::from_value(a).expect("an AppDefinition");
+        assert_eq!(parsed.instances, Some(100));
+    }
+
+    #[test]
+    fn running_tasks_are_counted_once_and_leave_when_they_end() {
+        let mut s = RunningSet::new(2);
+        let t = Instant::now();
+        let ev = |task: &str, app: &str, status: &str| {
+            json!({"eventType":"status_update_event","taskId":task,"appId":app,"taskStatus":status})
+                .to_string()
+        };
+        s.feed(&ev("a.1", "/bench-svc-0", "TASK_STAGING"), t);
+        s.feed(&ev("a.1", "/bench-svc-0", "TASK_RUNNING"), t);
+        s.feed(&ev("a.1", "/bench-svc-0", "TASK_RUNNING"), t);
+        s.feed(&ev("b.1", "/other", "TASK_RUNNING"), t);
+        s.feed("not json", t);
+        s.feed(r#"{"eventType":"event_stream_attached"}"#, t);
+        s.feed(&ev("a.1", "/bench-svc-0", "TASK_FAILED"), t);
+        s.feed(&ev("a.2", "/bench-svc-0", "TASK_RUNNING"), t);
+        assert_eq!((s.ids.len(), s.reached), (1, None), "a.1 ended");
+        let later = t + Duration::from_secs(1);
+        s.feed(&ev("a.3", "/bench-svc-1", "TASK_RUNNING"), later);
+        assert_eq!(s.reached, Some(later));
+        s.feed(&ev("a.3", "/bench-svc-1", "TASK_KILLED"), later);
+        s.feed(
+            &ev("a.4", "/bench-svc-1", "TASK_RUNNING"),
+            later + Duration::from_secs(1),
+        );
+        assert_eq!(s.reached, Some(later), "reached once");
+    }
+
+    #[test]
+    fn running_sum_covers_only_benchmark_apps() {
+        let v = json!({"apps":[{"id":"/bench-svc-0","tasksRunning":40},
+                               {"id":"/bench-svc-1","tasksRunning":2},
+                               {"id":"/web","tasksRunning":7}]});
+        assert_eq!(sum_running(&v), 42);
+        assert_eq!(sum_running(&json!({})), 0);
+    }
+
+    #[test]
+    fn report_checks_rate_and_memory() {
+        let timing = Timing {
+            posted: Duration::from_millis(500),
+            all_running: Duration::from_secs(4),
+            by_events: true,
+        };
+        let r = ServicesReport::new(
+            (1000, 100, 100),
+            timing,
+            (40 << 20, (40 << 20) + 10_000 * 1024),
+        );
+        assert_eq!(r.instances, 10_000);
+        assert_eq!(r.placements_per_s, 2500.0);
+        assert_eq!(r.bytes_per_instance, 1024.0);
+        assert!(r.pass, "{r:?}");
+        let slow = Timing {
+            all_running: Duration::from_secs(10),
+            ..timing
+        };
+        let r = ServicesReport::new(
+            (1000, 100, 100),
+            slow,
+            (40 << 20, (40 << 20) + 30_000 * 1024),
+        );
+        let pass: Vec<bool> = r.checks.iter().map(|c| c.pass).collect();
+        assert_eq!(pass, [false, false]);
+        let text = r.render();
+        assert!(
+            text.contains(">= 2000") && text.contains("<= 2") && text.contains("MISS"),
+            "{text}"
+        );
+        let shrunk = ServicesReport::new((1, 1, 10), timing, (50 << 20, 40 << 20));
+        assert_eq!(shrunk.bytes_per_instance, 0.0);
+        let json = serde_json::to_value(&shrunk).expect("json");
+        assert_eq!(json["checks"][1]["value"], 0.0);
+    }
+}
