@@ -53,10 +53,11 @@ impl Core {
         let Some(a) = self.agents.get(agent_id) else {
             return;
         };
+        let (hostname, base) = (a.record.hostname.clone(), a.record.resources.clone());
         self.alloc.remove_agent(agent_id);
         let info = AgentInfo {
-            hostname: a.record.hostname.clone(),
-            total: a.record.resources.clone(),
+            hostname,
+            total: self.reserved_total(agent_id, &base),
             domain: None,
         };
         let used: Vec<(FrameworkId, String, Resources)> = self

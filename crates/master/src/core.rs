@@ -232,6 +232,8 @@ pub(crate) struct Core {
     pub quotas: BTreeMap<String, meseta_allocator::Quota>,
     /// Signalled when an allocation run is wanted (see `Core::allocate`).
     pub allocation_wanted: std::sync::Arc<tokio::sync::Notify>,
+    /// Dynamic reservations, maintenance and other operations state (see `ops.rs`).
+    pub ops: crate::ops::OpsState,
     pub next_agent: u64,
     pub next_framework: u64,
     pub next_offer: u64,
@@ -264,11 +266,13 @@ impl Core {
             epoch: now,
             weights: BTreeMap::new(),
             quotas: BTreeMap::new(),
+            ops: crate::ops::OpsState::default(),
             next_agent: 0,
             next_framework: 0,
             next_offer: 0,
             next_conn: 0,
         };
+        core.ops.reservations = recovered.reservations;
         for rec in recovered.agents {
             core.agents.insert(
                 rec.id.clone(),

@@ -22,7 +22,9 @@ mod framework;
 mod http;
 // The jobs scheduler runtime (issue 5).
 mod jobs;
+mod ops;
 mod registry;
+mod scheduler_ops;
 mod v1json;
 mod view;
 
@@ -149,9 +151,19 @@ impl Master {
                 }
                 _ = interval.tick() => {}
             }
-            let removed = self.core().tick(tokio::time::Instant::now());
+            let (removed, reservations) = {
+                let mut core = self.core();
+                let removed = core.tick(tokio::time::Instant::now());
+                (removed, core.take_dirty_reservations())
+            };
             for fw in removed {
                 registry::forget_framework(self.store(), &fw).await;
+            }
+            if let Some(r) = reservations {
+                if let Err(e) = registry::save_reservations(self.store(), &r).await {
+                    tracing::warn!(error = %e, "reservations not stored; retrying");
+                    self.core().ops.reservations_dirty = true;
+                }
             }
         }
     }

@@ -13,6 +13,7 @@ mod metrics;
 mod metronome;
 mod operator;
 mod operator_v1;
+mod reservations;
 mod roles;
 mod scheduler;
 
@@ -47,6 +48,8 @@ pub fn router(master: Master) -> Router {
         .route("/master/frameworks", get(mesos::frameworks))
         .route("/master/state-summary", get(mesos::state_summary))
         .route("/master/teardown", post(mesos::teardown))
+        .route("/master/reserve", post(reservations::reserve))
+        .route("/master/unreserve", post(reservations::unreserve))
         .route("/master/roles", get(roles::roles))
         .route("/master/roles.json", get(roles::roles))
         .route(
