@@ -76,6 +76,7 @@ impl Core {
             tracing::error!(agent_id = %agent_id, error = %e, "allocator refused the agent's tasks; adding it empty");
             let _ = self.alloc.add_agent(agent_id.clone(), info, &[]);
         }
+        self.alloc_maintenance(agent_id);
     }
 
     /// Tell the allocator a framework is subscribed (new, failed over, or recovered).
@@ -145,6 +146,9 @@ impl Core {
                 self.make_offer(&grant.agent, &grant.framework, &grant.role, grant.resources);
             batches.entry(grant.framework).or_default().push(offer);
         }
+        if !cycle.inverse_offers.is_empty() {
+            self.send_inverse_offers(cycle.inverse_offers);
+        }
         for (fw_id, offers) in batches {
             if let Some(fw) = self.frameworks.get(&fw_id) {
                 fw.send(Event::Offers {
@@ -180,6 +184,7 @@ impl Core {
                 agent_id: agent_id.clone(),
                 role: role.to_string(),
                 resources: resources.clone(),
+                created: Instant::now(),
             },
         );
         Offer {
@@ -190,6 +195,8 @@ impl Core {
             attributes: self.agent_attributes(agent_id),
             resources,
             url,
+            unavailability: self.offer_unavailability(agent_id),
+            domain: None,
         }
     }
 }

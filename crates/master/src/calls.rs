@@ -82,13 +82,27 @@ impl Core {
                     fw.suppressed = roles.is_none();
                 }
             }
-            // Accepted (202) and without effect: meseta makes no inverse offers and runs no
-            // offer operations but LAUNCH, and executors take no framework messages.
+            CallKind::AcceptInverseOffers {
+                accept_inverse_offers: p,
+            } => self.answer_inverse_offers(fw_id, &p, true, now),
+            CallKind::DeclineInverseOffers {
+                decline_inverse_offers: p,
+            } => self.answer_inverse_offers(fw_id, &p, false, now),
+            CallKind::Shutdown { shutdown } => self.shutdown_executor(fw_id, &shutdown),
+            CallKind::UpdateFramework { update_framework } => {
+                if let Err(why) = self.update_framework(fw_id, update_framework, now) {
+                    tracing::warn!(framework_id = %fw_id, why, "UPDATE_FRAMEWORK refused");
+                }
+            }
+            CallKind::Message { message } => {
+                // There are no custom executors to deliver it to.
+                tracing::info!(framework_id = %fw_id, executor_id = %message.executor_id,
+                    agent_id = %message.agent_id, bytes = message.data.len(),
+                    "framework message dropped: no executor takes messages");
+            }
+            // Accepted (202) and without effect: no operation feedback is kept.
             CallKind::Subscribe { .. }
-            | CallKind::Message { .. }
             | CallKind::Request { .. }
-            | CallKind::AcceptInverseOffers { .. }
-            | CallKind::DeclineInverseOffers { .. }
             | CallKind::ReconcileOperations { .. }
             | CallKind::AcknowledgeOperationStatus { .. } => {}
         }

@@ -22,6 +22,7 @@ mod framework;
 mod http;
 // The jobs scheduler runtime (issue 5).
 mod jobs;
+mod maintenance;
 mod ops;
 mod registry;
 mod scheduler_ops;
@@ -154,8 +155,13 @@ impl Master {
             let (removed, reservations) = {
                 let mut core = self.core();
                 let removed = core.tick(tokio::time::Instant::now());
-                (removed, core.take_dirty_reservations())
+                let dirty = (
+                    core.take_dirty_reservations(),
+                    core.take_dirty_maintenance(),
+                );
+                (removed, dirty)
             };
+            let (reservations, maintenance) = reservations;
             for fw in removed {
                 registry::forget_framework(self.store(), &fw).await;
             }
@@ -163,6 +169,12 @@ impl Master {
                 if let Err(e) = registry::save_reservations(self.store(), &r).await {
                     tracing::warn!(error = %e, "reservations not stored; retrying");
                     self.core().ops.reservations_dirty = true;
+                }
+            }
+            if let Some(m) = maintenance {
+                if let Err(e) = registry::save_maintenance(self.store(), &m).await {
+                    tracing::warn!(error = %e, "maintenance schedule not stored; retrying");
+                    self.core().ops.maint.dirty = true;
                 }
             }
         }

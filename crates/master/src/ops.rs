@@ -24,6 +24,8 @@ pub(crate) struct OpsState {
     pub reservations_dirty: bool,
     /// Tasks launched by LAUNCH_GROUP, by (agent, executor id), for SHUTDOWN.
     pub executors: std::collections::HashMap<(AgentId, String), Vec<meseta_types::TaskId>>,
+    /// Maintenance schedule, down machines, inverse offers (see `maintenance.rs`).
+    pub maint: crate::maintenance::MaintState,
 }
 
 /// Why an operator reservation request was refused: 400 or 409, as Mesos answers.
@@ -235,6 +237,23 @@ impl Core {
         *pool = rest.plus(&resources.with_role(UNRESERVED));
         self.record_reservation(agent, &resources, false);
         Ok(())
+    }
+
+    /// Rescind the offers older than the offer timeout (if one is set).
+    pub(crate) fn expire_offers(&mut self, now: Instant) {
+        let Some(timeout) = self.cfg.offer_timeout else {
+            return;
+        };
+        let old: Vec<meseta_types::OfferId> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| now.saturating_duration_since(o.created) >= timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in old {
+            tracing::info!(offer_id = %id, "offer timed out: rescinding");
+            self.rescind_offer(&id);
+        }
     }
 
     /// The reservations to persist, if they changed since the last call.

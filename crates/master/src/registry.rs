@@ -12,6 +12,8 @@ const AGENTS: &str = "/meseta/master/agents/";
 const FRAMEWORKS: &str = "/meseta/master/frameworks/";
 const WEIGHTS: &str = "/meseta/master/weights/";
 const QUOTAS: &str = "/meseta/master/quota/";
+/// The maintenance schedule and the machines that are down.
+const MAINTENANCE: &str = "/meseta/master/maintenance";
 /// Dynamic reservations of every agent, one JSON map `{agent id: [Resource]}`.
 const RESERVATIONS: &str = "/meseta/master/reservations";
 
@@ -45,6 +47,8 @@ pub(crate) struct Recovered {
     pub quotas: Vec<(String, meseta_allocator::Quota)>,
     /// Dynamic reservations by agent.
     pub reservations: std::collections::BTreeMap<AgentId, Resources>,
+    /// Maintenance schedule and down machines.
+    pub maintenance: crate::maintenance::Persisted,
 }
 
 /// Load the persisted agents and frameworks. A record that no longer parses is skipped with a warning.
@@ -82,7 +86,21 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Recovered, StoreError> {
             Err(e) => tracing::warn!(error = %e, "skipping unreadable reservations"),
         }
     }
+    if let Some(kv) = store.get(MAINTENANCE).await? {
+        match serde_json::from_slice(&kv.value) {
+            Ok(m) => out.maintenance = m,
+            Err(e) => tracing::warn!(error = %e, "skipping unreadable maintenance schedule"),
+        }
+    }
     Ok(out)
+}
+
+/// Persist the maintenance schedule and down machines.
+pub(crate) async fn save_maintenance(
+    store: &dyn Store,
+    m: &crate::maintenance::Persisted,
+) -> Result<(), StoreError> {
+    put_json(store, MAINTENANCE, m).await.map(|_| ())
 }
 
 /// Persist the dynamic reservations of every agent.

@@ -1,11 +1,13 @@
 //! ACCEPT operations other than LAUNCH (`RESERVE`, `UNRESERVE`, `LAUNCH_GROUP`), kept by the api
-//! crate as raw JSON ([`Operation::Other`]) and interpreted here.
+//! crate as raw JSON ([`Operation::Other`]) and interpreted here; the calls `SHUTDOWN` and
+//! `UPDATE_FRAMEWORK`.
 //!
 //! As in Mesos, an operation that fails validation is dropped (logged) and the next one still
 //! runs; tasks of a dropped LAUNCH_GROUP get `TASK_ERROR`.
 
-use meseta_api::scheduler::{Operation, TaskInfo};
-use meseta_types::{AgentId, FrameworkId, Resources, TaskId, TaskState};
+use meseta_api::scheduler::{IdValue, Operation, Shutdown, TaskInfo, UpdateFramework};
+use meseta_types::{AgentId, FrameworkId, OfferId, Resources, TaskId, TaskState};
+use tokio::time::Instant;
 
 use crate::core::Core;
 
@@ -124,5 +126,89 @@ impl Core {
             }
             self.launch_task(fw, agent, role, t);
         }
+    }
+}
+
+impl Core {
+    /// SHUTDOWN: kill the tasks of `executor_id` on `agent_id` (a LAUNCH_GROUP's executor, or a
+    /// command task, whose executor id is its task id).
+    pub(crate) fn shutdown_executor(&mut self, fw: &FrameworkId, s: &Shutdown) {
+        let agent = AgentId::new(s.agent_id.as_str());
+        let exec = s.executor_id.value.clone();
+        let mut ids = self
+            .ops
+            .executors
+            .remove(&(agent.clone(), exec.clone()))
+            .unwrap_or_default();
+        ids.push(TaskId::new(exec.as_str()));
+        let mine: Vec<TaskId> = ids
+            .into_iter()
+            .filter(|id| {
+                self.tasks
+                    .get(id)
+                    .is_some_and(|t| &t.spec.framework_id == fw && t.agent_id == agent)
+            })
+            .collect();
+        tracing::info!(framework_id = %fw, agent_id = %agent, executor_id = %exec, tasks = mine.len(), "shutting down executor");
+        for id in mine {
+            self.send_kill(&id, None);
+        }
+    }
+
+    /// UPDATE_FRAMEWORK: new roles, name, capabilities, … for a subscribed framework. Its offers
+    /// are rescinded and the allocator hears of it afresh (keeping what its tasks use).
+    pub(crate) fn update_framework(
+        &mut self,
+        fw_id: &FrameworkId,
+        u: UpdateFramework,
+        now: Instant,
+    ) -> Result<(), String> {
+        let mut info = u.framework_info;
+        if info
+            .id
+            .as_ref()
+            .is_some_and(|id| id.as_str() != fw_id.as_str())
+        {
+            return Err("'framework_info.id' differs from the caller's framework id".into());
+        }
+        for role in crate::allocator::framework_roles(&info) {
+            meseta_allocator::validate_role(&role).map_err(|e| e.to_string())?;
+        }
+        let Some(fw) = self.frameworks.get(fw_id) else {
+            return Err(format!("framework '{fw_id}' is not subscribed"));
+        };
+        if fw.info.user != info.user && !info.user.is_empty() {
+            return Err("updating 'user' is not supported".into());
+        }
+        if info.principal.is_some() && fw.info.principal != info.principal {
+            return Err("updating 'principal' is not supported".into());
+        }
+        if info.user.is_empty() {
+            info.user = fw.info.user.clone();
+        }
+        info.id = Some(IdValue::new(fw_id.as_str()));
+        let offers: Vec<OfferId> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| &o.framework_id == fw_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in offers {
+            self.rescind_offer(&id);
+        }
+        if let Some(fw) = self.frameworks.get_mut(fw_id) {
+            fw.info = info.clone();
+        }
+        self.alloc_add_framework(fw_id, &info);
+        if let Some(roles) = u.suppressed_roles.filter(|r| !r.is_empty()) {
+            self.alloc.suppress(fw_id, Some(&roles));
+        }
+        if let Some(fw) = self.frameworks.get(fw_id) {
+            let v = crate::v1json::framework(fw);
+            self.bus
+                .publish_with(|| crate::bus::ClusterEvent::FrameworkUpdated(v));
+        }
+        self.allocate(now);
+        Ok(())
     }
 }

@@ -49,6 +49,9 @@ pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
             Err(why) => error(StatusCode::BAD_REQUEST, why),
         };
     }
+    if let Some(resp) = super::maintenance::v1_call(&m, kind, &call).await {
+        return resp;
+    }
     if kind == "UPDATE_QUOTA" {
         return update_quota(&m, &call["update_quota"]).await;
     }
