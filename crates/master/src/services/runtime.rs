@@ -278,6 +278,7 @@ impl Runtime {
                 self.disconnected();
             }
             Event::Rescind { .. }
+            | Event::InverseOffers { .. }
             | Event::Message { .. }
             | Event::Failure { .. }
             | Event::Heartbeat => {}
