@@ -83,6 +83,75 @@ impl Allocator {
         Ok(())
     }
 
+    /// RESERVE inside an ACCEPT: converts part of what `fw` holds in `role` on `agent` (the
+    /// offer being accepted) into a reservation for `role`; `fw` then holds the reserved form.
+    pub fn reserve_held(
+        &mut self,
+        agent: &AgentId,
+        fw: &FrameworkId,
+        role: &str,
+        resources: &Resources,
+    ) -> Result<(), AllocatorError> {
+        let ai = self.agent_idx(agent)?;
+        let target = single_reserved_role(agent, resources)?;
+        if target != role {
+            return Err(AllocatorError::InvalidReservation(
+                agent.clone(),
+                format!("reservation role `{target}` differs from the offer's role `{role}`"),
+            ));
+        }
+        let need = resources.with_role(UNRESERVED);
+        if !self.held_by(ai, fw, role).contains(&need) {
+            return Err(AllocatorError::InsufficientResources(
+                agent.clone(),
+                need.to_string(),
+            ));
+        }
+        self.release(ai, fw, role, &need);
+        self.convert(ai, &need, resources);
+        self.count_reservations(resources, 1);
+        self.grant(ai, fw, role, resources);
+        Ok(())
+    }
+
+    /// UNRESERVE inside an ACCEPT: turns reserved resources `fw` holds in `role` on `agent`
+    /// back into unreserved ones, which `fw` keeps holding.
+    pub fn unreserve_held(
+        &mut self,
+        agent: &AgentId,
+        fw: &FrameworkId,
+        role: &str,
+        resources: &Resources,
+    ) -> Result<(), AllocatorError> {
+        let ai = self.agent_idx(agent)?;
+        single_reserved_role(agent, resources)?;
+        if !self.held_by(ai, fw, role).contains(resources) {
+            return Err(AllocatorError::InsufficientResources(
+                agent.clone(),
+                resources.to_string(),
+            ));
+        }
+        let plain = resources.with_role(UNRESERVED);
+        self.release(ai, fw, role, resources);
+        self.convert(ai, resources, &plain);
+        self.count_reservations(resources, -1);
+        self.grant(ai, fw, role, &plain);
+        Ok(())
+    }
+
+    /// What `fw` holds in `role` on agent `ai`.
+    fn held_by(&self, ai: usize, fw: &FrameworkId, role: &str) -> Resources {
+        self.role_names
+            .get(role)
+            .and_then(|ri| self.agents[ai].held_index(fw, ri))
+            .map(|hi| {
+                self.agents[ai].held[hi]
+                    .res
+                    .to_resources(&self.names, &self.role_names)
+            })
+            .unwrap_or_default()
+    }
+
     /// Replaces `from` by `to` in agent `ai`'s total and free pool (both must contain `from`).
     fn convert(&mut self, ai: usize, from: &Resources, to: &Resources) {
         let a = &mut self.agents[ai];
@@ -145,5 +214,53 @@ fn single_reserved_role(agent: &AgentId, resources: &Resources) -> Result<String
             validate_role(&r)?;
             Ok(r)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::{agent, fw, res};
+    use crate::{Allocator, AllocatorError};
+    use meseta_types::{AgentId, FrameworkId, Resources};
+    use std::time::Duration;
+
+    fn s1() -> AgentId {
+        AgentId::new("s1")
+    }
+
+    fn db() -> FrameworkId {
+        FrameworkId::new("db")
+    }
+
+    #[test]
+    fn reserve_and_unreserve_what_an_offer_holds() {
+        let mut a = Allocator::new(crate::AllocatorConfig::default(), None);
+        a.add_agent(s1(), agent("cpus:4;mem:4096"), &[])
+            .expect("agent");
+        a.add_framework(db(), fw(&["db"]), &[]).expect("fw");
+        let c = a.allocate(Duration::ZERO, None);
+        assert_eq!(c.offers.len(), 1);
+        // A reservation for another role than the offer's is refused.
+        assert!(matches!(
+            a.reserve_held(&s1(), &db(), "db", &res("cpus(web):1")),
+            Err(AllocatorError::InvalidReservation(..))
+        ));
+        // More than the offer holds is refused.
+        assert!(matches!(
+            a.reserve_held(&s1(), &db(), "db", &res("cpus(db):5")),
+            Err(AllocatorError::InsufficientResources(..))
+        ));
+        a.reserve_held(&s1(), &db(), "db", &res("cpus(db):1"))
+            .expect("reserve held");
+        assert_eq!(a.allocated_on(&s1()), res("cpus:3;mem:4096;cpus(db):1"));
+        assert_eq!(a.available_on(&s1()), Resources::new());
+        assert!(matches!(
+            a.unreserve_held(&s1(), &db(), "db", &res("cpus(db):2")),
+            Err(AllocatorError::InsufficientResources(..))
+        ));
+        a.unreserve_held(&s1(), &db(), "db", &res("cpus(db):1"))
+            .expect("unreserve held");
+        assert_eq!(a.allocated_on(&s1()), res("cpus:4;mem:4096"));
+        assert_eq!(a.agent_total(&s1()), Some(&res("cpus:4;mem:4096")));
     }
 }

@@ -563,8 +563,13 @@ mod tests {
 
     #[test]
     fn unknown_event_types_are_skipped() {
-        let rec = br#"{"type":"INVERSE_OFFERS","inverse_offers":{"inverse_offers":[]}}"#;
+        let rec = br#"{"type":"RESCIND_INVERSE_OFFER","rescind_inverse_offer":{"inverse_offer_id":{"value":"o"}}}"#;
         assert!(parse_event(rec).expect("valid").is_none());
+        let rec = br#"{"type":"INVERSE_OFFERS","inverse_offers":{"inverse_offers":[]}}"#;
+        assert!(matches!(
+            parse_event(rec).expect("valid"),
+            Some(Event::InverseOffers { .. })
+        ));
         let hb = parse_event(br#"{"type":"HEARTBEAT"}"#).expect("valid");
         assert_eq!(hb, Some(Event::Heartbeat));
         assert!(parse_event(b"{not json").is_err());

@@ -472,6 +472,25 @@ pub struct Request {
     pub requests: Vec<serde_json::Value>,
 }
 
+/// The `shutdown` payload: stop an executor (its tasks are killed).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Shutdown {
+    /// The executor.
+    pub executor_id: IdValue,
+    /// Its agent.
+    pub agent_id: IdValue,
+}
+
+/// The `update_framework` payload: new roles, name, capabilities of a subscribed framework.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateFramework {
+    /// The framework's new info (its `id` must be the caller's).
+    pub framework_info: FrameworkInfo,
+    /// Roles to be suppressed from now on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_roles: Option<Vec<String>>,
+}
+
 /// A scheduler call: `{"type":"ACCEPT","framework_id":{"value":".."},"accept":{..}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Call {
@@ -543,6 +562,18 @@ pub enum CallKind {
         /// The payload.
         reconcile: Reconcile,
     },
+    /// Shut down an executor and kill its tasks.
+    #[serde(rename = "SHUTDOWN")]
+    Shutdown {
+        /// The payload.
+        shutdown: Shutdown,
+    },
+    /// Change the framework's info (roles, name, capabilities) without re-subscribing.
+    #[serde(rename = "UPDATE_FRAMEWORK")]
+    UpdateFramework {
+        /// The payload.
+        update_framework: UpdateFramework,
+    },
     /// Send data to an executor.
     #[serde(rename = "MESSAGE")]
     Message {
@@ -556,13 +587,13 @@ pub enum CallKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<Request>,
     },
-    /// Accept inverse offers (meseta makes none, so the call has no effect; kept opaque).
+    /// Accept inverse offers (maintenance; kept opaque: `inverse_offer_ids`, `filters`).
     #[serde(rename = "ACCEPT_INVERSE_OFFERS")]
     AcceptInverseOffers {
         /// The payload: `inverse_offer_ids`, `filters`.
         accept_inverse_offers: serde_json::Value,
     },
-    /// Decline inverse offers (no effect, as for ACCEPT_INVERSE_OFFERS; kept opaque).
+    /// Decline inverse offers (kept opaque, as for ACCEPT_INVERSE_OFFERS).
     #[serde(rename = "DECLINE_INVERSE_OFFERS")]
     DeclineInverseOffers {
         /// The payload: `inverse_offer_ids`, `filters`.
@@ -595,6 +626,8 @@ impl CallKind {
             CallKind::Kill { .. } => "KILL",
             CallKind::Acknowledge { .. } => "ACKNOWLEDGE",
             CallKind::Reconcile { .. } => "RECONCILE",
+            CallKind::Shutdown { .. } => "SHUTDOWN",
+            CallKind::UpdateFramework { .. } => "UPDATE_FRAMEWORK",
             CallKind::Message { .. } => "MESSAGE",
             CallKind::Request { .. } => "REQUEST",
             CallKind::AcceptInverseOffers { .. } => "ACCEPT_INVERSE_OFFERS",

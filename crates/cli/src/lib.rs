@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod execute;
 pub mod framework;
 pub mod job;
+pub mod maintenance;
 pub mod node;
 pub mod output;
 pub mod role;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Quota of roles.
     #[command(subcommand)]
     Quota(role::QuotaCmd),
+    /// Dynamic reservations of agents' resources for roles.
+    #[command(subcommand)]
+    Reservation(maintenance::ReservationCmd),
     /// Scheduled jobs (the Chronos-compatible jobs scheduler).
     #[command(subcommand)]
     Job(job::JobCmd),
@@ -82,6 +86,7 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
         Command::Framework(c) => framework::run(c, &client(&g)?, g.json).await,
         Command::Role(c) => role::run_role(c, &client(&g)?, g.json).await,
         Command::Quota(c) => role::run_quota(c, &client(&g)?, g.json).await,
+        Command::Reservation(c) => maintenance::run_reservation(c, &client(&g)?, g.json).await,
         Command::Job(c) => job::run(c, &client(&g)?, g.json).await,
         Command::App(c) => app::run(c, &g.master, g.json).await,
         Command::Deploy(c) => deploy::run(c, &g.master, g.json).await,

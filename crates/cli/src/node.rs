@@ -12,12 +12,24 @@ use std::collections::HashMap;
 pub enum NodeCmd {
     /// List agents.
     List,
+    /// Schedule maintenance of a machine (inverse offers to its frameworks); `--down` kills its tasks.
+    Drain(crate::maintenance::DrainArgs),
+    /// Bring a machine that is down back up (and out of the schedule).
+    Up {
+        /// The machine's host name.
+        host: String,
+    },
+    /// The maintenance schedule and status.
+    Maintenance,
 }
 
 /// Runs a node subcommand; returns the exit code.
 pub async fn run(cmd: NodeCmd, client: &MasterClient, json: bool) -> anyhow::Result<i32> {
     match cmd {
         NodeCmd::List => list(client, json).await,
+        NodeCmd::Drain(a) => crate::maintenance::drain(a, client, json).await,
+        NodeCmd::Up { host } => crate::maintenance::up(&host, client, json).await,
+        NodeCmd::Maintenance => crate::maintenance::show(client, json).await,
     }
 }
 

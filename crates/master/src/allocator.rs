@@ -53,10 +53,11 @@ impl Core {
         let Some(a) = self.agents.get(agent_id) else {
             return;
         };
+        let (hostname, base) = (a.record.hostname.clone(), a.record.resources.clone());
         self.alloc.remove_agent(agent_id);
         let info = AgentInfo {
-            hostname: a.record.hostname.clone(),
-            total: a.record.resources.clone(),
+            hostname,
+            total: self.reserved_total(agent_id, &base),
             domain: None,
         };
         let used: Vec<(FrameworkId, String, Resources)> = self
@@ -75,6 +76,7 @@ impl Core {
             tracing::error!(agent_id = %agent_id, error = %e, "allocator refused the agent's tasks; adding it empty");
             let _ = self.alloc.add_agent(agent_id.clone(), info, &[]);
         }
+        self.alloc_maintenance(agent_id);
     }
 
     /// Tell the allocator a framework is subscribed (new, failed over, or recovered).
@@ -144,6 +146,9 @@ impl Core {
                 self.make_offer(&grant.agent, &grant.framework, &grant.role, grant.resources);
             batches.entry(grant.framework).or_default().push(offer);
         }
+        if !cycle.inverse_offers.is_empty() {
+            self.send_inverse_offers(cycle.inverse_offers);
+        }
         for (fw_id, offers) in batches {
             if let Some(fw) = self.frameworks.get(&fw_id) {
                 fw.send(Event::Offers {
@@ -179,6 +184,7 @@ impl Core {
                 agent_id: agent_id.clone(),
                 role: role.to_string(),
                 resources: resources.clone(),
+                created: Instant::now(),
             },
         );
         Offer {
@@ -189,6 +195,8 @@ impl Core {
             attributes: self.agent_attributes(agent_id),
             resources,
             url,
+            unavailability: self.offer_unavailability(agent_id),
+            domain: None,
         }
     }
 }

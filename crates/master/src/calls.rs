@@ -82,37 +82,44 @@ impl Core {
                     fw.suppressed = roles.is_none();
                 }
             }
-            // Accepted (202) and without effect: meseta makes no inverse offers and runs no
-            // offer operations but LAUNCH, and executors take no framework messages.
+            CallKind::AcceptInverseOffers {
+                accept_inverse_offers: p,
+            } => self.answer_inverse_offers(fw_id, &p, true, now),
+            CallKind::DeclineInverseOffers {
+                decline_inverse_offers: p,
+            } => self.answer_inverse_offers(fw_id, &p, false, now),
+            CallKind::Shutdown { shutdown } => self.shutdown_executor(fw_id, &shutdown),
+            CallKind::UpdateFramework { update_framework } => {
+                if let Err(why) = self.update_framework(fw_id, update_framework, now) {
+                    tracing::warn!(framework_id = %fw_id, why, "UPDATE_FRAMEWORK refused");
+                }
+            }
+            CallKind::Message { message } => {
+                // There are no custom executors to deliver it to.
+                tracing::info!(framework_id = %fw_id, executor_id = %message.executor_id,
+                    agent_id = %message.agent_id, bytes = message.data.len(),
+                    "framework message dropped: no executor takes messages");
+            }
+            // Accepted (202) and without effect: no operation feedback is kept.
             CallKind::Subscribe { .. }
-            | CallKind::Message { .. }
             | CallKind::Request { .. }
-            | CallKind::AcceptInverseOffers { .. }
-            | CallKind::DeclineInverseOffers { .. }
             | CallKind::ReconcileOperations { .. }
             | CallKind::AcknowledgeOperationStatus { .. } => {}
         }
     }
 
     fn accept(&mut self, fw_id: &FrameworkId, accept: Accept, now: Instant) {
-        let tasks: Vec<TaskInfo> = accept
-            .operations
-            .into_iter()
-            .flat_map(|op| match op {
-                Operation::Launch { launch } => launch.task_infos,
-                Operation::Other { op_type, .. } => {
-                    tracing::warn!(framework_id = %fw_id, op_type, "unsupported offer operation dropped");
-                    Vec::new()
-                }
-            })
-            .collect();
         let offer_ids: Vec<OfferId> = accept
             .offer_ids
             .iter()
             .map(|o| OfferId::new(o.as_str()))
             .collect();
         let Some((agent_id, role, mut pool)) = self.take_offers(fw_id, &offer_ids) else {
-            for t in &tasks {
+            let tasks = accept
+                .operations
+                .iter()
+                .flat_map(crate::scheduler_ops::op_tasks);
+            for t in &tasks.collect::<Vec<TaskInfo>>() {
                 self.reject_task(
                     fw_id,
                     t,
@@ -124,14 +131,24 @@ impl Core {
             self.allocate(now);
             return;
         };
-        for t in tasks {
-            match self.validate_task(&t, &agent_id, &pool) {
-                Ok(()) => {
-                    pool = pool.checked_sub(&t.resources).unwrap_or_default();
-                    self.launch(fw_id, &agent_id, &role, t);
+        // Operations apply in order against the pooled offer resources.
+        for op in accept.operations {
+            let tasks = match op {
+                Operation::Launch { launch } => launch.task_infos,
+                Operation::Other { op_type, raw } => {
+                    self.accept_operation(fw_id, &agent_id, &role, &op_type, &raw, &mut pool);
+                    continue;
                 }
-                Err(why) => {
-                    self.reject_task(fw_id, &t, TaskState::Error, "REASON_TASK_INVALID", &why)
+            };
+            for t in tasks {
+                match self.validate_task(&t, &agent_id, &pool) {
+                    Ok(()) => {
+                        pool = pool.checked_sub(&t.resources).unwrap_or_default();
+                        self.launch(fw_id, &agent_id, &role, t);
+                    }
+                    Err(why) => {
+                        self.reject_task(fw_id, &t, TaskState::Error, "REASON_TASK_INVALID", &why)
+                    }
                 }
             }
         }
@@ -170,7 +187,7 @@ impl Core {
         Some((agent, role, pool))
     }
 
-    fn validate_task(
+    pub(crate) fn validate_task(
         &self,
         t: &TaskInfo,
         agent_id: &AgentId,
@@ -284,7 +301,18 @@ impl Core {
         self.tasks.insert(entry.spec.task_id.clone(), entry);
     }
 
-    fn reject_task(
+    /// Launch a validated task from an accepted offer (LAUNCH_GROUP uses it too).
+    pub(crate) fn launch_task(
+        &mut self,
+        fw_id: &FrameworkId,
+        agent_id: &AgentId,
+        role: &str,
+        t: TaskInfo,
+    ) {
+        self.launch(fw_id, agent_id, role, t);
+    }
+
+    pub(crate) fn reject_task(
         &mut self,
         fw_id: &FrameworkId,
         t: &TaskInfo,

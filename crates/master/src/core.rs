@@ -32,6 +32,8 @@ pub struct MasterConfig {
     pub framework_heartbeat: Duration,
     /// Host name reported in `/master/state`.
     pub hostname: String,
+    /// An offer unused for longer is rescinded (`--offer_timeout`; none by default, as Mesos).
+    pub offer_timeout: Option<Duration>,
 }
 
 impl Default for MasterConfig {
@@ -43,6 +45,7 @@ impl Default for MasterConfig {
             allocation_interval: Duration::from_secs(1),
             framework_heartbeat: Duration::from_secs(15),
             hostname: hostname(),
+            offer_timeout: None,
         }
     }
 }
@@ -190,6 +193,8 @@ pub(crate) struct OfferEntry {
     /// The allocation role the offer was made in.
     pub role: String,
     pub resources: Resources,
+    /// When it was made (for the offer timeout).
+    pub created: Instant,
 }
 
 /// Counters of terminal task states since the master started.
@@ -232,6 +237,8 @@ pub(crate) struct Core {
     pub quotas: BTreeMap<String, meseta_allocator::Quota>,
     /// Signalled when an allocation run is wanted (see `Core::allocate`).
     pub allocation_wanted: std::sync::Arc<tokio::sync::Notify>,
+    /// Dynamic reservations, maintenance and other operations state (see `ops.rs`).
+    pub ops: crate::ops::OpsState,
     pub next_agent: u64,
     pub next_framework: u64,
     pub next_offer: u64,
@@ -264,11 +271,14 @@ impl Core {
             epoch: now,
             weights: BTreeMap::new(),
             quotas: BTreeMap::new(),
+            ops: crate::ops::OpsState::default(),
             next_agent: 0,
             next_framework: 0,
             next_offer: 0,
             next_conn: 0,
         };
+        core.ops.reservations = recovered.reservations;
+        core.ops.maint = crate::maintenance::MaintState::restore(recovered.maintenance);
         for rec in recovered.agents {
             core.agents.insert(
                 rec.id.clone(),
@@ -512,6 +522,7 @@ impl Core {
             tracing::info!(framework_id = %id, "framework failover timeout: tearing down");
             self.teardown(id);
         }
+        self.expire_offers(now);
         self.run_allocation(now);
         expired
     }

@@ -22,9 +22,12 @@ mod framework;
 mod http;
 // The jobs scheduler runtime (issue 5).
 mod jobs;
+mod maintenance;
+mod ops;
 mod registry;
 // The services scheduler runtime (issue 3).
 mod services;
+mod scheduler_ops;
 mod v1json;
 mod view;
 
@@ -159,9 +162,30 @@ impl Master {
                 }
                 _ = interval.tick() => {}
             }
-            let removed = self.core().tick(tokio::time::Instant::now());
+            let (removed, reservations) = {
+                let mut core = self.core();
+                let removed = core.tick(tokio::time::Instant::now());
+                let dirty = (
+                    core.take_dirty_reservations(),
+                    core.take_dirty_maintenance(),
+                );
+                (removed, dirty)
+            };
+            let (reservations, maintenance) = reservations;
             for fw in removed {
                 registry::forget_framework(self.store(), &fw).await;
+            }
+            if let Some(r) = reservations {
+                if let Err(e) = registry::save_reservations(self.store(), &r).await {
+                    tracing::warn!(error = %e, "reservations not stored; retrying");
+                    self.core().ops.reservations_dirty = true;
+                }
+            }
+            if let Some(m) = maintenance {
+                if let Err(e) = registry::save_maintenance(self.store(), &m).await {
+                    tracing::warn!(error = %e, "maintenance schedule not stored; retrying");
+                    self.core().ops.maint.dirty = true;
+                }
             }
         }
     }

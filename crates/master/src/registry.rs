@@ -12,6 +12,10 @@ const AGENTS: &str = "/meseta/master/agents/";
 const FRAMEWORKS: &str = "/meseta/master/frameworks/";
 const WEIGHTS: &str = "/meseta/master/weights/";
 const QUOTAS: &str = "/meseta/master/quota/";
+/// The maintenance schedule and the machines that are down.
+const MAINTENANCE: &str = "/meseta/master/maintenance";
+/// Dynamic reservations of every agent, one JSON map `{agent id: [Resource]}`.
+const RESERVATIONS: &str = "/meseta/master/reservations";
 
 /// A registered agent, as persisted.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -41,6 +45,10 @@ pub(crate) struct Recovered {
     pub weights: Vec<(String, f64)>,
     /// Role quotas set by operators.
     pub quotas: Vec<(String, meseta_allocator::Quota)>,
+    /// Dynamic reservations by agent.
+    pub reservations: std::collections::BTreeMap<AgentId, Resources>,
+    /// Maintenance schedule and down machines.
+    pub maintenance: crate::maintenance::Persisted,
 }
 
 /// Load the persisted agents and frameworks. A record that no longer parses is skipped with a warning.
@@ -72,7 +80,35 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Recovered, StoreError> {
             Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping unreadable quota"),
         }
     }
+    if let Some(kv) = store.get(RESERVATIONS).await? {
+        match serde_json::from_slice(&kv.value) {
+            Ok(r) => out.reservations = r,
+            Err(e) => tracing::warn!(error = %e, "skipping unreadable reservations"),
+        }
+    }
+    if let Some(kv) = store.get(MAINTENANCE).await? {
+        match serde_json::from_slice(&kv.value) {
+            Ok(m) => out.maintenance = m,
+            Err(e) => tracing::warn!(error = %e, "skipping unreadable maintenance schedule"),
+        }
+    }
     Ok(out)
+}
+
+/// Persist the maintenance schedule and down machines.
+pub(crate) async fn save_maintenance(
+    store: &dyn Store,
+    m: &crate::maintenance::Persisted,
+) -> Result<(), StoreError> {
+    put_json(store, MAINTENANCE, m).await.map(|_| ())
+}
+
+/// Persist the dynamic reservations of every agent.
+pub(crate) async fn save_reservations(
+    store: &dyn Store,
+    r: &std::collections::BTreeMap<AgentId, Resources>,
+) -> Result<(), StoreError> {
+    put_json(store, RESERVATIONS, r).await.map(|_| ())
 }
 
 /// Persist role weights (all in one transaction).

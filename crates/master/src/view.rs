@@ -99,7 +99,7 @@ impl Core {
         self.agents
             .values()
             .filter(|a| a.status != AgentStatus::Recovered)
-            .map(|a| slave_view(a, full))
+            .map(|a| slave_view(a, &self.agent_total(&a.record.id), full))
             .collect()
     }
 
@@ -222,8 +222,7 @@ fn port_of(address: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn slave_view(a: &AgentEntry, full: bool) -> Slave {
-    let total = &a.record.resources;
+fn slave_view(a: &AgentEntry, total: &Resources, full: bool) -> Slave {
     let mut reserved = Map::new();
     let mut reserved_full = Map::new();
     for role in total.roles() {

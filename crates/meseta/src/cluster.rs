@@ -26,6 +26,33 @@ pub struct MasterArgs {
     /// Host name to report.
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Rescind offers unused for this long, e.g. `30s`, `2m` (default: never, as Mesos).
+    #[arg(long, value_parser = parse_duration)]
+    pub offer_timeout: Option<Duration>,
+}
+
+/// `30s`, `2m`, `1h`, `500ms` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration '{s}': expecting e.g. 30s, 2m, 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "secs" => n,
+        "m" | "mins" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in '{s}': use ms, s, m or h")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("duration '{s}' must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Flags of `meseta agent`.
@@ -147,7 +174,8 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
         None => default_dir("master")?,
     };
     let store = open_store(&dir)?;
-    let cfg = master_config(a.listen, a.agent_timeout, a.hostname)?;
+    let mut cfg = master_config(a.listen, a.agent_timeout, a.hostname)?;
+    cfg.offer_timeout = a.offer_timeout;
     let mut handle = meseta_master::start(cfg, store).await?;
     eprintln!("meseta master listening on http://{}", handle.addr);
     tokio::select! {

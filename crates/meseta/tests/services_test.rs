@@ -111,7 +111,7 @@ fn web_app(id: &str, instances: u32) -> Value {
         "id": id, "cmd": "exec python3 -m http.server $PORT0 --bind 127.0.0.1", "cpus": 0.05,
         "mem": 64, "instances": instances, "portDefinitions": [{"port": 0, "name": "http"}],
         "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0, "gracePeriodSeconds": 30,
-                          "intervalSeconds": 1, "timeoutSeconds": 2, "maxConsecutiveFailures": 3,
+                          "intervalSeconds": 2, "timeoutSeconds": 10, "maxConsecutiveFailures": 3,
                           "delaySeconds": 0}],
         "upgradeStrategy": {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 0.2}
     })
@@ -299,4 +299,58 @@ fn bad_app_definitions_get_marathon_errors_and_store_nothing() {
     let (s, b) = call(&c, reqwest::Method::GET, "/v2/apps/nope", None);
     assert_eq!(s, 404);
     assert_eq!(b["message"], "App '/nope' does not exist");
+}
+
+#[test]
+fn draining_a_machine_sends_inverse_offers_and_its_instances_move_when_it_goes_down() {
+    require_root!();
+    let c = Cluster::new(2, 10.0);
+    create(
+        &c,
+        json!({"id": "mover", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": 2}),
+    );
+    let a = wait_for("2 running", WAIT, || {
+        let a = wait_deployed(&c, "mover");
+        (a["tasksRunning"] == 2).then_some(a)
+    });
+    let host = a["tasks"][0]["host"].as_str().expect("host").to_owned();
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    let schedule = json!({"windows": [{"machine_ids": [{"hostname": host}],
+        "unavailability": {"start": {"nanoseconds": now_ns + 2_000_000_000},
+                           "duration": {"nanoseconds": 3_600_000_000_000i64}}}]});
+    let (s, b) = call(
+        &c,
+        reqwest::Method::POST,
+        "/master/maintenance/schedule",
+        Some(&schedule),
+    );
+    assert!(s < 300, "schedule: {s} {b}");
+    // The services framework has instances there: it gets an inverse offer (and accepts it).
+    let status = wait_for("an inverse offer answered", WAIT, || {
+        let (_, st) = call(&c, reqwest::Method::GET, "/master/maintenance/status", None);
+        let m = st["draining_machines"].as_array()?.first()?.clone();
+        (!m["statuses"].as_array()?.is_empty()).then_some(st)
+    });
+    assert!(status.to_string().contains("ACCEPT"), "{status}");
+    let (s, b) = call(
+        &c,
+        reqwest::Method::POST,
+        "/master/machine/down",
+        Some(&json!([{"hostname": host}])),
+    );
+    assert!(s < 300, "down: {s} {b}");
+    // Its instances are killed and replaced on the other machine.
+    let moved = wait_for("instances off the drained machine", WAIT, || {
+        let a = app(&c, "mover");
+        let tasks = a["tasks"].as_array()?.clone();
+        (tasks.len() == 2
+            && tasks
+                .iter()
+                .all(|t| t["state"] == "TASK_RUNNING" && t["host"].as_str() != Some(host.as_str())))
+        .then_some(tasks)
+    });
+    assert_eq!(moved.len(), 2);
 }

@@ -39,6 +39,40 @@ pub struct Offer {
     /// The agent's URL (kept opaque).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<serde_json::Value>,
+    /// The agent's maintenance window: `{"start":{"nanoseconds"},"duration":{"nanoseconds"}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailability: Option<serde_json::Value>,
+    /// The agent's fault domain: `{"fault_domain":{"region":{"name"},"zone":{"name"}}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<serde_json::Value>,
+}
+
+/// A request to give back everything held on an agent going into maintenance.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InverseOffer {
+    /// Inverse offer id (shares the offer id counter).
+    pub id: IdValue,
+    /// The framework asked.
+    pub framework_id: IdValue,
+    /// The agent under maintenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<IdValue>,
+    /// The agent's URL (kept opaque).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<serde_json::Value>,
+    /// The maintenance window: `{"start":{"nanoseconds"},"duration":{"nanoseconds"}}`.
+    pub unavailability: serde_json::Value,
+    /// What is asked back (empty = everything).
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// The `inverse_offers` payload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InverseOfferList {
+    /// The inverse offers.
+    #[serde(default)]
+    pub inverse_offers: Vec<InverseOffer>,
 }
 
 /// The `offers` payload.
@@ -151,6 +185,12 @@ pub enum Event {
         /// The payload.
         offers: OfferList,
     },
+    /// Requests to give back what is held on agents going into maintenance.
+    #[serde(rename = "INVERSE_OFFERS")]
+    InverseOffers {
+        /// The payload.
+        inverse_offers: InverseOfferList,
+    },
     /// An offer is no longer valid.
     #[serde(rename = "RESCIND")]
     Rescind {
@@ -188,9 +228,10 @@ pub enum Event {
 
 impl Event {
     /// The wire names of every event type modelled by [`Event`].
-    pub const TYPE_NAMES: [&'static str; 8] = [
+    pub const TYPE_NAMES: [&'static str; 9] = [
         "SUBSCRIBED",
         "OFFERS",
+        "INVERSE_OFFERS",
         "RESCIND",
         "UPDATE",
         "MESSAGE",
@@ -204,6 +245,7 @@ impl Event {
         match self {
             Event::Subscribed { .. } => "SUBSCRIBED",
             Event::Offers { .. } => "OFFERS",
+            Event::InverseOffers { .. } => "INVERSE_OFFERS",
             Event::Rescind { .. } => "RESCIND",
             Event::Update { .. } => "UPDATE",
             Event::Message { .. } => "MESSAGE",

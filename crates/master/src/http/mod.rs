@@ -10,11 +10,13 @@
 mod agent;
 mod chronos;
 mod marathon;
+mod maintenance;
 mod mesos;
 mod metrics;
 mod metronome;
 mod operator;
 mod operator_v1;
+mod reservations;
 mod roles;
 mod scheduler;
 
@@ -49,6 +51,22 @@ pub fn router(master: Master) -> Router {
         .route("/master/frameworks", get(mesos::frameworks))
         .route("/master/state-summary", get(mesos::state_summary))
         .route("/master/teardown", post(mesos::teardown))
+        .route("/master/reserve", post(reservations::reserve))
+        .route("/master/unreserve", post(reservations::unreserve))
+        .route(
+            "/master/maintenance/schedule",
+            get(maintenance::get_schedule).post(maintenance::post_schedule),
+        )
+        .route(
+            "/maintenance/schedule",
+            get(maintenance::get_schedule).post(maintenance::post_schedule),
+        )
+        .route("/master/maintenance/status", get(maintenance::status))
+        .route("/maintenance/status", get(maintenance::status))
+        .route("/master/machine/down", post(maintenance::down))
+        .route("/machine/down", post(maintenance::down))
+        .route("/master/machine/up", post(maintenance::up))
+        .route("/machine/up", post(maintenance::up))
         .route("/master/roles", get(roles::roles))
         .route("/master/roles.json", get(roles::roles))
         .route(

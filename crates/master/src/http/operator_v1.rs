@@ -39,6 +39,19 @@ pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
     if kind == "SUBSCRIBE" {
         return subscribe(&m);
     }
+    if kind == "RESERVE_RESOURCES" || kind == "UNRESERVE_RESOURCES" {
+        let key = kind.to_ascii_lowercase();
+        return match super::reservations::v1_request(&call[key.as_str()]) {
+            Ok((agent, res)) => {
+                let reserve = kind == "RESERVE_RESOURCES";
+                super::reservations::apply(&m, &agent, &res, reserve).await
+            }
+            Err(why) => error(StatusCode::BAD_REQUEST, why),
+        };
+    }
+    if let Some(resp) = super::maintenance::v1_call(&m, kind, &call).await {
+        return resp;
+    }
     if kind == "UPDATE_QUOTA" {
         return update_quota(&m, &call["update_quota"]).await;
     }
@@ -131,7 +144,11 @@ impl Core {
             .values()
             .partition(|a| a.status != AgentStatus::Recovered);
         json!({
-            "agents": live.iter().map(|a| v1json::agent(a)).collect::<Vec<_>>(),
+            "agents": live.iter().map(|a| {
+                let mut v = v1json::agent(a);
+                v["total_resources"] = serde_json::to_value(self.agent_total(&a.record.id)).unwrap_or_default();
+                v
+            }).collect::<Vec<_>>(),
             "recovered_agents": recovered.iter().map(|a| v1json::agent_info(a)).collect::<Vec<_>>(),
         })
     }

@@ -70,6 +70,9 @@ pub(super) async fn scheduler(
                 );
             };
             let fw = FrameworkId::new(fw.value);
+            if let CallKind::UpdateFramework { update_framework } = kind {
+                return update(&m, &fw, &stream_id, update_framework).await;
+            }
             let mut core = m.core();
             match core.check_caller(&fw, Some(&stream_id)) {
                 Ok(()) => {
@@ -81,6 +84,41 @@ pub(super) async fn scheduler(
             }
         }
     }
+}
+
+/// UPDATE_FRAMEWORK: 200 once applied and persisted, 400 when refused.
+async fn update(
+    m: &Master,
+    fw: &FrameworkId,
+    stream_id: &str,
+    u: meseta_api::scheduler::UpdateFramework,
+) -> Response {
+    let record = {
+        let mut core = m.core();
+        match core.check_caller(fw, Some(stream_id)) {
+            Ok(()) => {}
+            Err(e @ CallError::NotSubscribed(_)) => {
+                return error(StatusCode::FORBIDDEN, e.to_string())
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+        if let Err(why) = core.update_framework(fw, u, Instant::now()) {
+            return error(StatusCode::BAD_REQUEST, why);
+        }
+        core.frameworks
+            .get(fw)
+            .map(|f| crate::registry::FrameworkRecord {
+                id: fw.clone(),
+                info: f.info.clone(),
+                registered_time: f.registered_time,
+            })
+    };
+    if let Some(r) = record {
+        if let Err(e) = crate::registry::save_framework(m.store(), &r).await {
+            return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+    }
+    StatusCode::OK.into_response()
 }
 
 /// Content-type, JSON and `Call` checks, in Mesos' order.

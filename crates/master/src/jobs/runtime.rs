@@ -538,7 +538,10 @@ impl Runtime {
                 }
                 self.disconnected();
             }
-            Event::Message { .. } | Event::Failure { .. } | Event::Heartbeat => {}
+            Event::Message { .. }
+            | Event::Failure { .. }
+            | Event::InverseOffers { .. }
+            | Event::Heartbeat => {}
         }
     }
 

@@ -277,6 +277,18 @@ impl Runtime {
                 }
                 self.disconnected();
             }
+            Event::InverseOffers { inverse_offers } => {
+                // Instances on a machine going into maintenance are replaced elsewhere when it
+                // goes down, so the services scheduler agrees to every window.
+                let ids: Vec<serde_json::Value> = inverse_offers
+                    .inverse_offers
+                    .iter()
+                    .map(|io| serde_json::json!({"value": io.id.as_str()}))
+                    .collect();
+                self.call(CallKind::AcceptInverseOffers {
+                    accept_inverse_offers: serde_json::json!({"inverse_offer_ids": ids}),
+                });
+            }
             Event::Rescind { .. }
             | Event::Message { .. }
             | Event::Failure { .. }
