@@ -120,7 +120,8 @@ fn web_app(id: &str, instances: u32) -> Value {
 #[test]
 fn rolling_restart_with_full_health_capacity_never_drops_below_ten_healthy() {
     require_root!();
-    let c = Cluster::new(1, 10.0);
+    // Its own port range: another test in this file runs web servers at the same time.
+    let c = Cluster::with_resources(1, 10.0, "cpus:4;mem:4096;disk:2048;ports:[32000-32999]");
     create(&c, web_app("web", 10));
     let before = wait_for("10 healthy", WAIT, || {
         let a = wait_deployed(&c, "web");
@@ -135,6 +136,23 @@ fn rolling_restart_with_full_health_capacity_never_drops_below_ten_healthy() {
     loop {
         let a = app(&c, "web");
         let healthy = a["tasksHealthy"].as_u64().unwrap_or(0);
+        if healthy < min_healthy && healthy < 10 {
+            let brief: Vec<(Value, Value, Value)> = a["tasks"]
+                .as_array()
+                .map(|ts| {
+                    ts.iter()
+                        .map(|t| {
+                            (
+                                t["state"].clone(),
+                                t["version"].clone(),
+                                t["healthCheckResults"].clone(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            eprintln!("healthy {healthy} at {:?}: {brief:?}", start.elapsed());
+        }
         min_healthy = min_healthy.min(healthy);
         samples += 1;
         let done = a["deployments"].as_array().is_some_and(Vec::is_empty);
@@ -193,7 +211,7 @@ fn a_task_whose_health_check_starts_failing_is_replaced() {
 #[test]
 fn master_killed_during_a_deployment_completes_it_after_restart_without_double_launches() {
     require_root!();
-    let mut c = Cluster::new(1, 10.0);
+    let mut c = Cluster::with_resources(1, 10.0, "cpus:4;mem:4096;disk:2048;ports:[33000-33999]");
     create(&c, web_app("roll", 4));
     wait_for("4 healthy", WAIT, || {
         (wait_deployed(&c, "roll")["tasksHealthy"] == 4).then_some(())

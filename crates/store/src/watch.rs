@@ -32,6 +32,14 @@ impl std::fmt::Debug for WatchStream {
 }
 
 /// Room per watcher beyond the replayable history, before it counts as lagging.
+/// Heap bytes an event holds (key and value).
+fn weight(ev: &WatchEvent) -> usize {
+    match ev {
+        WatchEvent::Put(kv) => kv.key.len() + kv.value.len(),
+        WatchEvent::Delete { key, .. } => key.len(),
+    }
+}
+
 const LIVE_SLACK: usize = 4_096;
 
 struct Watcher {
@@ -42,9 +50,14 @@ struct Watcher {
 
 /// Bounded event history plus the live watchers. Backends publish under their own ordering
 /// guarantee (one lock or one writer thread), so events arrive here in revision order.
+/// The most bytes of keys and values the history keeps, whatever its length in events.
+const HISTORY_BYTES: usize = 4 * 1024 * 1024;
+
 pub(crate) struct WatchHub {
     history: VecDeque<WatchEvent>,
     capacity: usize,
+    /// Bytes of keys and values in `history`.
+    bytes: usize,
     /// Oldest revision whose events are all still in `history`.
     oldest: Revision,
     /// Revision of the last published write.
@@ -58,6 +71,7 @@ impl WatchHub {
         WatchHub {
             history: VecDeque::new(),
             capacity: capacity.max(1),
+            bytes: 0,
             oldest: revision + 1,
             last: revision,
             watchers: Vec::new(),
@@ -72,19 +86,24 @@ impl WatchHub {
         }
         self.watchers
             .retain(|w| events.iter().all(|ev| deliver(w, ev, revision)));
+        self.bytes += events.iter().map(weight).sum::<usize>();
         self.history.extend(events);
         self.trim();
     }
 
+    /// Bound the history by events and by bytes (large transactions must not pin megabytes).
     fn trim(&mut self) {
-        while self.history.len() > self.capacity {
+        while self.history.len() > self.capacity || self.bytes > HISTORY_BYTES {
             let Some(dropped) = self.history.pop_front() else {
                 break;
             };
+            self.bytes = self.bytes.saturating_sub(weight(&dropped));
             let rev = dropped.revision();
             // Drop a whole revision at once so a watch from `oldest` is always complete.
             while self.history.front().is_some_and(|e| e.revision() == rev) {
-                self.history.pop_front();
+                if let Some(e) = self.history.pop_front() {
+                    self.bytes = self.bytes.saturating_sub(weight(&e));
+                }
             }
             self.oldest = rev + 1;
         }

@@ -32,7 +32,16 @@ pub(crate) const FRAMEWORK_NAME: &str = "marathon";
 /// How many requests may wait for the runtime.
 const COMMAND_QUEUE: usize = 256;
 /// Events buffered for slow `/v2/events` readers before they lag.
-const EVENT_BUFFER: usize = 4096;
+const EVENT_BUFFER: usize = 1024;
+
+/// A Marathon event, serialized once for every `/v2/events` reader.
+#[derive(Debug)]
+pub(crate) struct MarathonEvent {
+    /// `eventType`.
+    pub kind: String,
+    /// The JSON text.
+    pub data: String,
+}
 
 /// Work for the runtime: runs on the engine, returns what to do once the change is persisted.
 pub(crate) type Job = Box<dyn FnOnce(&mut Engine, f64) -> Box<dyn FnOnce() + Send> + Send>;
@@ -46,7 +55,7 @@ pub(crate) struct Unavailable;
 #[derive(Clone)]
 pub(crate) struct ServicesHandle {
     tx: mpsc::Sender<Job>,
-    events: broadcast::Sender<Arc<serde_json::Value>>,
+    events: broadcast::Sender<Arc<MarathonEvent>>,
 }
 
 impl ServicesHandle {
@@ -73,12 +82,17 @@ impl ServicesHandle {
     }
 
     /// Watch Marathon events.
-    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<Arc<serde_json::Value>> {
+    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<Arc<MarathonEvent>> {
         self.events.subscribe()
     }
 
-    /// Publish an event born at the HTTP edge (`api_post_event`).
+    /// Publish an event (serialized only when someone listens).
     pub(crate) fn publish(&self, event: serde_json::Value) {
-        let _ = self.events.send(Arc::new(event));
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let kind = event["eventType"].as_str().unwrap_or("").to_owned();
+        let data = serde_json::to_string(&event).unwrap_or_default();
+        let _ = self.events.send(Arc::new(MarathonEvent { kind, data }));
     }
 }

@@ -106,6 +106,16 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(agents: usize, agent_timeout: f64) -> Cluster {
+        Cluster::with_resources(
+            agents,
+            agent_timeout,
+            "cpus:4;mem:4096;disk:2048;ports:[31000-31999]",
+        )
+    }
+
+    /// A cluster whose agents each offer `resources` (tests that run servers on their ports in
+    /// parallel give each cluster its own port range).
+    pub fn with_resources(agents: usize, agent_timeout: f64, resources: &str) -> Cluster {
         let mut c = Cluster {
             dir: tempfile::tempdir().expect("temp dir"),
             port: free_port(),
@@ -113,7 +123,7 @@ impl Cluster {
             agents: Vec::new(),
             agent_ports: (0..agents).map(|_| free_port()).collect(),
             agent_timeout,
-            resources: "cpus:4;mem:4096;disk:2048;ports:[31000-31999]".to_string(),
+            resources: resources.to_string(),
         };
         c.start_master();
         for i in 0..agents {

@@ -51,12 +51,20 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+/// Page cache of the store file.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 impl RedbStore {
     /// Opens (creating if absent) the store file at `path`.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(|e| {
-            StoreError::Backend(format!("opening redb store {}: {e}", path.display()))
-        })?;
+        // redb caches up to 1 GiB of pages by default; the master's state is far smaller than
+        // that, and the cache counts in its resident memory.
+        let db = ::redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| {
+                StoreError::Backend(format!("opening redb store {}: {e}", path.display()))
+            })?;
         let revision = writer::recover(&db)?;
         let db = Arc::new(db);
         let shared = Arc::new(Shared {

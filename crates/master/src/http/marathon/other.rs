@@ -300,13 +300,18 @@ pub(super) async fn events(State(m): State<Master>, Query(q): Query<Params>) -> 
     let now = crate::unix_now();
     let attached = json!({"eventType": "event_stream_attached", "remoteAddress": "",
                           "timestamp": meseta_services::engine::marathon_ts(now)});
-    let first = futures::stream::iter(std::iter::once(std::sync::Arc::new(attached)));
+    let first = futures::stream::iter(std::iter::once(std::sync::Arc::new(
+        crate::services::MarathonEvent {
+            kind: "event_stream_attached".into(),
+            data: attached.to_string(),
+        },
+    )));
     let rest = BroadcastStream::new(rx).filter_map(|r| async move { r.ok() });
     let stream = first.chain(rest).filter_map(move |ev| {
-        let kind = ev["eventType"].as_str().unwrap_or("").to_owned();
-        let keep = filter.is_empty() || filter.contains(&kind);
-        let data = serde_json::to_string(&*ev).unwrap_or_default();
-        async move { keep.then(|| Ok::<_, Infallible>(SseEvent::default().event(kind).data(data))) }
+        let keep = filter.is_empty() || filter.contains(&ev.kind);
+        async move {
+            keep.then(|| Ok::<_, Infallible>(SseEvent::default().event(&ev.kind).data(&ev.data)))
+        }
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
