@@ -122,6 +122,22 @@ pub(super) fn deployment_result(status: StatusCode, r: &DeploymentResult) -> Res
     resp
 }
 
+/// A request body, or why it could not be read.
+pub(super) type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
+
+/// The body's bytes; a body over the 1 MiB limit is a 413 with a Marathon error body.
+pub(super) fn body_bytes(b: Body) -> Result<axum::body::Bytes, Response> {
+    b.map_err(|e| {
+        let status = e.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "Request body too large: the limit is 1 MiB".to_owned()
+        } else {
+            e.body_text()
+        };
+        fail(status, message)
+    })
+}
+
 /// Parse a JSON body: syntax errors are 400, shape errors 422 (reference §0.2).
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     let text = if body.iter().all(u8::is_ascii_whitespace) {

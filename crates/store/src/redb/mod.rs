@@ -52,13 +52,13 @@ impl std::fmt::Debug for RedbStore {
 }
 
 /// Page cache of the store file.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 impl RedbStore {
     /// Opens (creating if absent) the store file at `path`.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        // redb caches up to 1 GiB of pages by default; the master's state is far smaller than
-        // that, and the cache counts in its resident memory.
+        // redb caches up to 1 GiB of pages by default, and the cache counts in the master's
+        // resident memory; reads are rare (start-up), so a small cache costs nothing.
         let db = ::redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(path)

@@ -1,7 +1,6 @@
 //! `/v2/apps` and everything under an app id: create, list, read, update (PUT merges by
 //! default, as marathon-python relies on), delete, restart, tasks, versions, and canaries.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,8 +11,8 @@ use meseta_services::validate::validate_app;
 use serde_json::{json, Map, Value};
 
 use super::{
-    app_id, deployment_result, engine_error, fail, flag, handle, parse_json, unavailable, values,
-    Params,
+    app_id, body_bytes, deployment_result, engine_error, fail, flag, handle, parse_json,
+    unavailable, values, Body, Params,
 };
 use crate::Master;
 
@@ -144,8 +143,12 @@ fn label_matches(selector: &str, app: &App) -> bool {
 pub(super) async fn create(
     State(m): State<Master>,
     Query(q): Query<Params>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let def: AppDefinition = match parse_json(&body) {
         Ok(d) => d,
         Err(r) => return r,
@@ -275,7 +278,7 @@ pub(super) async fn put_sub(
     State(m): State<Master>,
     Path(rest): Path<String>,
     Query(q): Query<Params>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Sub::App(id) = parse_sub(&rest) else {
         return fail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -289,7 +292,7 @@ pub(super) async fn patch_sub(
     State(m): State<Master>,
     Path(rest): Path<String>,
     Query(q): Query<Params>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Sub::App(id) = parse_sub(&rest) else {
         return fail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -301,10 +304,14 @@ async fn update(
     m: Master,
     id: String,
     q: Params,
-    body: Bytes,
+    body: Body,
     partial: bool,
     must_exist: bool,
 ) -> Response {
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let patch: Map<String, Value> = match parse_json(&body) {
         Ok(p) => p,
         Err(r) => return r,
@@ -545,8 +552,12 @@ pub(super) async fn post_sub(
     State(m): State<Master>,
     Path(rest): Path<String>,
     Query(q): Query<Params>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let Ok(h) = handle(&m) else {
         return unavailable();
     };

@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -17,8 +16,8 @@ use serde_json::{json, Value};
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::{
-    app_id, deployment_result, engine_error, fail, flag, handle, parse_json, unavailable, values,
-    Params,
+    app_id, body_bytes, deployment_result, engine_error, fail, flag, handle, parse_json,
+    unavailable, values, Body, Params,
 };
 use crate::Master;
 
@@ -55,8 +54,12 @@ struct TaskIds {
 pub(super) async fn delete_tasks(
     State(m): State<Master>,
     Query(q): Query<Params>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let ids: TaskIds = match parse_json(&body) {
         Ok(i) => i,
         Err(r) => return r,
