@@ -276,6 +276,7 @@ impl Shared {
             attributes: self.cfg.attributes.clone(),
             tasks,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            domain: self.cfg.domain.clone(),
         }
     }
 

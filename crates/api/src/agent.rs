@@ -92,6 +92,9 @@ pub struct Register {
     pub tasks: Vec<TaskReport>,
     /// meseta version of the agent.
     pub version: String,
+    /// The agent's fault domain (`--domain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<crate::domain::Domain>,
 }
 
 /// One task as the agent reports it when (re-)registering.

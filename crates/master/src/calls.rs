@@ -478,6 +478,7 @@ mod tests {
             resources: Resources::parse("cpus:1;mem:128").expect("resources"),
             attributes: Default::default(),
             registered_time: 0.0,
+            domain: None,
         };
         Core::new(
             MasterConfig::default(),

@@ -26,8 +26,8 @@ mod maintenance;
 mod ops;
 mod registry;
 // The services scheduler runtime (issue 3).
-mod services;
 mod scheduler_ops;
+mod services;
 mod v1json;
 mod view;
 

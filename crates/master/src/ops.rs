@@ -310,6 +310,7 @@ mod tests {
             resources: r("cpus:4;mem:128"),
             attributes: Default::default(),
             registered_time: 0.0,
+            domain: None,
         });
         let core = Core::new(crate::core::MasterConfig::default(), recovered);
         assert_eq!(core.agent_total(&agent), r("cpus:3;mem:128;cpus(db):1"));

@@ -122,6 +122,7 @@ impl AgentState {
                 })
                 .collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            domain: None,
         })
     }
 

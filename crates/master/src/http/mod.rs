@@ -9,8 +9,8 @@
 
 mod agent;
 mod chronos;
-mod marathon;
 mod maintenance;
+mod marathon;
 mod mesos;
 mod metrics;
 mod metronome;
