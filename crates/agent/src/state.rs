@@ -297,7 +297,7 @@ impl Shared {
         }
         total
             .with_role("*")
-            .checked_sub(&used.with_role("*"))
+            .checked_sub(&used.without_volumes().with_role("*"))
             .unwrap_or_default()
     }
 

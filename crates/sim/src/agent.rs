@@ -405,6 +405,7 @@ mod tests {
             role: "*".to_string(),
             health_check: None,
             fetch: vec![],
+            volumes: vec![],
         }
     }
 
