@@ -30,6 +30,7 @@ mod scheduler_ops;
 mod services;
 mod v1json;
 mod view;
+mod volumes;
 
 pub use crate::core::MasterConfig;
 pub use crate::framework::FrameworkConnection;
