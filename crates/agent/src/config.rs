@@ -27,6 +27,8 @@ pub struct AgentConfig {
     pub attributes: Attributes,
     /// Host name; the machine's when `None`.
     pub hostname: Option<String>,
+    /// Fault domain (`--domain region=…,zone=…`) sent at registration.
+    pub domain: Option<meseta_api::domain::Domain>,
     /// The binary run as `<exe> shim <task_dir>`.
     pub meseta_exe: PathBuf,
     /// Relative cgroup prefix; tasks go to `<root>/<agent-id>/<task-id>`.
@@ -49,6 +51,7 @@ impl AgentConfig {
             resources: None,
             attributes: Attributes::default(),
             hostname: None,
+            domain: None,
             meseta_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("meseta")),
             cgroup_root: DEFAULT_CGROUP_ROOT.to_string(),
             usage_interval: DEFAULT_USAGE_INTERVAL,

@@ -233,6 +233,17 @@ impl Conn<'_> {
             MasterMessage::Acknowledge { task_id, uuid } => {
                 self.shared.acknowledge(&task_id, &uuid)
             }
+            MasterMessage::DestroyVolume {
+                role,
+                persistence_id,
+            } => match crate::volumes::destroy(&self.shared.cfg.work_dir, &role, &persistence_id) {
+                Ok(existed) => {
+                    tracing::info!(%role, %persistence_id, existed, "volume destroyed")
+                }
+                Err(e) => {
+                    tracing::error!(%role, %persistence_id, error = %e, "cannot destroy volume")
+                }
+            },
         }
         Ok(None)
     }

@@ -18,7 +18,7 @@
 //! `fetch` (URIs into the sandbox before launch), `monitor` (task exits → status updates),
 //! `health` (HTTP/TCP/COMMAND health checks), `http_client` (GET over hyper + rustls),
 //! `checkpoint` (disk layout), `recovery` (restart), `state` (shared state), `http` (logs/state
-//! endpoints), `usage` (usage reports), [`resources`] (resource detection).
+//! endpoints), `usage` (usage reports), `volumes` (persistent volumes), [`resources`] (resource detection).
 #![forbid(unsafe_code)]
 
 mod checkpoint;
@@ -35,6 +35,7 @@ pub mod resources;
 mod state;
 mod tasks;
 mod usage;
+mod volumes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -276,6 +276,7 @@ impl Shared {
             attributes: self.cfg.attributes.clone(),
             tasks,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            domain: self.cfg.domain.clone(),
         }
     }
 
@@ -296,7 +297,7 @@ impl Shared {
         }
         total
             .with_role("*")
-            .checked_sub(&used.with_role("*"))
+            .checked_sub(&used.without_volumes().with_role("*"))
             .unwrap_or_default()
     }
 

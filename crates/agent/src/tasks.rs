@@ -82,7 +82,8 @@ fn admit(shared: &Shared, spec: &TaskSpec) -> Result<(), String> {
         return Err("agent is not registered".into());
     };
     let free = Shared::free_resources(&st, &shared.resources);
-    if !free.contains(&spec.resources.with_role("*")) {
+    // A volume is disk of the agent like any other.
+    if !free.contains(&spec.resources.without_volumes().with_role("*")) {
         return Err(format!(
             "task resources {} exceed the free resources {free} of the agent",
             spec.resources
@@ -130,11 +131,17 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec) -> Result<(), String> {
         &shared.hostname,
         entry.cgroup.unwrap_or_default(),
     );
+    let owner = match &spec.user {
+        Some(u) if !spec.fetch.is_empty() || !spec.volumes.is_empty() => {
+            Some(meseta_isolation::user::lookup(u).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    for v in &spec.volumes {
+        crate::volumes::attach(&shared.cfg.work_dir, &launch.sandbox, &spec.role, v, owner)
+            .map_err(|e| e.to_string())?;
+    }
     if !spec.fetch.is_empty() {
-        let owner = match &spec.user {
-            Some(u) => Some(meseta_isolation::user::lookup(u).map_err(|e| e.to_string())?),
-            None => None,
-        };
         Fetcher::new(&shared.cfg.work_dir)
             .fetch_all(&spec.fetch, &launch.sandbox, owner)
             .await?;
@@ -321,6 +328,7 @@ pub(crate) mod tests {
             role: "*".to_string(),
             health_check: None,
             fetch: vec![],
+            volumes: vec![],
         }
     }
 

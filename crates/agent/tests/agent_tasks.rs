@@ -53,6 +53,7 @@ fn spec(id: &str, cmd: &str, res: &str) -> TaskSpec {
         role: "*".to_string(),
         health_check: None,
         fetch: vec![],
+        volumes: vec![],
     }
 }
 

@@ -12,13 +12,14 @@ use std::time::Duration;
 const INLINE: usize = 4;
 
 /// A compact copy of a [`Resources`]: entries as (interned name, interned role, value), the
-/// first few scalars inline. Building one usually allocates nothing, which lets a grant hand the
+/// first few scalars inline; persistent volumes (rare) are kept whole with their name index. Building one usually allocates nothing, which lets a grant hand the
 /// agent's free pool to the offer without copying it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Bag {
     inline: [(usize, usize, i64); INLINE],
     len: usize,
     other: Vec<(usize, usize, Value)>,
+    volumes: Vec<(usize, Resource)>,
 }
 
 impl Bag {
@@ -27,6 +28,10 @@ impl Bag {
         let mut bag = Bag::default();
         for e in r.iter() {
             let (n, ro) = (names.intern(&e.name), roles.intern(&e.role));
+            if e.disk.is_some() {
+                bag.volumes.push((n, e.clone()));
+                continue;
+            }
             match &e.value {
                 Value::Scalar(s) if bag.len < INLINE => {
                     bag.inline[bag.len] = (n, ro, s.milli());
@@ -48,7 +53,11 @@ impl Bag {
             Value::Scalar(s) => Some((*n, s.milli(), *r != 0)),
             _ => None,
         });
-        inline.chain(other)
+        let volumes = self.volumes.iter().filter_map(|(n, r)| match &r.value {
+            Value::Scalar(s) => Some((*n, s.milli(), r.role != meseta_types::UNRESERVED)),
+            _ => None,
+        });
+        inline.chain(other).chain(volumes)
     }
 
     /// Back to a `Resources`.
@@ -61,6 +70,9 @@ impl Bag {
         for (n, r, v) in inline.chain(other) {
             // Entries come from a valid Resources: push cannot fail.
             let _ = out.push(Resource::new(names.name(n), roles.name(r), v));
+        }
+        for (_, v) in &self.volumes {
+            let _ = out.push(v.clone());
         }
         out
     }
@@ -198,7 +210,11 @@ pub(crate) fn saturating_sub(have: &Resources, take: &Resources) -> (Resources, 
     }
     let mut taken = Resources::new();
     for want in take.iter() {
-        let mine = have.filter(|r| r.name == want.name && r.role == want.role);
+        let mine = have.filter(|r| {
+            r.name == want.name
+                && r.role == want.role
+                && r.persistence_id() == want.persistence_id()
+        });
         let Some(cur) = mine.iter().next() else {
             continue;
         };

@@ -19,6 +19,7 @@ mod qty;
 mod roles;
 mod sorter;
 mod types;
+mod volumes;
 
 pub use allocator::Allocator;
 pub use roles::validate_role;

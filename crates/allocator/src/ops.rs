@@ -140,7 +140,7 @@ impl Allocator {
     }
 
     /// What `fw` holds in `role` on agent `ai`.
-    fn held_by(&self, ai: usize, fw: &FrameworkId, role: &str) -> Resources {
+    pub(crate) fn held_by(&self, ai: usize, fw: &FrameworkId, role: &str) -> Resources {
         self.role_names
             .get(role)
             .and_then(|ri| self.agents[ai].held_index(fw, ri))
@@ -153,7 +153,7 @@ impl Allocator {
     }
 
     /// Replaces `from` by `to` in agent `ai`'s total and free pool (both must contain `from`).
-    fn convert(&mut self, ai: usize, from: &Resources, to: &Resources) {
+    pub(crate) fn convert(&mut self, ai: usize, from: &Resources, to: &Resources) {
         let a = &mut self.agents[ai];
         if let (Ok(total), Ok(avail)) = (
             a.info.total.checked_sub(from),

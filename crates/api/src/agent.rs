@@ -66,6 +66,13 @@ pub enum MasterMessage {
         /// Grace period between SIGTERM and SIGKILL; the task's own when absent.
         grace_secs: Option<f64>,
     },
+    /// A persistent volume was destroyed: the agent deletes its directory.
+    DestroyVolume {
+        /// The volume's role.
+        role: String,
+        /// The volume's `persistence.id`.
+        persistence_id: String,
+    },
     /// The framework acknowledged this update: the agent drops its checkpoint.
     Acknowledge {
         /// Task the update was about.
@@ -92,6 +99,9 @@ pub struct Register {
     pub tasks: Vec<TaskReport>,
     /// meseta version of the agent.
     pub version: String,
+    /// The agent's fault domain (`--domain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<crate::domain::Domain>,
 }
 
 /// One task as the agent reports it when (re-)registering.
@@ -135,6 +145,37 @@ pub struct TaskSpec {
     /// URIs the agent fetches into the sandbox before starting the task.
     #[serde(default)]
     pub fetch: Vec<FetchUri>,
+    /// Persistent volumes (of `role`) the agent links into the sandbox before starting the task.
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// A persistent volume used by a task: `<agent work dir>/volumes/roles/<role>/<persistence_id>`,
+/// linked at `<sandbox>/<container_path>`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VolumeMount {
+    /// The volume's `persistence.id`.
+    pub persistence_id: String,
+    /// Where it appears, relative to the sandbox.
+    pub container_path: String,
+    /// Mounted read-only (`mode: RO`).
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl VolumeMount {
+    /// The volumes held by `resources` (their `disk.persistence` entries).
+    pub fn of(resources: &Resources) -> Vec<VolumeMount> {
+        resources
+            .volumes()
+            .filter_map(|r| r.disk.as_ref())
+            .map(|d| VolumeMount {
+                persistence_id: d.persistence_id.clone(),
+                container_path: d.container_path.clone(),
+                read_only: d.read_only,
+            })
+            .collect()
+    }
 }
 
 fn default_role() -> String {
@@ -524,14 +565,17 @@ mod tests {
             role: "*".into(),
             health_check: None,
             fetch: vec![],
+            volumes: vec![],
         };
         let mut old = serde_json::to_value(&spec).expect("json");
         let obj = old.as_object_mut().expect("object");
         obj.remove("health_check");
         obj.remove("fetch");
+        obj.remove("volumes");
         let spec: TaskSpec = serde_json::from_value(old).expect("old spec");
         assert_eq!(spec.health_check, None);
         assert!(spec.fetch.is_empty());
+        assert!(spec.volumes.is_empty());
         let up = json!({"uuid": "u", "task_id": "t", "framework_id": "f",
             "state": "TASK_RUNNING", "timestamp": 1.0});
         let up: StatusUpdate = serde_json::from_value(up).expect("old update");

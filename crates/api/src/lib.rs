@@ -4,6 +4,7 @@
 //! - [`recordio`]: Mesos RecordIO framing of event streams.
 //! - [`client`]: a typed HTTP client of the master for the CLI and tests.
 //! - [`agent`]: the agent ⇄ master protocol (one WebSocket per agent).
+//! - [`domain`]: fault domains (region, zone) of agents and masters.
 //! - [`state`]: the Mesos v0 operator JSON shapes (`/master/state`, `/master/slaves`).
 //! - [`operator`]: meseta's own operator endpoints (task kill, task logs).
 //! - [`chronos`]: the Chronos job JSON.
@@ -13,6 +14,7 @@
 pub mod agent;
 pub mod chronos;
 pub mod client;
+pub mod domain;
 pub mod marathon;
 pub mod operator;
 pub mod recordio;

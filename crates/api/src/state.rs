@@ -31,6 +31,9 @@ pub struct MasterState {
     pub hostname: String,
     /// Master capabilities.
     pub capabilities: Vec<String>,
+    /// The master's fault domain, Mesos `DomainInfo` JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Value>,
     /// Active agents (a double, as Mesos prints it).
     pub activated_slaves: f64,
     /// Inactive agents.
@@ -106,6 +109,9 @@ pub struct Slave {
     pub version: String,
     /// Agent capabilities.
     pub capabilities: Vec<String>,
+    /// Fault domain, Mesos `DomainInfo` JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Value>,
     /// `/master/slaves` only: total resources, Mesos `Resource` JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreserved_resources_full: Option<Value>,

@@ -298,6 +298,7 @@ impl Core {
             resources: reg.resources.clone(),
             attributes: reg.attributes.clone(),
             registered_time: unix_now(),
+            domain: reg.domain.clone(),
         }
     }
 

@@ -11,16 +11,28 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use meseta_allocator::{AgentInfo, Allocator, AllocatorConfig, FrameworkInfo as AllocFramework};
+use meseta_allocator::{
+    AgentInfo, Allocator, AllocatorConfig, FaultDomain, FrameworkInfo as AllocFramework,
+};
+use meseta_api::domain::Domain;
 use meseta_api::scheduler::{Event, FrameworkInfo, IdValue, Offer, OfferList};
 use meseta_types::{AgentId, FrameworkId, OfferId, Resources};
 use tokio::time::Instant;
 
 use crate::core::{Core, OfferEntry};
 
-/// A new allocator with Mesos' defaults (min allocatable `cpus:0.01 | mem:32`, gpus not in DRF).
-pub(crate) fn new_allocator() -> Allocator {
-    Allocator::new(AllocatorConfig::default(), None)
+/// A new allocator with Mesos' defaults (min allocatable `cpus:0.01 | mem:32`, gpus not in DRF),
+/// gating offers by the master's region when it has a fault domain.
+pub(crate) fn new_allocator(domain: Option<&Domain>) -> Allocator {
+    Allocator::new(AllocatorConfig::default(), domain.map(|d| d.region.clone()))
+}
+
+/// The allocator's view of an agent's fault domain.
+fn fault_domain(d: &Domain) -> FaultDomain {
+    FaultDomain {
+        region: d.region.clone(),
+        zone: d.zone.clone(),
+    }
 }
 
 /// The roles a framework subscribes with: `roles` (MULTI_ROLE), else `role`, else `*`.
@@ -54,11 +66,12 @@ impl Core {
             return;
         };
         let (hostname, base) = (a.record.hostname.clone(), a.record.resources.clone());
+        let domain = a.record.domain.as_ref().map(fault_domain);
         self.alloc.remove_agent(agent_id);
         let info = AgentInfo {
             hostname,
             total: self.reserved_total(agent_id, &base),
-            domain: None,
+            domain,
         };
         let used: Vec<(FrameworkId, String, Resources)> = self
             .tasks
@@ -167,12 +180,16 @@ impl Core {
     ) -> Offer {
         let id = OfferId::new(format!("{}-O{}", self.master_id, self.next_offer));
         self.next_offer += 1;
-        let (hostname, url) = match self.agents.get_mut(agent_id) {
+        let (hostname, url, domain) = match self.agents.get_mut(agent_id) {
             Some(a) => {
                 a.offered.add(&resources);
-                (a.record.hostname.clone(), agent_url(&a.record.address))
+                (
+                    a.record.hostname.clone(),
+                    agent_url(&a.record.address),
+                    a.record.domain.as_ref().map(Domain::to_mesos_json),
+                )
             }
-            None => (String::new(), None),
+            None => (String::new(), None, None),
         };
         if let Some(fw) = self.frameworks.get_mut(fw_id) {
             fw.offered.add(&resources);
@@ -196,7 +213,7 @@ impl Core {
             resources,
             url,
             unavailability: self.offer_unavailability(agent_id),
-            domain: None,
+            domain,
         }
     }
 }

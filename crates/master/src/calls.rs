@@ -253,7 +253,7 @@ impl Core {
             task_id: TaskId::new(t.task_id.as_str()),
             framework_id: fw_id.clone(),
             name: t.name,
-            resources: t.resources,
+            resources: t.resources.clone(),
             command: Command {
                 shell: cmd.shell,
                 value: cmd.value.unwrap_or_default(),
@@ -273,6 +273,7 @@ impl Core {
                 .into_iter()
                 .map(meseta_api::agent::FetchUri::from)
                 .collect(),
+            volumes: meseta_api::agent::VolumeMount::of(&t.resources),
         };
         if let Some(a) = self.agents.get_mut(agent_id) {
             a.used.add(&spec.resources);
@@ -478,6 +479,7 @@ mod tests {
             resources: Resources::parse("cpus:1;mem:128").expect("resources"),
             attributes: Default::default(),
             registered_time: 0.0,
+            domain: None,
         };
         Core::new(
             MasterConfig::default(),

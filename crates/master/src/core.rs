@@ -34,6 +34,9 @@ pub struct MasterConfig {
     pub hostname: String,
     /// An offer unused for longer is rescinded (`--offer_timeout`; none by default, as Mesos).
     pub offer_timeout: Option<Duration>,
+    /// The master's fault domain (`--domain`): frameworks without `REGION_AWARE` only get
+    /// offers from agents of its region. `None`: no region gate.
+    pub domain: Option<meseta_api::domain::Domain>,
 }
 
 impl Default for MasterConfig {
@@ -46,6 +49,7 @@ impl Default for MasterConfig {
             framework_heartbeat: Duration::from_secs(15),
             hostname: hostname(),
             offer_timeout: None,
+            domain: None,
         }
     }
 }
@@ -254,6 +258,7 @@ impl Core {
     pub fn new(cfg: MasterConfig, recovered: Recovered) -> Core {
         let now = Instant::now();
         let master_id = uuid::Uuid::new_v4().to_string();
+        let alloc = crate::allocator::new_allocator(cfg.domain.as_ref());
         let mut core = Core {
             addr: cfg.listen,
             cfg,
@@ -267,7 +272,7 @@ impl Core {
             counters: Counters::default(),
             bus: crate::bus::Bus::new(),
             allocation_wanted: std::sync::Arc::new(tokio::sync::Notify::new()),
-            alloc: crate::allocator::new_allocator(),
+            alloc,
             epoch: now,
             weights: BTreeMap::new(),
             quotas: BTreeMap::new(),

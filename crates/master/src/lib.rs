@@ -26,10 +26,11 @@ mod maintenance;
 mod ops;
 mod registry;
 // The services scheduler runtime (issue 3).
-mod services;
 mod scheduler_ops;
+mod services;
 mod v1json;
 mod view;
+mod volumes;
 
 pub use crate::core::MasterConfig;
 pub use crate::framework::FrameworkConnection;

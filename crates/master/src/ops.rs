@@ -39,9 +39,10 @@ pub(crate) enum OpError {
     Conflict(String),
 }
 
-/// `base` with `reserved` carved out of its unreserved part; `None` when `base` lacks them.
+/// `base` with `reserved` (persistent volumes among them) carved out of its unreserved part;
+/// `None` when `base` lacks them.
 pub(crate) fn apply_reservations(base: &Resources, reserved: &Resources) -> Option<Resources> {
-    base.checked_sub(&reserved.with_role(UNRESERVED))
+    base.checked_sub(&reserved.without_volumes().with_role(UNRESERVED))
         .ok()
         .map(|rest| rest.plus(reserved))
 }
@@ -310,6 +311,7 @@ mod tests {
             resources: r("cpus:4;mem:128"),
             attributes: Default::default(),
             registered_time: 0.0,
+            domain: None,
         });
         let core = Core::new(crate::core::MasterConfig::default(), recovered);
         assert_eq!(core.agent_total(&agent), r("cpus:3;mem:128;cpus(db):1"));

@@ -26,6 +26,9 @@ pub(crate) struct AgentRecord {
     pub resources: Resources,
     pub attributes: Attributes,
     pub registered_time: f64,
+    /// Fault domain the agent registered with (absent in records of older masters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<meseta_api::domain::Domain>,
 }
 
 /// A subscribed framework, as persisted.
@@ -162,5 +165,34 @@ pub(crate) async fn save_framework(
 pub(crate) async fn forget_framework(store: &dyn Store, id: &FrameworkId) {
     if let Err(e) = store.delete(&format!("{FRAMEWORKS}{id}")).await {
         tracing::warn!(framework_id = %id, error = %e, "could not delete framework record");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_records_keep_their_domain_and_old_records_still_load() {
+        let rec = AgentRecord {
+            id: AgentId::new("a1"),
+            hostname: "h".into(),
+            address: "127.0.0.1:1".into(),
+            resources: Resources::parse("cpus:1;mem:128").expect("resources"),
+            attributes: Attributes::default(),
+            registered_time: 1.0,
+            domain: Some(meseta_api::domain::Domain {
+                region: "r1".into(),
+                zone: "z1".into(),
+            }),
+        };
+        let json = serde_json::to_value(&rec).expect("json");
+        assert_eq!(json["domain"]["region"], "r1");
+        let back: AgentRecord = serde_json::from_value(json.clone()).expect("record");
+        assert_eq!(back, rec);
+        let mut old = json;
+        old.as_object_mut().expect("object").remove("domain");
+        let old: AgentRecord = serde_json::from_value(old).expect("old record");
+        assert_eq!(old.domain, None);
     }
 }

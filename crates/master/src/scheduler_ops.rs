@@ -1,4 +1,4 @@
-//! ACCEPT operations other than LAUNCH (`RESERVE`, `UNRESERVE`, `LAUNCH_GROUP`), kept by the api
+//! ACCEPT operations other than LAUNCH (`RESERVE`, `UNRESERVE`, `CREATE`, `DESTROY`, `LAUNCH_GROUP`), kept by the api
 //! crate as raw JSON ([`Operation::Other`]) and interpreted here; the calls `SHUTDOWN` and
 //! `UPDATE_FRAMEWORK`.
 //!
@@ -47,6 +47,8 @@ impl Core {
         let outcome = match op_type {
             "RESERVE" => self.accept_reserve(fw, agent, role, raw, pool),
             "UNRESERVE" => self.accept_unreserve(fw, agent, role, raw, pool),
+            "CREATE" => self.accept_create(fw, agent, role, raw, pool),
+            "DESTROY" => self.accept_destroy(fw, agent, role, raw, pool),
             "LAUNCH_GROUP" => {
                 self.launch_group(fw, agent, role, raw, pool);
                 Ok(())

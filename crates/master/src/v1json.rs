@@ -18,13 +18,17 @@ pub(crate) fn agent_info(a: &AgentEntry) -> Value {
         .next()
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(0);
-    json!({
+    let mut info = json!({
         "id": {"value": a.record.id.as_str()},
         "hostname": a.record.hostname,
         "port": port,
         "resources": a.record.resources,
         "attributes": a.record.attributes,
-    })
+    });
+    if let Some(d) = &a.record.domain {
+        info["domain"] = d.to_mesos_json();
+    }
+    info
 }
 
 /// A v1 `Task`.

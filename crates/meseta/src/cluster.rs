@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meseta_agent::{Agent, AgentConfig};
+use meseta_api::domain::Domain;
 use meseta_master::MasterConfig;
 use meseta_store::redb::RedbStore;
 use meseta_types::{Attributes, Resources};
@@ -29,6 +30,15 @@ pub struct MasterArgs {
     /// Rescind offers unused for this long, e.g. `30s`, `2m` (default: never, as Mesos).
     #[arg(long, value_parser = parse_duration)]
     pub offer_timeout: Option<Duration>,
+    /// The master's fault domain, e.g. `region=r1,zone=z1`: frameworks without the REGION_AWARE
+    /// capability only get offers from agents of this region.
+    #[arg(long, value_parser = parse_domain)]
+    pub domain: Option<Domain>,
+}
+
+/// `region=<name>,zone=<name>`.
+pub fn parse_domain(s: &str) -> Result<Domain, String> {
+    Domain::parse(s).map_err(|e| e.to_string())
 }
 
 /// `30s`, `2m`, `1h`, `500ms` or plain seconds.
@@ -76,6 +86,9 @@ pub struct AgentArgs {
     /// Host name tasks see as HOST.
     #[arg(long)]
     pub hostname: Option<String>,
+    /// The agent's fault domain, e.g. `region=r1,zone=z1`.
+    #[arg(long, value_parser = parse_domain)]
+    pub domain: Option<Domain>,
 }
 
 /// Flags of `meseta dev`.
@@ -176,6 +189,7 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     let store = open_store(&dir)?;
     let mut cfg = master_config(a.listen, a.agent_timeout, a.hostname)?;
     cfg.offer_timeout = a.offer_timeout;
+    cfg.domain = a.domain;
     let mut handle = meseta_master::start(cfg, store).await?;
     eprintln!("meseta master listening on http://{}", handle.addr);
     tokio::select! {
@@ -193,9 +207,10 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => default_dir("agent")?,
     };
-    let cfg = agent_config(
+    let mut cfg = agent_config(
         a.master, work_dir, a.listen, resources, attributes, a.hostname,
     )?;
+    cfg.domain = a.domain;
     let mut handle = Agent::start(cfg).await?;
     eprintln!("meseta agent serving on http://{}", handle.http_addr());
     tokio::select! {

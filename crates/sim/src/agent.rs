@@ -122,6 +122,7 @@ impl AgentState {
                 })
                 .collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            domain: None,
         })
     }
 
@@ -404,6 +405,7 @@ mod tests {
             role: "*".to_string(),
             health_check: None,
             fetch: vec![],
+            volumes: vec![],
         }
     }
 

@@ -272,6 +272,8 @@ impl AgentTask {
             MasterMessage::Registered { .. } | MasterMessage::Rejected { .. } => {
                 tracing::debug!("ignoring a second registration answer")
             }
+            // Simulated agents keep no files: there is no volume directory to delete.
+            MasterMessage::DestroyVolume { .. } => {}
         }
     }
 

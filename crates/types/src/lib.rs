@@ -19,6 +19,6 @@ pub use attributes::{AttrValue, Attribute, Attributes};
 pub use error::{AttributeError, ResourceError};
 pub use ids::{AgentId, FrameworkId, OfferId, TaskId};
 pub use ranges::{Range, Ranges};
-pub use resources::{Resource, Resources, Set, Value, UNRESERVED};
+pub use resources::{DiskInfo, Resource, Resources, Set, Value, UNRESERVED};
 pub use scalar::Scalar;
 pub use task::TaskState;

@@ -139,6 +139,19 @@ impl fmt::Display for Value {
     }
 }
 
+/// What makes a disk resource a persistent volume (Mesos `Resource.DiskInfo`: `persistence.id`,
+/// `volume.container_path`, `volume.mode`). A volume is a distinct item of [`Resources`]: it is
+/// never merged with plain disk nor with another volume.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DiskInfo {
+    /// `persistence.id`: names the volume on its agent, for its role.
+    pub persistence_id: String,
+    /// `volume.container_path`: where the volume appears, relative to the task's sandbox.
+    pub container_path: String,
+    /// `volume.mode` is `RO`.
+    pub read_only: bool,
+}
+
 /// One named resource with its role (`"*"` = unreserved).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Resource {
@@ -148,6 +161,8 @@ pub struct Resource {
     pub role: String,
     /// The amount.
     pub value: Value,
+    /// Set on a persistent volume (a `disk` resource); `None` for everything else.
+    pub disk: Option<DiskInfo>,
 }
 
 impl Resource {
@@ -157,7 +172,19 @@ impl Resource {
             name: name.into(),
             role: role.into(),
             value,
+            disk: None,
         }
+    }
+
+    /// The same resource as the persistent volume `disk`.
+    pub fn with_disk(mut self, disk: DiskInfo) -> Resource {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// The persistence id when this is a volume.
+    pub fn persistence_id(&self) -> Option<&str> {
+        self.disk.as_ref().map(|d| d.persistence_id.as_str())
     }
 
     /// An unreserved scalar resource; errors on negative or non-finite amounts.
@@ -171,18 +198,23 @@ impl Resource {
 }
 
 impl fmt::Display for Resource {
-    /// `name:value` or `name(role):value`.
+    /// `name:value` or `name(role):value`; a volume as `name(role)[id:container_path]:value`
+    /// (display only: the `--resources` syntax has no volumes).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.role == UNRESERVED {
-            write!(f, "{}:{}", self.name, self.value)
-        } else {
-            write!(f, "{}({}):{}", self.name, self.role, self.value)
+        f.write_str(&self.name)?;
+        if self.role != UNRESERVED {
+            write!(f, "({})", self.role)?;
         }
+        if let Some(d) = &self.disk {
+            let ro = if d.read_only { ":ro" } else { "" };
+            write!(f, "[{}:{}{ro}]", d.persistence_id, d.container_path)?;
+        }
+        write!(f, ":{}", self.value)
     }
 }
 
-/// A normalized bag of resources: one entry per (name, role), no zero/empty entries,
-/// and each name used with a single kind.
+/// A normalized bag of resources: one entry per (name, role, persistence id), no zero/empty
+/// entries, and each name used with a single kind.
 ///
 /// Kept as a vector sorted by (name, role): a handful of entries, so binary search is as fast as
 /// a map, and cloning (allocators do it on every cycle) costs one allocation instead of a tree.
@@ -217,7 +249,7 @@ impl Resources {
         if r.value.is_empty() {
             return Ok(());
         }
-        match self.find(&r.name, &r.role) {
+        match self.find(&r.name, &r.role, r.persistence_id()) {
             Ok(i) => {
                 self.0[i].value.add(&r.value);
             }
@@ -226,10 +258,11 @@ impl Resources {
         Ok(())
     }
 
-    /// Where the (name, role) entry is, or where it would go.
-    fn find(&self, name: &str, role: &str) -> Result<usize, usize> {
-        self.0
-            .binary_search_by(|e| (e.name.as_str(), e.role.as_str()).cmp(&(name, role)))
+    /// Where the (name, role, persistence id) entry is, or where it would go.
+    fn find(&self, name: &str, role: &str, volume: Option<&str>) -> Result<usize, usize> {
+        self.0.binary_search_by(|e| {
+            (e.name.as_str(), e.role.as_str(), e.persistence_id()).cmp(&(name, role, volume))
+        })
     }
 
     /// Adds all of `o`; an entry whose kind conflicts with self's is skipped (keeps self's).
@@ -250,7 +283,7 @@ impl Resources {
     /// Whether every (name, role) entry of `o` is covered by the same entry of `self`.
     pub fn contains(&self, o: &Resources) -> bool {
         o.0.iter().all(|want| {
-            self.find(&want.name, &want.role)
+            self.find(&want.name, &want.role, want.persistence_id())
                 .is_ok_and(|i| self.0[i].value.contains(&want.value))
         })
     }
@@ -264,7 +297,7 @@ impl Resources {
         let mut out = self.clone();
         for want in &o.0 {
             let i = out
-                .find(&want.name, &want.role)
+                .find(&want.name, &want.role, want.persistence_id())
                 .map_err(|_| insufficient())?;
             let left = out.0[i]
                 .value
@@ -346,16 +379,38 @@ impl Resources {
         Resources(self.0.iter().filter(|r| keep(r)).cloned().collect())
     }
 
-    /// The same amounts, all re-labelled to `role`.
+    /// The same amounts, all re-labelled to `role` (volumes stay volumes).
     pub fn with_role(&self, role: &str) -> Resources {
         let mut out = Resources::new();
         for r in self.iter() {
-            let relabelled = Resource::new(r.name.clone(), role, r.value.clone());
+            let relabelled = Resource {
+                role: role.to_string(),
+                ..r.clone()
+            };
             // Names keep one kind in a valid Resources, so this cannot conflict; an
             // invalid `role` is a caller bug and drops the entry rather than panicking.
             let _ = out.push(relabelled);
         }
         out
+    }
+
+    /// The same amounts with every persistent volume turned back into plain disk.
+    pub fn without_volumes(&self) -> Resources {
+        let mut out = Resources::new();
+        for r in self.iter() {
+            let plain = Resource {
+                disk: None,
+                ..r.clone()
+            };
+            // Same names and kinds as in `self`: cannot conflict.
+            let _ = out.push(plain);
+        }
+        out
+    }
+
+    /// The persistent volumes.
+    pub fn volumes(&self) -> impl Iterator<Item = &Resource> {
+        self.iter().filter(|r| r.disk.is_some())
     }
 
     /// The roles present.
@@ -428,12 +483,20 @@ impl fmt::Display for Resources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut entries: Vec<&Resource> = self.iter().collect();
         entries.sort_by(|a, b| {
-            (name_rank(&a.name), &a.name, a.role != UNRESERVED, &a.role).cmp(&(
-                name_rank(&b.name),
-                &b.name,
-                b.role != UNRESERVED,
-                &b.role,
-            ))
+            (
+                name_rank(&a.name),
+                &a.name,
+                a.role != UNRESERVED,
+                &a.role,
+                a.persistence_id(),
+            )
+                .cmp(&(
+                    name_rank(&b.name),
+                    &b.name,
+                    b.role != UNRESERVED,
+                    &b.role,
+                    b.persistence_id(),
+                ))
         });
         for (i, r) in entries.iter().enumerate() {
             if i > 0 {

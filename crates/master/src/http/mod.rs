@@ -9,8 +9,8 @@
 
 mod agent;
 mod chronos;
-mod marathon;
 mod maintenance;
+mod marathon;
 mod mesos;
 mod metrics;
 mod metronome;
@@ -19,6 +19,7 @@ mod operator_v1;
 mod reservations;
 mod roles;
 mod scheduler;
+mod volumes;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -53,6 +54,8 @@ pub fn router(master: Master) -> Router {
         .route("/master/teardown", post(mesos::teardown))
         .route("/master/reserve", post(reservations::reserve))
         .route("/master/unreserve", post(reservations::unreserve))
+        .route("/master/create-volumes", post(volumes::create))
+        .route("/master/destroy-volumes", post(volumes::destroy))
         .route(
             "/master/maintenance/schedule",
             get(maintenance::get_schedule).post(maintenance::post_schedule),

@@ -49,6 +49,15 @@ pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
             Err(why) => error(StatusCode::BAD_REQUEST, why),
         };
     }
+    if kind == "CREATE_VOLUMES" || kind == "DESTROY_VOLUMES" {
+        let key = kind.to_ascii_lowercase();
+        return match super::volumes::v1_request(&call[key.as_str()]) {
+            Ok((agent, vols)) => {
+                super::volumes::apply(&m, &agent, &vols, kind == "CREATE_VOLUMES").await
+            }
+            Err(why) => error(StatusCode::BAD_REQUEST, why),
+        };
+    }
     if let Some(resp) = super::maintenance::v1_call(&m, kind, &call).await {
         return resp;
     }

@@ -4,7 +4,7 @@
 //! are ignored; a missing `role` means `"*"`; a non-empty `reservations` stack sets the role
 //! to its last element's role.
 
-use super::{Resource, Resources, Set, Value, UNRESERVED};
+use super::{DiskInfo, Resource, Resources, Set, Value, UNRESERVED};
 use crate::error::ResourceError;
 use crate::ranges::Ranges;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -22,6 +22,59 @@ enum Kind {
 #[derive(Serialize, Deserialize)]
 struct ScalarJson {
     value: f64,
+}
+
+/// `{"id": …}` of `DiskInfo.persistence` (`principal` is ignored).
+#[derive(Serialize, Deserialize)]
+struct PersistenceJson {
+    id: String,
+}
+
+/// `DiskInfo.volume`: `{"container_path": …, "mode": "RW"|"RO"}`.
+#[derive(Serialize, Deserialize)]
+struct VolumeJson {
+    #[serde(default)]
+    container_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mode: Option<String>,
+}
+
+/// `Resource.disk`; only a disk with `persistence` is a volume, other disk infos are ignored.
+#[derive(Serialize, Deserialize)]
+struct DiskJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    persistence: Option<PersistenceJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    volume: Option<VolumeJson>,
+}
+
+impl From<&DiskInfo> for DiskJson {
+    fn from(d: &DiskInfo) -> DiskJson {
+        DiskJson {
+            persistence: Some(PersistenceJson {
+                id: d.persistence_id.clone(),
+            }),
+            volume: Some(VolumeJson {
+                container_path: d.container_path.clone(),
+                mode: Some(if d.read_only { "RO" } else { "RW" }.to_string()),
+            }),
+        }
+    }
+}
+
+impl DiskJson {
+    fn into_info(self) -> Option<DiskInfo> {
+        let id = self.persistence?.id;
+        let (container_path, mode) = match self.volume {
+            Some(v) => (v.container_path, v.mode),
+            None => (String::new(), None),
+        };
+        Some(DiskInfo {
+            persistence_id: id,
+            container_path,
+            read_only: mode.as_deref() == Some("RO"),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -45,6 +98,8 @@ struct ResourceJson {
     role: Option<String>,
     #[serde(default, skip_serializing)]
     reservations: Option<Vec<ReservationJson>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disk: Option<DiskJson>,
 }
 
 impl From<&Resource> for ResourceJson {
@@ -57,6 +112,7 @@ impl From<&Resource> for ResourceJson {
             set: None,
             role: Some(r.role.clone()),
             reservations: None,
+            disk: r.disk.as_ref().map(DiskJson::from),
         };
         match &r.value {
             Value::Scalar(s) => {
@@ -97,7 +153,25 @@ impl TryFrom<ResourceJson> for Resource {
             Kind::Ranges => Value::Ranges(j.ranges.ok_or_else(|| mismatch("ranges"))?),
             Kind::Set => Value::Set(j.set.ok_or_else(|| mismatch("set"))?),
         };
-        Ok(Resource::new(j.name, role, value))
+        let disk = j.disk.and_then(DiskJson::into_info);
+        if let Some(d) = &disk {
+            if j.name != "disk" {
+                return Err(ResourceError::InvalidToken {
+                    token: j.name,
+                    reason: "only `disk` resources can be persistent volumes".to_string(),
+                });
+            }
+            if d.persistence_id.is_empty() {
+                return Err(ResourceError::InvalidToken {
+                    token: j.name,
+                    reason: "a persistent volume needs a non-empty `persistence.id`".to_string(),
+                });
+            }
+        }
+        Ok(Resource {
+            disk,
+            ..Resource::new(j.name, role, value)
+        })
     }
 }
 

@@ -378,3 +378,56 @@ fn disjoint_part(b: &Resources, a: &Resources) -> Resources {
     }
     out
 }
+
+#[test]
+fn volumes_are_distinct_items_and_round_trip_through_json() {
+    let json = serde_json::json!([
+        {"name": "disk", "type": "SCALAR", "scalar": {"value": 100.0},
+         "reservations": [{"type": "DYNAMIC", "role": "db"}]},
+        {"name": "disk", "type": "SCALAR", "scalar": {"value": 64.0},
+         "reservations": [{"type": "DYNAMIC", "role": "db"}],
+         "disk": {"persistence": {"id": "v1", "principal": "ops"},
+                  "volume": {"container_path": "data", "mode": "RW"}}}
+    ]);
+    let r: Resources = serde_json::from_value(json).expect("resources");
+    assert_eq!(
+        r.iter().count(),
+        2,
+        "a volume is never merged with plain disk: {r}"
+    );
+    assert_eq!(r.disk(), 164.0);
+    let vol = r.volumes().next().expect("one volume");
+    assert_eq!(vol.persistence_id(), Some("v1"));
+    let d = vol.disk.as_ref().expect("disk info");
+    assert_eq!((d.container_path.as_str(), d.read_only), ("data", false));
+    assert_eq!(r.to_string(), "disk(db):100;disk(db)[v1:data]:64");
+    let back: Resources =
+        serde_json::from_value(serde_json::to_value(&r).expect("json")).expect("back");
+    assert_eq!(back, r);
+
+    // Plain disk does not cover a volume, and the volume is subtracted as itself.
+    let plain = Resources::parse("disk(db):1000").expect("plain");
+    assert!(!plain.contains(&r));
+    assert!(r.contains(&r.reserved("db")));
+    let rest = r.checked_sub(&r.filter(|e| e.disk.is_some())).expect("sub");
+    assert_eq!(rest, Resources::parse("disk(db):100").expect("rest"));
+    assert_eq!(
+        r.without_volumes(),
+        Resources::parse("disk(db):164").expect("sum")
+    );
+    assert_eq!(r.with_role("*").volumes().count(), 1);
+}
+
+#[test]
+fn only_disk_with_a_persistence_id_is_a_volume() {
+    let not_disk = serde_json::json!([{"name": "mem", "type": "SCALAR", "scalar": {"value": 1.0},
+        "disk": {"persistence": {"id": "v"}}}]);
+    assert!(serde_json::from_value::<Resources>(not_disk).is_err());
+    let empty_id = serde_json::json!([{"name": "disk", "type": "SCALAR", "scalar": {"value": 1.0},
+        "disk": {"persistence": {"id": ""}}}]);
+    assert!(serde_json::from_value::<Resources>(empty_id).is_err());
+    let source_only = serde_json::json!([{"name": "disk", "type": "SCALAR", "scalar": {"value": 1.0},
+        "disk": {"source": {"type": "PATH"}}}]);
+    let r: Resources = serde_json::from_value(source_only).expect("plain disk");
+    assert_eq!(r.volumes().count(), 0);
+}
