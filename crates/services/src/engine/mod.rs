@@ -95,8 +95,8 @@ pub struct Engine {
     /// Task id → (app id, instance id) of live and recent tasks.
     pub(crate) tasks: HashMap<String, (String, String)>,
     pub(crate) deployments: BTreeMap<String, Deployment>,
-    /// Hostname and attributes of agents seen in offers (for constraints).
-    pub(crate) agents: HashMap<String, (String, meseta_types::Attributes)>,
+    /// Hostname, attributes and fault domain of agents seen in offers (for constraints).
+    pub(crate) agents: HashMap<String, place::AgentInfo>,
     id_seed: u128,
     id_counter: u64,
     last_version_ms: i64,

@@ -27,6 +27,40 @@ pub struct Launch {
     pub tasks: Vec<TaskInfo>,
 }
 
+/// What constraints need to know of an agent, learnt from its offers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AgentInfo {
+    hostname: String,
+    attributes: meseta_types::Attributes,
+    region: Option<String>,
+    zone: Option<String>,
+}
+
+impl AgentInfo {
+    fn of(o: &Offer) -> AgentInfo {
+        let name = |level: &str| {
+            o.domain
+                .as_ref()
+                .and_then(|d| d["fault_domain"][level]["name"].as_str().map(str::to_owned))
+        };
+        AgentInfo {
+            hostname: o.hostname.clone(),
+            attributes: o.attributes.clone(),
+            region: name("region"),
+            zone: name("zone"),
+        }
+    }
+
+    fn view(&self) -> AgentView<'_> {
+        AgentView {
+            hostname: &self.hostname,
+            region: self.region.as_deref(),
+            zone: self.zone.as_deref(),
+            attributes: &self.attributes,
+        }
+    }
+}
+
 /// How many reject reasons are kept per app.
 const MAX_REASONS: usize = 5;
 
@@ -41,10 +75,8 @@ impl Engine {
     /// not used). Instances placed here are recorded as staging before the shell sends them.
     pub fn offers(&mut self, offers: &[Offer], now: f64) -> Vec<Launch> {
         for o in offers {
-            self.agents.insert(
-                o.agent_id.as_str().to_owned(),
-                (o.hostname.clone(), o.attributes.clone()),
-            );
+            self.agents
+                .insert(o.agent_id.as_str().to_owned(), AgentInfo::of(o));
         }
         let mut slots: Vec<Slot<'_>> = offers
             .iter()
@@ -132,32 +164,19 @@ impl Engine {
                     continue;
                 }
                 if let Some(cc) = cc {
-                    let empty = meseta_types::Attributes::default();
-                    let view_of =
-                        |agent: &str, host: &'_ str| -> (String, meseta_types::Attributes) {
-                            match self.agents.get(agent) {
-                                Some((h, a)) => (h.clone(), a.clone()),
-                                None => (host.to_owned(), empty.clone()),
-                            }
-                        };
-                    let placed_owned: Vec<(String, meseta_types::Attributes)> =
-                        placed.iter().map(|(a, h)| view_of(a, h)).collect();
-                    let placed_views: Vec<AgentView<'_>> = placed_owned
+                    let placed_info: Vec<AgentInfo> = placed
                         .iter()
-                        .map(|(h, a)| AgentView {
-                            hostname: h,
-                            region: None,
-                            zone: None,
-                            attributes: a,
+                        .map(|(a, h)| {
+                            self.agents.get(a).cloned().unwrap_or_else(|| AgentInfo {
+                                hostname: h.clone(),
+                                ..AgentInfo::default()
+                            })
                         })
                         .collect();
-                    let me = AgentView {
-                        hostname: &slot.offer.hostname,
-                        region: None,
-                        zone: None,
-                        attributes: &slot.offer.attributes,
-                    };
-                    if let Err(unmet) = cc.check(&me, &placed_views) {
+                    let placed_views: Vec<AgentView<'_>> =
+                        placed_info.iter().map(AgentInfo::view).collect();
+                    let me = AgentInfo::of(slot.offer);
+                    if let Err(unmet) = cc.check(&me.view(), &placed_views) {
                         *stats_rejects
                             .entry("UnfulfilledConstraint".into())
                             .or_default() += 1;

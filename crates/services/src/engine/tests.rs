@@ -365,3 +365,30 @@ fn restored_engine_resumes_a_deployment() {
     r.tick(3.0);
     assert_eq!(r.deployments().count(), 0);
 }
+
+#[test]
+fn zone_constraints_use_the_offers_fault_domain() {
+    let mut e = Engine::new(12);
+    e.put_app(
+        app(json!({"id": "z", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "instances": 3,
+                   "constraints": [["@zone", "UNIQUE"]]})),
+        1.0,
+        false,
+        true,
+    )
+    .expect("create");
+    let offers: Vec<Offer> = [("a", "z1"), ("b", "z1"), ("c", "z2")]
+        .iter()
+        .map(|(h, z)| {
+            let mut o = offer(1, h);
+            o.domain = Some(json!({"fault_domain": {"region": {"name": "r"}, "zone": {"name": z}}}));
+            o
+        })
+        .collect();
+    let placed: usize = e.offers(&offers, 2.0).iter().map(|l| l.tasks.len()).sum();
+    assert_eq!(placed, 2, "one per zone");
+    let q = e.queue_json(2.0);
+    assert!(q[0]["lastUnusedOffers"][0]["reason"][0]
+        .as_str()
+        .is_some_and(|r| r.contains("@zone")));
+}
