@@ -312,7 +312,10 @@ fn bad_app_definitions_get_marathon_errors_and_store_nothing() {
     let big = format!(r#"{{"id":"big","cmd":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
     let (s, b) = post(&big);
     assert_eq!(s, 413);
-    assert!(b["message"].as_str().is_some_and(|m| m.contains("1 MiB")), "{b}");
+    assert!(
+        b["message"].as_str().is_some_and(|m| m.contains("1 MiB")),
+        "{b}"
+    );
     let (_, apps) = call(&c, reqwest::Method::GET, "/v2/apps", None);
     assert_eq!(apps["apps"], json!([]));
     let (s, b) = call(&c, reqwest::Method::GET, "/v2/apps/nope", None);

@@ -370,8 +370,10 @@ fn restored_engine_resumes_a_deployment() {
 fn zone_constraints_use_the_offers_fault_domain() {
     let mut e = Engine::new(12);
     e.put_app(
-        app(json!({"id": "z", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "instances": 3,
-                   "constraints": [["@zone", "UNIQUE"]]})),
+        app(
+            json!({"id": "z", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "instances": 3,
+                   "constraints": [["@zone", "UNIQUE"]]}),
+        ),
         1.0,
         false,
         true,
@@ -381,7 +383,8 @@ fn zone_constraints_use_the_offers_fault_domain() {
         .iter()
         .map(|(h, z)| {
             let mut o = offer(1, h);
-            o.domain = Some(json!({"fault_domain": {"region": {"name": "r"}, "zone": {"name": z}}}));
+            o.domain =
+                Some(json!({"fault_domain": {"region": {"name": "r"}, "zone": {"name": z}}}));
             o
         })
         .collect();
