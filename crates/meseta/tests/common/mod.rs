@@ -194,19 +194,40 @@ impl Cluster {
     }
 
     pub fn wait_agents(&self, n: usize) {
-        wait_for(
-            &format!("{n} active agents"),
-            Duration::from_secs(20),
-            || {
-                let s = self.get("/master/slaves")?;
-                let active = s["slaves"]
-                    .as_array()?
+        let start = Instant::now();
+        // Generous: on a loaded CI machine many clusters start at once.
+        let timeout = Duration::from_secs(60);
+        loop {
+            let active = self
+                .get("/master/slaves")
+                .and_then(|s| {
+                    s["slaves"]
+                        .as_array()
+                        .map(|a| a.iter().filter(|a| a["active"] == true).count())
+                })
+                .unwrap_or(0);
+            if active == n {
+                return;
+            }
+            if start.elapsed() > timeout {
+                let logs: Vec<String> = self
+                    .agents
                     .iter()
-                    .filter(|a| a["active"] == true)
-                    .count();
-                (active == n).then_some(())
-            },
-        );
+                    .flatten()
+                    .map(|p| {
+                        let t = p.log_text();
+                        let tail: Vec<&str> = t.lines().rev().take(10).collect();
+                        format!(
+                            "{}:\n{}",
+                            p.log.display(),
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        )
+                    })
+                    .collect();
+                panic!("timed out after {timeout:?} waiting for {n} active agents ({active} active); agent logs:\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn get(&self, path: &str) -> Option<Value> {
