@@ -239,6 +239,14 @@ impl Runtime {
                 agent_id: a.map(IdValue::new),
             })
             .collect();
+        for k in self.engine.pending_kills() {
+            self.call(CallKind::Kill {
+                kill: Kill {
+                    task_id: IdValue::new(k.task_id),
+                    agent_id: k.agent_id.map(IdValue::new),
+                },
+            });
+        }
         if !tasks.is_empty() {
             self.call(CallKind::Reconcile {
                 reconcile: Reconcile { tasks },

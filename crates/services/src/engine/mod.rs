@@ -208,6 +208,22 @@ impl Engine {
             .collect()
     }
 
+    /// Tasks of decommissioned instances still alive (their kill is sent again after a restart
+    /// or a lost subscription, when the first one may never have reached the master).
+    pub fn pending_kills(&self) -> Vec<KillOrder> {
+        self.instances
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|i| i.goal == Goal::Decommissioned && i.active())
+            .filter_map(|i| {
+                Some(KillOrder {
+                    task_id: i.task_id.clone()?,
+                    agent_id: i.agent_id.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// True when some instance waits for an offer.
     pub fn wants_offers(&self, now: f64) -> bool {
         self.apps.iter().any(|(id, a)| {

@@ -395,3 +395,23 @@ fn zone_constraints_use_the_offers_fault_domain() {
         .as_str()
         .is_some_and(|r| r.contains("@zone")));
 }
+
+#[test]
+fn kills_of_decommissioned_instances_can_be_sent_again() {
+    let mut e = Engine::new(13);
+    e.put_app(
+        app(json!({"id": "k", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "instances": 1})),
+        1.0,
+        false,
+        true,
+    )
+    .expect("create");
+    run_round(&mut e, &["a"], 1, 2.0, None);
+    e.delete_app("/k", 3.0, false).expect("delete");
+    let first = e.take_outputs().kills;
+    assert_eq!(first.len(), 1);
+    // The kill was lost: it is still pending until the task ends.
+    assert_eq!(e.pending_kills(), first);
+    e.on_status(&status(&first[0].task_id, TaskState::Killed, None), 4.0);
+    assert!(e.pending_kills().is_empty());
+}
