@@ -162,7 +162,7 @@ pub struct Resource {
     /// The amount.
     pub value: Value,
     /// Set on a persistent volume (a `disk` resource); `None` for everything else.
-    pub disk: Option<DiskInfo>,
+    pub disk: Option<Box<DiskInfo>>,
 }
 
 impl Resource {
@@ -178,7 +178,7 @@ impl Resource {
 
     /// The same resource as the persistent volume `disk`.
     pub fn with_disk(mut self, disk: DiskInfo) -> Resource {
-        self.disk = Some(disk);
+        self.disk = Some(Box::new(disk));
         self
     }
 

@@ -112,7 +112,7 @@ impl From<&Resource> for ResourceJson {
             set: None,
             role: Some(r.role.clone()),
             reservations: None,
-            disk: r.disk.as_ref().map(DiskJson::from),
+            disk: r.disk.as_deref().map(DiskJson::from),
         };
         match &r.value {
             Value::Scalar(s) => {
@@ -169,7 +169,7 @@ impl TryFrom<ResourceJson> for Resource {
             }
         }
         Ok(Resource {
-            disk,
+            disk: disk.map(Box::new),
             ..Resource::new(j.name, role, value)
         })
     }
