@@ -152,14 +152,17 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
         )
             .into_response()
     })?;
-    serde_json::from_value(value).map_err(|e| {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"message": "Invalid JSON",
-                        "details": [{"path": "/", "errors": [e.to_string()]}]})),
-        )
-            .into_response()
-    })
+    serde_json::from_value(value).map_err(shape_error)
+}
+
+/// Well-formed JSON of the wrong shape or type: 422 (reference §0.2).
+pub(super) fn shape_error(e: serde_json::Error) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({"message": "Invalid JSON",
+                    "details": [{"path": "/", "errors": [e.to_string()]}]})),
+    )
+        .into_response()
 }
 
 /// An app id from a URL path: leading/trailing (and doubled) slashes removed, made absolute.

@@ -66,8 +66,7 @@ impl Engine {
                 actions: vec![DeploymentAction::Restart { app: id.to_owned() }],
             }],
         };
-        let mut original = BTreeMap::new();
-        original.insert(id.to_owned(), Some(st.app));
+        let original = BTreeMap::from([(id.to_owned(), Some(st.app))]);
         Ok(self.start_deployment(plan, original, version, DeploymentKind::Canary, now))
     }
 
@@ -111,8 +110,7 @@ impl Engine {
                 actions: vec![DeploymentAction::Restart { app: id.to_owned() }],
             }],
         };
-        let mut original = BTreeMap::new();
-        original.insert(id.to_owned(), Some(st.app));
+        let original = BTreeMap::from([(id.to_owned(), Some(st.app))]);
         Ok(self.start_deployment(plan, original, version, DeploymentKind::Normal, now))
     }
 
@@ -140,8 +138,7 @@ impl Engine {
                 }],
             }],
         };
-        let mut original = BTreeMap::new();
-        original.insert(id.to_owned(), Some(st.app));
+        let original = BTreeMap::from([(id.to_owned(), Some(st.app))]);
         Ok(self.start_deployment(plan, original, version, DeploymentKind::Normal, now))
     }
 

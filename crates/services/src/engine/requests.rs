@@ -113,8 +113,7 @@ impl Engine {
         let plan = DeploymentPlan::compute(old.as_ref().map(|o| &o.app), &app);
         let created = old.is_none();
         self.store_app(app.clone(), old.as_ref());
-        let mut original = BTreeMap::new();
-        original.insert(app.id.clone(), old.map(|o| o.app));
+        let original = BTreeMap::from([(app.id.clone(), old.map(|o| o.app))]);
         let result = self.start_deployment(plan, original, version, DeploymentKind::Normal, now);
         Ok((result, created))
     }
@@ -190,8 +189,7 @@ impl Engine {
         });
         let plan = DeploymentPlan::compute(Some(&old.app), &app);
         self.store_app(app, Some(&old));
-        let mut original = BTreeMap::new();
-        original.insert(id.to_owned(), Some(old.app));
+        let original = BTreeMap::from([(id.to_owned(), Some(old.app))]);
         Ok(self.start_deployment(plan, original, version, DeploymentKind::Normal, now))
     }
 
@@ -215,8 +213,7 @@ impl Engine {
         }
         self.persist_app(id);
         let plan = DeploymentPlan::stop(&old.app);
-        let mut original = BTreeMap::new();
-        original.insert(id.to_owned(), Some(old.app));
+        let original = BTreeMap::from([(id.to_owned(), Some(old.app))]);
         Ok(self.start_deployment(plan, original, version, DeploymentKind::Normal, now))
     }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     app_id, body_bytes, deployment_result, engine_error, fail, flag, handle, parse_json,
-    unavailable, values, Body, Params,
+    shape_error, unavailable, values, Body, Params,
 };
 use crate::Master;
 
@@ -149,15 +149,9 @@ pub(super) async fn create(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let def: AppDefinition = match parse_json(&body) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let app = match validate_app(&def) {
+    let app = match parse_json::<AppDefinition>(&body).and_then(|d| canonical(&d)) {
         Ok(a) => a,
-        Err(e) => {
-            return (StatusCode::UNPROCESSABLE_ENTITY, Json(e.marathon_body())).into_response()
-        }
+        Err(r) => return r,
     };
     let Ok(h) = handle(&m) else {
         return unavailable();
@@ -363,23 +357,9 @@ async fn update(
             p
         }
     };
-    let mut merged = merged;
-    merged.insert("id".into(), json!(id));
-    let def: AppDefinition = match serde_json::from_value(Value::Object(merged)) {
-        Ok(d) => d,
-        Err(e) => {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"message": "Invalid JSON", "details": [{"path": "/", "errors": [e.to_string()]}]})),
-            )
-                .into_response()
-        }
-    };
-    let app = match validate_app(&def) {
+    let app = match canonical_merged(&id, merged) {
         Ok(a) => a,
-        Err(e) => {
-            return (StatusCode::UNPROCESSABLE_ENTITY, Json(e.marathon_body())).into_response()
-        }
+        Err(r) => return r,
     };
     let r = h
         .call(move |eng, now| eng.put_app(app, now, force, false))
@@ -404,6 +384,19 @@ async fn update(
             resp
         }
     }
+}
+
+/// A definition validated into the canonical app, or the 422 naming every violation.
+fn canonical(def: &AppDefinition) -> Result<App, Response> {
+    validate_app(def)
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, Json(e.marathon_body())).into_response())
+}
+
+/// App `id` as the (merged) JSON `def` describes it, validated.
+fn canonical_merged(id: &str, mut def: Map<String, Value>) -> Result<App, Response> {
+    def.insert("id".into(), json!(id));
+    let def: AppDefinition = serde_json::from_value(Value::Object(def)).map_err(shape_error)?;
+    canonical(&def)
 }
 
 /// The current definition with the patch's keys laid over it. Keys that replace each other
@@ -585,18 +578,9 @@ pub(super) async fn post_sub(
                 }
                 Err(_) => return unavailable(),
             };
-            let mut merged = merge(&existing, req.app);
-            merged.insert("id".into(), json!(id));
-            let def: AppDefinition = match serde_json::from_value(Value::Object(merged)) {
-                Ok(d) => d,
-                Err(e) => return fail(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-            };
-            let app = match validate_app(&def) {
+            let app = match canonical_merged(&id, merge(&existing, req.app)) {
                 Ok(a) => a,
-                Err(e) => {
-                    return (StatusCode::UNPROCESSABLE_ENTITY, Json(e.marathon_body()))
-                        .into_response()
-                }
+                Err(r) => return r,
             };
             let (k, auto) = (req.instances, req.auto_promote_after_seconds);
             let r = h
