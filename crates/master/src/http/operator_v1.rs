@@ -41,7 +41,7 @@ pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
     }
     if kind == "RESERVE_RESOURCES" || kind == "UNRESERVE_RESOURCES" {
         let key = kind.to_ascii_lowercase();
-        return match super::reservations::v1_request(&call[key.as_str()]) {
+        return match super::reservations::v1_request(&call[key.as_str()], "resources") {
             Ok((agent, res)) => {
                 let reserve = kind == "RESERVE_RESOURCES";
                 super::reservations::apply(&m, &agent, &res, reserve).await
@@ -51,7 +51,7 @@ pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
     }
     if kind == "CREATE_VOLUMES" || kind == "DESTROY_VOLUMES" {
         let key = kind.to_ascii_lowercase();
-        return match super::volumes::v1_request(&call[key.as_str()]) {
+        return match super::reservations::v1_request(&call[key.as_str()], "volumes") {
             Ok((agent, vols)) => {
                 super::volumes::apply(&m, &agent, &vols, kind == "CREATE_VOLUMES").await
             }

@@ -21,7 +21,7 @@ use crate::ops::OpError;
 use crate::{registry, Master};
 
 /// Decode `a=b&c=d` (`+` is a space, `%XX` a byte).
-pub(super) fn parse_form(body: &[u8]) -> HashMap<String, String> {
+fn parse_form(body: &[u8]) -> HashMap<String, String> {
     let text = String::from_utf8_lossy(body);
     text.split('&')
         .filter(|kv| !kv.is_empty())
@@ -56,39 +56,43 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Agent and resources of a form request.
-fn form_request(body: &[u8]) -> Result<(AgentId, Resources), String> {
+/// Agent and resources of a form request; `field` names the resources (`resources` for
+/// reservations, `volumes` for volumes).
+pub(super) fn form_request(body: &[u8], field: &str) -> Result<(AgentId, Resources), String> {
     let form = parse_form(body);
     let Some(agent) = form.get("slaveId").or_else(|| form.get("agentId")) else {
         return Err("Missing 'slaveId' query parameter in the request body".into());
     };
-    let Some(res) = form.get("resources") else {
-        return Err("Missing 'resources' query parameter in the request body".into());
+    let Some(res) = form.get(field) else {
+        return Err(format!(
+            "Missing '{field}' query parameter in the request body"
+        ));
     };
     let resources: Resources = serde_json::from_str(res)
-        .map_err(|e| format!("Error in parsing 'resources' query parameter: {e}"))?;
+        .map_err(|e| format!("Error in parsing '{field}' query parameter: {e}"))?;
     Ok((AgentId::new(agent.as_str()), resources))
 }
 
-/// Agent and resources of a v1 call payload (`reserve_resources` / `unreserve_resources`).
-pub(super) fn v1_request(payload: &Value) -> Result<(AgentId, Resources), String> {
+/// Agent and resources of a v1 call payload (`reserve_resources`, `create_volumes`, …); `field`
+/// names the resources.
+pub(super) fn v1_request(payload: &Value, field: &str) -> Result<(AgentId, Resources), String> {
     let Some(agent) = payload.pointer("/agent_id/value").and_then(Value::as_str) else {
         return Err("expecting 'agent_id' to be present".into());
     };
-    let resources: Resources = serde_json::from_value(payload["resources"].clone())
-        .map_err(|e| format!("invalid 'resources': {e}"))?;
+    let resources: Resources = serde_json::from_value(payload[field].clone())
+        .map_err(|e| format!("invalid '{field}': {e}"))?;
     Ok((AgentId::new(agent), resources))
 }
 
 pub(super) async fn reserve(State(m): State<Master>, body: Bytes) -> Response {
-    match form_request(&body) {
+    match form_request(&body, "resources") {
         Ok((agent, res)) => apply(&m, &agent, &res, true).await,
         Err(why) => error(StatusCode::BAD_REQUEST, why),
     }
 }
 
 pub(super) async fn unreserve(State(m): State<Master>, body: Bytes) -> Response {
-    match form_request(&body) {
+    match form_request(&body, "resources") {
         Ok((agent, res)) => apply(&m, &agent, &res, false).await,
         Err(why) => error(StatusCode::BAD_REQUEST, why),
     }

@@ -12,47 +12,22 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use meseta_types::{AgentId, Resources};
-use serde_json::Value;
 use tokio::time::Instant;
 
 use super::error;
-use super::reservations::parse_form;
+use super::reservations::form_request;
 use crate::ops::OpError;
 use crate::{registry, Master};
 
-/// Agent and volumes of a form request.
-fn form_request(body: &[u8]) -> Result<(AgentId, Resources), String> {
-    let form = parse_form(body);
-    let Some(agent) = form.get("slaveId").or_else(|| form.get("agentId")) else {
-        return Err("Missing 'slaveId' query parameter in the request body".into());
-    };
-    let Some(vols) = form.get("volumes") else {
-        return Err("Missing 'volumes' query parameter in the request body".into());
-    };
-    let volumes: Resources = serde_json::from_str(vols)
-        .map_err(|e| format!("Error in parsing 'volumes' query parameter: {e}"))?;
-    Ok((AgentId::new(agent.as_str()), volumes))
-}
-
-/// Agent and volumes of a v1 call payload (`create_volumes` / `destroy_volumes`).
-pub(super) fn v1_request(payload: &Value) -> Result<(AgentId, Resources), String> {
-    let Some(agent) = payload.pointer("/agent_id/value").and_then(Value::as_str) else {
-        return Err("expecting 'agent_id' to be present".into());
-    };
-    let volumes: Resources = serde_json::from_value(payload["volumes"].clone())
-        .map_err(|e| format!("invalid 'volumes': {e}"))?;
-    Ok((AgentId::new(agent), volumes))
-}
-
 pub(super) async fn create(State(m): State<Master>, body: Bytes) -> Response {
-    match form_request(&body) {
+    match form_request(&body, "volumes") {
         Ok((agent, vols)) => apply(&m, &agent, &vols, true).await,
         Err(why) => error(StatusCode::BAD_REQUEST, why),
     }
 }
 
 pub(super) async fn destroy(State(m): State<Master>, body: Bytes) -> Response {
-    match form_request(&body) {
+    match form_request(&body, "volumes") {
         Ok((agent, vols)) => apply(&m, &agent, &vols, false).await,
         Err(why) => error(StatusCode::BAD_REQUEST, why),
     }
@@ -98,10 +73,10 @@ mod tests {
 
     #[test]
     fn form_requests_need_an_agent_and_volumes() {
-        assert!(form_request(b"volumes=[]").is_err());
-        assert!(form_request(b"slaveId=a").is_err());
-        assert!(form_request(b"slaveId=a&volumes=%5Bnope").is_err());
-        let (agent, vols) = form_request(b"slaveId=a&volumes=%5B%5D").expect("valid");
+        assert!(form_request(b"volumes=[]", "volumes").is_err());
+        assert!(form_request(b"slaveId=a", "volumes").is_err());
+        assert!(form_request(b"slaveId=a&volumes=%5Bnope", "volumes").is_err());
+        let (agent, vols) = form_request(b"slaveId=a&volumes=%5B%5D", "volumes").expect("valid");
         assert_eq!(agent.as_str(), "a");
         assert!(vols.is_empty());
     }
