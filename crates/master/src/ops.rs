@@ -100,7 +100,8 @@ impl Core {
         }
     }
 
-    fn known_agent(&self, id: &AgentId) -> Result<(), OpError> {
+    /// 400 unless `id` is a registered agent.
+    pub(crate) fn known_agent(&self, id: &AgentId) -> Result<(), OpError> {
         if self.alloc.agent_total(id).is_none() {
             return Err(OpError::Invalid(format!(
                 "no registered agent with id '{id}'"

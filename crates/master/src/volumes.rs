@@ -69,15 +69,6 @@ impl Core {
         }
     }
 
-    fn check_agent(&self, agent: &AgentId) -> Result<(), OpError> {
-        if self.alloc.agent_total(agent).is_none() {
-            return Err(OpError::Invalid(format!(
-                "no registered agent with id '{agent}'"
-            )));
-        }
-        Ok(())
-    }
-
     /// Operator CREATE: 409 unless free dynamically reserved disk holds the volumes.
     pub(crate) fn operator_create_volumes(
         &mut self,
@@ -86,7 +77,7 @@ impl Core {
         now: Instant,
     ) -> Result<(), OpError> {
         check_volumes(volumes)?;
-        self.check_agent(agent)?;
+        self.known_agent(agent)?;
         let plain = volumes.without_volumes();
         self.check_on_reservations(agent, &plain)?;
         let mut res = self.alloc.create_volumes(agent, volumes);
@@ -108,7 +99,7 @@ impl Core {
         now: Instant,
     ) -> Result<(), OpError> {
         check_volumes(volumes)?;
-        self.check_agent(agent)?;
+        self.known_agent(agent)?;
         let mut res = self.alloc.destroy_volumes(agent, volumes);
         if matches!(res, Err(AllocatorError::ReservationInUse(..))) {
             self.rescind_agent_offers(agent);
