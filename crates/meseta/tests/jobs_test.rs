@@ -125,28 +125,14 @@ fn dependent(name: &str, command: &str, parents: &[&str]) -> Value {
 #[test]
 fn chronos_python_adds_lists_runs_and_deletes_jobs() {
     require_root!();
-    let has_client = std::process::Command::new("python3")
-        .args(["-c", "import chronos"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_client {
+    if !common::python_has("chronos") {
         eprintln!(
             "SKIPPED: python3 with chronos-python is not installed (pip install chronos-python)"
         );
         return;
     }
     let c = Cluster::new(1, 30.0);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/chronos_client.py");
-    let out = std::process::Command::new("python3")
-        .args([script, &format!("127.0.0.1:{}", c.port)])
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("OK"),
-        "chronos-python script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_python_script("chronos_client.py", &[&format!("127.0.0.1:{}", c.port)]);
 }
 
 #[test]

@@ -44,26 +44,12 @@ fn wait_deployed(c: &Cluster, id: &str) -> Value {
 #[test]
 fn marathon_python_client_creates_scales_restarts_kills_and_deletes() {
     require_root!();
-    let has_client = std::process::Command::new("python3")
-        .args(["-c", "import marathon"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_client {
+    if !common::python_has("marathon") {
         eprintln!("SKIPPED: python3 with marathon is not installed (pip install marathon==0.13.0)");
         return;
     }
     let c = Cluster::new(1, 10.0);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/marathon_client.py");
-    let out = std::process::Command::new("python3")
-        .args([script, &c.url()])
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("OK"),
-        "marathon client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_python_script("marathon_client.py", &[&c.url()]);
 }
 
 #[test]

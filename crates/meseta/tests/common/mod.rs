@@ -358,3 +358,27 @@ pub fn alive(pid: i32) -> bool {
             .map(|s| s.contains(") Z "))
             .unwrap_or(true)
 }
+
+/// Whether python3 can import `module` (a client library some tests drive).
+pub fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Run `tests/py/<script> <args…>` with python3; it must exit 0 having printed `OK`.
+pub fn run_python_script(script: &str, args: &[&str]) {
+    let path = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
