@@ -228,7 +228,7 @@ impl Conn<'_> {
                 return Ok(Some(Duration::from_secs_f64(secs)));
             }
             MasterMessage::Rejected { message } => return Err(AgentError::Rejected(message)),
-            MasterMessage::LaunchTask(spec) => tasks::launch(self.shared, spec),
+            MasterMessage::LaunchTask(spec) => tasks::launch(self.shared, *spec),
             MasterMessage::KillTask { task_id, .. } => tasks::kill(self.shared, &task_id),
             MasterMessage::Acknowledge { task_id, uuid } => {
                 self.shared.acknowledge(&task_id, &uuid)

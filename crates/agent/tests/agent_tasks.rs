@@ -36,8 +36,8 @@ fn config(master: &FakeMaster, work_dir: &Path, exe: PathBuf, cgroup_root: &str)
     cfg
 }
 
-fn spec(id: &str, cmd: &str, res: &str) -> TaskSpec {
-    TaskSpec {
+fn spec(id: &str, cmd: &str, res: &str) -> Box<TaskSpec> {
+    Box::new(TaskSpec {
         task_id: TaskId::new(id),
         framework_id: FrameworkId::new("fw-1"),
         name: id.to_string(),
@@ -54,7 +54,7 @@ fn spec(id: &str, cmd: &str, res: &str) -> TaskSpec {
         health_check: None,
         fetch: vec![],
         volumes: vec![],
-    }
+    })
 }
 
 fn unique_root() -> String {

@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use crate::bus::ClusterEvent;
 use crate::core::{
     uuid_to_base64, Admission, AgentConn, AgentEntry, AgentStatus, Core, FrameworkEntry,
-    StatusEntry, TaskEntry,
 };
 use crate::registry::AgentRecord;
+use crate::task::{StatusEntry, TaskEntry};
 use crate::unix_now;
 
 impl Core {
@@ -170,21 +170,10 @@ impl Core {
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.used.add(&spec.resources);
         }
-        let task = TaskEntry {
-            spec,
-            agent_id: agent_id.clone(),
-            state,
-            statuses: vec![StatusEntry {
-                state,
-                timestamp: unix_now(),
-                message: None,
-                reason: None,
-            }],
-            usage: None,
-        };
+        let task = TaskEntry::new(spec.into(), agent_id.clone(), state, unix_now());
         self.bus
             .publish_with(|| ClusterEvent::TaskAdded(crate::v1json::task(&task)));
-        self.tasks.insert(task.spec.task_id.clone(), task);
+        self.tasks.insert(task.spec.task_id.clone(), Box::new(task));
     }
 
     /// A message from a registered agent on connection `conn_id`.
@@ -239,12 +228,11 @@ impl Core {
         let fw_id = u.framework_id.clone();
         if let Some(task) = self.tasks.get_mut(&u.task_id) {
             if task.state != u.state {
-                task.state = u.state;
-                task.statuses.push(StatusEntry {
+                task.push_status(StatusEntry {
                     state: u.state,
                     timestamp: u.timestamp,
-                    message: u.message.clone(),
-                    reason: u.reason.clone(),
+                    message: u.message.as_deref().map(Box::from),
+                    reason: u.reason.as_deref().map(Box::from),
                 });
                 self.bus.publish_with(|| ClusterEvent::TaskUpdated {
                     framework_id: fw_id.clone(),

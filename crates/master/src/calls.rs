@@ -14,7 +14,8 @@ use meseta_api::scheduler::{
 use meseta_types::{AgentId, FrameworkId, OfferId, Resources, TaskId, TaskState};
 use tokio::time::Instant;
 
-use crate::core::{Core, StatusEntry, TaskEntry};
+use crate::core::Core;
+use crate::task::{TaskEntry, TaskMeta};
 use crate::unix_now;
 
 /// Default offer filter when a call gives none (Mesos: 5 s).
@@ -275,31 +276,21 @@ impl Core {
                 .collect(),
             volumes: meseta_api::agent::VolumeMount::of(&t.resources),
         };
+        let meta = TaskMeta::of(&spec);
         if let Some(a) = self.agents.get_mut(agent_id) {
             a.used.add(&spec.resources);
             if let Some(c) = &a.conn {
-                let _ = c.tx.send(MasterMessage::LaunchTask(spec.clone()));
+                let _ = c.tx.send(MasterMessage::LaunchTask(Box::new(spec)));
             }
         }
         if let Some(fw) = self.frameworks.get_mut(fw_id) {
-            fw.used.add(&spec.resources);
+            fw.used.add(&meta.resources);
         }
-        tracing::info!(task_id = %spec.task_id, agent_id = %agent_id, "launching task");
-        let entry = TaskEntry {
-            spec,
-            agent_id: agent_id.clone(),
-            state: TaskState::Staging,
-            statuses: vec![StatusEntry {
-                state: TaskState::Staging,
-                timestamp: unix_now(),
-                message: None,
-                reason: None,
-            }],
-            usage: None,
-        };
+        tracing::info!(task_id = %meta.task_id, agent_id = %agent_id, "launching task");
+        let entry = TaskEntry::new(meta, agent_id.clone(), TaskState::Staging, unix_now());
         self.bus
             .publish_with(|| crate::bus::ClusterEvent::TaskAdded(crate::v1json::task(&entry)));
-        self.tasks.insert(entry.spec.task_id.clone(), entry);
+        self.tasks.insert(entry.spec.task_id.clone(), Box::new(entry));
     }
 
     /// Launch a validated task from an accepted offer (LAUNCH_GROUP uses it too).

@@ -8,13 +8,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use meseta_api::agent::{MasterMessage, TaskSpec};
+use meseta_api::agent::MasterMessage;
 use meseta_api::scheduler::{Event, FrameworkInfo, IdValue, TaskStatus, Update};
 use meseta_types::{AgentId, Attributes, FrameworkId, OfferId, Resources, TaskId, TaskState};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 use crate::registry::{AgentRecord, Recovered};
+use crate::task::{StatusEntry, TaskEntry};
 use crate::unix_now;
 
 /// How the master runs.
@@ -173,24 +174,6 @@ impl FrameworkEntry {
     }
 }
 
-/// One entry of a task's history.
-#[derive(Clone, Debug)]
-pub(crate) struct StatusEntry {
-    pub state: TaskState,
-    pub timestamp: f64,
-    pub message: Option<String>,
-    pub reason: Option<String>,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct TaskEntry {
-    pub spec: TaskSpec,
-    pub agent_id: AgentId,
-    pub state: TaskState,
-    pub statuses: Vec<StatusEntry>,
-    pub usage: Option<(u64, f64)>,
-}
-
 pub(crate) struct OfferEntry {
     pub framework_id: FrameworkId,
     pub agent_id: AgentId,
@@ -226,7 +209,8 @@ pub(crate) struct Core {
     pub agents: BTreeMap<AgentId, AgentEntry>,
     pub frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
     pub completed_frameworks: VecDeque<FrameworkEntry>,
-    pub tasks: HashMap<TaskId, TaskEntry>,
+    /// Boxed: the table keeps spare slots, and an entry is ~250 bytes.
+    pub tasks: HashMap<TaskId, Box<TaskEntry>>,
     pub offers: HashMap<OfferId, OfferEntry>,
     pub counters: Counters,
     /// Where every change is published.
@@ -379,7 +363,7 @@ impl Core {
                 .used
                 .checked_sub(&task.spec.resources)
                 .unwrap_or_default();
-            fw.completed_tasks.push_back(task);
+            fw.completed_tasks.push_back(*task);
             while fw.completed_tasks.len() > MAX_COMPLETED_TASKS {
                 fw.completed_tasks.pop_front();
             }
@@ -398,12 +382,11 @@ impl Core {
             return;
         };
         let now = unix_now();
-        task.state = state;
-        task.statuses.push(StatusEntry {
+        task.push_status(StatusEntry {
             state,
             timestamp: now,
-            message: message.clone(),
-            reason: Some(reason.to_string()),
+            message: message.as_deref().map(Box::from),
+            reason: Some(reason.into()),
         });
         let status = TaskStatus {
             source: Some("SOURCE_MASTER".to_string()),

@@ -28,6 +28,7 @@ mod registry;
 // The services scheduler runtime (issue 3).
 mod scheduler_ops;
 mod services;
+mod task;
 mod v1json;
 mod view;
 mod volumes;

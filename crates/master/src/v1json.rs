@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::core::{AgentEntry, AgentStatus, FrameworkEntry, TaskEntry};
+use crate::core::{AgentEntry, AgentStatus, FrameworkEntry};
+use crate::task::TaskEntry;
 
 pub(crate) fn nanos(secs: f64) -> Value {
     json!({"nanoseconds": (secs * 1e9) as i64})

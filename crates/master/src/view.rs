@@ -8,7 +8,8 @@ use meseta_api::state::{
 use meseta_types::{Resources, TaskState};
 use serde_json::{Map, Value};
 
-use crate::core::{AgentEntry, AgentStatus, Core, FrameworkEntry, TaskEntry};
+use crate::core::{AgentEntry, AgentStatus, Core, FrameworkEntry};
+use crate::task::TaskEntry;
 use crate::MESOS_VERSION;
 
 impl Core {
@@ -80,7 +81,7 @@ impl Core {
 
     /// `GET /master/tasks`: active then completed, oldest first.
     pub(crate) fn tasks_view(&self) -> Tasks {
-        let mut tasks: Vec<Task> = self.tasks.values().map(task_view).collect();
+        let mut tasks: Vec<Task> = self.tasks.values().map(|t| task_view(t)).collect();
         for fw in self
             .frameworks
             .values()
@@ -127,7 +128,7 @@ impl Core {
             .tasks
             .values()
             .filter(|t| !self.frameworks.contains_key(&t.spec.framework_id))
-            .map(task_view)
+            .map(|t| task_view(t))
             .collect();
         (views, orphans)
     }
@@ -137,6 +138,7 @@ impl Core {
         let (unreachable, active): (Vec<&TaskEntry>, Vec<&TaskEntry>) = self
             .tasks
             .values()
+            .map(|t| &**t)
             .filter(mine)
             .partition(|t| t.state == TaskState::Unreachable);
         Framework {
@@ -280,8 +282,8 @@ fn task_view(t: &TaskEntry) -> Task {
             .map(|s| TaskStatusV0 {
                 state: s.state.as_str().to_string(),
                 timestamp: s.timestamp,
-                message: s.message.clone(),
-                reason: s.reason.clone(),
+                message: s.message.as_deref().map(str::to_owned),
+                reason: s.reason.as_deref().map(str::to_owned),
             })
             .collect(),
         user: t.spec.user.clone(),

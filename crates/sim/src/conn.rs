@@ -264,7 +264,7 @@ impl AgentTask {
             }
         };
         match msg {
-            MasterMessage::LaunchTask(spec) => self.state.on_launch(spec),
+            MasterMessage::LaunchTask(spec) => self.state.on_launch(*spec),
             MasterMessage::KillTask { task_id, .. } => self.state.on_kill(&task_id),
             MasterMessage::Acknowledge { task_id, uuid } => {
                 self.state.on_acknowledge(&task_id, &uuid)

@@ -31,15 +31,28 @@ impl std::fmt::Debug for WatchStream {
     }
 }
 
-/// Room per watcher beyond the replayable history, before it counts as lagging.
-/// Heap bytes an event holds (key and value).
+/// Bytes an event holds in the history: its own size plus its key's and value's allocations.
 fn weight(ev: &WatchEvent) -> usize {
+    let heap = match ev {
+        WatchEvent::Put(kv) => kv.key.capacity() + kv.value.capacity(),
+        WatchEvent::Delete { key, .. } => key.capacity(),
+    };
+    std::mem::size_of::<WatchEvent>() + heap
+}
+
+/// Drops spare capacity before an event is kept: values arrive in serializer buffers, which
+/// are often twice their length.
+fn compact(ev: &mut WatchEvent) {
     match ev {
-        WatchEvent::Put(kv) => kv.key.len() + kv.value.len(),
-        WatchEvent::Delete { key, .. } => key.len(),
+        WatchEvent::Put(kv) => {
+            kv.key.shrink_to_fit();
+            kv.value.shrink_to_fit();
+        }
+        WatchEvent::Delete { key, .. } => key.shrink_to_fit(),
     }
 }
 
+/// Room per watcher beyond the replayable history, before it counts as lagging.
 const LIVE_SLACK: usize = 4_096;
 
 struct Watcher {
@@ -48,11 +61,13 @@ struct Watcher {
     tx: mpsc::Sender<Result<WatchEvent, StoreError>>,
 }
 
+/// The most bytes the history keeps (events, keys and values), whatever its length in events.
+/// A watch from an older revision gets `Compacted`, as with etcd, and starts over from a read;
+/// the bound keeps a busy store (one write per task status) from holding megabytes of history.
+const HISTORY_BYTES: usize = 1024 * 1024;
+
 /// Bounded event history plus the live watchers. Backends publish under their own ordering
 /// guarantee (one lock or one writer thread), so events arrive here in revision order.
-/// The most bytes of keys and values the history keeps, whatever its length in events.
-const HISTORY_BYTES: usize = 4 * 1024 * 1024;
-
 pub(crate) struct WatchHub {
     history: VecDeque<WatchEvent>,
     capacity: usize,
@@ -79,13 +94,14 @@ impl WatchHub {
     }
 
     /// Records the events of one committed transaction at `revision` and sends them on.
-    pub(crate) fn publish(&mut self, revision: Revision, events: Vec<WatchEvent>) {
+    pub(crate) fn publish(&mut self, revision: Revision, mut events: Vec<WatchEvent>) {
         self.last = self.last.max(revision);
         if events.is_empty() {
             return;
         }
         self.watchers
             .retain(|w| events.iter().all(|ev| deliver(w, ev, revision)));
+        events.iter_mut().for_each(compact);
         self.bytes += events.iter().map(weight).sum::<usize>();
         self.history.extend(events);
         self.trim();
@@ -202,6 +218,34 @@ mod tests {
         }
         let mut w = hub.subscribe("", 2).expect("rev 2 kept");
         assert_eq!(w.next().await.expect("ev").expect("ok"), put("c", 2));
+    }
+
+    #[tokio::test]
+    async fn history_is_bounded_by_bytes_counting_spare_capacity() {
+        let mut hub = WatchHub::new(0, 1_000_000);
+        let total: Revision = 400;
+        for rev in 1..=total {
+            let mut value = Vec::with_capacity(16 * 1024);
+            value.resize(4 * 1024, b'x');
+            let ev = WatchEvent::Put(KeyValue {
+                value,
+                ..match put("k", rev) {
+                    WatchEvent::Put(kv) => kv,
+                    WatchEvent::Delete { .. } => unreachable!(),
+                }
+            });
+            hub.publish(rev, vec![ev]);
+        }
+        assert!(hub.bytes <= HISTORY_BYTES, "{} bytes kept", hub.bytes);
+        // Kept values lost their spare capacity: ~4 KiB each, so ~250 of them fit.
+        assert!(hub.history.len() > 200, "{} events kept", hub.history.len());
+        assert!(matches!(
+            hub.subscribe("", 1),
+            Err(StoreError::Compacted { .. })
+        ));
+        let mut w = hub.subscribe("", total).expect("the last revision is kept");
+        let got = w.next().await.expect("event").expect("ok");
+        assert_eq!(got.revision(), total);
     }
 
     #[tokio::test]

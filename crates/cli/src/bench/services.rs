@@ -4,8 +4,8 @@
 //! first POST until every instance is TASK_RUNNING, counted from the master's `/v2/events`
 //! stream (distinct `status_update_event` TASK_RUNNING task ids) and cross-checked by polling the
 //! apps' `tasksRunning`. Reports placements per second and the master's resident memory per
-//! instance (RSS with all instances running minus RSS before the first app), against meseta's
-//! targets.
+//! instance (RSS a few seconds after all instances run, once the deployment's transient buffers
+//! are gone, minus RSS before the first app), against meseta's targets.
 
 use super::cluster::{parse_vm_rss, MasterProcess};
 use super::Check;
@@ -32,6 +32,8 @@ const APP_PREFIX: &str = "/bench-svc-";
 const POST_CONCURRENCY: usize = 16;
 /// Settling time after the agents registered, before the idle RSS is read.
 const SETTLE: Duration = Duration::from_secs(2);
+/// Settling time after every instance runs, before the loaded RSS is read.
+const SETTLE_LOADED: Duration = Duration::from_secs(5);
 /// Between two polls of `/v2/apps` (four times that with the event stream).
 const POLL: Duration = Duration::from_millis(250);
 /// Between two looks at the event counter.
@@ -89,8 +91,10 @@ pub struct ServicesReport {
     pub placements_per_s: f64,
     /// Master RSS before the first app, bytes.
     pub master_rss_before: u64,
-    /// Master RSS with every instance running, bytes.
+    /// Master RSS when the last instance started running, bytes.
     pub master_rss_after: u64,
+    /// Master RSS [`SETTLE_LOADED`] later (what the memory check uses), bytes.
+    pub master_rss_settled: u64,
     /// `(after − before) / instances`.
     pub bytes_per_instance: f64,
     /// The targets.
@@ -101,7 +105,7 @@ pub struct ServicesReport {
 
 impl ServicesReport {
     /// Assembles the report and evaluates the targets.
-    pub fn new(sizes: (usize, usize, usize), timing: Timing, rss: (u64, u64)) -> ServicesReport {
+    pub fn new(sizes: (usize, usize, usize), timing: Timing, rss: Rss) -> ServicesReport {
         let (agents, apps, per_app) = sizes;
         let instances = apps * per_app;
         let seconds = timing.all_running.as_secs_f64();
@@ -113,7 +117,7 @@ impl ServicesReport {
         let bytes_per_instance = if instances == 0 {
             0.0
         } else {
-            rss.1.saturating_sub(rss.0) as f64 / instances as f64
+            rss.settled.saturating_sub(rss.before) as f64 / instances as f64
         };
         let checks = vec![
             Check {
@@ -135,8 +139,9 @@ impl ServicesReport {
             post_seconds: timing.posted.as_secs_f64(),
             timed_by_events: timing.by_events,
             placements_per_s,
-            master_rss_before: rss.0,
-            master_rss_after: rss.1,
+            master_rss_before: rss.before,
+            master_rss_after: rss.all_running,
+            master_rss_settled: rss.settled,
             bytes_per_instance,
             pass: checks.iter().all(|c| c.pass),
             checks,
@@ -162,9 +167,12 @@ impl ServicesReport {
             ),
             format!("placements {:.0}/s", self.placements_per_s),
             format!(
-                "master RSS {:.1} MiB before, {:.1} MiB with all running: {:.0} bytes per instance",
+                "master RSS {:.1} MiB before, {:.1} MiB when all ran, {:.1} MiB {} s later: \
+                 {:.0} bytes per instance",
                 self.master_rss_before as f64 / MIB,
                 self.master_rss_after as f64 / MIB,
+                self.master_rss_settled as f64 / MIB,
+                SETTLE_LOADED.as_secs(),
                 self.bytes_per_instance
             ),
             String::new(),
@@ -178,6 +186,17 @@ impl ServicesReport {
         ]
         .join("\n")
     }
+}
+
+/// The master's resident memory at the three moments the benchmark reads it, bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rss {
+    /// Agents registered, no app yet.
+    pub before: u64,
+    /// When the last instance started running.
+    pub all_running: u64,
+    /// [`SETTLE_LOADED`] later.
+    pub settled: u64,
 }
 
 /// When things happened, from the first POST.
@@ -327,8 +346,15 @@ async fn measure(
         }
         tokio::time::sleep(TICK).await;
     };
-    let after = master_rss(master)?;
-    Ok(ServicesReport::new(sizes, timing, (before, after)))
+    let all_running = master_rss(master)?;
+    tokio::time::sleep(SETTLE_LOADED).await;
+    master.check_alive()?;
+    let rss = Rss {
+        before,
+        all_running,
+        settled: master_rss(master)?,
+    };
+    Ok(ServicesReport::new(sizes, timing, rss))
 }
 
 fn master_rss(master: &MasterProcess) -> anyhow::Result<u64> {
@@ -561,7 +587,11 @@ mod tests {
         let r = ServicesReport::new(
             (1000, 100, 100),
             timing,
-            (40 << 20, (40 << 20) + 10_000 * 1024),
+            Rss {
+                before: 40 << 20,
+                all_running: (40 << 20) + 20_000 * 1024,
+                settled: (40 << 20) + 10_000 * 1024,
+            },
         );
         assert_eq!(r.instances, 10_000);
         assert_eq!(r.placements_per_s, 2500.0);
@@ -574,7 +604,11 @@ mod tests {
         let r = ServicesReport::new(
             (1000, 100, 100),
             slow,
-            (40 << 20, (40 << 20) + 30_000 * 1024),
+            Rss {
+                before: 40 << 20,
+                all_running: (40 << 20) + 30_000 * 1024,
+                settled: (40 << 20) + 30_000 * 1024,
+            },
         );
         let pass: Vec<bool> = r.checks.iter().map(|c| c.pass).collect();
         assert_eq!(pass, [false, false]);
@@ -583,7 +617,15 @@ mod tests {
             text.contains(">= 2000") && text.contains("<= 2") && text.contains("MISS"),
             "{text}"
         );
-        let shrunk = ServicesReport::new((1, 1, 10), timing, (50 << 20, 40 << 20));
+        let shrunk = ServicesReport::new(
+            (1, 1, 10),
+            timing,
+            Rss {
+                before: 50 << 20,
+                all_running: 45 << 20,
+                settled: 40 << 20,
+            },
+        );
         assert_eq!(shrunk.bytes_per_instance, 0.0);
         let json = serde_json::to_value(&shrunk).expect("json");
         assert_eq!(json["checks"][1]["value"], 0.0);

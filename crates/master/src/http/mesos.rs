@@ -152,7 +152,7 @@ impl<K> TaskCounts<K> {
 impl Core {
     pub(crate) fn task_counts_by<K>(
         &self,
-        key: impl Fn(&crate::core::TaskEntry) -> K,
+        key: impl Fn(&crate::task::TaskEntry) -> K,
     ) -> TaskCounts<K> {
         TaskCounts {
             rows: self.tasks.values().map(|t| (key(t), t.state)).collect(),

@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::error;
-use crate::core::{AgentEntry, AgentStatus, Core, TaskEntry};
+use crate::core::{AgentEntry, AgentStatus, Core};
+use crate::task::TaskEntry;
 use crate::{registry, v1json, Master};
 
 pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
@@ -177,6 +178,7 @@ impl Core {
         let (unreachable, live): (Vec<&TaskEntry>, Vec<&TaskEntry>) = self
             .tasks
             .values()
+            .map(|t| &**t)
             .partition(|t| t.state == meseta_types::TaskState::Unreachable);
         let completed: Vec<Value> = self
             .frameworks
