@@ -63,12 +63,12 @@ macro_rules! id_conversions {
     ($($id:ty),*) => {$(
         impl From<$id> for IdValue {
             fn from(id: $id) -> Self {
-                IdValue { value: id.0 }
+                IdValue { value: id.as_str().to_owned() }
             }
         }
         impl From<&$id> for IdValue {
             fn from(id: &$id) -> Self {
-                IdValue { value: id.0.clone() }
+                IdValue { value: id.as_str().to_owned() }
             }
         }
         impl From<IdValue> for $id {

@@ -228,12 +228,12 @@ impl Core {
         let fw_id = u.framework_id.clone();
         if let Some(task) = self.tasks.get_mut(&u.task_id) {
             if task.state != u.state {
-                task.push_status(StatusEntry {
-                    state: u.state,
-                    timestamp: u.timestamp,
-                    message: u.message.as_deref().map(Box::from),
-                    reason: u.reason.as_deref().map(Box::from),
-                });
+                task.push_status(StatusEntry::new(
+                    u.state,
+                    u.timestamp,
+                    u.message.clone(),
+                    u.reason.clone(),
+                ));
                 self.bus.publish_with(|| ClusterEvent::TaskUpdated {
                     framework_id: fw_id.clone(),
                     status: serde_json::to_value(&status).unwrap_or_default(),

@@ -382,12 +382,12 @@ impl Core {
             return;
         };
         let now = unix_now();
-        task.push_status(StatusEntry {
+        task.push_status(StatusEntry::new(
             state,
-            timestamp: now,
-            message: message.as_deref().map(Box::from),
-            reason: Some(reason.into()),
-        });
+            now,
+            message.clone(),
+            Some(reason.to_owned()),
+        ));
         let status = TaskStatus {
             source: Some("SOURCE_MASTER".to_string()),
             reason: Some(reason.to_string()),

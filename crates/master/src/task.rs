@@ -49,13 +49,18 @@ impl From<TaskSpec> for TaskMeta {
     }
 }
 
-/// One entry of a task's history.
+/// One entry of a task's history (24 bytes; message and reason, when there are any, boxed).
 #[derive(Clone, Debug)]
 pub(crate) struct StatusEntry {
     pub state: TaskState,
     pub timestamp: f64,
-    pub message: Option<Box<str>>,
-    pub reason: Option<Box<str>>,
+    note: Option<Box<StatusNote>>,
+}
+
+#[derive(Clone, Debug)]
+struct StatusNote {
+    message: Option<String>,
+    reason: Option<String>,
 }
 
 impl StatusEntry {
@@ -64,9 +69,34 @@ impl StatusEntry {
         StatusEntry {
             state,
             timestamp,
-            message: None,
-            reason: None,
+            note: None,
         }
+    }
+
+    /// An entry with an optional message and reason.
+    pub fn new(
+        state: TaskState,
+        timestamp: f64,
+        message: Option<String>,
+        reason: Option<String>,
+    ) -> StatusEntry {
+        let note = (message.is_some() || reason.is_some())
+            .then(|| Box::new(StatusNote { message, reason }));
+        StatusEntry {
+            state,
+            timestamp,
+            note,
+        }
+    }
+
+    /// The status message, if any.
+    pub fn message(&self) -> Option<&str> {
+        self.note.as_ref().and_then(|n| n.message.as_deref())
+    }
+
+    /// The Mesos reason (`REASON_…`), if any.
+    pub fn reason(&self) -> Option<&str> {
+        self.note.as_ref().and_then(|n| n.reason.as_deref())
     }
 }
 
@@ -120,5 +150,8 @@ mod tests {
         assert_eq!(t.state, TaskState::Running);
         assert_eq!(t.statuses.len(), 3);
         assert_eq!(t.statuses.capacity(), 3);
+        let noted = StatusEntry::new(TaskState::Lost, 4.0, None, Some("REASON_X".into()));
+        assert_eq!((noted.message(), noted.reason()), (None, Some("REASON_X")));
+        assert_eq!(std::mem::size_of::<StatusEntry>(), 24);
     }
 }

@@ -40,7 +40,7 @@ pub(crate) fn task(t: &TaskEntry) -> Value {
         .map(|s| {
             json!({"task_id": {"value": t.spec.task_id.as_str()}, "state": s.state,
                    "timestamp": s.timestamp, "agent_id": {"value": t.agent_id.as_str()},
-                   "message": s.message, "reason": s.reason})
+                   "message": s.message(), "reason": s.reason()})
         })
         .collect();
     json!({

@@ -282,8 +282,8 @@ fn task_view(t: &TaskEntry) -> Task {
             .map(|s| TaskStatusV0 {
                 state: s.state.as_str().to_string(),
                 timestamp: s.timestamp,
-                message: s.message.as_deref().map(str::to_owned),
-                reason: s.reason.as_deref().map(str::to_owned),
+                message: s.message().map(str::to_owned),
+                reason: s.reason().map(str::to_owned),
             })
             .collect(),
         user: t.spec.user.clone(),
