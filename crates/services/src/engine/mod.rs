@@ -33,7 +33,7 @@ use serde_json::Value;
 
 pub use model::{
     marathon_ts, AppState, Backoff, Canary, Deployment, DeploymentKind, Goal, HealthRecord,
-    Instance, InstanceRecord, OfferStats, TaskFailure,
+    Instance, InstanceRecord, OfferStats, Ports, TaskFailure,
 };
 use model::{Interner, TASK_SEPARATOR};
 pub use place::Launch;

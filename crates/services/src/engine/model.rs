@@ -65,7 +65,7 @@ pub struct Instance {
     /// Its hostname.
     pub host: Option<Arc<str>>,
     /// Host ports of the current task.
-    pub ports: Box<[u64]>,
+    pub ports: Ports,
     /// When the current task was launched (unix seconds).
     pub staged_at: Option<f64>,
     /// When it reached TASK_RUNNING.
@@ -128,7 +128,7 @@ impl Instance {
             config,
             agent_id: None,
             host: None,
-            ports: Box::default(),
+            ports: Ports::default(),
             staged_at: None,
             started_at: None,
             extra: None,
@@ -247,6 +247,49 @@ impl Instance {
             None => "Scheduled",
             Some(s) => condition_name(s),
         }
+    }
+}
+
+/// Host ports of a task: a single port (the usual case) is kept inline, others in a boxed
+/// slice. Reads as a `[u64]` and serializes as a JSON array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ports(PortsRepr);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PortsRepr {
+    One(u64),
+    Many(Box<[u64]>),
+}
+
+impl Default for Ports {
+    fn default() -> Ports {
+        Ports(PortsRepr::Many(Box::default()))
+    }
+}
+
+impl From<&[u64]> for Ports {
+    fn from(ports: &[u64]) -> Ports {
+        match ports {
+            [one] => Ports(PortsRepr::One(*one)),
+            many => Ports(PortsRepr::Many(many.into())),
+        }
+    }
+}
+
+impl std::ops::Deref for Ports {
+    type Target = [u64];
+
+    fn deref(&self) -> &[u64] {
+        match &self.0 {
+            PortsRepr::One(p) => std::slice::from_ref(p),
+            PortsRepr::Many(ps) => ps,
+        }
+    }
+}
+
+impl Serialize for Ports {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
     }
 }
 
@@ -377,7 +420,7 @@ impl From<InstanceRecord> for Instance {
             config: Arc::from(r.config),
             agent_id: r.agent_id.map(Arc::from),
             host: r.host.map(Arc::from),
-            ports: r.ports.into_boxed_slice(),
+            ports: Ports::from(r.ports.as_slice()),
             staged_at: r.staged_at,
             started_at: r.started_at,
             extra: (extra != InstanceExtra::default()).then(|| Box::new(extra)),
@@ -696,8 +739,22 @@ mod tests {
             std::mem::size_of::<InstanceRecord>(),
         );
         println!("size_of Instance {compact} B, InstanceRecord {record} B");
-        assert!(compact <= 160, "Instance is {compact} bytes");
+        assert!(compact <= 152, "Instance is {compact} bytes");
+        assert_eq!(std::mem::size_of::<Ports>(), 16);
         assert!(compact * 2 <= record, "{compact} vs {record}");
+    }
+
+    #[test]
+    fn ports_read_and_serialize_as_a_slice() {
+        for ports in [&[][..], &[31000], &[31000, 31001, 31002]] {
+            let p = Ports::from(ports);
+            assert_eq!(&*p, ports);
+            assert_eq!(
+                serde_json::to_string(&p).expect("encode"),
+                serde_json::to_string(ports).expect("encode")
+            );
+        }
+        assert!(Ports::default().is_empty());
     }
 
     #[test]
