@@ -241,7 +241,7 @@ impl Engine {
         self.instances
             .entry(app.to_owned())
             .or_default()
-            .insert(Arc::clone(&id), inst);
+            .insert(Arc::clone(&id), Box::new(inst));
         self.persist_instance(app, &id);
         self.out.revive = true;
         Some(id.to_string())

@@ -350,7 +350,7 @@ fn restored_engine_resumes_a_deployment() {
     let insts: Vec<(String, Instance)> = e
         .instances
         .iter()
-        .flat_map(|(a, m)| m.values().map(move |i| (a.clone(), i.clone())))
+        .flat_map(|(a, m)| m.values().map(move |i| (a.clone(), (**i).clone())))
         .collect();
     let deps: Vec<Deployment> = e.deployments.values().cloned().collect();
     let mut r = Engine::restore(11, apps, insts, deps);
