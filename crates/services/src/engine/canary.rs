@@ -95,7 +95,7 @@ impl Engine {
                 i.canary = false;
             }
         }
-        let ids: Vec<String> = self.instances_of(id).map(|i| i.id.clone()).collect();
+        let ids: Vec<String> = self.instances_of(id).map(|i| i.id.to_string()).collect();
         for i in ids {
             self.persist_instance(id, &i);
         }
@@ -147,7 +147,7 @@ impl Engine {
         let canaries: Vec<String> = self
             .instances_of(id)
             .filter(|i| i.canary && i.goal == Goal::Running)
-            .map(|i| i.id.clone())
+            .map(|i| i.id.to_string())
             .collect();
         for c in canaries {
             self.decommission(id, &c);

@@ -26,14 +26,16 @@ mod status;
 pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use meseta_api::marathon::App;
 use serde_json::Value;
 
 pub use model::{
-    marathon_ts, AppState, Backoff, Canary, Deployment, DeploymentKind, Goal, Instance, OfferStats,
-    TaskFailure,
+    marathon_ts, AppState, Backoff, Canary, Deployment, DeploymentKind, Goal, HealthRecord,
+    Instance, InstanceRecord, OfferStats, Ports, TaskFailure,
 };
+use model::{Interner, TASK_SEPARATOR};
 pub use place::Launch;
 pub use requests::{DeploymentResult, EngineError, KilledTask};
 pub use status::{ReadinessProbe, HEALTH_KILL_REASON};
@@ -91,9 +93,17 @@ impl Outputs {
 #[derive(Debug, Default)]
 pub struct Engine {
     pub(crate) apps: BTreeMap<String, AppState>,
-    pub(crate) instances: BTreeMap<String, BTreeMap<String, Instance>>,
-    /// Task id → (app id, instance id) of live and recent tasks.
-    pub(crate) tasks: HashMap<String, (String, String)>,
+    /// App id → instance id → instance (the key shares the instance's id). Instances are boxed:
+    /// map nodes are often half empty, and an empty slot then costs 24 bytes, not 168.
+    pub(crate) instances: BTreeMap<String, BTreeMap<Arc<str>, Box<Instance>>>,
+    /// Safe app id (the prefix of its instance ids) → the app ids that have it, to find the
+    /// app of a task without an index entry per task.
+    pub(crate) safe_ids: HashMap<String, Vec<String>>,
+    /// Some restored instance has a task id not derived from its instance id (then tasks not
+    /// found by their id's form are also searched for among those).
+    odd_task_ids: bool,
+    /// Versions, configurations, agent ids and hostnames shared by instances.
+    pub(crate) strings: Interner,
     pub(crate) deployments: BTreeMap<String, Deployment>,
     /// Hostname, attributes and fault domain of agents seen in offers (for constraints).
     pub(crate) agents: HashMap<String, place::AgentInfo>,
@@ -121,20 +131,19 @@ impl Engine {
     ) -> Engine {
         let mut e = Engine::new(seed);
         for a in apps {
-            e.instances.entry(a.app.id.clone()).or_default();
+            e.add_app_id(&a.app);
             e.apps.insert(a.app.id.clone(), a);
         }
-        for (app, inst) in instances {
+        for (app, mut inst) in instances {
             if !e.apps.contains_key(&app) {
                 continue;
             }
-            if let Some(t) = &inst.task_id {
-                e.tasks.insert(t.clone(), (app.clone(), inst.id.clone()));
-            }
+            inst.intern(&mut e.strings);
+            e.odd_task_ids |= inst.has_odd_task_id();
             e.instances
                 .entry(app)
                 .or_default()
-                .insert(inst.id.clone(), inst);
+                .insert(Arc::clone(&inst.id), Box::new(inst));
         }
         for d in deployments {
             e.deployments.insert(d.id.clone(), d);
@@ -164,12 +173,18 @@ impl Engine {
 
     /// Instances of an app.
     pub fn instances_of(&self, app: &str) -> impl Iterator<Item = &Instance> {
-        self.instances.get(app).into_iter().flat_map(|m| m.values())
+        self.instances
+            .get(app)
+            .into_iter()
+            .flat_map(|m| m.values().map(|i| &**i))
     }
 
     /// One instance.
     pub fn instance(&self, app: &str, id: &str) -> Option<&Instance> {
-        self.instances.get(app).and_then(|m| m.get(id))
+        self.instances
+            .get(app)
+            .and_then(|m| m.get(id))
+            .map(|i| &**i)
     }
 
     /// Running deployments, oldest id order.
@@ -191,11 +206,67 @@ impl Engine {
             .collect()
     }
 
-    /// The app and instance a task belongs to.
+    /// The app and instance a task belongs to (the current task of an instance, until it is
+    /// terminal).
     pub fn task_owner(&self, task_id: &str) -> Option<(&str, &str)> {
-        self.tasks
-            .get(task_id)
-            .map(|(a, i)| (a.as_str(), i.as_str()))
+        self.task_index(task_id).map(|(a, i)| (a, &*i.id))
+    }
+
+    /// The app and instance of a current, not yet terminal task.
+    pub(crate) fn task_index(&self, task_id: &str) -> Option<(&str, &Instance)> {
+        let found = task_id
+            .rsplit_once(TASK_SEPARATOR)
+            .and_then(|(inst, _)| self.instance_owner(inst))
+            .filter(|(_, i)| i.indexed && i.is_task(task_id));
+        if found.is_some() || !self.odd_task_ids {
+            return found;
+        }
+        self.instances.iter().find_map(|(a, m)| {
+            m.values()
+                .find(|i| i.indexed && i.has_odd_task_id() && i.is_task(task_id))
+                .map(|i| (a.as_str(), &**i))
+        })
+    }
+
+    /// The app and instance of an instance id.
+    pub(crate) fn instance_owner(&self, inst: &str) -> Option<(&str, &Instance)> {
+        let in_app = |a: &str| {
+            self.instances
+                .get_key_value(a)
+                .and_then(|(a, m)| Some((a.as_str(), &**m.get(inst)?)))
+        };
+        let by_form = inst
+            .rsplit_once(".instance-")
+            .and_then(|(safe, _)| self.safe_ids.get(safe))
+            .and_then(|apps| apps.iter().find_map(|a| in_app(a)));
+        // Instance ids of another form (from records) are searched for in every app.
+        by_form.or_else(|| self.instances.keys().find_map(|a| in_app(a)))
+    }
+
+    /// A mutable instance.
+    pub(crate) fn instance_mut(&mut self, app: &str, inst: &str) -> Option<&mut Instance> {
+        self.instances.get_mut(app)?.get_mut(inst).map(|i| &mut **i)
+    }
+
+    /// Register an app's instance table and safe id.
+    pub(crate) fn add_app_id(&mut self, app: &App) {
+        self.instances.entry(app.id.clone()).or_default();
+        let ids = self.safe_ids.entry(app.safe_id()).or_default();
+        if !ids.contains(&app.id) {
+            ids.push(app.id.clone());
+        }
+    }
+
+    /// Forget an app's instance table and safe id.
+    pub(crate) fn remove_app_id(&mut self, app: &App) {
+        self.instances.remove(&app.id);
+        let safe = app.safe_id();
+        if let Some(ids) = self.safe_ids.get_mut(&safe) {
+            ids.retain(|a| *a != app.id);
+            if ids.is_empty() {
+                self.safe_ids.remove(&safe);
+            }
+        }
     }
 
     /// Every live task id with its agent (for reconciliation).
@@ -204,7 +275,10 @@ impl Engine {
             .values()
             .flat_map(|m| m.values())
             .filter(|i| i.active())
-            .filter_map(|i| i.task_id.clone().map(|t| (t, i.agent_id.clone())))
+            .filter_map(|i| {
+                i.task_id()
+                    .map(|t| (t, i.agent_id.as_deref().map(str::to_owned)))
+            })
             .collect()
     }
 
@@ -217,8 +291,8 @@ impl Engine {
             .filter(|i| i.goal == Goal::Decommissioned && i.active())
             .filter_map(|i| {
                 Some(KillOrder {
-                    task_id: i.task_id.clone()?,
-                    agent_id: i.agent_id.clone(),
+                    task_id: i.task_id()?,
+                    agent_id: i.agent_id.as_deref().map(str::to_owned),
                 })
             })
             .collect()
@@ -309,11 +383,7 @@ impl Engine {
         self.out.instances.remove(&key);
         self.out.forget_instances.insert(key);
         if let Some(m) = self.instances.get_mut(app) {
-            if let Some(i) = m.remove(inst) {
-                if let Some(t) = i.task_id {
-                    self.tasks.remove(&t);
-                }
-            }
+            m.remove(inst);
         }
     }
 

@@ -3,6 +3,7 @@
 //! Also builds the Mesos `TaskInfo` of an instance (command, env, ports, health check, fetch).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use meseta_api::marathon::App;
 use meseta_api::scheduler::{
@@ -87,15 +88,15 @@ impl Engine {
             })
             .collect();
         let mut launches: BTreeMap<usize, Vec<TaskInfo>> = BTreeMap::new();
-        let waiting: Vec<(String, Vec<String>)> = self
+        let waiting: Vec<(String, Vec<Arc<str>>)> = self
             .apps
             .iter()
             .filter(|(_, a)| !a.deleted && a.backoff.until <= now)
             .map(|(id, _)| {
-                let w: Vec<String> = self
+                let w: Vec<Arc<str>> = self
                     .instances_of(id)
                     .filter(|i| i.needs_launch())
-                    .map(|i| i.id.clone())
+                    .map(|i| Arc::clone(&i.id))
                     .collect();
                 (id.clone(), w)
             })
@@ -117,7 +118,7 @@ impl Engine {
     fn place_app(
         &mut self,
         app_id: &str,
-        insts: &[String],
+        insts: &[Arc<str>],
         slots: &mut [Slot<'_>],
         launches: &mut BTreeMap<usize, Vec<TaskInfo>>,
         now: f64,
@@ -130,7 +131,7 @@ impl Engine {
         let compiled = |app: &App| CompiledConstraints::new(&app.constraints).ok();
         let (main_cc, canary_cc) = (compiled(&main), canary_app.as_ref().and_then(compiled));
         // Agents of the app's live instances, for constraints.
-        let mut placed: Vec<(String, String)> = self
+        let mut placed: Vec<(Arc<str>, Arc<str>)> = self
             .instances_of(app_id)
             .filter(|i| i.goal == Goal::Running && i.active())
             .filter_map(|i| Some((i.agent_id.clone()?, i.host.clone().unwrap_or_default())))
@@ -167,8 +168,8 @@ impl Engine {
                     let placed_info: Vec<AgentInfo> = placed
                         .iter()
                         .map(|(a, h)| {
-                            self.agents.get(a).cloned().unwrap_or_else(|| AgentInfo {
-                                hostname: h.clone(),
+                            self.agents.get(&**a).cloned().unwrap_or_else(|| AgentInfo {
+                                hostname: h.to_string(),
                                 ..AgentInfo::default()
                             })
                         })
@@ -211,7 +212,10 @@ impl Engine {
             slot.left = slot.left.checked_sub(&need).unwrap_or_default();
             let agent = slot.offer.agent_id.clone();
             let host = slot.offer.hostname.clone();
-            placed.push((agent.as_str().to_owned(), host.clone()));
+            placed.push((
+                self.strings.intern(agent.as_str()),
+                self.strings.intern(&host),
+            ));
             used_any = true;
             let app = app.clone();
             if let Some(task) = self.stage(app_id, inst_id, &app, &agent, &host, &ports, res, now) {
@@ -249,26 +253,20 @@ impl Engine {
         resources: Resources,
         now: f64,
     ) -> Option<TaskInfo> {
+        let strings = &mut self.strings;
         let i = self.instances.get_mut(app_id)?.get_mut(inst_id)?;
-        if let Some(old) = i.task_id.take() {
-            self.tasks.remove(&old);
-        }
-        i.incarnation += 1;
-        let task_id = format!("{}._app.{}", i.id, i.incarnation);
-        i.task_id = Some(task_id.clone());
+        let task_id = i.next_task();
         i.state = Some(meseta_types::TaskState::Staging);
-        i.agent_id = Some(agent.as_str().to_owned());
-        i.host = Some(host.to_owned());
-        i.ports = ports.to_vec();
+        i.agent_id = Some(strings.intern(agent.as_str()));
+        i.host = Some(strings.intern(host));
+        i.ports = ports.into();
         i.staged_at = Some(now);
         i.started_at = None;
         i.healthy = None;
         i.ready = app.readiness_checks.is_empty();
-        i.version = app.version.clone().unwrap_or_default();
-        i.config = config_of(app);
+        i.version = strings.intern(app.version.as_deref().unwrap_or_default());
+        i.config = strings.intern(&config_of(app));
         i.sentenced = false;
-        self.tasks
-            .insert(task_id.clone(), (app_id.to_owned(), inst_id.to_owned()));
         self.persist_instance(app_id, inst_id);
         if let Some(st) = self.apps.get_mut(app_id) {
             st.waiting_since = None;

@@ -3,6 +3,8 @@
 //! instances so the step can progress, and moves to the next step when it is complete.
 //! [`Engine::tick`] also replaces instances unreachable for too long and forgets old backoff.
 
+use std::sync::Arc;
+
 use meseta_api::marathon::{KillSelection, UnreachableStrategy};
 use serde_json::{json, Value};
 
@@ -17,6 +19,7 @@ impl Engine {
         self.expire_backoff(now);
         self.canary_auto(now);
         self.advance(now);
+        self.strings.prune();
     }
 
     /// Progress every deployment as far as the instance table allows.
@@ -119,7 +122,7 @@ impl Engine {
             ..RollingState::default()
         };
         for i in self.instances_of(app) {
-            let new = i.config == cfg;
+            let new = *i.config == *cfg;
             match (i.goal, new) {
                 (Goal::Decommissioned, _) => s.old_dying += 1,
                 (Goal::Running, true) => {
@@ -135,7 +138,7 @@ impl Engine {
         // More new instances than wanted (a scale-down during a restart): trim them.
         if s.new_started > s.target {
             let extra = (s.new_started - s.target) as usize;
-            for v in self.victims(app, extra, |i| i.config == cfg) {
+            for v in self.victims(app, extra, |i| *i.config == *cfg) {
                 self.decommission(app, &v);
             }
             return false;
@@ -144,10 +147,10 @@ impl Engine {
         if d.kill_old > 0 {
             // Unhealthy old instances first, then healthy ones in killSelection order.
             let mut victims = self.victims(app, d.kill_old as usize, |i| {
-                i.config != cfg && !i.counts(checks)
+                *i.config != *cfg && !i.counts(checks)
             });
             let more = d.kill_old as usize - victims.len().min(d.kill_old as usize);
-            victims.extend(self.victims(app, more, |i| i.config != cfg && i.counts(checks)));
+            victims.extend(self.victims(app, more, |i| *i.config != *cfg && i.counts(checks)));
             for v in victims {
                 self.decommission(app, &v);
             }
@@ -159,7 +162,7 @@ impl Engine {
     }
 
     fn run_stop(&mut self, app: &str, now: f64) -> bool {
-        let ids: Vec<String> = self.instances_of(app).map(|i| i.id.clone()).collect();
+        let ids: Vec<Arc<str>> = self.instances_of(app).map(|i| Arc::clone(&i.id)).collect();
         for i in &ids {
             if self
                 .instance(app, i)
@@ -172,8 +175,9 @@ impl Engine {
             return false;
         }
         if self.apps.get(app).is_some_and(|a| a.deleted) {
-            self.apps.remove(app);
-            self.instances.remove(app);
+            if let Some(st) = self.apps.remove(app) {
+                self.remove_app_id(&st.app);
+            }
             self.out.apps.remove(app);
             self.out.forget_apps.insert(app.to_owned());
             self.event("app_terminated_event", now, json!({"appId": app}));
@@ -215,49 +219,32 @@ impl Engine {
                 }
             })
         });
-        c.into_iter().take(n).map(|i| i.id.clone()).collect()
+        c.into_iter().take(n).map(|i| i.id.to_string()).collect()
     }
 
     /// A new instance of `app` (its canary configuration when `canary`), waiting for an offer.
     pub(crate) fn new_instance(&mut self, app: &str, canary: bool, now: f64) -> Option<String> {
         let st = self.apps.get_mut(app)?;
         let (cfg, version) = match (&st.canary, canary) {
-            (Some(c), true) => (config_of(&c.app), c.app.version.clone().unwrap_or_default()),
-            _ => (st.config(), st.app.version.clone().unwrap_or_default()),
+            (Some(c), true) => (config_of(&c.app), c.app.version.as_deref()),
+            _ => (st.config(), st.app.version.as_deref()),
         };
+        let version = self.strings.intern(version.unwrap_or_default());
+        let cfg = self.strings.intern(&cfg);
         if st.waiting_since.is_none() {
             st.waiting_since = Some(now);
         }
         let ready = st.app.readiness_checks.is_empty();
         let safe = st.app.safe_id();
-        let id = format!("{safe}.instance-{}", self.new_uuid());
-        let inst = Instance {
-            id: id.clone(),
-            incarnation: 0,
-            task_id: None,
-            version,
-            config: cfg,
-            canary,
-            goal: Goal::Running,
-            state: None,
-            agent_id: None,
-            host: None,
-            ports: Vec::new(),
-            staged_at: None,
-            started_at: None,
-            healthy: None,
-            health: Default::default(),
-            ready,
-            unreachable_since: None,
-            sentenced: false,
-        };
+        let id: Arc<str> = Arc::from(format!("{safe}.instance-{}", self.new_uuid()));
+        let inst = Instance::waiting(Arc::clone(&id), version, cfg, canary, ready);
         self.instances
             .entry(app.to_owned())
             .or_default()
-            .insert(id.clone(), inst);
+            .insert(Arc::clone(&id), Box::new(inst));
         self.persist_instance(app, &id);
         self.out.revive = true;
-        Some(id)
+        Some(id.to_string())
     }
 
     /// Emit `deployment_info` for the current step.
@@ -330,9 +317,9 @@ impl Engine {
                 continue;
             };
             for i in self.instances_of(app) {
-                if let Some(since) = i.unreachable_since {
+                if let Some(since) = i.unreachable_since() {
                     if now - since >= inactive_after_seconds as f64 {
-                        expired.push((app.clone(), i.id.clone(), i.canary, i.goal));
+                        expired.push((app.clone(), i.id.to_string(), i.canary, i.goal));
                     }
                 }
             }
@@ -365,7 +352,7 @@ impl Engine {
 fn weight(i: &Instance) -> u8 {
     use meseta_types::TaskState;
     match i.state {
-        _ if i.unreachable_since.is_some() => 1,
+        _ if i.unreachable_since().is_some() => 1,
         None => 2,
         Some(TaskState::Staging) => 2,
         Some(TaskState::Starting) => 3,

@@ -158,7 +158,7 @@ impl Engine {
             state.versions.remove(&k);
         }
         state.deleted = false;
-        self.instances.entry(id.clone()).or_default();
+        self.add_app_id(&state.app);
         self.apps.insert(id.clone(), state);
         self.persist_app(&id);
     }
@@ -273,7 +273,11 @@ impl Engine {
                 continue;
             };
             for i in &insts {
-                if let Some(inst) = self.instances.get_mut(&app_id).and_then(|m| m.get_mut(i)) {
+                if let Some(inst) = self
+                    .instances
+                    .get_mut(&app_id)
+                    .and_then(|m| m.get_mut(i.as_str()))
+                {
                     inst.sentenced = true;
                 }
             }
@@ -393,8 +397,8 @@ impl Engine {
 
     /// The instance a task id (current or earlier incarnation) belongs to.
     fn find_instance_by_task(&self, task_id: &str) -> Option<(String, String)> {
-        if let Some((a, i)) = self.tasks.get(task_id) {
-            return Some((a.clone(), i.clone()));
+        if let Some((a, i)) = self.task_index(task_id) {
+            return Some((a.to_owned(), i.id.to_string()));
         }
         // An instance id, or an older incarnation's task id.
         let inst = task_id.split("._app.").next().unwrap_or(task_id);
@@ -410,10 +414,10 @@ impl Engine {
         let Some(i) = self.instances.get(app).and_then(|m| m.get(inst)) else {
             return;
         };
-        if let (true, Some(t)) = (i.active(), i.task_id.clone()) {
+        if let (true, Some(t)) = (i.active(), i.task_id()) {
             self.out.kills.push(super::KillOrder {
                 task_id: t,
-                agent_id: i.agent_id.clone(),
+                agent_id: i.agent_id.as_deref().map(str::to_owned),
             });
         }
     }
@@ -425,8 +429,8 @@ impl Engine {
         };
         i.goal = Goal::Decommissioned;
         if i.active() {
-            let t = i.task_id.clone().unwrap_or_default();
-            let agent = i.agent_id.clone();
+            let t = i.task_id().unwrap_or_default();
+            let agent = i.agent_id.as_deref().map(str::to_owned);
             self.out.kills.push(super::KillOrder {
                 task_id: t,
                 agent_id: agent,

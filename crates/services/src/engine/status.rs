@@ -16,7 +16,8 @@ impl Engine {
     /// that came back, or a task launched by a previous life of the scheduler).
     pub fn on_status(&mut self, s: &TaskStatus, now: f64) {
         let task_id = s.task_id.as_str().to_owned();
-        let Some((app, inst)) = self.tasks.get(&task_id).cloned() else {
+        let owner = self.task_index(&task_id);
+        let Some((app, inst)) = owner.map(|(a, i)| (a.to_owned(), i.id.to_string())) else {
             if !s.state.is_terminal() {
                 self.out.kills.push(KillOrder {
                     task_id: task_id.clone(),
@@ -35,52 +36,61 @@ impl Engine {
             .apps
             .get(&app)
             .is_some_and(|a| !a.app.health_checks.is_empty());
-        let Some(i) = self.instances.get_mut(&app).and_then(|m| m.get_mut(&inst)) else {
+        let strings = &mut self.strings;
+        let Some(i) = self.instances.get_mut(&app).and_then(|m| m.get_mut(&*inst)) else {
             return;
         };
-        if i.task_id.as_deref() != Some(task_id.as_str()) {
+        if !i.is_task(&task_id) {
             return;
         }
         let prev_state = i.state;
         let prev_health = i.healthy;
         i.state = Some(s.state);
         if let Some(a) = &s.agent_id {
-            i.agent_id = Some(a.as_str().to_owned());
+            if i.agent_id.as_deref() != Some(a.as_str()) {
+                i.agent_id = Some(strings.intern(a.as_str()));
+            }
         }
         match s.state {
             TaskState::Running => {
                 i.started_at.get_or_insert(now);
-                i.unreachable_since = None;
+                i.set_unreachable_since(None);
             }
             TaskState::Unreachable => {
-                i.unreachable_since.get_or_insert(now);
+                let since = i.unreachable_since().unwrap_or(now);
+                i.set_unreachable_since(Some(since));
             }
             _ => {}
         }
         if let Some(h) = s.healthy {
             i.healthy = Some(h);
-            let r = &mut i.health;
-            if h {
-                r.first_success.get_or_insert(now);
-                r.last_success = Some(now);
-                r.consecutive_failures = 0;
-            } else {
-                r.last_failure = Some(now);
-                r.consecutive_failures += 1;
-                r.last_failure_cause = s.message.clone();
-            }
+            i.edit_health(|r| {
+                if h {
+                    r.first_success.get_or_insert(now);
+                    r.last_success = Some(now);
+                    r.consecutive_failures = 0;
+                } else {
+                    r.last_failure = Some(now);
+                    r.consecutive_failures += 1;
+                    r.last_failure_cause = s.message.clone();
+                }
+            });
         }
         let health_killed = s.state == TaskState::Killed
             && (s.reason.as_deref() == Some(HEALTH_KILL_REASON) || s.healthy == Some(false));
-        let inst_snapshot = i.clone();
         let terminal = s.state.is_terminal();
         if terminal {
-            self.tasks.remove(&task_id);
+            i.indexed = false;
         }
+        let inst_snapshot = i.clone();
         // Events.
-        let version = inst_snapshot.version.clone();
-        let host = inst_snapshot.host.clone().unwrap_or_default();
-        let agent = inst_snapshot.agent_id.clone().unwrap_or_default();
+        let version = inst_snapshot.version.to_string();
+        let host = inst_snapshot.host.as_deref().unwrap_or_default().to_owned();
+        let agent = inst_snapshot
+            .agent_id
+            .as_deref()
+            .unwrap_or_default()
+            .to_owned();
         if prev_state != Some(s.state) {
             self.event(
                 "status_update_event",
@@ -139,10 +149,10 @@ impl Engine {
             return;
         }
         // A wanted instance ended: relaunch it (after backoff for failures).
-        if let Some(i) = self.instances.get_mut(&app).and_then(|m| m.get_mut(&inst)) {
+        if let Some(i) = self.instance_mut(&app, &inst) {
             i.healthy = None;
-            i.health = Default::default();
-            i.unreachable_since = None;
+            i.edit_health(|r| *r = Default::default());
+            i.set_unreachable_since(None);
         }
         let failed = matches!(
             s.state,
@@ -230,14 +240,15 @@ impl Engine {
                 if i.ready || i.state != Some(TaskState::Running) || i.goal != Goal::Running {
                     continue;
                 }
-                let (Some(port), Some(host), Some(task)) = (i.ports.get(idx), &i.host, &i.task_id)
+                let (Some(port), Some(host), Some(task)) =
+                    (i.ports.get(idx), i.host.as_deref(), i.task_id())
                 else {
                     continue;
                 };
                 out.push(ReadinessProbe {
                     app: st.app.id.clone(),
-                    instance: i.id.clone(),
-                    task_id: task.clone(),
+                    instance: i.id.to_string(),
+                    task_id: task,
                     url: format!("{}://{host}:{port}{}", rc.protocol.to_lowercase(), rc.path),
                     ready_codes: rc.http_status_codes_for_ready.clone(),
                     interval: rc.interval_seconds.max(1) as f64,
@@ -250,14 +261,10 @@ impl Engine {
 
     /// The readiness check of `task_id` passed.
     pub fn mark_ready(&mut self, app: &str, instance: &str, task_id: &str, now: f64) {
-        let Some(i) = self
-            .instances
-            .get_mut(app)
-            .and_then(|m| m.get_mut(instance))
-        else {
+        let Some(i) = self.instance_mut(app, instance) else {
             return;
         };
-        if i.task_id.as_deref() != Some(task_id) || i.ready {
+        if !i.is_task(task_id) || i.ready {
             return;
         }
         i.ready = true;

@@ -143,7 +143,7 @@ fn rolling_restart_keeps_full_health_capacity() {
     }
     assert_eq!(e.deployments().count(), 0, "restart finished");
     let cfg = e.app("/r").expect("app").config();
-    assert!(e.instances_of("/r").all(|i| i.config == cfg));
+    assert!(e.instances_of("/r").all(|i| *i.config == *cfg));
     assert_eq!(e.instances_of("/r").count(), 10);
 }
 
@@ -208,7 +208,7 @@ fn scale_down_kills_youngest_and_delete_forgets_the_app() {
     e.put_app(scaled, 5.0, false, false).expect("scale");
     let kills = e.take_outputs().kills;
     assert_eq!(kills.len(), 1);
-    assert!(kills[0].task_id.starts_with(&youngest));
+    assert!(kills[0].task_id.starts_with(&*youngest));
     e.on_status(&status(&kills[0].task_id, TaskState::Killed, None), 6.0);
     e.tick(6.0);
     assert_eq!(e.deployments().count(), 0);
@@ -299,7 +299,7 @@ fn canary_then_promote_rolls_everything() {
     assert_eq!(e.deployments().count(), 0);
     assert_eq!(e.app("/c").expect("app").app.cmd.as_deref(), Some("v2"));
     let cfg = e.app("/c").expect("app").config();
-    assert!(e.instances_of("/c").all(|i| i.config == cfg));
+    assert!(e.instances_of("/c").all(|i| *i.config == *cfg));
     assert_eq!(e.instances_of("/c").count(), 4);
 }
 
@@ -350,7 +350,7 @@ fn restored_engine_resumes_a_deployment() {
     let insts: Vec<(String, Instance)> = e
         .instances
         .iter()
-        .flat_map(|(a, m)| m.values().map(move |i| (a.clone(), i.clone())))
+        .flat_map(|(a, m)| m.values().map(move |i| (a.clone(), (**i).clone())))
         .collect();
     let deps: Vec<Deployment> = e.deployments.values().cloned().collect();
     let mut r = Engine::restore(11, apps, insts, deps);
@@ -414,4 +414,135 @@ fn kills_of_decommissioned_instances_can_be_sent_again() {
     assert_eq!(e.pending_kills(), first);
     e.on_status(&status(&first[0].task_id, TaskState::Killed, None), 4.0);
     assert!(e.pending_kills().is_empty());
+}
+
+#[test]
+fn instances_share_their_version_config_agent_and_host_strings() {
+    let mut e = Engine::new(14);
+    e.put_app(
+        app(json!({"id": "s", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "instances": 6})),
+        1.0,
+        false,
+        true,
+    )
+    .expect("create");
+    run_round(&mut e, &["a", "b"], 1, 2.0, None);
+    let insts: Vec<&Instance> = e.instances_of("/s").collect();
+    assert_eq!(insts.len(), 6);
+    let first = insts[0];
+    for i in &insts {
+        assert!(Arc::ptr_eq(&i.version, &first.version));
+        assert!(Arc::ptr_eq(&i.config, &first.config));
+        assert!(i.active());
+        // The map key is the instance's own id.
+        let (key, _) = e.instances["/s"]
+            .get_key_value(&*i.id)
+            .expect("keyed by id");
+        assert!(Arc::ptr_eq(key, &i.id));
+    }
+    let on_a: Vec<&&Instance> = insts
+        .iter()
+        .filter(|i| i.host.as_deref() == Some("a"))
+        .collect();
+    assert!(on_a.len() > 1, "several instances on one agent");
+    for i in &on_a {
+        let (h, a) = (i.host.as_ref(), i.agent_id.as_ref());
+        assert!(Arc::ptr_eq(
+            h.expect("host"),
+            on_a[0].host.as_ref().expect("host")
+        ));
+        assert!(Arc::ptr_eq(
+            a.expect("agent"),
+            on_a[0].agent_id.as_ref().expect("agent")
+        ));
+    }
+}
+
+#[test]
+fn tasks_are_found_until_terminal_and_stale_updates_are_killed() {
+    let mut e = Engine::new(15);
+    e.put_app(
+        app(json!({"id": "t/x", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "instances": 1})),
+        1.0,
+        false,
+        true,
+    )
+    .expect("create");
+    // `/t_x` (not a valid id, but possible in a record) has the same safe id as `/t/x`: both
+    // are candidates for their instance ids.
+    let mut same_safe = app(json!({"id": "tx", "cmd": "sleep 1", "cpus": 0.1, "mem": 16}));
+    same_safe.id = "/t_x".into();
+    e.put_app(same_safe, 1.0, false, true).expect("create");
+    let l = e.offers(&[offer(1, "a")], 2.0);
+    let tasks: Vec<String> = l[0]
+        .tasks
+        .iter()
+        .map(|t| t.task_id.as_str().to_owned())
+        .collect();
+    assert_eq!(tasks.len(), 2);
+    let mut owners: Vec<&str> = tasks
+        .iter()
+        .map(|t| e.task_owner(t).expect("owner").0)
+        .collect();
+    owners.sort_unstable();
+    assert_eq!(owners, ["/t/x", "/t_x"]);
+    let t = &tasks[0];
+    let (app_id, inst) = e
+        .task_owner(t)
+        .map(|(a, i)| (a.to_owned(), i.to_owned()))
+        .expect("owner");
+    assert!(t.starts_with(&inst));
+    e.on_status(&status(t, TaskState::Failed, None), 3.0);
+    assert_eq!(e.task_owner(t), None, "a terminal task is forgotten");
+    e.take_outputs();
+    // A late update of the ended task is an unknown task: killed, the instance untouched.
+    e.on_status(&status(t, TaskState::Running, None), 4.0);
+    let out = e.take_outputs();
+    assert_eq!(out.kills.len(), 1);
+    assert_eq!(
+        e.instance(&app_id, &inst).and_then(|i| i.state),
+        Some(TaskState::Failed)
+    );
+    assert_eq!(e.task_owner("nope._app.1"), None);
+    assert_eq!(e.task_owner("garbage"), None);
+}
+
+#[test]
+fn restored_instances_with_task_ids_of_another_form_are_found() {
+    let mut e = Engine::new(16);
+    e.put_app(
+        app(json!({"id": "o", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "instances": 1})),
+        1.0,
+        false,
+        true,
+    )
+    .expect("create");
+    e.offers(&[offer(1, "a")], 2.0);
+    let apps: Vec<AppState> = e.apps.values().cloned().collect();
+    let mut rec: serde_json::Value =
+        serde_json::to_value(e.instances_of("/o").next().expect("instance")).expect("encode");
+    rec["task_id"] = json!("legacy-task-7");
+    rec["id"] = json!("legacy-instance");
+    let inst: Instance = serde_json::from_value(rec).expect("decode");
+    let mut r = Engine::restore(17, apps, vec![("/o".into(), inst)], Vec::new());
+    assert_eq!(
+        r.task_owner("legacy-task-7"),
+        Some(("/o", "legacy-instance"))
+    );
+    r.on_status(&status("legacy-task-7", TaskState::Running, None), 3.0);
+    assert!(r.take_outputs().kills.is_empty());
+    assert_eq!(
+        r.instance("/o", "legacy-instance").and_then(|i| i.state),
+        Some(TaskState::Running)
+    );
+    assert_eq!(
+        r.live_tasks(),
+        vec![("legacy-task-7".to_owned(), Some("agent-a".to_owned()))]
+    );
+    // Killing it by instance id works too.
+    let (killed, _) = r
+        .kill_tasks(&["legacy-instance".to_owned()], false, 4.0, false)
+        .expect("kill");
+    assert_eq!(killed.len(), 1);
+    assert_eq!(r.take_outputs().kills[0].task_id, "legacy-task-7");
 }

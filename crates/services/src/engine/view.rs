@@ -95,12 +95,12 @@ impl Engine {
     /// Task JSON of an instance's current task (§3).
     pub fn task_json(&self, st: &AppState, i: &Instance) -> Value {
         let mut m = Map::new();
-        m.insert("id".into(), json!(i.task_id.clone().unwrap_or_default()));
+        m.insert("id".into(), json!(i.task_id().unwrap_or_default()));
         m.insert("appId".into(), json!(st.app.id));
-        m.insert("host".into(), json!(i.host.clone().unwrap_or_default()));
+        m.insert("host".into(), json!(i.host.as_deref().unwrap_or_default()));
         m.insert(
             "slaveId".into(),
-            json!(i.agent_id.clone().unwrap_or_default()),
+            json!(i.agent_id.as_deref().unwrap_or_default()),
         );
         m.insert(
             "state".into(),
@@ -112,7 +112,7 @@ impl Engine {
         if let Some(t) = i.started_at {
             m.insert("startedAt".into(), json!(marathon_ts(t)));
         }
-        m.insert("version".into(), json!(i.version));
+        m.insert("version".into(), json!(&*i.version));
         m.insert("ports".into(), json!(i.ports));
         let mut service: Vec<u32> = st.app.port_definitions.iter().map(|p| p.port).collect();
         service.resize(i.ports.len(), 0);
@@ -124,7 +124,7 @@ impl Engine {
         m.insert("localVolumes".into(), json!([]));
         m.insert("role".into(), json!(st.app.role));
         if !st.app.health_checks.is_empty() && i.healthy.is_some() {
-            let h = &i.health;
+            let h = i.health();
             let ts = |t: Option<f64>| t.map(marathon_ts);
             m.insert(
                 "healthCheckResults".into(),
@@ -135,8 +135,8 @@ impl Engine {
                     "lastSuccess": ts(h.last_success),
                     "lastFailure": ts(h.last_failure),
                     "lastFailureCause": h.last_failure_cause,
-                    "taskId": i.task_id,
-                    "instanceId": i.id,
+                    "taskId": i.task_id(),
+                    "instanceId": &*i.id,
                 }]),
             );
         }

@@ -472,7 +472,7 @@ pub(super) async fn delete_sub(
                             host.as_deref()
                                 .is_none_or(|h| h == "*" || i.host.as_deref() == Some(h))
                         })
-                        .filter_map(|i| Some((i.task_id.clone()?, eng.task_json(st, i))))
+                        .filter_map(|i| Some((i.task_id()?, eng.task_json(st, i))))
                         .collect();
                     let ids: Vec<String> = picked.iter().map(|(t, _)| t.clone()).collect();
                     let (_, dep) = eng.kill_tasks(&ids, scale, now, force)?;
