@@ -2,12 +2,10 @@
 //!
 //! Wiring only: clap parses the command line, and each subcommand hands off to its crate.
 //! `meseta shim` runs before any async runtime exists, so it is single-threaded when it forks.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod cluster;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod heap;
 
 use std::path::PathBuf;
 
@@ -52,6 +50,9 @@ fn main() {
     }
     let server = matches!(cli.command, Top::Dev(_) | Top::Master(_) | Top::Agent(_));
     init_logging(server, cli.log_json);
+    if server {
+        heap::start_trimmer();
+    }
     let code = match runtime(server).and_then(|rt| rt.block_on(run(cli))) {
         Ok(code) => code,
         Err(e) => {
