@@ -124,6 +124,9 @@ fn bench_services_quick_places_every_instance() {
         "{r}"
     );
     assert!(r["master_rss_after"].as_u64().is_some_and(|b| b > 0), "{r}");
-    assert!(r["master_rss_settled"].as_u64().is_some_and(|b| b > 0), "{r}");
+    assert!(
+        r["master_rss_settled"].as_u64().is_some_and(|b| b > 0),
+        "{r}"
+    );
     assert_eq!(r["checks"].as_array().map(Vec::len), Some(2), "{r}");
 }

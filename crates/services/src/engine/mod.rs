@@ -18,6 +18,7 @@
 //! from the store continues a deployment where it stopped.
 
 mod canary;
+mod instance;
 pub mod model;
 mod place;
 mod progress;
