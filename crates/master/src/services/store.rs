@@ -47,7 +47,15 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Loaded, StoreError> {
     Ok((apps, instances, deployments))
 }
 
-/// Write what `out` marks as changed, reading current values from `engine`, in one transaction.
+/// Most writes in one transaction: etcd's default `--max-txn-ops`. It also bounds what a big
+/// placement round (thousands of instances) serializes at once.
+const MAX_TXN_OPS: usize = 128;
+
+/// Write what `out` marks as changed, reading current values from `engine`: instance records
+/// first, then deletions, apps and deployments, in transactions of at most [`MAX_TXN_OPS`]
+/// writes, each serialized just before it is sent. Every record stands alone (an instance's
+/// record is the whole instance), so a crash between two transactions leaves records that are
+/// each either old or new; the engine recomputes deployment progress from the instances.
 pub(crate) async fn save(
     store: &dyn Store,
     engine: &Engine,
@@ -57,51 +65,77 @@ pub(crate) async fn save(
         return Ok(());
     }
     let enc = |e: serde_json::Error| StoreError::Encode(e.to_string());
-    let mut ops = Vec::new();
+    let mut batch = Batch::new(store);
+    for (app, inst) in &out.instances {
+        if let Some(i) = engine.instance(app, inst) {
+            let value = serde_json::to_vec(i).map_err(enc)?;
+            batch.put(instance_key(app, inst), value).await?;
+        }
+    }
     for app in &out.forget_apps {
-        ops.push(Op::Delete { key: app_key(app) });
+        batch.push(Op::Delete { key: app_key(app) }).await?;
     }
     for (app, inst) in &out.forget_instances {
-        ops.push(Op::Delete {
-            key: instance_key(app, inst),
-        });
+        let key = instance_key(app, inst);
+        batch.push(Op::Delete { key }).await?;
     }
     for d in &out.forget_deployments {
-        ops.push(Op::Delete {
-            key: format!("{DEPLOYMENTS}{d}"),
-        });
+        let key = format!("{DEPLOYMENTS}{d}");
+        batch.push(Op::Delete { key }).await?;
     }
     for app in &out.apps {
         if let Some(a) = engine.app_record(app) {
-            ops.push(Op::Put {
-                key: app_key(app),
-                value: serde_json::to_vec(a).map_err(enc)?,
-                lease: None,
-            });
-        }
-    }
-    for (app, inst) in &out.instances {
-        if let Some(i) = engine.instance(app, inst) {
-            ops.push(Op::Put {
-                key: instance_key(app, inst),
-                value: serde_json::to_vec(i).map_err(enc)?,
-                lease: None,
-            });
+            let value = serde_json::to_vec(a).map_err(enc)?;
+            batch.put(app_key(app), value).await?;
         }
     }
     for d in &out.deployments {
         if let Some(dep) = engine.deployment(d) {
-            ops.push(Op::Put {
-                key: format!("{DEPLOYMENTS}{d}"),
-                value: serde_json::to_vec(dep).map_err(enc)?,
-                lease: None,
-            });
+            let value = serde_json::to_vec(dep).map_err(enc)?;
+            batch.put(format!("{DEPLOYMENTS}{d}"), value).await?;
         }
     }
-    if ops.is_empty() {
-        return Ok(());
+    batch.flush().await
+}
+
+/// Writes collected into transactions of at most [`MAX_TXN_OPS`].
+struct Batch<'a> {
+    store: &'a dyn Store,
+    ops: Vec<Op>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(store: &'a dyn Store) -> Batch<'a> {
+        Batch {
+            store,
+            ops: Vec::new(),
+        }
     }
-    store.txn(vec![], ops, vec![]).await.map(|_| ())
+
+    async fn put(&mut self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
+        self.push(Op::Put {
+            key,
+            value,
+            lease: None,
+        })
+        .await
+    }
+
+    async fn push(&mut self, op: Op) -> Result<(), StoreError> {
+        self.ops.push(op);
+        if self.ops.len() >= MAX_TXN_OPS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        let ops = std::mem::take(&mut self.ops);
+        self.store.txn(vec![], ops, vec![]).await.map(|_| ())
+    }
 }
 
 /// App ids start with `/`.
@@ -136,5 +170,21 @@ mod tests {
             Some(("/prod/web", "prod_web.instance-1"))
         );
         assert!(!app_key("/a").starts_with(&format!("{INSTANCES}/")));
+    }
+
+    #[tokio::test]
+    async fn big_writes_go_out_in_transactions_of_at_most_max_txn_ops() {
+        let store = meseta_store::mem::MemStore::new();
+        let start = store.revision().await.expect("revision");
+        let mut batch = Batch::new(&store);
+        for i in 0..300 {
+            let key = instance_key("/web", &format!("web.instance-{i}"));
+            batch.put(key, b"{}".to_vec()).await.expect("put");
+        }
+        batch.flush().await.expect("flush");
+        let end = store.revision().await.expect("revision");
+        assert_eq!(end - start, 3, "300 writes in 128 + 128 + 44");
+        let kept = store.list(&format!("{INSTANCES}/web/")).await.expect("list");
+        assert_eq!(kept.len(), 300);
     }
 }
