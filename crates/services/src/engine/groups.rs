@@ -174,6 +174,8 @@ impl Engine {
             .filter(|a| !wanted.contains(a.app.id.as_str()))
             .map(|a| (Some(a.app.clone()), None))
             .collect();
+        // Ports are assigned to probes for comparison and the dry-run plan only: the stored
+        // apps get theirs one after the other below, so two new apps never share one.
         for app in &target {
             let old = self.app(&app.id).map(|a| a.app.clone());
             let mut probe = app.clone();
@@ -216,6 +218,8 @@ impl Engine {
             }
         }
         let version = self.new_version(now);
+        let mut raw: BTreeMap<String, App> =
+            target.into_iter().map(|a| (a.id.clone(), a)).collect();
         let mut done: Vec<Change> = Vec::with_capacity(changes.len());
         for (old, new) in changes {
             match new {
@@ -229,7 +233,10 @@ impl Engine {
                     }
                     done.push((old, None));
                 }
-                Some(mut app) => {
+                Some(probe) => {
+                    let Some(mut app) = raw.remove(&probe.id) else {
+                        continue;
+                    };
                     let old_state = self.app(&app.id).cloned();
                     app.version = Some(version.clone());
                     app.version_info = Some(version_info_for(old.as_ref(), &app, &version));

@@ -186,3 +186,26 @@ fn a_cycle_through_existing_apps_is_refused_and_nothing_is_stored() {
         .is_some_and(|a| a.app.dependencies.is_empty()));
     assert_eq!(e.deployments().count(), 1);
 }
+
+#[test]
+fn putting_the_same_apps_again_changes_nothing() {
+    let mut e = Engine::new(7);
+    e.create_group(&two_apps(), 1.0, false).expect("created");
+    let same = node(
+        json!({"apps": [{"id": "db", "cmd": "sleep 100", "cpus": 0.1, "mem": 16}]}),
+        "/g",
+    );
+    let GroupOutcome::DryRun(plan) = e.update_group(&same, 2.0, true, true).expect("dry") else {
+        panic!("dry run expected");
+    };
+    assert_eq!(
+        plan.marathon_steps(),
+        json!([{"actions": [{"action": "StopApplication", "app": "/g/web"}]}]),
+    );
+    let port = |id: &str| e.app(id).map(|a| a.app.port_definitions[0].port);
+    assert_ne!(
+        port("/g/db"),
+        port("/g/web"),
+        "new apps get distinct service ports"
+    );
+}
