@@ -108,11 +108,13 @@ fn groups_create_scale_replace_and_delete_in_dependency_order() {
         .to_owned();
     assert_eq!(dep_header.as_deref(), Some(dep_id.as_str()));
     let (_, deps) = call(&c, Method::GET, "/v2/deployments", None);
+    // The deployment lasts until both tasks run, so it is listed right after the POST.
     let d = deps
         .as_array()
         .and_then(|a| a.iter().find(|d| d["id"] == dep_id.as_str()))
         .cloned();
-    if let Some(d) = d {
+    {
+        let d = d.unwrap_or_else(|| panic!("deployment {dep_id} listed: {deps}"));
         assert_eq!(
             d["steps"],
             json!([

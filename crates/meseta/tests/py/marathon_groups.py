@@ -5,16 +5,32 @@ Usage: marathon_groups.py URL. Exits non-zero (with the failing step) on any err
 import collections
 import collections.abc
 import sys
+import threading
 import time
 
 # marathon 0.13.0's minimal JSON encoder still names collections.Iterable (removed in 3.10).
 collections.Iterable = collections.abc.Iterable
 
 from marathon import MarathonClient, MarathonApp
+from marathon.models.events import MarathonGroupChangeSuccess
 from marathon.models.group import MarathonGroup
 
 URL = sys.argv[1]
 c = MarathonClient(URL)
+events = []
+
+
+def listen():
+    # The client raises on an event it cannot parse: every event must go through its parser.
+    try:
+        for e in MarathonClient(URL).event_stream():
+            events.append(e)
+    except Exception as e:  # noqa: BLE001 - reported through the assertion below
+        events.append(e)
+
+
+threading.Thread(target=listen, daemon=True).start()
+time.sleep(0.5)
 
 
 def step(name):
@@ -67,4 +83,11 @@ r = c.delete_group("pyg")
 assert "deploymentId" in r, r
 wait("apps gone", lambda: c.list_apps() == [])
 wait("deployments done", lambda: not c.list_deployments())
+
+step("events")
+time.sleep(1)
+errors = [e for e in events if isinstance(e, Exception)]
+assert not errors, errors
+changes = [e.group_id for e in events if isinstance(e, MarathonGroupChangeSuccess)]
+assert changes.count("/pyg") >= 3, changes
 print("OK")
