@@ -12,7 +12,8 @@ import time
 collections.Iterable = collections.abc.Iterable
 
 from marathon import MarathonClient, MarathonApp
-from marathon.models.events import MarathonGroupChangeSuccess
+from marathon.exceptions import ConflictError
+from marathon.models.events import MarathonGroupChangeFailed, MarathonGroupChangeSuccess
 from marathon.models.group import MarathonGroup
 
 URL = sys.argv[1]
@@ -66,6 +67,13 @@ assert "deploymentId" in r and "version" in r, r
 running("/pyg/db", 1)
 running("/pyg/web", 1)
 
+step("create_group again: conflict")
+try:
+    c.create_group(group)
+    raise AssertionError("second create_group succeeded")
+except ConflictError as e:
+    assert "already created" in str(e), e
+
 step("get_group")
 g = c.get_group("pyg")
 assert g.id == "/pyg", g.id
@@ -90,4 +98,6 @@ errors = [e for e in events if isinstance(e, Exception)]
 assert not errors, errors
 changes = [e.group_id for e in events if isinstance(e, MarathonGroupChangeSuccess)]
 assert changes.count("/pyg") >= 3, changes
+failed = [e.group_id for e in events if isinstance(e, MarathonGroupChangeFailed)]
+assert failed == ["/pyg"], failed
 print("OK")

@@ -17,6 +17,7 @@ use super::{
     app_id, body_bytes, deployment_result, engine_error, fail, flag, handle, parse_json,
     unavailable, Body, Params,
 };
+use crate::services::ServicesHandle;
 use crate::Master;
 
 /// `POST /v2/groups`.
@@ -130,6 +131,17 @@ fn resolved(update: &GroupUpdate, gid: &str) -> Result<GroupNode, Response> {
     resolve_update(update, gid).map_err(|e| invalid(e.marathon_body()))
 }
 
+/// Engine refusals of group requests as Marathon answers them. A refused change (conflict,
+/// lock, invalid target) also emits `group_change_failed` (reference §4.1).
+fn refused(h: &ServicesHandle, group: &str, e: GroupError) -> Response {
+    if !matches!(e, GroupError::Unknown(_)) {
+        let now = meseta_services::engine::marathon_ts(crate::unix_now());
+        h.publish(json!({"eventType": "group_change_failed", "timestamp": now,
+                         "groupId": group, "version": now, "reason": e.to_string()}));
+    }
+    group_error(e)
+}
+
 /// Engine refusals of group requests as Marathon answers them.
 fn group_error(e: GroupError) -> Response {
     match e {
@@ -159,7 +171,7 @@ async fn create(m: Master, url_group: String, q: Params, body: Body) -> Response
         .await
     {
         Err(_) => unavailable(),
-        Ok(Err(e)) => group_error(e),
+        Ok(Err(e)) => refused(&h, &gid, e),
         Ok(Ok(r)) => {
             let mut resp = deployment_result(StatusCode::CREATED, &r);
             if let Ok(v) = HeaderValue::from_str(&format!("/v2/groups{gid}")) {
@@ -199,6 +211,7 @@ async fn update(m: Master, url_group: String, q: Params, body: Body) -> Response
         return unavailable();
     };
     let scale_by = update.scale_by;
+    let shown = gid.clone();
     let r = h
         .call(move |eng, now| match (node, scale_by) {
             (Some(node), _) => eng.update_group(&node, now, force, dry_run),
@@ -208,7 +221,7 @@ async fn update(m: Master, url_group: String, q: Params, body: Body) -> Response
         .await;
     match r {
         Err(_) => unavailable(),
-        Ok(Err(e)) => group_error(e),
+        Ok(Err(e)) => refused(&h, &shown, e),
         Ok(Ok(GroupOutcome::Deployed(r))) => deployment_result(StatusCode::OK, &r),
         Ok(Ok(GroupOutcome::DryRun(plan))) => {
             Json(json!({"steps": plan.marathon_steps()})).into_response()
@@ -221,12 +234,13 @@ async fn delete(m: Master, group: String, q: Params) -> Response {
         return unavailable();
     };
     let force = flag(&q, "force", false);
+    let shown = group.clone();
     match h
         .call(move |eng, now| eng.delete_group(&group, now, force))
         .await
     {
         Err(_) => unavailable(),
-        Ok(Err(e)) => group_error(e),
+        Ok(Err(e)) => refused(&h, &shown, e),
         Ok(Ok(r)) => deployment_result(StatusCode::OK, &r),
     }
 }
