@@ -8,12 +8,15 @@
 //! - [`constraints`]: may an offer from an agent take one more instance of an app, and if not, why.
 //! - [`plan`]: deployment plans (start/scale/restart/stop steps) and the rolling-restart step
 //!   function honouring `upgradeStrategy`.
+//! - [`group`]: application groups: `GroupUpdate` bodies resolved into apps, dependency levels
+//!   and cycle detection, and the plan of a group change.
 //!
 //! See `README.md` for the planner's state machine.
 #![forbid(unsafe_code)]
 
 pub mod constraints;
 pub mod engine;
+pub mod group;
 pub mod path;
 pub mod plan;
 pub mod validate;

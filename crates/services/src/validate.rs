@@ -73,7 +73,7 @@ impl Errors {
         }
     }
 
-    fn finish(self) -> Result<(), ValidationError> {
+    pub(crate) fn finish(self) -> Result<(), ValidationError> {
         if self.0.is_empty() {
             Ok(())
         } else {

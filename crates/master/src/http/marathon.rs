@@ -4,7 +4,8 @@
 //! change is persisted. Errors use Marathon's `{"message", "details"}` body.
 //!
 //! - `apps.rs`: `/v2/apps…` (create, read, update, delete, restart, tasks, versions, canary)
-//! - `other.rs`: `/v2/tasks`, `/v2/deployments`, `/v2/queue`, `/v2/groups`, `/v2/info`,
+//! - `groups.rs`: `/v2/groups` changes (create, replace, scale, delete) and `/v2/groups/{id}/apps`
+//! - `other.rs`: `/v2/tasks`, `/v2/deployments`, `/v2/queue`, `/v2/groups` (read), `/v2/info`,
 //!   `/v2/leader`, `/v2/events` (SSE)
 
 // Helpers return `Result<_, Response>` so handlers can use `?`: the error is the finished HTTP
@@ -12,6 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 mod apps;
+mod groups;
 mod other;
 
 use axum::http::{HeaderValue, StatusCode};
@@ -48,8 +50,20 @@ pub(super) fn routes() -> Router<Master> {
             "/v2/queue/{*rest}",
             axum::routing::delete(other::reset_delay),
         )
-        .route("/v2/groups", get(other::groups))
-        .route("/v2/groups/{*id}", get(other::group))
+        .route(
+            "/v2/groups",
+            get(other::groups)
+                .post(groups::create_root)
+                .put(groups::update_root)
+                .delete(groups::delete_root),
+        )
+        .route(
+            "/v2/groups/{*id}",
+            get(groups::get_sub)
+                .post(groups::create_sub)
+                .put(groups::update_sub)
+                .delete(groups::delete_sub),
+        )
         .route("/v2/info", get(other::info))
         .route("/v2/leader", get(other::leader))
         .route("/v2/events", get(other::events))

@@ -184,7 +184,10 @@ mod tests {
         batch.flush().await.expect("flush");
         let end = store.revision().await.expect("revision");
         assert_eq!(end - start, 3, "300 writes in 128 + 128 + 44");
-        let kept = store.list(&format!("{INSTANCES}/web/")).await.expect("list");
+        let kept = store
+            .list(&format!("{INSTANCES}/web/"))
+            .await
+            .expect("list");
         assert_eq!(kept.len(), 300);
     }
 }

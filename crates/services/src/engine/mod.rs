@@ -18,6 +18,7 @@
 //! from the store continues a deployment where it stopped.
 
 mod canary;
+mod groups;
 mod instance;
 pub mod model;
 mod place;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use meseta_api::marathon::App;
 use serde_json::Value;
 
+pub use groups::{GroupError, GroupOutcome};
 pub use model::{
     marathon_ts, AppState, Backoff, Canary, Deployment, DeploymentKind, Goal, HealthRecord,
     Instance, InstanceRecord, OfferStats, Ports, TaskFailure,

@@ -84,31 +84,11 @@ impl Engine {
         self.cancel_conflicting(&app.id, now);
         let version = self.new_version(now);
         app.version = Some(version.clone());
-        app.version_info = Some(match &old {
-            None => VersionInfo {
-                last_scaling_at: version.clone(),
-                last_config_change_at: version.clone(),
-            },
-            Some(o) => {
-                let prev = o.app.version_info.clone().unwrap_or(VersionInfo {
-                    last_scaling_at: version.clone(),
-                    last_config_change_at: version.clone(),
-                });
-                let mut probe = app.clone();
-                probe.version_info = o.app.version_info.clone();
-                if is_upgrade(&o.app, &probe) {
-                    VersionInfo {
-                        last_scaling_at: version.clone(),
-                        last_config_change_at: version.clone(),
-                    }
-                } else {
-                    VersionInfo {
-                        last_scaling_at: version.clone(),
-                        last_config_change_at: prev.last_config_change_at,
-                    }
-                }
-            }
-        });
+        app.version_info = Some(version_info_for(
+            old.as_ref().map(|o| &o.app),
+            &app,
+            &version,
+        ));
         self.assign_service_ports(&mut app, old.as_ref().map(|o| &o.app));
         let plan = DeploymentPlan::compute(old.as_ref().map(|o| &o.app), &app);
         let created = old.is_none();
@@ -342,7 +322,7 @@ impl Engine {
     }
 
     /// 409 unless forced when a deployment touches `app`.
-    fn check_lock(&self, app: &str, force: bool) -> Result<(), EngineError> {
+    pub(crate) fn check_lock(&self, app: &str, force: bool) -> Result<(), EngineError> {
         let ids = self.deployments_of(app);
         if ids.is_empty() || force {
             Ok(())
@@ -352,7 +332,7 @@ impl Engine {
     }
 
     /// Stop (without rollback) every deployment touching `app`.
-    fn cancel_conflicting(&mut self, app: &str, now: f64) {
+    pub(crate) fn cancel_conflicting(&mut self, app: &str, now: f64) {
         for id in self.deployments_of(app) {
             self.fail_deployment(&id, now, "superseded by a forced change");
         }
@@ -366,11 +346,25 @@ impl Engine {
         kind: DeploymentKind,
         now: f64,
     ) -> DeploymentResult {
+        self.start_deployment_in("/", plan, original, version, kind, now)
+    }
+
+    /// [`Engine::start_deployment`] of a change to group `group` (named in
+    /// `group_change_success`).
+    pub(crate) fn start_deployment_in(
+        &mut self,
+        group: &str,
+        plan: DeploymentPlan,
+        original: BTreeMap<String, Option<App>>,
+        version: String,
+        kind: DeploymentKind,
+        now: f64,
+    ) -> DeploymentResult {
         let id = self.new_uuid();
         self.event(
             "group_change_success",
             now,
-            serde_json::json!({"groupId": "/", "version": version}),
+            serde_json::json!({"groupId": group, "version": version}),
         );
         let d = Deployment {
             id: id.clone(),
@@ -439,6 +433,27 @@ impl Engine {
         } else {
             self.forget_instance(app, inst);
         }
+    }
+}
+
+/// The `versionInfo` of `app` stored at `version` over `old`: a new configuration time when it
+/// is new or any runtime field changed (`isUpgrade`), otherwise only a new scaling time.
+pub(crate) fn version_info_for(old: Option<&App>, app: &App, version: &str) -> VersionInfo {
+    let fresh = VersionInfo {
+        last_scaling_at: version.to_owned(),
+        last_config_change_at: version.to_owned(),
+    };
+    let Some(o) = old else {
+        return fresh;
+    };
+    let mut probe = app.clone();
+    probe.version_info = o.version_info.clone();
+    match &o.version_info {
+        Some(prev) if !is_upgrade(o, &probe) => VersionInfo {
+            last_scaling_at: version.to_owned(),
+            last_config_change_at: prev.last_config_change_at.clone(),
+        },
+        _ => fresh,
     }
 }
 

@@ -1,0 +1,103 @@
+"""Drives meseta's /v2/groups with the `marathon` PyPI client (0.13.0).
+
+Usage: marathon_groups.py URL. Exits non-zero (with the failing step) on any error.
+"""
+import collections
+import collections.abc
+import sys
+import threading
+import time
+
+# marathon 0.13.0's minimal JSON encoder still names collections.Iterable (removed in 3.10).
+collections.Iterable = collections.abc.Iterable
+
+from marathon import MarathonClient, MarathonApp
+from marathon.exceptions import ConflictError
+from marathon.models.events import MarathonGroupChangeFailed, MarathonGroupChangeSuccess
+from marathon.models.group import MarathonGroup
+
+URL = sys.argv[1]
+c = MarathonClient(URL)
+events = []
+
+
+def listen():
+    # The client raises on an event it cannot parse: every event must go through its parser.
+    try:
+        for e in MarathonClient(URL).event_stream():
+            events.append(e)
+    except Exception as e:  # noqa: BLE001 - reported through the assertion below
+        events.append(e)
+
+
+threading.Thread(target=listen, daemon=True).start()
+time.sleep(0.5)
+
+
+def step(name):
+    print(f"== {name}", flush=True)
+
+
+def wait(what, cond, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: timed out")
+
+
+def running(app_id, n):
+    def ok():
+        a = c.get_app(app_id)
+        return a.tasks_running == n and not a.deployments
+    wait(f"{app_id} has {n} running", ok)
+
+
+step("create_group")
+group = MarathonGroup(
+    id="/pyg",
+    apps=[
+        MarathonApp(id="db", cmd="sleep 1000", cpus=0.05, mem=16, instances=1),
+        MarathonApp(id="web", cmd="sleep 1000", cpus=0.05, mem=16, instances=1, dependencies=["db"]),
+    ],
+)
+r = c.create_group(group)
+assert "deploymentId" in r and "version" in r, r
+running("/pyg/db", 1)
+running("/pyg/web", 1)
+
+step("create_group again: conflict")
+try:
+    c.create_group(group)
+    raise AssertionError("second create_group succeeded")
+except ConflictError as e:
+    assert "already created" in str(e), e
+
+step("get_group")
+g = c.get_group("pyg")
+assert g.id == "/pyg", g.id
+assert sorted(a.id for a in g.apps) == ["/pyg/db", "/pyg/web"], [a.id for a in g.apps]
+c.list_groups()
+
+step("scale_group")
+r = c.scale_group("pyg", 2)
+assert "deploymentId" in r, r
+running("/pyg/db", 2)
+running("/pyg/web", 2)
+
+step("delete_group")
+r = c.delete_group("pyg")
+assert "deploymentId" in r, r
+wait("apps gone", lambda: c.list_apps() == [])
+wait("deployments done", lambda: not c.list_deployments())
+
+step("events")
+time.sleep(1)
+errors = [e for e in events if isinstance(e, Exception)]
+assert not errors, errors
+changes = [e.group_id for e in events if isinstance(e, MarathonGroupChangeSuccess)]
+assert changes.count("/pyg") >= 3, changes
+failed = [e.group_id for e in events if isinstance(e, MarathonGroupChangeFailed)]
+assert failed == ["/pyg"], failed
+print("OK")
