@@ -2,45 +2,20 @@
 
 Usage: marathon_client.py URL. Exits non-zero (with the failing step) on any error.
 """
-import collections
-import collections.abc
 import sys
-import threading
 import time
 
-# marathon 0.13.0's minimal JSON encoder (used by update_app) still names
-# collections.Iterable, which Python 3.10 removed; restore the alias for the client.
-collections.Iterable = collections.abc.Iterable
+from marathon_session import client, listen, parse_errors, step, wait
 
-from marathon import MarathonClient, MarathonApp
+from marathon import MarathonApp
 from marathon.models.events import MarathonDeploymentSuccess
 
 URL = sys.argv[1]
-c = MarathonClient(URL)
-events = []
-
-
-def listen():
-    # marathon-python raises on an unknown eventType or a plan it cannot parse: every event we
-    # send must go through its parser.
-    try:
-        for e in MarathonClient(URL).event_stream():
-            events.append(e)
-    except Exception as e:  # noqa: BLE001 - reported through the assertion below
-        events.append(e)
+c = client(URL)
 
 
 def wait_deployments(what, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not c.list_deployments():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: deployments still running: {c.list_deployments()}")
-
-
-def step(name):
-    print(f"== {name}", flush=True)
+    wait(f"{what}: deployments finished", lambda: not c.list_deployments(), timeout)
 
 
 step("info")
@@ -48,8 +23,7 @@ info = c.get_info()
 assert info.version >= "0.11.0", info.version
 assert c.ping()
 
-threading.Thread(target=listen, daemon=True).start()
-time.sleep(0.5)
+events = listen(URL)
 
 step("create trivial app")
 app = c.create_app("test-trivial-app", MarathonApp(cmd="sleep 3600", mem=16, cpus=0.1, instances=5))
@@ -115,7 +89,7 @@ assert c.list_apps() == []
 
 step("events")
 time.sleep(1)
-errors = [e for e in events if isinstance(e, Exception)]
+errors = parse_errors(events)
 assert not errors, errors
 assert any(isinstance(e, MarathonDeploymentSuccess) for e in events), [type(e).__name__ for e in events]
 print("events seen:", sorted({type(e).__name__ for e in events}))

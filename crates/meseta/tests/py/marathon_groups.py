@@ -2,49 +2,19 @@
 
 Usage: marathon_groups.py URL. Exits non-zero (with the failing step) on any error.
 """
-import collections
-import collections.abc
 import sys
-import threading
 import time
 
-# marathon 0.13.0's minimal JSON encoder still names collections.Iterable (removed in 3.10).
-collections.Iterable = collections.abc.Iterable
+from marathon_session import client, listen, parse_errors, step, wait
 
-from marathon import MarathonClient, MarathonApp
+from marathon import MarathonApp
 from marathon.exceptions import ConflictError
 from marathon.models.events import MarathonGroupChangeFailed, MarathonGroupChangeSuccess
 from marathon.models.group import MarathonGroup
 
 URL = sys.argv[1]
-c = MarathonClient(URL)
-events = []
-
-
-def listen():
-    # The client raises on an event it cannot parse: every event must go through its parser.
-    try:
-        for e in MarathonClient(URL).event_stream():
-            events.append(e)
-    except Exception as e:  # noqa: BLE001 - reported through the assertion below
-        events.append(e)
-
-
-threading.Thread(target=listen, daemon=True).start()
-time.sleep(0.5)
-
-
-def step(name):
-    print(f"== {name}", flush=True)
-
-
-def wait(what, cond, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: timed out")
+c = client(URL)
+events = listen(URL)
 
 
 def running(app_id, n):
@@ -94,7 +64,7 @@ wait("deployments done", lambda: not c.list_deployments())
 
 step("events")
 time.sleep(1)
-errors = [e for e in events if isinstance(e, Exception)]
+errors = parse_errors(events)
 assert not errors, errors
 changes = [e.group_id for e in events if isinstance(e, MarathonGroupChangeSuccess)]
 assert changes.count("/pyg") >= 3, changes
