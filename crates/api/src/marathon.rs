@@ -18,6 +18,22 @@ pub use parts::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Keys of an AppInfo the server sets (the version and status fields): ignored when a client
+/// re-sends what GET returned, and left out of a body that restores a stored version.
+pub const READ_ONLY_APP_KEYS: &[&str] = &[
+    "version",
+    "versionInfo",
+    "tasks",
+    "tasksRunning",
+    "tasksStaged",
+    "tasksHealthy",
+    "tasksUnhealthy",
+    "deployments",
+    "lastTaskFailure",
+    "taskStats",
+    "readinessCheckResults",
+];
+
 /// The app definition as sent by a client (`POST /v2/apps`, `PUT /v2/apps/{id}`).
 ///
 /// Every field is optional; unknown keys are ignored. Numbers are kept wide (`f64`/`i64`) so

@@ -351,26 +351,12 @@ async fn versions(api: &Api, id: &str, json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Fields of a stored app version that a PUT must not carry: the version itself (a body with
-/// `version` and other fields is rejected) and read-only status fields.
-const NOT_FOR_PUT: &[&str] = &[
-    "version",
-    "versionInfo",
-    "tasks",
-    "tasksRunning",
-    "tasksStaged",
-    "tasksHealthy",
-    "tasksUnhealthy",
-    "deployments",
-    "lastTaskFailure",
-    "taskStats",
-    "readinessCheckResults",
-];
-
 /// The body that restores a stored version: its definition without version and status fields.
 pub fn restore_body(mut stored: Value) -> Value {
     if let Some(o) = stored.as_object_mut() {
-        for k in NOT_FOR_PUT {
+        // A PUT must not carry the version itself (a body with `version` and other fields is
+        // rejected) nor the read-only status fields.
+        for k in meseta_api::marathon::READ_ONLY_APP_KEYS {
             o.remove(*k);
         }
     }

@@ -1,8 +1,6 @@
 //! `meseta job add|list|show|run|kill|history|stats|enable|disable|remove|graph`: a client of the
 //! master's Chronos API (`/v1/scheduler/*`). Tables by default, the raw JSON with `--json`.
 
-use std::io::Read;
-
 use anyhow::{bail, Context};
 use meseta_api::client::MasterClient;
 use serde_json::Value;
@@ -245,15 +243,7 @@ pub fn endpoint_of(job: &Value) -> &'static str {
 }
 
 async fn add(api: &Api, file: &str, json: bool) -> anyhow::Result<i32> {
-    let input = if file == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read stdin")?;
-        s
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
-    };
+    let input = crate::app::api::read_input(file)?;
     let jobs = jobs_of(&input)?;
     for j in &jobs {
         api.post(endpoint_of(j), j).await?;

@@ -15,21 +15,7 @@ use super::{
     shape_error, unavailable, values, Body, Params,
 };
 use crate::Master;
-
-/// Keys the server sets; ignored on input (clients re-send what GET returned).
-const READ_ONLY: &[&str] = &[
-    "version",
-    "versionInfo",
-    "tasks",
-    "tasksRunning",
-    "tasksStaged",
-    "tasksHealthy",
-    "tasksUnhealthy",
-    "deployments",
-    "lastTaskFailure",
-    "taskStats",
-    "readinessCheckResults",
-];
+use meseta_api::marathon::READ_ONLY_APP_KEYS;
 
 enum Sub {
     App(String),
@@ -351,7 +337,7 @@ async fn update(
         (Some(old), true) => merge(old, patch),
         _ => {
             let mut p = patch;
-            for k in READ_ONLY {
+            for k in READ_ONLY_APP_KEYS {
                 p.remove(*k);
             }
             p
@@ -406,7 +392,7 @@ fn merge(old: &App, patch: Map<String, Value>) -> Map<String, Value> {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    for k in READ_ONLY {
+    for k in READ_ONLY_APP_KEYS {
         base.remove(*k);
     }
     for (a, b) in [
@@ -420,7 +406,7 @@ fn merge(old: &App, patch: Map<String, Value>) -> Map<String, Value> {
         }
     }
     for (k, v) in patch {
-        if READ_ONLY.contains(&k.as_str()) || v.is_null() {
+        if READ_ONLY_APP_KEYS.contains(&k.as_str()) || v.is_null() {
             continue;
         }
         base.insert(k, v);
