@@ -45,7 +45,7 @@ fn quota(guarantees: &str, limits: &str) -> Quota {
     let map = |s: &str| -> BTreeMap<String, Scalar> {
         res(s)
             .iter()
-            .map(|r| (r.name.clone(), r.scalar_or_zero()))
+            .map(|r| (r.name.to_string(), r.scalar_or_zero()))
             .collect()
     };
     Quota {

@@ -167,7 +167,7 @@ mod tests {
         let mut r = Resources::new();
         let disk = Resource::scalar("disk", mb).expect("disk");
         let v = Resource {
-            role: role.to_string(),
+            role: role.into(),
             ..disk
         }
         .with_disk(DiskInfo {

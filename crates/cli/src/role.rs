@@ -118,7 +118,7 @@ pub fn quota_config(
             for e in r.iter() {
                 match &e.value {
                     meseta_types::Value::Scalar(x) => {
-                        out.insert(e.name.clone(), json!({"value": x.as_f64()}));
+                        out.insert(e.name.to_string(), json!({"value": x.as_f64()}));
                     }
                     _ => bail!("--{what}: quota takes scalars only, not '{}'", e.name),
                 }

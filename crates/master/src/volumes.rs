@@ -136,7 +136,7 @@ impl Core {
         for v in volumes.volumes() {
             if let Some(id) = v.persistence_id() {
                 a.send(MasterMessage::DestroyVolume {
-                    role: v.role.clone(),
+                    role: v.role.to_string(),
                     persistence_id: id.to_string(),
                 });
             }

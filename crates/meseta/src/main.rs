@@ -51,7 +51,7 @@ fn main() {
     let server = matches!(cli.command, Top::Dev(_) | Top::Master(_) | Top::Agent(_));
     init_logging(server, cli.log_json);
     if server {
-        heap::start_trimmer();
+        heap::configure_for_server();
     }
     let code = match runtime(server).and_then(|rt| rt.block_on(run(cli))) {
         Ok(code) => code,

@@ -10,6 +10,7 @@ mod parse;
 use crate::error::ResourceError;
 use crate::ranges::Ranges;
 use crate::scalar::Scalar;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -155,10 +156,11 @@ pub struct DiskInfo {
 /// One named resource with its role (`"*"` = unreserved).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Resource {
-    /// Resource name, e.g. `cpus`.
-    pub name: String,
+    /// Resource name, e.g. `cpus` (stored inline: names and roles are short, and a task's
+    /// resources are kept for as long as it runs).
+    pub name: CompactString,
     /// Role the resource is reserved for, `"*"` if unreserved.
-    pub role: String,
+    pub role: CompactString,
     /// The amount.
     pub value: Value,
     /// Set on a persistent volume (a `disk` resource); `None` for everything else.
@@ -167,7 +169,11 @@ pub struct Resource {
 
 impl Resource {
     /// Builds a resource.
-    pub fn new(name: impl Into<String>, role: impl Into<String>, value: Value) -> Resource {
+    pub fn new(
+        name: impl Into<CompactString>,
+        role: impl Into<CompactString>,
+        value: Value,
+    ) -> Resource {
         Resource {
             name: name.into(),
             role: role.into(),
@@ -188,7 +194,7 @@ impl Resource {
     }
 
     /// An unreserved scalar resource; errors on negative or non-finite amounts.
-    pub fn scalar(name: impl Into<String>, amount: f64) -> Result<Resource, ResourceError> {
+    pub fn scalar(name: impl Into<CompactString>, amount: f64) -> Result<Resource, ResourceError> {
         Ok(Resource::new(
             name,
             UNRESERVED,
@@ -240,7 +246,7 @@ impl Resources {
         if let Some(other) = self.0.iter().find(|e| e.name == r.name) {
             if other.value.kind() != r.value.kind() {
                 return Err(ResourceError::KindMismatch {
-                    name: r.name,
+                    name: r.name.into_string(),
                     first: other.value.kind().to_owned(),
                     second: r.value.kind().to_owned(),
                 });
@@ -384,7 +390,7 @@ impl Resources {
         let mut out = Resources::new();
         for r in self.iter() {
             let relabelled = Resource {
-                role: role.to_string(),
+                role: role.into(),
                 ..r.clone()
             };
             // Names keep one kind in a valid Resources, so this cannot conflict; an
@@ -415,7 +421,7 @@ impl Resources {
 
     /// The roles present.
     pub fn roles(&self) -> BTreeSet<String> {
-        self.iter().map(|r| r.role.clone()).collect()
+        self.iter().map(|r| r.role.to_string()).collect()
     }
 
     /// Mesos `/master/state` summary: `cpus`, `gpus`, `mem`, `disk` always (as floats), other

@@ -178,7 +178,7 @@ pub(super) async fn set_quota_v0(State(m): State<Master>, body: Bytes) -> Respon
     for r in req.guarantee.iter() {
         match &r.value {
             meseta_types::Value::Scalar(s) => {
-                guarantees.insert(r.name.clone(), *s);
+                guarantees.insert(r.name.to_string(), *s);
             }
             _ => {
                 return error(

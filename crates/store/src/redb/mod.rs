@@ -52,7 +52,7 @@ impl std::fmt::Debug for RedbStore {
 }
 
 /// Page cache of the store file.
-const CACHE_BYTES: usize = 4 * 1024 * 1024;
+const CACHE_BYTES: usize = 1024 * 1024;
 
 impl RedbStore {
     /// Opens (creating if absent) the store file at `path`.

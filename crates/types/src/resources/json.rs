@@ -7,6 +7,7 @@
 use super::{DiskInfo, Resource, Resources, Set, Value, UNRESERVED};
 use crate::error::ResourceError;
 use crate::ranges::Ranges;
+use compact_str::CompactString;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The Mesos `Value.Type` of a resource.
@@ -80,12 +81,12 @@ impl DiskJson {
 #[derive(Deserialize)]
 struct ReservationJson {
     #[serde(default)]
-    role: Option<String>,
+    role: Option<CompactString>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct ResourceJson {
-    name: String,
+    name: CompactString,
     #[serde(rename = "type")]
     kind: Kind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,7 +96,7 @@ struct ResourceJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     set: Option<Set>,
     #[serde(default)]
-    role: Option<String>,
+    role: Option<CompactString>,
     #[serde(default, skip_serializing)]
     reservations: Option<Vec<ReservationJson>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,9 +141,9 @@ impl TryFrom<ResourceJson> for Resource {
             .and_then(|rs| rs.into_iter().next_back())
             .and_then(|r| r.role)
             .or(j.role)
-            .unwrap_or_else(|| UNRESERVED.to_owned());
+            .unwrap_or_else(|| CompactString::const_new(UNRESERVED));
         let mismatch = |what: &str| ResourceError::InvalidToken {
-            token: j.name.clone(),
+            token: j.name.to_string(),
             reason: format!("type {:?} has no `{what}` payload", j.kind),
         };
         let value = match j.kind {
@@ -157,13 +158,13 @@ impl TryFrom<ResourceJson> for Resource {
         if let Some(d) = &disk {
             if j.name != "disk" {
                 return Err(ResourceError::InvalidToken {
-                    token: j.name,
+                    token: j.name.into_string(),
                     reason: "only `disk` resources can be persistent volumes".to_string(),
                 });
             }
             if d.persistence_id.is_empty() {
                 return Err(ResourceError::InvalidToken {
-                    token: j.name,
+                    token: j.name.into_string(),
                     reason: "a persistent volume needs a non-empty `persistence.id`".to_string(),
                 });
             }
