@@ -13,7 +13,7 @@ use crate::core::{
     uuid_to_base64, Admission, AgentConn, AgentEntry, AgentStatus, Core, FrameworkEntry,
 };
 use crate::registry::AgentRecord;
-use crate::task::{StatusEntry, TaskEntry};
+use crate::task::{StatusEntry, TaskEntry, TaskMeta};
 use crate::unix_now;
 
 impl Core {
@@ -170,7 +170,8 @@ impl Core {
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.used.add(&spec.resources);
         }
-        let task = TaskEntry::new(spec.into(), agent_id.clone(), state, unix_now());
+        let meta = TaskMeta::of(&spec, &mut self.shapes);
+        let task = TaskEntry::new(meta, agent_id.clone(), state, unix_now());
         self.bus
             .publish_with(|| ClusterEvent::TaskAdded(crate::v1json::task(&task)));
         self.tasks.insert(task.spec.task_id.clone(), Box::new(task));

@@ -80,8 +80,8 @@ impl Core {
             .map(|t| {
                 (
                     t.spec.framework_id.clone(),
-                    t.spec.role.clone(),
-                    t.spec.resources.clone(),
+                    t.spec.role.to_string(),
+                    Resources::clone(&t.spec.resources),
                 )
             })
             .collect();
@@ -106,8 +106,8 @@ impl Core {
             .map(|t| {
                 (
                     t.agent_id.clone(),
-                    t.spec.role.clone(),
-                    t.spec.resources.clone(),
+                    t.spec.role.to_string(),
+                    Resources::clone(&t.spec.resources),
                 )
             })
             .collect();

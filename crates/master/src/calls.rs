@@ -276,7 +276,7 @@ impl Core {
                 .collect(),
             volumes: meseta_api::agent::VolumeMount::of(&t.resources),
         };
-        let meta = TaskMeta::of(&spec);
+        let meta = TaskMeta::of(&spec, &mut self.shapes);
         if let Some(a) = self.agents.get_mut(agent_id) {
             a.used.add(&spec.resources);
             if let Some(c) = &a.conn {

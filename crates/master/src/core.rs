@@ -211,6 +211,8 @@ pub(crate) struct Core {
     pub completed_frameworks: VecDeque<FrameworkEntry>,
     /// Boxed: the table keeps spare slots, and an entry is ~250 bytes.
     pub tasks: HashMap<TaskId, Box<TaskEntry>>,
+    /// The resources of tasks, one copy per distinct set.
+    pub shapes: crate::task::ResourceShapes,
     pub offers: HashMap<OfferId, OfferEntry>,
     pub counters: Counters,
     /// Where every change is published.
@@ -252,6 +254,7 @@ impl Core {
             frameworks: BTreeMap::new(),
             completed_frameworks: VecDeque::new(),
             tasks: HashMap::new(),
+            shapes: crate::task::ResourceShapes::default(),
             offers: HashMap::new(),
             counters: Counters::default(),
             bus: crate::bus::Bus::new(),

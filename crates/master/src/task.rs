@@ -3,48 +3,76 @@
 //! The agent that runs a task holds its whole [`TaskSpec`] (command, environment, health check,
 //! fetch list); the master keeps only what its views, the allocator and reconciliation read.
 //! With tens of thousands of tasks this is most of the master's memory, so entries stay small:
-//! the command and environment are dropped once the spec is sent, and statuses grow one slot at
-//! a time.
+//! the command and environment are dropped once the spec is sent, tasks holding equal resources
+//! share one copy of them ([`ResourceShapes`]), and statuses grow one slot at a time.
 
+use compact_str::CompactString;
 use meseta_api::agent::TaskSpec;
 use meseta_types::{AgentId, FrameworkId, Resources, TaskId, TaskState};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// One shared copy of each distinct set of resources that tasks hold.
+///
+/// The instances of an app ask for the same cpus, mem and disk, and the ports an agent hands
+/// out repeat from agent to agent, so a cluster's tasks hold far fewer distinct resource sets
+/// than there are tasks; each costs a few hundred bytes. Sets no task holds any more are
+/// dropped whenever the table has doubled since the last sweep (amortized O(1) per task).
+#[derive(Debug, Default)]
+pub(crate) struct ResourceShapes {
+    shapes: HashSet<Arc<Resources>>,
+    /// Size of the table after the last sweep.
+    swept_at: usize,
+}
+
+/// The table is not swept below this many entries.
+const MIN_SWEEP: usize = 64;
+
+impl ResourceShapes {
+    /// The shared copy of `r`.
+    pub fn intern(&mut self, r: &Resources) -> Arc<Resources> {
+        if let Some(shared) = self.shapes.get(r) {
+            return Arc::clone(shared);
+        }
+        if self.shapes.len() >= (2 * self.swept_at).max(MIN_SWEEP) {
+            self.shapes.retain(|s| Arc::strong_count(s) > 1);
+            self.swept_at = self.shapes.len();
+        }
+        let shared = Arc::new(r.clone());
+        self.shapes.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Distinct sets kept (some may be held by no task until the next sweep).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.shapes.len()
+    }
+}
 
 /// The parts of a [`TaskSpec`] the master keeps after sending it to the agent.
 #[derive(Clone, Debug)]
 pub(crate) struct TaskMeta {
     pub task_id: TaskId,
     pub framework_id: FrameworkId,
-    pub name: String,
-    /// Resources the task holds (ports among them).
-    pub resources: Resources,
+    pub name: CompactString,
+    /// Resources the task holds (ports among them), shared with tasks holding the same.
+    pub resources: Arc<Resources>,
     /// The role the resources were allocated in.
-    pub role: String,
+    pub role: CompactString,
     pub user: Option<String>,
 }
 
 impl TaskMeta {
     /// What the master keeps of `spec`.
-    pub fn of(spec: &TaskSpec) -> TaskMeta {
+    pub fn of(spec: &TaskSpec, shapes: &mut ResourceShapes) -> TaskMeta {
         TaskMeta {
             task_id: spec.task_id.clone(),
             framework_id: spec.framework_id.clone(),
-            name: spec.name.clone(),
-            resources: spec.resources.clone(),
-            role: spec.role.clone(),
+            name: CompactString::from(spec.name.as_str()),
+            resources: shapes.intern(&spec.resources),
+            role: CompactString::from(spec.role.as_str()),
             user: spec.user.clone(),
-        }
-    }
-}
-
-impl From<TaskSpec> for TaskMeta {
-    fn from(spec: TaskSpec) -> TaskMeta {
-        TaskMeta {
-            task_id: spec.task_id,
-            framework_id: spec.framework_id,
-            name: spec.name,
-            resources: spec.resources,
-            role: spec.role,
-            user: spec.user,
         }
     }
 }
@@ -140,7 +168,7 @@ mod tests {
             task_id: TaskId::new("t"),
             framework_id: FrameworkId::new("f"),
             name: "t".into(),
-            resources: Resources::new(),
+            resources: Arc::new(Resources::new()),
             role: "*".into(),
             user: None,
         };
@@ -153,5 +181,36 @@ mod tests {
         let noted = StatusEntry::new(TaskState::Lost, 4.0, None, Some("REASON_X".into()));
         assert_eq!((noted.message(), noted.reason()), (None, Some("REASON_X")));
         assert_eq!(std::mem::size_of::<StatusEntry>(), 24);
+    }
+
+    #[test]
+    fn tasks_with_equal_resources_share_one_copy() {
+        let mut shapes = ResourceShapes::default();
+        let a = Resources::parse("cpus:0.1;mem:32;ports:[31000-31000]").expect("valid");
+        let b = Resources::parse("cpus:0.1;mem:32;ports:[31001-31001]").expect("valid");
+        let first = shapes.intern(&a);
+        let again = shapes.intern(&a.clone());
+        assert!(Arc::ptr_eq(&first, &again));
+        let other = shapes.intern(&b);
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!((&*first, &*other), (&a, &b));
+        assert_eq!(shapes.len(), 2);
+    }
+
+    #[test]
+    fn sets_no_task_holds_are_swept_as_the_table_grows() {
+        let mut shapes = ResourceShapes::default();
+        let held: Vec<Arc<Resources>> = (0..10)
+            .map(|i| shapes.intern(&Resources::parse(&format!("mem:{}", i + 1)).expect("valid")))
+            .collect();
+        for i in 10..1000 {
+            // Interned and dropped at once, as for tasks that ended.
+            shapes.intern(&Resources::parse(&format!("mem:{}", i + 1)).expect("valid"));
+        }
+        assert!(shapes.len() < 2 * MIN_SWEEP, "{} kept", shapes.len());
+        for (i, h) in held.iter().enumerate() {
+            let again = shapes.intern(&Resources::parse(&format!("mem:{}", i + 1)).expect("valid"));
+            assert!(Arc::ptr_eq(h, &again), "a held set was swept");
+        }
     }
 }

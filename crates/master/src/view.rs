@@ -269,7 +269,7 @@ fn json_of(r: &Resources) -> Value {
 fn task_view(t: &TaskEntry) -> Task {
     Task {
         id: t.spec.task_id.to_string(),
-        name: t.spec.name.clone(),
+        name: t.spec.name.to_string(),
         framework_id: t.spec.framework_id.to_string(),
         executor_id: String::new(),
         slave_id: t.agent_id.to_string(),

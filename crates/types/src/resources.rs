@@ -224,7 +224,7 @@ impl fmt::Display for Resource {
 ///
 /// Kept as a vector sorted by (name, role): a handful of entries, so binary search is as fast as
 /// a map, and cloning (allocators do it on every cycle) costs one allocation instead of a tree.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Resources(Vec<Resource>);
 
 impl Resources {
