@@ -174,7 +174,7 @@ impl Core {
         let task = TaskEntry::new(meta, agent_id.clone(), state, unix_now());
         self.bus
             .publish_with(|| ClusterEvent::TaskAdded(crate::v1json::task(&task)));
-        self.tasks.insert(task.spec.task_id.clone(), Box::new(task));
+        self.tasks.insert(task);
     }
 
     /// A message from a registered agent on connection `conn_id`.

@@ -290,8 +290,7 @@ impl Core {
         let entry = TaskEntry::new(meta, agent_id.clone(), TaskState::Staging, unix_now());
         self.bus
             .publish_with(|| crate::bus::ClusterEvent::TaskAdded(crate::v1json::task(&entry)));
-        self.tasks
-            .insert(entry.spec.task_id.clone(), Box::new(entry));
+        self.tasks.insert(entry);
     }
 
     /// Launch a validated task from an accepted offer (LAUNCH_GROUP uses it too).

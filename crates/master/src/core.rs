@@ -209,8 +209,7 @@ pub(crate) struct Core {
     pub agents: BTreeMap<AgentId, AgentEntry>,
     pub frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
     pub completed_frameworks: VecDeque<FrameworkEntry>,
-    /// Boxed: the table keeps spare slots, and an entry is ~250 bytes.
-    pub tasks: HashMap<TaskId, Box<TaskEntry>>,
+    pub tasks: crate::task_table::TaskTable,
     /// The resources of tasks, one copy per distinct set.
     pub shapes: crate::task::ResourceShapes,
     pub offers: HashMap<OfferId, OfferEntry>,
@@ -253,7 +252,7 @@ impl Core {
             agents: BTreeMap::new(),
             frameworks: BTreeMap::new(),
             completed_frameworks: VecDeque::new(),
-            tasks: HashMap::new(),
+            tasks: crate::task_table::TaskTable::default(),
             shapes: crate::task::ResourceShapes::default(),
             offers: HashMap::new(),
             counters: Counters::default(),
@@ -366,7 +365,7 @@ impl Core {
                 .used
                 .checked_sub(&task.spec.resources)
                 .unwrap_or_default();
-            fw.completed_tasks.push_back(*task);
+            fw.completed_tasks.push_back(task);
             while fw.completed_tasks.len() > MAX_COMPLETED_TASKS {
                 fw.completed_tasks.pop_front();
             }

@@ -29,6 +29,7 @@ mod registry;
 mod scheduler_ops;
 mod services;
 mod task;
+mod task_table;
 mod v1json;
 mod view;
 mod volumes;

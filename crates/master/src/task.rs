@@ -4,11 +4,13 @@
 //! fetch list); the master keeps only what its views, the allocator and reconciliation read.
 //! With tens of thousands of tasks this is most of the master's memory, so entries stay small:
 //! the command and environment are dropped once the spec is sent, tasks holding equal resources
-//! share one copy of them ([`ResourceShapes`]), and statuses grow one slot at a time.
+//! share one copy of them ([`ResourceShapes`]), and the first statuses (staging, starting,
+//! running) are kept in the entry itself.
 
 use compact_str::CompactString;
 use meseta_api::agent::TaskSpec;
 use meseta_types::{AgentId, FrameworkId, Resources, TaskId, TaskState};
+use smallvec::{smallvec, SmallVec};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -133,7 +135,8 @@ pub(crate) struct TaskEntry {
     pub spec: TaskMeta,
     pub agent_id: AgentId,
     pub state: TaskState,
-    pub statuses: Vec<StatusEntry>,
+    /// The history; a task that runs has three statuses, kept inline.
+    pub statuses: SmallVec<[StatusEntry; 3]>,
     pub usage: Option<(u64, f64)>,
 }
 
@@ -144,7 +147,7 @@ impl TaskEntry {
             spec,
             agent_id,
             state,
-            statuses: vec![StatusEntry::bare(state, timestamp)],
+            statuses: smallvec![StatusEntry::bare(state, timestamp)],
             usage: None,
         }
     }
@@ -153,7 +156,9 @@ impl TaskEntry {
     /// handful of states, and there are many tasks).
     pub fn push_status(&mut self, status: StatusEntry) {
         self.state = status.state;
-        self.statuses.reserve_exact(1);
+        if self.statuses.spilled() {
+            self.statuses.reserve_exact(1);
+        }
         self.statuses.push(status);
     }
 }
@@ -163,7 +168,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_grow_one_slot_at_a_time() {
+    fn three_statuses_inline_then_one_slot_at_a_time() {
         let meta = TaskMeta {
             task_id: TaskId::new("t"),
             framework_id: FrameworkId::new("f"),
@@ -177,7 +182,11 @@ mod tests {
         t.push_status(StatusEntry::bare(TaskState::Running, 3.0));
         assert_eq!(t.state, TaskState::Running);
         assert_eq!(t.statuses.len(), 3);
-        assert_eq!(t.statuses.capacity(), 3);
+        assert!(!t.statuses.spilled());
+        t.push_status(StatusEntry::bare(TaskState::Killing, 4.0));
+        t.push_status(StatusEntry::bare(TaskState::Killed, 5.0));
+        assert_eq!(t.statuses.len(), 5);
+        assert!(t.statuses.capacity() <= 8);
         let noted = StatusEntry::new(TaskState::Lost, 4.0, None, Some("REASON_X".into()));
         assert_eq!((noted.message(), noted.reason()), (None, Some("REASON_X")));
         assert_eq!(std::mem::size_of::<StatusEntry>(), 24);

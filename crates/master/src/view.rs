@@ -138,7 +138,6 @@ impl Core {
         let (unreachable, active): (Vec<&TaskEntry>, Vec<&TaskEntry>) = self
             .tasks
             .values()
-            .map(|t| &**t)
             .filter(mine)
             .partition(|t| t.state == TaskState::Unreachable);
         Framework {

@@ -178,7 +178,6 @@ impl Core {
         let (unreachable, live): (Vec<&TaskEntry>, Vec<&TaskEntry>) = self
             .tasks
             .values()
-            .map(|t| &**t)
             .partition(|t| t.state == meseta_types::TaskState::Unreachable);
         let completed: Vec<Value> = self
             .frameworks
