@@ -81,7 +81,7 @@ impl Core {
 
     /// `GET /master/tasks`: active then completed, oldest first.
     pub(crate) fn tasks_view(&self) -> Tasks {
-        let mut tasks: Vec<Task> = self.tasks.values().map(|t| task_view(t)).collect();
+        let mut tasks: Vec<Task> = self.tasks.values().map(task_view).collect();
         for fw in self
             .frameworks
             .values()
@@ -128,7 +128,7 @@ impl Core {
             .tasks
             .values()
             .filter(|t| !self.frameworks.contains_key(&t.spec.framework_id))
-            .map(|t| task_view(t))
+            .map(task_view)
             .collect();
         (views, orphans)
     }
