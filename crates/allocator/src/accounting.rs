@@ -21,8 +21,14 @@ impl Allocator {
         let Some(agent) = self.agents.get_mut(ai) else {
             return Resources::new();
         };
-        let (rest, taken) = saturating_sub(&agent.available, res);
-        agent.available = rest;
+        let taken = if agent.available.subtract(res).is_ok() {
+            // The usual case, in place: the free pool keeps its allocation.
+            res.clone()
+        } else {
+            let (rest, taken) = saturating_sub(&agent.available, res);
+            agent.available = rest;
+            taken
+        };
         self.hold(ai, fw, role, &taken);
         taken
     }

@@ -234,6 +234,15 @@ pub(crate) struct Core {
     next_conn: u64,
 }
 
+/// Takes `part` out of the running total `total` in place (keeping its allocation: totals
+/// change on every offer and task); a total that does not hold `part` is out of step and is
+/// cleared.
+fn take_from(total: &mut Resources, part: &Resources) {
+    if total.subtract(part).is_err() {
+        *total = Resources::new();
+    }
+}
+
 /// At most this many completed tasks are kept per framework.
 pub(crate) const MAX_COMPLETED_TASKS: usize = 1000;
 /// At most this many completed frameworks are kept.
@@ -340,7 +349,7 @@ impl Core {
         };
         *self.counters.terminal.entry(task.state).or_default() += 1;
         if let Some(a) = self.agents.get_mut(&task.agent_id) {
-            a.used = a.used.checked_sub(&task.spec.resources).unwrap_or_default();
+            take_from(&mut a.used, &task.spec.resources);
         }
         let (agent, fw_id, role) = (
             task.agent_id.clone(),
@@ -361,10 +370,7 @@ impl Core {
             None => self.completed_frameworks.iter_mut().find(|f| f.id == fw_id),
         };
         if let Some(fw) = fw {
-            fw.used = fw
-                .used
-                .checked_sub(&task.spec.resources)
-                .unwrap_or_default();
+            take_from(&mut fw.used, &task.spec.resources);
             fw.completed_tasks.push_back(task);
             while fw.completed_tasks.len() > MAX_COMPLETED_TASKS {
                 fw.completed_tasks.pop_front();
@@ -476,10 +482,10 @@ impl Core {
     pub fn remove_offer(&mut self, offer_id: &OfferId) -> Option<OfferEntry> {
         let o = self.offers.remove(offer_id)?;
         if let Some(a) = self.agents.get_mut(&o.agent_id) {
-            a.offered = a.offered.checked_sub(&o.resources).unwrap_or_default();
+            take_from(&mut a.offered, &o.resources);
         }
         if let Some(fw) = self.frameworks.get_mut(&o.framework_id) {
-            fw.offered = fw.offered.checked_sub(&o.resources).unwrap_or_default();
+            take_from(&mut fw.offered, &o.resources);
         }
         Some(o)
     }

@@ -294,6 +294,33 @@ impl Resources {
         })
     }
 
+    /// Takes `o` out of `self` in place; leaves `self` unchanged and answers
+    /// [`ResourceError::Insufficient`] unless `self` contains `o`.
+    ///
+    /// Unlike [`Resources::checked_sub`] this keeps `self`'s allocation, which matters for the
+    /// long-lived per-agent and per-framework totals that every offer and task changes.
+    pub fn subtract(&mut self, o: &Resources) -> Result<(), ResourceError> {
+        if !self.contains(o) {
+            return Err(ResourceError::Insufficient {
+                have: self.to_string(),
+                want: o.to_string(),
+            });
+        }
+        for want in &o.0 {
+            let Ok(i) = self.find(&want.name, &want.role, want.persistence_id()) else {
+                continue; // contained, so only an empty `want` could be missing
+            };
+            // Scalars are subtracted without allocating; ranges and sets build their rest.
+            if let Some(left) = self.0[i].value.checked_sub(&want.value) {
+                self.0[i].value = left;
+            }
+            if self.0[i].value.is_empty() {
+                self.0.remove(i);
+            }
+        }
+        Ok(())
+    }
+
     /// `self - o`, or [`ResourceError::Insufficient`] unless `self` contains `o`.
     pub fn checked_sub(&self, o: &Resources) -> Result<Resources, ResourceError> {
         let insufficient = || ResourceError::Insufficient {

@@ -329,6 +329,23 @@ proptest! {
     }
 
     #[test]
+    fn subtract_in_place_agrees_with_checked_sub(a in arb_resources(), b in arb_resources()) {
+        // b taken from a sum that contains it, and b against an unrelated a.
+        for have in [a.plus(&b), a.clone()] {
+            let mut in_place = have.clone();
+            match (have.checked_sub(&b), in_place.subtract(&b)) {
+                (Ok(expected), Ok(())) => prop_assert_eq!(in_place, expected),
+                (Err(_), Err(e)) => {
+                    prop_assert_eq!(&in_place, &have);
+                    let is_insufficient = matches!(e, ResourceError::Insufficient { .. });
+                    prop_assert!(is_insufficient);
+                }
+                (expected, got) => prop_assert!(false, "checked_sub {expected:?}, subtract {got:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn display_parse_roundtrip(a in arb_resources()) {
         prop_assert_eq!(Resources::parse(&a.to_string()), Ok(a.clone()));
     }
