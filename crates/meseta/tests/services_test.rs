@@ -197,7 +197,9 @@ fn a_task_whose_health_check_starts_failing_is_replaced() {
 #[test]
 fn master_killed_during_a_deployment_completes_it_after_restart_without_double_launches() {
     require_root!();
-    let mut c = Cluster::with_resources(1, 10.0, "cpus:4;mem:4096;disk:2048;ports:[33000-33999]");
+    // Below Linux's ephemeral range (32768-60999): a web server bound to a port that an
+    // outgoing connection on this machine happens to hold would fail to start.
+    let mut c = Cluster::with_resources(1, 10.0, "cpus:4;mem:4096;disk:2048;ports:[30000-30999]");
     create(&c, web_app("roll", 4));
     wait_for("4 healthy", WAIT, || {
         (wait_deployed(&c, "roll")["tasksHealthy"] == 4).then_some(())
