@@ -6,8 +6,9 @@
 //!  file://… or /abs/path ──copy────────────┤──▶ sandbox/<basename | output_file>
 //!  cache: true ──▶ <work_dir>/fetch-cache/<sha256(uri)> (reused next time)
 //!                                          │
-//!   executable ──▶ chmod 0755              │  extract ──▶ .tar .tar.gz .tgz (entries must stay
-//!                                          └──            inside) / .gz (gunzipped beside it)
+//!   executable ──▶ chmod 0755              │  extract ──▶ .tar .tar.gz .tgz .tar.bz2 .tbz2
+//!                                          └──            .tar.xz .txz .zip (entries must stay
+//!                                                         inside) / .gz (gunzipped beside it)
 //! ```
 //!
 //! Called by [`crate::tasks`] in the task's launch tokio task (never on the connection loop); a
@@ -350,6 +351,12 @@ pub(crate) fn extract(archive: &Path) -> Result<(), FetchError> {
     let open = || fs::File::open(archive).map_err(io_err(archive));
     if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
         unpack_tar(flate2::read::GzDecoder::new(open()?), archive, dir)
+    } else if name.ends_with(".tar.bz2") || name.ends_with(".tbz2") {
+        unpack_tar(bzip2::read::MultiBzDecoder::new(open()?), archive, dir)
+    } else if name.ends_with(".tar.xz") || name.ends_with(".txz") {
+        unpack_tar(lzma_rust2::XzReader::new(open()?, true), archive, dir)
+    } else if name.ends_with(".zip") {
+        unpack_zip(open()?, archive, dir)
     } else if name.ends_with(".tar") {
         unpack_tar(open()?, archive, dir)
     } else if let Some(stem) = name.strip_suffix(".gz").filter(|s| !s.is_empty()) {
@@ -416,6 +423,68 @@ fn unpack_tar<R: Read>(reader: R, archive: &Path, dir: &Path) -> Result<(), Fetc
         // `unpack_in` also refuses to write through symlinks that resolve outside `dir`.
         if !entry.unpack_in(dir).map_err(bad)? {
             return Err(FetchError::Escape(shown));
+        }
+    }
+    Ok(())
+}
+
+/// Unpack a zip archive into `dir`, refusing entries that leave it. Symbolic links are refused
+/// (zip has no portable link entries; archives that need links are tarballs); unix permission
+/// bits are kept.
+fn unpack_zip(file: fs::File, archive: &Path, dir: &Path) -> Result<(), FetchError> {
+    let bad = |source: io::Error| FetchError::Archive {
+        path: archive.to_path_buf(),
+        source,
+    };
+    let zip_err = |e: zip::result::ZipError| bad(io::Error::other(e));
+    let mut ar = zip::ZipArchive::new(io::BufReader::new(file)).map_err(zip_err)?;
+    let mut total: u64 = 0;
+    for i in 0..ar.len() {
+        let mut entry = ar.by_index(i).map_err(zip_err)?;
+        let shown = entry.name().map(|n| n.into_owned()).unwrap_or_default();
+        // `enclosed_name` makes absolute names relative; like tar entries, they are refused.
+        let absolute = Path::new(&shown).is_absolute();
+        let rel = entry.enclosed_name().as_deref().and_then(safe_relative);
+        let Some(rel) = rel.filter(|_| !absolute) else {
+            if shown.trim_start_matches("./").is_empty() {
+                continue;
+            }
+            return Err(FetchError::Escape(shown));
+        };
+        if entry.is_symlink() {
+            return Err(FetchError::Escape(format!("{shown} (a symbolic link)")));
+        }
+        // A symlink already in the sandbox (from another archive) must not redirect the write.
+        let mut walked = dir.to_path_buf();
+        for c in rel.components() {
+            walked.push(c);
+            if fs::symlink_metadata(&walked).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(FetchError::Escape(format!(
+                    "{shown} (through a symbolic link)"
+                )));
+            }
+        }
+        let out = dir.join(&rel);
+        if entry.is_dir() {
+            fs::create_dir_all(&out).map_err(io_err(&out))?;
+            continue;
+        }
+        if let Some(parent) = out.parent() {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        let mut f = fs::File::create(&out).map_err(io_err(&out))?;
+        let left = MAX_EXTRACT_BYTES.saturating_sub(total);
+        let n = io::copy(&mut (&mut entry).take(left + 1), &mut f).map_err(bad)?;
+        total = total.saturating_add(n);
+        if total > MAX_EXTRACT_BYTES {
+            drop(f);
+            let _ = fs::remove_file(&out);
+            return Err(FetchError::TooLarge(MAX_EXTRACT_BYTES));
+        }
+        if let Some(mode) = entry.unix_mode() {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&out, fs::Permissions::from_mode(mode & 0o7777))
+                .map_err(io_err(&out))?;
         }
     }
     Ok(())

@@ -158,6 +158,121 @@ fn archive_entries_escaping_the_sandbox_are_rejected() {
     extract(&archive).expect("inside link");
 }
 
+/// A plain tar holding `data/x.txt` = `hello`, as bytes.
+fn plain_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "data/x.txt", &b"hello"[..])
+        .expect("append");
+    b.into_inner().expect("tar")
+}
+
+#[test]
+fn bzip2_and_xz_tarballs_are_extracted() {
+    let tar = plain_tar();
+    let bz2 = || {
+        let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        enc.write_all(&tar).expect("bz2");
+        enc.finish().expect("bz2")
+    };
+    let xz = || {
+        let mut enc = lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1))
+            .expect("xz");
+        enc.write_all(&tar).expect("xz");
+        enc.finish().expect("xz")
+    };
+    for (name, bytes) in [
+        ("a.tar.bz2", bz2()),
+        ("b.tbz2", bz2()),
+        ("c.tar.xz", xz()),
+        ("d.txz", xz()),
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let archive = dir.path().join(name);
+        fs::write(&archive, bytes).expect("write");
+        extract(&archive).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = fs::read_to_string(dir.path().join("data/x.txt")).expect(name);
+        assert_eq!(got, "hello", "{name}");
+    }
+    // Not what its name says: an error naming the archive, nothing extracted.
+    let dir = tempfile::tempdir().expect("tmp");
+    let archive = dir.path().join("broken.tar.xz");
+    fs::write(&archive, b"not xz at all").expect("write");
+    let err = extract(&archive).expect_err("broken");
+    assert!(matches!(err, FetchError::Archive { .. }), "{err}");
+    assert!(!dir.path().join("data").exists());
+}
+
+/// A zip with `bin/run.sh` (mode 0755), `etc/` and `etc/conf.txt`.
+fn good_zip(path: &Path) {
+    use zip::write::SimpleFileOptions;
+    let mut w = zip::ZipWriter::new(fs::File::create(path).expect("create"));
+    let opts = SimpleFileOptions::default();
+    w.start_file("bin/run.sh", opts.unix_permissions(0o755))
+        .expect("file");
+    w.write_all(b"#!/bin/sh\necho hi\n").expect("write");
+    w.add_directory("etc/", opts).expect("dir");
+    w.start_file("etc/conf.txt", opts.unix_permissions(0o600))
+        .expect("file");
+    w.write_all(b"k=v").expect("write");
+    w.finish().expect("zip");
+}
+
+#[test]
+fn zip_archives_are_extracted_with_their_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let archive = dir.path().join("app.zip");
+    good_zip(&archive);
+    extract(&archive).expect("zip");
+    let run = dir.path().join("bin/run.sh");
+    assert_eq!(
+        fs::read_to_string(&run).expect("run"),
+        "#!/bin/sh\necho hi\n"
+    );
+    let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&run), 0o755);
+    assert_eq!(mode(&dir.path().join("etc/conf.txt")), 0o600);
+    assert!(dir.path().join("etc").is_dir());
+}
+
+#[test]
+fn zip_entries_escaping_the_sandbox_or_links_are_rejected() {
+    use zip::write::SimpleFileOptions;
+    for (name, link) in [("../evil", false), ("/tmp/evil", false), ("lnk", true)] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sb = dir.path().join("sb");
+        fs::create_dir_all(&sb).expect("sb");
+        let archive = sb.join("bad.zip");
+        let mut w = zip::ZipWriter::new(fs::File::create(&archive).expect("create"));
+        if link {
+            w.add_symlink(name, "/etc", SimpleFileOptions::default())
+                .expect("link");
+        } else {
+            w.start_file(name, SimpleFileOptions::default())
+                .expect("file");
+            w.write_all(b"evil").expect("write");
+        }
+        w.finish().expect("zip");
+        let err = extract(&archive).expect_err(name);
+        assert!(matches!(err, FetchError::Escape(_)), "{name}: {err}");
+        assert!(!dir.path().join("evil").exists() && !sb.join("lnk").exists());
+    }
+    // A link another archive left in the sandbox is not written through.
+    let dir = tempfile::tempdir().expect("tmp");
+    let (sb, outside) = (dir.path().join("sb"), dir.path().join("outside"));
+    fs::create_dir_all(&sb).expect("sb");
+    fs::create_dir_all(&outside).expect("outside");
+    std::os::unix::fs::symlink(&outside, sb.join("etc")).expect("link");
+    good_zip(&sb.join("app.zip"));
+    let err = extract(&sb.join("app.zip")).expect_err("through a link");
+    assert!(matches!(err, FetchError::Escape(_)), "{err}");
+    assert!(!outside.join("conf.txt").exists());
+}
+
 #[tokio::test]
 async fn cache_hit_survives_the_source_going_away() {
     let dir = tempfile::tempdir().expect("tmp");
