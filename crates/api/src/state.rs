@@ -249,6 +249,9 @@ pub struct TaskStatusV0 {
     /// Mesos reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Health as this status reported it (tasks with health checks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
 }
 
 /// `GET /master/tasks`.

@@ -228,13 +228,18 @@ impl Core {
         };
         let fw_id = u.framework_id.clone();
         if let Some(task) = self.tasks.get_mut(&u.task_id) {
-            if task.state != u.state {
-                task.push_status(StatusEntry::new(
-                    u.state,
-                    u.timestamp,
-                    u.message.clone(),
-                    u.reason.clone(),
-                ));
+            // Health changes are kept in the history as Mesos keeps them (a RUNNING status
+            // that turns healthy or unhealthy); repeats of the same report are not.
+            let health_changed =
+                u.healthy.is_some() && task.statuses.last().map(|s| s.healthy) != Some(u.healthy);
+            let state_changed = task.state != u.state;
+            if state_changed || health_changed {
+                task.push_status(
+                    StatusEntry::new(u.state, u.timestamp, u.message.clone(), u.reason.clone())
+                        .with_health(u.healthy),
+                );
+            }
+            if state_changed {
                 self.bus.publish_with(|| ClusterEvent::TaskUpdated {
                     framework_id: fw_id.clone(),
                     status: serde_json::to_value(&status).unwrap_or_default(),

@@ -83,6 +83,8 @@ impl TaskMeta {
 #[derive(Clone, Debug)]
 pub(crate) struct StatusEntry {
     pub state: TaskState,
+    /// The task's health as this status reported it (tasks with health checks only).
+    pub healthy: Option<bool>,
     pub timestamp: f64,
     note: Option<Box<StatusNote>>,
 }
@@ -98,6 +100,7 @@ impl StatusEntry {
     pub fn bare(state: TaskState, timestamp: f64) -> StatusEntry {
         StatusEntry {
             state,
+            healthy: None,
             timestamp,
             note: None,
         }
@@ -114,9 +117,15 @@ impl StatusEntry {
             .then(|| Box::new(StatusNote { message, reason }));
         StatusEntry {
             state,
+            healthy: None,
             timestamp,
             note,
         }
+    }
+
+    /// The same entry reporting `healthy`.
+    pub fn with_health(self, healthy: Option<bool>) -> StatusEntry {
+        StatusEntry { healthy, ..self }
     }
 
     /// The status message, if any.

@@ -38,9 +38,13 @@ pub(crate) fn task(t: &TaskEntry) -> Value {
         .statuses
         .iter()
         .map(|s| {
-            json!({"task_id": {"value": t.spec.task_id.as_str()}, "state": s.state,
+            let mut v = json!({"task_id": {"value": t.spec.task_id.as_str()}, "state": s.state,
                    "timestamp": s.timestamp, "agent_id": {"value": t.agent_id.as_str()},
-                   "message": s.message(), "reason": s.reason()})
+                   "message": s.message(), "reason": s.reason()});
+            if let Some(h) = s.healthy {
+                v["healthy"] = h.into();
+            }
+            v
         })
         .collect();
     json!({

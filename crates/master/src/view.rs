@@ -283,6 +283,7 @@ fn task_view(t: &TaskEntry) -> Task {
                 timestamp: s.timestamp,
                 message: s.message().map(str::to_owned),
                 reason: s.reason().map(str::to_owned),
+                healthy: s.healthy,
             })
             .collect(),
         user: t.spec.user.clone(),

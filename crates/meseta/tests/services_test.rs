@@ -192,6 +192,23 @@ fn a_task_whose_health_check_starts_failing_is_replaced() {
     );
     let a = app(&c, "sick");
     assert_eq!(a["lastTaskFailure"]["taskId"], first.as_str(), "{a}");
+    // The master's /master/state keeps the health each status reported, as Mesos does.
+    let state = c.get("/master/state").expect("state");
+    let fw = state["frameworks"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == "marathon"))
+        .expect("the services framework");
+    let second_task = fw["tasks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["id"] == second.as_str()))
+        .expect("the replacement task");
+    let health: Vec<&Value> = second_task["statuses"]
+        .as_array()
+        .expect("statuses")
+        .iter()
+        .map(|s| &s["healthy"])
+        .collect();
+    assert!(health.contains(&&json!(true)), "{second_task}");
 }
 
 #[test]
