@@ -3,6 +3,7 @@
 //! instances and deployments separately (an instance changes far more often than its app).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use meseta_api::marathon::App;
 use meseta_types::TaskState;
@@ -146,8 +147,9 @@ pub struct AppState {
     pub last_task_failure: Option<TaskFailure>,
     /// A canary in progress or finished.
     pub canary: Option<Canary>,
-    /// Earlier versions by `version` (newest last; bounded).
-    pub versions: BTreeMap<String, App>,
+    /// Earlier versions by `version` (newest last; bounded). Boxed behind an `Arc`: a tree
+    /// node holds eleven entries, and inline ones made each app's node ~9 KB.
+    pub versions: BTreeMap<String, Arc<App>>,
     /// Offer statistics while instances wait.
     #[serde(skip)]
     pub offers: OfferStats,

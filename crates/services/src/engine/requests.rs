@@ -3,6 +3,7 @@
 //! deployment and returns its [`DeploymentResult`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use meseta_api::marathon::{App, VersionInfo};
 use thiserror::Error;
@@ -129,7 +130,7 @@ impl Engine {
             },
         };
         if let Some(v) = &app.version {
-            state.versions.insert(v.clone(), app.clone());
+            state.versions.insert(v.clone(), Arc::new(app.clone()));
         }
         while state.versions.len() > super::MAX_VERSIONS {
             let Some(k) = state.versions.keys().next().cloned() else {
@@ -211,7 +212,7 @@ impl Engine {
         let mut app = st
             .versions
             .get(version)
-            .cloned()
+            .map(|a| App::clone(a))
             .ok_or_else(|| EngineError::UnknownVersion(id.into(), version.into()))?;
         app.version = None;
         app.version_info = None;
