@@ -430,7 +430,7 @@ fn unpack_tar<R: Read>(reader: R, archive: &Path, dir: &Path) -> Result<(), Fetc
 
 /// Unpack a zip archive into `dir`, refusing entries that leave it. Symbolic links are refused
 /// (zip has no portable link entries; archives that need links are tarballs); unix permission
-/// bits are kept.
+/// bits (rwx, not set-id or sticky) are kept.
 fn unpack_zip(file: fs::File, archive: &Path, dir: &Path) -> Result<(), FetchError> {
     let bad = |source: io::Error| FetchError::Archive {
         path: archive.to_path_buf(),
@@ -483,7 +483,9 @@ fn unpack_zip(file: fs::File, archive: &Path, dir: &Path) -> Result<(), FetchErr
         }
         if let Some(mode) = entry.unix_mode() {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&out, fs::Permissions::from_mode(mode & 0o7777))
+            // Permission bits only: no set-user-id, set-group-id or sticky file from a download
+            // (the zip reader clears them already; this does not depend on it).
+            fs::set_permissions(&out, fs::Permissions::from_mode(mode & 0o777))
                 .map_err(io_err(&out))?;
         }
     }
