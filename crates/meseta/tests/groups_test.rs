@@ -14,38 +14,9 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Status, `Location` and `Marathon-Deployment-Id` headers, and JSON body of a request.
-fn call_full(
-    c: &Cluster,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Option<String>, Option<String>, Value) {
-    let client = reqwest::blocking::Client::new();
-    let mut req = client.request(method, format!("{}{path}", c.url()));
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    let resp = req.send().expect("request");
-    let status = resp.status().as_u16();
-    let header = |n: &str| {
-        resp.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let (location, deployment) = (header("Location"), header("Marathon-Deployment-Id"));
-    let text = resp.text().unwrap_or_default();
-    (
-        status,
-        location,
-        deployment,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-    )
-}
-
 fn call(c: &Cluster, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let (s, _, _, b) = call_full(c, method, path, body);
-    (s, b)
+    let r = c.call(method, path, body);
+    (r.status, r.body)
 }
 
 fn app(c: &Cluster, id: &str) -> Value {
@@ -98,7 +69,12 @@ fn groups_create_scale_replace_and_delete_in_dependency_order() {
     ]});
 
     // Create: 201, one deployment whose steps start web after db.
-    let (s, location, dep_header, body) = call_full(&c, Method::POST, "/v2/groups", Some(&group));
+    let reply = c.call(Method::POST, "/v2/groups", Some(&group));
+    let (s, body) = (reply.status, &reply.body);
+    let (location, dep_header) = (
+        reply.header("Location"),
+        reply.header("Marathon-Deployment-Id"),
+    );
     assert_eq!(s, 201, "{body}");
     assert_eq!(location.as_deref(), Some("/v2/groups/g"));
     assert!(body["version"].is_string(), "{body}");

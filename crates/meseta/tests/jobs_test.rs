@@ -6,30 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Cluster;
+use common::{Cluster, Reply};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A reply: status and JSON body (`Null` when the body is not JSON).
-struct Reply {
-    status: u16,
-    body: Value,
-}
-
 fn call(c: &Cluster, method: reqwest::Method, path: &str, body: Option<&Value>) -> Reply {
-    let client = reqwest::blocking::Client::new();
-    let mut req = client.request(method, format!("{}{path}", c.url()));
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    let resp = req.send().expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.text().unwrap_or_default();
-    Reply {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-    }
+    c.call(method, path, body)
 }
 
 fn post(c: &Cluster, path: &str, body: &Value) -> Reply {

@@ -12,15 +12,8 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(60);
 
 fn call(c: &Cluster, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let client = reqwest::blocking::Client::new();
-    let mut req = client.request(method, format!("{}{path}", c.url()));
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    let resp = req.send().expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.text().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let r = c.call(method, path, body);
+    (r.status, r.body)
 }
 
 fn create(c: &Cluster, app: Value) {

@@ -11,6 +11,23 @@ use serde_json::Value;
 
 pub const MESETA: &str = env!("CARGO_BIN_EXE_meseta");
 
+/// A reply of the master's HTTP API: status, headers and JSON body (`Null` when not JSON).
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The header `name` as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
 /// Is this process allowed to create cgroups (root on Linux)?
 pub fn can_isolate() -> bool {
     nix::unistd::geteuid().is_root()
@@ -227,6 +244,24 @@ impl Cluster {
                 panic!("timed out after {timeout:?} waiting for {n} active agents ({active} active); agent logs:\n{}", logs.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends `method path` to the master with an optional JSON body.
+    pub fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Reply {
+        let client = reqwest::blocking::Client::new();
+        let mut req = client.request(method, format!("{}{path}", self.url()));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
         }
     }
 
