@@ -219,8 +219,7 @@ fn bad_group_bodies_are_refused_with_every_detail_and_store_nothing() {
 #[test]
 fn marathon_python_client_drives_groups() {
     require_root!();
-    if !common::python_has("marathon") {
-        eprintln!("SKIPPED: python3 with marathon is not installed (pip install marathon==0.13.0)");
+    if !common::python_has("marathon", "marathon==0.13.0") {
         return;
     }
     let c = Cluster::new(1, 10.0);

@@ -108,10 +108,7 @@ fn dependent(name: &str, command: &str, parents: &[&str]) -> Value {
 #[test]
 fn chronos_python_adds_lists_runs_and_deletes_jobs() {
     require_root!();
-    if !common::python_has("chronos") {
-        eprintln!(
-            "SKIPPED: python3 with chronos-python is not installed (pip install chronos-python)"
-        );
+    if !common::python_has("chronos", "chronos-python") {
         return;
     }
     let c = Cluster::new(1, 30.0);

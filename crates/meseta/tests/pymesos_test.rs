@@ -16,26 +16,10 @@ use serde_json::Value;
 /// Skip the test when pymesos cannot be imported here.
 macro_rules! require_pymesos {
     () => {
-        if let Err(why) = pymesos_available() {
-            eprintln!("SKIPPED: {why}");
+        if !common::python_has("pymesos", "pymesos==0.3.15") {
             return;
         }
     };
-}
-
-fn pymesos_available() -> Result<(), String> {
-    let out = Command::new("python3")
-        .args(["-c", "import pymesos"])
-        .output()
-        .map_err(|e| format!("python3 is not available: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "pymesos is not installed (python3 -m pip install pymesos==0.3.15): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
 
 fn script() -> PathBuf {

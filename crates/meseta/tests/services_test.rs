@@ -37,8 +37,7 @@ fn wait_deployed(c: &Cluster, id: &str) -> Value {
 #[test]
 fn marathon_python_client_creates_scales_restarts_kills_and_deletes() {
     require_root!();
-    if !common::python_has("marathon") {
-        eprintln!("SKIPPED: python3 with marathon is not installed (pip install marathon==0.13.0)");
+    if !common::python_has("marathon", "marathon==0.13.0") {
         return;
     }
     let c = Cluster::new(1, 10.0);

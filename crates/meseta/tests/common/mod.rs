@@ -394,12 +394,19 @@ pub fn alive(pid: i32) -> bool {
             .unwrap_or(true)
 }
 
-/// Whether python3 can import `module` (a client library some tests drive).
-pub fn python_has(module: &str) -> bool {
-    Command::new("python3")
+/// Whether python3 can import `module` (a client library some tests drive, installed with
+/// `pip install <pip>`); says that the test is skipped when it cannot.
+pub fn python_has(module: &str, pip: &str) -> bool {
+    let why = match Command::new("python3")
         .args(["-c", &format!("import {module}")])
         .output()
-        .is_ok_and(|o| o.status.success())
+    {
+        Ok(o) if o.status.success() => return true,
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+        Err(e) => format!("python3 is not available: {e}"),
+    };
+    eprintln!("SKIPPED: python3 cannot import {module} (pip install {pip}): {why}");
+    false
 }
 
 /// Run `tests/py/<script> <args…>` with python3; it must exit 0 having printed `OK`.
