@@ -20,3 +20,6 @@ pub mod group;
 pub mod path;
 pub mod plan;
 pub mod validate;
+
+#[cfg(test)]
+mod test_support;

@@ -1,17 +1,12 @@
 //! Engine tests: deployments driven by fake offers and status updates.
 
-use meseta_api::marathon::{App, AppDefinition};
 use meseta_api::scheduler::{IdValue, Offer, TaskStatus};
 use meseta_types::{Attributes, Resources, TaskState};
 use serde_json::json;
 
 use super::*;
-use crate::validate::validate_app;
 
-fn app(def: serde_json::Value) -> App {
-    let d: AppDefinition = serde_json::from_value(def).expect("definition");
-    validate_app(&d).expect("valid")
-}
+use crate::test_support::app;
 
 fn offer(n: usize, host: &str) -> Offer {
     Offer {

@@ -65,13 +65,9 @@ pub fn group_plan(changes: &[Change], levels: &BTreeMap<String, usize>) -> Deplo
 mod tests {
     use super::*;
     use crate::group::levels;
-    use meseta_api::marathon::AppDefinition;
     use serde_json::json;
 
-    fn app(v: serde_json::Value) -> App {
-        let def: AppDefinition = serde_json::from_value(v).expect("parses");
-        crate::validate::validate_app(&def).expect("valid")
-    }
+    use crate::test_support::app;
 
     #[test]
     fn stops_then_starts_then_dependency_layers() {

@@ -176,13 +176,10 @@ pub fn is_upgrade(old: &App, new: &App) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meseta_api::marathon::{AppDefinition, VersionInfo};
+    use meseta_api::marathon::VersionInfo;
     use serde_json::json;
 
-    fn app(v: serde_json::Value) -> App {
-        let def: AppDefinition = serde_json::from_value(v).expect("parses");
-        crate::validate::validate_app(&def).expect("valid")
-    }
+    use crate::test_support::app;
 
     #[test]
     fn new_app_starts_then_scales() {
