@@ -9,9 +9,9 @@
 
 use compact_str::CompactString;
 use meseta_api::agent::TaskSpec;
+use meseta_types::intern::Interner;
 use meseta_types::{AgentId, FrameworkId, Resources, TaskId, TaskState};
 use smallvec::{smallvec, SmallVec};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// One shared copy of each distinct set of resources that tasks hold.
@@ -19,36 +19,30 @@ use std::sync::Arc;
 /// The instances of an app ask for the same cpus, mem and disk, and the ports an agent hands
 /// out repeat from agent to agent, so a cluster's tasks hold far fewer distinct resource sets
 /// than there are tasks; each costs a few hundred bytes. Sets no task holds any more are
-/// dropped whenever the table has doubled since the last sweep (amortized O(1) per task).
-#[derive(Debug, Default)]
-pub(crate) struct ResourceShapes {
-    shapes: HashSet<Arc<Resources>>,
-    /// Size of the table after the last sweep.
-    swept_at: usize,
-}
+/// dropped as the table grows.
+#[derive(Debug)]
+pub(crate) struct ResourceShapes(Interner<Resources>);
 
-/// The table is not swept below this many entries.
-const MIN_SWEEP: usize = 64;
+/// The table is not pruned below this many entries.
+const MIN_PRUNE: usize = 64;
+
+impl Default for ResourceShapes {
+    fn default() -> ResourceShapes {
+        ResourceShapes(Interner::new(MIN_PRUNE))
+    }
+}
 
 impl ResourceShapes {
     /// The shared copy of `r`.
     pub fn intern(&mut self, r: &Resources) -> Arc<Resources> {
-        if let Some(shared) = self.shapes.get(r) {
-            return Arc::clone(shared);
-        }
-        if self.shapes.len() >= (2 * self.swept_at).max(MIN_SWEEP) {
-            self.shapes.retain(|s| Arc::strong_count(s) > 1);
-            self.swept_at = self.shapes.len();
-        }
-        let shared = Arc::new(r.clone());
-        self.shapes.insert(Arc::clone(&shared));
-        shared
+        self.0.prune();
+        self.0.intern(r)
     }
 
-    /// Distinct sets kept (some may be held by no task until the next sweep).
+    /// Distinct sets kept (some may be held by no task until the next prune).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.shapes.len()
+        self.0.len()
     }
 }
 
@@ -225,7 +219,7 @@ mod tests {
             // Interned and dropped at once, as for tasks that ended.
             shapes.intern(&Resources::parse(&format!("mem:{}", i + 1)).expect("valid"));
         }
-        assert!(shapes.len() < 2 * MIN_SWEEP, "{} kept", shapes.len());
+        assert!(shapes.len() < 2 * MIN_PRUNE, "{} kept", shapes.len());
         for (i, h) in held.iter().enumerate() {
             let again = shapes.intern(&Resources::parse(&format!("mem:{}", i + 1)).expect("valid"));
             assert!(Arc::ptr_eq(h, &again), "a held set was swept");

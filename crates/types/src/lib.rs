@@ -10,6 +10,7 @@
 pub mod attributes;
 pub mod error;
 pub mod ids;
+pub mod intern;
 pub mod ranges;
 pub mod resources;
 pub mod scalar;

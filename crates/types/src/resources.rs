@@ -219,6 +219,13 @@ impl fmt::Display for Resource {
     }
 }
 
+/// A shared copy (for [`crate::intern::Interner`]).
+impl From<&Resources> for std::sync::Arc<Resources> {
+    fn from(r: &Resources) -> std::sync::Arc<Resources> {
+        std::sync::Arc::new(r.clone())
+    }
+}
+
 /// A normalized bag of resources: one entry per (name, role, persistence id), no zero/empty
 /// entries, and each name used with a single kind.
 ///

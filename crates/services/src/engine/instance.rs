@@ -1,8 +1,8 @@
 //! An app's instance as the engine keeps it ([`Instance`], compact: one per running instance)
 //! and as the master persists it ([`InstanceRecord`], the stable JSON shape), the shared
-//! strings many instances hold ([`Interner`]) and a task's host ports ([`Ports`]).
+//! strings many instances hold ([`Interner`], over [`meseta_types::intern::Interner`]) and a
+//! task's host ports ([`Ports`]).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use meseta_types::TaskState;
@@ -405,39 +405,33 @@ impl From<InstanceRecord> for Instance {
 
 /// One shared copy of each string many instances hold (versions, configurations, agent ids,
 /// hostnames). Copies nobody else holds any more are dropped by [`Interner::prune`].
-#[derive(Debug, Default)]
-pub(crate) struct Interner {
-    set: HashSet<Arc<str>>,
-    /// Size after the last prune.
-    kept: usize,
-}
+#[derive(Debug)]
+pub(crate) struct Interner(meseta_types::intern::Interner<str>);
 
 /// The interner is pruned when it has grown past twice its last size and at least this.
 const INTERNER_PRUNE_MIN: usize = 256;
 
+impl Default for Interner {
+    fn default() -> Interner {
+        Interner(meseta_types::intern::Interner::new(INTERNER_PRUNE_MIN))
+    }
+}
+
 impl Interner {
     /// The shared copy of `s`.
     pub(crate) fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.set.get(s) {
-            return Arc::clone(a);
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.set.insert(Arc::clone(&a));
-        a
+        self.0.intern(s)
     }
 
     /// Drop copies only the interner holds, once it has grown enough to make it worthwhile.
     pub(crate) fn prune(&mut self) {
-        if self.set.len() >= (2 * self.kept).max(INTERNER_PRUNE_MIN) {
-            self.set.retain(|s| Arc::strong_count(s) > 1);
-            self.kept = self.set.len();
-        }
+        self.0.prune();
     }
 
     /// Number of strings held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.set.len()
+        self.0.len()
     }
 }
 
