@@ -1,17 +1,20 @@
 //! `meseta-jobs`: a Chronos-compatible job scheduler written as a pure planner.
 //!
-//! Used by the master's jobs runtime (timers, store, launching, HTTP endpoints) and the CLI.
+//! Used by the built-in Chronos (`meseta-chronos`: timers, store, launching, HTTP endpoints) and
+//! the CLI.
 //! Nothing here does I/O, reads a clock or draws random numbers: time comes in and goes out as
 //! [`jiff::Timestamp`], and every decision comes back as a [`planner::Command`] for the runtime.
 //!
 //! - [`schedule`]: ISO 8601 repeating intervals and cron expressions.
 //! - [`job`]: the validated job ([`job::JobSpec`]) and the Chronos JSON conversion.
 //! - [`planner`]: the state machine (due runs, epsilon, overlap, retries, fan-in, graph).
+//! - [`queue`]: runs waiting for an offer, epsilon expiry, `maxCompletionTime` deadlines.
 //! - [`stats`]: run-duration order statistics.
 #![forbid(unsafe_code)]
 
 pub mod job;
 pub mod planner;
+pub mod queue;
 pub mod schedule;
 pub mod stats;
 

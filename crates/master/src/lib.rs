@@ -20,14 +20,11 @@ mod calls;
 mod core;
 mod framework;
 mod http;
-// The jobs scheduler runtime (issue 5).
-mod jobs;
+mod inspect;
 mod maintenance;
 mod ops;
 mod registry;
-// The services scheduler runtime (issue 3).
 mod scheduler_ops;
-mod services;
 mod task;
 mod task_table;
 mod v1json;
@@ -36,7 +33,7 @@ mod volumes;
 
 pub use crate::core::MasterConfig;
 pub use crate::framework::FrameworkConnection;
-pub use crate::http::router;
+pub use crate::http::{error as error_response, router};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -84,10 +81,6 @@ struct Inner {
     core: Mutex<Core>,
     store: Arc<dyn Store>,
     http: reqwest::Client,
-    /// The jobs scheduler's command channel, set once by [`start`].
-    jobs: std::sync::OnceLock<jobs::JobsHandle>,
-    /// The services scheduler's handle, set once by [`start`].
-    services: std::sync::OnceLock<services::ServicesHandle>,
 }
 
 impl Master {
@@ -100,8 +93,6 @@ impl Master {
                 core: Mutex::new(core),
                 store,
                 http: reqwest::Client::new(),
-                jobs: std::sync::OnceLock::new(),
-                services: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -111,22 +102,15 @@ impl Master {
         self.inner.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn store(&self) -> &dyn Store {
+    /// The state store the master persists to (in-process frameworks keep their own records
+    /// in it, under their own keys).
+    pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }
 
-    pub(crate) fn http_client(&self) -> &reqwest::Client {
+    /// A shared HTTP client (agents' sandboxes, readiness probes of in-process frameworks).
+    pub fn http_client(&self) -> &reqwest::Client {
         &self.inner.http
-    }
-
-    /// The jobs scheduler, once [`start`] started it.
-    pub(crate) fn jobs(&self) -> Option<&jobs::JobsHandle> {
-        self.inner.jobs.get()
-    }
-
-    /// The services scheduler, once [`start`] started it.
-    pub(crate) fn services(&self) -> Option<&services::ServicesHandle> {
-        self.inner.services.get()
     }
 
     /// Watch the event bus (every task, agent and framework change from now on).
@@ -229,8 +213,20 @@ impl MasterHandle {
     }
 }
 
-/// Start a master on `cfg.listen` over `store`.
+/// Start a bare master on `cfg.listen` over `store` (no built-in schedulers).
 pub async fn start(cfg: MasterConfig, store: Arc<dyn Store>) -> Result<MasterHandle, MasterError> {
+    start_with(cfg, store, |_, _| axum::Router::new()).await
+}
+
+/// Start a master on `cfg.listen` over `store` with more routes: `extra` runs once the master
+/// exists and before HTTP is served (start in-process frameworks there, with the cancellation
+/// token that stops the master), and returns a router merged into the master's. The master's
+/// JSON 404 fallback and body limit apply to the merged routes too.
+pub async fn start_with(
+    cfg: MasterConfig,
+    store: Arc<dyn Store>,
+    extra: impl FnOnce(&Master, &CancellationToken) -> axum::Router,
+) -> Result<MasterHandle, MasterError> {
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| MasterError::Bind {
@@ -241,13 +237,8 @@ pub async fn start(cfg: MasterConfig, store: Arc<dyn Store>) -> Result<MasterHan
     let master = Master::new(cfg, store).await?;
     master.core().set_address(addr);
     let cancel = CancellationToken::new();
-    // The jobs scheduler: a built-in framework; its handle must exist before HTTP is served.
-    let (jobs_handle, _jobs_task) = jobs::start(&master, cancel.clone());
-    let _ = master.inner.jobs.set(jobs_handle);
-    // The services scheduler (Marathon /v2), likewise.
-    let (services_handle, _services_task) = services::start(&master, cancel.clone());
-    let _ = master.inner.services.set(services_handle);
-    let app = http::router(master.clone());
+    let extra = extra(&master, &cancel);
+    let app = http::router_with(master.clone(), extra);
     let c = cancel.clone();
     let server = tokio::spawn(async move {
         // Small frames (events, RecordIO records) must not wait for Nagle's algorithm.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use meseta_agent::{Agent, AgentConfig};
 use meseta_api::domain::Domain;
-use meseta_master::MasterConfig;
+use meseta_master::{Cancel as CancellationToken, Master, MasterConfig};
 use meseta_store::redb::RedbStore;
 use meseta_types::{Attributes, Resources};
 
@@ -180,6 +180,12 @@ fn agent_config(
     Ok(cfg)
 }
 
+/// The built-in schedulers, started against `master` before it serves HTTP: Chronos (jobs)
+/// and Marathon (services), whose routes join the master's.
+fn built_in_schedulers(master: &Master, cancel: &CancellationToken) -> axum::Router {
+    meseta_chronos::start(master, cancel).merge(meseta_marathon::start(master, cancel))
+}
+
 /// `meseta master`.
 pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     let dir = match a.data_dir {
@@ -190,7 +196,7 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     let mut cfg = master_config(a.listen, a.agent_timeout, a.hostname)?;
     cfg.offer_timeout = a.offer_timeout;
     cfg.domain = a.domain;
-    let mut handle = meseta_master::start(cfg, store).await?;
+    let mut handle = meseta_master::start_with(cfg, store, built_in_schedulers).await?;
     eprintln!("meseta master listening on http://{}", handle.addr);
     tokio::select! {
         r = handle.wait() => r.context("master stopped")?,
@@ -230,7 +236,8 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         None => default_dir("dev")?,
     };
     let store = open_store(&dir.join("master"))?;
-    let mut master = meseta_master::start(master_config(a.listen, 30.0, None)?, store).await?;
+    let cfg = master_config(a.listen, 30.0, None)?;
+    let mut master = meseta_master::start_with(cfg, store, built_in_schedulers).await?;
     let url = format!("http://{}", master.addr);
     let cfg = agent_config(
         url.clone(),

@@ -83,7 +83,11 @@ impl Cluster {
             allocation_interval: Duration::from_millis(200),
             ..MasterConfig::default()
         };
-        let handle = meseta_master::start(cfg, store).await?;
+        // The built-in schedulers too, as `meseta master` runs them.
+        let handle = meseta_master::start_with(cfg, store, |m, cancel| {
+            meseta_chronos::start(m, cancel).merge(meseta_marathon::start(m, cancel))
+        })
+        .await?;
         let url = format!("http://{}", handle.addr);
         let mut cluster = Cluster {
             master: handle.master.clone(),

@@ -4,16 +4,14 @@
 //! - `scheduler.rs`: Mesos v1 scheduler API (`/api/v1/scheduler`)
 //! - `operator.rs`: `/master/state`, `/master/slaves`, `/master/tasks`, `/version`, `/health`, task kill and logs
 //! - `metrics.rs`: Prometheus `/metrics`
-//! - `chronos.rs`, `metronome.rs`: the jobs scheduler's APIs (`/scheduler/*`, `/v1/jobs`)
-//! - `marathon.rs`: the services scheduler's Marathon API (`/v2/*`)
+//!
+//! In-process frameworks bring their own routes ([`router_with`]); they share the JSON 404
+//! fallback and the 1 MiB body limit.
 
 mod agent;
-mod chronos;
 mod maintenance;
-mod marathon;
 mod mesos;
 mod metrics;
-mod metronome;
 mod operator;
 mod operator_v1;
 mod reservations;
@@ -35,6 +33,20 @@ const SCHEDULER_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The master's routes.
 pub fn router(master: Master) -> Router {
+    router_with(master, Router::new())
+}
+
+/// The master's routes merged with `extra` (routes of in-process frameworks), under one JSON 404
+/// fallback and one body limit.
+pub(crate) fn router_with(master: Master, extra: Router) -> Router {
+    routes()
+        .with_state(master)
+        .merge(extra)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+}
+
+fn routes() -> Router<Master> {
     Router::new()
         .route("/health", get(operator::health))
         .route("/master/health", get(operator::health))
@@ -98,14 +110,6 @@ pub fn router(master: Master) -> Router {
         .route(meseta_api::agent::AGENT_WS_PATH, get(agent::upgrade))
         .route("/api/meseta/v1/tasks/{id}/kill", post(operator::kill_task))
         .route("/api/meseta/v1/tasks/{id}/logs", get(operator::task_logs))
-        // The jobs scheduler: Chronos (/scheduler, /v1/scheduler, /ping) and Metronome (/v1/jobs).
-        .merge(chronos::routes())
-        .merge(metronome::routes())
-        // The services scheduler: Marathon /v2.
-        .merge(marathon::routes())
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(1024 * 1024))
-        .with_state(master)
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
@@ -115,8 +119,8 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     )
 }
 
-/// A JSON error response.
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+/// A JSON error response: `{"message", "details": []}` (the master's error shape).
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         Json(ErrorBody {

@@ -22,8 +22,8 @@ use meseta_jobs::planner::{RunOutcome, RunRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::jobs::{CreateKind, JobView, JobsError, JobsHandle};
-use crate::Master;
+use super::{handle, Chronos};
+use crate::{CreateKind, JobView, JobsError, JobsHandle};
 
 /// The schedule of a job that only runs on demand (never due in practice).
 const ON_DEMAND: &str = "R1/2999-01-01T00:00:00Z/P1D";
@@ -31,7 +31,7 @@ const ON_DEMAND: &str = "R1/2999-01-01T00:00:00Z/P1D";
 const DEFAULT_DEADLINE: u64 = 900;
 
 /// The Metronome routes.
-pub(crate) fn routes() -> Router<Master> {
+pub(crate) fn routes() -> Router<Chronos> {
     Router::new()
         .route("/v1/jobs", get(list).post(create))
         .route("/v1/jobs/{id}", get(show).put(update).delete(remove))
@@ -105,15 +105,13 @@ fn error_response(id: &str, e: JobsError) -> Response {
         ),
         JobsError::Planner(p) => invalid(vec![("/".to_string(), p.to_string())]),
         JobsError::BadRequest(m) => invalid(vec![("/".to_string(), m)]),
-        JobsError::Store(_) => super::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        JobsError::Unavailable => super::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        JobsError::Store(_) => {
+            meseta_master::error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        JobsError::Unavailable => {
+            meseta_master::error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
     }
-}
-
-/// The jobs runtime, or the 503 to answer (boxed: a `Response` is large).
-fn handle(m: &Master) -> Result<&JobsHandle, Box<Response>> {
-    m.jobs()
-        .ok_or_else(|| Box::new(error_response("", JobsError::Unavailable)))
 }
 
 /// Metronome's id rule: dot-separated lower-case segments of letters, digits and inner dashes.
@@ -312,7 +310,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>
     })
 }
 
-async fn list(State(m): State<Master>) -> Response {
+async fn list(State(m): State<Chronos>) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
@@ -342,7 +340,7 @@ async fn put_job(h: &JobsHandle, body: &[u8], path_id: Option<&str>) -> Result<J
     h.get(&j.id).await.map_err(|e| error_response(&j.id, e))
 }
 
-async fn create(State(m): State<Master>, body: Bytes) -> Response {
+async fn create(State(m): State<Chronos>, body: Bytes) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
@@ -353,7 +351,7 @@ async fn create(State(m): State<Master>, body: Bytes) -> Response {
     }
 }
 
-async fn update(State(m): State<Master>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn update(State(m): State<Chronos>, Path(id): Path<String>, body: Bytes) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
@@ -367,7 +365,7 @@ async fn update(State(m): State<Master>, Path(id): Path<String>, body: Bytes) ->
     }
 }
 
-async fn show(State(m): State<Master>, Path(id): Path<String>) -> Response {
+async fn show(State(m): State<Chronos>, Path(id): Path<String>) -> Response {
     match handle(&m) {
         Ok(h) => match h.get(&id).await {
             Ok(v) => Json(job_json(&v)).into_response(),
@@ -377,7 +375,7 @@ async fn show(State(m): State<Master>, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn remove(State(m): State<Master>, Path(id): Path<String>) -> Response {
+async fn remove(State(m): State<Chronos>, Path(id): Path<String>) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
@@ -391,7 +389,7 @@ async fn remove(State(m): State<Master>, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn runs(State(m): State<Master>, Path(id): Path<String>) -> Response {
+async fn runs(State(m): State<Chronos>, Path(id): Path<String>) -> Response {
     match handle(&m) {
         Ok(h) => match h.get(&id).await {
             Ok(v) => Json(active_runs(&v)).into_response(),
@@ -401,7 +399,7 @@ async fn runs(State(m): State<Master>, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn start_run(State(m): State<Master>, Path(id): Path<String>) -> Response {
+async fn start_run(State(m): State<Chronos>, Path(id): Path<String>) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
@@ -430,7 +428,7 @@ async fn start_run(State(m): State<Master>, Path(id): Path<String>) -> Response 
     }
 }
 
-async fn schedules(State(m): State<Master>, Path(id): Path<String>) -> Response {
+async fn schedules(State(m): State<Chronos>, Path(id): Path<String>) -> Response {
     match handle(&m) {
         Ok(h) => match h.get(&id).await {
             Ok(v) => Json(schedules_json(&v)).into_response(),
@@ -440,7 +438,7 @@ async fn schedules(State(m): State<Master>, Path(id): Path<String>) -> Response 
     }
 }
 
-async fn add_schedule(State(m): State<Master>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn add_schedule(State(m): State<Chronos>, Path(id): Path<String>, body: Bytes) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,

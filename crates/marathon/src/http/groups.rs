@@ -13,16 +13,17 @@ use meseta_services::group::{resolve_update, GroupNode, GroupUpdate};
 use meseta_services::path::{join, resolve};
 use serde_json::json;
 
+use super::Marathon;
 use super::{
     app_id, body_bytes, deployment_result, engine_error, fail, flag, handle, parse_json,
     unavailable, Body, Params,
 };
-use crate::services::ServicesHandle;
-use crate::Master;
+use crate::unix_now;
+use crate::ServicesHandle;
 
 /// `POST /v2/groups`.
 pub(super) async fn create_root(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Query(q): Query<Params>,
     body: Body,
 ) -> Response {
@@ -31,7 +32,7 @@ pub(super) async fn create_root(
 
 /// `POST /v2/groups/{id}`.
 pub(super) async fn create_sub(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Path(id): Path<String>,
     Query(q): Query<Params>,
     body: Body,
@@ -41,7 +42,7 @@ pub(super) async fn create_sub(
 
 /// `PUT /v2/groups`.
 pub(super) async fn update_root(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Query(q): Query<Params>,
     body: Body,
 ) -> Response {
@@ -50,7 +51,7 @@ pub(super) async fn update_root(
 
 /// `PUT /v2/groups/{id}`.
 pub(super) async fn update_sub(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Path(id): Path<String>,
     Query(q): Query<Params>,
     body: Body,
@@ -59,13 +60,13 @@ pub(super) async fn update_sub(
 }
 
 /// `DELETE /v2/groups`: every app.
-pub(super) async fn delete_root(State(m): State<Master>, Query(q): Query<Params>) -> Response {
+pub(super) async fn delete_root(State(m): State<Marathon>, Query(q): Query<Params>) -> Response {
     delete(m, "/".into(), q).await
 }
 
 /// `DELETE /v2/groups/{id}`.
 pub(super) async fn delete_sub(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Path(id): Path<String>,
     Query(q): Query<Params>,
 ) -> Response {
@@ -74,7 +75,7 @@ pub(super) async fn delete_sub(
 
 /// `GET /v2/groups/{id}`, or `GET /v2/groups/{id}/apps` (every app under the group, as a
 /// bare array).
-pub(super) async fn get_sub(State(m): State<Master>, Path(id): Path<String>) -> Response {
+pub(super) async fn get_sub(State(m): State<Marathon>, Path(id): Path<String>) -> Response {
     let trimmed = id.trim_end_matches('/');
     let Some(group) = trimmed
         .strip_suffix("/apps")
@@ -135,7 +136,7 @@ fn resolved(update: &GroupUpdate, gid: &str) -> Result<GroupNode, Response> {
 /// lock, invalid target) also emits `group_change_failed` (reference §4.1).
 fn refused(h: &ServicesHandle, group: &str, e: GroupError) -> Response {
     if !matches!(e, GroupError::Unknown(_)) {
-        let now = meseta_services::engine::marathon_ts(crate::unix_now());
+        let now = meseta_services::engine::marathon_ts(unix_now());
         h.publish(json!({"eventType": "group_change_failed", "timestamp": now,
                          "groupId": group, "version": now, "reason": e.to_string()}));
     }
@@ -152,7 +153,7 @@ fn group_error(e: GroupError) -> Response {
     }
 }
 
-async fn create(m: Master, url_group: String, q: Params, body: Body) -> Response {
+async fn create(m: Marathon, url_group: String, q: Params, body: Body) -> Response {
     let body = match body_bytes(body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -182,7 +183,7 @@ async fn create(m: Master, url_group: String, q: Params, body: Body) -> Response
     }
 }
 
-async fn update(m: Master, url_group: String, q: Params, body: Body) -> Response {
+async fn update(m: Marathon, url_group: String, q: Params, body: Body) -> Response {
     let body = match body_bytes(body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -229,7 +230,7 @@ async fn update(m: Master, url_group: String, q: Params, body: Body) -> Response
     }
 }
 
-async fn delete(m: Master, group: String, q: Params) -> Response {
+async fn delete(m: Marathon, group: String, q: Params) -> Response {
     let Ok(h) = handle(&m) else {
         return unavailable();
     };

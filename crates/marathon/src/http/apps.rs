@@ -10,11 +10,11 @@ use meseta_services::engine::view::Embed;
 use meseta_services::validate::validate_app;
 use serde_json::{json, Map, Value};
 
+use super::Marathon;
 use super::{
     app_id, body_bytes, deployment_result, engine_error, fail, flag, handle, parse_json,
     shape_error, unavailable, values, Body, Params,
 };
-use crate::Master;
 use meseta_api::marathon::READ_ONLY_APP_KEYS;
 
 enum Sub {
@@ -77,7 +77,7 @@ fn embed(q: &Params, default_tasks: bool) -> Embed {
 }
 
 /// `GET /v2/apps` with `id`, `cmd`, `label` filters.
-pub(super) async fn list(State(m): State<Master>, Query(q): Query<Params>) -> Response {
+pub(super) async fn list(State(m): State<Marathon>, Query(q): Query<Params>) -> Response {
     let Ok(h) = handle(&m) else {
         return unavailable();
     };
@@ -127,7 +127,7 @@ fn label_matches(selector: &str, app: &App) -> bool {
 
 /// `POST /v2/apps`.
 pub(super) async fn create(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Query(q): Query<Params>,
     body: Body,
 ) -> Response {
@@ -182,7 +182,7 @@ pub(super) async fn create(
 
 /// GETs under an app id.
 pub(super) async fn get_sub(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Path(rest): Path<String>,
     Query(q): Query<Params>,
 ) -> Response {
@@ -255,7 +255,7 @@ pub(super) async fn get_sub(
 
 /// `PUT /v2/apps/{id}`: merge (default) or replace; `{"version": v}` rolls back; creates when absent.
 pub(super) async fn put_sub(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Path(rest): Path<String>,
     Query(q): Query<Params>,
     body: Body,
@@ -269,7 +269,7 @@ pub(super) async fn put_sub(
 
 /// `PATCH /v2/apps/{id}`: merge; the app must exist.
 pub(super) async fn patch_sub(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Path(rest): Path<String>,
     Query(q): Query<Params>,
     body: Body,
@@ -281,7 +281,7 @@ pub(super) async fn patch_sub(
 }
 
 async fn update(
-    m: Master,
+    m: Marathon,
     id: String,
     q: Params,
     body: Body,
@@ -416,7 +416,7 @@ fn merge(old: &App, patch: Map<String, Value>) -> Map<String, Value> {
 
 /// DELETEs under an app id: the app, all its tasks, or one task.
 pub(super) async fn delete_sub(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Path(rest): Path<String>,
     Query(q): Query<Params>,
 ) -> Response {
@@ -497,7 +497,7 @@ type KillResult = Result<
         ),
         meseta_services::engine::EngineError,
     >,
-    crate::services::Unavailable,
+    crate::Unavailable,
 >;
 
 fn kill_response(r: KillResult, single: bool) -> Response {
@@ -528,7 +528,7 @@ struct CanaryRequest {
 
 /// POSTs under an app id: restart and canaries.
 pub(super) async fn post_sub(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Path(rest): Path<String>,
     Query(q): Query<Params>,
     body: Body,

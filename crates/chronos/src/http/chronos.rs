@@ -1,6 +1,6 @@
 //! The Chronos REST API (reference §7): `/scheduler/*` (Chronos 2) and `/v1/scheduler/*`
 //! (Chronos 3, what `chronos-python` uses by default). Each handler parses its request into one
-//! call on the jobs runtime ([`crate::jobs::JobsHandle`]) and renders the Chronos wire shapes.
+//! call on the jobs runtime ([`crate::JobsHandle`]) and renders the Chronos wire shapes.
 //!
 //! Errors are Chronos-style: 400 `{"message","status":"Bad Request"}` naming the problem (also
 //! for an unknown job), and nothing is stored on error. Mutations answer 204 with an empty body,
@@ -17,17 +17,17 @@ use meseta_api::chronos::ChronosJob;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::jobs::{CreateKind, JobView, JobsError, JobsHandle};
-use crate::Master;
+use super::{handle, Chronos};
+use crate::{CreateKind, JobView, JobsError};
 
 /// The Chronos routes, under both prefixes.
 /// `GET /scheduler/leader`: `{"leader":"host:port"}` (a single master leads itself).
-async fn leader(State(m): State<Master>) -> Json<serde_json::Value> {
-    let addr = m.core().addr;
+async fn leader(State(m): State<Chronos>) -> Json<serde_json::Value> {
+    let addr = m.master.local_addr();
     Json(serde_json::json!({ "leader": addr.to_string() }))
 }
 
-pub(crate) fn routes() -> Router<Master> {
+pub(crate) fn routes() -> Router<Chronos> {
     let mut r = Router::new();
     for p in ["/scheduler", "/v1/scheduler"] {
         r = r
@@ -78,12 +78,6 @@ fn error_response(e: JobsError) -> Response {
     chronos_error(status, e.to_string())
 }
 
-/// The jobs runtime, or the 503 to answer (boxed: a `Response` is large).
-fn handle(m: &Master) -> Result<&JobsHandle, Box<Response>> {
-    m.jobs()
-        .ok_or_else(|| Box::new(error_response(JobsError::Unavailable)))
-}
-
 /// 204 or the error.
 fn no_content(r: Result<(), JobsError>) -> Response {
     match r {
@@ -100,7 +94,7 @@ async fn ping() -> Response {
     text("pong".to_string())
 }
 
-async fn list(State(m): State<Master>) -> Response {
+async fn list(State(m): State<Chronos>) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
@@ -135,7 +129,7 @@ fn matches(q: &SearchQuery, job: &ChronosJob) -> bool {
     has(&job.name, &q.name) && has(&job.command, &q.command) && any_ok
 }
 
-async fn search(State(m): State<Master>, Query(q): Query<SearchQuery>) -> Response {
+async fn search(State(m): State<Chronos>, Query(q): Query<SearchQuery>) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
@@ -167,7 +161,7 @@ pub(crate) fn summary_entry(j: &JobView) -> Value {
     })
 }
 
-async fn summary(State(m): State<Master>) -> Response {
+async fn summary(State(m): State<Chronos>) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
@@ -180,7 +174,7 @@ async fn summary(State(m): State<Master>) -> Response {
     }
 }
 
-async fn job(State(m): State<Master>, Path(name): Path<String>) -> Response {
+async fn job(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
@@ -196,7 +190,7 @@ pub(crate) fn parse_job(body: &[u8]) -> Result<ChronosJob, String> {
     serde_json::from_slice(body).map_err(|e| format!("invalid job JSON: {e}"))
 }
 
-async fn create(m: &Master, body: &[u8], kind: CreateKind) -> Response {
+async fn create(m: &Chronos, body: &[u8], kind: CreateKind) -> Response {
     let h = match handle(m) {
         Ok(h) => h,
         Err(r) => return *r,
@@ -208,50 +202,50 @@ async fn create(m: &Master, body: &[u8], kind: CreateKind) -> Response {
     no_content(h.put(job, kind).await)
 }
 
-async fn create_scheduled(State(m): State<Master>, body: Bytes) -> Response {
+async fn create_scheduled(State(m): State<Chronos>, body: Bytes) -> Response {
     create(&m, &body, CreateKind::Scheduled).await
 }
 
-async fn create_dependent(State(m): State<Master>, body: Bytes) -> Response {
+async fn create_dependent(State(m): State<Chronos>, body: Bytes) -> Response {
     create(&m, &body, CreateKind::Dependent).await
 }
 
-async fn run(State(m): State<Master>, Path(name): Path<String>) -> Response {
+async fn run(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
     match handle(&m) {
         Ok(h) => no_content(h.run_now(&name).await),
         Err(r) => *r,
     }
 }
 
-async fn remove(State(m): State<Master>, Path(name): Path<String>) -> Response {
+async fn remove(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
     match handle(&m) {
         Ok(h) => no_content(h.remove(&name).await),
         Err(r) => *r,
     }
 }
 
-async fn kill(State(m): State<Master>, Path(name): Path<String>) -> Response {
+async fn kill(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
     match handle(&m) {
         Ok(h) => no_content(h.kill(&name).await),
         Err(r) => *r,
     }
 }
 
-async fn enable(State(m): State<Master>, Path(name): Path<String>) -> Response {
+async fn enable(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
     match handle(&m) {
         Ok(h) => no_content(h.set_disabled(&name, false).await),
         Err(r) => *r,
     }
 }
 
-async fn disable(State(m): State<Master>, Path(name): Path<String>) -> Response {
+async fn disable(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
     match handle(&m) {
         Ok(h) => no_content(h.set_disabled(&name, true).await),
         Err(r) => *r,
     }
 }
 
-async fn success(State(m): State<Master>, Path(name): Path<String>) -> Response {
+async fn success(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
@@ -262,24 +256,24 @@ async fn success(State(m): State<Master>, Path(name): Path<String>) -> Response 
     }
 }
 
-async fn stat(State(m): State<Master>, Path(name): Path<String>) -> Response {
+async fn stat(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
     };
     match h.get(&name).await {
-        Ok(j) => Json(crate::jobs::view::job_stat(&j)).into_response(),
+        Ok(j) => Json(crate::view::job_stat(&j)).into_response(),
         Err(e) => error_response(e),
     }
 }
 
-async fn stats(State(m): State<Master>, Path(percentile): Path<String>) -> Response {
+async fn stats(State(m): State<Chronos>, Path(percentile): Path<String>) -> Response {
     let h = match handle(&m) {
         Ok(h) => h,
         Err(r) => return *r,
     };
     match h.list().await {
-        Ok(v) => match crate::jobs::view::percentile_stats(&v, &percentile) {
+        Ok(v) => match crate::view::percentile_stats(&v, &percentile) {
             Some(out) => Json(out).into_response(),
             None => chronos_error(
                 StatusCode::BAD_REQUEST,
@@ -293,15 +287,15 @@ async fn stats(State(m): State<Master>, Path(percentile): Path<String>) -> Respo
     }
 }
 
-async fn graph_csv(State(m): State<Master>) -> Response {
+async fn graph_csv(State(m): State<Chronos>) -> Response {
     graph(&m, false).await
 }
 
-async fn graph_dot(State(m): State<Master>) -> Response {
+async fn graph_dot(State(m): State<Chronos>) -> Response {
     graph(&m, true).await
 }
 
-async fn graph(m: &Master, dot: bool) -> Response {
+async fn graph(m: &Chronos, dot: bool) -> Response {
     match handle(m) {
         Ok(h) => match h.graph(dot).await {
             Ok(g) => text(g),

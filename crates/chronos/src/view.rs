@@ -6,7 +6,7 @@ use meseta_jobs::planner::{RunOutcome, RunRecord};
 use meseta_jobs::stats::Stats;
 use serde_json::{json, Value};
 
-use super::JobView;
+use crate::JobView;
 
 /// Chronos' `MM/dd/yy HH:mm:ss` (UTC), or `N/A`.
 fn chronos_time(t: Option<Timestamp>) -> String {

@@ -1,14 +1,15 @@
 //! What the jobs runtime persists: one record per job (spec + schedule state + history) under
-//! `/meseta/jobs/<name>`, and the framework id it subscribes with under
-//! `/meseta/jobs-scheduler/framework_id` (so a restarted master re-subscribes the same framework).
+//! `/meseta/jobs/<name>`, and the framework id it subscribes with under [`FRAMEWORK_ID`]
+//! (written by the kit, so a restarted master re-subscribes the same framework).
 
 use meseta_jobs::job::JobSpec;
 use meseta_jobs::planner::JobState;
-use meseta_store::{get_json, put_json, Op, Store, StoreError};
+use meseta_store::{Op, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 const JOBS: &str = "/meseta/jobs/";
-const FRAMEWORK_ID: &str = "/meseta/jobs-scheduler/framework_id";
+/// Where the framework id is kept (a JSON string).
+pub(crate) const FRAMEWORK_ID: &str = "/meseta/jobs-scheduler/framework_id";
 
 /// One job as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,16 +60,6 @@ pub(crate) async fn save_all(
     store.txn(vec![], ops, vec![]).await.map(|_| ())
 }
 
-/// The framework id of a previous subscription, if any.
-pub(crate) async fn framework_id(store: &dyn Store) -> Result<Option<String>, StoreError> {
-    get_json(store, FRAMEWORK_ID).await
-}
-
-/// Remember the framework id.
-pub(crate) async fn save_framework_id(store: &dyn Store, id: &str) -> Result<(), StoreError> {
-    put_json(store, FRAMEWORK_ID, &id).await.map(|_| ())
-}
-
 fn key(name: &str) -> String {
     format!("{JOBS}{name}")
 }
@@ -85,12 +76,13 @@ mod tests {
 
     #[tokio::test]
     async fn framework_id_round_trips() {
+        // The kit keeps the id as a JSON string under the scheduler's key.
         let s = meseta_store::mem::MemStore::new();
-        assert_eq!(framework_id(&s).await.expect("read"), None);
-        save_framework_id(&s, "fw-1").await.expect("write");
-        assert_eq!(
-            framework_id(&s).await.expect("read").as_deref(),
-            Some("fw-1")
-        );
+        let read = || meseta_store::get_json::<String>(&s, FRAMEWORK_ID);
+        assert_eq!(read().await.expect("read"), None);
+        meseta_store::put_json(&s, FRAMEWORK_ID, &"fw-1")
+            .await
+            .expect("write");
+        assert_eq!(read().await.expect("read").as_deref(), Some("fw-1"));
     }
 }

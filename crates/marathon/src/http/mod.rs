@@ -1,6 +1,6 @@
 //! Marathon's `/v2` REST API (reference `marathon-chronos-api.md` §2–§5) over the services
 //! scheduler. Handlers parse and validate, then run one closure on the engine
-//! ([`ServicesHandle::call`](crate::services::ServicesHandle::call)); the answer comes after the
+//! ([`ServicesHandle::call`]); the answer comes after the
 //! change is persisted. Errors use Marathon's `{"message", "details"}` body.
 //!
 //! - `apps.rs`: `/v2/apps…` (create, read, update, delete, restart, tasks, versions, canary)
@@ -23,11 +23,21 @@ use axum::{Json, Router};
 use meseta_services::engine::{DeploymentResult, EngineError};
 use serde_json::{json, Value};
 
-use crate::services::ServicesHandle;
-use crate::Master;
+use meseta_master::Master;
+
+use crate::ServicesHandle;
+
+/// What every handler gets: the scheduler's handle and the master (for `/v2/info`, `/v2/leader`).
+#[derive(Clone)]
+pub(crate) struct Marathon {
+    /// The master the scheduler runs against.
+    pub master: Master,
+    /// The services scheduler.
+    pub services: ServicesHandle,
+}
 
 /// The `/v2` routes.
-pub(super) fn routes() -> Router<Master> {
+pub(crate) fn routes() -> Router<Marathon> {
     Router::new()
         .route("/v2/apps", get(apps::list).post(apps::create))
         .route(
@@ -118,9 +128,9 @@ pub(super) fn unavailable() -> Response {
     )
 }
 
-/// The running services scheduler, or the 503 to answer.
-pub(super) fn handle(m: &Master) -> Result<ServicesHandle, Response> {
-    m.services().cloned().ok_or_else(unavailable)
+/// The services scheduler (a stopped one answers its calls with the 503 of [`unavailable`]).
+pub(super) fn handle(m: &Marathon) -> Result<ServicesHandle, Response> {
+    Ok(m.services.clone())
 }
 
 /// `200 {"version","deploymentId"}` with `Marathon-Deployment-Id` (status configurable).

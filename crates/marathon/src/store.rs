@@ -1,16 +1,18 @@
 //! What the services framework persists: each app (definition, versions, backoff, canary)
 //! under `/meseta/services/apps<app id>`, each instance under
 //! `/meseta/services/instances<app id>/<instance id>`, each running deployment under
-//! `/meseta/services/deployments/<id>`, and the framework id. Instances are separate records
+//! `/meseta/services/deployments/<id>`, and the framework id (written by the kit under
+//! [`FRAMEWORK_ID`]). Instances are separate records
 //! because they change on every status update while apps rarely do.
 
 use meseta_services::engine::{AppState, Deployment, Engine, Instance, Outputs};
-use meseta_store::{get_json, put_json, Op, Store, StoreError};
+use meseta_store::{Op, Store, StoreError};
 
 const APPS: &str = "/meseta/services/apps";
 const INSTANCES: &str = "/meseta/services/instances";
 const DEPLOYMENTS: &str = "/meseta/services/deployments/";
-const FRAMEWORK_ID: &str = "/meseta/services-scheduler/framework_id";
+/// Where the framework id is kept (so a restarted master re-subscribes the same framework).
+pub(crate) const FRAMEWORK_ID: &str = "/meseta/services-scheduler/framework_id";
 
 /// Everything persisted: apps, (app id, instance), deployments.
 pub(crate) type Loaded = (Vec<AppState>, Vec<(String, Instance)>, Vec<Deployment>);
@@ -145,16 +147,6 @@ fn app_key(app: &str) -> String {
 
 fn instance_key(app: &str, inst: &str) -> String {
     format!("{INSTANCES}{app}/{inst}")
-}
-
-/// The framework id of a previous subscription, if any.
-pub(crate) async fn framework_id(store: &dyn Store) -> Result<Option<String>, StoreError> {
-    get_json(store, FRAMEWORK_ID).await
-}
-
-/// Remember the framework id.
-pub(crate) async fn save_framework_id(store: &dyn Store, id: &str) -> Result<(), StoreError> {
-    put_json(store, FRAMEWORK_ID, &id).await.map(|_| ())
 }
 
 #[cfg(test)]

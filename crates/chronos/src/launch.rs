@@ -1,30 +1,16 @@
 //! Turning queued runs into tasks: the resources a run needs, the `TaskInfo` for it, and a
-//! first-fit placement of queued runs onto held offers. Pure (no channels, no clock) so it is
-//! unit-tested directly; `runtime.rs` sends the resulting ACCEPT/DECLINE calls.
+//! first-fit placement of queued runs onto offers. Pure (no channels, no clock) so it is
+//! unit-tested directly; `runtime.rs` turns the placement into launches and a decline.
 
 use std::collections::BTreeMap;
 
-use jiff::Timestamp;
 use meseta_api::scheduler::{
     CommandInfo, EnvVariable, Environment, IdValue, Offer, TaskInfo, TaskStatus,
 };
 use meseta_jobs::job::JobSpec;
 use meseta_jobs::planner::{RunId, RunOutcome};
+use meseta_jobs::queue::Queued;
 use meseta_types::{Resource, Resources, TaskState};
-
-/// A run waiting for an offer.
-#[derive(Clone, Debug)]
-pub(crate) struct Queued {
-    /// The run (also the task id).
-    pub run: RunId,
-    /// Its job.
-    pub job: String,
-    /// When it was queued (for the epsilon deadline).
-    pub queued_at: Timestamp,
-    /// Re-requested after a master restart: it may already run on an agent that has not
-    /// re-registered yet, so it waits until every agent is back (see `runtime.rs`).
-    pub restored: bool,
-}
 
 /// The scalar resources a run of `spec` needs.
 pub(crate) fn needed(spec: &JobSpec) -> Resources {
@@ -151,6 +137,7 @@ fn exit_code(message: Option<&str>) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::Timestamp;
     use meseta_api::chronos::ChronosJob;
 
     fn spec(name: &str, cpus: f64) -> JobSpec {

@@ -1,35 +1,15 @@
-//! The jobs scheduler runtime: the imperative shell around the pure [`meseta_jobs`] planner.
-//!
-//! ```text
-//!  HTTP (/scheduler/*, /v1/scheduler/*, /v1/jobs) ── JobsCommand + oneshot ──┐
-//!                                                                           ▼
-//!  store /meseta/jobs/<name> ◀── Persist/Forget ── runtime task (owns Planner) ── ACCEPT/KILL/… ──▶ Master
-//!                                                         ▲                                          │
-//!                                                         └──────── offers, status updates ──────────┘
-//! ```
-//!
-//! The runtime is a framework of the master like any external one (DESIGN.md): it subscribes
-//! in-process as `meseta-jobs`, launches runs on offers, and acknowledges status updates. One tokio
-//! task owns the [`Planner`](meseta_jobs::planner::Planner); HTTP handlers (`http/chronos.rs`,
-//! `http/metronome.rs`) send it one [`JobsCommand`] each and wait for the reply, which comes only
-//! after the store writes the command caused have completed.
+//! What the Chronos and Metronome handlers hold: [`JobsHandle`], which sends one
+//! [`JobsCommand`] per request to the jobs scheduler and waits for its reply (released only
+//! after the store writes the command caused), and the shapes the handlers render.
 
-mod launch;
-mod requests;
-mod runtime;
-mod store;
-pub(crate) mod view;
+use std::sync::Arc;
 
 use meseta_api::chronos::ChronosJob;
 use meseta_jobs::job::{FieldError, JobSpec};
 use meseta_jobs::planner::{JobState, PlannerError};
 use meseta_jobs::stats::Stats;
-use tokio::sync::{mpsc, oneshot};
-
-pub(crate) use runtime::start;
-
-/// How many commands may wait for the runtime before handlers wait too.
-const COMMAND_QUEUE: usize = 256;
+use meseta_store::StoreError;
+use tokio::sync::oneshot;
 
 /// Why a jobs request failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +28,7 @@ pub(crate) enum JobsError {
     BadRequest(String),
     /// The store failed after the planner accepted the change.
     #[error("state store: {0}")]
-    Store(#[from] meseta_store::StoreError),
+    Store(Arc<StoreError>),
     /// The runtime is not running (master shutting down).
     #[error("the jobs scheduler is not running")]
     Unavailable,
@@ -161,29 +141,22 @@ pub(crate) enum JobsCommand {
     },
 }
 
-/// The handlers' end of the runtime's command channel.
+/// The handlers' end of the scheduler's command channel.
 #[derive(Clone)]
 pub(crate) struct JobsHandle {
-    tx: mpsc::Sender<JobsCommand>,
+    kit: meseta_framework::Handle<JobsCommand>,
 }
 
 impl JobsHandle {
-    /// A handle and the receiver the runtime task reads.
-    pub(crate) fn channel() -> (JobsHandle, mpsc::Receiver<JobsCommand>) {
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        (JobsHandle { tx }, rx)
+    pub(crate) fn new(kit: meseta_framework::Handle<JobsCommand>) -> JobsHandle {
+        JobsHandle { kit }
     }
 
     async fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> JobsCommand,
     ) -> Result<T, JobsError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| JobsError::Unavailable)?;
-        rx.await.map_err(|_| JobsError::Unavailable)
+        self.kit.ask(make).await.map_err(|_| JobsError::Unavailable)
     }
 
     /// Create or replace a job from its Chronos JSON.

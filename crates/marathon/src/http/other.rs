@@ -15,14 +15,15 @@ use meseta_services::engine::EngineError;
 use serde_json::{json, Value};
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::Marathon;
 use super::{
     app_id, body_bytes, deployment_result, engine_error, fail, flag, handle, parse_json,
     unavailable, values, Body, Params,
 };
-use crate::Master;
+use crate::unix_now;
 
 /// `GET /v2/tasks` (`status=running|staging` filters).
-pub(super) async fn tasks(State(m): State<Master>, Query(q): Query<Params>) -> Response {
+pub(super) async fn tasks(State(m): State<Marathon>, Query(q): Query<Params>) -> Response {
     let Ok(h) = handle(&m) else {
         return unavailable();
     };
@@ -52,7 +53,7 @@ struct TaskIds {
 
 /// `POST /v2/tasks/delete` with `{"ids": [...]}`.
 pub(super) async fn delete_tasks(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Query(q): Query<Params>,
     body: Body,
 ) -> Response {
@@ -104,7 +105,7 @@ pub(super) async fn delete_tasks(
 }
 
 /// `GET /v2/deployments`.
-pub(super) async fn deployments(State(m): State<Master>) -> Response {
+pub(super) async fn deployments(State(m): State<Marathon>) -> Response {
     let Ok(h) = handle(&m) else {
         return unavailable();
     };
@@ -123,7 +124,7 @@ pub(super) async fn deployments(State(m): State<Master>) -> Response {
 
 /// `DELETE /v2/deployments/{id}`: rollback, or with `force=true` just stop (202, empty).
 pub(super) async fn cancel_deployment(
-    State(m): State<Master>,
+    State(m): State<Marathon>,
     Path(id): Path<String>,
     Query(q): Query<Params>,
 ) -> Response {
@@ -143,7 +144,7 @@ pub(super) async fn cancel_deployment(
 }
 
 /// `GET /v2/queue`: apps with instances waiting, and why.
-pub(super) async fn queue(State(m): State<Master>) -> Response {
+pub(super) async fn queue(State(m): State<Marathon>) -> Response {
     let Ok(h) = handle(&m) else {
         return unavailable();
     };
@@ -154,7 +155,7 @@ pub(super) async fn queue(State(m): State<Master>) -> Response {
 }
 
 /// `DELETE /v2/queue/{id}/delay`.
-pub(super) async fn reset_delay(State(m): State<Master>, Path(rest): Path<String>) -> Response {
+pub(super) async fn reset_delay(State(m): State<Marathon>, Path(rest): Path<String>) -> Response {
     let Some(app) = rest.trim_end_matches('/').strip_suffix("/delay") else {
         return fail(StatusCode::NOT_FOUND, "URI not found");
     };
@@ -201,7 +202,7 @@ fn group_json(apps: &[Value], root: &str, version: &str) -> Value {
     json!({"id": root, "apps": direct, "groups": groups, "pods": [], "dependencies": [], "version": version})
 }
 
-async fn all_apps(m: &Master) -> Result<(Vec<Value>, String), Response> {
+async fn all_apps(m: &Marathon) -> Result<(Vec<Value>, String), Response> {
     let h = handle(m)?;
     h.call(|eng, now| {
         let apps: Vec<Value> = eng
@@ -220,7 +221,7 @@ async fn all_apps(m: &Master) -> Result<(Vec<Value>, String), Response> {
 }
 
 /// `GET /v2/groups`.
-pub(super) async fn groups(State(m): State<Master>) -> Response {
+pub(super) async fn groups(State(m): State<Marathon>) -> Response {
     match all_apps(&m).await {
         Ok((apps, v)) => Json(group_json(&apps, "/", &v)).into_response(),
         Err(r) => r,
@@ -228,7 +229,7 @@ pub(super) async fn groups(State(m): State<Master>) -> Response {
 }
 
 /// `GET /v2/groups/{id}`.
-pub(super) async fn group(State(m): State<Master>, Path(id): Path<String>) -> Response {
+pub(super) async fn group(State(m): State<Marathon>, Path(id): Path<String>) -> Response {
     let id = app_id(&id);
     match all_apps(&m).await {
         Ok((apps, v)) => {
@@ -249,29 +250,20 @@ pub(super) async fn group(State(m): State<Master>, Path(id): Path<String>) -> Re
     }
 }
 
-fn leader_address(m: &Master) -> String {
-    let core = m.core();
-    let addr = core.addr;
-    format!("{}:{}", core.config().hostname, addr.port())
+fn leader_address(m: &Marathon) -> String {
+    m.master.advertised_address()
 }
 
 /// `GET /v2/leader`.
-pub(super) async fn leader(State(m): State<Master>) -> Response {
+pub(super) async fn leader(State(m): State<Marathon>) -> Response {
     Json(json!({"leader": leader_address(&m)})).into_response()
 }
 
 /// `GET /v2/info` with exactly the keys marathon-python accepts (reference §2.14).
-pub(super) async fn info(State(m): State<Master>) -> Response {
+pub(super) async fn info(State(m): State<Marathon>) -> Response {
     let leader = leader_address(&m);
-    let (framework_id, hostname, port) = {
-        let core = m.core();
-        let fw = core
-            .frameworks
-            .iter()
-            .find(|(_, f)| f.info.name == crate::services::FRAMEWORK_NAME)
-            .map(|(id, _)| id.to_string());
-        (fw, core.config().hostname.clone(), core.addr.port())
-    };
+    let framework_id = m.services.framework_id();
+    let (hostname, port) = (m.master.hostname(), m.master.local_addr().port());
     Json(json!({
         "name": "marathon",
         "version": "1.11.0",
@@ -281,7 +273,7 @@ pub(super) async fn info(State(m): State<Master>) -> Response {
         "frameworkId": framework_id,
         "marathon_config": {
             "checkpoint": true, "decline_offer_duration": 120000, "executor": "//cmd",
-            "failover_timeout": 604800, "features": [], "framework_name": crate::services::FRAMEWORK_NAME,
+            "failover_timeout": 604800, "features": [], "framework_name": crate::FRAMEWORK_NAME,
             "ha": false, "hostname": hostname, "local_port_max": 20000, "local_port_min": 10000,
             "master": format!("http://{leader}"), "mesos_role": "*", "mesos_user": "root",
             "webui_url": null, "maintenance_mode": false,
@@ -294,17 +286,17 @@ pub(super) async fn info(State(m): State<Master>) -> Response {
 
 /// `GET /v2/events`: Server-Sent Events (`event_type` filters), starting with
 /// `event_stream_attached`; idle streams get a keep-alive comment every 10 s.
-pub(super) async fn events(State(m): State<Master>, Query(q): Query<Params>) -> Response {
+pub(super) async fn events(State(m): State<Marathon>, Query(q): Query<Params>) -> Response {
     let Ok(h) = handle(&m) else {
         return unavailable();
     };
     let filter: Vec<String> = values(&q, "event_type").map(str::to_owned).collect();
     let rx = h.subscribe_events();
-    let now = crate::unix_now();
+    let now = unix_now();
     let attached = json!({"eventType": "event_stream_attached", "remoteAddress": "",
                           "timestamp": meseta_services::engine::marathon_ts(now)});
     let first = futures::stream::iter(std::iter::once(std::sync::Arc::new(
-        crate::services::MarathonEvent {
+        meseta_framework::Published {
             kind: "event_stream_attached".into(),
             data: attached.to_string(),
         },

@@ -1,0 +1,99 @@
+//! What a [`Scheduler`](crate::Scheduler) asks the kit to do. Callbacks return a list of
+//! commands; the kit carries them out in order, so a [`Command::Persist`] placed before a
+//! [`Command::Launch`] is on disk before the ACCEPT leaves.
+
+use std::sync::Arc;
+
+use meseta_api::scheduler::{IdValue, ReconcileTask, TaskInfo};
+use meseta_store::StoreError;
+
+/// Released once the round's other commands ran; told the outcome of the last
+/// [`Command::Persist`] before it (`Ok` when there was none).
+pub type Reply = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
+
+/// One thing for the kit to do.
+pub enum Command {
+    /// ACCEPT `offer_id` with one LAUNCH of `tasks` (the unused rest is refused for 0 s).
+    Launch {
+        /// The offer.
+        offer_id: IdValue,
+        /// The tasks to start on its agent.
+        tasks: Vec<TaskInfo>,
+    },
+    /// DECLINE offers; the master keeps them away for `refuse_seconds` (REVIVE clears it).
+    Decline {
+        /// The offers.
+        offer_ids: Vec<IdValue>,
+        /// How long they stay away.
+        refuse_seconds: f64,
+    },
+    /// KILL a task.
+    Kill {
+        /// The task.
+        task_id: String,
+        /// Its agent, when known.
+        agent_id: Option<String>,
+    },
+    /// REVIVE: clear declined-offer filters and ask for offers again.
+    Revive,
+    /// SUPPRESS: stop offers until the next REVIVE.
+    Suppress,
+    /// RECONCILE these tasks (none: nothing is sent, the reconciliation clock still restarts).
+    Reconcile(Vec<ReconcileTask>),
+    /// Agree to the maintenance windows of these inverse offers.
+    AcceptInverseOffers(Vec<IdValue>),
+    /// Await [`Scheduler::persist`](crate::Scheduler::persist), then run the commands
+    /// [`Scheduler::persisted`](crate::Scheduler::persisted) returns.
+    Persist,
+    /// Publish an event to the handle's event stream (serialized only when someone listens).
+    Publish {
+        /// The event's kind (what readers filter on).
+        kind: String,
+        /// The event.
+        data: serde_json::Value,
+    },
+    /// Answer a request once everything else of this round is done (so after its writes).
+    Reply(Reply),
+}
+
+impl Command {
+    /// A reply that ignores the persistence outcome.
+    pub fn reply(f: impl FnOnce() + Send + 'static) -> Command {
+        Command::Reply(Box::new(move |_| f()))
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Launch { offer_id, tasks } => f
+                .debug_struct("Launch")
+                .field("offer_id", &offer_id.as_str())
+                .field("tasks", &tasks.len())
+                .finish(),
+            Command::Decline {
+                offer_ids,
+                refuse_seconds,
+            } => f
+                .debug_struct("Decline")
+                .field("offers", &offer_ids.len())
+                .field("refuse_seconds", refuse_seconds)
+                .finish(),
+            Command::Kill { task_id, agent_id } => f
+                .debug_struct("Kill")
+                .field("task_id", task_id)
+                .field("agent_id", agent_id)
+                .finish(),
+            Command::Revive => f.write_str("Revive"),
+            Command::Suppress => f.write_str("Suppress"),
+            Command::Reconcile(t) => f.debug_tuple("Reconcile").field(&t.len()).finish(),
+            Command::AcceptInverseOffers(ids) => f
+                .debug_tuple("AcceptInverseOffers")
+                .field(&ids.len())
+                .finish(),
+            Command::Persist => f.write_str("Persist"),
+            Command::Publish { kind, .. } => f.debug_tuple("Publish").field(kind).finish(),
+            Command::Reply(_) => f.write_str("Reply"),
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The session: one task that owns a [`Scheduler`] and its subscription. It loops over client
+//! requests, framework events and the scheduler's wake-ups; each round ends with the
+//! scheduler's tick, the SUPPRESS/REVIVE bookkeeping and only then the replies.
+//!
+//! ```text
+//!  requests ──┐   ┌── events (drained in batches of MAX_EVENT_BATCH)
+//!  wake-up ───┼───┤
+//!             ▼   ▼
+//!        Scheduler callbacks ──▶ [Command] ──▶ execute in order:
+//!                                   Persist  → await scheduler.persist(), then persisted()
+//!                                   Launch/Decline/Kill/Revive/… → calls on the connection
+//!                                   Publish  → the handle's event stream
+//!                                   Reply    → held until the round's end
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::FutureExt;
+use meseta_api::scheduler::{
+    Accept, Acknowledge, CallKind, Decline, Event, Filters, IdValue, Kill, Launch, Operation,
+    Reconcile,
+};
+use meseta_master::{FrameworkConnection, Master};
+use meseta_store::StoreError;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::handle::Inbox;
+use crate::{Command, FrameworkSpec, Reply, Scheduler};
+
+/// Events handled before the round ends (and its one store commit).
+const MAX_EVENT_BATCH: usize = 512;
+/// Delay before subscribing again after the subscription ended (or failed).
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+
+/// Run `scheduler` against `master` until `cancel` fires: the framework id is read from
+/// [`FrameworkSpec::framework_id_key`] first (a store error stops the session before it starts,
+/// so its handle answers [`Unavailable`](crate::Unavailable)).
+pub async fn run<S: Scheduler>(
+    master: Master,
+    scheduler: S,
+    inbox: Inbox<S::Request>,
+    cancel: CancellationToken,
+) {
+    let spec = scheduler.spec();
+    let framework_id = match &spec.framework_id_key {
+        Some(key) => match meseta_store::get_json(master.store(), key).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(framework = %spec.name, error = %e, "cannot read the framework id; not running");
+                return;
+            }
+        },
+        None => None,
+    };
+    inbox.framework_id.send_replace(framework_id.clone());
+    let mut session = Session {
+        master,
+        scheduler,
+        spec,
+        conn: None,
+        framework_id,
+        suppressed: false,
+        recovering: true,
+        next_subscribe: Instant::now(),
+        last_reconcile: Instant::now(),
+        round: Round::default(),
+        inbox,
+    };
+    session.run(cancel).await;
+}
+
+struct Session<S: Scheduler> {
+    master: Master,
+    scheduler: S,
+    spec: FrameworkSpec,
+    conn: Option<FrameworkConnection>,
+    framework_id: Option<String>,
+    suppressed: bool,
+    /// Started after a (possible) master restart and not settled yet.
+    recovering: bool,
+    next_subscribe: Instant,
+    last_reconcile: Instant,
+    round: Round,
+    inbox: Inbox<S::Request>,
+}
+
+/// What one round holds back until its end.
+#[derive(Default)]
+struct Round {
+    /// Replies with the outcome of the last persist before each.
+    replies: Vec<(Reply, Option<Arc<StoreError>>)>,
+    /// The outcome of the last persist of this round.
+    last_persist: Option<Arc<StoreError>>,
+}
+
+enum Wake<R> {
+    Request(Option<R>),
+    Event(Option<Event>),
+    Timer,
+}
+
+impl<S: Scheduler> Session<S> {
+    async fn run(&mut self, cancel: CancellationToken) {
+        loop {
+            self.ensure_subscribed().await;
+            let sleep = self.scheduler.wake_in(SystemTime::now());
+            let wake = tokio::select! {
+                // Shutdown first: the master closes subscriptions right after cancelling.
+                biased;
+                _ = cancel.cancelled() => {
+                    if let Err(e) = self.scheduler.persist().await {
+                        tracing::error!(framework = %self.spec.name, error = %e, "cannot persist at shutdown");
+                    }
+                    return;
+                }
+                r = self.inbox.rx.recv() => Wake::Request(r),
+                e = next_event(&mut self.conn) => Wake::Event(e),
+                _ = tokio::time::sleep(sleep) => Wake::Timer,
+            };
+            let now = SystemTime::now();
+            match wake {
+                Wake::Request(None) => return,
+                Wake::Request(Some(r)) => {
+                    self.request(r, now).await;
+                    // Take the other waiting requests into the same round (one commit).
+                    while let Ok(r) = self.inbox.rx.try_recv() {
+                        self.request(r, now).await;
+                    }
+                }
+                Wake::Event(Some(e)) => self.event_batch(e, now).await,
+                Wake::Event(None) => self.disconnected(),
+                Wake::Timer => {}
+            }
+            self.end_round(now).await;
+        }
+    }
+
+    async fn request(&mut self, r: S::Request, now: SystemTime) {
+        let cmds = self.scheduler.request(r, now);
+        self.execute(cmds).await;
+    }
+
+    /// Handle `first` and every event already waiting (at most [`MAX_EVENT_BATCH`]).
+    async fn event_batch(&mut self, first: Event, now: SystemTime) {
+        self.on_event(first, now).await;
+        for _ in 0..MAX_EVENT_BATCH {
+            let Some(conn) = self.conn.as_mut() else {
+                break;
+            };
+            match conn.next_event().now_or_never() {
+                Some(Some(e)) => self.on_event(e, now).await,
+                Some(None) => {
+                    self.disconnected();
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Recovery, periodic reconciliation, the scheduler's tick, interest; then the replies.
+    async fn end_round(&mut self, now: SystemTime) {
+        self.settle_recovery().await;
+        if self.last_reconcile.elapsed() >= self.spec.reconcile_every {
+            let cmds = self.scheduler.reconcile();
+            self.last_reconcile = Instant::now();
+            self.execute(cmds).await;
+        }
+        let cmds = self.scheduler.tick(now);
+        self.execute(cmds).await;
+        self.update_interest(SystemTime::now());
+        let round = std::mem::take(&mut self.round);
+        for (reply, outcome) in round.replies {
+            reply(outcome.map_or(Ok(()), Err));
+        }
+    }
+
+    /// Subscribe once there is work and the resubscribe delay passed.
+    async fn ensure_subscribed(&mut self) {
+        if self.conn.is_some() || Instant::now() < self.next_subscribe || !self.scheduler.has_work()
+        {
+            return;
+        }
+        self.next_subscribe = Instant::now() + RESUBSCRIBE_AFTER;
+        let info = self.spec.info(self.framework_id.as_deref());
+        match self.master.subscribe(info).await {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.suppressed = false;
+            }
+            Err(e) => {
+                tracing::warn!(framework = %self.spec.name, error = %e, "cannot subscribe; retrying")
+            }
+        }
+    }
+
+    fn disconnected(&mut self) {
+        tracing::warn!(framework = %self.spec.name, "subscription ended; subscribing again");
+        self.conn = None;
+        self.scheduler.disconnected();
+    }
+
+    fn call(&self, kind: CallKind) {
+        let Some(conn) = &self.conn else { return };
+        let name = kind.type_name();
+        if let Err(e) = conn.call(kind) {
+            tracing::warn!(framework = %self.spec.name, call = name, error = %e, "call refused");
+        }
+    }
+
+    /// After a restart: once subscribed and every agent known before is back, the scheduler
+    /// learns which tasks the master knows, then reconciles.
+    async fn settle_recovery(&mut self) {
+        if !self.recovering || self.conn.is_none() || self.master.agents_transitioning() {
+            return;
+        }
+        self.recovering = false;
+        let master = self.master.clone();
+        let mut cmds = self.scheduler.recovery_settled(&|t| master.knows_task(t));
+        cmds.extend(self.scheduler.reconcile());
+        self.execute(cmds).await;
+    }
+
+    /// SUPPRESS when the scheduler stopped wanting offers, REVIVE when it wants them again.
+    fn update_interest(&mut self, now: SystemTime) {
+        let wants = self.scheduler.wants_offers(now);
+        if wants && self.suppressed {
+            self.revive();
+        } else if !wants && !self.suppressed && self.conn.is_some() {
+            self.call(CallKind::Suppress { suppress: None });
+            self.suppressed = true;
+        }
+    }
+
+    fn revive(&mut self) {
+        self.call(CallKind::Revive { revive: None });
+        self.suppressed = false;
+    }
+
+    async fn on_event(&mut self, ev: Event, now: SystemTime) {
+        let cmds = match ev {
+            Event::Subscribed { subscribed } => self.subscribed(subscribed.framework_id, now).await,
+            Event::Offers { offers } => {
+                // Offers may be what a restored scheduler waited for: settle first.
+                self.settle_recovery().await;
+                self.scheduler.offers(offers.offers, now)
+            }
+            Event::Rescind { rescind } => self.scheduler.rescinded(&rescind.offer_id),
+            Event::Update { update } => {
+                if let Some(ack) = Acknowledge::for_status(&update.status) {
+                    self.call(CallKind::Acknowledge { acknowledge: ack });
+                }
+                self.scheduler.status(&update.status, now)
+            }
+            Event::InverseOffers { inverse_offers } => self
+                .scheduler
+                .inverse_offers(&inverse_offers.inverse_offers),
+            Event::Error { error } => {
+                tracing::warn!(framework = %self.spec.name, message = %error.message, "subscription error");
+                if error.message.contains("removed") {
+                    // Torn down by an operator: come back as a new framework.
+                    self.framework_id = None;
+                    self.inbox.framework_id.send_replace(None);
+                }
+                self.disconnected();
+                Vec::new()
+            }
+            Event::Message { .. } | Event::Failure { .. } | Event::Heartbeat => Vec::new(),
+        };
+        self.execute(cmds).await;
+    }
+
+    async fn subscribed(&mut self, id: IdValue, now: SystemTime) -> Vec<Command> {
+        if self.framework_id.as_deref() != Some(id.as_str()) {
+            if let Some(key) = &self.spec.framework_id_key {
+                if let Err(e) = meseta_store::put_json(self.master.store(), key, &id.as_str()).await
+                {
+                    tracing::error!(framework = %self.spec.name, error = %e, "cannot persist the framework id");
+                }
+            }
+            self.framework_id = Some(id.value);
+        }
+        self.inbox
+            .framework_id
+            .send_replace(self.framework_id.clone());
+        tracing::info!(framework = %self.spec.name, framework_id = ?self.framework_id, "subscribed");
+        self.suppressed = false;
+        self.scheduler.subscribed(self.recovering, now)
+    }
+
+    /// Carry out `cmds` in order.
+    async fn execute(&mut self, cmds: Vec<Command>) {
+        let mut work: std::collections::VecDeque<Command> = cmds.into();
+        while let Some(c) = work.pop_front() {
+            match c {
+                Command::Persist => {
+                    let outcome = self.scheduler.persist().await.err().map(Arc::new);
+                    if let Some(e) = &outcome {
+                        tracing::error!(framework = %self.spec.name, error = %e, "cannot persist");
+                    }
+                    self.round.last_persist = outcome;
+                    let after = self.scheduler.persisted(SystemTime::now());
+                    for (i, c) in after.into_iter().enumerate() {
+                        work.insert(i, c);
+                    }
+                }
+                Command::Reply(r) => {
+                    let outcome = self.round.last_persist.clone();
+                    self.round.replies.push((r, outcome));
+                }
+                Command::Publish { kind, data } => self.inbox.publish(kind, &data),
+                Command::Revive => self.revive(),
+                Command::Reconcile(tasks) => {
+                    self.last_reconcile = Instant::now();
+                    if !tasks.is_empty() {
+                        self.call(CallKind::Reconcile {
+                            reconcile: Reconcile { tasks },
+                        });
+                    }
+                }
+                other => self.send(other),
+            }
+        }
+    }
+
+    /// The commands that are one call each.
+    fn send(&mut self, c: Command) {
+        let kind = match c {
+            Command::Launch { offer_id, tasks } => CallKind::Accept {
+                accept: Accept {
+                    offer_ids: vec![offer_id],
+                    operations: vec![Operation::Launch {
+                        launch: Launch { task_infos: tasks },
+                    }],
+                    filters: Some(Filters {
+                        refuse_seconds: Some(0.0),
+                    }),
+                },
+            },
+            Command::Decline {
+                offer_ids,
+                refuse_seconds,
+            } => CallKind::Decline {
+                decline: Decline {
+                    offer_ids,
+                    filters: Some(Filters {
+                        refuse_seconds: Some(refuse_seconds),
+                    }),
+                },
+            },
+            Command::Kill { task_id, agent_id } => CallKind::Kill {
+                kill: Kill {
+                    task_id: IdValue::new(task_id),
+                    agent_id: agent_id.map(IdValue::new),
+                },
+            },
+            Command::Suppress => {
+                if self.conn.is_some() {
+                    self.suppressed = true;
+                }
+                CallKind::Suppress { suppress: None }
+            }
+            Command::AcceptInverseOffers(ids) => {
+                let ids: Vec<serde_json::Value> = ids
+                    .iter()
+                    .map(|id| serde_json::json!({"value": id.as_str()}))
+                    .collect();
+                CallKind::AcceptInverseOffers {
+                    accept_inverse_offers: serde_json::json!({"inverse_offer_ids": ids}),
+                }
+            }
+            Command::Persist
+            | Command::Reply(_)
+            | Command::Publish { .. }
+            | Command::Revive
+            | Command::Reconcile(_) => return,
+        };
+        self.call(kind);
+    }
+}
+
+/// The next framework event, or pending forever while not subscribed.
+async fn next_event(conn: &mut Option<FrameworkConnection>) -> Option<Event> {
+    match conn {
+        Some(c) => c.next_event().await,
+        None => std::future::pending().await,
+    }
+}

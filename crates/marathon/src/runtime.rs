@@ -1,0 +1,193 @@
+//! The services scheduler on the framework kit: [`Services`] owns the
+//! [`Engine`] and turns its decisions into kit [`Command`]s. Every round ends with
+//! `engine.tick` and one [`Command::Persist`]; what the engine decided is carried out in this
+//! order: store writes, then kills, revives and events ([`Scheduler::persisted`]) — and offers
+//! are answered only after the instances placed on them are written, so a master restarted
+//! mid-deployment reconciles an instance instead of launching it twice.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use meseta_api::scheduler::{IdValue, InverseOffer, Offer, ReconcileTask, TaskStatus};
+use meseta_framework::{Command, FrameworkSpec, Inbox, Scheduler};
+use meseta_master::Master;
+use meseta_services::engine::{Engine, KillOrder, Outputs};
+use meseta_store::StoreError;
+use tokio_util::sync::CancellationToken;
+
+use crate::handle::Job;
+use crate::{secs, store, FRAMEWORK_NAME};
+
+/// Declined offers stay away this long while nothing waits (REVIVE brings them back sooner).
+const DECLINE_IDLE_SECONDS: f64 = 120.0;
+/// … and this long while instances wait but did not fit.
+const DECLINE_BUSY_SECONDS: f64 = 1.0;
+/// How often live tasks are reconciled.
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
+/// Load the apps, instances and deployments, then run the scheduler until `cancel`.
+pub(crate) async fn run(master: Master, inbox: Inbox<Job>, cancel: CancellationToken) {
+    let (apps, instances, deployments) = match store::load(master.store()).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "services scheduler cannot load its apps; not running");
+            return;
+        }
+    };
+    tracing::info!(
+        apps = apps.len(),
+        instances = instances.len(),
+        deployments = deployments.len(),
+        "services scheduler recovered"
+    );
+    let seed = uuid::Uuid::new_v4().as_u128();
+    let services = Services {
+        master: master.clone(),
+        engine: Engine::restore(seed, apps, instances, deployments),
+        written: None,
+    };
+    meseta_framework::run(master, services, inbox, cancel).await;
+}
+
+fn kill(k: KillOrder) -> Command {
+    Command::Kill {
+        task_id: k.task_id,
+        agent_id: k.agent_id,
+    }
+}
+
+/// The services scheduler: the engine and the outputs of the last write.
+pub(crate) struct Services {
+    master: Master,
+    engine: Engine,
+    /// What the last [`Scheduler::persist`] wrote, whose kills and events follow.
+    written: Option<Outputs>,
+}
+
+impl Scheduler for Services {
+    type Request = Job;
+
+    fn spec(&self) -> FrameworkSpec {
+        FrameworkSpec {
+            capabilities: vec!["PARTITION_AWARE".to_string()],
+            framework_id_key: Some(store::FRAMEWORK_ID.to_string()),
+            reconcile_every: RECONCILE_EVERY,
+            ..FrameworkSpec::new(FRAMEWORK_NAME)
+        }
+    }
+
+    /// Subscribe once there is an app (a master without apps shows no services framework).
+    fn has_work(&self) -> bool {
+        self.engine.apps().next().is_some() || self.engine.deployments().next().is_some()
+    }
+
+    /// Waiting instances, and backed-off ones (they launch when their delay ends).
+    fn wants_offers(&self, now: SystemTime) -> bool {
+        let now = secs(now);
+        self.engine.wants_offers(now) || self.engine.next_backoff_end(now).is_some()
+    }
+
+    /// Place waiting instances; persist them before the launches leave.
+    fn offers(&mut self, offers: Vec<Offer>, now: SystemTime) -> Vec<Command> {
+        let now = secs(now);
+        let launches = self.engine.offers(&offers, now);
+        let used: HashSet<&str> = launches.iter().map(|l| l.offer_id.as_str()).collect();
+        let unused: Vec<IdValue> = offers
+            .iter()
+            .filter(|o| !used.contains(o.id.as_str()))
+            .map(|o| o.id.clone())
+            .collect();
+        // Write-ahead: the instances are recorded as launched before the ACCEPT leaves.
+        let mut cmds = vec![Command::Persist];
+        cmds.extend(launches.into_iter().map(|l| Command::Launch {
+            offer_id: l.offer_id,
+            tasks: l.tasks,
+        }));
+        if !unused.is_empty() {
+            // Waiting instances (or ones backed off) want these offers back soon.
+            let refuse_seconds = if self.engine.wants_offers(now) {
+                DECLINE_BUSY_SECONDS
+            } else if let Some(t) = self.engine.next_backoff_end(now) {
+                (t - now).clamp(0.1, DECLINE_IDLE_SECONDS)
+            } else {
+                DECLINE_IDLE_SECONDS
+            };
+            cmds.push(Command::Decline {
+                offer_ids: unused,
+                refuse_seconds,
+            });
+        }
+        cmds
+    }
+
+    fn status(&mut self, status: &TaskStatus, now: SystemTime) -> Vec<Command> {
+        self.engine.on_status(status, secs(now));
+        Vec::new()
+    }
+
+    fn request(&mut self, job: Job, now: SystemTime) -> Vec<Command> {
+        vec![Command::reply(job(&mut self.engine, secs(now)))]
+    }
+
+    fn tick(&mut self, now: SystemTime) -> Vec<Command> {
+        self.engine.tick(secs(now));
+        vec![Command::Persist]
+    }
+
+    fn subscribed(&mut self, recovering: bool, _now: SystemTime) -> Vec<Command> {
+        if recovering {
+            Vec::new()
+        } else {
+            self.reconcile()
+        }
+    }
+
+    /// Instances on a machine going into maintenance are replaced elsewhere when it goes
+    /// down, so the services scheduler agrees to every window.
+    fn inverse_offers(&mut self, offers: &[InverseOffer]) -> Vec<Command> {
+        vec![Command::AcceptInverseOffers(
+            offers.iter().map(|io| io.id.clone()).collect(),
+        )]
+    }
+
+    /// Kills still owed, and every live task (those that ended meanwhile, or never reached an
+    /// agent, come back terminal and are relaunched).
+    fn reconcile(&mut self) -> Vec<Command> {
+        let tasks: Vec<ReconcileTask> = self
+            .engine
+            .live_tasks()
+            .into_iter()
+            .map(|(t, a)| ReconcileTask {
+                task_id: IdValue::new(t),
+                agent_id: a.map(IdValue::new),
+            })
+            .collect();
+        let mut cmds: Vec<Command> = self.engine.pending_kills().into_iter().map(kill).collect();
+        cmds.push(Command::Reconcile(tasks));
+        cmds
+    }
+
+    /// Write what changed; on failure the engine keeps its marks so the next round retries.
+    async fn persist(&mut self) -> Result<(), StoreError> {
+        let out = self.engine.take_outputs();
+        let r = store::save(self.master.store(), &self.engine, &out).await;
+        self.written = Some(out);
+        r
+    }
+
+    /// Kills, revives and events after the store write.
+    fn persisted(&mut self, _now: SystemTime) -> Vec<Command> {
+        let Some(out) = self.written.take() else {
+            return Vec::new();
+        };
+        let mut cmds: Vec<Command> = out.kills.into_iter().map(kill).collect();
+        if out.revive {
+            cmds.push(Command::Revive);
+        }
+        cmds.extend(out.events.into_iter().map(|data| Command::Publish {
+            kind: data["eventType"].as_str().unwrap_or("").to_owned(),
+            data,
+        }));
+        cmds
+    }
+}

@@ -1,0 +1,45 @@
+//! Read-only questions in-process frameworks and edges ask the master, beside the framework
+//! contract ([`Master::subscribe`]): where the master is reachable, whether agents are still to
+//! re-register after a restart, whether a task is known. Each answer is a copy taken under the
+//! core's lock; callers never hold the lock.
+
+use std::net::SocketAddr;
+
+use meseta_types::TaskId;
+
+use crate::Master;
+
+impl Master {
+    /// The address the master's HTTP server is bound to (`0.0.0.0:0` before it is bound).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.core().addr
+    }
+
+    /// The hostname the master advertises (`--hostname`, or the machine's name).
+    pub fn hostname(&self) -> String {
+        self.core().config().hostname.clone()
+    }
+
+    /// `hostname:port`: how clients should reach this master.
+    pub fn advertised_address(&self) -> String {
+        let core = self.core();
+        format!("{}:{}", core.config().hostname, core.addr.port())
+    }
+
+    /// After a master restart: are agents known from the store still to re-register? Until they
+    /// have, a task missing from the task table may still be running on one of them.
+    pub fn agents_transitioning(&self) -> bool {
+        self.core().agents_transitioning()
+    }
+
+    /// Whether the master knows task `id`: live in its task table, or among the recently
+    /// completed tasks of a framework.
+    pub fn knows_task(&self, id: &TaskId) -> bool {
+        let core = self.core();
+        core.tasks.contains_key(id)
+            || core
+                .frameworks
+                .values()
+                .any(|f| f.completed_tasks.iter().any(|t| &t.spec.task_id == id))
+    }
+}
