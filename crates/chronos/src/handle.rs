@@ -59,13 +59,7 @@ pub(crate) struct JobView {
 impl JobView {
     /// Chronos `status`: the outcome of the latest finished run.
     pub fn status(&self) -> &'static str {
-        match (self.state.last_success, self.state.last_error) {
-            (None, None) => "fresh",
-            (Some(_), None) => "success",
-            (None, Some(_)) => "failure",
-            (Some(s), Some(e)) if s >= e => "success",
-            _ => "failure",
-        }
+        self.state.last_status()
     }
 
     /// Chronos `state`: `idle`, `queued`, `running` or `N running`.

@@ -150,13 +150,11 @@ impl Scheduler for Jobs {
     type Request = JobsCommand;
 
     fn spec(&self) -> FrameworkSpec {
-        FrameworkSpec {
-            // A run on a cut-off agent is UNREACHABLE (it may come back), not a failed LOST.
-            capabilities: vec!["PARTITION_AWARE".to_string()],
-            framework_id_key: Some(store::FRAMEWORK_ID.to_string()),
-            reconcile_every: RECONCILE_EVERY,
-            ..FrameworkSpec::new(FRAMEWORK_NAME)
-        }
+        // A run on a cut-off agent is UNREACHABLE (it may come back), not a failed LOST.
+        FrameworkSpec::new(FRAMEWORK_NAME)
+            .capability("PARTITION_AWARE")
+            .framework_id_key(store::FRAMEWORK_ID)
+            .reconcile_every(RECONCILE_EVERY)
     }
 
     /// Subscribe when there is at least one job (a master without jobs shows no jobs framework).

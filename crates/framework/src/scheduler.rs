@@ -43,6 +43,24 @@ impl FrameworkSpec {
         }
     }
 
+    /// Declare a capability (`PARTITION_AWARE`, …).
+    pub fn capability(mut self, kind: &str) -> FrameworkSpec {
+        self.capabilities.push(kind.to_string());
+        self
+    }
+
+    /// Keep the framework id under `key`, so a restarted master re-subscribes the same framework.
+    pub fn framework_id_key(mut self, key: &str) -> FrameworkSpec {
+        self.framework_id_key = Some(key.to_string());
+        self
+    }
+
+    /// Reconcile every `every`.
+    pub fn reconcile_every(mut self, every: Duration) -> FrameworkSpec {
+        self.reconcile_every = every;
+        self
+    }
+
     /// The SUBSCRIBE `FrameworkInfo`, with the id of a previous subscription.
     pub(crate) fn info(&self, id: Option<&str>) -> FrameworkInfo {
         let capabilities = (!self.capabilities.is_empty()).then(|| {

@@ -1,7 +1,8 @@
 //! The job planner: a pure state machine that decides when runs start, retry, skip and fan in.
 //!
-//! Used by the jobs runtime of the master, which feeds it the clock (`now`), task updates and API
-//! calls, and carries out the returned [`Command`]s (launch/kill tasks, persist/forget jobs).
+//! Used by the built-in Chronos (`meseta-chronos`), which feeds it the clock (`now`), task
+//! updates and API calls, and carries out the returned [`Command`]s (launch/kill tasks,
+//! persist/forget jobs).
 //! The planner does no I/O and reads no clock. See `crates/jobs/README.md` for the state machine.
 //!
 //! Rules in short:

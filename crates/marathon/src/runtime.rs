@@ -68,12 +68,11 @@ impl Scheduler for Services {
     type Request = Job;
 
     fn spec(&self) -> FrameworkSpec {
-        FrameworkSpec {
-            capabilities: vec!["PARTITION_AWARE".to_string()],
-            framework_id_key: Some(store::FRAMEWORK_ID.to_string()),
-            reconcile_every: RECONCILE_EVERY,
-            ..FrameworkSpec::new(FRAMEWORK_NAME)
-        }
+        // Instances on a cut-off agent are UNREACHABLE (they may come back), not LOST.
+        FrameworkSpec::new(FRAMEWORK_NAME)
+            .capability("PARTITION_AWARE")
+            .framework_id_key(store::FRAMEWORK_ID)
+            .reconcile_every(RECONCILE_EVERY)
     }
 
     /// Subscribe once there is an app (a master without apps shows no services framework).

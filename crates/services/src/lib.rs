@@ -1,6 +1,6 @@
 //! Marathon-compatible services (issue 3) as a pure library: no I/O, no clock, no randomness.
 //!
-//! Used by the master's services framework (`/v2` endpoints, deployments) and by tests.
+//! Used by the built-in Marathon (`meseta-marathon`: `/v2` endpoints, deployments) and by tests.
 //!
 //! - [`path`]: app path ids (`/group/app`): parsing, canonical form, Mesos-safe form.
 //! - [`validate`]: checks an [`AppDefinition`](meseta_api::marathon::AppDefinition), returning

@@ -1,6 +1,6 @@
 //! The services scheduler as a pure state machine (no I/O, time passed in as unix seconds).
 //!
-//! The master's services framework (`crates/master/src/services`) owns one [`Engine`]: it feeds
+//! The built-in Marathon (`crates/marathon`) owns one [`Engine`]: it feeds
 //! it API requests, offers and task status updates, and carries out what the engine leaves in
 //! its [`Outputs`]: tasks to launch (returned by [`Engine::offers`]), tasks to kill, Marathon
 //! events to publish, and the records to write to the store.
