@@ -17,7 +17,7 @@ use meseta_api::chronos::ChronosJob;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{handle, Chronos};
+use super::Chronos;
 use crate::{CreateKind, JobView, JobsError};
 
 /// The Chronos routes, under both prefixes.
@@ -95,10 +95,7 @@ async fn ping() -> Response {
 }
 
 async fn list(State(m): State<Chronos>) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     match h.list().await {
         Ok(v) => Json(v.into_iter().map(|j| j.chronos).collect::<Vec<_>>()).into_response(),
         Err(e) => error_response(e),
@@ -130,10 +127,7 @@ fn matches(q: &SearchQuery, job: &ChronosJob) -> bool {
 }
 
 async fn search(State(m): State<Chronos>, Query(q): Query<SearchQuery>) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     match h.list().await {
         Ok(v) => {
             let found: Vec<ChronosJob> = v
@@ -162,10 +156,7 @@ pub(crate) fn summary_entry(j: &JobView) -> Value {
 }
 
 async fn summary(State(m): State<Chronos>) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     match h.list().await {
         Ok(v) => {
             Json(json!({"jobs": v.iter().map(summary_entry).collect::<Vec<_>>()})).into_response()
@@ -175,10 +166,7 @@ async fn summary(State(m): State<Chronos>) -> Response {
 }
 
 async fn job(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     match h.get(&name).await {
         Ok(j) => Json(j.chronos).into_response(),
         Err(e) => error_response(e),
@@ -191,10 +179,7 @@ pub(crate) fn parse_job(body: &[u8]) -> Result<ChronosJob, String> {
 }
 
 async fn create(m: &Chronos, body: &[u8], kind: CreateKind) -> Response {
-    let h = match handle(m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     let job = match parse_job(body) {
         Ok(j) => j,
         Err(msg) => return chronos_error(StatusCode::BAD_REQUEST, msg),
@@ -211,45 +196,27 @@ async fn create_dependent(State(m): State<Chronos>, body: Bytes) -> Response {
 }
 
 async fn run(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
-    match handle(&m) {
-        Ok(h) => no_content(h.run_now(&name).await),
-        Err(r) => *r,
-    }
+    no_content(m.jobs.run_now(&name).await)
 }
 
 async fn remove(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
-    match handle(&m) {
-        Ok(h) => no_content(h.remove(&name).await),
-        Err(r) => *r,
-    }
+    no_content(m.jobs.remove(&name).await)
 }
 
 async fn kill(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
-    match handle(&m) {
-        Ok(h) => no_content(h.kill(&name).await),
-        Err(r) => *r,
-    }
+    no_content(m.jobs.kill(&name).await)
 }
 
 async fn enable(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
-    match handle(&m) {
-        Ok(h) => no_content(h.set_disabled(&name, false).await),
-        Err(r) => *r,
-    }
+    no_content(m.jobs.set_disabled(&name, false).await)
 }
 
 async fn disable(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
-    match handle(&m) {
-        Ok(h) => no_content(h.set_disabled(&name, true).await),
-        Err(r) => *r,
-    }
+    no_content(m.jobs.set_disabled(&name, true).await)
 }
 
 async fn success(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     match h.mark_success(&name).await {
         Ok(()) => text(format!("marked job {name} as successful: true")),
         Err(e) => error_response(e),
@@ -257,10 +224,7 @@ async fn success(State(m): State<Chronos>, Path(name): Path<String>) -> Response
 }
 
 async fn stat(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     match h.get(&name).await {
         Ok(j) => Json(crate::view::job_stat(&j)).into_response(),
         Err(e) => error_response(e),
@@ -268,10 +232,7 @@ async fn stat(State(m): State<Chronos>, Path(name): Path<String>) -> Response {
 }
 
 async fn stats(State(m): State<Chronos>, Path(percentile): Path<String>) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     match h.list().await {
         Ok(v) => match crate::view::percentile_stats(&v, &percentile) {
             Some(out) => Json(out).into_response(),
@@ -296,12 +257,9 @@ async fn graph_dot(State(m): State<Chronos>) -> Response {
 }
 
 async fn graph(m: &Chronos, dot: bool) -> Response {
-    match handle(m) {
-        Ok(h) => match h.graph(dot).await {
-            Ok(g) => text(g),
-            Err(e) => error_response(e),
-        },
-        Err(r) => *r,
+    match m.jobs.graph(dot).await {
+        Ok(g) => text(g),
+        Err(e) => error_response(e),
     }
 }
 

@@ -22,7 +22,7 @@ use meseta_jobs::planner::{RunOutcome, RunRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{handle, Chronos};
+use super::Chronos;
 use crate::{CreateKind, JobView, JobsError, JobsHandle};
 
 /// The schedule of a job that only runs on demand (never due in practice).
@@ -311,10 +311,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>
 }
 
 async fn list(State(m): State<Chronos>) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     match h.list().await {
         Ok(v) => Json(v.iter().map(job_json).collect::<Vec<_>>()).into_response(),
         Err(e) => error_response("", e),
@@ -341,10 +338,7 @@ async fn put_job(h: &JobsHandle, body: &[u8], path_id: Option<&str>) -> Result<J
 }
 
 async fn create(State(m): State<Chronos>, body: Bytes) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     match put_job(h, &body, None).await {
         Ok(v) => (StatusCode::CREATED, Json(job_json(&v))).into_response(),
         Err(r) => r,
@@ -352,10 +346,7 @@ async fn create(State(m): State<Chronos>, body: Bytes) -> Response {
 }
 
 async fn update(State(m): State<Chronos>, Path(id): Path<String>, body: Bytes) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     if let Err(e) = h.get(&id).await {
         return error_response(&id, e);
     }
@@ -366,20 +357,14 @@ async fn update(State(m): State<Chronos>, Path(id): Path<String>, body: Bytes) -
 }
 
 async fn show(State(m): State<Chronos>, Path(id): Path<String>) -> Response {
-    match handle(&m) {
-        Ok(h) => match h.get(&id).await {
-            Ok(v) => Json(job_json(&v)).into_response(),
-            Err(e) => error_response(&id, e),
-        },
-        Err(r) => *r,
+    match m.jobs.get(&id).await {
+        Ok(v) => Json(job_json(&v)).into_response(),
+        Err(e) => error_response(&id, e),
     }
 }
 
 async fn remove(State(m): State<Chronos>, Path(id): Path<String>) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     if let Err(e) = h.get(&id).await {
         return error_response(&id, e);
     }
@@ -390,20 +375,14 @@ async fn remove(State(m): State<Chronos>, Path(id): Path<String>) -> Response {
 }
 
 async fn runs(State(m): State<Chronos>, Path(id): Path<String>) -> Response {
-    match handle(&m) {
-        Ok(h) => match h.get(&id).await {
-            Ok(v) => Json(active_runs(&v)).into_response(),
-            Err(e) => error_response(&id, e),
-        },
-        Err(r) => *r,
+    match m.jobs.get(&id).await {
+        Ok(v) => Json(active_runs(&v)).into_response(),
+        Err(e) => error_response(&id, e),
     }
 }
 
 async fn start_run(State(m): State<Chronos>, Path(id): Path<String>) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     if let Err(e) = h.get(&id).await {
         return error_response(&id, e);
     }
@@ -429,20 +408,14 @@ async fn start_run(State(m): State<Chronos>, Path(id): Path<String>) -> Response
 }
 
 async fn schedules(State(m): State<Chronos>, Path(id): Path<String>) -> Response {
-    match handle(&m) {
-        Ok(h) => match h.get(&id).await {
-            Ok(v) => Json(schedules_json(&v)).into_response(),
-            Err(e) => error_response(&id, e),
-        },
-        Err(r) => *r,
+    match m.jobs.get(&id).await {
+        Ok(v) => Json(schedules_json(&v)).into_response(),
+        Err(e) => error_response(&id, e),
     }
 }
 
 async fn add_schedule(State(m): State<Chronos>, Path(id): Path<String>, body: Bytes) -> Response {
-    let h = match handle(&m) {
-        Ok(h) => h,
-        Err(r) => return *r,
-    };
+    let h = &m.jobs;
     let s: MSchedule = match parse(&body) {
         Ok(s) => s,
         Err(r) => return *r,

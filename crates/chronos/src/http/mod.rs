@@ -8,7 +8,6 @@
 mod chronos;
 mod metronome;
 
-use axum::response::Response;
 use axum::Router;
 use meseta_master::Master;
 
@@ -19,17 +18,12 @@ use crate::JobsHandle;
 pub(crate) struct Chronos {
     /// The master the scheduler runs against.
     pub master: Master,
-    /// The jobs scheduler.
+    /// The jobs scheduler (a stopped one answers every call with `JobsError::Unavailable`,
+    /// which each API renders as its 503).
     pub jobs: JobsHandle,
 }
 
 /// The Chronos and Metronome routes.
 pub(crate) fn routes() -> Router<Chronos> {
     chronos::routes().merge(metronome::routes())
-}
-
-/// The jobs scheduler (a stopped one answers every call with `JobsError::Unavailable`, which
-/// each API renders as its 503).
-fn handle(m: &Chronos) -> Result<&JobsHandle, Box<Response>> {
-    Ok(&m.jobs)
 }

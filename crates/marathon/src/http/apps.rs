@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value};
 
 use super::Marathon;
 use super::{
-    app_id, body_bytes, deployment_result, engine_error, fail, flag, handle, parse_json,
-    shape_error, unavailable, values, Body, Params,
+    app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, shape_error,
+    unavailable, values, Body, Params,
 };
 use meseta_api::marathon::READ_ONLY_APP_KEYS;
 
@@ -78,9 +78,7 @@ fn embed(q: &Params, default_tasks: bool) -> Embed {
 
 /// `GET /v2/apps` with `id`, `cmd`, `label` filters.
 pub(super) async fn list(State(m): State<Marathon>, Query(q): Query<Params>) -> Response {
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let e = embed(&q, false);
     let id_f = values(&q, "id").next().map(str::to_lowercase);
     let cmd_f = values(&q, "cmd").next().map(str::to_owned);
@@ -139,9 +137,7 @@ pub(super) async fn create(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let force = flag(&q, "force", false);
     let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let r = h
@@ -186,9 +182,7 @@ pub(super) async fn get_sub(
     Path(rest): Path<String>,
     Query(q): Query<Params>,
 ) -> Response {
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let e = embed(&q, true);
     let r = h
         .call(move |eng, _| -> Result<Value, Response> {
@@ -296,9 +290,7 @@ async fn update(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let force = flag(&q, "force", false);
     // Rollback: only `version` (and `id`).
     if let Some(v) = patch.get("version").and_then(Value::as_str) {
@@ -420,9 +412,7 @@ pub(super) async fn delete_sub(
     Path(rest): Path<String>,
     Query(q): Query<Params>,
 ) -> Response {
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let scale = flag(&q, "scale", false);
     let wipe = flag(&q, "wipe", false);
     if scale && wipe {
@@ -537,9 +527,7 @@ pub(super) async fn post_sub(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let force = flag(&q, "force", false);
     let r = match parse_sub(&rest) {
         Sub::Restart(id) => {

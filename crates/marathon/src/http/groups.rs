@@ -15,8 +15,8 @@ use serde_json::json;
 
 use super::Marathon;
 use super::{
-    app_id, body_bytes, deployment_result, engine_error, fail, flag, handle, parse_json,
-    unavailable, Body, Params,
+    app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, unavailable, Body,
+    Params,
 };
 use crate::unix_now;
 use crate::ServicesHandle;
@@ -84,9 +84,7 @@ pub(super) async fn get_sub(State(m): State<Marathon>, Path(id): Path<String>) -
         return super::other::group(State(m), Path(id)).await;
     };
     let group = app_id(group);
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let r = h
         .call(move |eng, _| {
             eng.group_exists(&group)
@@ -162,9 +160,7 @@ async fn create(m: Marathon, url_group: String, q: Params, body: Body) -> Respon
         Ok(n) => n,
         Err(r) => return r,
     };
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let force = flag(&q, "force", false);
     let gid = node.id.clone();
     match h
@@ -208,9 +204,7 @@ async fn update(m: Marathon, url_group: String, q: Params, body: Body) -> Respon
             Err(r) => return r,
         },
     };
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let scale_by = update.scale_by;
     let shown = gid.clone();
     let r = h
@@ -231,9 +225,7 @@ async fn update(m: Marathon, url_group: String, q: Params, body: Body) -> Respon
 }
 
 async fn delete(m: Marathon, group: String, q: Params) -> Response {
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let force = flag(&q, "force", false);
     let shown = group.clone();
     match h

@@ -32,7 +32,7 @@ use crate::ServicesHandle;
 pub(crate) struct Marathon {
     /// The master the scheduler runs against.
     pub master: Master,
-    /// The services scheduler.
+    /// The services scheduler (a stopped one fails its calls: answer [`unavailable`]).
     pub services: ServicesHandle,
 }
 
@@ -126,11 +126,6 @@ pub(super) fn unavailable() -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         "the services scheduler is not running",
     )
-}
-
-/// The services scheduler (a stopped one answers its calls with the 503 of [`unavailable`]).
-pub(super) fn handle(m: &Marathon) -> Result<ServicesHandle, Response> {
-    Ok(m.services.clone())
 }
 
 /// `200 {"version","deploymentId"}` with `Marathon-Deployment-Id` (status configurable).

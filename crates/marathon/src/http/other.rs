@@ -17,16 +17,14 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::Marathon;
 use super::{
-    app_id, body_bytes, deployment_result, engine_error, fail, flag, handle, parse_json,
-    unavailable, values, Body, Params,
+    app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, unavailable,
+    values, Body, Params,
 };
 use crate::unix_now;
 
 /// `GET /v2/tasks` (`status=running|staging` filters).
 pub(super) async fn tasks(State(m): State<Marathon>, Query(q): Query<Params>) -> Response {
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let wanted: Vec<String> = values(&q, "status")
         .chain(values(&q, "status[]"))
         .map(|s| format!("TASK_{}", s.to_uppercase()))
@@ -73,9 +71,7 @@ pub(super) async fn delete_tasks(
         );
     }
     let force = flag(&q, "force", false);
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let r = h
         .call(move |eng, now| {
             let mut shown = Vec::new();
@@ -106,9 +102,7 @@ pub(super) async fn delete_tasks(
 
 /// `GET /v2/deployments`.
 pub(super) async fn deployments(State(m): State<Marathon>) -> Response {
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     match h
         .call(|eng, _| {
             eng.deployments()
@@ -128,9 +122,7 @@ pub(super) async fn cancel_deployment(
     Path(id): Path<String>,
     Query(q): Query<Params>,
 ) -> Response {
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let force = flag(&q, "force", false);
     match h
         .call(move |eng, now| eng.cancel_deployment(&id, force, now))
@@ -145,9 +137,7 @@ pub(super) async fn cancel_deployment(
 
 /// `GET /v2/queue`: apps with instances waiting, and why.
 pub(super) async fn queue(State(m): State<Marathon>) -> Response {
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     match h.call(|eng, now| eng.queue_json(now)).await {
         Ok(q) => Json(json!({"queue": q})).into_response(),
         Err(_) => unavailable(),
@@ -160,9 +150,7 @@ pub(super) async fn reset_delay(State(m): State<Marathon>, Path(rest): Path<Stri
         return fail(StatusCode::NOT_FOUND, "URI not found");
     };
     let id = app_id(app);
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let shown = id.clone();
     match h.call(move |eng, _| eng.reset_delay(&id)).await {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
@@ -203,7 +191,7 @@ fn group_json(apps: &[Value], root: &str, version: &str) -> Value {
 }
 
 async fn all_apps(m: &Marathon) -> Result<(Vec<Value>, String), Response> {
-    let h = handle(m)?;
+    let h = &m.services;
     h.call(|eng, now| {
         let apps: Vec<Value> = eng
             .apps()
@@ -287,9 +275,7 @@ pub(super) async fn info(State(m): State<Marathon>) -> Response {
 /// `GET /v2/events`: Server-Sent Events (`event_type` filters), starting with
 /// `event_stream_attached`; idle streams get a keep-alive comment every 10 s.
 pub(super) async fn events(State(m): State<Marathon>, Query(q): Query<Params>) -> Response {
-    let Ok(h) = handle(&m) else {
-        return unavailable();
-    };
+    let h = &m.services;
     let filter: Vec<String> = values(&q, "event_type").map(str::to_owned).collect();
     let rx = h.subscribe_events();
     let now = unix_now();
