@@ -168,7 +168,7 @@ async fn create(m: Marathon, url_group: String, q: Params, body: Body) -> Respon
         .await
     {
         Err(_) => unavailable(),
-        Ok(Err(e)) => refused(&h, &gid, e),
+        Ok(Err(e)) => refused(h, &gid, e),
         Ok(Ok(r)) => {
             let mut resp = deployment_result(StatusCode::CREATED, &r);
             if let Ok(v) = HeaderValue::from_str(&format!("/v2/groups{gid}")) {
@@ -216,7 +216,7 @@ async fn update(m: Marathon, url_group: String, q: Params, body: Body) -> Respon
         .await;
     match r {
         Err(_) => unavailable(),
-        Ok(Err(e)) => refused(&h, &shown, e),
+        Ok(Err(e)) => refused(h, &shown, e),
         Ok(Ok(GroupOutcome::Deployed(r))) => deployment_result(StatusCode::OK, &r),
         Ok(Ok(GroupOutcome::DryRun(plan))) => {
             Json(json!({"steps": plan.marathon_steps()})).into_response()
@@ -233,7 +233,7 @@ async fn delete(m: Marathon, group: String, q: Params) -> Response {
         .await
     {
         Err(_) => unavailable(),
-        Ok(Err(e)) => refused(&h, &shown, e),
+        Ok(Err(e)) => refused(h, &shown, e),
         Ok(Ok(r)) => deployment_result(StatusCode::OK, &r),
     }
 }
