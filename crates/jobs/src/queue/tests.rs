@@ -1,3 +1,5 @@
+//! Unit tests of the run queue and the run deadlines, on a real planner with time passed in.
+
 use jiff::{SignedDuration, Timestamp};
 use meseta_api::chronos::ChronosJob;
 
