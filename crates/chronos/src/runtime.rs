@@ -150,10 +150,7 @@ impl Scheduler for Jobs {
     type Request = JobsCommand;
 
     fn spec(&self) -> FrameworkSpec {
-        // A run on a cut-off agent is UNREACHABLE (it may come back), not a failed LOST.
-        FrameworkSpec::new(FRAMEWORK_NAME)
-            .capability("PARTITION_AWARE")
-            .framework_id_key(store::FRAMEWORK_ID)
+        FrameworkSpec::long_running(FRAMEWORK_NAME, store::FRAMEWORK_ID)
             .reconcile_every(RECONCILE_EVERY)
     }
 

@@ -43,6 +43,15 @@ impl FrameworkSpec {
         }
     }
 
+    /// A framework meant to outlive master restarts, as the built-in schedulers are: its id is
+    /// kept under `framework_id_key`, and it is PARTITION_AWARE (a task on a cut-off agent is
+    /// UNREACHABLE — it may come back — rather than LOST).
+    pub fn long_running(name: impl Into<String>, framework_id_key: &str) -> FrameworkSpec {
+        FrameworkSpec::new(name)
+            .capability("PARTITION_AWARE")
+            .framework_id_key(framework_id_key)
+    }
+
     /// Declare a capability (`PARTITION_AWARE`, …).
     pub fn capability(mut self, kind: &str) -> FrameworkSpec {
         self.capabilities.push(kind.to_string());

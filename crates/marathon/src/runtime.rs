@@ -68,10 +68,7 @@ impl Scheduler for Services {
     type Request = Job;
 
     fn spec(&self) -> FrameworkSpec {
-        // Instances on a cut-off agent are UNREACHABLE (they may come back), not LOST.
-        FrameworkSpec::new(FRAMEWORK_NAME)
-            .capability("PARTITION_AWARE")
-            .framework_id_key(store::FRAMEWORK_ID)
+        FrameworkSpec::long_running(FRAMEWORK_NAME, store::FRAMEWORK_ID)
             .reconcile_every(RECONCILE_EVERY)
     }
 
