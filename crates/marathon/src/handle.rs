@@ -14,6 +14,11 @@ pub use meseta_framework::Unavailable;
 /// the change is persisted.
 pub type Job = Box<dyn FnOnce(&mut Engine, f64) -> Box<dyn FnOnce() + Send> + Send>;
 
+/// A Marathon event's `eventType` (what `/v2/events` readers filter on).
+pub(crate) fn event_type(event: &serde_json::Value) -> String {
+    event["eventType"].as_str().unwrap_or("").to_owned()
+}
+
 /// What HTTP handlers hold.
 #[derive(Clone)]
 pub struct ServicesHandle {
@@ -49,8 +54,7 @@ impl ServicesHandle {
 
     /// Publish a Marathon event (its `eventType` is its kind).
     pub fn publish(&self, event: serde_json::Value) {
-        let kind = event["eventType"].as_str().unwrap_or("").to_owned();
-        self.kit.publish(kind, &event);
+        self.kit.publish(event_type(&event), &event);
     }
 
     /// The id of the `marathon` framework, once it subscribed.

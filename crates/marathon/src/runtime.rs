@@ -15,7 +15,7 @@ use meseta_services::engine::{Engine, KillOrder, Outputs};
 use meseta_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
-use crate::handle::Job;
+use crate::handle::{event_type, Job};
 use crate::{secs, store, FRAMEWORK_NAME};
 
 /// Declined offers stay away this long while nothing waits (REVIVE brings them back sooner).
@@ -181,7 +181,7 @@ impl Scheduler for Services {
             cmds.push(Command::Revive);
         }
         cmds.extend(out.events.into_iter().map(|data| Command::Publish {
-            kind: data["eventType"].as_str().unwrap_or("").to_owned(),
+            kind: event_type(&data),
             data,
         }));
         cmds
