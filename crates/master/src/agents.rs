@@ -12,7 +12,7 @@ use crate::bus::ClusterEvent;
 use crate::core::{
     uuid_to_base64, Admission, AgentConn, AgentEntry, AgentStatus, Core, FrameworkEntry,
 };
-use crate::registry::AgentRecord;
+use crate::records::AgentRecord;
 use crate::task::{StatusEntry, TaskEntry, TaskMeta};
 use crate::unix_now;
 

@@ -14,7 +14,7 @@ use meseta_types::{AgentId, Attributes, FrameworkId, OfferId, Resources, TaskId,
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
-use crate::registry::{AgentRecord, Recovered};
+use crate::records::AgentRecord;
 use crate::task::{StatusEntry, TaskEntry};
 use crate::unix_now;
 
@@ -227,11 +227,11 @@ pub(crate) struct Core {
     /// Signalled when an allocation run is wanted (see `Core::allocate`).
     pub allocation_wanted: std::sync::Arc<tokio::sync::Notify>,
     /// Dynamic reservations, maintenance and other operations state (see `ops.rs`).
-    pub ops: crate::ops::OpsState,
+    pub ops: crate::ops_state::OpsState,
     pub next_agent: u64,
     pub next_framework: u64,
     pub next_offer: u64,
-    next_conn: u64,
+    pub(crate) next_conn: u64,
 }
 
 /// Takes `part` out of the running total `total` in place (keeping its allocation: totals
@@ -249,76 +249,6 @@ pub(crate) const MAX_COMPLETED_TASKS: usize = 1000;
 pub(crate) const MAX_COMPLETED_FRAMEWORKS: usize = 50;
 
 impl Core {
-    pub fn new(cfg: MasterConfig, recovered: Recovered) -> Core {
-        let now = Instant::now();
-        let master_id = uuid::Uuid::new_v4().to_string();
-        let alloc = crate::allocator::new_allocator(cfg.domain.as_ref());
-        let mut core = Core {
-            addr: cfg.listen,
-            cfg,
-            master_id,
-            start_time: unix_now(),
-            agents: BTreeMap::new(),
-            frameworks: BTreeMap::new(),
-            completed_frameworks: VecDeque::new(),
-            tasks: crate::task_table::TaskTable::default(),
-            shapes: crate::task::ResourceShapes::default(),
-            offers: HashMap::new(),
-            counters: Counters::default(),
-            bus: crate::bus::Bus::new(),
-            allocation_wanted: std::sync::Arc::new(tokio::sync::Notify::new()),
-            alloc,
-            epoch: now,
-            weights: BTreeMap::new(),
-            quotas: BTreeMap::new(),
-            ops: crate::ops::OpsState::default(),
-            next_agent: 0,
-            next_framework: 0,
-            next_offer: 0,
-            next_conn: 0,
-        };
-        core.ops.reservations = recovered.reservations;
-        core.ops.maint = crate::maintenance::MaintState::restore(recovered.maintenance);
-        for rec in recovered.agents {
-            core.agents.insert(
-                rec.id.clone(),
-                AgentEntry {
-                    record: rec,
-                    reregistered_time: None,
-                    status: AgentStatus::Recovered,
-                    last_seen: now,
-                    conn: None,
-                    used: Resources::new(),
-                    offered: Resources::new(),
-                    version: String::new(),
-                },
-            );
-        }
-        for (role, w) in recovered.weights {
-            match core.alloc.set_weight(&role, w) {
-                Ok(()) => {
-                    core.weights.insert(role, w);
-                }
-                Err(e) => tracing::warn!(%role, error = %e, "stored weight ignored"),
-            }
-        }
-        for (role, q) in recovered.quotas {
-            match core.alloc.set_quota(&role, q.clone(), true) {
-                Ok(()) => {
-                    core.quotas.insert(role, q);
-                }
-                Err(e) => tracing::warn!(%role, error = %e, "stored quota ignored"),
-            }
-        }
-        for rec in recovered.frameworks {
-            let mut fw = FrameworkEntry::new(rec.id.clone(), rec.info, rec.registered_time);
-            fw.recovered = true;
-            fw.disconnected_at = Some(now);
-            core.frameworks.insert(rec.id, fw);
-        }
-        core
-    }
-
     pub fn config(&self) -> &MasterConfig {
         &self.cfg
     }

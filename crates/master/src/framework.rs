@@ -62,7 +62,7 @@ pub(crate) async fn subscribe(
             Err(message) => return Ok(rejected(master, message)),
         }
     };
-    let record = registry::FrameworkRecord {
+    let record = crate::records::FrameworkRecord {
         id: fw_id.clone(),
         info: info.clone(),
         registered_time: unix_now(),

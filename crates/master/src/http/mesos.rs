@@ -3,6 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use super::command::run;
+use super::error;
+use crate::command::Command;
+use crate::core::{AgentStatus, Core};
+use crate::Master;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,11 +15,6 @@ use axum::{Form, Json};
 use meseta_types::{FrameworkId, TaskState};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tokio::time::Instant;
-
-use super::error;
-use crate::core::{AgentStatus, Core};
-use crate::{registry, Master};
 
 #[derive(Deserialize)]
 pub(super) struct FrameworkQuery {
@@ -53,20 +53,8 @@ pub(super) async fn teardown(
             "expecting a form body with 'frameworkId'",
         );
     };
-    let id = FrameworkId::new(form.framework_id.clone());
-    {
-        let mut core = m.core();
-        if !core.frameworks.contains_key(&id) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("no framework found with id '{}'", form.framework_id),
-            );
-        }
-        core.teardown(&id);
-        core.allocate(Instant::now());
-    }
-    registry::forget_framework(m.store(), &id).await;
-    StatusCode::OK.into_response()
+    let id = FrameworkId::new(form.framework_id);
+    run(&m, Command::Teardown(id), StatusCode::OK).await
 }
 
 pub(super) async fn state_summary(State(m): State<Master>) -> Response {

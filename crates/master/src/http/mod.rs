@@ -9,6 +9,7 @@
 
 mod agent;
 mod chronos;
+mod command;
 mod maintenance;
 mod marathon;
 mod mesos;
