@@ -178,7 +178,7 @@ impl Core {
         role: &str,
         resources: Resources,
     ) -> Offer {
-        let id = OfferId::new(format!("{}-O{}", self.master_id, self.next_offer));
+        let id = OfferId::new(format!("{}-O{}", self.master_id(), self.next_offer));
         self.next_offer += 1;
         let (hostname, url, domain) = match self.agents.get_mut(agent_id) {
             Some(a) => {

@@ -202,10 +202,10 @@ pub(crate) enum Admission {
 
 /// The live state of the master.
 pub(crate) struct Core {
-    pub cfg: MasterConfig,
-    pub master_id: String,
+    cfg: MasterConfig,
+    master_id: String,
     pub addr: SocketAddr,
-    pub start_time: f64,
+    start_time: f64,
     pub agents: BTreeMap<AgentId, AgentEntry>,
     pub frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
     pub completed_frameworks: VecDeque<FrameworkEntry>,
@@ -229,9 +229,9 @@ pub(crate) struct Core {
     /// Dynamic reservations, maintenance and other operations state (see `ops.rs`).
     pub ops: crate::ops_state::OpsState,
     pub next_agent: u64,
-    pub next_framework: u64,
+    next_framework: u64,
     pub next_offer: u64,
-    pub(crate) next_conn: u64,
+    next_conn: u64,
 }
 
 /// Takes `part` out of the running total `total` in place (keeping its allocation: totals
@@ -249,12 +249,50 @@ pub(crate) const MAX_COMPLETED_TASKS: usize = 1000;
 pub(crate) const MAX_COMPLETED_FRAMEWORKS: usize = 50;
 
 impl Core {
+    /// A core with nothing registered yet (`recovery.rs` fills it from the store).
+    pub(crate) fn empty(
+        cfg: MasterConfig,
+        alloc: meseta_allocator::Allocator,
+        now: Instant,
+    ) -> Core {
+        let master_id = uuid::Uuid::new_v4().to_string();
+        Core {
+            addr: cfg.listen,
+            cfg,
+            master_id,
+            start_time: unix_now(),
+            agents: BTreeMap::new(),
+            frameworks: BTreeMap::new(),
+            completed_frameworks: VecDeque::new(),
+            tasks: crate::task_table::TaskTable::default(),
+            shapes: crate::task::ResourceShapes::default(),
+            offers: HashMap::new(),
+            counters: Counters::default(),
+            bus: crate::bus::Bus::new(),
+            allocation_wanted: std::sync::Arc::new(tokio::sync::Notify::new()),
+            alloc,
+            epoch: now,
+            weights: BTreeMap::new(),
+            quotas: BTreeMap::new(),
+            ops: crate::ops_state::OpsState::default(),
+            next_agent: 0,
+            next_framework: 0,
+            next_offer: 0,
+            next_conn: 0,
+        }
+    }
+
     pub fn config(&self) -> &MasterConfig {
         &self.cfg
     }
 
     pub fn master_id(&self) -> &str {
         &self.master_id
+    }
+
+    /// When this master started (unix seconds).
+    pub fn start_time(&self) -> f64 {
+        self.start_time
     }
 
     pub fn set_address(&mut self, addr: SocketAddr) {

@@ -142,7 +142,7 @@ impl Core {
         conn: FwConn,
         now: Instant,
     ) {
-        let hb = self.cfg.framework_heartbeat.as_secs_f64();
+        let hb = self.config().framework_heartbeat.as_secs_f64();
         let master_info = self.master_info();
         let fresh = !self.frameworks.contains_key(id);
         let fw = self
@@ -231,12 +231,12 @@ impl Core {
     /// Mesos `MasterInfo` JSON.
     pub(crate) fn master_info(&self) -> serde_json::Value {
         serde_json::json!({
-            "id": self.master_id,
+            "id": self.master_id(),
             "ip": 0,
             "port": self.addr.port(),
-            "hostname": self.cfg.hostname,
+            "hostname": self.config().hostname,
             "version": crate::MESOS_VERSION,
-            "address": {"hostname": self.cfg.hostname, "ip": self.addr.ip().to_string(), "port": self.addr.port()},
+            "address": {"hostname": self.config().hostname, "ip": self.addr.ip().to_string(), "port": self.addr.port()},
         })
     }
 }

@@ -28,6 +28,7 @@ mod maintenance;
 mod ops;
 mod ops_state;
 mod persist;
+mod read;
 mod records;
 mod recovery;
 mod registry;

@@ -258,7 +258,7 @@ impl Core {
 
     /// Rescind the offers older than the offer timeout (if one is set).
     pub(crate) fn expire_offers(&mut self, now: Instant) {
-        let Some(timeout) = self.cfg.offer_timeout else {
+        let Some(timeout) = self.config().offer_timeout else {
             return;
         };
         let old: Vec<meseta_types::OfferId> = self

@@ -19,7 +19,7 @@ use crate::command::{Command, MaintenanceChange};
 use crate::Master;
 
 pub(super) async fn get_schedule(State(m): State<Master>) -> Response {
-    let s = m.core().ops.maint.schedule.clone();
+    let s = m.maintenance_schedule();
     Json(s).into_response()
 }
 
@@ -34,7 +34,7 @@ pub(super) async fn post_schedule(State(m): State<Master>, body: Bytes) -> Respo
 }
 
 pub(super) async fn status(State(m): State<Master>) -> Response {
-    Json(m.core().maintenance_status()).into_response()
+    Json(m.maintenance_status()).into_response()
 }
 
 pub(super) async fn down(State(m): State<Master>, body: Bytes) -> Response {

@@ -25,7 +25,7 @@ pub(super) async fn frameworks(
     State(m): State<Master>,
     Query(q): Query<FrameworkQuery>,
 ) -> Response {
-    let state = m.core().state_view();
+    let state = m.state_view();
     let keep =
         |f: &meseta_api::state::Framework| q.framework_id.as_ref().is_none_or(|id| &f.id == id);
     Json(json!({
@@ -167,7 +167,7 @@ impl Core {
         m.insert("master/elected".into(), 1.0);
         m.insert(
             "master/uptime_secs".into(),
-            (crate::unix_now() - self.start_time).max(0.0),
+            (crate::unix_now() - self.start_time()).max(0.0),
         );
         let agents = |s: AgentStatus| self.agents.values().filter(|a| a.status == s).count() as f64;
         let active = agents(AgentStatus::Active);
@@ -222,6 +222,6 @@ impl Core {
 }
 
 pub(super) async fn metrics_snapshot(State(m): State<Master>) -> Response {
-    let snapshot = m.core().metrics_snapshot();
+    let snapshot = m.metrics_snapshot();
     Json(snapshot).into_response()
 }

@@ -108,7 +108,7 @@ fn read_call(m: &Master, call: &Call) -> Value {
         Call::GetMetrics => json!({"metrics": core.metrics_snapshot().iter()
             .map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>()}),
         Call::GetMaster => {
-            json!({"master_info": core.master_info(), "start_time": core.start_time, "elected_time": core.start_time})
+            json!({"master_info": core.master_info(), "start_time": core.start_time(), "elected_time": core.start_time()})
         }
         Call::GetAgents => core.v1_agents(),
         Call::GetFrameworks => core.v1_frameworks(),
