@@ -18,11 +18,11 @@ mod allocator;
 mod apply;
 pub mod bus;
 mod calls;
+mod command;
 mod core;
 mod framework;
 mod http;
 // The jobs scheduler runtime (issue 5).
-mod command;
 mod jobs;
 mod maintenance;
 mod ops;

@@ -28,21 +28,26 @@ impl Core {
     ) {
         let op_type = op.type_name().to_string();
         let resource_op = match op {
-            Operation::Reserve { reserve } => Ok(ResourceOp::Reserve(reserve.resources)),
-            Operation::Unreserve { unreserve } => Ok(ResourceOp::Unreserve(unreserve.resources)),
-            Operation::Create { create } => Ok(ResourceOp::Create(create.volumes)),
-            Operation::Destroy { destroy } => Ok(ResourceOp::Destroy(destroy.volumes)),
-            Operation::LaunchGroup { launch_group } => {
-                self.launch_group(fw, agent, role, launch_group, pool);
-                return;
-            }
             Operation::Launch { launch } => {
                 self.launch_tasks(fw, agent, role, launch.task_infos, pool);
                 return;
             }
+            Operation::LaunchGroup { launch_group } => {
+                self.launch_group(fw, agent, role, launch_group, pool);
+                Ok(None)
+            }
+            Operation::Reserve { reserve } => Ok(Some(ResourceOp::Reserve(reserve.resources))),
+            Operation::Unreserve { unreserve } => {
+                Ok(Some(ResourceOp::Unreserve(unreserve.resources)))
+            }
+            Operation::Create { create } => Ok(Some(ResourceOp::Create(create.volumes))),
+            Operation::Destroy { destroy } => Ok(Some(ResourceOp::Destroy(destroy.volumes))),
             Operation::Unsupported { why, .. } => Err(why),
         };
-        let outcome = resource_op.and_then(|op| self.accept_op(fw, agent, role, &op, pool));
+        let outcome = resource_op.and_then(|op| match op {
+            Some(op) => self.accept_op(fw, agent, role, &op, pool),
+            None => Ok(()),
+        });
         match outcome {
             Ok(()) => {
                 tracing::info!(framework_id = %fw, agent_id = %agent, op_type, "offer operation applied")
