@@ -195,3 +195,144 @@ impl Master {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::MaintenanceChange;
+    use crate::core::MasterConfig;
+    use crate::records::Recovered;
+    use meseta_api::maintenance::{MachineId, Nanos, Schedule, Window, WindowTime};
+
+    fn r(s: &str) -> Resources {
+        Resources::parse(s).expect("resources")
+    }
+
+    /// A core with one agent `a1` of `total` known to the allocator.
+    fn core_with_agent(total: &str) -> (Core, AgentId) {
+        let mut core = Core::new(MasterConfig::default(), Recovered::default());
+        let agent = AgentId::new("a1");
+        let info = meseta_allocator::AgentInfo {
+            hostname: "h".into(),
+            total: r(total),
+            domain: None,
+        };
+        core.alloc
+            .add_agent(agent.clone(), info, &[])
+            .expect("agent");
+        (core, agent)
+    }
+
+    fn apply(core: &mut Core, cmd: Command) -> Result<Change, CommandError> {
+        core.apply_command(cmd, Instant::now())
+    }
+
+    #[test]
+    fn a_reservation_the_store_refuses_is_rolled_back() {
+        let (mut core, agent) = core_with_agent("cpus:4;mem:128");
+        let op = ResourceOp::Reserve(r("cpus(db):1"));
+        let cmd = Command::Resources {
+            agent: agent.clone(),
+            op,
+        };
+        let change = apply(&mut core, cmd).expect("applied");
+        let Write::Reservations(stored) = &change.write else {
+            panic!("reservations are written")
+        };
+        assert_eq!(stored.get(&agent), Some(&r("cpus(db):1")));
+        assert_eq!(change.failure, "reservation not stored");
+        change.undo.run(&mut core);
+        assert!(core.ops.reservations.is_empty());
+        assert!(!core.ops.reservations_dirty);
+        assert_eq!(core.agent_total(&agent), r("cpus:4;mem:128"));
+    }
+
+    #[test]
+    fn refused_changes_change_nothing_and_name_why() {
+        let (mut core, agent) = core_with_agent("cpus:4");
+        let cmd = Command::Resources {
+            agent: agent.clone(),
+            op: ResourceOp::Unreserve(r("cpus(db):1")),
+        };
+        assert!(matches!(
+            apply(&mut core, cmd),
+            Err(CommandError::Conflict(_))
+        ));
+        let cmd = Command::Resources {
+            agent,
+            op: ResourceOp::Reserve(r("cpus(db):9")),
+        };
+        assert!(matches!(
+            apply(&mut core, cmd),
+            Err(CommandError::Conflict(_))
+        ));
+        assert!(!core.ops.reservations_dirty);
+        let err = apply(&mut core, Command::RemoveQuota("db".into())).err();
+        assert_eq!(
+            err,
+            Some(CommandError::Invalid("no quota set for role 'db'".into()))
+        );
+        let err = apply(&mut core, Command::Teardown(FrameworkId::new("f"))).err();
+        assert_eq!(
+            err,
+            Some(CommandError::Invalid(
+                "no framework found with id 'f'".into()
+            ))
+        );
+        let bad = Command::Weights(vec![("db".into(), -1.0)]);
+        assert!(matches!(
+            apply(&mut core, bad),
+            Err(CommandError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn weights_and_quotas_the_store_refuses_come_back() {
+        let mut core = Core::new(MasterConfig::default(), Recovered::default());
+        core.weights.insert("web".into(), 3.0);
+        let cmd = Command::Weights(vec![("db".into(), 2.0), ("web".into(), 5.0)]);
+        let change = apply(&mut core, cmd).expect("applied");
+        assert!(change.allocate_after);
+        assert_eq!(core.weights.get("db"), Some(&2.0));
+        change.undo.run(&mut core);
+        assert_eq!(core.weights.get("db"), None);
+        assert_eq!(core.weights.get("web"), Some(&3.0));
+
+        let quota = Quota::default();
+        let cmd = Command::Quota {
+            role: "db".into(),
+            quota: Some(quota),
+            force: true,
+        };
+        let change = apply(&mut core, cmd).expect("applied");
+        assert!(core.quotas.contains_key("db"));
+        assert!(matches!(&change.write, Write::Quota(role, Some(_)) if role == "db"));
+        change.undo.run(&mut core);
+        assert!(!core.quotas.contains_key("db"));
+    }
+
+    #[test]
+    fn a_maintenance_change_the_store_refuses_stays_and_is_stored_again() {
+        let mut core = Core::new(MasterConfig::default(), Recovered::default());
+        let machine = MachineId {
+            hostname: Some("h1".into()),
+            ip: None,
+        };
+        let schedule = Schedule {
+            windows: vec![Window {
+                machine_ids: vec![machine],
+                unavailability: WindowTime {
+                    start: Nanos { nanoseconds: 1 },
+                    duration: None,
+                },
+            }],
+        };
+        let cmd = Command::Maintenance(MaintenanceChange::Schedule(schedule.clone()));
+        let change = apply(&mut core, cmd).expect("applied");
+        assert!(matches!(&change.write, Write::Maintenance(p) if p.schedule == schedule));
+        assert!(!core.ops.maint.dirty);
+        change.undo.run(&mut core);
+        assert!(core.ops.maint.dirty, "the timer stores it again");
+        assert_eq!(core.ops.maint.schedule, schedule);
+    }
+}

@@ -1,6 +1,8 @@
 //! The master's read API for its HTTP edge: views built under the lock and returned by value, so
 //! that handlers never hold the core themselves. Mesos v0 shapes (`meseta_api::state`), the
-//! metrics snapshot, maintenance, and the tasks' agents.
+//! metrics snapshot, roles with their weights and quotas, maintenance, and the tasks' agents.
+
+use std::collections::BTreeMap;
 
 use meseta_api::maintenance::Schedule;
 use meseta_api::state::{MasterState, Slaves, Tasks};
@@ -25,7 +27,7 @@ impl Master {
     }
 
     /// The flat Mesos `/metrics/snapshot` map.
-    pub(crate) fn metrics_snapshot(&self) -> std::collections::BTreeMap<String, f64> {
+    pub(crate) fn metrics_snapshot(&self) -> BTreeMap<String, f64> {
         self.core().metrics_snapshot()
     }
 
@@ -42,6 +44,21 @@ impl Master {
     /// `/master/maintenance/status`.
     pub(crate) fn maintenance_status(&self) -> serde_json::Value {
         self.core().maintenance_status()
+    }
+
+    /// Every role the allocator knows, with its weight, quota, consumption and frameworks.
+    pub(crate) fn roles(&self) -> Vec<meseta_allocator::RoleInfo> {
+        self.core().alloc.roles()
+    }
+
+    /// The weights operators set, by role.
+    pub(crate) fn weights(&self) -> BTreeMap<String, f64> {
+        self.core().weights.clone()
+    }
+
+    /// The quotas operators set, by role.
+    pub(crate) fn quotas(&self) -> BTreeMap<String, meseta_allocator::Quota> {
+        self.core().quotas.clone()
     }
 
     /// The address of the agent that runs or ran a task.

@@ -1,6 +1,7 @@
 //! Operator reservations: `POST /master/reserve` and `/master/unreserve` (form-encoded
 //! `slaveId=<id>&resources=<JSON array of Resource>`, as Mesos), and the v1 calls
-//! `RESERVE_RESOURCES` / `UNRESERVE_RESOURCES` (`{agent_id:{value}, resources:[..]}`).
+//! `RESERVE_RESOURCES` / `UNRESERVE_RESOURCES` (`{agent_id:{value}, resources:[..]}`, parsed by
+//! `meseta_api::operator::v1` and run from `operator_v1.rs`).
 //!
 //! Answers as Mesos: 202 when applied, 400 on malformed input or an unknown agent, 409 when the
 //! resources are not available (or not reserved / in use, to unreserve). Each request becomes one

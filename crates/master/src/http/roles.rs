@@ -28,9 +28,7 @@ fn scalars(m: &BTreeMap<String, Scalar>) -> Value {
 }
 
 pub(super) async fn roles(State(m): State<Master>) -> Response {
-    let core = m.core();
-    let roles: Vec<Value> = core
-        .alloc
+    let roles: Vec<Value> = m
         .roles()
         .into_iter()
         .map(|r| {
@@ -50,9 +48,8 @@ pub(super) async fn roles(State(m): State<Master>) -> Response {
 }
 
 pub(super) async fn weights(State(m): State<Master>) -> Response {
-    let core = m.core();
-    let list: Vec<Value> = core
-        .weights
+    let list: Vec<Value> = m
+        .weights()
         .iter()
         .map(|(r, w)| json!({"role": r, "weight": w}))
         .collect();
@@ -81,10 +78,9 @@ pub(super) async fn update_weights(State(m): State<Master>, body: Bytes) -> Resp
 }
 
 pub(super) async fn quota(State(m): State<Master>) -> Response {
-    let core = m.core();
-    let configs: Vec<Value> = core.quotas.iter().map(|(r, q)| config_json(r, q)).collect();
-    let infos: Vec<Value> = core
-        .quotas
+    let quotas = m.quotas();
+    let configs: Vec<Value> = quotas.iter().map(|(r, q)| config_json(r, q)).collect();
+    let infos: Vec<Value> = quotas
         .iter()
         .map(|(r, q)| json!({"role": r, "guarantee": guarantee_resources(q)}))
         .collect();
