@@ -27,8 +27,7 @@ impl Core {
         }
         match &reg.agent_id {
             None => {
-                let id = AgentId::new(format!("{}-S{}", self.master_id(), self.next_agent));
-                self.next_agent += 1;
+                let id = self.new_agent_id();
                 Ok(Admission::New(id))
             }
             Some(id) if self.agents.contains_key(id) => Ok(Admission::Known(id.clone())),

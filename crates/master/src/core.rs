@@ -219,7 +219,7 @@ pub(crate) struct Core {
     /// The DRF allocator (pure; see `allocator.rs`).
     pub alloc: meseta_allocator::Allocator,
     /// Time zero of the allocator's clock.
-    pub epoch: Instant,
+    epoch: Instant,
     /// Weights operators set, by role (also in the allocator).
     pub weights: BTreeMap<String, f64>,
     /// Quotas operators set, by role (also in the allocator).
@@ -228,9 +228,9 @@ pub(crate) struct Core {
     pub allocation_wanted: std::sync::Arc<tokio::sync::Notify>,
     /// Dynamic reservations, maintenance and other operations state (see `ops.rs`).
     pub ops: crate::ops_state::OpsState,
-    pub next_agent: u64,
+    next_agent: u64,
     next_framework: u64,
-    pub next_offer: u64,
+    next_offer: u64,
     next_conn: u64,
 }
 
@@ -302,6 +302,25 @@ impl Core {
     pub fn next_conn_id(&mut self) -> u64 {
         self.next_conn += 1;
         self.next_conn
+    }
+
+    /// A new agent id (`<master id>-S<n>`).
+    pub fn new_agent_id(&mut self) -> AgentId {
+        let id = AgentId::new(format!("{}-S{}", self.master_id, self.next_agent));
+        self.next_agent += 1;
+        id
+    }
+
+    /// A new offer (or inverse offer) id (`<master id>-O<n>`).
+    pub fn new_offer_id(&mut self) -> String {
+        let id = format!("{}-O{}", self.master_id, self.next_offer);
+        self.next_offer += 1;
+        id
+    }
+
+    /// Time zero of the allocator's clock.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
     }
 
     pub fn new_framework_id(&mut self) -> FrameworkId {

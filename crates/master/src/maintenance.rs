@@ -271,8 +271,7 @@ impl Core {
     pub(crate) fn send_inverse_offers(&mut self, ios: Vec<meseta_allocator::InverseOffer>) {
         let mut batches: HashMap<FrameworkId, Vec<InverseOffer>> = HashMap::new();
         for io in ios {
-            let id = format!("{}-O{}", self.master_id(), self.next_offer);
-            self.next_offer += 1;
+            let id = self.new_offer_id();
             if let Some((mid, _)) = self.agent_machine(&io.agent) {
                 self.ops
                     .maint

@@ -13,8 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use meseta_api::maintenance::{MachineId, Schedule};
 
-use super::command::run;
-use super::error;
+use super::{error, run_command as run};
 use crate::command::{Command, MaintenanceChange};
 use crate::Master;
 

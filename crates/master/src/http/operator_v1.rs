@@ -19,8 +19,7 @@ use meseta_types::AgentId;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::command::run;
-use super::error;
+use super::{error, run_command as run};
 use crate::command::{Command, MaintenanceChange};
 use crate::core::{AgentEntry, AgentStatus, Core};
 use crate::task::TaskEntry;

@@ -17,8 +17,7 @@ use axum::response::Response;
 use meseta_allocator::ResourceOp;
 use meseta_types::{AgentId, Resources};
 
-use super::command::run;
-use super::error;
+use super::{error, run_command as run};
 use crate::command::Command;
 use crate::Master;
 

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::command::run;
-use super::error;
+use super::{error, run_command as run};
 use crate::command::Command;
 use crate::Master;
 use axum::body::Bytes;
