@@ -427,15 +427,25 @@ impl Core {
 
     /// Withdraw every offer on an agent (it left or disconnected).
     pub(crate) fn rescind_agent_offers(&mut self, agent_id: &AgentId) {
-        let ids: Vec<OfferId> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.agent_id == agent_id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in ids {
+        for id in self.offers_where(|o| &o.agent_id == agent_id) {
             self.rescind_offer(&id);
         }
+    }
+
+    /// Withdraw every offer made to a framework and tell it.
+    pub(crate) fn rescind_framework_offers(&mut self, fw_id: &FrameworkId) {
+        for id in self.offers_where(|o| &o.framework_id == fw_id) {
+            self.rescind_offer(&id);
+        }
+    }
+
+    /// The ids of the outstanding offers that `keep` selects.
+    pub(crate) fn offers_where(&self, keep: impl Fn(&OfferEntry) -> bool) -> Vec<OfferId> {
+        self.offers
+            .iter()
+            .filter(|(_, o)| keep(o))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Withdraw one offer and tell its framework.
@@ -521,13 +531,7 @@ impl Core {
         for id in &task_ids {
             self.send_kill(id, None);
         }
-        let offer_ids: Vec<OfferId> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.framework_id == fw_id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in offer_ids {
+        for id in self.offers_where(|o| &o.framework_id == fw_id) {
             self.remove_offer(&id);
         }
         // Everything it holds (offers and its tasks' resources) goes back to the pool now.

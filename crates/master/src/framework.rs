@@ -179,13 +179,7 @@ impl Core {
         });
         tracing::info!(framework_id = %id, "framework subscribed");
         // Offers held by the previous subscription are void.
-        let stale: Vec<_> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.framework_id == id)
-            .map(|(oid, _)| oid.clone())
-            .collect();
-        for oid in stale {
+        for oid in self.offers_where(|o| &o.framework_id == id) {
             self.drop_offer(&oid);
         }
         let info = self
@@ -215,13 +209,7 @@ impl Core {
         self.bus
             .publish_with(|| ClusterEvent::FrameworkUpdated(crate::v1json::framework(fw)));
         tracing::info!(framework_id = %id, "framework disconnected");
-        let stale: Vec<_> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.framework_id == id)
-            .map(|(oid, _)| oid.clone())
-            .collect();
-        for oid in stale {
+        for oid in self.offers_where(|o| &o.framework_id == id) {
             self.drop_offer(&oid);
         }
         self.alloc.deactivate_framework(id);

@@ -261,13 +261,7 @@ impl Core {
         let Some(timeout) = self.config().offer_timeout else {
             return;
         };
-        let old: Vec<meseta_types::OfferId> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| now.saturating_duration_since(o.created) >= timeout)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in old {
+        for id in self.offers_where(|o| now.saturating_duration_since(o.created) >= timeout) {
             tracing::info!(offer_id = %id, "offer timed out: rescinding");
             self.rescind_offer(&id);
         }

@@ -9,7 +9,7 @@ use meseta_allocator::ResourceOp;
 use meseta_api::scheduler::{
     IdValue, LaunchGroup, Operation, Shutdown, TaskGroup, UpdateFramework,
 };
-use meseta_types::{AgentId, FrameworkId, OfferId, Resources, TaskId, TaskState};
+use meseta_types::{AgentId, FrameworkId, Resources, TaskId, TaskState};
 use tokio::time::Instant;
 
 use crate::core::Core;
@@ -175,15 +175,7 @@ impl Core {
             info.user = fw.info.user.clone();
         }
         info.id = Some(IdValue::new(fw_id.as_str()));
-        let offers: Vec<OfferId> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.framework_id == fw_id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in offers {
-            self.rescind_offer(&id);
-        }
+        self.rescind_framework_offers(fw_id);
         if let Some(fw) = self.frameworks.get_mut(fw_id) {
             fw.info = info.clone();
         }
