@@ -16,12 +16,13 @@ mod chop;
 mod cycle;
 mod ops;
 mod qty;
+mod resource_op;
 mod roles;
 mod sorter;
 mod types;
-mod volumes;
 
 pub use allocator::Allocator;
+pub use resource_op::ResourceOp;
 pub use roles::validate_role;
 pub use types::{
     AgentInfo, Allocation, AllocatorConfig, AllocatorError, Cycle, FaultDomain, FrameworkInfo,

@@ -148,10 +148,10 @@ proptest! {
                     }
                 }
                 Op::Reserve(ag, r) => {
-                    let _ = a.reserve(&aid(ag), &res(&format!("cpus({}):1", ROLES[r])));
+                    let _ = a.apply(&aid(ag), &ResourceOp::Reserve(res(&format!("cpus({}):1", ROLES[r]))));
                 }
                 Op::Unreserve(ag, r) => {
-                    let _ = a.unreserve(&aid(ag), &res(&format!("cpus({}):1", ROLES[r])));
+                    let _ = a.apply(&aid(ag), &ResourceOp::Unreserve(res(&format!("cpus({}):1", ROLES[r]))));
                 }
                 Op::Suppress(f) => a.suppress(&fid(f), None),
                 Op::Revive(f) => a.revive(&fid(f), None),

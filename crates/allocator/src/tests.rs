@@ -401,18 +401,21 @@ fn dynamic_reserve_and_unreserve() {
     let mut a = alloc();
     a.add_agent(aid("s1"), agent("cpus:4;mem:4096"), &[])
         .expect("agent");
-    a.reserve(&aid("s1"), &res("cpus(db):1;mem(db):1024"))
-        .expect("reserve free");
+    a.apply(
+        &aid("s1"),
+        &ResourceOp::Reserve(res("cpus(db):1;mem(db):1024")),
+    )
+    .expect("reserve free");
     assert_eq!(
         a.agent_total(&aid("s1")),
         Some(&res("cpus:3;mem:3072;cpus(db):1;mem(db):1024"))
     );
     assert!(matches!(
-        a.reserve(&aid("s1"), &res("cpus:1")),
+        a.apply(&aid("s1"), &ResourceOp::Reserve(res("cpus:1"))),
         Err(AllocatorError::InvalidReservation(..))
     ));
     assert!(matches!(
-        a.reserve(&aid("s1"), &res("cpus(db):9")),
+        a.apply(&aid("s1"), &ResourceOp::Reserve(res("cpus(db):9"))),
         Err(AllocatorError::InsufficientResources(..))
     ));
     a.add_framework(fid("db"), fw(&["db"]), &[]).expect("fw");
@@ -422,13 +425,13 @@ fn dynamic_reserve_and_unreserve() {
         a.agent_total(&aid("s1")).expect("known").clone()
     );
     // RESERVE inside an ACCEPT: the offered unreserved cpus become reserved, still held.
-    a.reserve(&aid("s1"), &res("cpus(db):1"))
+    a.apply(&aid("s1"), &ResourceOp::Reserve(res("cpus(db):1")))
         .expect("reserve held");
     assert_eq!(
         a.allocated_on(&aid("s1")),
         res("cpus:2;mem:3072;cpus(db):2;mem(db):1024")
     );
-    let err = a.unreserve(&aid("s1"), &res("cpus(db):2"));
+    let err = a.apply(&aid("s1"), &ResourceOp::Unreserve(res("cpus(db):2")));
     assert!(
         matches!(err, Err(AllocatorError::ReservationInUse(..))),
         "{err:?}"
@@ -441,11 +444,14 @@ fn dynamic_reserve_and_unreserve() {
         None,
         secs(0),
     );
-    a.unreserve(&aid("s1"), &res("cpus(db):2;mem(db):1024"))
-        .expect("free now");
+    a.apply(
+        &aid("s1"),
+        &ResourceOp::Unreserve(res("cpus(db):2;mem(db):1024")),
+    )
+    .expect("free now");
     assert!(a.roles().iter().all(|r| r.reserved.is_empty()));
     assert!(matches!(
-        a.unreserve(&aid("zz"), &res("cpus(db):1")),
+        a.apply(&aid("zz"), &ResourceOp::Unreserve(res("cpus(db):1"))),
         Err(AllocatorError::UnknownAgent(..))
     ));
 }

@@ -6,7 +6,9 @@
 //! - [`agent`]: the agent ⇄ master protocol (one WebSocket per agent).
 //! - [`domain`]: fault domains (region, zone) of agents and masters.
 //! - [`state`]: the Mesos v0 operator JSON shapes (`/master/state`, `/master/slaves`).
-//! - [`operator`]: meseta's own operator endpoints (task kill, task logs).
+//! - [`operator`]: meseta's own operator endpoints (task kill, task logs) and the Mesos v1
+//!   operator calls ([`operator::v1::Call`]).
+//! - [`maintenance`]: Mesos maintenance machines and schedules.
 //! - [`chronos`]: the Chronos job JSON.
 //! - [`marathon`]: Marathon `/v2` app definitions (input) and apps (output).
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@ pub mod agent;
 pub mod chronos;
 pub mod client;
 pub mod domain;
+pub mod maintenance;
 pub mod marathon;
 pub mod operator;
 pub mod recordio;

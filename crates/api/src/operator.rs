@@ -3,8 +3,12 @@
 //! - `POST /api/meseta/v1/tasks/{id}/kill` → `202 {}`, or `404` [`ErrorBody`].
 //! - `GET  /api/meseta/v1/tasks/{id}/logs?stream=stdout|stderr&offset=N&length=L` → [`LogChunk`].
 //!   The master proxies it to the agent that runs the task, which serves the same path.
+//!
+//! [`v1`] holds the Mesos v1 operator calls (`POST /api/v1`).
 
 use serde::{Deserialize, Serialize};
+
+pub mod v1;
 
 /// Path prefix of meseta's own API.
 pub const API_PREFIX: &str = "/api/meseta/v1";

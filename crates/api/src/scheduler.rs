@@ -8,8 +8,7 @@
 //! ignored and `null` means unset.
 
 use meseta_types::{AgentId, FrameworkId, OfferId, Resources, TaskId};
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Deserializes `null` (or a missing field, with `#[serde(default)]`) as `T::default()`.
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -301,68 +300,6 @@ pub struct TaskInfo {
     pub kill_policy: Option<KillPolicy>,
 }
 
-/// The `launch` payload of a LAUNCH operation.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Launch {
-    /// Tasks to launch.
-    #[serde(default, deserialize_with = "null_default")]
-    pub task_infos: Vec<TaskInfo>,
-}
-
-/// An `Offer.Operation`. Only LAUNCH is modelled; every other type is kept verbatim in
-/// [`Operation::Other`] so that the master can answer it instead of rejecting the call.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Operation {
-    /// `{"type":"LAUNCH","launch":{"task_infos":[..]}}`.
-    Launch {
-        /// The payload.
-        launch: Launch,
-    },
-    /// Any other operation type (RESERVE, CREATE, LAUNCH_GROUP, ...).
-    Other {
-        /// The operation's `type` (empty when missing).
-        op_type: String,
-        /// The whole operation object as received.
-        raw: serde_json::Value,
-    },
-}
-
-impl Serialize for Operation {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        #[serde(tag = "type")]
-        enum Repr<'a> {
-            #[serde(rename = "LAUNCH")]
-            Launch { launch: &'a Launch },
-        }
-        match self {
-            Operation::Launch { launch } => Repr::Launch { launch }.serialize(s),
-            Operation::Other { raw, .. } => raw.serialize(s),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Operation {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = serde_json::Value::deserialize(d)?;
-        let op_type = raw
-            .get("type")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if op_type != "LAUNCH" {
-            return Ok(Operation::Other { op_type, raw });
-        }
-        let payload = raw
-            .get("launch")
-            .filter(|v| !v.is_null())
-            .ok_or_else(|| D::Error::custom("expecting 'launch' to be present"))?;
-        let launch = Launch::deserialize(payload)
-            .map_err(|e| D::Error::custom(format!("invalid launch operation: {e}")))?;
-        Ok(Operation::Launch { launch })
-    }
-}
-
 /// The `accept` payload.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Accept {
@@ -639,7 +576,9 @@ impl CallKind {
 }
 
 mod events;
+mod operation;
 pub use events::*;
+pub use operation::*;
 
 #[cfg(test)]
 mod tests {
@@ -658,26 +597,6 @@ mod tests {
         assert_eq!(back, call);
         let hb = serde_json::to_value(Event::Heartbeat).expect("serialize");
         assert_eq!(hb, json!({"type":"HEARTBEAT"}));
-    }
-
-    #[test]
-    fn unknown_operation_is_kept_verbatim() {
-        let raw = json!({"type":"RESERVE","reserve":{"resources":[]}});
-        let op: Operation = serde_json::from_value(raw.clone()).expect("deserialize");
-        assert_eq!(
-            op,
-            Operation::Other {
-                op_type: "RESERVE".into(),
-                raw: raw.clone()
-            }
-        );
-        assert_eq!(serde_json::to_value(&op).expect("serialize"), raw);
-    }
-
-    #[test]
-    fn launch_without_payload_is_an_error() {
-        let err = serde_json::from_value::<Operation>(json!({"type":"LAUNCH"}));
-        assert!(err.is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::bus::ClusterEvent;
 use crate::core::{
     uuid_to_base64, Admission, AgentConn, AgentEntry, AgentStatus, Core, FrameworkEntry,
 };
-use crate::registry::AgentRecord;
+use crate::records::AgentRecord;
 use crate::task::{StatusEntry, TaskEntry, TaskMeta};
 use crate::unix_now;
 
@@ -27,8 +27,7 @@ impl Core {
         }
         match &reg.agent_id {
             None => {
-                let id = AgentId::new(format!("{}-S{}", self.master_id, self.next_agent));
-                self.next_agent += 1;
+                let id = self.new_agent_id();
                 Ok(Admission::New(id))
             }
             Some(id) if self.agents.contains_key(id) => Ok(Admission::Known(id.clone())),
@@ -54,6 +53,7 @@ impl Core {
         self.rescind_agent_offers(&id);
         self.alloc.remove_agent(&id);
         let old_version = self.agents.get(&id).map(|a| a.record.registered_time);
+        let hb = self.config().agent_heartbeat.as_secs_f64();
         let entry = self.agents.entry(id.clone()).or_insert_with(|| AgentEntry {
             record: record.clone(),
             reregistered_time: None,
@@ -78,7 +78,6 @@ impl Core {
         entry.last_seen = now;
         entry.version = reg.version.clone();
         entry.conn = Some(conn);
-        let hb = self.cfg.agent_heartbeat.as_secs_f64();
         entry.send(MasterMessage::Registered {
             agent_id: id.clone(),
             heartbeat_interval_secs: hb,

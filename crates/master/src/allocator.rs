@@ -51,7 +51,7 @@ fn capable(info: &FrameworkInfo, cap: &str) -> bool {
 impl Core {
     /// Monotonic time for the allocator (it has no clock of its own).
     pub(crate) fn alloc_now(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.epoch)
+        now.saturating_duration_since(self.epoch())
     }
 
     /// Ask for an allocation run soon. Runs are coalesced: a burst of accepts, declines and
@@ -178,8 +178,7 @@ impl Core {
         role: &str,
         resources: Resources,
     ) -> Offer {
-        let id = OfferId::new(format!("{}-O{}", self.master_id, self.next_offer));
-        self.next_offer += 1;
+        let id = OfferId::new(self.new_offer_id());
         let (hostname, url, domain) = match self.agents.get_mut(agent_id) {
             Some(a) => {
                 a.offered.add(&resources);

@@ -116,11 +116,8 @@ impl Core {
             .map(|o| OfferId::new(o.as_str()))
             .collect();
         let Some((agent_id, role, mut pool)) = self.take_offers(fw_id, &offer_ids) else {
-            let tasks = accept
-                .operations
-                .iter()
-                .flat_map(crate::scheduler_ops::op_tasks);
-            for t in &tasks.collect::<Vec<TaskInfo>>() {
+            let tasks = accept.operations.iter().flat_map(Operation::task_infos);
+            for t in tasks.collect::<Vec<&TaskInfo>>() {
                 self.reject_task(
                     fw_id,
                     t,
@@ -134,24 +131,7 @@ impl Core {
         };
         // Operations apply in order against the pooled offer resources.
         for op in accept.operations {
-            let tasks = match op {
-                Operation::Launch { launch } => launch.task_infos,
-                Operation::Other { op_type, raw } => {
-                    self.accept_operation(fw_id, &agent_id, &role, &op_type, &raw, &mut pool);
-                    continue;
-                }
-            };
-            for t in tasks {
-                match self.validate_task(&t, &agent_id, &pool) {
-                    Ok(()) => {
-                        pool = pool.checked_sub(&t.resources).unwrap_or_default();
-                        self.launch(fw_id, &agent_id, &role, t);
-                    }
-                    Err(why) => {
-                        self.reject_task(fw_id, &t, TaskState::Error, "REASON_TASK_INVALID", &why)
-                    }
-                }
-            }
+            self.accept_operation(fw_id, &agent_id, &role, op, &mut pool);
         }
         // What no task used goes back, filtered from this framework for `refuse_seconds`.
         let refuse = refuse_for(accept.filters.as_ref());
@@ -234,6 +214,29 @@ impl Core {
             .as_ref()
             .map(meseta_api::agent::HealthCheck::from_mesos_json)
             .transpose()
+    }
+
+    /// LAUNCH: each valid task launches and takes its resources from `pool`; an invalid one
+    /// gets `TASK_ERROR`.
+    pub(crate) fn launch_tasks(
+        &mut self,
+        fw_id: &FrameworkId,
+        agent_id: &AgentId,
+        role: &str,
+        tasks: Vec<TaskInfo>,
+        pool: &mut Resources,
+    ) {
+        for t in tasks {
+            match self.validate_task(&t, agent_id, pool) {
+                Ok(()) => {
+                    *pool = pool.checked_sub(&t.resources).unwrap_or_default();
+                    self.launch(fw_id, agent_id, role, t);
+                }
+                Err(why) => {
+                    self.reject_task(fw_id, &t, TaskState::Error, "REASON_TASK_INVALID", &why)
+                }
+            }
+        }
     }
 
     fn launch(&mut self, fw_id: &FrameworkId, agent_id: &AgentId, role: &str, t: TaskInfo) {
@@ -458,7 +461,7 @@ fn refuse_for(f: Option<&Filters>) -> Option<Duration> {
 mod tests {
     use super::*;
     use crate::core::{FwConn, MasterConfig};
-    use crate::registry::{AgentRecord, Recovered};
+    use crate::records::{AgentRecord, Recovered};
     use meseta_api::scheduler::{FrameworkInfo, ReconcileTask};
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 

@@ -14,7 +14,7 @@ use meseta_types::{AgentId, Attributes, FrameworkId, OfferId, Resources, TaskId,
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
-use crate::registry::{AgentRecord, Recovered};
+use crate::records::AgentRecord;
 use crate::task::{StatusEntry, TaskEntry};
 use crate::unix_now;
 
@@ -202,10 +202,10 @@ pub(crate) enum Admission {
 
 /// The live state of the master.
 pub(crate) struct Core {
-    pub cfg: MasterConfig,
-    pub master_id: String,
+    cfg: MasterConfig,
+    master_id: String,
     pub addr: SocketAddr,
-    pub start_time: f64,
+    start_time: f64,
     pub agents: BTreeMap<AgentId, AgentEntry>,
     pub frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
     pub completed_frameworks: VecDeque<FrameworkEntry>,
@@ -219,7 +219,7 @@ pub(crate) struct Core {
     /// The DRF allocator (pure; see `allocator.rs`).
     pub alloc: meseta_allocator::Allocator,
     /// Time zero of the allocator's clock.
-    pub epoch: Instant,
+    epoch: Instant,
     /// Weights operators set, by role (also in the allocator).
     pub weights: BTreeMap<String, f64>,
     /// Quotas operators set, by role (also in the allocator).
@@ -227,10 +227,10 @@ pub(crate) struct Core {
     /// Signalled when an allocation run is wanted (see `Core::allocate`).
     pub allocation_wanted: std::sync::Arc<tokio::sync::Notify>,
     /// Dynamic reservations, maintenance and other operations state (see `ops.rs`).
-    pub ops: crate::ops::OpsState,
-    pub next_agent: u64,
-    pub next_framework: u64,
-    pub next_offer: u64,
+    pub ops: crate::ops_state::OpsState,
+    next_agent: u64,
+    next_framework: u64,
+    next_offer: u64,
     next_conn: u64,
 }
 
@@ -249,11 +249,14 @@ pub(crate) const MAX_COMPLETED_TASKS: usize = 1000;
 pub(crate) const MAX_COMPLETED_FRAMEWORKS: usize = 50;
 
 impl Core {
-    pub fn new(cfg: MasterConfig, recovered: Recovered) -> Core {
-        let now = Instant::now();
+    /// A core with nothing registered yet (`recovery.rs` fills it from the store).
+    pub(crate) fn empty(
+        cfg: MasterConfig,
+        alloc: meseta_allocator::Allocator,
+        now: Instant,
+    ) -> Core {
         let master_id = uuid::Uuid::new_v4().to_string();
-        let alloc = crate::allocator::new_allocator(cfg.domain.as_ref());
-        let mut core = Core {
+        Core {
             addr: cfg.listen,
             cfg,
             master_id,
@@ -271,52 +274,12 @@ impl Core {
             epoch: now,
             weights: BTreeMap::new(),
             quotas: BTreeMap::new(),
-            ops: crate::ops::OpsState::default(),
+            ops: crate::ops_state::OpsState::default(),
             next_agent: 0,
             next_framework: 0,
             next_offer: 0,
             next_conn: 0,
-        };
-        core.ops.reservations = recovered.reservations;
-        core.ops.maint = crate::maintenance::MaintState::restore(recovered.maintenance);
-        for rec in recovered.agents {
-            core.agents.insert(
-                rec.id.clone(),
-                AgentEntry {
-                    record: rec,
-                    reregistered_time: None,
-                    status: AgentStatus::Recovered,
-                    last_seen: now,
-                    conn: None,
-                    used: Resources::new(),
-                    offered: Resources::new(),
-                    version: String::new(),
-                },
-            );
         }
-        for (role, w) in recovered.weights {
-            match core.alloc.set_weight(&role, w) {
-                Ok(()) => {
-                    core.weights.insert(role, w);
-                }
-                Err(e) => tracing::warn!(%role, error = %e, "stored weight ignored"),
-            }
-        }
-        for (role, q) in recovered.quotas {
-            match core.alloc.set_quota(&role, q.clone(), true) {
-                Ok(()) => {
-                    core.quotas.insert(role, q);
-                }
-                Err(e) => tracing::warn!(%role, error = %e, "stored quota ignored"),
-            }
-        }
-        for rec in recovered.frameworks {
-            let mut fw = FrameworkEntry::new(rec.id.clone(), rec.info, rec.registered_time);
-            fw.recovered = true;
-            fw.disconnected_at = Some(now);
-            core.frameworks.insert(rec.id, fw);
-        }
-        core
     }
 
     pub fn config(&self) -> &MasterConfig {
@@ -327,6 +290,11 @@ impl Core {
         &self.master_id
     }
 
+    /// When this master started (unix seconds).
+    pub fn start_time(&self) -> f64 {
+        self.start_time
+    }
+
     pub fn set_address(&mut self, addr: SocketAddr) {
         self.addr = addr;
     }
@@ -334,6 +302,25 @@ impl Core {
     pub fn next_conn_id(&mut self) -> u64 {
         self.next_conn += 1;
         self.next_conn
+    }
+
+    /// A new agent id (`<master id>-S<n>`).
+    pub fn new_agent_id(&mut self) -> AgentId {
+        let id = AgentId::new(format!("{}-S{}", self.master_id, self.next_agent));
+        self.next_agent += 1;
+        id
+    }
+
+    /// A new offer (or inverse offer) id (`<master id>-O<n>`).
+    pub fn new_offer_id(&mut self) -> String {
+        let id = format!("{}-O{}", self.master_id, self.next_offer);
+        self.next_offer += 1;
+        id
+    }
+
+    /// Time zero of the allocator's clock.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
     }
 
     pub fn new_framework_id(&mut self) -> FrameworkId {
@@ -440,15 +427,25 @@ impl Core {
 
     /// Withdraw every offer on an agent (it left or disconnected).
     pub(crate) fn rescind_agent_offers(&mut self, agent_id: &AgentId) {
-        let ids: Vec<OfferId> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.agent_id == agent_id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in ids {
+        for id in self.offers_where(|o| &o.agent_id == agent_id) {
             self.rescind_offer(&id);
         }
+    }
+
+    /// Withdraw every offer made to a framework and tell it.
+    pub(crate) fn rescind_framework_offers(&mut self, fw_id: &FrameworkId) {
+        for id in self.offers_where(|o| &o.framework_id == fw_id) {
+            self.rescind_offer(&id);
+        }
+    }
+
+    /// The ids of the outstanding offers that `keep` selects.
+    pub(crate) fn offers_where(&self, keep: impl Fn(&OfferEntry) -> bool) -> Vec<OfferId> {
+        self.offers
+            .iter()
+            .filter(|(_, o)| keep(o))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Withdraw one offer and tell its framework.
@@ -534,13 +531,7 @@ impl Core {
         for id in &task_ids {
             self.send_kill(id, None);
         }
-        let offer_ids: Vec<OfferId> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.framework_id == fw_id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in offer_ids {
+        for id in self.offers_where(|o| &o.framework_id == fw_id) {
             self.remove_offer(&id);
         }
         // Everything it holds (offers and its tasks' resources) goes back to the pool now.

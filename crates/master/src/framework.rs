@@ -62,7 +62,7 @@ pub(crate) async fn subscribe(
             Err(message) => return Ok(rejected(master, message)),
         }
     };
-    let record = registry::FrameworkRecord {
+    let record = crate::records::FrameworkRecord {
         id: fw_id.clone(),
         info: info.clone(),
         registered_time: unix_now(),
@@ -142,7 +142,7 @@ impl Core {
         conn: FwConn,
         now: Instant,
     ) {
-        let hb = self.cfg.framework_heartbeat.as_secs_f64();
+        let hb = self.config().framework_heartbeat.as_secs_f64();
         let master_info = self.master_info();
         let fresh = !self.frameworks.contains_key(id);
         let fw = self
@@ -179,13 +179,7 @@ impl Core {
         });
         tracing::info!(framework_id = %id, "framework subscribed");
         // Offers held by the previous subscription are void.
-        let stale: Vec<_> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.framework_id == id)
-            .map(|(oid, _)| oid.clone())
-            .collect();
-        for oid in stale {
+        for oid in self.offers_where(|o| &o.framework_id == id) {
             self.drop_offer(&oid);
         }
         let info = self
@@ -215,13 +209,7 @@ impl Core {
         self.bus
             .publish_with(|| ClusterEvent::FrameworkUpdated(crate::v1json::framework(fw)));
         tracing::info!(framework_id = %id, "framework disconnected");
-        let stale: Vec<_> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.framework_id == id)
-            .map(|(oid, _)| oid.clone())
-            .collect();
-        for oid in stale {
+        for oid in self.offers_where(|o| &o.framework_id == id) {
             self.drop_offer(&oid);
         }
         self.alloc.deactivate_framework(id);
@@ -231,12 +219,12 @@ impl Core {
     /// Mesos `MasterInfo` JSON.
     pub(crate) fn master_info(&self) -> serde_json::Value {
         serde_json::json!({
-            "id": self.master_id,
+            "id": self.master_id(),
             "ip": 0,
             "port": self.addr.port(),
-            "hostname": self.cfg.hostname,
+            "hostname": self.config().hostname,
             "version": crate::MESOS_VERSION,
-            "address": {"hostname": self.cfg.hostname, "ip": self.addr.ip().to_string(), "port": self.addr.port()},
+            "address": {"hostname": self.config().hostname, "ip": self.addr.ip().to_string(), "port": self.addr.port()},
         })
     }
 }

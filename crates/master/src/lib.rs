@@ -15,21 +15,27 @@
 
 mod agents;
 mod allocator;
+mod apply;
 pub mod bus;
 mod calls;
+mod command;
 mod core;
 mod framework;
 mod http;
 mod inspect;
 mod maintenance;
 mod ops;
+mod ops_state;
+mod persist;
+mod read;
+mod records;
+mod recovery;
 mod registry;
 mod scheduler_ops;
 mod task;
 mod task_table;
 mod v1json;
 mod view;
-mod volumes;
 
 pub use crate::core::MasterConfig;
 pub use crate::framework::FrameworkConnection;
@@ -149,31 +155,8 @@ impl Master {
                 }
                 _ = interval.tick() => {}
             }
-            let (removed, reservations) = {
-                let mut core = self.core();
-                let removed = core.tick(tokio::time::Instant::now());
-                let dirty = (
-                    core.take_dirty_reservations(),
-                    core.take_dirty_maintenance(),
-                );
-                (removed, dirty)
-            };
-            let (reservations, maintenance) = reservations;
-            for fw in removed {
-                registry::forget_framework(self.store(), &fw).await;
-            }
-            if let Some(r) = reservations {
-                if let Err(e) = registry::save_reservations(self.store(), &r).await {
-                    tracing::warn!(error = %e, "reservations not stored; retrying");
-                    self.core().ops.reservations_dirty = true;
-                }
-            }
-            if let Some(m) = maintenance {
-                if let Err(e) = registry::save_maintenance(self.store(), &m).await {
-                    tracing::warn!(error = %e, "maintenance schedule not stored; retrying");
-                    self.core().ops.maint.dirty = true;
-                }
-            }
+            let removed = self.core().tick(tokio::time::Instant::now());
+            self.store_dirty(removed).await;
         }
     }
 }

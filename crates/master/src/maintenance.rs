@@ -6,118 +6,27 @@
 //! matches (hostname case-insensitively, ip against the agent's address). The HTTP edge is
 //! `http/maintenance.rs`; the schedule and down machines are persisted by the caller.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use meseta_allocator::Unavailability;
+use meseta_api::maintenance::{MachineId, Nanos, Schedule, WindowTime};
 use meseta_api::scheduler::{Event, IdValue, InverseOffer, InverseOfferList};
 use meseta_types::{AgentId, FrameworkId, TaskId, TaskState};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::core::Core;
+use crate::ops_state::Persisted;
 use crate::unix_now;
 
-/// A machine: `{"hostname","ip"}`, at least one set.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub(crate) struct MachineId {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
-}
-
-impl MachineId {
-    /// Hostnames compare case-insensitively (as Mesos).
-    fn normalized(mut self) -> MachineId {
-        self.hostname = self.hostname.map(|h| h.to_ascii_lowercase());
-        self
-    }
-
-    fn matches(&self, hostname: &str, ip: Option<&str>) -> bool {
-        let host_ok = self
-            .hostname
-            .as_ref()
-            .is_none_or(|h| h.eq_ignore_ascii_case(hostname));
-        let ip_ok = self.ip.as_ref().is_none_or(|i| Some(i.as_str()) == ip);
-        host_ok && ip_ok
-    }
-}
-
-/// `{"nanoseconds": N}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Nanos {
-    pub nanoseconds: i64,
-}
-
-/// A window's unavailability: start and optional duration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct WindowTime {
-    pub start: Nanos,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<Nanos>,
-}
-
-impl WindowTime {
-    fn to_allocator(self) -> Unavailability {
-        Unavailability {
-            start: Duration::from_nanos(self.start.nanoseconds.max(0) as u64),
-            duration: self
-                .duration
-                .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64)),
-        }
-    }
-}
-
-/// One window: machines and when they are unavailable.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Window {
-    #[serde(default)]
-    pub machine_ids: Vec<MachineId>,
-    pub unavailability: WindowTime,
-}
-
-/// The maintenance schedule (`{"windows":[..]}`; `{}` is empty).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Schedule {
-    #[serde(default)]
-    pub windows: Vec<Window>,
-}
-
-/// What is persisted: the schedule and the machines that are down.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Persisted {
-    pub schedule: Schedule,
-    pub down: BTreeSet<MachineId>,
-}
-
-/// Live maintenance state.
-#[derive(Default)]
-pub(crate) struct MaintState {
-    pub schedule: Schedule,
-    pub down: BTreeSet<MachineId>,
-    /// Inverse-offer answers by machine and framework: (ACCEPT|DECLINE|UNKNOWN, unix time).
-    pub statuses: BTreeMap<MachineId, BTreeMap<FrameworkId, (&'static str, f64)>>,
-    /// Outstanding inverse offers: id → (framework, agent).
-    pub inverse: HashMap<String, (FrameworkId, AgentId)>,
-    pub dirty: bool,
-}
-
-impl MaintState {
-    pub fn restore(p: Persisted) -> MaintState {
-        MaintState {
-            schedule: p.schedule,
-            down: p.down,
-            ..MaintState::default()
-        }
-    }
-
-    fn scheduled(&self) -> impl Iterator<Item = (&MachineId, &WindowTime)> {
-        self.schedule
-            .windows
-            .iter()
-            .flat_map(|w| w.machine_ids.iter().map(move |m| (m, &w.unavailability)))
+/// The allocator's form of a window.
+fn to_allocator(w: WindowTime) -> Unavailability {
+    Unavailability {
+        start: Duration::from_nanos(w.start.nanoseconds.max(0) as u64),
+        duration: w
+            .duration
+            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64)),
     }
 }
 
@@ -205,8 +114,7 @@ impl Core {
             self.alloc.set_unavailability(agent, None);
             return;
         };
-        self.alloc
-            .set_unavailability(agent, w.map(WindowTime::to_allocator));
+        self.alloc.set_unavailability(agent, w.map(to_allocator));
         if self.ops.maint.down.contains(&mid) {
             self.alloc.deactivate_agent(agent);
         }
@@ -363,8 +271,7 @@ impl Core {
     pub(crate) fn send_inverse_offers(&mut self, ios: Vec<meseta_allocator::InverseOffer>) {
         let mut batches: HashMap<FrameworkId, Vec<InverseOffer>> = HashMap::new();
         for io in ios {
-            let id = format!("{}-O{}", self.master_id, self.next_offer);
-            self.next_offer += 1;
+            let id = self.new_offer_id();
             if let Some((mid, _)) = self.agent_machine(&io.agent) {
                 self.ops
                     .maint
@@ -511,21 +418,5 @@ mod tests {
             assert!(validate(window(bad.clone())).is_err(), "{bad}");
         }
         assert_eq!(validate(Schedule::default()), Ok(Schedule::default()));
-    }
-
-    #[test]
-    fn machines_match_on_every_part_they_name() {
-        let m = MachineId {
-            hostname: Some("agent-1".into()),
-            ip: None,
-        };
-        assert!(m.matches("Agent-1", Some("127.0.0.1")));
-        assert!(!m.matches("agent-2", Some("127.0.0.1")));
-        let m = MachineId {
-            hostname: Some("agent-1".into()),
-            ip: Some("10.0.0.1".into()),
-        };
-        assert!(!m.matches("agent-1", Some("127.0.0.1")));
-        assert!(m.matches("agent-1", Some("10.0.0.1")));
     }
 }

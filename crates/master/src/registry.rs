@@ -3,10 +3,11 @@
 //! Keys: `/meseta/master/agents/<agent-id>` and `/meseta/master/frameworks/<framework-id>`, JSON values.
 //! Tasks are not persisted: agents report them when they re-register.
 
-use meseta_api::scheduler::FrameworkInfo;
 use meseta_store::{put_json, Store, StoreError};
-use meseta_types::{AgentId, Attributes, FrameworkId, Resources};
-use serde::{Deserialize, Serialize};
+use meseta_types::{AgentId, FrameworkId, Resources};
+
+use crate::ops_state::Persisted;
+use crate::records::{AgentRecord, FrameworkRecord, Recovered};
 
 const AGENTS: &str = "/meseta/master/agents/";
 const FRAMEWORKS: &str = "/meseta/master/frameworks/";
@@ -16,43 +17,6 @@ const QUOTAS: &str = "/meseta/master/quota/";
 const MAINTENANCE: &str = "/meseta/master/maintenance";
 /// Dynamic reservations of every agent, one JSON map `{agent id: [Resource]}`.
 const RESERVATIONS: &str = "/meseta/master/reservations";
-
-/// A registered agent, as persisted.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub(crate) struct AgentRecord {
-    pub id: AgentId,
-    pub hostname: String,
-    pub address: String,
-    pub resources: Resources,
-    pub attributes: Attributes,
-    pub registered_time: f64,
-    /// Fault domain the agent registered with (absent in records of older masters).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domain: Option<meseta_api::domain::Domain>,
-}
-
-/// A subscribed framework, as persisted.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub(crate) struct FrameworkRecord {
-    pub id: FrameworkId,
-    pub info: FrameworkInfo,
-    pub registered_time: f64,
-}
-
-/// Everything loaded at start.
-#[derive(Default)]
-pub(crate) struct Recovered {
-    pub agents: Vec<AgentRecord>,
-    pub frameworks: Vec<FrameworkRecord>,
-    /// Role weights set by operators.
-    pub weights: Vec<(String, f64)>,
-    /// Role quotas set by operators.
-    pub quotas: Vec<(String, meseta_allocator::Quota)>,
-    /// Dynamic reservations by agent.
-    pub reservations: std::collections::BTreeMap<AgentId, Resources>,
-    /// Maintenance schedule and down machines.
-    pub maintenance: crate::maintenance::Persisted,
-}
 
 /// Load the persisted agents and frameworks. A record that no longer parses is skipped with a warning.
 pub(crate) async fn load(store: &dyn Store) -> Result<Recovered, StoreError> {
@@ -99,10 +63,7 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Recovered, StoreError> {
 }
 
 /// Persist the maintenance schedule and down machines.
-pub(crate) async fn save_maintenance(
-    store: &dyn Store,
-    m: &crate::maintenance::Persisted,
-) -> Result<(), StoreError> {
+pub(crate) async fn save_maintenance(store: &dyn Store, m: &Persisted) -> Result<(), StoreError> {
     put_json(store, MAINTENANCE, m).await.map(|_| ())
 }
 
@@ -165,34 +126,5 @@ pub(crate) async fn save_framework(
 pub(crate) async fn forget_framework(store: &dyn Store, id: &FrameworkId) {
     if let Err(e) = store.delete(&format!("{FRAMEWORKS}{id}")).await {
         tracing::warn!(framework_id = %id, error = %e, "could not delete framework record");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agent_records_keep_their_domain_and_old_records_still_load() {
-        let rec = AgentRecord {
-            id: AgentId::new("a1"),
-            hostname: "h".into(),
-            address: "127.0.0.1:1".into(),
-            resources: Resources::parse("cpus:1;mem:128").expect("resources"),
-            attributes: Attributes::default(),
-            registered_time: 1.0,
-            domain: Some(meseta_api::domain::Domain {
-                region: "r1".into(),
-                zone: "z1".into(),
-            }),
-        };
-        let json = serde_json::to_value(&rec).expect("json");
-        assert_eq!(json["domain"]["region"], "r1");
-        let back: AgentRecord = serde_json::from_value(json.clone()).expect("record");
-        assert_eq!(back, rec);
-        let mut old = json;
-        old.as_object_mut().expect("object").remove("domain");
-        let old: AgentRecord = serde_json::from_value(old).expect("old record");
-        assert_eq!(old.domain, None);
     }
 }

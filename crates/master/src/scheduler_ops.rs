@@ -1,60 +1,53 @@
-//! ACCEPT operations other than LAUNCH (`RESERVE`, `UNRESERVE`, `CREATE`, `DESTROY`, `LAUNCH_GROUP`), kept by the api
-//! crate as raw JSON ([`Operation::Other`]) and interpreted here; the calls `SHUTDOWN` and
-//! `UPDATE_FRAMEWORK`.
+//! The operations of an ACCEPT, typed by the api crate ([`Operation`]) and dispatched here:
+//! LAUNCH (`calls.rs`), LAUNCH_GROUP, and RESERVE / UNRESERVE / CREATE / DESTROY as one
+//! [`ResourceOp`] (`ops.rs`); and the calls `SHUTDOWN` and `UPDATE_FRAMEWORK`.
 //!
 //! As in Mesos, an operation that fails validation is dropped (logged) and the next one still
 //! runs; tasks of a dropped LAUNCH_GROUP get `TASK_ERROR`.
 
-use meseta_api::scheduler::{IdValue, Operation, Shutdown, TaskInfo, UpdateFramework};
-use meseta_types::{AgentId, FrameworkId, OfferId, Resources, TaskId, TaskState};
+use meseta_allocator::ResourceOp;
+use meseta_api::scheduler::{
+    IdValue, LaunchGroup, Operation, Shutdown, TaskGroup, UpdateFramework,
+};
+use meseta_types::{AgentId, FrameworkId, Resources, TaskId, TaskState};
 use tokio::time::Instant;
 
 use crate::core::Core;
 
-/// The tasks an operation would launch (LAUNCH and LAUNCH_GROUP), e.g. to drop them.
-pub(crate) fn op_tasks(op: &Operation) -> Vec<TaskInfo> {
-    match op {
-        Operation::Launch { launch } => launch.task_infos.clone(),
-        Operation::Other { op_type, raw } if op_type == "LAUNCH_GROUP" => group_tasks(raw),
-        Operation::Other { .. } => Vec::new(),
-    }
-}
-
-/// `launch_group.task_group.tasks` (those that parse).
-fn group_tasks(raw: &serde_json::Value) -> Vec<TaskInfo> {
-    raw.pointer("/launch_group/task_group/tasks")
-        .and_then(|t| t.as_array())
-        .map(|tasks| {
-            tasks
-                .iter()
-                .filter_map(|t| serde_json::from_value(t.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl Core {
-    /// Apply one non-LAUNCH operation of an ACCEPT to `pool`.
+    /// Apply one non-LAUNCH operation of an ACCEPT to `pool`. An operation that cannot be
+    /// applied is dropped and logged (never answered 4xx); the tasks of a dropped LAUNCH_GROUP
+    /// get `TASK_ERROR`.
     pub(crate) fn accept_operation(
         &mut self,
         fw: &FrameworkId,
         agent: &AgentId,
         role: &str,
-        op_type: &str,
-        raw: &serde_json::Value,
+        op: Operation,
         pool: &mut Resources,
     ) {
-        let outcome = match op_type {
-            "RESERVE" => self.accept_reserve(fw, agent, role, raw, pool),
-            "UNRESERVE" => self.accept_unreserve(fw, agent, role, raw, pool),
-            "CREATE" => self.accept_create(fw, agent, role, raw, pool),
-            "DESTROY" => self.accept_destroy(fw, agent, role, raw, pool),
-            "LAUNCH_GROUP" => {
-                self.launch_group(fw, agent, role, raw, pool);
-                Ok(())
+        let op_type = op.type_name().to_string();
+        let resource_op = match op {
+            Operation::Launch { launch } => {
+                self.launch_tasks(fw, agent, role, launch.task_infos, pool);
+                return;
             }
-            other => Err(format!("operation '{other}' is not supported")),
+            Operation::LaunchGroup { launch_group } => {
+                self.launch_group(fw, agent, role, launch_group, pool);
+                Ok(None)
+            }
+            Operation::Reserve { reserve } => Ok(Some(ResourceOp::Reserve(reserve.resources))),
+            Operation::Unreserve { unreserve } => {
+                Ok(Some(ResourceOp::Unreserve(unreserve.resources)))
+            }
+            Operation::Create { create } => Ok(Some(ResourceOp::Create(create.volumes))),
+            Operation::Destroy { destroy } => Ok(Some(ResourceOp::Destroy(destroy.volumes))),
+            Operation::Unsupported { why, .. } => Err(why),
         };
+        let outcome = resource_op.and_then(|op| match op {
+            Some(op) => self.accept_op(fw, agent, role, &op, pool),
+            None => Ok(()),
+        });
         match outcome {
             Ok(()) => {
                 tracing::info!(framework_id = %fw, agent_id = %agent, op_type, "offer operation applied")
@@ -71,21 +64,14 @@ impl Core {
         fw: &FrameworkId,
         agent: &AgentId,
         role: &str,
-        raw: &serde_json::Value,
+        group: LaunchGroup,
         pool: &mut Resources,
     ) {
-        let declared = raw
-            .pointer("/launch_group/task_group/tasks")
-            .and_then(|t| t.as_array())
-            .map_or(0, Vec::len);
-        let tasks = group_tasks(raw);
-        let executor = raw
-            .pointer("/launch_group/executor/executor_id/value")
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
+        let executor = group.executor_id().map(str::to_string);
+        let TaskGroup { tasks, malformed } = group.task_group;
         let mut left = pool.clone();
         let mut problem = None;
-        if tasks.is_empty() || tasks.len() != declared {
+        if tasks.is_empty() || malformed > 0 {
             problem = Some("the task group is empty or holds malformed tasks".to_string());
         }
         let mut ids = std::collections::HashSet::new();
@@ -189,15 +175,7 @@ impl Core {
             info.user = fw.info.user.clone();
         }
         info.id = Some(IdValue::new(fw_id.as_str()));
-        let offers: Vec<OfferId> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.framework_id == fw_id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in offers {
-            self.rescind_offer(&id);
-        }
+        self.rescind_framework_offers(fw_id);
         if let Some(fw) = self.frameworks.get_mut(fw_id) {
             fw.info = info.clone();
         }

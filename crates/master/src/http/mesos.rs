@@ -3,6 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use super::{error, run_command as run};
+use crate::command::Command;
+use crate::core::{AgentStatus, Core};
+use crate::Master;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,11 +14,6 @@ use axum::{Form, Json};
 use meseta_types::{FrameworkId, TaskState};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tokio::time::Instant;
-
-use super::error;
-use crate::core::{AgentStatus, Core};
-use crate::{registry, Master};
 
 #[derive(Deserialize)]
 pub(super) struct FrameworkQuery {
@@ -25,7 +24,7 @@ pub(super) async fn frameworks(
     State(m): State<Master>,
     Query(q): Query<FrameworkQuery>,
 ) -> Response {
-    let state = m.core().state_view();
+    let state = m.state_view();
     let keep =
         |f: &meseta_api::state::Framework| q.framework_id.as_ref().is_none_or(|id| &f.id == id);
     Json(json!({
@@ -53,20 +52,8 @@ pub(super) async fn teardown(
             "expecting a form body with 'frameworkId'",
         );
     };
-    let id = FrameworkId::new(form.framework_id.clone());
-    {
-        let mut core = m.core();
-        if !core.frameworks.contains_key(&id) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("no framework found with id '{}'", form.framework_id),
-            );
-        }
-        core.teardown(&id);
-        core.allocate(Instant::now());
-    }
-    registry::forget_framework(m.store(), &id).await;
-    StatusCode::OK.into_response()
+    let id = FrameworkId::new(form.framework_id);
+    run(&m, Command::Teardown(id), StatusCode::OK).await
 }
 
 pub(super) async fn state_summary(State(m): State<Master>) -> Response {
@@ -179,7 +166,7 @@ impl Core {
         m.insert("master/elected".into(), 1.0);
         m.insert(
             "master/uptime_secs".into(),
-            (crate::unix_now() - self.start_time).max(0.0),
+            (crate::unix_now() - self.start_time()).max(0.0),
         );
         let agents = |s: AgentStatus| self.agents.values().filter(|a| a.status == s).count() as f64;
         let active = agents(AgentStatus::Active);
@@ -234,6 +221,6 @@ impl Core {
 }
 
 pub(super) async fn metrics_snapshot(State(m): State<Master>) -> Response {
-    let snapshot = m.core().metrics_snapshot();
+    let snapshot = m.metrics_snapshot();
     Json(snapshot).into_response()
 }

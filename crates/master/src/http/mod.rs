@@ -130,3 +130,24 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     )
         .into_response()
 }
+
+/// Run an operator [`Command`](crate::command::Command): the master applies and persists it
+/// (`Master::execute`); the answer is `ok` when done, else 400, 409 or 503 with the reason.
+pub(crate) async fn run_command(
+    m: &Master,
+    cmd: crate::command::Command,
+    ok: StatusCode,
+) -> Response {
+    use crate::command::CommandError;
+    match m.execute(cmd).await {
+        Ok(()) => ok.into_response(),
+        Err(e) => {
+            let status = match e {
+                CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
+                CommandError::Conflict(_) => StatusCode::CONFLICT,
+                CommandError::NotStored(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            error(status, e.to_string())
+        }
+    }
+}

@@ -25,22 +25,22 @@ pub(super) async fn version() -> Json<serde_json::Value> {
 }
 
 pub(super) async fn state(State(m): State<Master>) -> Response {
-    let view = m.core().state_view();
+    let view = m.state_view();
     Json(view).into_response()
 }
 
 pub(super) async fn slaves(State(m): State<Master>) -> Response {
-    let view = m.core().slaves_view();
+    let view = m.slaves_view();
     Json(view).into_response()
 }
 
 pub(super) async fn tasks(State(m): State<Master>) -> Response {
-    let view = m.core().tasks_view();
+    let view = m.tasks_view();
     Json(view).into_response()
 }
 
 pub(super) async fn redirect(State(m): State<Master>) -> Response {
-    let addr = m.core().addr;
+    let addr = m.address();
     (
         StatusCode::TEMPORARY_REDIRECT,
         [(header::LOCATION, format!("//{addr}"))],
@@ -78,7 +78,7 @@ pub(super) async fn task_logs(
     if let Err(e) = query {
         return error(StatusCode::BAD_REQUEST, format!("bad query: {e}"));
     }
-    let Some(address) = m.core().task_agent_address(&TaskId::new(id.clone())) else {
+    let Some(address) = m.task_agent_address(&TaskId::new(id.clone())) else {
         return error(StatusCode::NOT_FOUND, format!("task '{id}' is unknown"));
     };
     let url = format!(

@@ -1,7 +1,8 @@
 //! The v1 operator API (`POST /api/v1`, also `/api/v1/operator` by longest-prefix routing):
 //! `{"type":"GET_X"}` in, `{"type":"GET_X","get_x":{…}}` out, protobuf-JSON shapes (ids as
-//! `{"value":…}`, resources as `Resource` arrays). Read calls and TEARDOWN; the rest answer 400
-//! naming the call as unsupported.
+//! `{"value":…}`, resources as `Resource` arrays). The body parses into one typed [`Call`]
+//! (`meseta_api::operator::v1`; a malformed call answers 400 naming the field, an unknown type
+//! 400 naming the call); read calls answer from the core, changes run as one [`Command`].
 
 use std::time::Duration;
 
@@ -11,19 +12,22 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
+use meseta_allocator::{Quota, ResourceOp};
+use meseta_api::operator::v1::Call;
 use meseta_api::recordio;
-use meseta_types::FrameworkId;
+use meseta_types::AgentId;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::error;
+use super::{error, run_command as run};
+use crate::command::{Command, MaintenanceChange};
 use crate::core::{AgentEntry, AgentStatus, Core};
 use crate::task::TaskEntry;
-use crate::{registry, v1json, Master};
+use crate::{v1json, Master};
 
 pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
-    let call: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
+    let call = match serde_json::from_slice::<Value>(&body) {
+        Ok(v) => Call::parse(&v),
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -31,120 +35,99 @@ pub(super) async fn call(State(m): State<Master>, body: Bytes) -> Response {
             )
         }
     };
-    let Some(kind) = call["type"].as_str() else {
-        return error(StatusCode::BAD_REQUEST, "expecting 'type' to be present");
-    };
-    if kind == "TEARDOWN" {
-        return teardown(&m, &call).await;
+    match call {
+        Ok(call) => dispatch(&m, call).await,
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
-    if kind == "SUBSCRIBE" {
-        return subscribe(&m);
-    }
-    if kind == "RESERVE_RESOURCES" || kind == "UNRESERVE_RESOURCES" {
-        let key = kind.to_ascii_lowercase();
-        return match super::reservations::v1_request(&call[key.as_str()], "resources") {
-            Ok((agent, res)) => {
-                let reserve = kind == "RESERVE_RESOURCES";
-                super::reservations::apply(&m, &agent, &res, reserve).await
-            }
-            Err(why) => error(StatusCode::BAD_REQUEST, why),
-        };
-    }
-    if kind == "CREATE_VOLUMES" || kind == "DESTROY_VOLUMES" {
-        let key = kind.to_ascii_lowercase();
-        return match super::reservations::v1_request(&call[key.as_str()], "volumes") {
-            Ok((agent, vols)) => {
-                super::volumes::apply(&m, &agent, &vols, kind == "CREATE_VOLUMES").await
-            }
-            Err(why) => error(StatusCode::BAD_REQUEST, why),
-        };
-    }
-    if let Some(resp) = super::maintenance::v1_call(&m, kind, &call).await {
-        return resp;
-    }
-    if kind == "UPDATE_QUOTA" {
-        return update_quota(&m, &call["update_quota"]).await;
-    }
-    if kind == "UPDATE_WEIGHTS" {
-        let infos = call["update_weights"]["weight_infos"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut new = Vec::new();
-        for w in infos {
-            match (w["role"].as_str(), w["weight"].as_f64()) {
-                (Some(r), Some(x)) => new.push((r.to_string(), x)),
-                _ => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("weight info needs 'role' and 'weight': {w}"),
-                    )
-                }
-            }
+}
+
+/// Run a parsed call: changes as one [`Command`], reads from the core.
+async fn dispatch(m: &Master, call: Call) -> Response {
+    let cmd = match call {
+        Call::Subscribe => return subscribe(m),
+        Call::Teardown { framework_id } => Command::Teardown(framework_id),
+        Call::ReserveResources {
+            agent_id,
+            resources,
+        } => resources_cmd(agent_id, ResourceOp::Reserve(resources)),
+        Call::UnreserveResources {
+            agent_id,
+            resources,
+        } => resources_cmd(agent_id, ResourceOp::Unreserve(resources)),
+        Call::CreateVolumes { agent_id, volumes } => {
+            resources_cmd(agent_id, ResourceOp::Create(volumes))
         }
-        return super::roles::set_weights(&m, new).await;
-    }
+        Call::DestroyVolumes { agent_id, volumes } => {
+            resources_cmd(agent_id, ResourceOp::Destroy(volumes))
+        }
+        Call::UpdateMaintenanceSchedule { schedule } => {
+            Command::Maintenance(MaintenanceChange::Schedule(schedule))
+        }
+        Call::StartMaintenance { machines } => {
+            Command::Maintenance(MaintenanceChange::Down(machines))
+        }
+        Call::StopMaintenance { machines } => Command::Maintenance(MaintenanceChange::Up(machines)),
+        Call::UpdateQuota { force, configs } => Command::Quotas {
+            configs: configs
+                .into_iter()
+                .map(|c| {
+                    let q = Quota {
+                        guarantees: c.guarantees,
+                        limits: c.limits,
+                    };
+                    (c.role, q)
+                })
+                .collect(),
+            force,
+        },
+        Call::UpdateWeights { weights } => Command::Weights(weights),
+        read => return Json(read_call(m, &read)).into_response(),
+    };
+    let ok = match cmd {
+        Command::Resources { .. } => StatusCode::ACCEPTED,
+        _ => StatusCode::OK,
+    };
+    run(m, cmd, ok).await
+}
+
+fn resources_cmd(agent: AgentId, op: ResourceOp) -> Command {
+    Command::Resources { agent, op }
+}
+
+/// The answer to a read call: `{"type": T, "t": payload}`.
+fn read_call(m: &Master, call: &Call) -> Value {
     let core = m.core();
-    let payload = match kind {
-        "GET_HEALTH" => json!({"healthy": true}),
-        "GET_VERSION" => {
+    let payload = match call {
+        Call::GetHealth => json!({"healthy": true}),
+        Call::GetVersion => {
             json!({"version_info": {"version": crate::MESOS_VERSION, "meseta_version": env!("CARGO_PKG_VERSION")}})
         }
-        "GET_FLAGS" => json!({"flags": core.state_view().flags.iter()
+        Call::GetFlags => json!({"flags": core.state_view().flags.iter()
             .map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>()}),
-        "GET_METRICS" => json!({"metrics": core.metrics_snapshot().iter()
+        Call::GetMetrics => json!({"metrics": core.metrics_snapshot().iter()
             .map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>()}),
-        "GET_MASTER" => {
-            json!({"master_info": core.master_info(), "start_time": core.start_time, "elected_time": core.start_time})
+        Call::GetMaster => {
+            json!({"master_info": core.master_info(), "start_time": core.start_time(), "elected_time": core.start_time()})
         }
-        "GET_AGENTS" => core.v1_agents(),
-        "GET_FRAMEWORKS" => core.v1_frameworks(),
-        "GET_TASKS" => core.v1_tasks(),
-        "GET_EXECUTORS" => json!({"executors": []}),
-        "GET_WEIGHTS" => json!({"weight_infos": core.weights.iter()
+        Call::GetAgents => core.v1_agents(),
+        Call::GetFrameworks => core.v1_frameworks(),
+        Call::GetTasks => core.v1_tasks(),
+        Call::GetWeights => json!({"weight_infos": core.weights.iter()
             .map(|(r, w)| json!({"role": r, "weight": w})).collect::<Vec<_>>()}),
-        "GET_QUOTA" => json!({"status": {"configs": core.quotas.iter()
+        Call::GetQuota => json!({"status": {"configs": core.quotas.iter()
             .map(|(r, q)| super::roles::config_json(r, q)).collect::<Vec<_>>()}}),
-        "GET_ROLES" => json!({"roles": core.alloc.roles().iter().map(|r| json!({
+        Call::GetRoles => json!({"roles": core.alloc.roles().iter().map(|r| json!({
             "name": r.name, "weight": r.weight,
             "frameworks": r.frameworks.iter().map(|f| json!({"value": f.as_str()})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>()}),
-        "GET_STATE" => json!({
-            "get_tasks": core.v1_tasks(), "get_executors": {"executors": []},
-            "get_frameworks": core.v1_frameworks(), "get_agents": core.v1_agents(),
-        }),
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("call type '{other}' is not supported by this master"),
-            );
-        }
+        Call::GetState => core.v1_state(),
+        Call::GetMaintenanceSchedule => json!({"schedule": core.ops.maint.schedule}),
+        Call::GetMaintenanceStatus => json!({"status": core.maintenance_status()}),
+        // GET_EXECUTORS (changes never get here).
+        _ => json!({"executors": []}),
     };
-    let key = kind.to_ascii_lowercase();
-    Json(json!({"type": kind, key: payload})).into_response()
-}
-
-async fn teardown(m: &Master, call: &Value) -> Response {
-    let Some(id) = call["teardown"]["framework_id"]["value"].as_str() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "expecting 'teardown.framework_id.value' to be present",
-        );
-    };
-    let id = FrameworkId::new(id);
-    {
-        let mut core = m.core();
-        if !core.frameworks.contains_key(&id) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("no framework found with id '{id}'"),
-            );
-        }
-        core.teardown(&id);
-        core.allocate(Instant::now());
-    }
-    registry::forget_framework(m.store(), &id).await;
-    StatusCode::OK.into_response()
+    let kind = call.type_name();
+    json!({"type": kind, kind.to_ascii_lowercase(): payload})
 }
 
 impl Core {
@@ -174,6 +157,14 @@ impl Core {
         })
     }
 
+    /// `GET_STATE`'s payload (also the first record of `SUBSCRIBE`).
+    fn v1_state(&self) -> Value {
+        json!({
+            "get_tasks": self.v1_tasks(), "get_executors": {"executors": []},
+            "get_frameworks": self.v1_frameworks(), "get_agents": self.v1_agents(),
+        })
+    }
+
     fn v1_tasks(&self) -> Value {
         let (unreachable, live): (Vec<&TaskEntry>, Vec<&TaskEntry>) = self
             .tasks
@@ -200,10 +191,7 @@ fn subscribe(m: &Master) -> Response {
         let core = m.core();
         let rx = core.bus.subscribe();
         let hb = core.config().framework_heartbeat;
-        let state = json!({
-            "get_tasks": core.v1_tasks(), "get_executors": {"executors": []},
-            "get_frameworks": core.v1_frameworks(), "get_agents": core.v1_agents(),
-        });
+        let state = core.v1_state();
         let first = json!({"type": "SUBSCRIBED", "subscribed": {
             "get_state": state, "heartbeat_interval_seconds": hb.as_secs_f64()}});
         (rx, first, hb)
@@ -232,58 +220,4 @@ fn subscribe(m: &Master) -> Response {
         header::HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-/// `UPDATE_QUOTA {force, quota_configs:[{role, guarantees:{cpus:{value}}, limits:{…}}]}`: all
-/// configs apply, or none (a refused one undoes those before it).
-async fn update_quota(m: &Master, body: &Value) -> Response {
-    let force = body["force"].as_bool().unwrap_or(false);
-    let mut configs = Vec::new();
-    for c in body["quota_configs"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-    {
-        let Some(role) = c["role"].as_str() else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("quota config without 'role': {c}"),
-            );
-        };
-        let mut q = meseta_allocator::Quota::default();
-        for (field, map) in [("guarantees", &mut q.guarantees), ("limits", &mut q.limits)] {
-            for (name, v) in c[field].as_object().cloned().unwrap_or_default() {
-                let Some(x) = v["value"].as_f64() else {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("{field}.{name} needs a numeric 'value'"),
-                    );
-                };
-                match meseta_types::Scalar::from_f64(x) {
-                    Ok(s) => map.insert(name, s),
-                    Err(e) => {
-                        return error(StatusCode::BAD_REQUEST, format!("{field}.{name}: {e}"))
-                    }
-                };
-            }
-        }
-        configs.push((role.to_string(), q));
-    }
-    let before: Vec<(String, Option<meseta_allocator::Quota>)> = {
-        let core = m.core();
-        configs
-            .iter()
-            .map(|(r, _)| (r.clone(), core.quotas.get(r).cloned()))
-            .collect()
-    };
-    for (i, (role, q)) in configs.iter().enumerate() {
-        let resp = super::roles::set_quota(m, role, Some(q.clone()), force).await;
-        if !resp.status().is_success() {
-            for (role, old) in before.iter().take(i) {
-                let _ = super::roles::set_quota(m, role, old.clone(), true).await;
-            }
-            return resp;
-        }
-    }
-    StatusCode::OK.into_response()
 }

@@ -1,24 +1,25 @@
 //! Operator reservations: `POST /master/reserve` and `/master/unreserve` (form-encoded
 //! `slaveId=<id>&resources=<JSON array of Resource>`, as Mesos), and the v1 calls
-//! `RESERVE_RESOURCES` / `UNRESERVE_RESOURCES` (`{agent_id:{value}, resources:[..]}`).
+//! `RESERVE_RESOURCES` / `UNRESERVE_RESOURCES` (`{agent_id:{value}, resources:[..]}`, parsed by
+//! `meseta_api::operator::v1` and run from `operator_v1.rs`).
 //!
 //! Answers as Mesos: 202 when applied, 400 on malformed input or an unknown agent, 409 when the
-//! resources are not available (or not reserved / in use, to unreserve). Applied changes are
-//! persisted before the answer; one that cannot be stored is undone (503).
+//! resources are not available (or not reserved / in use, to unreserve). Each request becomes one
+//! `Command::Resources` (the volume endpoints in `volumes.rs` share [`resource_op`]); it is
+//! persisted before the answer, and one that cannot be stored is undone (503).
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use meseta_allocator::ResourceOp;
 use meseta_types::{AgentId, Resources};
-use serde_json::Value;
-use tokio::time::Instant;
 
-use super::error;
-use crate::ops::OpError;
-use crate::{registry, Master};
+use super::{error, run_command as run};
+use crate::command::Command;
+use crate::Master;
 
 /// Decode `a=b&c=d` (`+` is a space, `%XX` a byte).
 fn parse_form(body: &[u8]) -> HashMap<String, String> {
@@ -73,64 +74,29 @@ pub(super) fn form_request(body: &[u8], field: &str) -> Result<(AgentId, Resourc
     Ok((AgentId::new(agent.as_str()), resources))
 }
 
-/// Agent and resources of a v1 call payload (`reserve_resources`, `create_volumes`, …); `field`
-/// names the resources.
-pub(super) fn v1_request(payload: &Value, field: &str) -> Result<(AgentId, Resources), String> {
-    let Some(agent) = payload.pointer("/agent_id/value").and_then(Value::as_str) else {
-        return Err("expecting 'agent_id' to be present".into());
-    };
-    let resources: Resources = serde_json::from_value(payload[field].clone())
-        .map_err(|e| format!("invalid '{field}': {e}"))?;
-    Ok((AgentId::new(agent), resources))
-}
-
 pub(super) async fn reserve(State(m): State<Master>, body: Bytes) -> Response {
-    match form_request(&body, "resources") {
-        Ok((agent, res)) => apply(&m, &agent, &res, true).await,
-        Err(why) => error(StatusCode::BAD_REQUEST, why),
-    }
+    resource_op(&m, &body, "resources", ResourceOp::Reserve).await
 }
 
 pub(super) async fn unreserve(State(m): State<Master>, body: Bytes) -> Response {
-    match form_request(&body, "resources") {
-        Ok((agent, res)) => apply(&m, &agent, &res, false).await,
-        Err(why) => error(StatusCode::BAD_REQUEST, why),
-    }
+    resource_op(&m, &body, "resources", ResourceOp::Unreserve).await
 }
 
-/// Reserve (or unreserve) and persist; the answer Mesos gives.
-pub(super) async fn apply(m: &Master, agent: &AgentId, res: &Resources, reserve: bool) -> Response {
-    let snapshot = {
-        let mut core = m.core();
-        let now = Instant::now();
-        let r = if reserve {
-            core.operator_reserve(agent, res, now)
-        } else {
-            core.operator_unreserve(agent, res, now)
-        };
-        match r {
-            Ok(()) => core.take_dirty_reservations(),
-            Err(OpError::Invalid(why)) => return error(StatusCode::BAD_REQUEST, why),
-            Err(OpError::Conflict(why)) => return error(StatusCode::CONFLICT, why),
+/// A form request (`slaveId` and the resources under `field`) run as one resource operation;
+/// 202 when applied and stored.
+pub(super) async fn resource_op(
+    m: &Master,
+    body: &[u8],
+    field: &str,
+    op: fn(Resources) -> ResourceOp,
+) -> Response {
+    match form_request(body, field) {
+        Ok((agent, res)) => {
+            let cmd = Command::Resources { agent, op: op(res) };
+            run(m, cmd, StatusCode::ACCEPTED).await
         }
-    };
-    if let Some(s) = snapshot {
-        if let Err(e) = registry::save_reservations(m.store(), &s).await {
-            let mut core = m.core();
-            let now = Instant::now();
-            let _ = if reserve {
-                core.operator_unreserve(agent, res, now)
-            } else {
-                core.operator_reserve(agent, res, now)
-            };
-            core.ops.reservations_dirty = false;
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("reservation not stored: {e}"),
-            );
-        }
+        Err(why) => error(StatusCode::BAD_REQUEST, why),
     }
-    StatusCode::ACCEPTED.into_response()
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! Roles, weights and quota (Mesos v0 shapes): `GET /master/roles`, `GET|PUT /master/weights`,
-//! `GET|POST /master/quota`, `DELETE /master/quota/{role}`. Changes are checked by the allocator,
-//! persisted, and only then answered; a change that cannot be persisted is undone.
+//! `GET|POST /master/quota`, `DELETE /master/quota/{role}`. Changes become one `Command`, checked
+//! by the allocator, persisted, and only then answered; a change that cannot be persisted is
+//! undone.
 
 use std::collections::BTreeMap;
 
+use super::{error, run_command as run};
+use crate::command::Command;
+use crate::Master;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,10 +17,6 @@ use meseta_allocator::Quota;
 use meseta_types::{Resources, Scalar};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tokio::time::Instant;
-
-use super::error;
-use crate::{registry, Master};
 
 fn scalars(m: &BTreeMap<String, Scalar>) -> Value {
     Value::Object(
@@ -27,9 +27,7 @@ fn scalars(m: &BTreeMap<String, Scalar>) -> Value {
 }
 
 pub(super) async fn roles(State(m): State<Master>) -> Response {
-    let core = m.core();
-    let roles: Vec<Value> = core
-        .alloc
+    let roles: Vec<Value> = m
         .roles()
         .into_iter()
         .map(|r| {
@@ -49,9 +47,8 @@ pub(super) async fn roles(State(m): State<Master>) -> Response {
 }
 
 pub(super) async fn weights(State(m): State<Master>) -> Response {
-    let core = m.core();
-    let list: Vec<Value> = core
-        .weights
+    let list: Vec<Value> = m
+        .weights()
         .iter()
         .map(|(r, w)| json!({"role": r, "weight": w}))
         .collect();
@@ -75,54 +72,14 @@ pub(super) async fn update_weights(State(m): State<Master>, body: Bytes) -> Resp
             )
         }
     };
-    set_weights(&m, infos.into_iter().map(|w| (w.role, w.weight)).collect()).await
-}
-
-pub(super) async fn set_weights(m: &Master, new: Vec<(String, f64)>) -> Response {
-    let before = {
-        let mut core = m.core();
-        for (role, w) in &new {
-            if let Err(e) = meseta_allocator::validate_role(role) {
-                return error(StatusCode::BAD_REQUEST, e.to_string());
-            }
-            if !(w.is_finite() && *w > 0.0) {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("weight of role '{role}' must be a positive number, got {w}"),
-                );
-            }
-        }
-        let before = core.weights.clone();
-        for (role, w) in &new {
-            let _ = core.alloc.set_weight(role, *w);
-            core.weights.insert(role.clone(), *w);
-        }
-        before
-    };
-    if let Err(e) = registry::save_weights(m.store(), &new).await {
-        let mut core = m.core();
-        for (role, _) in &new {
-            let old = before.get(role).copied().unwrap_or(1.0);
-            let _ = core.alloc.set_weight(role, old);
-            match before.get(role) {
-                Some(w) => core.weights.insert(role.clone(), *w),
-                None => core.weights.remove(role),
-            };
-        }
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("weights not stored: {e}"),
-        );
-    }
-    m.core().allocate(Instant::now());
-    StatusCode::OK.into_response()
+    let weights = infos.into_iter().map(|w| (w.role, w.weight)).collect();
+    run(&m, Command::Weights(weights), StatusCode::OK).await
 }
 
 pub(super) async fn quota(State(m): State<Master>) -> Response {
-    let core = m.core();
-    let configs: Vec<Value> = core.quotas.iter().map(|(r, q)| config_json(r, q)).collect();
-    let infos: Vec<Value> = core
-        .quotas
+    let quotas = m.quotas();
+    let configs: Vec<Value> = quotas.iter().map(|(r, q)| config_json(r, q)).collect();
+    let infos: Vec<Value> = quotas
         .iter()
         .map(|(r, q)| json!({"role": r, "guarantee": guarantee_resources(q)}))
         .collect();
@@ -192,61 +149,14 @@ pub(super) async fn set_quota_v0(State(m): State<Master>, body: Bytes) -> Respon
         guarantees,
         limits: BTreeMap::new(),
     };
-    set_quota(&m, &req.role, Some(q), req.force).await
+    let cmd = Command::Quota {
+        role: req.role,
+        quota: Some(q),
+        force: req.force,
+    };
+    run(&m, cmd, StatusCode::OK).await
 }
 
 pub(super) async fn remove_quota(State(m): State<Master>, Path(role): Path<String>) -> Response {
-    if !m.core().quotas.contains_key(&role) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("no quota set for role '{role}'"),
-        );
-    }
-    set_quota(&m, &role, None, true).await
-}
-
-/// Apply (or remove, with `None`) a role's quota: allocator first, store second, undo on failure.
-pub(super) async fn set_quota(m: &Master, role: &str, q: Option<Quota>, force: bool) -> Response {
-    let before = {
-        let mut core = m.core();
-        let before = core.quotas.get(role).cloned();
-        match &q {
-            Some(q) => {
-                if let Err(e) = core.alloc.set_quota(role, q.clone(), force) {
-                    let status = match e {
-                        meseta_allocator::AllocatorError::LimitBelowConsumption(..) => {
-                            StatusCode::CONFLICT
-                        }
-                        _ => StatusCode::BAD_REQUEST,
-                    };
-                    return error(status, e.to_string());
-                }
-                core.quotas.insert(role.to_string(), q.clone());
-            }
-            None => {
-                core.alloc.remove_quota(role);
-                core.quotas.remove(role);
-            }
-        }
-        before
-    };
-    if let Err(e) = registry::save_quota(m.store(), role, q.as_ref()).await {
-        let mut core = m.core();
-        match before {
-            Some(b) => {
-                let _ = core.alloc.set_quota(role, b.clone(), true);
-                core.quotas.insert(role.to_string(), b);
-            }
-            None => {
-                core.alloc.remove_quota(role);
-                core.quotas.remove(role);
-            }
-        }
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("quota not stored: {e}"),
-        );
-    }
-    m.core().allocate(Instant::now());
-    StatusCode::OK.into_response()
+    run(&m, Command::RemoveQuota(role), StatusCode::OK).await
 }

@@ -107,7 +107,7 @@ async fn update(
         }
         core.frameworks
             .get(fw)
-            .map(|f| crate::registry::FrameworkRecord {
+            .map(|f| crate::records::FrameworkRecord {
                 id: fw.clone(),
                 info: f.info.clone(),
                 registered_time: f.registered_time,
