@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use meseta_api::scheduler::{
-    Accept, CallKind, CommandInfo, Decline, Filters, IdValue, Launch, Offer, Operation, TaskInfo,
+    Accept, Acknowledge, CallKind, CommandInfo, Decline, Event, Filters, IdValue, Launch, Offer,
+    Operation, TaskInfo,
 };
 use meseta_master::FrameworkConnection;
 use meseta_testkit::{Cluster, ClusterOptions};
@@ -26,24 +27,50 @@ fn volume_json(id: &str, mb: f64) -> Value {
                  "volume": {"container_path": "data", "mode": "RW"}}}])
 }
 
-/// The next offer holding a volume; offers without one are declined for a second.
+/// The next offer holding a volume that is still valid; other offers are declined for a second.
+/// Every event already queued is read before an offer is chosen, so an offer rescinded meanwhile
+/// (one holding a volume just destroyed) is never used.
 async fn offer_with_volume(fw: &mut FrameworkConnection) -> Offer {
+    let mut pending: Vec<Offer> = Vec::new();
     loop {
-        let o = next_matching(fw, "an offer", |ev| match ev {
-            meseta_api::scheduler::Event::Offers { offers } => offers.offers.first().cloned(),
+        let first = next_matching(fw, "an offer or a rescind", |ev| match ev {
+            Event::Offers { .. } | Event::Rescind { .. } => Some(ev.clone()),
             _ => None,
         })
         .await;
-        if o.resources.volumes().count() > 0 {
-            return o;
+        let mut events = vec![first];
+        while let Ok(Some(ev)) = tokio::time::timeout(Duration::ZERO, fw.next_event()).await {
+            events.push(ev);
         }
+        for ev in events {
+            match ev {
+                Event::Offers { offers } => pending.extend(offers.offers),
+                Event::Rescind { rescind } => pending.retain(|o| o.id != rescind.offer_id),
+                Event::Update { update } => {
+                    if let Some(ack) = Acknowledge::for_status(&update.status) {
+                        fw.call(CallKind::Acknowledge { acknowledge: ack })
+                            .expect("acknowledge");
+                    }
+                }
+                _ => {}
+            }
+        }
+        let chosen = pending
+            .iter()
+            .position(|o| o.resources.volumes().count() > 0)
+            .map(|i| pending.remove(i));
         let decline = Decline {
-            offer_ids: vec![o.id],
+            offer_ids: pending.drain(..).map(|o| o.id).collect(),
             filters: Some(Filters {
                 refuse_seconds: Some(1.0),
             }),
         };
-        fw.call(CallKind::Decline { decline }).expect("decline");
+        if !decline.offer_ids.is_empty() {
+            fw.call(CallKind::Decline { decline }).expect("decline");
+        }
+        if let Some(o) = chosen {
+            return o;
+        }
     }
 }
 
