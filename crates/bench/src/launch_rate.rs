@@ -7,7 +7,6 @@
 //! as fit (`refuse_seconds` 0) until N tasks are launched; the rate is N ÷ (first ACCEPT → N-th
 //! `TASK_RUNNING`). The in-process rate is checked against meseta's target (≥ 5,000 tasks/s).
 
-use crate::output;
 use anyhow::{anyhow, bail, Context};
 use futures::StreamExt;
 use meseta_api::client::{MasterClient, SchedulerCaller};
@@ -15,6 +14,7 @@ use meseta_api::scheduler::{
     Accept, Acknowledge, CallKind, CommandInfo, Decline, Event, Filters, FrameworkInfo, IdValue,
     Launch, Offer, Operation, TaskInfo, TaskStatus,
 };
+use meseta_cli::output;
 use meseta_master::{FrameworkConnection, MasterConfig, MasterHandle};
 use meseta_sim::{SimCluster, SimConfig};
 use meseta_store::mem::MemStore;
@@ -179,7 +179,7 @@ pub async fn run(args: LaunchRateArgs, json: bool) -> anyhow::Result<i32> {
         bail!("--tasks, --agents and --per-accept must be at least 1");
     }
     let report = measure(&args).await?;
-    super::print_report(&report, json, |r| r.render())
+    crate::print_report(&report, json, |r| r.render())
 }
 
 /// Both phases, each on a fresh master and agents.
@@ -230,7 +230,7 @@ impl Bed {
 
 fn framework_info(name: &str) -> FrameworkInfo {
     FrameworkInfo {
-        user: crate::current_user(),
+        user: meseta_cli::current_user(),
         name: name.to_string(),
         failover_timeout: Some(0.0),
         ..FrameworkInfo::default()
@@ -541,13 +541,13 @@ mod tests {
     #[derive(clap::Parser, Debug)]
     struct Cli {
         #[command(subcommand)]
-        cmd: super::super::BenchCmd,
+        cmd: crate::BenchCmd,
     }
 
     fn parse(args: &[&str]) -> LaunchRateArgs {
         let cli = Cli::try_parse_from(args).expect("valid args");
         match cli.cmd {
-            super::super::BenchCmd::LaunchRate(a) => a,
+            crate::BenchCmd::LaunchRate(a) => a,
             other => panic!("not launch-rate: {other:?}"),
         }
     }
