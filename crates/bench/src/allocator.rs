@@ -79,7 +79,7 @@ impl Report {
                 self.grants_per_cycle, self.grants_per_sec
             ),
             String::new(),
-            Check::table(&self.checks, 3, |_| "<="),
+            Check::table(&self.checks, 3),
         ]
         .join("\n")
     }

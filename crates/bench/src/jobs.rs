@@ -245,10 +245,7 @@ impl JobsReport {
         };
         let checks = vec![
             Check::new("start delay p99 (ms)", start_delay.p99_ms, TARGET_P99_MS),
-            Check {
-                pass: master_cpu_cores < TARGET_CPU_CORES,
-                ..Check::new("master CPU (cores)", master_cpu_cores, TARGET_CPU_CORES)
-            },
+            Check::below("master CPU (cores)", master_cpu_cores, TARGET_CPU_CORES),
             Check::new("runs missed (%)", missed_pct, TARGET_MISSED_PCT),
         ];
         Some(JobsReport {
@@ -284,13 +281,7 @@ impl JobsReport {
             ),
             format!("master CPU {:.3} cores", self.master_cpu_cores),
             String::new(),
-            Check::table(&self.checks, 3, |c| {
-                if c.name.starts_with("master CPU") {
-                    "<"
-                } else {
-                    "<="
-                }
-            }),
+            Check::table(&self.checks, 3),
         ]
         .join("\n")
     }

@@ -120,7 +120,7 @@ impl Report {
             ),
             format!("p99 ratio meseta/bare: {:.2}", self.p99_ratio),
             String::new(),
-            Check::table(&self.checks, 2, |_| "<="),
+            Check::table(&self.checks, 2),
         ]
         .join("\n")
     }

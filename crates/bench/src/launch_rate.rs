@@ -15,7 +15,7 @@ use meseta_api::scheduler::{
     Launch, Offer, Operation, TaskInfo, TaskStatus,
 };
 use meseta_cli::output;
-use meseta_master::{FrameworkConnection, MasterConfig, MasterHandle};
+use meseta_master::{MasterConfig, MasterHandle};
 use meseta_sim::{SimCluster, SimConfig};
 use meseta_store::mem::MemStore;
 use meseta_types::{Resources, TaskState};
@@ -397,37 +397,41 @@ async fn in_process_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Res
             Ok(None) => return Err(wait_error("the master dropped the framework", &l)),
             Ok(Some(ev)) => ev,
         };
-        on_local_event(&mut fw, &mut l, &mut clock, ev)?;
+        on_event(&mut l, &mut clock, ev, true, |kind| {
+            fw.call(kind)
+                .map_err(|e| anyhow!("the master refused a call: {e}"))
+        })?;
     }
     clock.phase("in-process", &l)
 }
 
-fn on_local_event(
-    fw: &mut FrameworkConnection,
+/// Answers one event of a launching framework through `send`: offers with ACCEPT (or DECLINE
+/// once done), updates with ACKNOWLEDGE. When `sent_is_done`, `send` returns once the master took
+/// the call, so the end of the last ACCEPT is clocked here.
+fn on_event(
     l: &mut Launcher,
     clock: &mut Clock,
     ev: Event,
+    sent_is_done: bool,
+    mut send: impl FnMut(CallKind) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let call = |fw: &FrameworkConnection, kind| {
-        fw.call(kind)
-            .map_err(|e| anyhow!("the master refused a call: {e}"))
-    };
     match ev {
         Event::Offers { offers } => {
             for offer in &offers.offers {
                 let kind = l.respond(offer);
-                if matches!(kind, CallKind::Accept { .. }) {
+                let accept = matches!(kind, CallKind::Accept { .. });
+                if accept {
                     clock.first_accept.get_or_insert_with(Instant::now);
-                    call(fw, kind)?;
+                }
+                send(kind)?;
+                if accept && sent_is_done {
                     clock.last_accept_done = Some(Instant::now());
-                } else {
-                    call(fw, kind)?;
                 }
             }
         }
         Event::Update { update } => {
             if let Some(acknowledge) = Acknowledge::for_status(&update.status) {
-                call(fw, CallKind::Acknowledge { acknowledge })?;
+                send(CallKind::Acknowledge { acknowledge })?;
             }
             l.on_status(&update.status)?;
         }
@@ -489,7 +493,10 @@ async fn http_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Result<Ph
                     Ok(Ok(Some(ev))) => ev,
                 },
             };
-            on_http_event(&tx, &mut l, &mut clock, ev)?;
+            on_event(&mut l, &mut clock, ev, false, |kind| {
+                tx.unbounded_send(kind)
+                    .map_err(|_| anyhow!("the HTTP call sender stopped"))
+            })?;
         }
         Ok(())
     }
@@ -499,38 +506,6 @@ async fn http_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Result<Ph
     read?;
     clock.last_accept_done = last_accept_done;
     clock.phase("http", &l)
-}
-
-fn on_http_event(
-    tx: &futures::channel::mpsc::UnboundedSender<CallKind>,
-    l: &mut Launcher,
-    clock: &mut Clock,
-    ev: Event,
-) -> anyhow::Result<()> {
-    let send = |kind| {
-        tx.unbounded_send(kind)
-            .map_err(|_| anyhow!("the HTTP call sender stopped"))
-    };
-    match ev {
-        Event::Offers { offers } => {
-            for offer in &offers.offers {
-                let kind = l.respond(offer);
-                if matches!(kind, CallKind::Accept { .. }) {
-                    clock.first_accept.get_or_insert_with(Instant::now);
-                }
-                send(kind)?;
-            }
-        }
-        Event::Update { update } => {
-            if let Some(acknowledge) = Acknowledge::for_status(&update.status) {
-                send(CallKind::Acknowledge { acknowledge })?;
-            }
-            l.on_status(&update.status)?;
-        }
-        Event::Error { error } => bail!("the master ended the framework: {}", error.message),
-        _ => {}
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -111,27 +111,26 @@ pub struct Check {
     pub name: String,
     /// The measured value.
     pub value: f64,
-    /// The upper bound.
+    /// The bound.
     pub target: f64,
-    /// `value <= target`.
+    /// Whether `value` is within `target` (see `op`).
     pub pass: bool,
+    /// How `value` must compare with `target`: `<=`, `<` or `>=` (shown in the table only).
+    #[serde(skip)]
+    pub op: &'static str,
 }
 
 impl Check {
-    /// The CHECK / VALUE / TARGET / RESULT table of every benchmark; `op` names the comparison
-    /// shown before each target (`<=`, or `<` for a strict one).
-    pub(crate) fn table(
-        checks: &[Check],
-        decimals: usize,
-        op: impl Fn(&Check) -> &'static str,
-    ) -> String {
+    /// The CHECK / VALUE / TARGET / RESULT table of every benchmark, values shown with
+    /// `decimals` places.
+    pub(crate) fn table(checks: &[Check], decimals: usize) -> String {
         let rows: Vec<Vec<String>> = checks
             .iter()
             .map(|c| {
                 vec![
                     c.name.clone(),
                     format!("{:.*}", decimals, c.value),
-                    format!("{} {}", op(c), output::num(c.target)),
+                    format!("{} {}", c.op, output::num(c.target)),
                     if c.pass { "PASS" } else { "MISS" }.to_string(),
                 ]
             })
@@ -141,11 +140,26 @@ impl Check {
 
     /// A check of `value` against the upper bound `target`.
     pub(crate) fn new(name: &str, value: f64, target: f64) -> Check {
+        Check::with(name, value, target, "<=", value <= target)
+    }
+
+    /// A check that `value` stays strictly below `target`.
+    pub(crate) fn below(name: &str, value: f64, target: f64) -> Check {
+        Check::with(name, value, target, "<", value < target)
+    }
+
+    /// A check that `value` reaches at least `target`.
+    pub(crate) fn at_least(name: &str, value: f64, target: f64) -> Check {
+        Check::with(name, value, target, ">=", value >= target)
+    }
+
+    fn with(name: &str, value: f64, target: f64, op: &'static str, pass: bool) -> Check {
         Check {
             name: name.to_string(),
             value,
             target,
-            pass: value <= target,
+            pass,
+            op,
         }
     }
 }

@@ -120,10 +120,7 @@ impl ServicesReport {
             rss.settled.saturating_sub(rss.before) as f64 / instances as f64
         };
         let checks = vec![
-            Check {
-                pass: placements_per_s >= TARGET_PLACEMENTS_PER_S,
-                ..Check::new("placements/s", placements_per_s, TARGET_PLACEMENTS_PER_S)
-            },
+            Check::at_least("placements/s", placements_per_s, TARGET_PLACEMENTS_PER_S),
             Check::new(
                 "master memory per instance (KiB)",
                 bytes_per_instance / 1024.0,
@@ -176,13 +173,7 @@ impl ServicesReport {
                 self.bytes_per_instance
             ),
             String::new(),
-            Check::table(&self.checks, 2, |c| {
-                if c.name.starts_with("placements") {
-                    ">="
-                } else {
-                    "<="
-                }
-            }),
+            Check::table(&self.checks, 2),
         ]
         .join("\n")
     }
@@ -554,6 +545,16 @@ mod tests {
         assert_eq!(sum_running(&json!({})), 0);
     }
 
+    /// RSS from 40 MiB, grown by `all_running` KiB with every instance running and by
+    /// `settled` KiB once settled.
+    fn rss_growth(all_running: u64, settled: u64) -> Rss {
+        Rss {
+            before: 40 << 20,
+            all_running: (40 << 20) + all_running * 1024,
+            settled: (40 << 20) + settled * 1024,
+        }
+    }
+
     #[test]
     fn report_checks_rate_and_memory() {
         let timing = Timing {
@@ -561,15 +562,7 @@ mod tests {
             all_running: Duration::from_secs(4),
             by_events: true,
         };
-        let r = ServicesReport::new(
-            (1000, 100, 100),
-            timing,
-            Rss {
-                before: 40 << 20,
-                all_running: (40 << 20) + 20_000 * 1024,
-                settled: (40 << 20) + 10_000 * 1024,
-            },
-        );
+        let r = ServicesReport::new((1000, 100, 100), timing, rss_growth(20_000, 10_000));
         assert_eq!(r.instances, 10_000);
         assert_eq!(r.placements_per_s, 2500.0);
         assert_eq!(r.bytes_per_instance, 1024.0);
@@ -578,15 +571,7 @@ mod tests {
             all_running: Duration::from_secs(10),
             ..timing
         };
-        let r = ServicesReport::new(
-            (1000, 100, 100),
-            slow,
-            Rss {
-                before: 40 << 20,
-                all_running: (40 << 20) + 30_000 * 1024,
-                settled: (40 << 20) + 30_000 * 1024,
-            },
-        );
+        let r = ServicesReport::new((1000, 100, 100), slow, rss_growth(30_000, 30_000));
         let pass: Vec<bool> = r.checks.iter().map(|c| c.pass).collect();
         assert_eq!(pass, [false, false]);
         let text = r.render();
