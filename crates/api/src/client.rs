@@ -1,28 +1,30 @@
 //! One typed HTTP client of the meseta master, used by every CLI verb (`meseta execute`, `task`,
-//! `node`, `app`, `deploy`, `job`, …), the benchmarks and end-to-end tests.
+//! `node`, `app`, `deploy`, `job`, …) and the benchmarks.
 //!
-//! [`MasterClient`] holds the connection pool and the master's URL; each API the master serves is
+//! [`MasterClient`] holds the connection pools and the master's URL; each API the master serves is
 //! a group of its methods:
 //!
 //! ```text
-//! MasterClient ── state, slaves, roles, operator_call, kill_task, task_logs, …   (Mesos + operator)
-//!      │────────── subscribe → SchedulerSession / SchedulerCaller             ([`scheduler`])
-//!      │────────── marathon() → /v2 apps, deployments, canaries, events        ([`marathon`])
-//!      └────────── chronos() → /v1/scheduler jobs, runs, graph                 ([`chronos`])
+//! MasterClient ── state, slaves, frameworks, get_path, operator_call,      Mesos v0/v1 operator,
+//!      │          teardown, kill_task, task_logs, …                       meseta's own endpoints
+//!      ├───────── subscribe → SchedulerSession, SchedulerCaller           subscription.rs
+//!      ├───────── marathon() → /v2 apps, deployments, canaries, events    marathon.rs
+//!      └───────── chronos() → /v1/scheduler jobs, runs, graph             chronos.rs
 //! ```
 //!
-//! Failures are [`ClientError`]s ([`error`]); ids in URLs are percent-encoded by [`path`].
+//! Failures are [`ClientError`]s ([`error`]), worded as each API words them; ids in URLs are
+//! percent-encoded by [`path`].
 
 pub mod chronos;
 pub mod error;
 pub mod marathon;
 pub mod path;
-pub mod scheduler;
+pub mod subscription;
 
 pub use chronos::Chronos;
 pub use error::{error_message, ApiError, ClientError};
 pub use marathon::{Marathon, Reply, SseStream};
-pub use scheduler::{SchedulerCaller, SchedulerSession, SCHEDULER_PATH, STREAM_ID_HEADER};
+pub use subscription::{SchedulerCaller, SchedulerSession, SCHEDULER_PATH, STREAM_ID_HEADER};
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};

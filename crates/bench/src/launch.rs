@@ -2,7 +2,7 @@
 //! executable, then measures idle memory and submit → TASK_RUNNING latency against bare
 //! fork+exec, and checks them against meseta's targets.
 //!
-//! The cluster plumbing lives in [`crate::cluster`]; this module holds the measurement and the
+//! The cluster plumbing lives in `crate::cluster`; this module holds the measurement and the
 //! report.
 
 use crate::cluster::{self, Cluster};

@@ -15,7 +15,7 @@
 //! - [`services`] (`bench services`): the services (Marathon) scheduler's placements per second
 //!   (first `POST /v2/apps` → every instance `TASK_RUNNING`) and the master's memory per instance.
 //!
-//! [`cluster`] starts the private master and agent processes; [`sim`] is `meseta sim agents`,
+//! `cluster` starts the private master and agent processes; [`sim`] is `meseta sim agents`,
 //! simulated agents (`meseta-sim`) registered with a running master until Ctrl-C. The benchmarks
 //! talk to the master through the one typed client, [`meseta_api::client::MasterClient`].
 #![forbid(unsafe_code)]

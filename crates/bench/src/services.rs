@@ -93,7 +93,7 @@ pub struct ServicesReport {
     pub master_rss_before: u64,
     /// Master RSS when the last instance started running, bytes.
     pub master_rss_after: u64,
-    /// Master RSS [`SETTLE_LOADED`] later (what the memory check uses), bytes.
+    /// Master RSS `SETTLE_LOADED` later (what the memory check uses), bytes.
     pub master_rss_settled: u64,
     /// `(after − before) / instances`.
     pub bytes_per_instance: f64,
@@ -186,7 +186,7 @@ pub struct Rss {
     pub before: u64,
     /// When the last instance started running.
     pub all_running: u64,
-    /// [`SETTLE_LOADED`] later.
+    /// `SETTLE_LOADED` later.
     pub settled: u64,
 }
 

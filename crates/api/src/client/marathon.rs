@@ -42,7 +42,7 @@ impl MasterClient {
 
 impl Marathon<'_> {
     /// Sends one request; a non-2xx answer is an [`ClientError::Api`].
-    pub async fn send(
+    async fn send(
         &self,
         method: Method,
         path: &str,
@@ -59,12 +59,12 @@ impl Marathon<'_> {
     }
 
     /// `GET path` → JSON.
-    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+    async fn get(&self, path: &str) -> Result<Value, ClientError> {
         Ok(self.send(Method::GET, path, None).await?.body)
     }
 
     /// `GET path` → JSON, or `None` on 404.
-    pub async fn get_opt(&self, path: &str) -> Result<Option<Value>, ClientError> {
+    async fn get_opt(&self, path: &str) -> Result<Option<Value>, ClientError> {
         match self.get(path).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is_not_found() => Ok(None),
