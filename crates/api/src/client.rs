@@ -22,7 +22,7 @@ pub mod path;
 pub mod subscription;
 
 pub use chronos::Chronos;
-pub use error::{error_message, ApiError, ClientError};
+pub use error::{error_message, ApiError, ApiKind, ClientError};
 pub use marathon::{Marathon, Reply, SseStream};
 pub use subscription::{SchedulerCaller, SchedulerSession, SCHEDULER_PATH, STREAM_ID_HEADER};
 
@@ -198,18 +198,18 @@ impl MasterClient {
         })
     }
 
-    /// One request of the Marathon- or Chronos-style APIs at `prefix` + `path`, with a JSON
-    /// `body`; a non-2xx answer becomes an [`ApiError`] naming `METHOD path`.
+    /// One request of `api` at its prefix + `path`, with a JSON `body`; a non-2xx answer
+    /// becomes an [`ApiError`] naming `METHOD path`.
     async fn api_request(
         &self,
+        api: ApiKind,
         method: Method,
-        prefix: &str,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, ClientError> {
         let request = format!("{method} {path}");
         let resp = self
-            .api_response(&self.http, method, prefix, path, "application/json", body)
+            .api_response(&self.http, api, method, path, "application/json", body)
             .await?;
         let status = resp.status().as_u16();
         let deployment_header = resp
@@ -229,20 +229,20 @@ impl MasterClient {
         })
     }
 
-    /// Sends one request of the Marathon- or Chronos-style APIs through `http`; returns the
-    /// 2xx response with its body unread.
+    /// Sends one request of `api` through `http`; returns the 2xx response with its body
+    /// unread.
     async fn api_response(
         &self,
         http: &reqwest::Client,
+        api: ApiKind,
         method: Method,
-        prefix: &str,
         path: &str,
         accept: &str,
         body: Option<&Value>,
     ) -> Result<reqwest::Response, ClientError> {
         let request = format!("{method} {path}");
         let mut req = http
-            .request(method, format!("{}{prefix}{path}", self.base))
+            .request(method, format!("{}{}{path}", self.base, api.prefix()))
             .header(reqwest::header::ACCEPT, accept);
         if let Some(b) = body {
             req = req.json(b);
@@ -251,6 +251,7 @@ impl MasterClient {
             .send()
             .await
             .map_err(|source| ClientError::Unreachable {
+                api,
                 master: self.base.clone(),
                 request: request.clone(),
                 source,
@@ -260,7 +261,7 @@ impl MasterClient {
             return Ok(resp);
         }
         match resp.text().await {
-            Ok(text) => Err(ApiError::from_body(request, status, &text).into()),
+            Ok(text) => Err(ApiError::from_body(api, request, status, &text).into()),
             Err(source) => Err(ClientError::Unreadable { request, source }),
         }
     }

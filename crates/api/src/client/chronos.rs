@@ -2,17 +2,15 @@
 //! [`MasterClient::chronos`]: jobs, their runs and statistics, and the dependency graph.
 //!
 //! Bodies stay JSON ([`Value`]); errors are [`ApiError`]s naming the request by its path below
-//! the prefix (`PUT /job/etl`), with Chronos's `message`.
+//! the prefix (`PUT /job/etl`), with Chronos's `message` and the status with its reason
+//! (`400 Bad Request`).
 //!
 //! [`ApiError`]: super::ApiError
 
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{path, Answer, ClientError, MasterClient};
-
-/// The path prefix of the Chronos API.
-pub const CHRONOS_PREFIX: &str = "/v1/scheduler";
+use super::{path, Answer, ApiKind, ClientError, MasterClient};
 
 /// The Chronos API of one master; see [`MasterClient::chronos`].
 #[derive(Clone, Copy, Debug)]
@@ -35,7 +33,7 @@ impl Chronos<'_> {
         body: Option<&Value>,
     ) -> Result<Answer, ClientError> {
         self.client
-            .api_request(method, CHRONOS_PREFIX, path, body)
+            .api_request(ApiKind::Chronos, method, path, body)
             .await
     }
 

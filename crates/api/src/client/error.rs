@@ -5,10 +5,12 @@
 //! - the Mesos and operator endpoints (`/master/*`, `/api/v1*`, `/api/meseta/v1/*`) answer a
 //!   status with a short text or `{"message"}` body: [`ClientError::Http`],
 //!   [`ClientError::Status`], [`ClientError::Decode`];
-//! - the Marathon `/v2` and Chronos `/v1/scheduler` APIs answer `{"message","details"}`, where
-//!   `details` lists what is wrong with each field: [`ClientError::Api`] (an [`ApiError`]) and
-//!   [`ClientError::Unreachable`], [`ClientError::Unreadable`], [`ClientError::InvalidJson`],
-//!   which name the request as `METHOD /path`.
+//! - the Marathon `/v2` and Chronos `/v1/scheduler` APIs ([`ApiKind`]) answer
+//!   `{"message","details"}`, where `details` lists what is wrong with each field:
+//!   [`ClientError::Api`] (an [`ApiError`]) and [`ClientError::Unreachable`],
+//!   [`ClientError::Unreadable`], [`ClientError::InvalidJson`], which name the request as
+//!   `METHOD /path`. Each keeps the wording the `meseta app`/`deploy` and `meseta job` verbs have
+//!   always shown.
 
 use std::fmt;
 
@@ -60,8 +62,10 @@ pub enum ClientError {
         reason: String,
     },
     /// A Marathon or Chronos request could not be sent.
-    #[error("cannot reach the master at {master} ({request})")]
+    #[error("cannot reach the master{} ({request})", at_master(*.api, .master))]
     Unreachable {
+        /// The API asked.
+        api: ApiKind,
         /// The master's base URL.
         master: String,
         /// `METHOD /path`.
@@ -123,10 +127,39 @@ impl ClientError {
     }
 }
 
+/// Which of the master's JSON APIs a request went to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiKind {
+    /// Marathon `/v2`.
+    Marathon,
+    /// Chronos `/v1/scheduler`.
+    Chronos,
+}
+
+impl ApiKind {
+    /// The path prefix of the API's requests (Marathon's paths carry their own `/v2`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            ApiKind::Marathon => "",
+            ApiKind::Chronos => "/v1/scheduler",
+        }
+    }
+}
+
+/// ` at <master>` in Marathon's wording, nothing in Chronos's.
+fn at_master(api: ApiKind, master: &str) -> String {
+    match api {
+        ApiKind::Marathon => format!(" at {master}"),
+        ApiKind::Chronos => String::new(),
+    }
+}
+
 /// A non-2xx answer of the Marathon or Chronos API, with its message and the details of each
 /// field.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
+    /// The API that answered.
+    pub api: ApiKind,
     /// `METHOD /path`.
     pub request: String,
     /// HTTP status.
@@ -139,7 +172,14 @@ pub struct ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} ({})", self.request, self.message, self.status)?;
+        write!(f, "{}: {} ({}", self.request, self.message, self.status)?;
+        if self.api == ApiKind::Chronos {
+            let reason = reqwest::StatusCode::from_u16(self.status)
+                .ok()
+                .and_then(|s| s.canonical_reason());
+            write!(f, " {}", reason.unwrap_or("<unknown status code>"))?;
+        }
+        f.write_str(")")?;
         for d in &self.details {
             write!(f, "\n  {d}")?;
         }
@@ -150,9 +190,19 @@ impl fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl ApiError {
-    /// Reads an error body: `message` plus `details`, which is a string (bad JSON) or a list of
-    /// `{"path","errors":[..]}` (validation); a body that is not JSON is quoted.
-    pub fn from_body(request: String, status: u16, body: &str) -> ApiError {
+    /// Reads an error body. Marathon's: `message` plus `details`, which is a string (bad JSON)
+    /// or a list of `{"path","errors":[..]}` (validation); a body that is not JSON is quoted.
+    /// Chronos's: the `message`, else the body text.
+    pub fn from_body(api: ApiKind, request: String, status: u16, body: &str) -> ApiError {
+        if api == ApiKind::Chronos {
+            return ApiError {
+                api,
+                request,
+                status,
+                message: error_message(body),
+                details: Vec::new(),
+            };
+        }
         let parsed: Option<Value> = serde_json::from_str(body).ok();
         let message = parsed
             .as_ref()
@@ -166,6 +216,7 @@ impl ApiError {
             .map(detail_lines)
             .unwrap_or_default();
         ApiError {
+            api,
             request,
             status,
             message,
@@ -261,7 +312,7 @@ mod tests {
             {"path":"/upgradeStrategy/minimumHealthCapacity","errors":["is greater than 1"]},
             {"path":"/cmd","errors":["must not be empty","too short"]}]})
         .to_string();
-        let e = ApiError::from_body("POST /v2/apps".into(), 422, &body);
+        let e = ApiError::from_body(ApiKind::Marathon, "POST /v2/apps".into(), 422, &body);
         assert_eq!(
             e.to_string(),
             "POST /v2/apps: Object is not valid (422)\n  \
@@ -274,25 +325,45 @@ mod tests {
     fn string_details_and_plain_bodies_are_kept() {
         let body =
             json!({"message":"Invalid JSON","details":"Unexpected end-of-input"}).to_string();
-        let e = ApiError::from_body("PUT /v2/apps/a".into(), 400, &body);
+        let e = ApiError::from_body(ApiKind::Marathon, "PUT /v2/apps/a".into(), 400, &body);
         assert_eq!(e.details, ["Unexpected end-of-input"]);
-        let e = ApiError::from_body("GET /v2/x".into(), 502, "  Bad Gateway \n");
+        let e = ApiError::from_body(
+            ApiKind::Marathon,
+            "GET /v2/x".into(),
+            502,
+            "  Bad Gateway \n",
+        );
         assert_eq!(e.to_string(), "GET /v2/x: Bad Gateway (502)");
-        let e = ApiError::from_body("GET /v2/x".into(), 500, "");
+        let e = ApiError::from_body(ApiKind::Marathon, "GET /v2/x".into(), 500, "");
         assert_eq!(e.message, "no message");
         let long = "x".repeat(2000);
-        let e = ApiError::from_body("GET /v2/x".into(), 500, &long);
+        let e = ApiError::from_body(ApiKind::Marathon, "GET /v2/x".into(), 500, &long);
         assert_eq!(e.message.chars().count(), MAX_QUOTED_BODY + 1);
     }
 
     #[test]
     fn api_errors_keep_their_status() {
-        let e: ClientError = ApiError::from_body("GET /v2/apps/x".into(), 404, "{}").into();
+        let e: ClientError =
+            ApiError::from_body(ApiKind::Marathon, "GET /v2/apps/x".into(), 404, "{}").into();
         assert!(e.is_not_found());
         assert_eq!(e.to_string(), "GET /v2/apps/x: {} (404)");
-        let e: ClientError = ApiError::from_body("GET /v2/apps/x".into(), 409, "{}").into();
+        let e: ClientError =
+            ApiError::from_body(ApiKind::Marathon, "GET /v2/apps/x".into(), 409, "{}").into();
         assert!(!e.is_not_found() && !e.is_transient());
-        let e: ClientError = ApiError::from_body("GET /v2/apps".into(), 503, "{}").into();
+        let e: ClientError =
+            ApiError::from_body(ApiKind::Marathon, "GET /v2/apps".into(), 503, "{}").into();
         assert!(e.is_transient());
+    }
+
+    #[test]
+    fn chronos_errors_show_the_status_reason_and_the_plain_message() {
+        let body = json!({"message":"job 'x' does not exist","status":"Bad Request"}).to_string();
+        let e = ApiError::from_body(ApiKind::Chronos, "PUT /job/x".into(), 400, &body);
+        assert_eq!(
+            e.to_string(),
+            "PUT /job/x: job 'x' does not exist (400 Bad Request)"
+        );
+        let e = ApiError::from_body(ApiKind::Chronos, "GET /jobs".into(), 404, "");
+        assert_eq!(e.to_string(), "GET /jobs:  (404 Not Found)");
     }
 }

@@ -10,7 +10,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{path, ClientError, MasterClient};
+use super::{path, ApiKind, ClientError, MasterClient};
 
 /// The response header naming the deployment a request started.
 pub const DEPLOYMENT_ID_HEADER: &str = "Marathon-Deployment-Id";
@@ -48,7 +48,10 @@ impl Marathon<'_> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Reply, ClientError> {
-        let answer = self.client.api_request(method, "", path, body).await?;
+        let answer = self
+            .client
+            .api_request(ApiKind::Marathon, method, path, body)
+            .await?;
         let body = answer.json_or_null()?;
         let deployment_id = answer.deployment_header.or_else(|| deployment_id_of(&body));
         Ok(Reply {
@@ -189,8 +192,8 @@ impl Marathon<'_> {
             .client
             .api_response(
                 &self.client.stream_http,
+                ApiKind::Marathon,
                 Method::GET,
-                "",
                 &path,
                 "text/event-stream",
                 None,
