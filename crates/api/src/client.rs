@@ -76,6 +76,16 @@ impl MasterClient {
         })
     }
 
+    /// The master's Marathon `/v2` API.
+    pub fn marathon(&self) -> Marathon<'_> {
+        Marathon { client: self }
+    }
+
+    /// The master's Chronos `/v1/scheduler` API.
+    pub fn chronos(&self) -> Chronos<'_> {
+        Chronos { client: self }
+    }
+
     /// The master's base URL (no trailing slash).
     pub fn base_url(&self) -> &str {
         &self.base

@@ -10,8 +10,7 @@ use crate::{print_report, Check, Stats};
 use anyhow::{anyhow, bail, Context};
 use meseta_api::client::{SchedulerCaller, SchedulerSession};
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, CommandInfo, Event, Filters, FrameworkInfo, IdValue, Launch,
-    Offer, Operation, TaskInfo,
+    Acknowledge, CallKind, CommandInfo, Event, FrameworkInfo, IdValue, Offer, TaskInfo,
 };
 use meseta_types::{Resources, TaskState};
 use serde::Serialize;
@@ -191,20 +190,9 @@ async fn launch_tasks(
             command: Some(CommandInfo::shell(args.command.clone())),
             ..TaskInfo::default()
         };
-        let accept = Accept {
-            offer_ids: vec![offer.id.clone()],
-            operations: vec![Operation::Launch {
-                launch: Launch {
-                    task_infos: vec![task],
-                },
-            }],
-            filters: Some(Filters {
-                refuse_seconds: Some(0.0),
-            }),
-        };
         let t0 = Instant::now();
         caller
-            .call(CallKind::Accept { accept })
+            .call(crate::launch_call(&offer, vec![task]))
             .await
             .with_context(|| format!("cannot launch {task_id}"))?;
         loop {

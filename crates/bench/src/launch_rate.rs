@@ -11,8 +11,8 @@ use anyhow::{anyhow, bail, Context};
 use futures::StreamExt;
 use meseta_api::client::{MasterClient, SchedulerCaller};
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, CommandInfo, Decline, Event, Filters, FrameworkInfo, IdValue,
-    Launch, Offer, Operation, TaskInfo, TaskStatus,
+    Acknowledge, CallKind, CommandInfo, Decline, Event, Filters, FrameworkInfo, IdValue, Offer,
+    TaskInfo, TaskStatus,
 };
 use meseta_cli::output;
 use meseta_master::{MasterConfig, MasterHandle};
@@ -295,17 +295,7 @@ impl Launcher {
         self.launched += tasks.len();
         self.accepts += 1;
         self.last_progress = Instant::now();
-        CallKind::Accept {
-            accept: Accept {
-                offer_ids: vec![offer.id.clone()],
-                operations: vec![Operation::Launch {
-                    launch: Launch { task_infos: tasks },
-                }],
-                filters: Some(Filters {
-                    refuse_seconds: Some(0.0),
-                }),
-            },
-        }
+        crate::launch_call(offer, tasks)
     }
 
     fn task(&self, offer: &Offer, i: usize) -> TaskInfo {
@@ -512,6 +502,7 @@ async fn http_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Result<Ph
 mod tests {
     use super::*;
     use clap::Parser;
+    use meseta_api::scheduler::Operation;
 
     #[derive(clap::Parser, Debug)]
     struct Cli {

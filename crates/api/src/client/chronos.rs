@@ -15,36 +15,24 @@ use super::{path, Answer, ApiKind, ClientError, MasterClient};
 /// The Chronos API of one master; see [`MasterClient::chronos`].
 #[derive(Clone, Copy, Debug)]
 pub struct Chronos<'a> {
-    client: &'a MasterClient,
-}
-
-impl MasterClient {
-    /// The master's Chronos `/v1/scheduler` API.
-    pub fn chronos(&self) -> Chronos<'_> {
-        Chronos { client: self }
-    }
+    pub(super) client: &'a MasterClient,
 }
 
 impl Chronos<'_> {
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Answer, ClientError> {
-        self.client
-            .api_request(ApiKind::Chronos, method, path, body)
-            .await
+    /// A body-less request.
+    async fn send(&self, method: Method, path: &str) -> Result<Answer, ClientError> {
+        let api = ApiKind::Chronos;
+        self.client.api_request(api, method, path, None).await
     }
 
     async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        self.send(Method::GET, path, None).await?.json()
+        self.send(Method::GET, path).await?.json()
     }
 
     /// A body-less request on job `name` at `path` + the name.
     async fn on_job(&self, method: Method, path: &str, name: &str) -> Result<(), ClientError> {
         let path = format!("{path}{}", path::segment(name));
-        self.send(method, &path, None).await.map(drop)
+        self.send(method, &path).await.map(drop)
     }
 
     /// `GET /jobs`: every job's definition.
@@ -70,9 +58,9 @@ impl Chronos<'_> {
 
     /// Creates or replaces a job: `POST /dependency` when it has parents, else `/iso8601`.
     pub async fn add_job(&self, job: &Value) -> Result<(), ClientError> {
-        self.send(Method::POST, endpoint_of(job), Some(job))
-            .await
-            .map(drop)
+        let (api, path) = (ApiKind::Chronos, endpoint_of(job));
+        let answer = self.client.api_request(api, Method::POST, path, Some(job));
+        answer.await.map(drop)
     }
 
     /// `PUT /job/{name}`: starts a run now.
@@ -103,7 +91,7 @@ impl Chronos<'_> {
     /// `GET /graph/csv`, or `/graph/dot` (Graphviz) with `dot`: the dependency graph as text.
     pub async fn graph(&self, dot: bool) -> Result<String, ClientError> {
         let path = if dot { "/graph/dot" } else { "/graph/csv" };
-        Ok(self.send(Method::GET, path, None).await?.text)
+        Ok(self.send(Method::GET, path).await?.text)
     }
 }
 

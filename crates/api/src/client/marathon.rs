@@ -30,14 +30,7 @@ pub struct Reply {
 /// The `/v2` API of one master; see [`MasterClient::marathon`].
 #[derive(Clone, Copy, Debug)]
 pub struct Marathon<'a> {
-    client: &'a MasterClient,
-}
-
-impl MasterClient {
-    /// The master's Marathon `/v2` API.
-    pub fn marathon(&self) -> Marathon<'_> {
-        Marathon { client: self }
-    }
+    pub(super) client: &'a MasterClient,
 }
 
 impl Marathon<'_> {
