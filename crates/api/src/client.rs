@@ -1,91 +1,38 @@
-//! A typed HTTP client of the meseta master, used by the CLI (`meseta execute`, `task`, `node`,
-//! `bench`) and by end-to-end tests.
+//! One typed HTTP client of the meseta master, used by every CLI verb (`meseta execute`, `task`,
+//! `node`, `app`, `deploy`, `job`, …) and the benchmarks.
 //!
-//! [`MasterClient`] wraps the operator endpoints; [`MasterClient::subscribe`] opens a Mesos v1
-//! scheduler subscription ([`SchedulerSession`]) whose RecordIO body is decoded into
-//! [`Event`]s, and whose [`SchedulerCaller`] sends calls with the right `Mesos-Stream-Id`.
+//! [`MasterClient`] holds the connection pools and the master's URL; each API the master serves is
+//! a group of its methods:
+//!
+//! ```text
+//! MasterClient ── state, slaves, frameworks, get_path, operator_call,      Mesos v0/v1 operator,
+//!      │          teardown, kill_task, task_logs, …                       meseta's own endpoints
+//!      ├───────── subscribe → SchedulerSession, SchedulerCaller           subscription.rs
+//!      ├───────── marathon() → /v2 apps, deployments, canaries, events    marathon.rs
+//!      └───────── chronos() → /v1/scheduler jobs, runs, graph             chronos.rs
+//! ```
+//!
+//! Failures are [`ClientError`]s ([`error`]), worded as each API words them; ids in URLs are
+//! percent-encoded by [`path`].
 
-use crate::recordio::{self, Decoder, RecordIoError};
-use crate::scheduler::{Call, CallKind, Event, FrameworkInfo, IdValue, Subscribe};
+pub mod chronos;
+pub mod error;
+pub mod marathon;
+pub mod path;
+pub mod subscription;
+
+pub use chronos::Chronos;
+pub use error::{error_message, ApiError, ApiKind, ClientError};
+pub use marathon::{Marathon, Reply, SseStream};
+pub use subscription::{SchedulerCaller, SchedulerSession, SCHEDULER_PATH, STREAM_ID_HEADER};
+
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use serde_json::Value;
 use std::time::Duration;
-
-/// The scheduler API path.
-pub const SCHEDULER_PATH: &str = "/api/v1/scheduler";
-/// The response header carrying a subscription's stream id.
-pub const STREAM_ID_HEADER: &str = "Mesos-Stream-Id";
 
 /// Timeout of ordinary (non-streaming) requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Why a request to the master failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The request could not be sent or its body not read.
-    #[error("request to {url} failed: {source}")]
-    Http {
-        /// The URL requested.
-        url: String,
-        /// The transport error.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The master answered with an unexpected status.
-    #[error("{url} answered {status}: {message}")]
-    Status {
-        /// The URL requested.
-        url: String,
-        /// The HTTP status code.
-        status: u16,
-        /// The `message` field of the JSON body, or the body text.
-        message: String,
-    },
-    /// The response body is not what the endpoint promises.
-    #[error("invalid response from {url}: {reason}")]
-    Decode {
-        /// The URL requested.
-        url: String,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The master refused the subscription with an ERROR event.
-    #[error("master rejected the subscription: {message}")]
-    Rejected {
-        /// The ERROR event's message.
-        message: String,
-    },
-    /// The event stream ended or broke.
-    #[error("scheduler event stream broken: {reason}")]
-    Stream {
-        /// What happened.
-        reason: String,
-    },
-}
-
-impl ClientError {
-    /// The HTTP status, when the master answered with an unexpected one.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// Whether the master answered 404.
-    pub fn is_not_found(&self) -> bool {
-        self.status() == Some(404)
-    }
-
-    /// Whether retrying later can help (transport errors, 5xx, broken streams).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            ClientError::Http { .. } | ClientError::Stream { .. } => true,
-            ClientError::Status { status, .. } => *status >= 500 || *status == 307,
-            ClientError::Decode { .. } | ClientError::Rejected { .. } => false,
-        }
-    }
-}
 
 /// A slice of a task's sandbox log file (`GET /api/meseta/v1/tasks/{id}/logs`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +76,16 @@ impl MasterClient {
         })
     }
 
+    /// The master's Marathon `/v2` API.
+    pub fn marathon(&self) -> Marathon<'_> {
+        Marathon { client: self }
+    }
+
+    /// The master's Chronos `/v1/scheduler` API.
+    pub fn chronos(&self) -> Chronos<'_> {
+        Chronos { client: self }
+    }
+
     /// The master's base URL (no trailing slash).
     pub fn base_url(&self) -> &str {
         &self.base
@@ -138,7 +95,7 @@ impl MasterClient {
         format!("{}{}", self.base, path)
     }
 
-    async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+    async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
         let url = self.url(path);
         let resp = self.http.get(&url).send().await.map_err(http_err(&url))?;
         let resp = expect_status(resp, &url, &[200]).await?;
@@ -146,17 +103,17 @@ impl MasterClient {
     }
 
     /// `GET /master/state`.
-    pub async fn state(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn state(&self) -> Result<Value, ClientError> {
         self.get_json("/master/state").await
     }
 
     /// `GET /master/slaves`.
-    pub async fn slaves(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn slaves(&self) -> Result<Value, ClientError> {
         self.get_json("/master/slaves").await
     }
 
     /// `GET /version`.
-    pub async fn version(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn version(&self) -> Result<Value, ClientError> {
         self.get_json("/version").await
     }
 
@@ -168,7 +125,7 @@ impl MasterClient {
     }
 
     /// `GET` any master path as JSON (e.g. `/master/roles`).
-    pub async fn get_path(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+    pub async fn get_path(&self, path: &str) -> Result<Value, ClientError> {
         self.get_json(path).await
     }
 
@@ -185,10 +142,7 @@ impl MasterClient {
     }
 
     /// A v1 operator API call (`POST /api/v1`); returns the JSON answer (`null` when empty).
-    pub async fn operator_call(
-        &self,
-        call: &serde_json::Value,
-    ) -> Result<serde_json::Value, ClientError> {
+    pub async fn operator_call(&self, call: &Value) -> Result<Value, ClientError> {
         let url = self.url("/api/v1");
         let resp = self
             .http
@@ -199,11 +153,11 @@ impl MasterClient {
             .map_err(http_err(&url))?;
         let resp = expect_status(resp, &url, &[200, 202]).await?;
         let text = resp.text().await.map_err(http_err(&url))?;
-        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// `GET /master/frameworks`.
-    pub async fn frameworks(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn frameworks(&self) -> Result<Value, ClientError> {
         self.get_json("/master/frameworks").await
     }
 
@@ -214,7 +168,7 @@ impl MasterClient {
             .http
             .post(&url)
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(format!("frameworkId={}", path_segment(framework_id)))
+            .body(format!("frameworkId={}", path::segment(framework_id)))
             .send()
             .await
             .map_err(http_err(&url))?;
@@ -225,7 +179,7 @@ impl MasterClient {
     pub async fn kill_task(&self, task_id: &str) -> Result<(), ClientError> {
         let url = self.url(&format!(
             "/api/meseta/v1/tasks/{}/kill",
-            path_segment(task_id)
+            path::segment(task_id)
         ));
         let resp = self.http.post(&url).send().await.map_err(http_err(&url))?;
         expect_status(resp, &url, &[200, 202]).await.map(drop)
@@ -242,8 +196,8 @@ impl MasterClient {
     ) -> Result<LogChunk, ClientError> {
         let url = self.url(&format!(
             "/api/meseta/v1/tasks/{}/logs?stream={}&offset={offset}&length={length}",
-            path_segment(task_id),
-            path_segment(stream),
+            path::segment(task_id),
+            path::segment(stream),
         ));
         let resp = self.http.get(&url).send().await.map_err(http_err(&url))?;
         let resp = expect_status(resp, &url, &[200]).await?;
@@ -254,226 +208,100 @@ impl MasterClient {
         })
     }
 
-    /// POSTs one scheduler call and expects 202.
-    async fn post_call(&self, call: &Call, stream_id: Option<&str>) -> Result<(), ClientError> {
-        let url = self.url(SCHEDULER_PATH);
-        let mut req = self
-            .http
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json")
-            .body(recordio::to_ascii_json(call));
-        if let Some(id) = stream_id {
-            req = req.header(STREAM_ID_HEADER, id);
-        }
-        let resp = req.send().await.map_err(http_err(&url))?;
-        expect_status(resp, &url, &[200, 202]).await.map(drop)
+    /// One request of `api` at its prefix + `path`, with a JSON `body`; a non-2xx answer
+    /// becomes an [`ApiError`] naming `METHOD path`.
+    async fn api_request(
+        &self,
+        api: ApiKind,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ClientError> {
+        let request = format!("{method} {path}");
+        let resp = self
+            .api_response(&self.http, api, method, path, "application/json", body)
+            .await?;
+        let status = resp.status().as_u16();
+        let deployment_header = resp
+            .headers()
+            .get(marathon::DEPLOYMENT_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = match resp.text().await {
+            Ok(text) => text,
+            Err(source) => return Err(ClientError::Unreadable { request, source }),
+        };
+        Ok(Answer {
+            request,
+            status,
+            deployment_header,
+            text,
+        })
     }
 
-    /// Subscribes `framework_info` (re-subscribing when its `id` is set) and waits for the
-    /// SUBSCRIBED event, which [`SchedulerSession::next_event`] then returns first.
-    pub async fn subscribe(
+    /// Sends one request of `api` through `http`; returns the 2xx response with its body
+    /// unread.
+    async fn api_response(
         &self,
-        framework_info: FrameworkInfo,
-    ) -> Result<SchedulerSession, ClientError> {
-        let url = self.url(SCHEDULER_PATH);
-        let call = Call {
-            framework_id: framework_info.id.clone(),
-            kind: CallKind::Subscribe {
-                subscribe: Subscribe {
-                    framework_info,
-                    suppressed_roles: None,
-                },
-            },
-        };
-        let resp = self
-            .stream_http
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json")
-            .body(recordio::to_ascii_json(&call))
+        http: &reqwest::Client,
+        api: ApiKind,
+        method: Method,
+        path: &str,
+        accept: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let request = format!("{method} {path}");
+        let mut req = http
+            .request(method, format!("{}{}{path}", self.base, api.prefix()))
+            .header(reqwest::header::ACCEPT, accept);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
             .send()
             .await
-            .map_err(http_err(&url))?;
-        let resp = expect_status(resp, &url, &[200]).await?;
-        let stream_id = resp
-            .headers()
-            .get(STREAM_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .ok_or_else(|| ClientError::Decode {
-                url: url.clone(),
-                reason: format!("missing {STREAM_ID_HEADER} header"),
+            .map_err(|source| ClientError::Unreachable {
+                api,
+                master: self.base.clone(),
+                request: request.clone(),
+                source,
             })?;
-        let mut session = SchedulerSession {
-            caller: SchedulerCaller {
-                client: self.clone(),
-                stream_id,
-                framework_id: IdValue::default(),
-            },
-            body: Some(resp),
-            decoder: Decoder::new(),
-            pending: VecDeque::new(),
-        };
-        session.await_subscribed().await?;
-        Ok(session)
-    }
-}
-
-/// Sends calls on behalf of a subscribed framework; cheap to clone and usable while another task
-/// reads the event stream.
-#[derive(Clone, Debug)]
-pub struct SchedulerCaller {
-    client: MasterClient,
-    stream_id: String,
-    framework_id: IdValue,
-}
-
-impl SchedulerCaller {
-    /// The subscription's `Mesos-Stream-Id`.
-    pub fn stream_id(&self) -> &str {
-        &self.stream_id
-    }
-
-    /// The framework id assigned in SUBSCRIBED.
-    pub fn framework_id(&self) -> &IdValue {
-        &self.framework_id
-    }
-
-    /// Sends `kind` with the framework id and stream id; `Ok` on 202.
-    pub async fn call(&self, kind: CallKind) -> Result<(), ClientError> {
-        let call = Call {
-            framework_id: Some(self.framework_id.clone()),
-            kind,
-        };
-        self.client.post_call(&call, Some(&self.stream_id)).await
-    }
-}
-
-/// An open scheduler subscription.
-#[derive(Debug)]
-pub struct SchedulerSession {
-    caller: SchedulerCaller,
-    body: Option<reqwest::Response>,
-    decoder: Decoder,
-    pending: VecDeque<Event>,
-}
-
-impl SchedulerSession {
-    /// The subscription's `Mesos-Stream-Id`.
-    pub fn stream_id(&self) -> &str {
-        self.caller.stream_id()
-    }
-
-    /// The framework id assigned in SUBSCRIBED.
-    pub fn framework_id(&self) -> &IdValue {
-        self.caller.framework_id()
-    }
-
-    /// A handle that sends calls for this subscription.
-    pub fn caller(&self) -> SchedulerCaller {
-        self.caller.clone()
-    }
-
-    /// Sends `kind` with the framework id and stream id; `Ok` on 202.
-    pub async fn call(&self, kind: CallKind) -> Result<(), ClientError> {
-        self.caller.call(kind).await
-    }
-
-    async fn await_subscribed(&mut self) -> Result<(), ClientError> {
-        loop {
-            match self.read_event().await? {
-                Some(Event::Subscribed { subscribed }) => {
-                    self.caller.framework_id = subscribed.framework_id.clone();
-                    self.pending.push_back(Event::Subscribed { subscribed });
-                    return Ok(());
-                }
-                Some(Event::Error { error }) => {
-                    return Err(ClientError::Rejected {
-                        message: error.message,
-                    })
-                }
-                Some(_) => continue,
-                None => {
-                    return Err(ClientError::Stream {
-                        reason: "stream ended before SUBSCRIBED".into(),
-                    })
-                }
-            }
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
         }
-    }
-
-    /// The next event; `Ok(None)` once the master closed the stream. Event types meseta does not
-    /// model are skipped.
-    pub async fn next_event(&mut self) -> Result<Option<Event>, ClientError> {
-        if let Some(ev) = self.pending.pop_front() {
-            return Ok(Some(ev));
-        }
-        self.read_event().await
-    }
-
-    async fn read_event(&mut self) -> Result<Option<Event>, ClientError> {
-        loop {
-            if let Some(record) = self.decoder.next_record().map_err(stream_err)? {
-                if let Some(ev) = parse_event(&record)? {
-                    return Ok(Some(ev));
-                }
-                continue;
-            }
-            let Some(body) = self.body.as_mut() else {
-                return Ok(None);
-            };
-            match body.chunk().await {
-                Ok(Some(bytes)) => self.decoder.feed(&bytes),
-                Ok(None) => {
-                    self.body = None;
-                    if self.decoder.buffered() > 0 {
-                        return Err(ClientError::Stream {
-                            reason: format!(
-                                "stream ended inside a record ({} bytes left)",
-                                self.decoder.buffered()
-                            ),
-                        });
-                    }
-                    return Ok(None);
-                }
-                Err(e) => {
-                    self.body = None;
-                    return Err(ClientError::Stream {
-                        reason: e.to_string(),
-                    });
-                }
-            }
+        match resp.text().await {
+            Ok(text) => Err(ApiError::from_body(api, request, status, &text).into()),
+            Err(source) => Err(ClientError::Unreadable { request, source }),
         }
     }
 }
 
-/// Decodes one record; `None` for event types [`Event`] does not model.
-fn parse_event(record: &[u8]) -> Result<Option<Event>, ClientError> {
-    let value: serde_json::Value = serde_json::from_slice(record).map_err(stream_err)?;
-    let known = value
-        .get("type")
-        .and_then(serde_json::Value::as_str)
-        .is_some_and(|t| Event::TYPE_NAMES.contains(&t));
-    if !known {
-        return Ok(None);
+/// A 2xx answer of [`MasterClient::api_request`].
+struct Answer {
+    /// `METHOD /path`.
+    request: String,
+    status: u16,
+    /// The `Marathon-Deployment-Id` header.
+    deployment_header: Option<String>,
+    text: String,
+}
+
+impl Answer {
+    /// The body as JSON; an empty body is `null`.
+    fn json_or_null(&self) -> Result<Value, ClientError> {
+        if self.text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        self.json()
     }
-    serde_json::from_value(value)
-        .map(Some)
-        .map_err(|e| ClientError::Stream {
-            reason: format!("invalid event: {e}"),
+
+    /// The body as JSON.
+    fn json(&self) -> Result<Value, ClientError> {
+        serde_json::from_str(&self.text).map_err(|source| ClientError::InvalidJson {
+            request: self.request.clone(),
+            source,
         })
-}
-
-fn stream_err(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Stream {
-        reason: e.to_string(),
-    }
-}
-
-impl From<RecordIoError> for ClientError {
-    fn from(e: RecordIoError) -> Self {
-        stream_err(e)
     }
 }
 
@@ -482,31 +310,6 @@ fn http_err(url: &str) -> impl FnOnce(reqwest::Error) -> ClientError + '_ {
         url: url.to_string(),
         source,
     }
-}
-
-/// Percent-encodes everything but unreserved characters, for one path segment or query value.
-fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The `message` field of a JSON error body, else the trimmed body text.
-pub fn error_message(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| body.trim().to_string())
 }
 
 async fn expect_status(
@@ -530,7 +333,7 @@ async fn expect_status(
     })
 }
 
-async fn read_json(resp: reqwest::Response, url: &str) -> Result<serde_json::Value, ClientError> {
+async fn read_json(resp: reqwest::Response, url: &str) -> Result<Value, ClientError> {
     let bytes = resp.bytes().await.map_err(http_err(url))?;
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
         url: url.to_string(),
@@ -541,51 +344,6 @@ async fn read_json(resp: reqwest::Response, url: &str) -> Result<serde_json::Val
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_message_prefers_json_message() {
-        assert_eq!(
-            error_message(r#"{"message":"task t1 not found"}"#),
-            "task t1 not found"
-        );
-        assert_eq!(
-            error_message("Framework cannot be found\n"),
-            "Framework cannot be found"
-        );
-        assert_eq!(error_message(r#"{"other":1}"#), r#"{"other":1}"#);
-    }
-
-    #[test]
-    fn path_segments_are_escaped() {
-        assert_eq!(path_segment("web.1-a_b~"), "web.1-a_b~");
-        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
-    }
-
-    #[test]
-    fn unknown_event_types_are_skipped() {
-        let rec = br#"{"type":"RESCIND_INVERSE_OFFER","rescind_inverse_offer":{"inverse_offer_id":{"value":"o"}}}"#;
-        assert!(parse_event(rec).expect("valid").is_none());
-        let rec = br#"{"type":"INVERSE_OFFERS","inverse_offers":{"inverse_offers":[]}}"#;
-        assert!(matches!(
-            parse_event(rec).expect("valid"),
-            Some(Event::InverseOffers { .. })
-        ));
-        let hb = parse_event(br#"{"type":"HEARTBEAT"}"#).expect("valid");
-        assert_eq!(hb, Some(Event::Heartbeat));
-        assert!(parse_event(b"{not json").is_err());
-    }
-
-    #[test]
-    fn status_errors_carry_the_server_message() {
-        let e = ClientError::Status {
-            url: "http://m/x".into(),
-            status: 404,
-            message: "unknown task t1".into(),
-        };
-        assert!(e.is_not_found());
-        assert!(e.to_string().contains("unknown task t1"));
-        assert!(!e.is_transient());
-    }
 
     #[test]
     fn base_url_trailing_slash_is_dropped() {

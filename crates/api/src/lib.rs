@@ -2,7 +2,8 @@
 //!
 //! - [`scheduler`]: the Mesos v1 scheduler HTTP API (`/api/v1/scheduler`) calls and events, in JSON.
 //! - [`recordio`]: Mesos RecordIO framing of event streams.
-//! - [`client`]: a typed HTTP client of the master for the CLI and tests.
+//! - [`client`]: the typed HTTP client of the master (Mesos, operator, Marathon `/v2` and Chronos
+//!   APIs) for the CLI, the benchmarks and tests.
 //! - [`agent`]: the agent ⇄ master protocol (one WebSocket per agent).
 //! - [`domain`]: fault domains (region, zone) of agents and masters.
 //! - [`state`]: the Mesos v0 operator JSON shapes (`/master/state`, `/master/slaves`).

@@ -3,7 +3,6 @@
 //! canary extension (`/v2/apps/{id}/canary`). Tables by default, the raw JSON with `--json`;
 //! `--wait` follows the resulting deployment (see [`progress`]).
 
-pub mod api;
 pub mod canary;
 #[cfg(test)]
 mod fake;
@@ -15,11 +14,12 @@ pub mod render;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use reqwest::Method;
+use meseta_api::client::marathon::absolute_id;
+use meseta_api::client::{Marathon, MasterClient, Reply};
 use serde_json::{json, Value};
 
+use crate::input::read_json;
 use crate::output;
-use api::{app_path, encode_component, force_query, read_json, Api, Reply};
 use canary::CanaryGoal;
 
 /// `--wait` and `--timeout`, shared by every verb that starts a deployment.
@@ -173,17 +173,13 @@ pub enum CanaryAction {
 }
 
 /// Runs an app subcommand; returns the exit code.
-pub async fn run(cmd: AppCmd, master: &str, json: bool) -> anyhow::Result<i32> {
-    let api = Api::new(master)?;
+pub async fn run(cmd: AppCmd, client: &MasterClient, json: bool) -> anyhow::Result<i32> {
+    let api = &client.marathon();
     match cmd {
-        AppCmd::Add { file, wait } => add(&api, &file, &wait, json).await,
-        AppCmd::List => list(&api, json).await,
+        AppCmd::Add { file, wait } => add(api, &file, &wait, json).await,
+        AppCmd::List => list(api, json).await,
         AppCmd::Show { id } => {
-            let path = format!(
-                "{}?embed=app.tasks&embed=app.lastTaskFailure",
-                app_path(&id)
-            );
-            let body = api.get(&path).await?;
+            let body = api.app_details(&id).await?;
             if json {
                 output::print_json(&body);
             } else {
@@ -201,12 +197,11 @@ pub async fn run(cmd: AppCmd, master: &str, json: bool) -> anyhow::Result<i32> {
             if !body.is_object() {
                 bail!("{file} must hold one app object");
             }
-            let path = format!("{}{}", app_path(&id), force_query(force));
-            let r = api.send(Method::PUT, &path, Some(&body)).await?;
+            let r = api.put_app(&id, &body, force).await?;
             finish(
-                &api,
+                api,
                 &r,
-                &format!("app {} updated", api::absolute_id(&id)),
+                &format!("app {} updated", absolute_id(&id)),
                 &wait,
                 json,
             )
@@ -218,38 +213,35 @@ pub async fn run(cmd: AppCmd, master: &str, json: bool) -> anyhow::Result<i32> {
             force,
             wait,
         } => {
-            let path = format!("{}{}", app_path(&id), force_query(force));
             let body = json!({ "instances": instances });
-            let r = api.send(Method::PUT, &path, Some(&body)).await?;
-            let what = format!("app {} scaled to {instances}", api::absolute_id(&id));
-            finish(&api, &r, &what, &wait, json).await
+            let r = api.put_app(&id, &body, force).await?;
+            let what = format!("app {} scaled to {instances}", absolute_id(&id));
+            finish(api, &r, &what, &wait, json).await
         }
         AppCmd::Restart { id, force, wait } => {
-            let path = format!("{}/restart{}", app_path(&id), force_query(force));
-            let r = api.send(Method::POST, &path, None).await?;
-            let what = format!("app {} restarting", api::absolute_id(&id));
-            finish(&api, &r, &what, &wait, json).await
+            let r = api.restart_app(&id, force).await?;
+            let what = format!("app {} restarting", absolute_id(&id));
+            finish(api, &r, &what, &wait, json).await
         }
         AppCmd::Remove { id, force, wait } => {
-            let path = format!("{}{}", app_path(&id), force_query(force));
-            let r = api.send(Method::DELETE, &path, None).await?;
-            let what = format!("app {} removed", api::absolute_id(&id));
-            finish(&api, &r, &what, &wait, json).await
+            let r = api.delete_app(&id, force).await?;
+            let what = format!("app {} removed", absolute_id(&id));
+            finish(api, &r, &what, &wait, json).await
         }
-        AppCmd::Versions { id } => versions(&api, &id, json).await,
+        AppCmd::Versions { id } => versions(api, &id, json).await,
         AppCmd::Rollback {
             id,
             to,
             force,
             wait,
-        } => rollback(&api, &id, to, force, &wait, json).await,
-        AppCmd::Canary(args) => canary(&api, args, json).await,
+        } => rollback(api, &id, to, force, &wait, json).await,
+        AppCmd::Canary(args) => canary(api, args, json).await,
     }
 }
 
 /// Reports a mutation's deployment and, with `--wait`, follows it.
 async fn finish(
-    api: &Api,
+    api: &Marathon<'_>,
     reply: &Reply,
     what: &str,
     wait: &WaitArgs,
@@ -293,13 +285,13 @@ pub fn apps_of(input: Value) -> anyhow::Result<Vec<Value>> {
     Ok(apps)
 }
 
-async fn add(api: &Api, file: &str, wait: &WaitArgs, json: bool) -> anyhow::Result<i32> {
+async fn add(api: &Marathon<'_>, file: &str, wait: &WaitArgs, json: bool) -> anyhow::Result<i32> {
     let apps = apps_of(read_json(file)?)?;
     let mut replies = Vec::with_capacity(apps.len());
     for a in &apps {
-        let r = api.send(Method::POST, "/v2/apps", Some(a)).await?;
+        let r = api.create_app(a).await?;
         if !json {
-            let id = api::absolute_id(output::str_field(a, "id"));
+            let id = absolute_id(output::str_field(a, "id"));
             match &r.deployment_id {
                 Some(d) => println!("app {id} added (deployment {d})"),
                 None => println!("app {id} added"),
@@ -323,8 +315,8 @@ async fn add(api: &Api, file: &str, wait: &WaitArgs, json: bool) -> anyhow::Resu
     Ok(code)
 }
 
-async fn list(api: &Api, json: bool) -> anyhow::Result<i32> {
-    let apps = api.get("/v2/apps").await?;
+async fn list(api: &Marathon<'_>, json: bool) -> anyhow::Result<i32> {
+    let apps = api.apps().await?;
     if json {
         output::print_json(&apps);
     } else {
@@ -334,14 +326,14 @@ async fn list(api: &Api, json: bool) -> anyhow::Result<i32> {
 }
 
 /// The app's current version and its stored versions, newest first.
-async fn version_list(api: &Api, id: &str) -> anyhow::Result<(String, Vec<String>)> {
-    let app = api.get(&app_path(id)).await?;
+async fn version_list(api: &Marathon<'_>, id: &str) -> anyhow::Result<(String, Vec<String>)> {
+    let app = api.app(id).await?;
     let current = output::str_field(app.get("app").unwrap_or(&app), "version").to_string();
-    let v = api.get(&format!("{}/versions", app_path(id))).await?;
+    let v = api.app_versions(id).await?;
     Ok((current, render::sorted_versions(&v)))
 }
 
-async fn versions(api: &Api, id: &str, json: bool) -> anyhow::Result<i32> {
+async fn versions(api: &Marathon<'_>, id: &str, json: bool) -> anyhow::Result<i32> {
     let (current, versions) = version_list(api, id).await?;
     if json {
         output::print_json(&json!({ "versions": versions }));
@@ -364,7 +356,7 @@ pub fn restore_body(mut stored: Value) -> Value {
 }
 
 async fn rollback(
-    api: &Api,
+    api: &Marathon<'_>,
     id: &str,
     to: Option<String>,
     force: bool,
@@ -379,22 +371,15 @@ async fn rollback(
                 Some(v) => v.to_string(),
                 None => bail!(
                     "app {} has no version before the current one ({current})",
-                    api::absolute_id(id)
+                    absolute_id(id)
                 ),
             }
         }
     };
-    let stored = api
-        .get(&format!(
-            "{}/versions/{}",
-            app_path(id),
-            encode_component(&target)
-        ))
-        .await?;
+    let stored = api.app_version(id, &target).await?;
     let body = restore_body(stored);
-    let path = format!("{}{}", app_path(id), force_query(force));
-    let r = api.send(Method::PUT, &path, Some(&body)).await?;
-    let what = format!("app {} rolling back to {target}", api::absolute_id(id));
+    let r = api.put_app(id, &body, force).await?;
+    let what = format!("app {} rolling back to {target}", absolute_id(id));
     finish(api, &r, &what, wait, json).await
 }
 
@@ -407,12 +392,11 @@ pub fn canary_body(app: Value, instances: u32, auto_promote_after: Option<u64>) 
     body
 }
 
-async fn canary(api: &Api, args: CanaryArgs, json: bool) -> anyhow::Result<i32> {
+async fn canary(api: &Marathon<'_>, args: CanaryArgs, json: bool) -> anyhow::Result<i32> {
     match args.action {
         Some(CanaryAction::Status { id }) => {
-            let path = format!("{}/canary", app_path(&id));
-            let Some(c) = api.get_opt(&path).await? else {
-                bail!("app {} has no canary", api::absolute_id(&id));
+            let Some(c) = api.canary(&id).await? else {
+                bail!("app {} has no canary", absolute_id(&id));
             };
             if json {
                 output::print_json(&c);
@@ -422,15 +406,13 @@ async fn canary(api: &Api, args: CanaryArgs, json: bool) -> anyhow::Result<i32> 
             Ok(0)
         }
         Some(CanaryAction::Promote { id, wait }) => {
-            let path = format!("{}/canary/promote", app_path(&id));
-            let r = api.send(Method::POST, &path, None).await?;
-            let what = format!("canary of {} promoting", api::absolute_id(&id));
+            let r = api.promote_canary(&id).await?;
+            let what = format!("canary of {} promoting", absolute_id(&id));
             finish(api, &r, &what, &wait, json).await
         }
         Some(CanaryAction::Abort { id, wait }) => {
-            let path = format!("{}/canary/abort", app_path(&id));
-            let r = api.send(Method::POST, &path, None).await?;
-            let what = format!("canary of {} aborted", api::absolute_id(&id));
+            let r = api.abort_canary(&id).await?;
+            let what = format!("canary of {} aborted", absolute_id(&id));
             finish(api, &r, &what, &wait, json).await
         }
         None => {
@@ -443,12 +425,11 @@ async fn canary(api: &Api, args: CanaryArgs, json: bool) -> anyhow::Result<i32> 
                 bail!("{file} must hold one object of app fields");
             }
             let body = canary_body(app, instances, args.auto_promote_after);
-            let path = format!("{}/canary", app_path(&id));
             let r = api
-                .send(Method::POST, &path, Some(&body))
+                .start_canary(&id, &body)
                 .await
                 .context("cannot start the canary")?;
-            let abs = api::absolute_id(&id);
+            let abs = absolute_id(&id);
             if json {
                 output::print_json(&r.body);
             } else {

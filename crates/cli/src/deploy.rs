@@ -1,9 +1,8 @@
 //! `meseta deploy list|watch|cancel`: the master's running Marathon deployments
 //! (`/v2/deployments`, reference `marathon-chronos-api.md` §4.2).
 
-use reqwest::Method;
+use meseta_api::client::MasterClient;
 
-use crate::app::api::{encode_component, Api};
 use crate::app::{progress, render, WaitArgs};
 use crate::output;
 
@@ -35,11 +34,11 @@ pub enum DeployCmd {
 }
 
 /// Runs a deploy subcommand; returns the exit code.
-pub async fn run(cmd: DeployCmd, master: &str, json: bool) -> anyhow::Result<i32> {
-    let api = Api::new(master)?;
+pub async fn run(cmd: DeployCmd, client: &MasterClient, json: bool) -> anyhow::Result<i32> {
+    let api = &client.marathon();
     match cmd {
         DeployCmd::List => {
-            let d = api.get("/v2/deployments").await?;
+            let d = api.deployments().await?;
             if json {
                 output::print_json(&d);
             } else {
@@ -48,16 +47,15 @@ pub async fn run(cmd: DeployCmd, master: &str, json: bool) -> anyhow::Result<i32
             Ok(0)
         }
         DeployCmd::Watch { id, timeout } => {
-            let all = api.get("/v2/deployments").await?;
+            let all = api.deployments().await?;
             if progress::find_deployment(&all, &id).is_none() {
                 println!("deployment {id} is not running (it finished, or the id is unknown)");
                 return Ok(0);
             }
-            progress::wait_deployment(&api, &id, timeout, json).await
+            progress::wait_deployment(api, &id, timeout, json).await
         }
         DeployCmd::Cancel { id, force, wait } => {
-            let path = format!("/v2/deployments/{}?force={force}", encode_component(&id));
-            let r = api.send(Method::DELETE, &path, None).await?;
+            let r = api.cancel_deployment(&id, force).await?;
             if json {
                 output::print_json(&r.body);
             }
@@ -67,7 +65,7 @@ pub async fn run(cmd: DeployCmd, master: &str, json: bool) -> anyhow::Result<i32
                         println!("deployment {id} cancelled; rolling back in deployment {revert}");
                     }
                     if wait.wait {
-                        return progress::wait_deployment(&api, revert, wait.timeout, json).await;
+                        return progress::wait_deployment(api, revert, wait.timeout, json).await;
                     }
                 }
                 (None, true) => {

@@ -2,13 +2,10 @@
 //! master's Chronos API (`/v1/scheduler/*`). Tables by default, the raw JSON with `--json`.
 
 use anyhow::{bail, Context};
-use meseta_api::client::MasterClient;
+use meseta_api::client::{Chronos, ClientError, MasterClient};
 use serde_json::Value;
 
 use crate::output;
-
-/// The API prefix the CLI uses (Chronos 3 paths).
-const PREFIX: &str = "/v1/scheduler";
 
 /// `meseta job ...`
 #[derive(clap::Subcommand, Debug)]
@@ -70,144 +67,42 @@ pub enum JobCmd {
 
 /// Runs a job subcommand; returns the exit code.
 pub async fn run(cmd: JobCmd, client: &MasterClient, json: bool) -> anyhow::Result<i32> {
-    let api = Api::new(client.base_url())?;
+    let api = &client.chronos();
     match cmd {
-        JobCmd::Add { file } => add(&api, &file, json).await,
-        JobCmd::List => list(&api, json).await,
+        JobCmd::Add { file } => add(api, &file, json).await,
+        JobCmd::List => list(api, json).await,
         JobCmd::Show { name } => {
-            let v = api.get(&format!("/job/{}", enc(&name))).await?;
-            output::print_json(&v);
+            output::print_json(&api.job(&name).await?);
             Ok(0)
         }
-        JobCmd::Run { name } => {
-            api.act(reqwest::Method::PUT, "/job/", &name, "started", json)
-                .await
-        }
-        JobCmd::Kill { name } => {
-            api.act(
-                reqwest::Method::DELETE,
-                "/task/kill/",
-                &name,
-                "killed",
-                json,
-            )
-            .await
-        }
-        JobCmd::Enable { name } => {
-            api.act(reqwest::Method::PUT, "/job/enable/", &name, "enabled", json)
-                .await
-        }
-        JobCmd::Disable { name } => {
-            api.act(
-                reqwest::Method::PUT,
-                "/job/disable/",
-                &name,
-                "disabled",
-                json,
-            )
-            .await
-        }
-        JobCmd::Remove { name } => {
-            api.act(reqwest::Method::DELETE, "/job/", &name, "removed", json)
-                .await
-        }
-        JobCmd::History { name } => history(&api, &name, json).await,
-        JobCmd::Stats { name } => stats(&api, &name, json).await,
+        JobCmd::Run { name } => done(api.start_job(&name).await, &name, "started", json),
+        JobCmd::Kill { name } => done(api.kill_job_runs(&name).await, &name, "killed", json),
+        JobCmd::Enable { name } => done(api.enable_job(&name).await, &name, "enabled", json),
+        JobCmd::Disable { name } => done(api.disable_job(&name).await, &name, "disabled", json),
+        JobCmd::Remove { name } => done(api.delete_job(&name).await, &name, "removed", json),
+        JobCmd::History { name } => history(api, &name, json).await,
+        JobCmd::Stats { name } => stats(api, &name, json).await,
         JobCmd::Graph { dot } => {
-            let path = if dot { "/graph/dot" } else { "/graph/csv" };
-            print!("{}", api.text(path).await?);
+            print!("{}", api.graph(dot).await?);
             Ok(0)
         }
     }
 }
 
-/// Percent-encode a job name for a path segment (names are `[\w.-]+`, so this is defensive).
-fn enc(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(base: &str) -> anyhow::Result<Api> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .context("cannot build an HTTP client")?;
-        Ok(Api {
-            base: format!("{}{PREFIX}", base.trim_end_matches('/')),
-            http,
-        })
+/// Prints what a body-less action did to job `name`.
+fn done(
+    result: Result<(), ClientError>,
+    name: &str,
+    what: &str,
+    json: bool,
+) -> anyhow::Result<i32> {
+    result?;
+    if json {
+        output::print_json(&serde_json::json!({"job": name, "result": what}));
+    } else {
+        println!("job {name} {what}");
     }
-
-    async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<String> {
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the master ({what})"))?;
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!(
-                "{what}: {} ({status})",
-                meseta_api::client::error_message(&body)
-            );
-        }
-        Ok(body)
-    }
-
-    async fn text(&self, path: &str) -> anyhow::Result<String> {
-        let url = format!("{}{path}", self.base);
-        self.send(self.http.get(&url), &format!("GET {path}")).await
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let body = self.text(path).await?;
-        serde_json::from_str(&body)
-            .with_context(|| format!("GET {path}: the master sent invalid JSON"))
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<()> {
-        let url = format!("{}{path}", self.base);
-        self.send(self.http.post(&url).json(body), &format!("POST {path}"))
-            .await
-            .map(|_| ())
-    }
-
-    /// A body-less action on one job; prints what happened.
-    async fn act(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        name: &str,
-        done: &str,
-        json: bool,
-    ) -> anyhow::Result<i32> {
-        let p = format!("{path}{}", enc(name));
-        let url = format!("{}{p}", self.base);
-        self.send(
-            self.http.request(method.clone(), &url),
-            &format!("{method} {p}"),
-        )
-        .await?;
-        if json {
-            output::print_json(&serde_json::json!({"job": name, "result": done}));
-        } else {
-            println!("job {name} {done}");
-        }
-        Ok(0)
-    }
+    Ok(0)
 }
 
 /// The jobs in an `add` input: one object or an array of them.
@@ -229,24 +124,11 @@ pub fn jobs_of(input: &str) -> anyhow::Result<Vec<Value>> {
     Ok(jobs)
 }
 
-/// The endpoint a job is posted to: `dependency` when it has parents.
-pub fn endpoint_of(job: &Value) -> &'static str {
-    let has_parents = job
-        .get("parents")
-        .and_then(Value::as_array)
-        .is_some_and(|p| !p.is_empty());
-    if has_parents {
-        "/dependency"
-    } else {
-        "/iso8601"
-    }
-}
-
-async fn add(api: &Api, file: &str, json: bool) -> anyhow::Result<i32> {
-    let input = crate::app::api::read_input(file)?;
+async fn add(api: &Chronos<'_>, file: &str, json: bool) -> anyhow::Result<i32> {
+    let input = crate::input::read_input(file)?;
     let jobs = jobs_of(&input)?;
     for j in &jobs {
-        api.post(endpoint_of(j), j).await?;
+        api.add_job(j).await?;
         let name = output::str_field(j, "name");
         if !json {
             println!("job {name} added");
@@ -259,12 +141,12 @@ async fn add(api: &Api, file: &str, json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-async fn list(api: &Api, json: bool) -> anyhow::Result<i32> {
+async fn list(api: &Chronos<'_>, json: bool) -> anyhow::Result<i32> {
     if json {
-        output::print_json(&api.get("/jobs").await?);
+        output::print_json(&api.jobs().await?);
         return Ok(0);
     }
-    let summary = api.get("/jobs/summary").await?;
+    let summary = api.summary().await?;
     println!("{}", render_summary(&summary));
     Ok(0)
 }
@@ -304,8 +186,8 @@ fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
         .unwrap_or_default()
 }
 
-async fn history(api: &Api, name: &str, json: bool) -> anyhow::Result<i32> {
-    let stat = api.get(&format!("/job/stat/{}", enc(name))).await?;
+async fn history(api: &Chronos<'_>, name: &str, json: bool) -> anyhow::Result<i32> {
+    let stat = api.job_stats(name).await?;
     if json {
         output::print_json(stat.get("taskStatHistory").unwrap_or(&Value::Null));
     } else {
@@ -340,8 +222,8 @@ pub fn render_history(stat: &Value) -> String {
     )
 }
 
-async fn stats(api: &Api, name: &str, json: bool) -> anyhow::Result<i32> {
-    let stat = api.get(&format!("/job/stat/{}", enc(name))).await?;
+async fn stats(api: &Chronos<'_>, name: &str, json: bool) -> anyhow::Result<i32> {
+    let stat = api.job_stats(name).await?;
     let h = stat.get("histogram").cloned().unwrap_or(Value::Null);
     if json {
         output::print_json(&h);
@@ -399,25 +281,6 @@ mod tests {
         assert!(jobs_of(r#"{"command":"true"}"#).is_err());
         assert!(jobs_of("3").is_err());
         assert!(jobs_of("{").is_err());
-    }
-
-    #[test]
-    fn jobs_with_parents_go_to_dependency() {
-        assert_eq!(
-            endpoint_of(&json!({"name":"c","parents":["a"]})),
-            "/dependency"
-        );
-        assert_eq!(
-            endpoint_of(&json!({"name":"c","schedule":"R//PT1S"})),
-            "/iso8601"
-        );
-        assert_eq!(endpoint_of(&json!({"name":"c","parents":[]})), "/iso8601");
-    }
-
-    #[test]
-    fn names_are_path_safe() {
-        assert_eq!(enc("etl.daily-1_x"), "etl.daily-1_x");
-        assert_eq!(enc("a/b c"), "a%2Fb%20c");
     }
 
     #[test]

@@ -1,22 +1,22 @@
 //! The `meseta` command-line verbs that talk to a master: `execute`, `task`, `node`, `framework`,
-//! `job` and `bench`.
+//! `role`, `quota`, `reservation`, `job`, `app` and `deploy`.
 //!
 //! The `meseta` binary parses [`GlobalArgs`] and a [`Command`] with clap and hands them to
-//! [`run`], which returns the process exit code. One module per noun; [`output`] renders tables
-//! and JSON for all of them.
+//! [`run`], which returns the process exit code. One module per noun, each a client of the
+//! master's public HTTP APIs through the one typed client, [`meseta_api::client::MasterClient`];
+//! [`output`] renders tables and JSON for all of them, [`input`] reads their input files.
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod bench;
 pub mod deploy;
 pub mod execute;
 pub mod framework;
+pub mod input;
 pub mod job;
 pub mod maintenance;
 pub mod node;
 pub mod output;
 pub mod role;
-pub mod sim;
 pub mod task;
 
 use meseta_api::client::MasterClient;
@@ -69,12 +69,6 @@ pub enum Command {
     /// Deployments of services: list, watch, cancel.
     #[command(subcommand)]
     Deploy(deploy::DeployCmd),
-    /// Benchmarks against a private local cluster.
-    #[command(subcommand)]
-    Bench(bench::BenchCmd),
-    /// Simulated agents for tests and benchmarks.
-    #[command(subcommand)]
-    Sim(sim::SimCmd),
 }
 
 /// Runs `cmd` and returns the process exit code.
@@ -88,10 +82,8 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
         Command::Quota(c) => role::run_quota(c, &client(&g)?, g.json).await,
         Command::Reservation(c) => maintenance::run_reservation(c, &client(&g)?, g.json).await,
         Command::Job(c) => job::run(c, &client(&g)?, g.json).await,
-        Command::App(c) => app::run(c, &g.master, g.json).await,
-        Command::Deploy(c) => deploy::run(c, &g.master, g.json).await,
-        Command::Bench(c) => bench::run(c, g.json).await,
-        Command::Sim(c) => sim::run(c, &g.master, g.json).await,
+        Command::App(c) => app::run(c, &client(&g)?, g.json).await,
+        Command::Deploy(c) => deploy::run(c, &client(&g)?, g.json).await,
     }
 }
 
@@ -100,7 +92,7 @@ fn client(g: &GlobalArgs) -> anyhow::Result<MasterClient> {
 }
 
 /// The user the CLI runs as: `$USER`, else the name of the current uid, else `root`.
-pub(crate) fn current_user() -> String {
+pub fn current_user() -> String {
     if let Some(u) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
         return u;
     }
@@ -148,15 +140,5 @@ mod tests {
             cli.cmd,
             Command::Task(task::TaskCmd::List { all: true })
         ));
-    }
-
-    #[test]
-    fn bench_defaults() {
-        let cli = Cli::try_parse_from(["meseta", "bench", "launch"]).expect("valid args");
-        let Command::Bench(bench::BenchCmd::Launch(a)) = cli.cmd else {
-            panic!("not bench")
-        };
-        assert_eq!(a.tasks, 200);
-        assert_eq!(a.command, "sleep 1000");
     }
 }

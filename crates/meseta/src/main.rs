@@ -41,6 +41,12 @@ enum Top {
     },
     #[command(flatten)]
     Client(meseta_cli::Command),
+    /// Benchmarks against a private local cluster.
+    #[command(subcommand)]
+    Bench(meseta_bench::BenchCmd),
+    /// Simulated agents for tests and benchmarks.
+    #[command(subcommand)]
+    Sim(meseta_bench::sim::SimCmd),
 }
 
 fn main() {
@@ -96,5 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Top::Agent(a) => cluster::agent(a).await.map(|_| 0),
         Top::Shim { .. } => Ok(0),
         Top::Client(c) => meseta_cli::run(c, cli.global).await,
+        Top::Bench(c) => meseta_bench::run(c, cli.global.json).await,
+        Top::Sim(c) => meseta_bench::sim::run(c, &cli.global.master, cli.global.json).await,
     }
 }

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::api::{absolute_id, app_path, Api};
 use super::progress::{human, queue_reasons, wait_deployment, Ticker, EXIT_TIMEOUT, POLL_INTERVAL};
 use super::render::{array, count};
 use crate::output;
+use meseta_api::client::marathon::absolute_id;
+use meseta_api::client::Marathon;
 
 /// What a canary wait ends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +46,7 @@ pub fn canary_line(c: &Value) -> String {
 
 /// Polls `GET /v2/apps/{id}/canary` until `goal` is reached.
 pub async fn wait_canary(
-    api: &Api,
+    api: &Marathon<'_>,
     app: &str,
     goal: CanaryGoal,
     timeout: Duration,
@@ -53,10 +54,9 @@ pub async fn wait_canary(
 ) -> anyhow::Result<i32> {
     let mut ticker = Ticker::new(json);
     let deadline = Instant::now() + timeout;
-    let path = format!("{}/canary", app_path(app));
     let mut last_state = String::new();
     loop {
-        let Some(c) = api.get_opt(&path).await? else {
+        let Some(c) = api.canary(app).await? else {
             ticker.finish(&format!("app {app} has no canary any more"));
             return Ok(if last_state == "promoting" { 0 } else { 1 });
         };
@@ -88,12 +88,12 @@ pub async fn wait_canary(
 
 /// Waits for every deployment the app has now, until `deadline`.
 async fn wait_app_deployments(
-    api: &Api,
+    api: &Marathon<'_>,
     app: &str,
     deadline: Instant,
     json: bool,
 ) -> anyhow::Result<i32> {
-    let Some(body) = api.get_opt(&app_path(app)).await? else {
+    let Some(body) = api.find_app(app).await? else {
         return Ok(0);
     };
     let ids: Vec<String> = array(body.get("app").unwrap_or(&body), "deployments")

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use meseta_api::client::MasterClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -52,6 +53,11 @@ impl Fake {
             requests,
             task,
         }
+    }
+
+    /// A client of this server.
+    pub fn client(&self) -> MasterClient {
+        MasterClient::new(&self.url).expect("client")
     }
 
     /// The requests that start with `prefix` (`"GET /v2/queue"`).

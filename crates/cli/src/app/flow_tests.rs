@@ -55,7 +55,7 @@ async fn scale_waits_until_the_deployment_is_gone() {
         force: false,
         wait: wait_for(30),
     };
-    assert_eq!(run(cmd, &fake.url, false).await.expect("scale"), 0);
+    assert_eq!(run(cmd, &fake.client(), false).await.expect("scale"), 0);
     let puts = fake.matching("PUT /v2/apps/web?force=false");
     assert_eq!(puts.len(), 1);
     assert!(puts[0].ends_with(r#"{"instances":3}"#), "{puts:?}");
@@ -84,7 +84,7 @@ async fn a_wait_that_times_out_reads_the_queue_and_exits_2() {
         wait: wait_for(1),
     };
     assert_eq!(
-        run(cmd, &fake.url, true).await.expect("restart"),
+        run(cmd, &fake.client(), true).await.expect("restart"),
         EXIT_TIMEOUT
     );
     assert_eq!(fake.count("GET /v2/queue"), 1);
@@ -117,7 +117,7 @@ async fn removal_progress_counts_tasks_of_the_gone_app() {
         force: false,
         wait: wait_for(30),
     };
-    assert_eq!(run(cmd, &fake.url, false).await.expect("remove"), 0);
+    assert_eq!(run(cmd, &fake.client(), false).await.expect("remove"), 0);
     assert_eq!(fake.count("GET /v2/tasks"), 1);
 }
 
@@ -145,7 +145,7 @@ async fn rollback_puts_the_previous_version_without_version_fields() {
             timeout: Duration::from_secs(1),
         },
     };
-    assert_eq!(run(cmd, &fake.url, false).await.expect("rollback"), 0);
+    assert_eq!(run(cmd, &fake.client(), false).await.expect("rollback"), 0);
     let puts = fake.matching("PUT /v2/apps/web");
     assert_eq!(puts.len(), 1, "{puts:?}");
     let body: Value = serde_json::from_str(
@@ -176,7 +176,7 @@ async fn marathon_errors_are_readable() {
         force: false,
         wait: wait_for(1),
     };
-    let err = run(cmd, &fake.url, false).await.expect_err("422");
+    let err = run(cmd, &fake.client(), false).await.expect_err("422");
     assert_eq!(
         format!("{err:#}"),
         "PUT /v2/apps/web?force=false: Object is not valid (422)\n  \
@@ -223,7 +223,7 @@ async fn auto_promoted_canary_waits_for_the_promotion_rollout() {
         wait: wait_for(30),
     };
     assert_eq!(
-        run(AppCmd::Canary(args), &fake.url, false)
+        run(AppCmd::Canary(args), &fake.client(), false)
             .await
             .expect("canary"),
         0

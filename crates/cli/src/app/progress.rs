@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::api::{app_path, Api};
 use super::render::{array, count, current_actions, has_health_checks};
 use crate::output;
+use meseta_api::client::Marathon;
 
 /// Time between two polls.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -266,7 +266,7 @@ impl Ticker {
 /// Polls until deployment `id` is gone (exit 0) or `timeout` passes (exit [`EXIT_TIMEOUT`],
 /// after printing the queue reasons of the affected apps).
 pub async fn wait_deployment(
-    api: &Api,
+    api: &Marathon<'_>,
     id: &str,
     timeout: Duration,
     json: bool,
@@ -275,7 +275,7 @@ pub async fn wait_deployment(
     let deadline = Instant::now() + timeout;
     let mut apps: Vec<String>;
     loop {
-        let deployments = api.get("/v2/deployments").await?;
+        let deployments = api.deployments().await?;
         let Some(d) = find_deployment(&deployments, id) else {
             ticker.finish(&format!("deployment {id} finished"));
             return Ok(0);
@@ -311,20 +311,15 @@ pub fn find_deployment<'a>(deployments: &'a Value, id: &str) -> Option<&'a Value
         .find(|d| output::str_field(d, "id") == id)
 }
 
-/// `GET /v2/apps/{id}` with its tasks (always embedded, asked for all the same).
-fn tasks_path(app: &str) -> String {
-    format!("{}?embed=app.tasks", app_path(app))
-}
-
-async fn counts_of(api: &Api, apps: &[String]) -> anyhow::Result<Counts> {
+async fn counts_of(api: &Marathon<'_>, apps: &[String]) -> anyhow::Result<Counts> {
     let mut total = Counts::default();
     let mut all_tasks: Option<Vec<Value>> = None;
     for app in apps {
-        match api.get_opt(&tasks_path(app)).await? {
+        match api.app_with_tasks(app).await? {
             Some(body) => total += app_counts(body.get("app").unwrap_or(&body)),
             None => {
                 if all_tasks.is_none() {
-                    let t = api.get("/v2/tasks").await?;
+                    let t = api.tasks().await?;
                     all_tasks = Some(array(&t, "tasks").to_vec());
                 }
                 total += removed_counts(app, all_tasks.as_deref().unwrap_or_default());
@@ -335,8 +330,8 @@ async fn counts_of(api: &Api, apps: &[String]) -> anyhow::Result<Counts> {
 }
 
 /// The queue reasons of `apps` (all queued apps when `apps` is empty).
-pub async fn queue_reasons(api: &Api, apps: &[String]) -> anyhow::Result<Vec<String>> {
-    let queue = api.get("/v2/queue").await?;
+pub async fn queue_reasons(api: &Marathon<'_>, apps: &[String]) -> anyhow::Result<Vec<String>> {
+    let queue = api.queue().await?;
     Ok(array(&queue, "queue")
         .iter()
         .filter(|item| {

@@ -2,23 +2,15 @@
 //! executable, then measures idle memory and submit → TASK_RUNNING latency against bare
 //! fork+exec, and checks them against meseta's targets.
 //!
-//! The cluster plumbing lives in [`cluster`]; this module holds the measurement, statistics and
-//! the report. `meseta bench allocator` (pure allocator cycle time) lives in [`allocator`];
-//! `meseta bench launch-rate` (tasks/s through in-process and HTTP frameworks) in [`launch_rate`].
+//! The cluster plumbing lives in `crate::cluster`; this module holds the measurement and the
+//! report.
 
-pub mod allocator;
-mod cluster;
-pub mod jobs;
-pub mod launch_rate;
-pub mod services;
-
-use crate::output;
+use crate::cluster::{self, Cluster};
+use crate::{print_report, Check, Stats};
 use anyhow::{anyhow, bail, Context};
-use cluster::Cluster;
 use meseta_api::client::{SchedulerCaller, SchedulerSession};
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, CommandInfo, Event, Filters, FrameworkInfo, IdValue, Launch,
-    Offer, Operation, TaskInfo,
+    Acknowledge, CallKind, CommandInfo, Event, FrameworkInfo, IdValue, Offer, TaskInfo,
 };
 use meseta_types::{Resources, TaskState};
 use serde::Serialize;
@@ -37,21 +29,6 @@ const TARGET_AGENT_MIB: f64 = 20.0;
 /// Target: idle master RSS in MiB.
 const TARGET_MASTER_MIB: f64 = 50.0;
 
-/// `meseta bench ...`
-#[derive(clap::Subcommand, Debug)]
-pub enum BenchCmd {
-    /// Launch latency and idle memory of a private local cluster.
-    Launch(LaunchArgs),
-    /// Full allocation cycle time of the allocator over many simulated agents.
-    Allocator(allocator::AllocatorArgs),
-    /// Start delay and master CPU of the jobs scheduler with simulated agents.
-    Jobs(jobs::JobsArgs),
-    /// Tasks launched per second through in-process and HTTP frameworks (simulated agents).
-    LaunchRate(launch_rate::LaunchRateArgs),
-    /// Placements per second and master memory per instance of the services scheduler.
-    Services(services::ServicesArgs),
-}
-
 /// `bench launch` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LaunchArgs {
@@ -61,108 +38,6 @@ pub struct LaunchArgs {
     /// Shell command each task (and each bare spawn) runs.
     #[arg(long, default_value = "sleep 1000")]
     pub command: String,
-}
-
-/// Runs a bench subcommand; returns the exit code.
-pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<i32> {
-    match cmd {
-        BenchCmd::Launch(args) => launch(args, json).await,
-        BenchCmd::Allocator(args) => allocator::run(args, json),
-        BenchCmd::Jobs(args) => jobs::run(args, json).await,
-        BenchCmd::LaunchRate(args) => launch_rate::run(args, json).await,
-        BenchCmd::Services(args) => services::run(args, json).await,
-    }
-}
-
-/// Latency percentiles in milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Stats {
-    /// Median.
-    pub p50_ms: f64,
-    /// 99th percentile (nearest rank).
-    pub p99_ms: f64,
-    /// Maximum.
-    pub max_ms: f64,
-}
-
-impl Stats {
-    /// Nearest-rank percentiles of `samples`; `None` when empty.
-    pub fn of(samples: &[Duration]) -> Option<Stats> {
-        if samples.is_empty() {
-            return None;
-        }
-        let mut sorted = samples.to_vec();
-        sorted.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let pick = |p: f64| {
-            let rank = (p * sorted.len() as f64).ceil() as usize;
-            sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
-        };
-        Some(Stats {
-            p50_ms: ms(pick(0.50)?),
-            p99_ms: ms(pick(0.99)?),
-            max_ms: ms(*sorted.last()?),
-        })
-    }
-}
-
-/// Prints a benchmark's report (JSON with `--json`, else its text form); returns exit code 0.
-pub(crate) fn print_report<R: Serialize>(
-    report: &R,
-    json: bool,
-    render: impl FnOnce(&R) -> String,
-) -> anyhow::Result<i32> {
-    if json {
-        output::print_json(&serde_json::to_value(report)?);
-    } else {
-        println!("{}", render(report));
-    }
-    Ok(0)
-}
-
-/// One target and whether it was met.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Check {
-    /// What is checked.
-    pub name: String,
-    /// The measured value.
-    pub value: f64,
-    /// The upper bound.
-    pub target: f64,
-    /// `value <= target`.
-    pub pass: bool,
-}
-
-impl Check {
-    /// The CHECK / VALUE / TARGET / RESULT table of every benchmark; `op` names the comparison
-    /// shown before each target (`<=`, or `<` for a strict one).
-    pub(crate) fn table(
-        checks: &[Check],
-        decimals: usize,
-        op: impl Fn(&Check) -> &'static str,
-    ) -> String {
-        let rows: Vec<Vec<String>> = checks
-            .iter()
-            .map(|c| {
-                vec![
-                    c.name.clone(),
-                    format!("{:.*}", decimals, c.value),
-                    format!("{} {}", op(c), output::num(c.target)),
-                    if c.pass { "PASS" } else { "MISS" }.to_string(),
-                ]
-            })
-            .collect();
-        output::table(&["CHECK", "VALUE", "TARGET", "RESULT"], &rows)
-    }
-
-    fn new(name: &str, value: f64, target: f64) -> Check {
-        Check {
-            name: name.to_string(),
-            value,
-            target,
-            pass: value <= target,
-        }
-    }
 }
 
 /// Everything `bench launch` measured.
@@ -244,13 +119,14 @@ impl Report {
             ),
             format!("p99 ratio meseta/bare: {:.2}", self.p99_ratio),
             String::new(),
-            Check::table(&self.checks, 2, |_| "<="),
+            Check::table(&self.checks, 2),
         ]
         .join("\n")
     }
 }
 
-async fn launch(args: LaunchArgs, json: bool) -> anyhow::Result<i32> {
+/// Runs `bench launch`; returns the exit code.
+pub async fn run(args: LaunchArgs, json: bool) -> anyhow::Result<i32> {
     if args.tasks == 0 {
         bail!("--tasks must be at least 1");
     }
@@ -268,7 +144,7 @@ async fn measure(cluster: &mut Cluster, args: &LaunchArgs) -> anyhow::Result<Rep
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss = (cluster.master_rss()?, cluster.agent_rss()?);
     let info = FrameworkInfo {
-        user: crate::current_user(),
+        user: meseta_cli::current_user(),
         name: "meseta-bench".to_string(),
         failover_timeout: Some(0.0),
         ..FrameworkInfo::default()
@@ -314,20 +190,9 @@ async fn launch_tasks(
             command: Some(CommandInfo::shell(args.command.clone())),
             ..TaskInfo::default()
         };
-        let accept = Accept {
-            offer_ids: vec![offer.id.clone()],
-            operations: vec![Operation::Launch {
-                launch: Launch {
-                    task_infos: vec![task],
-                },
-            }],
-            filters: Some(Filters {
-                refuse_seconds: Some(0.0),
-            }),
-        };
         let t0 = Instant::now();
         caller
-            .call(CallKind::Accept { accept })
+            .call(crate::launch_call(&offer, vec![task]))
             .await
             .with_context(|| format!("cannot launch {task_id}"))?;
         loop {
@@ -427,20 +292,6 @@ fn bare_spawns(command: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ms(v: &[u64]) -> Vec<Duration> {
-        v.iter().map(|&m| Duration::from_millis(m)).collect()
-    }
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let samples = ms(&(1..=100).rev().collect::<Vec<_>>());
-        let s = Stats::of(&samples).expect("non-empty");
-        assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (50.0, 99.0, 100.0));
-        let s = Stats::of(&ms(&[7])).expect("non-empty");
-        assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (7.0, 7.0, 7.0));
-        assert!(Stats::of(&[]).is_none());
-    }
 
     #[test]
     fn report_checks_targets() {

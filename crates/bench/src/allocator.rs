@@ -5,7 +5,7 @@
 //! Every grant is recovered (as if declined without a filter) between cycles, so each timed
 //! cycle has the whole cluster to hand out again.
 
-use super::{Check, Stats};
+use crate::{Check, Stats};
 use anyhow::{bail, Context};
 use meseta_allocator::{AgentInfo, Allocator, AllocatorConfig, FrameworkInfo, Quota};
 use meseta_types::{AgentId, FrameworkId, Resources, Scalar};
@@ -79,7 +79,7 @@ impl Report {
                 self.grants_per_cycle, self.grants_per_sec
             ),
             String::new(),
-            Check::table(&self.checks, 3, |_| "<="),
+            Check::table(&self.checks, 3),
         ]
         .join("\n")
     }
@@ -88,7 +88,7 @@ impl Report {
 /// Runs the benchmark and prints the report; returns the exit code.
 pub fn run(args: AllocatorArgs, json: bool) -> anyhow::Result<i32> {
     let report = measure(&args)?;
-    super::print_report(&report, json, |r| r.render())
+    crate::print_report(&report, json, |r| r.render())
 }
 
 /// Builds the allocator, runs the cycles and assembles the report.

@@ -7,15 +7,15 @@
 //! as fit (`refuse_seconds` 0) until N tasks are launched; the rate is N ÷ (first ACCEPT → N-th
 //! `TASK_RUNNING`). The in-process rate is checked against meseta's target (≥ 5,000 tasks/s).
 
-use crate::output;
 use anyhow::{anyhow, bail, Context};
 use futures::StreamExt;
 use meseta_api::client::{MasterClient, SchedulerCaller};
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, CommandInfo, Decline, Event, Filters, FrameworkInfo, IdValue,
-    Launch, Offer, Operation, TaskInfo, TaskStatus,
+    Acknowledge, CallKind, CommandInfo, Decline, Event, Filters, FrameworkInfo, IdValue, Offer,
+    TaskInfo, TaskStatus,
 };
-use meseta_master::{FrameworkConnection, MasterConfig, MasterHandle};
+use meseta_cli::output;
+use meseta_master::{MasterConfig, MasterHandle};
 use meseta_sim::{SimCluster, SimConfig};
 use meseta_store::mem::MemStore;
 use meseta_types::{Resources, TaskState};
@@ -179,7 +179,7 @@ pub async fn run(args: LaunchRateArgs, json: bool) -> anyhow::Result<i32> {
         bail!("--tasks, --agents and --per-accept must be at least 1");
     }
     let report = measure(&args).await?;
-    super::print_report(&report, json, |r| r.render())
+    crate::print_report(&report, json, |r| r.render())
 }
 
 /// Both phases, each on a fresh master and agents.
@@ -230,7 +230,7 @@ impl Bed {
 
 fn framework_info(name: &str) -> FrameworkInfo {
     FrameworkInfo {
-        user: crate::current_user(),
+        user: meseta_cli::current_user(),
         name: name.to_string(),
         failover_timeout: Some(0.0),
         ..FrameworkInfo::default()
@@ -295,17 +295,7 @@ impl Launcher {
         self.launched += tasks.len();
         self.accepts += 1;
         self.last_progress = Instant::now();
-        CallKind::Accept {
-            accept: Accept {
-                offer_ids: vec![offer.id.clone()],
-                operations: vec![Operation::Launch {
-                    launch: Launch { task_infos: tasks },
-                }],
-                filters: Some(Filters {
-                    refuse_seconds: Some(0.0),
-                }),
-            },
-        }
+        crate::launch_call(offer, tasks)
     }
 
     fn task(&self, offer: &Offer, i: usize) -> TaskInfo {
@@ -397,37 +387,41 @@ async fn in_process_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Res
             Ok(None) => return Err(wait_error("the master dropped the framework", &l)),
             Ok(Some(ev)) => ev,
         };
-        on_local_event(&mut fw, &mut l, &mut clock, ev)?;
+        on_event(&mut l, &mut clock, ev, true, |kind| {
+            fw.call(kind)
+                .map_err(|e| anyhow!("the master refused a call: {e}"))
+        })?;
     }
     clock.phase("in-process", &l)
 }
 
-fn on_local_event(
-    fw: &mut FrameworkConnection,
+/// Answers one event of a launching framework through `send`: offers with ACCEPT (or DECLINE
+/// once done), updates with ACKNOWLEDGE. When `sent_is_done`, `send` returns once the master took
+/// the call, so the end of the last ACCEPT is clocked here.
+fn on_event(
     l: &mut Launcher,
     clock: &mut Clock,
     ev: Event,
+    sent_is_done: bool,
+    mut send: impl FnMut(CallKind) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let call = |fw: &FrameworkConnection, kind| {
-        fw.call(kind)
-            .map_err(|e| anyhow!("the master refused a call: {e}"))
-    };
     match ev {
         Event::Offers { offers } => {
             for offer in &offers.offers {
                 let kind = l.respond(offer);
-                if matches!(kind, CallKind::Accept { .. }) {
+                let accept = matches!(kind, CallKind::Accept { .. });
+                if accept {
                     clock.first_accept.get_or_insert_with(Instant::now);
-                    call(fw, kind)?;
+                }
+                send(kind)?;
+                if accept && sent_is_done {
                     clock.last_accept_done = Some(Instant::now());
-                } else {
-                    call(fw, kind)?;
                 }
             }
         }
         Event::Update { update } => {
             if let Some(acknowledge) = Acknowledge::for_status(&update.status) {
-                call(fw, CallKind::Acknowledge { acknowledge })?;
+                send(CallKind::Acknowledge { acknowledge })?;
             }
             l.on_status(&update.status)?;
         }
@@ -489,7 +483,10 @@ async fn http_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Result<Ph
                     Ok(Ok(Some(ev))) => ev,
                 },
             };
-            on_http_event(&tx, &mut l, &mut clock, ev)?;
+            on_event(&mut l, &mut clock, ev, false, |kind| {
+                tx.unbounded_send(kind)
+                    .map_err(|_| anyhow!("the HTTP call sender stopped"))
+            })?;
         }
         Ok(())
     }
@@ -501,53 +498,22 @@ async fn http_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Result<Ph
     clock.phase("http", &l)
 }
 
-fn on_http_event(
-    tx: &futures::channel::mpsc::UnboundedSender<CallKind>,
-    l: &mut Launcher,
-    clock: &mut Clock,
-    ev: Event,
-) -> anyhow::Result<()> {
-    let send = |kind| {
-        tx.unbounded_send(kind)
-            .map_err(|_| anyhow!("the HTTP call sender stopped"))
-    };
-    match ev {
-        Event::Offers { offers } => {
-            for offer in &offers.offers {
-                let kind = l.respond(offer);
-                if matches!(kind, CallKind::Accept { .. }) {
-                    clock.first_accept.get_or_insert_with(Instant::now);
-                }
-                send(kind)?;
-            }
-        }
-        Event::Update { update } => {
-            if let Some(acknowledge) = Acknowledge::for_status(&update.status) {
-                send(CallKind::Acknowledge { acknowledge })?;
-            }
-            l.on_status(&update.status)?;
-        }
-        Event::Error { error } => bail!("the master ended the framework: {}", error.message),
-        _ => {}
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+    use meseta_api::scheduler::Operation;
 
     #[derive(clap::Parser, Debug)]
     struct Cli {
         #[command(subcommand)]
-        cmd: super::super::BenchCmd,
+        cmd: crate::BenchCmd,
     }
 
     fn parse(args: &[&str]) -> LaunchRateArgs {
         let cli = Cli::try_parse_from(args).expect("valid args");
         match cli.cmd {
-            super::super::BenchCmd::LaunchRate(a) => a,
+            crate::BenchCmd::LaunchRate(a) => a,
             other => panic!("not launch-rate: {other:?}"),
         }
     }

@@ -7,11 +7,11 @@
 //! instance (RSS a few seconds after all instances run, once the deployment's transient buffers
 //! are gone, minus RSS before the first app), against meseta's targets.
 
-use super::cluster::{parse_vm_rss, MasterProcess};
-use super::Check;
-use crate::app::api::Api;
+use crate::cluster::{parse_vm_rss, MasterProcess};
+use crate::Check;
 use anyhow::{bail, Context};
 use futures::StreamExt;
+use meseta_api::client::{Marathon, MasterClient};
 use meseta_sim::{SimCluster, SimConfig};
 use meseta_types::Resources;
 use serde::Serialize;
@@ -93,7 +93,7 @@ pub struct ServicesReport {
     pub master_rss_before: u64,
     /// Master RSS when the last instance started running, bytes.
     pub master_rss_after: u64,
-    /// Master RSS [`SETTLE_LOADED`] later (what the memory check uses), bytes.
+    /// Master RSS `SETTLE_LOADED` later (what the memory check uses), bytes.
     pub master_rss_settled: u64,
     /// `(after − before) / instances`.
     pub bytes_per_instance: f64,
@@ -120,10 +120,7 @@ impl ServicesReport {
             rss.settled.saturating_sub(rss.before) as f64 / instances as f64
         };
         let checks = vec![
-            Check {
-                pass: placements_per_s >= TARGET_PLACEMENTS_PER_S,
-                ..Check::new("placements/s", placements_per_s, TARGET_PLACEMENTS_PER_S)
-            },
+            Check::at_least("placements/s", placements_per_s, TARGET_PLACEMENTS_PER_S),
             Check::new(
                 "master memory per instance (KiB)",
                 bytes_per_instance / 1024.0,
@@ -176,13 +173,7 @@ impl ServicesReport {
                 self.bytes_per_instance
             ),
             String::new(),
-            Check::table(&self.checks, 2, |c| {
-                if c.name.starts_with("placements") {
-                    ">="
-                } else {
-                    "<="
-                }
-            }),
+            Check::table(&self.checks, 2),
         ]
         .join("\n")
     }
@@ -195,7 +186,7 @@ pub struct Rss {
     pub before: u64,
     /// When the last instance started running.
     pub all_running: u64,
-    /// [`SETTLE_LOADED`] later.
+    /// `SETTLE_LOADED` later.
     pub settled: u64,
 }
 
@@ -245,7 +236,7 @@ pub async fn run(args: ServicesArgs, json: bool) -> anyhow::Result<i32> {
     master.stop(Duration::from_secs(5)).await;
     drop(dir);
     let report = result?;
-    super::print_report(&report, json, |r| r.render())
+    crate::print_report(&report, json, |r| r.render())
 }
 
 /// Simulated agents on a runtime of their own: the CLI's runtime has one thread, which would
@@ -298,14 +289,15 @@ async fn measure(
     tokio::time::sleep(SETTLE).await;
     master.check_alive()?;
     let before = master_rss(master)?;
-    let counter = EventCounter::start(&master.url, total).await;
+    let counter = EventCounter::start(&master.client, total).await;
     if let Err(e) = &counter {
         eprintln!("no event stream ({e:#}); timing by polling /v2/apps");
     }
-    let api = Api::new(&master.url)?;
+    let client = master.client.clone();
+    let api = &client.marathon();
     eprintln!("posting {apps} apps x {per_app} instances ...");
     let t0 = Instant::now();
-    post_apps(&api, apps, per_app).await?;
+    post_apps(api, apps, per_app).await?;
     let posted = t0.elapsed();
     let deadline = t0 + timeout;
     // With the event stream, /v2/apps is only a slow cross-check (polling loads the master).
@@ -322,7 +314,7 @@ async fn measure(
             };
         }
         if Instant::now() >= next_poll {
-            running = sum_running(&api.get("/v2/apps").await?);
+            running = sum_running(&api.apps().await?);
             next_poll = Instant::now() + poll_every;
             if running >= total as u64 {
                 break Timing {
@@ -364,13 +356,12 @@ fn master_rss(master: &MasterProcess) -> anyhow::Result<u64> {
 }
 
 /// Posts the apps, [`POST_CONCURRENCY`] at a time.
-async fn post_apps(api: &Api, apps: usize, per_app: usize) -> anyhow::Result<()> {
+async fn post_apps(api: &Marathon<'_>, apps: usize, per_app: usize) -> anyhow::Result<()> {
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..apps)
         .map(|i| async move {
             let body = app_json(i, per_app);
-            api.send(reqwest::Method::POST, "/v2/apps", Some(&body))
-                .await
-                .map(|_| ())
+            api.create_app(&body).await?;
+            Ok(())
         })
         .buffer_unordered(POST_CONCURRENCY)
         .collect()
@@ -446,38 +437,15 @@ struct EventCounter {
 
 impl EventCounter {
     /// Connects (the stream is attached when this returns) and starts reading.
-    async fn start(master: &str, target: usize) -> anyhow::Result<EventCounter> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .context("cannot build an HTTP client")?;
-        let url = format!("{master}/v2/events?event_type=status_update_event");
-        let resp = http
-            .get(&url)
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .with_context(|| format!("cannot GET {url}"))?;
-        if !resp.status().is_success() {
-            bail!("GET {url} answered {}", resp.status());
-        }
+    async fn start(master: &MasterClient, target: usize) -> anyhow::Result<EventCounter> {
+        let mut events = master.marathon().events("status_update_event").await?;
         let set = Arc::new(Mutex::new(RunningSet::new(target)));
         let sink = set.clone();
         let task = tokio::spawn(async move {
-            let mut stream = resp.bytes_stream();
-            let mut buf: Vec<u8> = Vec::new();
-            while let Some(Ok(chunk)) = stream.next().await {
-                buf.extend_from_slice(&chunk);
+            while let Ok(Some(data)) = events.next_data().await {
                 let now = Instant::now();
-                while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=pos).collect();
-                    let line = String::from_utf8_lossy(&line);
-                    if let Some(data) = line.trim_end().strip_prefix("data:") {
-                        if let Ok(mut s) = sink.lock() {
-                            s.feed(data.trim_start(), now);
-                        }
-                    }
+                if let Ok(mut s) = sink.lock() {
+                    s.feed(&data, now);
                 }
             }
         });
@@ -577,6 +545,16 @@ mod tests {
         assert_eq!(sum_running(&json!({})), 0);
     }
 
+    /// RSS from 40 MiB, grown by `all_running` KiB with every instance running and by
+    /// `settled` KiB once settled.
+    fn rss_growth(all_running: u64, settled: u64) -> Rss {
+        Rss {
+            before: 40 << 20,
+            all_running: (40 << 20) + all_running * 1024,
+            settled: (40 << 20) + settled * 1024,
+        }
+    }
+
     #[test]
     fn report_checks_rate_and_memory() {
         let timing = Timing {
@@ -584,15 +562,7 @@ mod tests {
             all_running: Duration::from_secs(4),
             by_events: true,
         };
-        let r = ServicesReport::new(
-            (1000, 100, 100),
-            timing,
-            Rss {
-                before: 40 << 20,
-                all_running: (40 << 20) + 20_000 * 1024,
-                settled: (40 << 20) + 10_000 * 1024,
-            },
-        );
+        let r = ServicesReport::new((1000, 100, 100), timing, rss_growth(20_000, 10_000));
         assert_eq!(r.instances, 10_000);
         assert_eq!(r.placements_per_s, 2500.0);
         assert_eq!(r.bytes_per_instance, 1024.0);
@@ -601,15 +571,7 @@ mod tests {
             all_running: Duration::from_secs(10),
             ..timing
         };
-        let r = ServicesReport::new(
-            (1000, 100, 100),
-            slow,
-            Rss {
-                before: 40 << 20,
-                all_running: (40 << 20) + 30_000 * 1024,
-                settled: (40 << 20) + 30_000 * 1024,
-            },
-        );
+        let r = ServicesReport::new((1000, 100, 100), slow, rss_growth(30_000, 30_000));
         let pass: Vec<bool> = r.checks.iter().map(|c| c.pass).collect();
         assert_eq!(pass, [false, false]);
         let text = r.render();
