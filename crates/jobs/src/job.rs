@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 use meseta_api::chronos::{ChronosJob, EnvVar};
 use serde::{Deserialize, Serialize};
 
-use crate::planner::JobState;
+use crate::planner::types::JobState;
 use crate::schedule::{format_chronos_time, Schedule};
 
 /// Default CPUs when the job asks for 0 (`--mesos_task_cpu`).

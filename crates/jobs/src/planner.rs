@@ -17,7 +17,7 @@
 
 mod graph;
 mod runs;
-mod types;
+pub(crate) mod types;
 
 use std::collections::BTreeMap;
 
