@@ -17,6 +17,11 @@ fn meseta_exe() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} not built and CI=true (run `cargo build -p meseta`)",
+            p.display()
+        );
         println!(
             "skipping: {} not built (run `cargo build -p meseta`)",
             p.display()

@@ -1,6 +1,6 @@
 //! A framework of a dozen lines on the kit launches N tasks on a real master with a real agent
 //! and counts how they ended. Needs the `meseta` binary (for the task shim); skips with a
-//! reason without it.
+//! reason without it (fails under `CI=true`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -90,11 +90,17 @@ fn task(i: usize, agent: &IdValue) -> TaskInfo {
 }
 
 /// The `meseta` binary beside this test's directory (`<target>/debug/deps/<test>` →
-/// `<target>/debug/meseta`), when it is built.
+/// `<target>/debug/meseta`), when it is built; under `CI=true` a missing binary fails the test
+/// (`cargo test --workspace` builds it).
 fn meseta_exe() -> Option<PathBuf> {
     let this = std::env::current_exe().ok()?;
     let built = this.parent()?.parent()?.join("meseta");
     if !built.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} is not built and CI=true (cargo build -p meseta)",
+            built.display()
+        );
         println!(
             "skipping: {} is not built (cargo build -p meseta)",
             built.display()

@@ -18,11 +18,18 @@ fn main() {
         Some("agent") => agent(Path::new(&args[2])),
         _ => {}
     }
+    // Under CI=true a skipped test would prove nothing: fail instead.
+    let ci = std::env::var("CI").as_deref() == Ok("true");
     if !nix::unistd::geteuid().is_root() {
+        assert!(!ci, "real isolation tests need root and CI=true");
         println!("skipping real isolation tests: not root");
         return;
     }
     let Ok(cg) = cgroup::detect() else {
+        assert!(
+            !ci,
+            "real isolation tests need a cgroup file system and CI=true"
+        );
         println!("skipping real isolation tests: no cgroup file system");
         return;
     };

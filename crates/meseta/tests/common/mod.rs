@@ -33,11 +33,15 @@ pub fn can_isolate() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Skip a test (with a visible reason) when it cannot run here.
+/// Skip a test (with a visible reason) when it cannot run here; fail it under `CI=true`.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if !common::can_isolate() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "needs root to create cgroups and CI=true"
+            );
             eprintln!("SKIPPED: needs root to create cgroups");
             return;
         }
@@ -395,7 +399,8 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// Whether python3 can import `module` (a client library some tests drive, installed with
-/// `pip install <pip>`); says that the test is skipped when it cannot.
+/// `pip install <pip>`); says that the test is skipped when it cannot — or fails it when `CI=true`,
+/// where a skipped test would prove nothing.
 pub fn python_has(module: &str, pip: &str) -> bool {
     let why = match Command::new("python3")
         .args(["-c", &format!("import {module}")])
@@ -405,6 +410,10 @@ pub fn python_has(module: &str, pip: &str) -> bool {
         Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
         Err(e) => format!("python3 is not available: {e}"),
     };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "python3 cannot import {module} (pip install {pip}) and CI=true: {why}"
+    );
     eprintln!("SKIPPED: python3 cannot import {module} (pip install {pip}): {why}");
     false
 }
