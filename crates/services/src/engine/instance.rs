@@ -8,7 +8,7 @@ use std::sync::Arc;
 use meseta_types::TaskState;
 use serde::{Deserialize, Serialize};
 
-use super::model::{condition_name, Goal, HealthRecord};
+use super::condition::{condition_name, Goal, HealthRecord};
 
 /// One instance of an app: a slot that keeps its id across task relaunches (incarnations).
 ///

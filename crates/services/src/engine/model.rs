@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::DeploymentPlan;
 
+pub use super::condition::{condition_name, Goal, HealthRecord};
 pub use super::instance::{Instance, InstanceRecord, Ports};
 pub(crate) use super::instance::{Interner, TASK_SEPARATOR};
 
@@ -20,48 +21,6 @@ pub fn marathon_ts(unix_secs: f64) -> String {
     match jiff::Timestamp::from_millisecond(ms) {
         Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         Err(_) => "1970-01-01T00:00:00.000Z".to_owned(),
-    }
-}
-
-/// What the scheduler wants of an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Goal {
-    /// Keep it running (relaunch when its task ends).
-    Running,
-    /// Kill it and forget it once its task is terminal.
-    Decommissioned,
-}
-
-/// Health-check history of an instance (`healthCheckResults`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HealthRecord {
-    /// First healthy report of the current task.
-    pub first_success: Option<f64>,
-    /// Latest healthy report.
-    pub last_success: Option<f64>,
-    /// Latest unhealthy report.
-    pub last_failure: Option<f64>,
-    /// Unhealthy reports since the last healthy one.
-    pub consecutive_failures: u32,
-    /// Why the last check failed.
-    pub last_failure_cause: Option<String>,
-}
-
-/// Marathon condition of a task state.
-pub fn condition_name(s: TaskState) -> &'static str {
-    match s {
-        TaskState::Staging => "Staging",
-        TaskState::Starting => "Starting",
-        TaskState::Running => "Running",
-        TaskState::Killing => "Killing",
-        TaskState::Killed => "Killed",
-        TaskState::Failed => "Failed",
-        TaskState::Finished => "Finished",
-        TaskState::Error => "Error",
-        TaskState::Unreachable => "Unreachable",
-        TaskState::Gone | TaskState::GoneByOperator => "Gone",
-        TaskState::Dropped => "Dropped",
-        _ => "Unknown",
     }
 }
 
