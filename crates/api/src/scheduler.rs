@@ -314,6 +314,22 @@ pub struct Accept {
     pub filters: Option<Filters>,
 }
 
+impl Accept {
+    /// One LAUNCH of `tasks` on `offer_id`; the unused rest of the offer stays away for
+    /// `refuse_seconds` (0: it comes back at once).
+    pub fn launch(offer_id: IdValue, tasks: Vec<TaskInfo>, refuse_seconds: f64) -> Accept {
+        Accept {
+            offer_ids: vec![offer_id],
+            operations: vec![Operation::Launch {
+                launch: Launch { task_infos: tasks },
+            }],
+            filters: Some(Filters {
+                refuse_seconds: Some(refuse_seconds),
+            }),
+        }
+    }
+}
+
 /// The `decline` payload.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Decline {

@@ -28,7 +28,7 @@ pub mod launch_rate;
 pub mod services;
 pub mod sim;
 
-use meseta_api::scheduler::{Accept, CallKind, Filters, Launch, Offer, Operation, TaskInfo};
+use meseta_api::scheduler::{Accept, CallKind, Offer, TaskInfo};
 use meseta_cli::output;
 use serde::Serialize;
 use std::time::Duration;
@@ -109,15 +109,7 @@ pub(crate) fn print_report<R: Serialize>(
 /// (`refuse_seconds` 0).
 pub(crate) fn launch_call(offer: &Offer, tasks: Vec<TaskInfo>) -> CallKind {
     CallKind::Accept {
-        accept: Accept {
-            offer_ids: vec![offer.id.clone()],
-            operations: vec![Operation::Launch {
-                launch: Launch { task_infos: tasks },
-            }],
-            filters: Some(Filters {
-                refuse_seconds: Some(0.0),
-            }),
-        },
+        accept: Accept::launch(offer.id.clone(), tasks, 0.0),
     }
 }
 

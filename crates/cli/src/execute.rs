@@ -9,8 +9,7 @@ use anyhow::{bail, Context};
 use meseta_api::client::{ClientError, MasterClient, SchedulerSession};
 use meseta_api::scheduler::{
     Accept, Acknowledge, CallKind, Capability, CommandInfo, Decline, Environment, Event, Filters,
-    FrameworkInfo, IdValue, Kill, Launch, Offer, Operation, Reconcile, ReconcileTask, TaskInfo,
-    TaskStatus,
+    FrameworkInfo, IdValue, Kill, Offer, Reconcile, ReconcileTask, TaskInfo, TaskStatus,
 };
 use meseta_types::TaskState;
 use std::time::Duration;
@@ -313,17 +312,7 @@ impl Shell {
         match action {
             Action::Launch { offer_id, task } => {
                 eprintln!("launching task {} on {}", task.task_id, offer_id);
-                let accept = Accept {
-                    offer_ids: vec![offer_id],
-                    operations: vec![Operation::Launch {
-                        launch: Launch {
-                            task_infos: vec![task],
-                        },
-                    }],
-                    filters: Some(Filters {
-                        refuse_seconds: Some(DECLINE_SECONDS),
-                    }),
-                };
+                let accept = Accept::launch(offer_id, vec![task], DECLINE_SECONDS);
                 if let Err(e) = session.call(CallKind::Accept { accept }).await {
                     exec.launch_failed();
                     return broken(e);

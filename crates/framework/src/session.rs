@@ -18,8 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, Decline, Event, Filters, IdValue, Kill, Launch, Operation,
-    Reconcile,
+    Accept, Acknowledge, CallKind, Decline, Event, Filters, IdValue, Kill, Reconcile,
 };
 use meseta_master::{FrameworkConnection, Master};
 use meseta_store::StoreError;
@@ -329,15 +328,7 @@ impl<S: Scheduler> Session<S> {
     fn send(&mut self, c: Command) {
         let kind = match c {
             Command::Launch { offer_id, tasks } => CallKind::Accept {
-                accept: Accept {
-                    offer_ids: vec![offer_id],
-                    operations: vec![Operation::Launch {
-                        launch: Launch { task_infos: tasks },
-                    }],
-                    filters: Some(Filters {
-                        refuse_seconds: Some(0.0),
-                    }),
-                },
+                accept: Accept::launch(offer_id, tasks, 0.0),
             },
             Command::Decline {
                 offer_ids,

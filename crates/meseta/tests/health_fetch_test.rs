@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, CommandInfo, CommandUri, Event, Filters, FrameworkInfo, IdValue,
-    Launch, Offer, Operation, TaskInfo, TaskStatus,
+    Accept, Acknowledge, CallKind, CommandInfo, CommandUri, Event, FrameworkInfo, IdValue, Offer,
+    TaskInfo, TaskStatus,
 };
 use meseta_master::FrameworkConnection;
 use meseta_testkit::{Cluster, ClusterOptions};
@@ -89,17 +89,7 @@ impl Fw {
     fn launch(&self, offer: &Offer, task: TaskInfo) {
         self.conn
             .call(CallKind::Accept {
-                accept: Accept {
-                    offer_ids: vec![offer.id.clone()],
-                    operations: vec![Operation::Launch {
-                        launch: Launch {
-                            task_infos: vec![task],
-                        },
-                    }],
-                    filters: Some(Filters {
-                        refuse_seconds: Some(0.0),
-                    }),
-                },
+                accept: Accept::launch(offer.id.clone(), vec![task], 0.0),
             })
             .expect("accept");
     }

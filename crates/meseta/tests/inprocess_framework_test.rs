@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use meseta_api::scheduler::{
     Accept, Acknowledge, CallKind, Capability, CommandInfo, Decline, Event, Filters, FrameworkInfo,
-    IdValue, Kill, Launch, Offer, Operation, TaskInfo, TaskStatus,
+    IdValue, Kill, Offer, TaskInfo, TaskStatus,
 };
 use meseta_master::FrameworkConnection;
 use meseta_testkit::{Cluster, ClusterOptions};
@@ -112,15 +112,7 @@ fn task(id: &str, offer: &Offer, resources: &str, cmd: &str) -> TaskInfo {
 
 fn launch(offer: &Offer, tasks: Vec<TaskInfo>) -> CallKind {
     CallKind::Accept {
-        accept: Accept {
-            offer_ids: vec![offer.id.clone()],
-            operations: vec![Operation::Launch {
-                launch: Launch { task_infos: tasks },
-            }],
-            filters: Some(Filters {
-                refuse_seconds: Some(0.0),
-            }),
-        },
+        accept: Accept::launch(offer.id.clone(), tasks, 0.0),
     }
 }
 

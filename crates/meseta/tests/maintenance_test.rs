@@ -9,26 +9,14 @@ mod ops_common;
 
 use std::time::Duration;
 
-use meseta_api::scheduler::{
-    Accept, CallKind, Decline, Event, Filters, Launch, Offer, Operation, Roles,
-};
+use meseta_api::scheduler::{Accept, CallKind, Decline, Event, Filters, Offer, Roles};
 use meseta_master::{FrameworkConnection, MasterConfig};
 use ops_common::{framework_in, next_matching, post_json, task, wait_update, OpsCluster};
 use serde_json::json;
 
 fn launch(id: &str, res: &str, o: &Offer) -> CallKind {
     CallKind::Accept {
-        accept: Accept {
-            offer_ids: vec![o.id.clone()],
-            operations: vec![Operation::Launch {
-                launch: Launch {
-                    task_infos: vec![task(id, res, &o.agent_id)],
-                },
-            }],
-            filters: Some(Filters {
-                refuse_seconds: Some(0.0),
-            }),
-        },
+        accept: Accept::launch(o.id.clone(), vec![task(id, res, &o.agent_id)], 0.0),
     }
 }
 

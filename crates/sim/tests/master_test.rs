@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, CommandInfo, Event, Filters, FrameworkInfo, IdValue, Kill,
-    Launch, Offer, Operation, TaskInfo, TaskStatus,
+    Accept, Acknowledge, CallKind, CommandInfo, Event, FrameworkInfo, IdValue, Kill, Offer,
+    TaskInfo, TaskStatus,
 };
 use meseta_master::{FrameworkConnection, MasterConfig, MasterHandle};
 use meseta_sim::{SimCluster, SimConfig};
@@ -109,17 +109,7 @@ impl Fw {
             command: Some(CommandInfo::shell("true")),
             ..TaskInfo::default()
         };
-        let accept = Accept {
-            offer_ids: vec![offer.id.clone()],
-            operations: vec![Operation::Launch {
-                launch: Launch {
-                    task_infos: vec![task],
-                },
-            }],
-            filters: Some(Filters {
-                refuse_seconds: Some(0.0),
-            }),
-        };
+        let accept = Accept::launch(offer.id.clone(), vec![task], 0.0);
         self.conn.call(CallKind::Accept { accept })?;
         Ok(())
     }
