@@ -35,6 +35,11 @@ pub struct AgentConfig {
     pub cgroup_root: String,
     /// Period of usage reports.
     pub usage_interval: Duration,
+    /// The user tasks run as when they name none (`--default-user`); `None`: `nobody` when the
+    /// agent runs as root, the agent's own user otherwise.
+    pub default_user: Option<String>,
+    /// Whether a task may run as `root` (`--allow-root`, off by default).
+    pub allow_root: bool,
 }
 
 impl AgentConfig {
@@ -55,6 +60,8 @@ impl AgentConfig {
             meseta_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("meseta")),
             cgroup_root: DEFAULT_CGROUP_ROOT.to_string(),
             usage_interval: DEFAULT_USAGE_INTERVAL,
+            default_user: None,
+            allow_root: false,
         }
     }
 }

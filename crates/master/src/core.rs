@@ -38,6 +38,9 @@ pub struct MasterConfig {
     /// The master's fault domain (`--domain`): frameworks without `REGION_AWARE` only get
     /// offers from agents of its region. `None`: no region gate.
     pub domain: Option<meseta_api::domain::Domain>,
+    /// Whether the built-in schedulers accept tasks that ask to run as `root` (`--allow-root`,
+    /// off by default). Agents enforce their own flag as well.
+    pub allow_root_tasks: bool,
 }
 
 impl Default for MasterConfig {
@@ -51,6 +54,7 @@ impl Default for MasterConfig {
             hostname: hostname(),
             offer_timeout: None,
             domain: None,
+            allow_root_tasks: false,
         }
     }
 }

@@ -26,6 +26,12 @@ impl Master {
         format!("{}:{}", core.config().hostname, core.addr.port())
     }
 
+    /// Whether tasks may ask to run as `root` (`--allow-root`); the built-in schedulers refuse
+    /// such requests with a 422 otherwise.
+    pub fn allows_root_tasks(&self) -> bool {
+        self.core().config().allow_root_tasks
+    }
+
     /// After a master restart: are agents known from the store still to re-register? Until they
     /// have, a task missing from the task table may still be running on one of them.
     pub fn agents_transitioning(&self) -> bool {

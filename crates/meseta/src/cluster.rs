@@ -34,6 +34,10 @@ pub struct MasterArgs {
     /// capability only get offers from agents of this region.
     #[arg(long, value_parser = parse_domain)]
     pub domain: Option<Domain>,
+    /// Let tasks run as `root` (off by default: a task that names no user runs as the agent's
+    /// default user, and one that asks for `root` is refused).
+    #[arg(long)]
+    pub allow_root: bool,
 }
 
 /// `region=<name>,zone=<name>`.
@@ -89,6 +93,14 @@ pub struct AgentArgs {
     /// The agent's fault domain, e.g. `region=r1,zone=z1`.
     #[arg(long, value_parser = parse_domain)]
     pub domain: Option<Domain>,
+    /// The user a task runs as when it names none (default: `nobody` when the agent runs as
+    /// root, the agent's own user otherwise).
+    #[arg(long)]
+    pub default_user: Option<String>,
+    /// Let tasks run as `root` (off by default: a task that names no user runs as the agent's
+    /// default user, and one that asks for `root` is refused).
+    #[arg(long)]
+    pub allow_root: bool,
 }
 
 /// Flags of `meseta dev`.
@@ -109,6 +121,14 @@ pub struct DevArgs {
     /// Address of the agent's HTTP server.
     #[arg(long, default_value = "127.0.0.1:5051")]
     pub agent_listen: SocketAddr,
+    /// The user a task runs as when it names none (default: `nobody` when run as root, the
+    /// invoking user otherwise).
+    #[arg(long)]
+    pub default_user: Option<String>,
+    /// Let tasks run as `root` (off by default: a task that names no user runs as the agent's
+    /// default user, and one that asks for `root` is refused).
+    #[arg(long)]
+    pub allow_root: bool,
 }
 
 /// Root keeps state under `/var/lib/meseta` (task users must be able to reach their sandboxes);
@@ -196,6 +216,7 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     let mut cfg = master_config(a.listen, a.agent_timeout, a.hostname)?;
     cfg.offer_timeout = a.offer_timeout;
     cfg.domain = a.domain;
+    cfg.allow_root_tasks = a.allow_root;
     let mut handle = meseta_master::start_with(cfg, store, built_in_schedulers).await?;
     eprintln!("meseta master listening on http://{}", handle.addr);
     tokio::select! {
@@ -217,6 +238,8 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         a.master, work_dir, a.listen, resources, attributes, a.hostname,
     )?;
     cfg.domain = a.domain;
+    cfg.default_user = a.default_user;
+    cfg.allow_root = a.allow_root;
     let mut handle = Agent::start(cfg).await?;
     eprintln!("meseta agent serving on http://{}", handle.http_addr());
     tokio::select! {
@@ -236,10 +259,11 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         None => default_dir("dev")?,
     };
     let store = open_store(&dir.join("master"))?;
-    let cfg = master_config(a.listen, 30.0, None)?;
+    let mut cfg = master_config(a.listen, 30.0, None)?;
+    cfg.allow_root_tasks = a.allow_root;
     let mut master = meseta_master::start_with(cfg, store, built_in_schedulers).await?;
     let url = format!("http://{}", master.addr);
-    let cfg = agent_config(
+    let mut cfg = agent_config(
         url.clone(),
         dir.join("agent"),
         a.agent_listen,
@@ -247,6 +271,8 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         attributes,
         None,
     )?;
+    cfg.default_user = a.default_user;
+    cfg.allow_root = a.allow_root;
     let mut agent = Agent::start(cfg).await?;
     agent
         .wait_registered(Duration::from_secs(10))
