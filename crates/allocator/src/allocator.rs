@@ -291,12 +291,10 @@ impl Allocator {
         });
     }
 
-    /// Sets the DRF weight of `role` (positive and finite).
+    /// Sets the DRF weight of `role` (positive, at most [`MAX_WEIGHT`]).
     pub fn set_weight(&mut self, role: &str, weight: f64) -> Result<(), AllocatorError> {
         validate_role(role)?;
-        if !(weight.is_finite() && weight > 0.0) {
-            return Err(AllocatorError::InvalidWeight(role.to_string(), weight));
-        }
+        validate_weight(role, weight)?;
         self.roles.ensure(role).weight = Some(weight);
         Ok(())
     }
@@ -420,5 +418,18 @@ impl Allocator {
         self.agent_index
             .get(agent)
             .map(|&ai| &self.agents[ai].info.total)
+    }
+}
+
+/// The largest DRF weight a role may have: beyond it shares divided by the weight lose all
+/// precision, and no operator means a role to count a million times another.
+pub const MAX_WEIGHT: f64 = 1_000_000.0;
+
+/// A weight must be a finite number in `(0, MAX_WEIGHT]`.
+pub fn validate_weight(role: &str, weight: f64) -> Result<(), AllocatorError> {
+    if weight.is_finite() && weight > 0.0 && weight <= MAX_WEIGHT {
+        Ok(())
+    } else {
+        Err(AllocatorError::InvalidWeight(role.to_string(), weight))
     }
 }

@@ -21,7 +21,7 @@ mod roles;
 mod sorter;
 mod types;
 
-pub use allocator::Allocator;
+pub use allocator::{validate_weight, Allocator, MAX_WEIGHT};
 pub use resource_op::ResourceOp;
 pub use roles::validate_role;
 pub use types::{

@@ -166,6 +166,13 @@ fn weights_scale_shares() {
         a.set_weight("gold", 0.0),
         Err(AllocatorError::InvalidWeight(..))
     ));
+    for huge in [1e308, f64::INFINITY, f64::NAN, MAX_WEIGHT * 2.0] {
+        assert!(matches!(
+            a.set_weight("gold", huge),
+            Err(AllocatorError::InvalidWeight(..))
+        ));
+    }
+    assert!(a.set_weight("gold", MAX_WEIGHT).is_ok());
     assert!(matches!(
         a.set_weight("bad role", 1.0),
         Err(AllocatorError::InvalidRole(..))

@@ -165,8 +165,8 @@ pub enum AllocatorError {
     /// A role name breaks the naming rules (role, reason).
     #[error("invalid role `{0}`: {1}")]
     InvalidRole(String, String),
-    /// A weight is not a positive finite number (role, weight).
-    #[error("invalid weight {1} for role `{0}`: must be positive and finite")]
+    /// A weight is not a positive number up to `MAX_WEIGHT` (role, weight).
+    #[error("invalid weight {1} for role `{0}`: must be a positive number no larger than 1000000")]
     InvalidWeight(String, f64),
     /// A quota is malformed (role, reason).
     #[error("invalid quota for role `{0}`: {1}")]

@@ -114,11 +114,8 @@ impl Core {
         for (role, w) in new {
             meseta_allocator::validate_role(role)
                 .map_err(|e| CommandError::Invalid(e.to_string()))?;
-            if !(w.is_finite() && *w > 0.0) {
-                return Err(CommandError::Invalid(format!(
-                    "weight of role '{role}' must be a positive number, got {w}"
-                )));
-            }
+            meseta_allocator::validate_weight(role, *w)
+                .map_err(|e| CommandError::Invalid(e.to_string()))?;
         }
         let before = new
             .iter()

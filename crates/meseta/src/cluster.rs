@@ -118,9 +118,10 @@ pub struct DevArgs {
     /// Attributes of the agent.
     #[arg(long)]
     pub attributes: Option<String>,
-    /// Address of the agent's HTTP server.
-    #[arg(long, default_value = "127.0.0.1:5051")]
-    pub agent_listen: SocketAddr,
+    /// Address of the agent's HTTP server (default: `127.0.0.1:5051` beside a master on the
+    /// default port, a free port beside any other, so several dev clusters share a host).
+    #[arg(long)]
+    pub agent_listen: Option<SocketAddr>,
     /// The user a task runs as when it names none (default: `nobody` when run as root, the
     /// invoking user otherwise).
     #[arg(long)]
@@ -217,7 +218,9 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     cfg.offer_timeout = a.offer_timeout;
     cfg.domain = a.domain;
     cfg.allow_root_tasks = a.allow_root;
-    let mut handle = meseta_master::start_with(cfg, store, built_in_schedulers).await?;
+    let mut handle = meseta_master::start_with(cfg, store, built_in_schedulers)
+        .await
+        .context("starting the master (pass --listen ADDR for another address)")?;
     eprintln!("meseta master listening on http://{}", handle.addr);
     tokio::select! {
         r = handle.wait() => r.context("master stopped")?,
@@ -240,7 +243,9 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     cfg.domain = a.domain;
     cfg.default_user = a.default_user;
     cfg.allow_root = a.allow_root;
-    let mut handle = Agent::start(cfg).await?;
+    let mut handle = Agent::start(cfg)
+        .await
+        .context("starting the agent (pass --listen ADDR, e.g. 127.0.0.1:0 for a free port)")?;
     eprintln!("meseta agent serving on http://{}", handle.http_addr());
     tokio::select! {
         r = handle.wait() => r.context("agent stopped")?,
@@ -248,6 +253,16 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         _ = shutdown_signal() => handle.shutdown(false).await,
     }
     Ok(())
+}
+
+/// Where the dev agent listens when not told: Mesos' 5051 beside a master on the default 5050, a
+/// free port on the master's interface beside any other master port.
+fn dev_agent_listen(master: SocketAddr) -> SocketAddr {
+    if master.port() == 5050 {
+        SocketAddr::new(master.ip(), 5051)
+    } else {
+        SocketAddr::new(master.ip(), 0)
+    }
 }
 
 /// `meseta dev`: a master and one agent in this process.
@@ -261,19 +276,24 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     let store = open_store(&dir.join("master"))?;
     let mut cfg = master_config(a.listen, 30.0, None)?;
     cfg.allow_root_tasks = a.allow_root;
-    let mut master = meseta_master::start_with(cfg, store, built_in_schedulers).await?;
+    let mut master = meseta_master::start_with(cfg, store, built_in_schedulers)
+        .await
+        .context("starting the master (pass --listen ADDR for another address)")?;
     let url = format!("http://{}", master.addr);
+    let agent_listen = a.agent_listen.unwrap_or_else(|| dev_agent_listen(a.listen));
     let mut cfg = agent_config(
         url.clone(),
         dir.join("agent"),
-        a.agent_listen,
+        agent_listen,
         resources,
         attributes,
         None,
     )?;
     cfg.default_user = a.default_user;
     cfg.allow_root = a.allow_root;
-    let mut agent = Agent::start(cfg).await?;
+    let mut agent = Agent::start(cfg).await.context(
+        "starting the agent (pass --agent-listen ADDR, e.g. 127.0.0.1:0 for a free port)",
+    )?;
     agent
         .wait_registered(Duration::from_secs(10))
         .await

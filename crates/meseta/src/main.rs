@@ -62,11 +62,28 @@ fn main() {
     let code = match runtime(server).and_then(|rt| rt.block_on(run(cli))) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render_chain(&e));
             1
         }
     };
     std::process::exit(code);
+}
+
+/// An error and its causes on one line, `outer: cause: root`. Many library errors already
+/// print their source inside their own message; a cause whose text the line already ends with
+/// is not repeated.
+fn render_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// Servers get two worker threads (enough on these machines, and it keeps idle memory low).
@@ -104,5 +121,42 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Top::Client(c) => meseta_cli::run(c, cli.global).await,
         Top::Bench(c) => meseta_bench::run(c, cli.global.json).await,
         Top::Sim(c) => meseta_bench::sim::run(c, &cli.global.master, cli.global.json).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_chain;
+
+    /// An error that prints its source in its own message, as many library errors do.
+    #[derive(Debug)]
+    struct Bind {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Bind {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot bind on 127.0.0.1:5051: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Bind {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_is_printed_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let io_text = io.to_string();
+        let e = anyhow::Error::new(Bind { source: io }).context("agent stopped");
+        let line = render_chain(&e);
+        assert_eq!(line.matches(&io_text).count(), 1, "{line}");
+        assert!(line.starts_with("agent stopped: cannot bind"), "{line}");
+        let plain = anyhow::anyhow!("root cause")
+            .context("middle")
+            .context("top");
+        assert_eq!(render_chain(&plain), "top: middle: root cause");
     }
 }

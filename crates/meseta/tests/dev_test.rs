@@ -111,3 +111,71 @@ fn dev_serves_then_ctrl_c_kills_tasks_and_leaves_no_cgroups() {
     let _ = exec.kill();
     let _ = exec.wait();
 }
+
+/// Kills a child process on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dev_on(port: u16, dir: &std::path::Path, stderr: Stdio) -> std::process::Child {
+    Command::new(MESETA)
+        .args([
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir)
+        .args(["--resources", "cpus:1;mem:256;disk:256"])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn dev")
+}
+
+/// Two `meseta dev` clusters on one host, each told only its master address: both agents
+/// register (the second one does not fight the first for 5051). A master address already in use
+/// is an error that names its cause once and the flag to pass.
+#[test]
+fn two_dev_clusters_share_a_host_and_a_busy_port_is_explained() {
+    require_root!();
+    let (d1, d2) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let (p1, p2) = (free_port(), free_port());
+    let _a = Child(dev_on(p1, d1.path(), Stdio::null()));
+    let _b = Child(dev_on(p2, d2.path(), Stdio::null()));
+    for port in [p1, p2] {
+        wait_for(
+            &format!("dev on {port} to have its agent"),
+            Duration::from_secs(30),
+            || {
+                let v: serde_json::Value =
+                    reqwest::blocking::get(format!("http://127.0.0.1:{port}/master/slaves"))
+                        .ok()?
+                        .json()
+                        .ok()?;
+                (v["slaves"].as_array()?.iter().any(|s| s["active"] == true)).then_some(())
+            },
+        );
+    }
+
+    let d3 = tempfile::tempdir().expect("tmp");
+    let third = dev_on(p1, d3.path(), Stdio::piped());
+    let out = third.wait_with_output().expect("wait");
+    assert!(!out.status.success(), "a second master on {p1} started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains("--listen"), "{line}");
+    let cause = "Address already in use";
+    assert_eq!(line.matches(cause).count(), 1, "{line}");
+}

@@ -66,6 +66,50 @@ fn state_slaves_and_metrics_describe_the_cluster() {
         metrics.contains("meseta_resources_used{resource=\"cpus\"} 0.25"),
         "{metrics}"
     );
+
+    // Marathon's and Chronos' clients get their servers' JSON shape: chronos-python sends no
+    // Accept header at all, marathon-python asks for application/json.
+    let raw = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", c.port)).expect("connect");
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    };
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or("");
+    let no_accept: serde_json::Value = serde_json::from_str(body.trim())
+        .or_else(|_| {
+            // chunked: take the JSON between the first `{` and the last `}`
+            let (a, b) = (body.find('{').unwrap_or(0), body.rfind('}').unwrap_or(0));
+            serde_json::from_str(&body[a..=b])
+        })
+        .unwrap_or_else(|e| panic!("no-Accept /metrics is not JSON ({e}): {raw}"));
+    let json: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("{}/metrics", c.url()))
+        .header("Accept", "application/json")
+        .send()
+        .expect("metrics")
+        .json()
+        .expect("json metrics");
+    for m in [&no_accept, &json] {
+        for k in [
+            "version",
+            "gauges",
+            "counters",
+            "histograms",
+            "meters",
+            "timers",
+        ] {
+            assert!(!m[k].is_null(), "JSON metrics lack {k}: {m}");
+        }
+        assert_eq!(m["gauges"]["master/cpus_used"]["value"], 0.25, "{m}");
+        assert_eq!(m["gauges"]["master/tasks_running"]["value"], 1.0, "{m}");
+    }
 }
 
 #[test]

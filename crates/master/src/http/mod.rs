@@ -59,7 +59,7 @@ fn routes() -> Router<Master> {
         .route("/master/tasks", get(operator::tasks))
         .route("/master/tasks.json", get(operator::tasks))
         .route("/master/redirect", get(operator::redirect))
-        .route("/metrics", get(metrics::prometheus))
+        .route("/metrics", get(metrics::metrics))
         .route("/metrics/snapshot", get(mesos::metrics_snapshot))
         .route("/master/frameworks", get(mesos::frameworks))
         .route("/master/state-summary", get(mesos::state_summary))

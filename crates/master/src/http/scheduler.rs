@@ -156,12 +156,52 @@ fn parse_call(headers: &HeaderMap, body: &[u8]) -> Result<Call, Response> {
             format!("Failed to parse body into JSON: {e}"),
         )
     })?;
-    serde_json::from_value(value).map_err(|e| {
+    match value.get("type") {
+        None => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "Failed to validate scheduler::Call: Expecting 'type' to be present",
+            ))
+        }
+        Some(serde_json::Value::String(_)) => {}
+        Some(other) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Failed to convert JSON into Call protobuf: Not expecting a JSON {} for field 'type'",
+                    json_kind(other)
+                ),
+            ))
+        }
+    }
+    let call: Call = serde_json::from_value(value).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             format!("Failed to convert JSON into Call protobuf: {e}"),
         )
-    })
+    })?;
+    if let CallKind::Acknowledge { acknowledge } = &call.kind {
+        if crate::core::base64_to_uuid(&acknowledge.uuid).is_none() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "Failed to validate scheduler::Call: 'acknowledge.uuid' is not a base64-encoded \
+                 16-byte UUID",
+            ));
+        }
+    }
+    Ok(call)
+}
+
+/// The JSON type of `v` as Mesos' JSON-to-protobuf errors name it.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
 }
 
 /// The SUBSCRIBE response: 200, chunked, RecordIO events, heartbeats.
