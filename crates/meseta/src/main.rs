@@ -6,6 +6,7 @@
 
 mod cluster;
 mod heap;
+mod shutdown;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,10 @@ fn main() {
     init_logging(server, cli.log_json);
     if server {
         heap::configure_for_server();
+        if let Err(e) = shutdown::arm_watchdog(SHUTDOWN_GRACE) {
+            eprintln!("error: {}", render_chain(&e));
+            std::process::exit(1);
+        }
     }
     let code = match runtime(server).and_then(|rt| rt.block_on(run(cli))) {
         Ok(code) => code,
@@ -68,6 +73,9 @@ fn main() {
     };
     std::process::exit(code);
 }
+
+/// How long a server may take to stop after SIGTERM or Ctrl-C before it is ended regardless.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// An error and its causes on one line, `outer: cause: root`. Many library errors already
 /// print their source inside their own message; a cause whose text the line already ends with
