@@ -57,6 +57,9 @@ pub struct Report {
     pub bare: Stats,
     /// `meseta.p99_ms / bare.p99_ms`.
     pub p99_ratio: f64,
+    /// Where the submit → TASK_RUNNING time goes, hop by hop (from the agent's status
+    /// timestamps; the agent and the benchmark share the host's clock).
+    pub hops: Vec<Hop>,
     /// The targets.
     pub checks: Vec<Check>,
     /// Whether every target was met.
@@ -65,9 +68,74 @@ pub struct Report {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// One stretch of the launch path and its latency distribution.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hop {
+    /// What the stretch covers.
+    pub hop: String,
+    /// Its latencies.
+    pub stats: Stats,
+}
+
+/// Wall-clock instants of one task's launch, seconds since the epoch.
+#[derive(Clone, Copy, Debug, Default)]
+struct Marks {
+    /// The benchmark sent ACCEPT.
+    submit: f64,
+    /// The agent's TASK_STARTING timestamp: task files written, fetched, shim spawned.
+    starting: Option<f64>,
+    /// The agent's TASK_RUNNING timestamp: the shim reported the exec.
+    running: Option<f64>,
+    /// TASK_RUNNING reached the benchmark.
+    received: f64,
+}
+
+/// The hop breakdown of `marks`.
+fn hops(marks: &[Marks]) -> Vec<Hop> {
+    type Span = fn(&Marks) -> Option<f64>;
+    let spans: [(&str, Span); 3] = [
+        ("ACCEPT -> agent spawned shim (STARTING)", |m| {
+            Some(m.starting? - m.submit)
+        }),
+        ("STARTING -> task exec'd (RUNNING)", |m| {
+            Some(m.running? - m.starting?)
+        }),
+        ("RUNNING -> update at the scheduler", |m| {
+            Some(m.received - m.running?)
+        }),
+    ];
+    spans
+        .iter()
+        .filter_map(|(name, f)| {
+            let samples: Vec<Duration> = marks
+                .iter()
+                .filter_map(f)
+                .map(|secs| Duration::from_secs_f64(secs.max(0.0)))
+                .collect();
+            Stats::of(&samples).map(|stats| Hop {
+                hop: name.to_string(),
+                stats,
+            })
+        })
+        .collect()
+}
+
+fn wall_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 impl Report {
     /// Assembles the report and evaluates the targets.
-    pub fn new(args: &LaunchArgs, rss: (u64, u64), meseta: Stats, bare: Stats) -> Report {
+    pub fn new(
+        args: &LaunchArgs,
+        rss: (u64, u64),
+        meseta: Stats,
+        bare: Stats,
+        hops: Vec<Hop>,
+    ) -> Report {
         let p99_ratio = if bare.p99_ms > 0.0 {
             meseta.p99_ms / bare.p99_ms
         } else {
@@ -90,6 +158,7 @@ impl Report {
             meseta,
             bare,
             p99_ratio,
+            hops,
             pass: checks.iter().all(|c| c.pass),
             checks,
         }
@@ -119,8 +188,15 @@ impl Report {
             ),
             format!("p99 ratio meseta/bare: {:.2}", self.p99_ratio),
             String::new(),
-            Check::table(&self.checks, 2),
+            "where the time goes:".to_string(),
         ]
+        .into_iter()
+        .chain(self.hops.iter().map(|h| line(&format!("  {}", h.hop), &h.stats)))
+        .chain([
+            String::new(),
+            Check::table(&self.checks, 2),
+        ])
+        .collect::<Vec<_>>()
         .join("\n")
     }
 }
@@ -155,31 +231,33 @@ async fn measure(cluster: &mut Cluster, args: &LaunchArgs) -> anyhow::Result<Rep
         .await
         .context("cannot subscribe the benchmark framework")?;
     let session = cluster.hold_session(session);
-    let meseta = launch_tasks(session, args).await?;
+    let (meseta, marks) = launch_tasks(session, args).await?;
     let command = args.command.clone();
     let n = args.tasks;
     let bare = tokio::task::spawn_blocking(move || bare_spawns(&command, n)).await??;
     let meseta = Stats::of(&meseta).ok_or_else(|| anyhow!("no task launched"))?;
     let bare = Stats::of(&bare).ok_or_else(|| anyhow!("no process spawned"))?;
-    Ok(Report::new(args, rss, meseta, bare))
+    Ok(Report::new(args, rss, meseta, bare, hops(&marks)))
 }
 
-/// Launches `args.tasks` tasks one after another; returns each submit → TASK_RUNNING latency.
+/// Launches `args.tasks` tasks one after another; returns each submit → TASK_RUNNING latency
+/// and the instants of its hops.
 async fn launch_tasks(
     session: &mut SchedulerSession,
     args: &LaunchArgs,
-) -> anyhow::Result<Vec<Duration>> {
+) -> anyhow::Result<(Vec<Duration>, Vec<Marks>)> {
     let want = Resources::parse(TASK_RESOURCES).context("benchmark task resources")?;
     let caller = session.caller();
     let mut pool: Vec<Offer> = Vec::new();
     let mut latencies = Vec::with_capacity(args.tasks);
+    let mut all_marks = Vec::with_capacity(args.tasks);
     for i in 0..args.tasks {
         let offer = loop {
             if let Some(pos) = pool.iter().position(|o| o.resources.contains(&want)) {
                 break pool.swap_remove(pos);
             }
             let ev = next_event(session, "an offer").await?;
-            handle_background(&ev, &caller, &mut pool, None)?;
+            handle_background(&ev, &caller, &mut pool, None, &mut Marks::default())?;
         };
         let task_id = format!("bench.{i}");
         let task = TaskInfo {
@@ -190,6 +268,10 @@ async fn launch_tasks(
             command: Some(CommandInfo::shell(args.command.clone())),
             ..TaskInfo::default()
         };
+        let mut marks = Marks {
+            submit: wall_now(),
+            ..Marks::default()
+        };
         let t0 = Instant::now();
         caller
             .call(crate::launch_call(&offer, vec![task]))
@@ -197,13 +279,15 @@ async fn launch_tasks(
             .with_context(|| format!("cannot launch {task_id}"))?;
         loop {
             let ev = next_event(session, &format!("TASK_RUNNING of {task_id}")).await?;
-            if handle_background(&ev, &caller, &mut pool, Some(&task_id))? {
+            if handle_background(&ev, &caller, &mut pool, Some(&task_id), &mut marks)? {
                 latencies.push(t0.elapsed());
+                marks.received = wall_now();
+                all_marks.push(marks);
                 break;
             }
         }
     }
-    Ok(latencies)
+    Ok((latencies, all_marks))
 }
 
 async fn next_event(session: &mut SchedulerSession, waiting_for: &str) -> anyhow::Result<Event> {
@@ -216,12 +300,14 @@ async fn next_event(session: &mut SchedulerSession, waiting_for: &str) -> anyhow
 }
 
 /// Pools offers, drops rescinded ones and acknowledges updates (without blocking the reader).
-/// Returns whether `running` reached TASK_RUNNING; errors if it ended before that.
+/// Returns whether `running` reached TASK_RUNNING (noting its STARTING and RUNNING timestamps in
+/// `marks`); errors if it ended before that.
 fn handle_background(
     ev: &Event,
     caller: &SchedulerCaller,
     pool: &mut Vec<Offer>,
     running: Option<&str>,
+    marks: &mut Marks,
 ) -> anyhow::Result<bool> {
     match ev {
         Event::Offers { offers } => pool.extend(offers.offers.iter().cloned()),
@@ -236,7 +322,11 @@ fn handle_background(
                 });
             }
             if running == Some(status.task_id.as_str()) {
+                if status.state == TaskState::Starting {
+                    marks.starting = Some(status.timestamp);
+                }
                 if status.state == TaskState::Running {
+                    marks.running = Some(status.timestamp);
                     return Ok(true);
                 }
                 if status.state.is_terminal() {
@@ -309,14 +399,22 @@ mod tests {
             p99_ms: 1.0,
             max_ms: 1.0,
         };
-        let r = Report::new(&args, (30 << 20, 10 << 20), fast, bare);
+        let marks = [Marks {
+            submit: 10.0,
+            starting: Some(10.002),
+            running: Some(10.003),
+            received: 10.004,
+        }];
+        let r = Report::new(&args, (30 << 20, 10 << 20), fast, bare, hops(&marks));
+        assert_eq!(r.hops.len(), 3);
+        assert!((r.hops[0].stats.p50_ms - 2.0).abs() < 1e-6, "{:?}", r.hops);
         assert_eq!(r.p99_ratio, 2.0);
         assert!(r.pass);
         let slow = Stats {
             p99_ms: 6.0,
             ..fast
         };
-        let r = Report::new(&args, (60 << 20, 10 << 20), slow, bare);
+        let r = Report::new(&args, (60 << 20, 10 << 20), slow, bare, Vec::new());
         let failed: Vec<&str> = r
             .checks
             .iter()
