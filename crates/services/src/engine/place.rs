@@ -151,7 +151,10 @@ impl Engine {
                 (Some(c), true) => (c, canary_cc.as_ref()),
                 _ => (&main, main_cc.as_ref()),
             };
-            let need = scalars(app);
+            let Some(need) = scalars(app) else {
+                *stats_rejects.entry("InvalidResources".into()).or_default() += 1;
+                continue;
+            };
             let nports = app.port_definitions.len() as u64;
             let mut chosen = None;
             for (si, slot) in slots.iter().enumerate() {
@@ -275,8 +278,10 @@ impl Engine {
     }
 }
 
-/// cpus/mem/disk/gpus an instance needs.
-fn scalars(app: &App) -> Resources {
+/// cpus/mem/disk/gpus an instance needs, or `None` when an amount is not representable (an
+/// app stored before amounts were validated): such an instance is never placed, rather than
+/// launched without the resource.
+fn scalars(app: &App) -> Option<Resources> {
     let mut r = Resources::new();
     for (name, v) in [
         ("cpus", app.cpus),
@@ -285,12 +290,10 @@ fn scalars(app: &App) -> Resources {
         ("gpus", f64::from(app.gpus)),
     ] {
         if v > 0.0 {
-            if let Ok(res) = Resource::scalar(name, v) {
-                let _ = r.push(res);
-            }
+            r.push(Resource::scalar(name, v).ok()?).ok()?;
         }
     }
-    r
+    Some(r)
 }
 
 /// Why an offer cannot hold one instance (Marathon's reject reason names), if it cannot.
