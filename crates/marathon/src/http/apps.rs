@@ -565,7 +565,9 @@ pub(super) async fn post_sub(
                 }
                 Err(_) => return unavailable(),
             };
-            let app = match canonical_merged(&id, merge(&existing, req.app)) {
+            let app = match canonical_merged(&id, merge(&existing, req.app))
+                .and_then(|a| root_checked(&m, a))
+            {
                 Ok(a) => a,
                 Err(r) => return r,
             };
