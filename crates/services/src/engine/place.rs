@@ -62,6 +62,10 @@ impl AgentInfo {
     }
 }
 
+/// Placement passes over one batch of offers (each places up to
+/// [`super::MAX_WAITING`] instances of an app).
+const MAX_PLACEMENT_ROUNDS: usize = 64;
+
 /// How many reject reasons are kept per app.
 const MAX_REASONS: usize = 5;
 
@@ -88,6 +92,34 @@ impl Engine {
             })
             .collect();
         let mut launches: BTreeMap<usize, Vec<TaskInfo>> = BTreeMap::new();
+        // Deployments create a bounded number of waiting instances at a time: while some were
+        // placed, let them create the next ones and place those on what is left.
+        for _ in 0..MAX_PLACEMENT_ROUNDS {
+            let before: usize = launches.values().map(Vec::len).sum();
+            self.place_waiting(&mut slots, &mut launches, now);
+            let placed = launches.values().map(Vec::len).sum::<usize>() > before;
+            if !placed {
+                break;
+            }
+            self.advance(now);
+        }
+        launches
+            .into_iter()
+            .map(|(i, tasks)| Launch {
+                offer_id: offers[i].id.clone(),
+                agent_id: offers[i].agent_id.clone(),
+                tasks,
+            })
+            .collect()
+    }
+
+    /// One pass of first-fit placement of every waiting instance.
+    fn place_waiting(
+        &mut self,
+        slots: &mut [Slot<'_>],
+        launches: &mut BTreeMap<usize, Vec<TaskInfo>>,
+        now: f64,
+    ) {
         let waiting: Vec<(String, Vec<Arc<str>>)> = self
             .apps
             .iter()
@@ -103,16 +135,8 @@ impl Engine {
             .filter(|(_, w)| !w.is_empty())
             .collect();
         for (app_id, insts) in waiting {
-            self.place_app(&app_id, &insts, &mut slots, &mut launches, now);
+            self.place_app(&app_id, &insts, slots, launches, now);
         }
-        launches
-            .into_iter()
-            .map(|(i, tasks)| Launch {
-                offer_id: offers[i].id.clone(),
-                agent_id: offers[i].agent_id.clone(),
-                tasks,
-            })
-            .collect()
     }
 
     fn place_app(
