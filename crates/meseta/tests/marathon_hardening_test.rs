@@ -71,10 +71,7 @@ async fn resource_amounts_beyond_the_fixed_point_range_are_refused_naming_the_fi
             let body = app(&format!("/big-{field}"), json!({field: v}));
             let (s, b) = call(&c, Method::POST, "/v2/apps", Some(body)).await;
             assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{field}={v}: {b}");
-            assert!(
-                paths(&b).contains(&format!("/{field}")),
-                "{field}={v}: {b}"
-            );
+            assert!(paths(&b).contains(&format!("/{field}")), "{field}={v}: {b}");
         }
     }
     // The same through a group, a PUT and a PATCH.
@@ -85,7 +82,13 @@ async fn resource_amounts_beyond_the_fixed_point_range_are_refused_naming_the_fi
     let (s, b) = call(&c, Method::POST, "/v2/apps", Some(app("/ok", json!({})))).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     for method in [Method::PUT, Method::PATCH] {
-        let (s, b) = call(&c, method.clone(), "/v2/apps/ok", Some(json!({"mem": 1e300}))).await;
+        let (s, b) = call(
+            &c,
+            method.clone(),
+            "/v2/apps/ok",
+            Some(json!({"mem": 1e300})),
+        )
+        .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{method}: {b}");
         assert!(paths(&b).contains(&"/mem".to_owned()), "{method}: {b}");
     }
@@ -208,7 +211,13 @@ async fn root_users_are_refused_unless_the_master_allows_root_tasks() {
     let (s, b) = call(&c, Method::POST, "/v2/apps", Some(app("/n", json!({})))).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert!(b.get("user").is_none_or(Value::is_null), "{b}");
-    let (s, b) = call(&c, Method::PATCH, "/v2/apps/n", Some(json!({"user": "root"}))).await;
+    let (s, b) = call(
+        &c,
+        Method::PATCH,
+        "/v2/apps/n",
+        Some(json!({"user": "root"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(paths(&b).contains(&"/user".to_owned()), "{b}");
     assert_eq!(app_count(&c).await, 1);

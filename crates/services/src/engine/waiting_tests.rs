@@ -22,8 +22,10 @@ fn offer(n: usize, resources: &str) -> Offer {
 }
 
 fn huge(instances: u32) -> App {
-    app(json!({"id": "huge", "cmd": "sleep 100", "cpus": 0.001, "mem": 1, "disk": 0,
-               "portDefinitions": [], "instances": instances}))
+    app(
+        json!({"id": "huge", "cmd": "sleep 100", "cpus": 0.001, "mem": 1, "disk": 0,
+               "portDefinitions": [], "instances": instances}),
+    )
 }
 
 fn queue_count(e: &Engine, now: f64) -> u64 {
@@ -60,7 +62,10 @@ fn placed_instances_make_room_for_the_next_ones_within_one_batch_of_offers() {
         .collect();
     assert_eq!(tasks.len(), 1_000);
     for t in &tasks {
-        e.on_status(&TaskStatus::new(IdValue::new(t), TaskState::Running, 0.0), 3.0);
+        e.on_status(
+            &TaskStatus::new(IdValue::new(t), TaskState::Running, 0.0),
+            3.0,
+        );
     }
     e.tick(3.0);
     assert_eq!(e.deployments().count(), 0, "the deployment completed");

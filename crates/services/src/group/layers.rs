@@ -21,10 +21,7 @@ impl Cycle {
         ValidationError {
             violations: vec![Violation {
                 path: "/".into(),
-                errors: vec![
-                    CYCLIC.to_owned(),
-                    format!("cycle: {}", self.0.join(" -> ")),
-                ],
+                errors: vec![CYCLIC.to_owned(), format!("cycle: {}", self.0.join(" -> "))],
             }],
         }
     }

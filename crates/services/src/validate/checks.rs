@@ -503,9 +503,11 @@ pub(super) fn health_checks(def: &AppDefinition, ports: &Ports, errs: &mut Error
             }
         }
         if let Some(p) = hc.port.filter(|p| !(0..=65535).contains(p)) {
-            errs.add(format!("{path}/port"), format!("got {p}, expected 0 to 65535"));
+            errs.add(
+                format!("{path}/port"),
+                format!("got {p}, expected 0 to 65535"),
+            );
         }
-
     }
     if mesos_side > 1 {
         errs.add(
