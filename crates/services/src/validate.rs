@@ -82,6 +82,25 @@ impl Errors {
     }
 }
 
+/// True when the app asks to run its tasks as the superuser (`root`, or uid `0`).
+pub fn runs_as_root(app: &App) -> bool {
+    matches!(app.user.as_deref().map(str::trim), Some("root" | "0"))
+}
+
+/// The refusal of apps asking for root (at `{at}/user` for each `at` given) where the cluster
+/// does not allow root tasks.
+pub fn root_refused(at: &[String]) -> Result<(), ValidationError> {
+    let mut errs = Errors::default();
+    for a in at {
+        errs.add(
+            format!("{a}/user"),
+            "running tasks as root is not allowed on this cluster (the master was not started \
+             with --allow-root)",
+        );
+    }
+    errs.finish()
+}
+
 /// Validates `def` as an app at the root group and returns its canonical form.
 pub fn validate_app(def: &AppDefinition) -> Result<App, ValidationError> {
     validate_app_in(def, "/")

@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use meseta_api::marathon::{App, AppDefinition};
 use meseta_services::engine::view::Embed;
-use meseta_services::validate::validate_app;
+use meseta_services::validate::{runs_as_root, validate_app};
 use serde_json::{json, Map, Value};
 
 use super::Marathon;
 use super::{
-    app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, shape_error,
-    unavailable, values, Body, Params,
+    app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, refuse_root,
+    shape_error, unavailable, values, Body, Params,
 };
 use meseta_api::marathon::READ_ONLY_APP_KEYS;
 
@@ -133,7 +133,10 @@ pub(super) async fn create(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let app = match parse_json::<AppDefinition>(&body).and_then(|d| canonical(&d)) {
+    let app = match parse_json::<AppDefinition>(&body)
+        .and_then(|d| canonical(&d))
+        .and_then(|a| root_checked(&m, a))
+    {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -235,7 +238,7 @@ pub(super) async fn get_sub(
                     fail(StatusCode::NOT_FOUND, format!("App '{id}' has no canary"))
                 }),
                 Sub::Task(..) | Sub::Restart(_) | Sub::CanaryAbort(_) | Sub::CanaryPromote(_) => {
-                    Err(fail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
+                    Err(fail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"))
                 }
             }
         })
@@ -255,7 +258,7 @@ pub(super) async fn put_sub(
     body: Body,
 ) -> Response {
     let Sub::App(id) = parse_sub(&rest) else {
-        return fail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        return fail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     };
     let partial = flag(&q, "partialUpdate", true);
     update(m, id, q, body, partial, false).await
@@ -269,7 +272,7 @@ pub(super) async fn patch_sub(
     body: Body,
 ) -> Response {
     let Sub::App(id) = parse_sub(&rest) else {
-        return fail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        return fail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     };
     update(m, id, q, body, true, true).await
 }
@@ -335,7 +338,7 @@ async fn update(
             p
         }
     };
-    let app = match canonical_merged(&id, merged) {
+    let app = match canonical_merged(&id, merged).and_then(|a| root_checked(&m, a)) {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -362,6 +365,16 @@ async fn update(
             resp
         }
     }
+}
+
+/// The app, unless it asks for root where root tasks are not allowed (422 at `/user`).
+fn root_checked(m: &Marathon, app: App) -> Result<App, Response> {
+    let at = if runs_as_root(&app) {
+        vec![String::new()]
+    } else {
+        Vec::new()
+    };
+    refuse_root(m, at).map(|()| app)
 }
 
 /// A definition validated into the canonical app, or the 422 naming every violation.
@@ -475,7 +488,7 @@ pub(super) async fn delete_sub(
                 .await;
             kill_response(r, true)
         }
-        _ => fail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        _ => fail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
     }
 }
 
@@ -552,7 +565,9 @@ pub(super) async fn post_sub(
                 }
                 Err(_) => return unavailable(),
             };
-            let app = match canonical_merged(&id, merge(&existing, req.app)) {
+            let app = match canonical_merged(&id, merge(&existing, req.app))
+                .and_then(|a| root_checked(&m, a))
+            {
                 Ok(a) => a,
                 Err(r) => return r,
             };
@@ -566,7 +581,7 @@ pub(super) async fn post_sub(
                 Err(_) => unavailable(),
             };
         }
-        _ => return fail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        _ => return fail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
     };
     match r {
         Ok(Ok(r)) => deployment_result(StatusCode::OK, &r),

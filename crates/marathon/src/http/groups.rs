@@ -15,8 +15,8 @@ use serde_json::json;
 
 use super::Marathon;
 use super::{
-    app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, unavailable, Body,
-    Params,
+    app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, refuse_root,
+    unavailable, Body, Params,
 };
 use crate::unix_now;
 use crate::ServicesHandle;
@@ -126,8 +126,11 @@ fn parse_group(body: &[u8], url_group: &str) -> Result<(GroupUpdate, String), Re
     Ok((update, gid))
 }
 
-fn resolved(update: &GroupUpdate, gid: &str) -> Result<GroupNode, Response> {
-    resolve_update(update, gid).map_err(|e| invalid(e.marathon_body()))
+/// The body resolved and validated; apps asking for root are refused unless allowed.
+fn resolved(m: &Marathon, update: &GroupUpdate, gid: &str) -> Result<GroupNode, Response> {
+    let node = resolve_update(update, gid).map_err(|e| invalid(e.marathon_body()))?;
+    refuse_root(m, node.root_app_paths())?;
+    Ok(node)
 }
 
 /// Engine refusals of group requests as Marathon answers them. A refused change (conflict,
@@ -156,7 +159,7 @@ async fn create(m: Marathon, url_group: String, q: Params, body: Body) -> Respon
         Ok(b) => b,
         Err(r) => return r,
     };
-    let node = match parse_group(&body, &url_group).and_then(|(u, gid)| resolved(&u, &gid)) {
+    let node = match parse_group(&body, &url_group).and_then(|(u, gid)| resolved(&m, &u, &gid)) {
         Ok(n) => n,
         Err(r) => return r,
     };
@@ -199,7 +202,7 @@ async fn update(m: Marathon, url_group: String, q: Params, body: Body) -> Respon
     }
     let node = match update.scale_by {
         Some(_) => None,
-        None => match resolved(&update, &gid) {
+        None => match resolved(&m, &update, &gid) {
             Ok(n) => Some(n),
             Err(r) => return r,
         },

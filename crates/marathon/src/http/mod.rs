@@ -18,7 +18,7 @@ mod other;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use meseta_services::engine::{DeploymentResult, EngineError};
 use serde_json::{json, Value};
@@ -77,6 +77,19 @@ pub(crate) fn routes() -> Router<Marathon> {
         .route("/v2/info", get(other::info))
         .route("/v2/leader", get(other::leader))
         .route("/v2/events", get(other::events))
+        .route("/v2", any(not_found))
+        .route("/v2/{*rest}", any(not_found))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// A `/v2` path no route serves: Marathon's JSON error body, not the master's.
+async fn not_found() -> Response {
+    fail(StatusCode::NOT_FOUND, "URI not found")
+}
+
+/// A known `/v2` path with a method it does not take: Marathon's JSON body (its reason phrase).
+async fn method_not_allowed() -> Response {
+    fail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
 }
 
 /// Query parameters as pairs (repeated keys allowed).
@@ -104,6 +117,9 @@ pub(super) fn fail(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// Engine refusals as Marathon answers them.
 pub(super) fn engine_error(e: EngineError) -> Response {
+    if let EngineError::Invalid(v) = &e {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(v.marathon_body())).into_response();
+    }
     let status = match &e {
         EngineError::UnknownApp(_)
         | EngineError::UnknownDeployment(_)
@@ -112,6 +128,7 @@ pub(super) fn engine_error(e: EngineError) -> Response {
         EngineError::AppExists(_) | EngineError::Locked(_) | EngineError::Conflict(_) => {
             StatusCode::CONFLICT
         }
+        EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
     };
     let mut body = json!({"message": e.to_string()});
     if let EngineError::Locked(ids) = &e {
@@ -157,7 +174,8 @@ pub(super) fn body_bytes(b: Body) -> Result<axum::body::Bytes, Response> {
     })
 }
 
-/// Parse a JSON body: syntax errors are 400, shape errors 422 (reference §0.2).
+/// Parse a JSON object body: syntax errors are 400, shape errors (a non-object included) 422
+/// (reference §0.2).
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     let text = if body.iter().all(u8::is_ascii_whitespace) {
         &b"{}"[..]
@@ -171,6 +189,15 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
         )
             .into_response()
     })?;
+    if !value.is_object() {
+        // Every `/v2` body is an object; serde would read an array as a struct's fields.
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"message": "Invalid JSON",
+                        "details": [{"path": "/", "errors": ["error.expected.jsobject"]}]})),
+        )
+            .into_response());
+    }
     serde_json::from_value(value).map_err(shape_error)
 }
 
@@ -182,6 +209,16 @@ pub(super) fn shape_error(e: serde_json::Error) -> Response {
                     "details": [{"path": "/", "errors": [e.to_string()]}]})),
     )
         .into_response()
+}
+
+/// Apps asking to run as root (at these body paths) are a 422 unless the master allows root
+/// tasks (`--allow-root`).
+pub(super) fn refuse_root(m: &Marathon, at: Vec<String>) -> Result<(), Response> {
+    if at.is_empty() || m.master.allows_root_tasks() {
+        return Ok(());
+    }
+    meseta_services::validate::root_refused(&at)
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, Json(e.marathon_body())).into_response())
 }
 
 /// An app id from a URL path: leading/trailing (and doubled) slashes removed, made absolute.

@@ -172,7 +172,8 @@ impl Engine {
             .instances_of(id)
             .filter(|i| i.canary && i.goal == Goal::Running)
             .count() as u32;
-        for _ in canaries..c.instances {
+        let wanted = c.instances.saturating_sub(canaries) as usize;
+        for _ in 0..wanted.min(self.waiting_room(id)) {
             self.new_instance(id, true, now);
         }
         let counted = self

@@ -46,6 +46,9 @@ pub use status::{ReadinessProbe, HEALTH_KILL_REASON};
 
 /// How many earlier versions of an app are kept.
 pub const MAX_VERSIONS: usize = 20;
+/// Most instances of one app created and waiting for an offer at a time; the rest of what a
+/// deployment wants is a count until these are placed.
+pub const MAX_WAITING: usize = 256;
 /// First service port handed out for `portDefinitions[].port: 0`.
 const SERVICE_PORT_MIN: u32 = 10_000;
 
@@ -152,7 +155,26 @@ impl Engine {
         for d in deployments {
             e.deployments.insert(d.id.clone(), d);
         }
+        e.trim_waiting();
         e
+    }
+
+    /// Forget never-launched instances past [`MAX_WAITING`] per app (records written before
+    /// waiting instances were bounded); the deployments that wanted them create them again as
+    /// the others are placed.
+    fn trim_waiting(&mut self) {
+        let mut extra: Vec<(String, Arc<str>)> = Vec::new();
+        for (app, m) in &self.instances {
+            let never_launched = m
+                .values()
+                .filter(|i| i.needs_launch() && i.task_id().is_none());
+            for i in never_launched.skip(MAX_WAITING) {
+                extra.push((app.clone(), Arc::clone(&i.id)));
+            }
+        }
+        for (app, inst) in extra {
+            self.forget_instance(&app, &inst);
+        }
     }
 
     /// Take the side effects accumulated since the last call.
@@ -205,7 +227,7 @@ impl Engine {
     pub fn deployments_of(&self, app: &str) -> Vec<String> {
         self.deployments
             .values()
-            .filter(|d| d.plan.affected_apps().iter().any(|a| a == app))
+            .filter(|d| d.plan.affects(app))
             .map(|d| d.id.clone())
             .collect()
     }
@@ -412,3 +434,5 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod waiting_tests;

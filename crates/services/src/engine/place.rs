@@ -62,6 +62,10 @@ impl AgentInfo {
     }
 }
 
+/// Placement passes over one batch of offers (each places up to
+/// [`super::MAX_WAITING`] instances of an app).
+const MAX_PLACEMENT_ROUNDS: usize = 64;
+
 /// How many reject reasons are kept per app.
 const MAX_REASONS: usize = 5;
 
@@ -88,6 +92,34 @@ impl Engine {
             })
             .collect();
         let mut launches: BTreeMap<usize, Vec<TaskInfo>> = BTreeMap::new();
+        // Deployments create a bounded number of waiting instances at a time: while some were
+        // placed, let them create the next ones and place those on what is left.
+        for _ in 0..MAX_PLACEMENT_ROUNDS {
+            let before: usize = launches.values().map(Vec::len).sum();
+            self.place_waiting(&mut slots, &mut launches, now);
+            let placed = launches.values().map(Vec::len).sum::<usize>() > before;
+            if !placed {
+                break;
+            }
+            self.advance(now);
+        }
+        launches
+            .into_iter()
+            .map(|(i, tasks)| Launch {
+                offer_id: offers[i].id.clone(),
+                agent_id: offers[i].agent_id.clone(),
+                tasks,
+            })
+            .collect()
+    }
+
+    /// One pass of first-fit placement of every waiting instance.
+    fn place_waiting(
+        &mut self,
+        slots: &mut [Slot<'_>],
+        launches: &mut BTreeMap<usize, Vec<TaskInfo>>,
+        now: f64,
+    ) {
         let waiting: Vec<(String, Vec<Arc<str>>)> = self
             .apps
             .iter()
@@ -103,16 +135,8 @@ impl Engine {
             .filter(|(_, w)| !w.is_empty())
             .collect();
         for (app_id, insts) in waiting {
-            self.place_app(&app_id, &insts, &mut slots, &mut launches, now);
+            self.place_app(&app_id, &insts, slots, launches, now);
         }
-        launches
-            .into_iter()
-            .map(|(i, tasks)| Launch {
-                offer_id: offers[i].id.clone(),
-                agent_id: offers[i].agent_id.clone(),
-                tasks,
-            })
-            .collect()
     }
 
     fn place_app(
@@ -151,7 +175,10 @@ impl Engine {
                 (Some(c), true) => (c, canary_cc.as_ref()),
                 _ => (&main, main_cc.as_ref()),
             };
-            let need = scalars(app);
+            let Some(need) = scalars(app) else {
+                *stats_rejects.entry("InvalidResources".into()).or_default() += 1;
+                continue;
+            };
             let nports = app.port_definitions.len() as u64;
             let mut chosen = None;
             for (si, slot) in slots.iter().enumerate() {
@@ -275,8 +302,10 @@ impl Engine {
     }
 }
 
-/// cpus/mem/disk/gpus an instance needs.
-fn scalars(app: &App) -> Resources {
+/// cpus/mem/disk/gpus an instance needs, or `None` when an amount is not representable (an
+/// app stored before amounts were validated): such an instance is never placed, rather than
+/// launched without the resource.
+fn scalars(app: &App) -> Option<Resources> {
     let mut r = Resources::new();
     for (name, v) in [
         ("cpus", app.cpus),
@@ -285,12 +314,10 @@ fn scalars(app: &App) -> Resources {
         ("gpus", f64::from(app.gpus)),
     ] {
         if v > 0.0 {
-            if let Ok(res) = Resource::scalar(name, v) {
-                let _ = r.push(res);
-            }
+            r.push(Resource::scalar(name, v).ok()?).ok()?;
         }
     }
-    r
+    Some(r)
 }
 
 /// Why an offer cannot hold one instance (Marathon's reject reason names), if it cannot.

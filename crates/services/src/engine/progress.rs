@@ -9,7 +9,7 @@ use meseta_api::marathon::{KillSelection, UnreachableStrategy};
 use serde_json::{json, Value};
 
 use super::model::{config_of, DeploymentKind, Goal, Instance};
-use super::Engine;
+use super::{Engine, MAX_WAITING};
 use crate::plan::{rolling_step, DeploymentAction, RollingState};
 
 impl Engine {
@@ -88,7 +88,8 @@ impl Engine {
             .collect();
         let live_n = live.len();
         if live_n < n {
-            for _ in live_n..n {
+            // Only a bounded number wait at a time; more are created as these are placed.
+            for _ in 0..(n - live_n).min(self.waiting_room(app)) {
                 self.new_instance(app, false, now);
             }
         } else if live_n > n {
@@ -155,7 +156,7 @@ impl Engine {
                 self.decommission(app, &v);
             }
         }
-        for _ in 0..d.start_new {
+        for _ in 0..(d.start_new as usize).min(self.waiting_room(app)) {
             self.new_instance(app, false, now);
         }
         d.done
@@ -220,6 +221,32 @@ impl Engine {
             })
         });
         c.into_iter().take(n).map(|i| i.id.to_string()).collect()
+    }
+
+    /// How many more instances of `app` may be created to wait for an offer now: at most
+    /// [`MAX_WAITING`] wait at a time, so the work and the records an app costs follow what is
+    /// placed, not what is wanted (a million instances on a small cluster stay cheap).
+    pub(crate) fn waiting_room(&self, app: &str) -> usize {
+        let waiting = self
+            .instances_of(app)
+            .filter(|i| i.needs_launch())
+            .take(MAX_WAITING)
+            .count();
+        MAX_WAITING - waiting
+    }
+
+    /// Instances `app`'s running deployments still want but have not created yet (they are
+    /// created as the waiting ones are placed; `/v2/queue` counts them as waiting).
+    pub fn not_yet_created(&self, st: &super::AppState) -> usize {
+        let id = &st.app.id;
+        if st.deleted || !self.deployments.values().any(|d| d.plan.affects(id)) {
+            return 0;
+        }
+        let live = self
+            .instances_of(id)
+            .filter(|i| i.goal == Goal::Running)
+            .count();
+        (st.app.instances as usize).saturating_sub(live)
     }
 
     /// A new instance of `app` (its canary configuration when `canary`), waiting for an offer.

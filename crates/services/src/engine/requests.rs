@@ -10,7 +10,9 @@ use thiserror::Error;
 
 use super::model::{AppState, Deployment, DeploymentKind, Goal};
 use super::Engine;
+use crate::group::levels;
 use crate::plan::{is_upgrade, DeploymentPlan};
+use crate::validate::ValidationError;
 
 /// `{"version","deploymentId"}` of a change.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +47,9 @@ pub enum EngineError {
     /// A request that cannot apply in the app's current state.
     #[error("{0}")]
     Conflict(String),
+    /// The change is not valid against the other apps (a dependency cycle): 422.
+    #[error("{0}")]
+    Invalid(ValidationError),
 }
 
 /// A task killed by a kill request (for the response body).
@@ -71,6 +76,7 @@ impl Engine {
             return Err(EngineError::AppExists(app.id));
         }
         self.check_lock(&app.id, force)?;
+        self.check_cycles(&app)?;
         if let Some(o) = &old {
             if o.canary.as_ref().is_some_and(|c| canary_active(&c.state)) {
                 if !force {
@@ -97,6 +103,21 @@ impl Engine {
         let original = BTreeMap::from([(app.id.clone(), old.map(|o| o.app))]);
         let result = self.start_deployment(plan, original, version, DeploymentKind::Normal, now);
         Ok((result, created))
+    }
+
+    /// Refuse `app` when its dependencies close a cycle with the other apps (itself included).
+    fn check_cycles(&self, app: &App) -> Result<(), EngineError> {
+        if app.dependencies.is_empty() {
+            return Ok(());
+        }
+        let mut graph: BTreeMap<String, Vec<String>> = self
+            .apps()
+            .map(|a| (a.app.id.clone(), a.app.dependencies.clone()))
+            .collect();
+        graph.insert(app.id.clone(), app.dependencies.clone());
+        levels(&graph)
+            .map(|_| ())
+            .map_err(|c| EngineError::Invalid(c.to_validation_error()))
     }
 
     /// Write `app` as the app's target, keeping its history and runtime state.

@@ -192,7 +192,8 @@ impl Engine {
             let count = self
                 .instances_of(&st.app.id)
                 .filter(|i| i.needs_launch())
-                .count();
+                .count()
+                + self.not_yet_created(st);
             if count == 0 {
                 continue;
             }

@@ -3,7 +3,8 @@
 //! level, lowest first, so an app starts only after everything it depends on is deployed.
 //!
 //! A dependency names an app or a group (meaning every app under it); ids that match no app
-//! are ignored, as are edges from an app to itself.
+//! are ignored. Every cycle is refused, an app depending on itself (directly, or through a
+//! group it lies in) included, as Marathon's dependency graph does.
 
 use std::collections::BTreeMap;
 
@@ -14,19 +15,20 @@ use crate::validate::{ValidationError, Violation};
 pub struct Cycle(pub Vec<String>);
 
 impl Cycle {
-    /// The 422 it answers: `Dependency graph has cyclic dependencies: /a -> /b -> /a`.
+    /// The 422 it answers: Marathon's `Dependency graph has cyclic dependencies.`, then the
+    /// cycle (`cycle: /a -> /b -> /a`).
     pub fn to_validation_error(&self) -> ValidationError {
         ValidationError {
             violations: vec![Violation {
                 path: "/".into(),
-                errors: vec![format!(
-                    "Dependency graph has cyclic dependencies: {}",
-                    self.0.join(" -> ")
-                )],
+                errors: vec![CYCLIC.to_owned(), format!("cycle: {}", self.0.join(" -> "))],
             }],
         }
     }
 }
+
+/// Marathon's text for a dependency cycle.
+pub const CYCLIC: &str = "Dependency graph has cyclic dependencies.";
 
 #[derive(Clone, Copy)]
 enum Mark {
@@ -42,7 +44,6 @@ pub fn levels(deps: &BTreeMap<String, Vec<String>>) -> Result<BTreeMap<String, u
             let mut to: Vec<&str> = ds
                 .iter()
                 .flat_map(|d| under(deps, d))
-                .filter(|other| *other != id)
                 .map(String::as_str)
                 .collect();
             to.sort_unstable();
@@ -184,11 +185,23 @@ mod tests {
     }
 
     #[test]
-    fn a_group_dependency_covers_every_other_app_under_it() {
-        let g = graph(&[("/g/a", &["/g"]), ("/g/b", &[])]);
-        assert_eq!(levels(&g).expect("acyclic")["/g/a"], 1);
+    fn a_group_dependency_covers_every_app_under_it() {
+        let g = graph(&[("/g/a", &["/h"]), ("/h/b", &[]), ("/h/c", &["/h/b"])]);
+        assert_eq!(levels(&g).expect("acyclic")["/g/a"], 2);
         let g = graph(&[("/g/a", &["/g"]), ("/g/b", &["/g"])]);
         assert!(levels(&g).is_err());
+    }
+
+    #[test]
+    fn depending_on_itself_is_a_cycle() {
+        let c = levels(&graph(&[("/a", &["/a"])])).expect_err("self edge");
+        assert_eq!(c.0, vec!["/a".to_owned(), "/a".to_owned()]);
+        // An app depending on the group it lies in depends on itself.
+        let c = levels(&graph(&[("/g/a", &["/g"]), ("/g/b", &[])])).expect_err("own group");
+        assert_eq!(c.0, vec!["/g/a".to_owned(), "/g/a".to_owned()]);
+        let e = c.to_validation_error();
+        assert_eq!(e.violations[0].path, "/");
+        assert_eq!(e.violations[0].errors[0], CYCLIC);
     }
 
     #[test]
@@ -204,8 +217,6 @@ mod tests {
         assert_eq!(c.0.len(), 4, "{c:?}");
         let e = c.to_validation_error();
         assert!(e.violations[0].errors[0].contains("cyclic"), "{e}");
-        let self_only = graph(&[("/a", &["/a"])]);
-        assert_eq!(levels(&self_only).expect("self edge ignored")["/a"], 0);
     }
 
     #[test]

@@ -33,6 +33,25 @@ impl GroupNode {
         }
         out
     }
+
+    /// Where in the body each app asking to run as root sits (`/apps(0)`,
+    /// `/groups(1)/apps(0)`), for [`crate::validate::root_refused`].
+    pub fn root_app_paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_root_apps("", &mut out);
+        out
+    }
+
+    fn collect_root_apps(&self, at: &str, out: &mut Vec<String>) {
+        for (i, a) in self.apps.iter().flatten().enumerate() {
+            if crate::validate::runs_as_root(a) {
+                out.push(format!("{at}/apps({i})"));
+            }
+        }
+        for (j, g) in self.groups.iter().flatten().enumerate() {
+            g.collect_root_apps(&format!("{at}/groups({j})"), out);
+        }
+    }
 }
 
 /// Resolves `update` as group `id` (absolute). Fails with every violation found.

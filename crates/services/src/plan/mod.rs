@@ -126,6 +126,13 @@ impl DeploymentPlan {
         self.steps.is_empty()
     }
 
+    /// True when some step acts on `app`.
+    pub fn affects(&self, app: &str) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.actions.iter().any(|a| a.app() == app))
+    }
+
     /// Ids of the apps the plan touches (`affectedApps`), sorted, without duplicates.
     pub fn affected_apps(&self) -> Vec<String> {
         let mut out: Vec<String> = self

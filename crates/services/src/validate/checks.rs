@@ -56,11 +56,37 @@ fn at_least(errs: &mut Errors, path: &str, v: Option<f64>, min: f64) {
     }
 }
 
+fn at_most(errs: &mut Errors, path: &str, v: Option<f64>, max: f64) {
+    if let Some(v) = v {
+        if v > max {
+            errs.add(path, format!("got {v}, expected at most {max}"));
+        }
+    }
+}
+
+/// The largest amount a fixed-point resource scalar holds (whole units).
+const MAX_SCALAR: f64 = (i64::MAX / 1000) as f64;
+
+/// Marathon's integer fields (`instances`, health check seconds and counts) are 32-bit.
+const MAX_INT: i64 = i32::MAX as i64;
+
+/// A resource amount: at least `min`, and small enough for the fixed-point scalar the task's
+/// resources are made of (a larger one would launch the task without that resource).
+fn amount(errs: &mut Errors, path: &str, v: Option<f64>, min: f64) {
+    at_least(errs, path, v, min);
+    at_most(errs, path, v, MAX_SCALAR);
+    if let Some(v) = v.filter(|v| *v >= min && *v <= MAX_SCALAR) {
+        if let Err(e) = meseta_types::Scalar::from_f64(v) {
+            errs.add(path, e.to_string());
+        }
+    }
+}
+
 /// `cpus`, `mem`, `disk`, `gpus`, `instances` and the single-instance label.
 pub(super) fn resources(def: &AppDefinition, errs: &mut Errors) {
-    at_least(errs, "/cpus", def.cpus, 0.001);
-    at_least(errs, "/mem", def.mem, 0.0);
-    at_least(errs, "/disk", def.disk, 0.0);
+    amount(errs, "/cpus", def.cpus, 0.001);
+    amount(errs, "/mem", def.mem, 0.0);
+    amount(errs, "/disk", def.disk, 0.0);
     at_least(errs, "/gpus", def.gpus.map(|g| g as f64), 0.0);
     if let Some(g) = def.gpus {
         if g > i64::from(u32::MAX) {
@@ -70,11 +96,8 @@ pub(super) fn resources(def: &AppDefinition, errs: &mut Errors) {
     if let Some(n) = def.instances {
         if n < 0 {
             errs.add("/instances", format!("got {n}, expected 0 or more"));
-        } else if n > i64::from(u32::MAX) {
-            errs.add(
-                "/instances",
-                format!("got {n}, expected at most {}", u32::MAX),
-            );
+        } else if n > MAX_INT {
+            errs.add("/instances", format!("got {n}, expected at most {MAX_INT}"));
         }
     }
     let single = def
@@ -103,6 +126,9 @@ fn unit_interval(errs: &mut Errors, path: &str, v: Option<f64>) {
     }
 }
 
+/// The longest kill grace period: whole seconds whose nanoseconds fit an i64.
+const MAX_GRACE_SECONDS: f64 = (i64::MAX / 1_000_000_000) as f64;
+
 /// `upgradeStrategy`, backoff, `killSelection`, `unreachableStrategy`, kill grace period.
 pub(super) fn strategies(def: &AppDefinition, errs: &mut Errors) {
     if let Some(u) = &def.upgrade_strategy {
@@ -130,6 +156,13 @@ pub(super) fn strategies(def: &AppDefinition, errs: &mut Errors) {
         "/taskKillGracePeriodSeconds",
         def.task_kill_grace_period_seconds,
         0.0,
+    );
+    // The grace period travels to the agent in nanoseconds (an i64).
+    at_most(
+        errs,
+        "/taskKillGracePeriodSeconds",
+        def.task_kill_grace_period_seconds,
+        MAX_GRACE_SECONDS,
     );
     if let Some(k) = &def.kill_selection {
         if KillSelection::parse(k).is_none() {
@@ -462,7 +495,18 @@ pub(super) fn health_checks(def: &AppDefinition, ports: &Ports, errs: &mut Error
                     format!("{path}/{name}"),
                     format!("got {v}, expected 0 or more"),
                 );
+            } else if v > MAX_INT {
+                errs.add(
+                    format!("{path}/{name}"),
+                    format!("got {v}, expected at most {MAX_INT}"),
+                );
             }
+        }
+        if let Some(p) = hc.port.filter(|p| !(0..=65535).contains(p)) {
+            errs.add(
+                format!("{path}/port"),
+                format!("got {p}, expected 0 to 65535"),
+            );
         }
     }
     if mesos_side > 1 {

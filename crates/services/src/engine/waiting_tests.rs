@@ -1,0 +1,111 @@
+//! Waiting instances are bounded per app: a deployment wanting far more instances than the
+//! cluster holds creates (and has stored) only [`MAX_WAITING`] at a time, and the next ones as
+//! those are placed; `/v2/queue` still counts every wanted instance.
+
+use meseta_api::scheduler::{IdValue, Offer, TaskStatus};
+use meseta_types::{Attributes, Resources, TaskState};
+use serde_json::json;
+
+use super::*;
+use crate::test_support::app;
+
+fn offer(n: usize, resources: &str) -> Offer {
+    Offer {
+        id: IdValue::new(format!("o{n}")),
+        framework_id: IdValue::new("fw"),
+        agent_id: IdValue::new("agent-a"),
+        hostname: "a".into(),
+        resources: Resources::parse(resources).expect("res"),
+        attributes: Attributes::default(),
+        ..Offer::default()
+    }
+}
+
+fn huge(instances: u32) -> App {
+    app(
+        json!({"id": "huge", "cmd": "sleep 100", "cpus": 0.001, "mem": 1, "disk": 0,
+               "portDefinitions": [], "instances": instances}),
+    )
+}
+
+fn queue_count(e: &Engine, now: f64) -> u64 {
+    e.queue_json(now)[0]["count"].as_u64().expect("count")
+}
+
+#[test]
+fn a_million_instance_app_creates_and_stores_a_bounded_number() {
+    let mut e = Engine::new(1);
+    e.put_app(huge(1_000_000), 1.0, false, true)
+        .expect("create");
+    e.tick(1.0);
+    assert_eq!(e.instances_of("/huge").count(), MAX_WAITING);
+    let out = e.take_outputs();
+    assert_eq!(out.instances.len(), MAX_WAITING, "records to write");
+    assert_eq!(queue_count(&e, 1.0), 1_000_000);
+    assert!(e.wants_offers(1.0));
+    // More ticks and requests create nothing more while nothing is placed.
+    e.tick(2.0);
+    e.tick(3.0);
+    assert_eq!(e.instances_of("/huge").count(), MAX_WAITING);
+    assert!(e.take_outputs().instances.is_empty());
+}
+
+#[test]
+fn placed_instances_make_room_for_the_next_ones_within_one_batch_of_offers() {
+    let mut e = Engine::new(2);
+    e.put_app(huge(1_000), 1.0, false, true).expect("create");
+    // One offer holds every instance: all are placed from it, not MAX_WAITING per offer.
+    let launches = e.offers(&[offer(1, "cpus:4;mem:4096;disk:10")], 2.0);
+    let tasks: Vec<String> = launches
+        .iter()
+        .flat_map(|l| l.tasks.iter().map(|t| t.task_id.as_str().to_owned()))
+        .collect();
+    assert_eq!(tasks.len(), 1_000);
+    for t in &tasks {
+        e.on_status(
+            &TaskStatus::new(IdValue::new(t), TaskState::Running, 0.0),
+            3.0,
+        );
+    }
+    e.tick(3.0);
+    assert_eq!(e.deployments().count(), 0, "the deployment completed");
+    assert!(e.queue_json(3.0).is_empty());
+}
+
+#[test]
+fn a_small_agent_takes_what_fits_and_the_rest_stays_a_count() {
+    let mut e = Engine::new(3);
+    e.put_app(huge(1_000_000), 1.0, false, true)
+        .expect("create");
+    // Ten fit.
+    let launches = e.offers(&[offer(1, "cpus:0.01;mem:100;disk:10")], 2.0);
+    assert_eq!(launches.iter().map(|l| l.tasks.len()).sum::<usize>(), 10);
+    e.tick(2.0);
+    let waiting = e.instances_of("/huge").filter(|i| i.needs_launch()).count();
+    assert_eq!(waiting, MAX_WAITING, "the placed ones were replaced");
+    assert_eq!(e.instances_of("/huge").count(), MAX_WAITING + 10);
+    assert_eq!(queue_count(&e, 2.0), 1_000_000 - 10);
+}
+
+#[test]
+fn restoring_forgets_never_launched_instances_past_the_bound() {
+    let mut first = Engine::new(4);
+    first
+        .put_app(huge(2_000), 1.0, false, true)
+        .expect("create");
+    let st = first.app("/huge").cloned().expect("app");
+    let deployments: Vec<Deployment> = first.deployments().cloned().collect();
+    // Records as an engine without the bound wrote them: every instance waiting.
+    let waiting: Vec<(String, Instance)> = (0..2_000)
+        .map(|n| {
+            let id: Arc<str> = format!("huge.instance-{n}").into();
+            let i = Instance::waiting(id, "v".into(), "c".into(), false, true);
+            ("/huge".to_owned(), i)
+        })
+        .collect();
+    let mut e = Engine::restore(5, vec![st], waiting, deployments);
+    assert_eq!(e.instances_of("/huge").count(), MAX_WAITING);
+    let out = e.take_outputs();
+    assert_eq!(out.forget_instances.len(), 2_000 - MAX_WAITING);
+    assert_eq!(queue_count(&e, 2.0), 2_000);
+}
