@@ -6,15 +6,32 @@ use std::path::Path;
 
 /// Write `data` to `path` atomically: `<path>.tmp`, fsync, rename, fsync the directory.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_via_tmp(path, data, true)
+}
+
+/// Replace `path` with `data` atomically against a crash of this process (`<path>.tmp`,
+/// rename), without forcing it to disk: for files that describe live processes (pid files),
+/// which mean nothing after the machine itself went down. Saves the two fsyncs per file that
+/// otherwise sit on a task's launch path.
+pub(crate) fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_via_tmp(path, data, false)
+}
+
+fn write_via_tmp(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = Path::new(&tmp_name);
     {
         let mut f = File::create(tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
     }
     fs::rename(tmp, path)?;
+    if !durable {
+        return Ok(());
+    }
     if let Some(dir) = path.parent() {
         // Best effort: make the rename itself durable.
         if let Ok(d) = File::open(dir) {
@@ -35,6 +52,9 @@ mod tests {
         write_atomic(&p, b"one").expect("write one");
         write_atomic(&p, b"two").expect("write two");
         assert_eq!(fs::read(&p).expect("read"), b"two");
+        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1);
+        write_replace(&p, b"three").expect("write three");
+        assert_eq!(fs::read(&p).expect("read"), b"three");
         assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1);
     }
 }

@@ -143,8 +143,10 @@ fn log(line: &str) {
     let _ = writeln!(io::stderr().lock(), "meseta-shim: {line}");
 }
 
+/// Pid files are read by a restarted agent to find live processes; a machine crash takes the
+/// processes with it, so they are replaced atomically but not fsynced.
 fn write_pid(path: &Path, pid: i32) -> io::Result<()> {
-    fsutil::write_atomic(path, format!("{pid}\n").as_bytes())
+    fsutil::write_replace(path, format!("{pid}\n").as_bytes())
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ShimError {
