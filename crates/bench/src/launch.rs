@@ -191,11 +191,12 @@ impl Report {
             "where the time goes:".to_string(),
         ]
         .into_iter()
-        .chain(self.hops.iter().map(|h| line(&format!("  {}", h.hop), &h.stats)))
-        .chain([
-            String::new(),
-            Check::table(&self.checks, 2),
-        ])
+        .chain(
+            self.hops
+                .iter()
+                .map(|h| line(&format!("  {}", h.hop), &h.stats)),
+        )
+        .chain([String::new(), Check::table(&self.checks, 2)])
         .collect::<Vec<_>>()
         .join("\n")
     }

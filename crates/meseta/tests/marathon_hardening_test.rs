@@ -65,131 +65,215 @@ async fn app_count(c: &Cluster) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_amounts_beyond_the_fixed_point_range_are_refused_naming_the_field() {
-    let c = cluster("cpus:1;mem:1024;disk:1024;ports:[31000-31099]").await;
-    for field in ["cpus", "mem", "disk"] {
-        for v in [1e16, 1e308, -1.0] {
-            let body = app(&format!("/big-{field}"), json!({field: v}));
-            let (s, b) = call(&c, Method::POST, "/v2/apps", Some(body)).await;
-            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{field}={v}: {b}");
-            assert!(paths(&b).contains(&format!("/{field}")), "{field}={v}: {b}");
+    let mut c = cluster("cpus:1;mem:1024;disk:1024;ports:[31000-31099]").await;
+    // The same hostile input on a fresh master and on one restarted over the same store.
+    for round in ["fresh", "restarted"] {
+        for field in ["cpus", "mem", "disk"] {
+            for v in [1e16, 1e308, -1.0] {
+                let body = app(&format!("/big-{field}"), json!({field: v}));
+                let (s, b) = call(&c, Method::POST, "/v2/apps", Some(body)).await;
+                assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{field}={v}: {b}");
+                assert!(paths(&b).contains(&format!("/{field}")), "{field}={v}: {b}");
+            }
         }
-    }
-    // The same through a group, a PUT and a PATCH.
-    let group = json!({"id": "/g", "apps": [app("a", json!({"cpus": 1e16}))]});
-    let (s, b) = call(&c, Method::POST, "/v2/groups", Some(group)).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(paths(&b).contains(&"/apps(0)/cpus".to_owned()), "{b}");
-    let (s, b) = call(&c, Method::POST, "/v2/apps", Some(app("/ok", json!({})))).await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
-    for method in [Method::PUT, Method::PATCH] {
+        // The same through a group, a PUT and a PATCH.
+        let group = json!({"id": "/g", "apps": [app("a", json!({"cpus": 1e16}))]});
+        let (s, b) = call(&c, Method::POST, "/v2/groups", Some(group)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert!(paths(&b).contains(&"/apps(0)/cpus".to_owned()), "{b}");
+        let (s, b) = call(&c, Method::POST, "/v2/apps", Some(app("/ok", json!({})))).await;
+        // Stored in the fresh round, so a conflict after the restart.
+        let want = if round == "fresh" {
+            StatusCode::CREATED
+        } else {
+            StatusCode::CONFLICT
+        };
+        assert_eq!(s, want, "{round}: {b}");
+        for method in [Method::PUT, Method::PATCH] {
+            let (s, b) = call(
+                &c,
+                method.clone(),
+                "/v2/apps/ok",
+                Some(json!({"mem": 1e300})),
+            )
+            .await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{method}: {b}");
+            assert!(paths(&b).contains(&"/mem".to_owned()), "{method}: {b}");
+        }
+        // Counters past Marathon's 32-bit integers.
+        let hc = json!({"healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"},
+                                          "intervalSeconds": 9_000_000_000_i64}]});
+        let (s, b) = call(&c, Method::POST, "/v2/apps", Some(app("/hc", hc))).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert!(
+            paths(&b).contains(&"/healthChecks(0)/intervalSeconds".to_owned()),
+            "{b}"
+        );
         let (s, b) = call(
             &c,
-            method.clone(),
-            "/v2/apps/ok",
-            Some(json!({"mem": 1e300})),
+            Method::POST,
+            "/v2/apps",
+            Some(app("/many", json!({"instances": 3_000_000_000_i64}))),
         )
         .await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{method}: {b}");
-        assert!(paths(&b).contains(&"/mem".to_owned()), "{method}: {b}");
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert!(paths(&b).contains(&"/instances".to_owned()), "{b}");
+        assert_eq!(app_count(&c).await, 1, "only /ok was stored");
+        if round == "fresh" {
+            c.restart_master().await.expect("master restarts");
+        }
     }
-    // Counters past Marathon's 32-bit integers.
-    let hc = json!({"healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"},
-                                      "intervalSeconds": 9_000_000_000_i64}]});
-    let (s, b) = call(&c, Method::POST, "/v2/apps", Some(app("/hc", hc))).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(
-        paths(&b).contains(&"/healthChecks(0)/intervalSeconds".to_owned()),
-        "{b}"
-    );
-    let (s, b) = call(
-        &c,
-        Method::POST,
-        "/v2/apps",
-        Some(app("/many", json!({"instances": 3_000_000_000_i64}))),
-    )
-    .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(paths(&b).contains(&"/instances".to_owned()), "{b}");
-    assert_eq!(app_count(&c).await, 1, "only /ok was stored");
     c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_or_group_depending_on_itself_is_a_cycle() {
-    let c = cluster("cpus:1;mem:1024;disk:1024;ports:[31000-31099]").await;
-    let cyclic = "Dependency graph has cyclic dependencies.";
-    let (s, b) = call(
-        &c,
-        Method::POST,
-        "/v2/apps",
-        Some(app("/selfish", json!({"dependencies": ["/selfish"]}))),
-    )
-    .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert_eq!(b["details"][0]["errors"][0], cyclic, "{b}");
-    // A two-app cycle through /v2/apps alone.
-    let (s, b) = call(
-        &c,
-        Method::POST,
-        "/v2/apps",
-        Some(app("/a", json!({"dependencies": ["/b"]}))),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (s, b) = call(
-        &c,
-        Method::PUT,
-        "/v2/apps/b",
-        Some(app("/b", json!({"dependencies": ["/a"]}))),
-    )
-    .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    // A group whose dependencies name the group itself.
-    let group = json!({"id": "/g", "dependencies": ["/g"], "apps": [app("x", json!({}))]});
-    let (s, b) = call(&c, Method::POST, "/v2/groups", Some(group)).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert_eq!(b["details"][0]["errors"][0], cyclic, "{b}");
-    assert_eq!(app_count(&c).await, 1, "only /a was stored");
+    let mut c = cluster("cpus:1;mem:1024;disk:1024;ports:[31000-31099]").await;
+    // The same hostile input on a fresh master and on one restarted over the same store.
+    for round in ["fresh", "restarted"] {
+        let cyclic = "Dependency graph has cyclic dependencies.";
+        let (s, b) = call(
+            &c,
+            Method::POST,
+            "/v2/apps",
+            Some(app("/selfish", json!({"dependencies": ["/selfish"]}))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["details"][0]["errors"][0], cyclic, "{b}");
+        // A two-app cycle through /v2/apps alone.
+        let (s, b) = call(
+            &c,
+            Method::POST,
+            "/v2/apps",
+            Some(app("/a", json!({"dependencies": ["/b"]}))),
+        )
+        .await;
+        // Stored in the fresh round, so a conflict after the restart.
+        let want = if round == "fresh" {
+            StatusCode::CREATED
+        } else {
+            StatusCode::CONFLICT
+        };
+        assert_eq!(s, want, "{round}: {b}");
+        let (s, b) = call(
+            &c,
+            Method::PUT,
+            "/v2/apps/b",
+            Some(app("/b", json!({"dependencies": ["/a"]}))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        // A group whose dependencies name the group itself.
+        let group = json!({"id": "/g", "dependencies": ["/g"], "apps": [app("x", json!({}))]});
+        let (s, b) = call(&c, Method::POST, "/v2/groups", Some(group)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["details"][0]["errors"][0], cyclic, "{b}");
+        assert_eq!(app_count(&c).await, 1, "only /a was stored");
+        if round == "fresh" {
+            c.restart_master().await.expect("master restarts");
+        }
+    }
     c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_object_bodies_unknown_paths_and_methods_get_marathon_json_errors() {
-    let c = cluster("cpus:1;mem:1024;disk:1024;ports:[31000-31099]").await;
-    for (method, path) in [
-        (Method::PUT, "/v2/groups/x"),
-        (Method::POST, "/v2/groups"),
-        (Method::POST, "/v2/apps"),
-        (Method::PUT, "/v2/apps/x"),
-    ] {
-        let (s, b) = call(&c, method.clone(), path, Some(json!([]))).await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{method} {path}: {b}");
-        assert_eq!(b["message"], "Invalid JSON", "{method} {path}: {b}");
-    }
-    assert_eq!(app_count(&c).await, 0);
-    for (method, path) in [
-        (Method::PUT, "/v2/apps"),
-        (Method::DELETE, "/v2/apps"),
-        (Method::POST, "/v2/info"),
-        (Method::PATCH, "/v2/groups"),
-        (Method::POST, "/v2/deployments"),
-    ] {
-        let (s, b) = call(&c, method.clone(), path, None).await;
-        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
-        assert_eq!(b["message"], "Method Not Allowed", "{method} {path}: {b}");
-    }
-    for path in ["/v2/nope", "/v2", "/v2/apps-x/y"] {
-        let (s, b) = call(&c, Method::GET, path, None).await;
-        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
-        assert!(b["message"].is_string(), "{path}: {b}");
+    let mut c = cluster("cpus:1;mem:1024;disk:1024;ports:[31000-31099]").await;
+    // The same hostile input on a fresh master and on one restarted over the same store.
+    for round in ["fresh", "restarted"] {
+        for (method, path) in [
+            (Method::PUT, "/v2/groups/x"),
+            (Method::POST, "/v2/groups"),
+            (Method::POST, "/v2/apps"),
+            (Method::PUT, "/v2/apps/x"),
+        ] {
+            let (s, b) = call(&c, method.clone(), path, Some(json!([]))).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{method} {path}: {b}");
+            assert_eq!(b["message"], "Invalid JSON", "{method} {path}: {b}");
+        }
+        assert_eq!(app_count(&c).await, 0);
+        for (method, path) in [
+            (Method::PUT, "/v2/apps"),
+            (Method::DELETE, "/v2/apps"),
+            (Method::POST, "/v2/info"),
+            (Method::PATCH, "/v2/groups"),
+            (Method::POST, "/v2/deployments"),
+        ] {
+            let (s, b) = call(&c, method.clone(), path, None).await;
+            assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert_eq!(b["message"], "Method Not Allowed", "{method} {path}: {b}");
+        }
+        for path in ["/v2/nope", "/v2", "/v2/apps-x/y"] {
+            let (s, b) = call(&c, Method::GET, path, None).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+            assert!(b["message"].is_string(), "{path}: {b}");
+        }
+        if round == "fresh" {
+            c.restart_master().await.expect("master restarts");
+        }
     }
     c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_users_are_refused_unless_the_master_allows_root_tasks() {
-    let c = cluster("cpus:1;mem:1024;disk:1024;ports:[31000-31099]").await;
-    assert!(!c.master.allows_root_tasks());
+    let mut c = cluster("cpus:1;mem:1024;disk:1024;ports:[31000-31099]").await;
+    // The same hostile input on a fresh master and on one restarted over the same store.
+    for round in ["fresh", "restarted"] {
+        assert!(!c.master.allows_root_tasks());
+        let (s, b) = call(
+            &c,
+            Method::POST,
+            "/v2/apps",
+            Some(app("/r", json!({"user": "root"}))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert!(paths(&b).contains(&"/user".to_owned()), "{b}");
+        let group = json!({"id": "/g", "groups": [{"id": "in", "apps": [
+            app("ok", json!({})), app("r", json!({"user": "root"}))]}]});
+        let (s, b) = call(&c, Method::POST, "/v2/groups", Some(group)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert!(
+            paths(&b).contains(&"/groups(0)/apps(1)/user".to_owned()),
+            "{b}"
+        );
+        // An app without a user keeps none (the agent's default applies); it cannot be made root.
+        let (s, b) = call(&c, Method::POST, "/v2/apps", Some(app("/n", json!({})))).await;
+        // Stored in the fresh round, so a conflict after the restart.
+        let want = if round == "fresh" {
+            StatusCode::CREATED
+        } else {
+            StatusCode::CONFLICT
+        };
+        assert_eq!(s, want, "{round}: {b}");
+        if round == "fresh" {
+            assert!(b.get("user").is_none_or(Value::is_null), "{b}");
+        }
+        let (s, b) = call(
+            &c,
+            Method::PATCH,
+            "/v2/apps/n",
+            Some(json!({"user": "root"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert!(paths(&b).contains(&"/user".to_owned()), "{b}");
+        assert_eq!(app_count(&c).await, 1);
+        if round == "fresh" {
+            c.restart_master().await.expect("master restarts");
+        }
+    }
+    c.stop().await;
+
+    // A cluster started with --allow-root takes the same app.
+    let opts = ClusterOptions::new(env!("CARGO_BIN_EXE_meseta"))
+        .agent_resources("cpus:1;mem:1024;disk:1024;ports:[31000-31099]")
+        .expect("resources parse")
+        .allow_root();
+    let c = Cluster::start(opts).await.expect("cluster starts");
+    assert!(c.master.allows_root_tasks());
     let (s, b) = call(
         &c,
         Method::POST,
@@ -197,30 +281,8 @@ async fn root_users_are_refused_unless_the_master_allows_root_tasks() {
         Some(app("/r", json!({"user": "root"}))),
     )
     .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(paths(&b).contains(&"/user".to_owned()), "{b}");
-    let group = json!({"id": "/g", "groups": [{"id": "in", "apps": [
-        app("ok", json!({})), app("r", json!({"user": "root"}))]}]});
-    let (s, b) = call(&c, Method::POST, "/v2/groups", Some(group)).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(
-        paths(&b).contains(&"/groups(0)/apps(1)/user".to_owned()),
-        "{b}"
-    );
-    // An app without a user keeps none (the agent's default applies); it cannot be made root.
-    let (s, b) = call(&c, Method::POST, "/v2/apps", Some(app("/n", json!({})))).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    assert!(b.get("user").is_none_or(Value::is_null), "{b}");
-    let (s, b) = call(
-        &c,
-        Method::PATCH,
-        "/v2/apps/n",
-        Some(json!({"user": "root"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(paths(&b).contains(&"/user".to_owned()), "{b}");
-    assert_eq!(app_count(&c).await, 1);
+    assert_eq!(b["user"], "root", "{b}");
     c.stop().await;
 }
 

@@ -31,6 +31,8 @@ pub struct ClusterOptions {
     pub agent_resources: Resources,
     /// Master's agent timeout.
     pub agent_timeout: Duration,
+    /// Whether tasks may run as root (`--allow-root` on the master and every agent).
+    pub allow_root: bool,
 }
 
 impl ClusterOptions {
@@ -42,7 +44,14 @@ impl ClusterOptions {
             agent_resources: Resources::parse("cpus:4;mem:4096;disk:4096;ports:[31000-31999]")
                 .expect("literal resources parse"),
             agent_timeout: Duration::from_secs(30),
+            allow_root: false,
         }
+    }
+
+    /// Let tasks run as root, as `--allow-root` does.
+    pub fn allow_root(mut self) -> Self {
+        self.allow_root = true;
+        self
     }
 
     /// Set the number of agents.
@@ -68,6 +77,8 @@ pub struct Cluster {
     /// The agents, in start order.
     pub agents: Vec<AgentHandle>,
     opts: ClusterOptions,
+    /// The master's store, kept across [`Cluster::restart_master`].
+    store: Arc<RedbStore>,
     /// Holds the store and agents' work dirs.
     pub dir: tempfile::TempDir,
 }
@@ -77,17 +88,8 @@ impl Cluster {
     pub async fn start(opts: ClusterOptions) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir().context("temp dir")?;
         let store = Arc::new(RedbStore::open(&dir.path().join("store.redb"))?);
-        let cfg = MasterConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            agent_timeout: opts.agent_timeout,
-            allocation_interval: Duration::from_millis(200),
-            ..MasterConfig::default()
-        };
-        // The built-in schedulers too, as `meseta master` runs them.
-        let handle = meseta_master::start_with(cfg, store, |m, cancel| {
-            meseta_chronos::start(m, cancel).merge(meseta_marathon::start(m, cancel))
-        })
-        .await?;
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let handle = start_master(&opts, listen, Arc::clone(&store)).await?;
         let url = format!("http://{}", handle.addr);
         let mut cluster = Cluster {
             master: handle.master.clone(),
@@ -95,6 +97,7 @@ impl Cluster {
             master_handle: Some(handle),
             agents: Vec::new(),
             opts,
+            store,
             dir,
         };
         for i in 0..cluster.opts.agents {
@@ -115,7 +118,45 @@ impl Cluster {
         cfg.hostname = Some(format!("agent-{i}"));
         cfg.meseta_exe = self.opts.meseta_exe.clone();
         cfg.usage_interval = Duration::from_secs(1);
+        cfg.allow_root = self.opts.allow_root;
         cfg
+    }
+
+    /// Stop the master and start a new one on the same address over the same store (its state
+    /// rebuilt from what was persisted, as after a process restart); waits until every agent
+    /// has re-registered.
+    pub async fn restart_master(&mut self) -> anyhow::Result<()> {
+        let handle = self
+            .master_handle
+            .take()
+            .context("the master is not running")?;
+        let addr = handle.addr;
+        handle.shutdown().await;
+        let handle = start_master(&self.opts, addr, Arc::clone(&self.store)).await?;
+        self.master = handle.master.clone();
+        self.master_handle = Some(handle);
+        let want = self.agents.len();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let active = self
+                .get_json("/master/slaves")
+                .await
+                .ok()
+                .and_then(|v| {
+                    v["slaves"]
+                        .as_array()
+                        .map(|a| a.iter().filter(|s| s["active"] == true).count())
+                })
+                .unwrap_or(0);
+            if active >= want {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{active} of {want} agents re-registered after the master restart"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Start agent `i` and wait for its registration.
@@ -149,4 +190,24 @@ impl Cluster {
             h.shutdown().await;
         }
     }
+}
+
+/// A master with the built-in schedulers, as `meseta master` runs it.
+async fn start_master(
+    opts: &ClusterOptions,
+    listen: SocketAddr,
+    store: Arc<RedbStore>,
+) -> anyhow::Result<MasterHandle> {
+    let cfg = MasterConfig {
+        listen,
+        agent_timeout: opts.agent_timeout,
+        allocation_interval: Duration::from_millis(200),
+        allow_root_tasks: opts.allow_root,
+        ..MasterConfig::default()
+    };
+    let handle = meseta_master::start_with(cfg, store, |m, cancel| {
+        meseta_chronos::start(m, cancel).merge(meseta_marathon::start(m, cancel))
+    })
+    .await?;
+    Ok(handle)
 }
