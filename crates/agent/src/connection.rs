@@ -216,6 +216,11 @@ impl Conn<'_> {
                 agent_id,
                 heartbeat_interval_secs,
             } => {
+                if let Err(e) = crate::path_id::PathId::agent(&agent_id) {
+                    return Err(AgentError::Rejected(format!(
+                        "the master assigned an unusable agent id: {e}"
+                    )));
+                }
                 tracing::info!(agent_id = %agent_id, "registered with master");
                 self.shared.set_registered(&agent_id);
                 let secs = if heartbeat_interval_secs.is_finite() && heartbeat_interval_secs > 0.0 {

@@ -13,12 +13,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use meseta_api::agent::{AgentMessage, Register, StatusUpdate, TaskReport, TaskSpec};
 use meseta_isolation::cgroup::Cgroups;
+use meseta_isolation::user::Identity;
 use meseta_types::{AgentId, FrameworkId, Resources, TaskId, TaskState};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{Checkpoint, PendingUpdate, StateRecord};
-use crate::AgentConfig;
+use crate::path_id::PathId;
+use crate::{AgentConfig, AgentError};
 
 /// One task the agent knows about.
 #[derive(Clone, Debug)]
@@ -63,6 +65,8 @@ pub(crate) struct Shared {
     pub http_addr: SocketAddr,
     /// Host cgroups, for usage and cleanup (`None` when undetectable).
     pub cgroups: Option<Arc<dyn Cgroups>>,
+    /// The user the agent runs as (tasks run as another only when it is root).
+    pub agent_user: Identity,
     /// Stops watchers, the usage loop and the HTTP server.
     pub stop: CancellationToken,
     /// Id confirmed by the master in this run.
@@ -95,6 +99,7 @@ impl Shared {
             resources,
             http_addr,
             cgroups,
+            agent_user: Identity::current(),
             stop: CancellationToken::new(),
             registered: watch::channel(None).0,
             state: Mutex::new(State::default()),
@@ -175,12 +180,22 @@ impl Shared {
             message = ?rec.message, healthy = ?rec.healthy, uuid = %update.uuid, "status update");
         let seq = st.next_seq;
         st.next_seq += 1;
-        if let Err(e) = self.checkpoint.write_update(seq, &update) {
-            tracing::error!(task_id = %task_id, error = %e, "cannot checkpoint status update");
+        // An invalid id (a refused launch) names no file: its update is kept in memory only.
+        match self.checkpoint.write_update(seq, &update) {
+            Ok(()) => {}
+            Err(e @ AgentError::InvalidId(_)) => {
+                tracing::warn!(error = %e, "status update of an invalid task id is not checkpointed")
+            }
+            Err(e) => {
+                tracing::error!(task_id = %task_id, error = %e, "cannot checkpoint status update")
+            }
         }
         if let Some(entry) = st.tasks.get_mut(task_id).filter(|_| record) {
             entry.record = rec.clone();
-            if let Err(e) = self.checkpoint.write_state(task_id.as_str(), &rec) {
+            let written = PathId::task(task_id)
+                .map_err(AgentError::from)
+                .and_then(|id| self.checkpoint.write_state(&id, &rec));
+            if let Err(e) = written {
                 tracing::error!(task_id = %task_id, error = %e, "cannot record task state");
             }
         }
@@ -309,6 +324,12 @@ impl Shared {
             .filter(|t| !t.record.state.is_terminal())
             .map(|t| t.spec.task_id.clone())
             .collect()
+    }
+
+    /// `<work_dir>/tasks/<task_id>`; `None` for an id that cannot name a directory (no such
+    /// task was admitted).
+    pub fn task_dir(&self, id: &TaskId) -> Option<std::path::PathBuf> {
+        PathId::task(id).ok().map(|p| self.checkpoint.task_dir(&p))
     }
 
     /// A copy of one task's entry.
