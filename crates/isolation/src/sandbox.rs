@@ -83,7 +83,7 @@ fn walk(
             Mode::empty(),
         )?;
     }
-    Ok(openat(&dir, *last, flags, mode)?)
+    Ok(openat(&dir, *last, flags | OFlag::O_NOFOLLOW, mode)?)
 }
 
 #[cfg(test)]
