@@ -49,6 +49,8 @@ pub(crate) struct State {
     pub agent_id: Option<AgentId>,
     /// Tasks whose health checker runs (one checker per task).
     pub health_checkers: BTreeSet<TaskId>,
+    /// The resources of the last `Register` message.
+    advertised: Option<Resources>,
 }
 
 /// State shared by every part of a running agent.
@@ -265,9 +267,31 @@ impl Shared {
         self.lock().pending.len()
     }
 
+    /// The resources to register with: the totals without the ports other processes on the host
+    /// listen on (the ports of this agent's own active tasks stay theirs).
+    fn advertised_resources(&self, st: &State) -> Resources {
+        let mut taken = crate::resources::host_listening_ports();
+        for t in st.tasks.values().filter(|t| !t.record.state.is_terminal()) {
+            for p in t.spec.resources.ranges("ports").values() {
+                taken.remove(&p);
+            }
+        }
+        crate::resources::without_ports(&self.resources, &taken)
+    }
+
+    /// Whether the resources to register with changed since the last `Register` (a process on
+    /// the host started or stopped listening on a port of the agent's ranges).
+    pub fn advertised_changed(&self) -> bool {
+        let st = self.lock();
+        let now = self.advertised_resources(&st);
+        st.advertised.as_ref().is_some_and(|before| *before != now)
+    }
+
     /// The `Register` message: every task that is not terminal or has unacknowledged updates.
     pub fn register_message(&self) -> Register {
-        let st = self.lock();
+        let mut st = self.lock();
+        let resources = self.advertised_resources(&st);
+        st.advertised = Some(resources.clone());
         let tasks = st
             .tasks
             .values()
@@ -287,7 +311,7 @@ impl Shared {
             agent_id: st.agent_id.clone(),
             hostname: self.hostname.clone(),
             address: self.http_addr.to_string(),
-            resources: self.resources.clone(),
+            resources,
             attributes: self.cfg.attributes.clone(),
             tasks,
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -78,6 +78,21 @@ fn admit(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
     let Some(agent_id) = st.agent_id.as_ref().and_then(|a| PathId::agent(a).ok()) else {
         return Err("agent is not registered".into());
     };
+    let ports: Vec<u64> = spec.resources.ranges("ports").values().collect();
+    if !ports.is_empty() {
+        let listening = crate::resources::host_listening_ports();
+        let busy: Vec<String> = ports
+            .iter()
+            .filter(|p| listening.contains(p))
+            .map(u64::to_string)
+            .collect();
+        if !busy.is_empty() {
+            return Err(format!(
+                "port {} of the task is in use by another process on this host",
+                busy.join(", ")
+            ));
+        }
+    }
     let free = Shared::free_resources(&st, &shared.resources);
     // A volume is disk of the agent like any other.
     if !free.contains(&spec.resources.without_volumes().with_role("*")) {

@@ -31,6 +31,8 @@ pub struct ClusterOptions {
     pub agent_resources: Resources,
     /// Master's agent timeout.
     pub agent_timeout: Duration,
+    /// Agents run tasks as root when asked (`--allow-root`); off by default, as on a real agent.
+    pub allow_root: bool,
 }
 
 impl ClusterOptions {
@@ -42,7 +44,14 @@ impl ClusterOptions {
             agent_resources: Resources::parse("cpus:4;mem:4096;disk:4096;ports:[31000-31999]")
                 .expect("literal resources parse"),
             agent_timeout: Duration::from_secs(30),
+            allow_root: false,
         }
+    }
+
+    /// Let tasks (and the built-in schedulers) run as root.
+    pub fn allow_root(mut self) -> Self {
+        self.allow_root = true;
+        self
     }
 
     /// Set the number of agents.
@@ -76,11 +85,18 @@ impl Cluster {
     /// Start a master (redb store in a temp dir) and the agents; wait until all registered.
     pub async fn start(opts: ClusterOptions) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir().context("temp dir")?;
+        // Tasks run as an unprivileged user: it must traverse down to its sandbox.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+                .context("chmod temp dir")?;
+        }
         let store = Arc::new(RedbStore::open(&dir.path().join("store.redb"))?);
         let cfg = MasterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             agent_timeout: opts.agent_timeout,
             allocation_interval: Duration::from_millis(200),
+            allow_root_tasks: opts.allow_root,
             ..MasterConfig::default()
         };
         // The built-in schedulers too, as `meseta master` runs them.
@@ -115,6 +131,7 @@ impl Cluster {
         cfg.hostname = Some(format!("agent-{i}"));
         cfg.meseta_exe = self.opts.meseta_exe.clone();
         cfg.usage_interval = Duration::from_secs(1);
+        cfg.allow_root = self.opts.allow_root;
         cfg
     }
 

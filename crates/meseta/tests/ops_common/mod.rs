@@ -124,6 +124,12 @@ impl OpsCluster {
         resources: &str,
     ) -> OpsCluster {
         let dir = tempfile::tempdir().expect("temp dir");
+        // Tasks run as an unprivileged user: it must traverse down to its sandbox.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+                .expect("chmod temp dir");
+        }
         let store = Arc::new(
             meseta_store::redb::RedbStore::open(&dir.path().join("store.redb")).expect("store"),
         );
