@@ -237,7 +237,10 @@ pub async fn run(args: ExecuteArgs, client: &MasterClient, json: bool) -> anyhow
 
 fn framework_info() -> FrameworkInfo {
     FrameworkInfo {
-        user: crate::current_user(),
+        // Root names no user: agents run such tasks as their default user (root only on request).
+        user: Some(crate::current_user())
+            .filter(|u| u != "root")
+            .unwrap_or_default(),
         name: FRAMEWORK_NAME.to_string(),
         failover_timeout: Some(FAILOVER_TIMEOUT),
         hostname: nix::unistd::gethostname()
