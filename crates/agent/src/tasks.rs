@@ -71,6 +71,7 @@ fn admit(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
     let id = PathId::task(&spec.task_id).map_err(|e| e.to_string())?;
     PathId::framework(&spec.framework_id).map_err(|e| e.to_string())?;
     let run_as = users::task_user(&shared.cfg, &shared.agent_user, spec.user.as_deref())?;
+    ports_free_on_host(spec)?;
     let mut st = shared.lock();
     if st.tasks.contains_key(&spec.task_id) || shared.checkpoint.task_dir(&id).exists() {
         return Err(format!("task {id} already exists on this agent"));
@@ -78,21 +79,6 @@ fn admit(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
     let Some(agent_id) = st.agent_id.as_ref().and_then(|a| PathId::agent(a).ok()) else {
         return Err("agent is not registered".into());
     };
-    let ports: Vec<u64> = spec.resources.ranges("ports").values().collect();
-    if !ports.is_empty() {
-        let listening = crate::resources::host_listening_ports();
-        let busy: Vec<String> = ports
-            .iter()
-            .filter(|p| listening.contains(p))
-            .map(u64::to_string)
-            .collect();
-        if !busy.is_empty() {
-            return Err(format!(
-                "port {} of the task is in use by another process on this host",
-                busy.join(", ")
-            ));
-        }
-    }
     let free = Shared::free_resources(&st, &shared.resources);
     // A volume is disk of the agent like any other.
     if !free.contains(&spec.resources.without_volumes().with_role("*")) {
@@ -111,6 +97,29 @@ fn admit(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
         },
     );
     Ok(run_as)
+}
+
+/// A task's ports must not be held by another process on the host (one that started listening
+/// after the agent last registered): its process could not bind them.
+fn ports_free_on_host(spec: &TaskSpec) -> Result<(), String> {
+    let ports: Vec<u64> = spec.resources.ranges("ports").values().collect();
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let listening = crate::resources::host_listening_ports();
+    let busy: Vec<String> = ports
+        .iter()
+        .filter(|p| listening.contains(p))
+        .map(u64::to_string)
+        .collect();
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "port {} of the task is in use by another process on this host",
+            busy.join(", ")
+        ))
+    }
 }
 
 /// `<root>/<agent_id>/<task_id>`.

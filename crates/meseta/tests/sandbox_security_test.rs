@@ -62,6 +62,16 @@ impl Fw {
 
     /// Launch one task on the next offer.
     async fn launch(&mut self, id: &str, cmd: CommandInfo) {
+        self.launch_checked(id, cmd, None).await;
+    }
+
+    /// Launch one task with a health check on the next offer.
+    async fn launch_checked(
+        &mut self,
+        id: &str,
+        cmd: CommandInfo,
+        health_check: Option<serde_json::Value>,
+    ) {
         let offer = self.offer().await;
         let task = TaskInfo {
             name: "t".into(),
@@ -69,6 +79,7 @@ impl Fw {
             agent_id: Some(offer.agent_id.clone()),
             resources: Resources::parse(RES).expect("resources"),
             command: Some(cmd),
+            health_check,
             ..TaskInfo::default()
         };
         let accept = Accept::launch(offer.id.clone(), vec![task], 0.0);
@@ -164,6 +175,31 @@ async fn a_task_without_a_user_runs_as_nobody_in_a_sandbox_it_owns() {
     let task_json = sb.parent().expect("task dir").join("task.json");
     let mode = std::fs::metadata(task_json).expect("task.json").mode();
     assert_eq!(mode & 0o077, 0, "checkpoints are the agent's alone");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_health_checks_run_as_the_task_user() {
+    require_root!();
+    let cluster = Cluster::start(ClusterOptions::new(common::MESETA))
+        .await
+        .expect("cluster");
+    let mut fw = Fw::subscribe(&cluster, "").await;
+    let check = serde_json::json!({
+        "type": "COMMAND",
+        "command": {"value": format!("test \"$(id -u)\" = {}", nobody_uid())},
+        "delay_seconds": 0, "interval_seconds": 0.5, "timeout_seconds": 10,
+        "grace_period_seconds": 0, "consecutive_failures": 0
+    });
+    fw.launch_checked("checked", CommandInfo::shell("sleep 30"), Some(check))
+        .await;
+    let s = loop {
+        let s = fw.until("checked", TaskState::Running).await;
+        if s.healthy.is_some() || s.state.is_terminal() {
+            break s;
+        }
+    };
+    assert_eq!(s.healthy, Some(true), "{s:?}");
     cluster.stop().await;
 }
 

@@ -19,7 +19,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// A framework subscribed in `role`.
 pub fn framework_in(name: &str, role: &str) -> FrameworkInfo {
     FrameworkInfo {
-        user: "root".into(),
+        user: String::new(),
         name: name.into(),
         role: Some(role.into()),
         failover_timeout: Some(60.0),
