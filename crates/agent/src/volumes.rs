@@ -109,8 +109,7 @@ pub(crate) fn attach(
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         // The volume's data is its user's alone (like a sandbox).
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750))
-            .map_err(io(&dir))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).map_err(io(&dir))?;
         if let Some((uid, gid)) = owner {
             nix::unistd::chown(
                 &dir,

@@ -237,10 +237,7 @@ pub async fn run(args: ExecuteArgs, client: &MasterClient, json: bool) -> anyhow
 
 fn framework_info() -> FrameworkInfo {
     FrameworkInfo {
-        // Root names no user: agents run such tasks as their default user (root only on request).
-        user: Some(crate::current_user())
-            .filter(|u| u != "root")
-            .unwrap_or_default(),
+        user: crate::current_user(),
         name: FRAMEWORK_NAME.to_string(),
         failover_timeout: Some(FAILOVER_TIMEOUT),
         hostname: nix::unistd::gethostname()
