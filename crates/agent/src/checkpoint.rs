@@ -185,9 +185,13 @@ impl Checkpoint {
         write_json(&dir.join(update_file_name(seq, &update.uuid)), update)
     }
 
-    /// Drop an acknowledged update (missing files are fine: acks may repeat).
+    /// Drop an acknowledged update (missing files are fine: acks may repeat; an update of an
+    /// invalid id was never written).
     pub fn remove_update(&self, seq: u64, update: &StatusUpdate) -> Result<(), AgentError> {
-        let dir = self.updates_dir(&PathId::task(&update.task_id)?);
+        let Ok(id) = PathId::task(&update.task_id) else {
+            return Ok(());
+        };
+        let dir = self.updates_dir(&id);
         let path = dir.join(update_file_name(seq, &update.uuid));
         match fs::remove_file(&path) {
             Ok(()) => {}

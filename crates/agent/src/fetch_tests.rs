@@ -361,3 +361,38 @@ fn link_targets_are_checked_lexically() {
     assert_eq!(safe_relative(Path::new("a/../b")), None);
     assert_eq!(cache_key("x").len(), 64);
 }
+
+#[tokio::test]
+async fn links_already_in_the_sandbox_do_not_redirect_writes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).expect("mkdir");
+    fs::write(outside.join("conf.json"), "keep").expect("write");
+    let sandbox = dir.path().join("sb");
+    fs::create_dir(&sandbox).expect("mkdir");
+    // Links an earlier archive (or a chain of in-sandbox links) could have left there.
+    std::os::unix::fs::symlink(&outside, sandbox.join("x")).expect("ln");
+    std::os::unix::fs::symlink(outside.join("conf.json"), sandbox.join("conf.json")).expect("ln");
+    std::os::unix::fs::symlink(outside.join("plain"), sandbox.join("plain")).expect("ln");
+    let src = dir.path().join("src");
+    fs::create_dir(&src).expect("mkdir");
+    fs::write(src.join("plain"), "payload").expect("write");
+    let mut gz = flate2::write::GzEncoder::new(
+        fs::File::create(src.join("conf.json.gz")).expect("create"),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(b"payload").expect("write");
+    gz.finish().expect("finish");
+    let f = fetcher(dir.path());
+    let plain = src.join("plain").display().to_string();
+    let mut nested = uri(&plain);
+    nested.output_file = Some("x/evil".into());
+    let gz = uri(&src.join("conf.json.gz").display().to_string());
+    for u in [nested, uri(&plain), gz] {
+        let err = f.fetch_all(std::slice::from_ref(&u), &sandbox).await;
+        assert!(err.is_err(), "{u:?} was written through a link");
+    }
+    assert!(!outside.join("evil").exists());
+    assert!(!outside.join("plain").exists());
+    assert_eq!(fs::read_to_string(outside.join("conf.json")).expect("read"), "keep");
+}
