@@ -394,5 +394,8 @@ async fn links_already_in_the_sandbox_do_not_redirect_writes() {
     }
     assert!(!outside.join("evil").exists());
     assert!(!outside.join("plain").exists());
-    assert_eq!(fs::read_to_string(outside.join("conf.json")).expect("read"), "keep");
+    assert_eq!(
+        fs::read_to_string(outside.join("conf.json")).expect("read"),
+        "keep"
+    );
 }

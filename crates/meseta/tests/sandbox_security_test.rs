@@ -1,7 +1,8 @@
-//! A task must not get out of its sandbox: tasks run as an unprivileged user unless the agent
-//! allows root, sandbox logs never follow a link out, the fetcher reads local files with the task
-//! user's permissions, an id never names a path outside the work dir, and an agent never offers
-//! a port another process on the host listens on. Each is driven as a framework would: an ACCEPT
+//! A task must not get out of its sandbox: tasks (and their command health checks) run as an
+//! unprivileged user unless the agent allows root, sandbox logs never follow a link out, the
+//! fetcher reads local files with the task user's permissions, an id never names a path outside
+//! the work dir, and an agent never offers (nor launches on) a port another process on the host
+//! listens on. Each is driven as a framework would: an ACCEPT
 //! through the master of an in-process cluster, tasks as real processes.
 
 mod common;
@@ -11,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, CommandInfo, CommandUri, Event, FrameworkInfo, IdValue, Offer,
-    TaskInfo, TaskStatus,
+    Accept, Acknowledge, CallKind, CommandInfo, CommandUri, Decline, Event, Filters, FrameworkInfo,
+    IdValue, Offer, TaskInfo, TaskStatus,
 };
 use meseta_master::FrameworkConnection;
 use meseta_testkit::{Cluster, ClusterOptions};
@@ -358,6 +359,60 @@ async fn ports_another_process_listens_on_are_not_offered() {
         "offered {taken}, held by a stray listener"
     );
     assert!(ports.contains(&free), "the free port is offered: {ports:?}");
+    drop(stray);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_taken_after_registration_is_refused_then_no_longer_offered() {
+    require_root!();
+    let port = u64::from(common::free_port());
+    let res = format!("cpus:2;mem:1024;disk:100;ports:[{port}-{port}]");
+    let opts = ClusterOptions::new(common::MESETA)
+        .agent_resources(&res)
+        .expect("resources");
+    let cluster = Cluster::start(opts).await.expect("cluster");
+    let mut fw = Fw::subscribe(&cluster, "").await;
+    let offer = fw.offer().await;
+    assert!(offer.resources.ranges("ports").values().any(|p| p == port));
+    // A stray process takes the port after the agent registered.
+    let stray = std::net::TcpListener::bind(("0.0.0.0", port as u16)).expect("stray listener");
+    let task = TaskInfo {
+        name: "t".into(),
+        task_id: IdValue::new("on-taken-port"),
+        agent_id: Some(offer.agent_id.clone()),
+        resources: Resources::parse(&format!("{RES};ports:[{port}-{port}]")).expect("res"),
+        command: Some(CommandInfo::shell("sleep 30")),
+        ..TaskInfo::default()
+    };
+    let accept = Accept::launch(offer.id.clone(), vec![task], 0.0);
+    fw.conn.call(CallKind::Accept { accept }).expect("accept");
+    let s = fw.until("on-taken-port", TaskState::Running).await;
+    assert_eq!(s.state, TaskState::Error, "{s:?}");
+    let msg = s.message.unwrap_or_default();
+    assert!(
+        msg.contains(&port.to_string()) && msg.contains("in use"),
+        "{msg}"
+    );
+    // The agent registers again without the port: the next offers leave it out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "port {port} is still offered"
+        );
+        let offer = fw.offer().await;
+        if !offer.resources.ranges("ports").values().any(|p| p == port) {
+            break;
+        }
+        let decline = Decline {
+            offer_ids: vec![offer.id.clone()],
+            filters: Some(Filters {
+                refuse_seconds: Some(0.5),
+            }),
+        };
+        let _ = fw.conn.call(CallKind::Decline { decline });
+    }
     drop(stray);
     cluster.stop().await;
 }
