@@ -10,15 +10,20 @@
 //! ```
 //!
 //! Every write is atomic (tmp file + fsync + rename). Used by the agent state, launch and recovery.
+//! Paths are built from [`PathId`]s only (validated ids). Tasks run as other users: they may
+//! traverse `<work_dir>` and `tasks/<task_id>/` (mode 0711) down to their own sandbox, but cannot
+//! list them, and every file the agent writes here is 0600 (`updates/` is 0700).
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use meseta_api::agent::{StatusUpdate, TaskSpec};
 use meseta_types::{AgentId, TaskState};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::path_id::PathId;
 use crate::AgentError;
 
 /// File holding the agent id.
@@ -74,20 +79,20 @@ impl Checkpoint {
         }
         // Tasks may run as other users: they must be able to traverse down to their sandbox
         // (but not list what is there).
-        for dir in [work_dir.to_path_buf(), work_dir.join("tasks")] {
-            traversable(&dir)?;
-        }
+        traversable(work_dir)?;
+        set_mode(&work_dir.join("tasks"), 0o711)?;
+        set_mode(&work_dir.join("updates"), 0o700)?;
         Ok(Checkpoint {
             work_dir: work_dir.to_path_buf(),
         })
     }
 
     /// `<work_dir>/tasks/<task_id>`.
-    pub fn task_dir(&self, task_id: &str) -> PathBuf {
+    pub fn task_dir(&self, task_id: &PathId) -> PathBuf {
         self.work_dir.join("tasks").join(task_id)
     }
 
-    fn updates_dir(&self, task_id: &str) -> PathBuf {
+    fn updates_dir(&self, task_id: &PathId) -> PathBuf {
         self.work_dir.join("updates").join(task_id)
     }
 
@@ -96,7 +101,11 @@ impl Checkpoint {
         let path = self.work_dir.join(AGENT_ID_FILE);
         match fs::read_to_string(&path) {
             Ok(s) if s.trim().is_empty() => Ok(None),
-            Ok(s) => Ok(Some(AgentId::new(s.trim()))),
+            Ok(s) => {
+                let id = AgentId::new(s.trim());
+                PathId::agent(&id)?;
+                Ok(Some(id))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(AgentError::io(path, e)),
         }
@@ -107,27 +116,27 @@ impl Checkpoint {
         write_atomic(&self.work_dir.join(AGENT_ID_FILE), id.as_str().as_bytes())
     }
 
-    /// Create the task dir and write `task.json`.
+    /// Create the task dir (0711: its user traverses it to the sandbox) and write `task.json`.
     pub fn write_task(&self, spec: &TaskSpec) -> Result<PathBuf, AgentError> {
-        let dir = self.task_dir(spec.task_id.as_str());
+        let dir = self.task_dir(&PathId::task(&spec.task_id)?);
         fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
-        traversable(&dir)?;
+        set_mode(&dir, 0o711)?;
         write_json(&dir.join(TASK_FILE), spec)?;
         Ok(dir)
     }
 
     /// Record the latest state of a task in its dir.
-    pub fn write_state(&self, task_id: &str, rec: &StateRecord) -> Result<(), AgentError> {
+    pub fn write_state(&self, task_id: &PathId, rec: &StateRecord) -> Result<(), AgentError> {
         write_json(&self.task_dir(task_id).join(STATE_FILE), rec)
     }
 
     /// Persist the kill marker of a task.
-    pub fn mark_kill_requested(&self, task_id: &str) -> Result<(), AgentError> {
+    pub fn mark_kill_requested(&self, task_id: &PathId) -> Result<(), AgentError> {
         write_atomic(&self.task_dir(task_id).join(KILL_MARKER), b"1")
     }
 
     /// Persist that the health checker killed the task, and why.
-    pub fn mark_health_kill(&self, task_id: &str, message: &str) -> Result<(), AgentError> {
+    pub fn mark_health_kill(&self, task_id: &PathId, message: &str) -> Result<(), AgentError> {
         write_atomic(
             &self.task_dir(task_id).join(HEALTH_KILL_MARKER),
             message.as_bytes(),
@@ -135,12 +144,13 @@ impl Checkpoint {
     }
 
     /// Why the health checker killed the task, if it did.
-    pub fn health_kill(&self, task_id: &str) -> Option<String> {
+    pub fn health_kill(&self, task_id: &PathId) -> Option<String> {
         fs::read_to_string(self.task_dir(task_id).join(HEALTH_KILL_MARKER)).ok()
     }
 
     /// Every task dir holding a readable `task.json`: (spec, latest state, kill requested).
-    /// Unreadable dirs are skipped with a warning.
+    /// Unreadable dirs, and dirs whose `task.json` names an invalid id or another dir, are skipped
+    /// with a warning.
     pub fn load_tasks(&self) -> Result<Vec<(TaskSpec, Option<StateRecord>, bool)>, AgentError> {
         let mut out = Vec::new();
         for dir in list_dirs(&self.work_dir.join("tasks"))? {
@@ -152,6 +162,13 @@ impl Checkpoint {
                     continue;
                 }
             };
+            let named_here = PathId::task(&spec.task_id)
+                .is_ok_and(|id| dir.file_name() == Some(id.as_str().as_ref()));
+            if !named_here {
+                tracing::warn!(dir = %dir.display(), task_id = %spec.task_id,
+                    "skipping task dir whose task.json names another task");
+                continue;
+            }
             let state = read_json(&dir.join(STATE_FILE)).unwrap_or_else(|e| {
                 tracing::warn!(dir = %dir.display(), error = %e, "unreadable task state");
                 None
@@ -163,14 +180,18 @@ impl Checkpoint {
 
     /// Checkpoint an update before it is sent.
     pub fn write_update(&self, seq: u64, update: &StatusUpdate) -> Result<(), AgentError> {
-        let dir = self.updates_dir(update.task_id.as_str());
+        let dir = self.updates_dir(&PathId::task(&update.task_id)?);
         fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
         write_json(&dir.join(update_file_name(seq, &update.uuid)), update)
     }
 
-    /// Drop an acknowledged update (missing files are fine: acks may repeat).
+    /// Drop an acknowledged update (missing files are fine: acks may repeat; an update of an
+    /// invalid id was never written).
     pub fn remove_update(&self, seq: u64, update: &StatusUpdate) -> Result<(), AgentError> {
-        let dir = self.updates_dir(update.task_id.as_str());
+        let Ok(id) = PathId::task(&update.task_id) else {
+            return Ok(());
+        };
+        let dir = self.updates_dir(&id);
         let path = dir.join(update_file_name(seq, &update.uuid));
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -262,7 +283,13 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
-    let mut file = fs::File::create(&tmp).map_err(|e| AgentError::io(&tmp, e))?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| AgentError::io(&tmp, e))?;
     file.write_all(data).map_err(|e| AgentError::io(&tmp, e))?;
     file.sync_all().map_err(|e| AgentError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| AgentError::io(path, e))?;
@@ -272,6 +299,12 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
         }
     }
     Ok(())
+}
+
+/// Set the permission bits of a directory the agent owns.
+fn set_mode(dir: &Path, mode: u32) -> Result<(), AgentError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(|e| AgentError::io(dir, e))
 }
 
 /// Add `--x` for group and others to a directory the agent owns.
@@ -344,6 +377,49 @@ mod tests {
     }
 
     #[test]
+    fn ids_that_leave_the_work_dir_write_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let work = dir.path().join("work");
+        let cp = Checkpoint::open(&work).expect("open");
+        let escape = "../../escaped/a/b";
+        let err = cp
+            .write_update(1, &update(escape, "u1", TaskState::Error))
+            .expect_err("refused");
+        assert!(matches!(err, AgentError::InvalidId(_)), "{err}");
+        let mut spec = crate::tasks::tests::spec(escape, "cpus:1");
+        assert!(cp.write_task(&spec).is_err());
+        spec.task_id = meseta_types::TaskId::new("..");
+        assert!(cp.write_task(&spec).is_err());
+        assert!(!dir.path().join("escaped").exists());
+        assert_eq!(
+            std::fs::read_dir(work.join("updates")).expect("ls").count(),
+            0
+        );
+    }
+
+    #[test]
+    fn checkpoints_are_private_to_the_agent() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp = Checkpoint::open(dir.path()).expect("open");
+        let spec = crate::tasks::tests::spec("t1", "cpus:1;mem:32");
+        let task_dir = cp.write_task(&spec).expect("task");
+        cp.write_update(1, &update("t1", "u1", TaskState::Running))
+            .expect("update");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&task_dir), 0o711);
+        assert_eq!(mode(&task_dir.join(TASK_FILE)), 0o600);
+        assert_eq!(mode(&dir.path().join("tasks")), 0o711);
+        assert_eq!(mode(&dir.path().join("updates")), 0o700);
+        let upd = cp.load_updates().expect("load");
+        let file = dir
+            .path()
+            .join("updates/t1")
+            .join(update_file_name(upd[0].seq, "u1"));
+        assert_eq!(mode(&file), 0o600);
+    }
+
+    #[test]
     fn tasks_state_and_kill_marker() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cp = Checkpoint::open(dir.path()).expect("open");
@@ -356,13 +432,14 @@ mod tests {
             exit_code: Some(3),
             healthy: Some(false),
         };
-        cp.write_state("t1", &rec).expect("state");
-        cp.mark_kill_requested("t1").expect("kill");
-        assert_eq!(cp.health_kill("t1"), None);
-        cp.mark_health_kill("t1", "TCP check failed")
+        let t1 = PathId::parse("task", "t1").expect("id");
+        cp.write_state(&t1, &rec).expect("state");
+        cp.mark_kill_requested(&t1).expect("kill");
+        assert_eq!(cp.health_kill(&t1), None);
+        cp.mark_health_kill(&t1, "TCP check failed")
             .expect("health kill");
         let tasks = cp.load_tasks().expect("load");
         assert_eq!(tasks, vec![(spec, Some(rec), true)]);
-        assert_eq!(cp.health_kill("t1").as_deref(), Some("TCP check failed"));
+        assert_eq!(cp.health_kill(&t1).as_deref(), Some("TCP check failed"));
     }
 }

@@ -36,9 +36,11 @@ pub struct AgentConfig {
     /// Period of usage reports.
     pub usage_interval: Duration,
     /// The user tasks run as when they name none (`--default-user`); `None`: `nobody` when the
-    /// agent runs as root, the agent's own user otherwise.
+    /// agent runs as root, the agent's own user otherwise. An agent that is not root runs tasks
+    /// only as its own user: a task naming another one is refused (`TASK_ERROR`).
     pub default_user: Option<String>,
-    /// Whether a task may run as `root` (`--allow-root`, off by default).
+    /// Whether a task may run as `root` (uid 0, by name or resolved; `--allow-root`, off by
+    /// default): without it such a task is refused (`TASK_ERROR` naming the user and the flag).
     pub allow_root: bool,
 }
 

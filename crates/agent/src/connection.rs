@@ -135,6 +135,11 @@ async fn connect_and_serve(
             Event::Frame(Some(Ok(_))) => continue,
             Event::Frame(Some(Err(e))) => break Ok(conn.lost(&e.to_string())),
             Event::Resend => {
+                if conn.registered && shared.advertised_changed() {
+                    // Register again: the master takes the new resources from it.
+                    let _ = sink.send(Message::Close(None)).await;
+                    break Ok(conn.lost("ports in use on the host changed: registering again"));
+                }
                 if conn.registered {
                     shared.resend_pending();
                 }
@@ -216,6 +221,11 @@ impl Conn<'_> {
                 agent_id,
                 heartbeat_interval_secs,
             } => {
+                if let Err(e) = crate::path_id::PathId::agent(&agent_id) {
+                    return Err(AgentError::Rejected(format!(
+                        "the master assigned an unusable agent id: {e}"
+                    )));
+                }
                 tracing::info!(agent_id = %agent_id, "registered with master");
                 self.shared.set_registered(&agent_id);
                 let secs = if heartbeat_interval_secs.is_finite() && heartbeat_interval_secs > 0.0 {

@@ -39,6 +39,9 @@ pub enum AgentError {
     /// `wait_registered` gave up.
     #[error("agent not registered after {0:?}")]
     RegistrationTimeout(std::time::Duration),
+    /// An id that cannot name a file or directory (checked before any path is built from it).
+    #[error(transparent)]
+    InvalidId(#[from] crate::path_id::InvalidId),
     /// The agent stopped (shut down or its loop ended) before the awaited event.
     #[error("agent stopped: {0}")]
     Stopped(String),

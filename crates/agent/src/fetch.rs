@@ -13,6 +13,13 @@
 //!
 //! Called by [`crate::tasks`] in the task's launch tokio task (never on the connection loop); a
 //! failure ends the task `TASK_FAILED` (`REASON_CONTAINER_LAUNCH_FAILED`) before any process starts.
+//!
+//! An agent running as root fetches on a thread that has the task user's credentials
+//! ([`meseta_isolation::user::run_as`]): a local file the user cannot read is not fetched, and
+//! everything written belongs to the user. Its cache is its own
+//! (`fetch-cache/<uid>/`, 0700): a file one user fetched is never served to another. Files are
+//! created below the sandbox without following links ([`open_beneath`]), so neither a link from
+//! an earlier archive nor a crafted `output_file` redirects a write out of the sandbox.
 
 use std::fs;
 use std::io::{self, Read};
@@ -22,6 +29,9 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use meseta_api::agent::FetchUri;
+use meseta_isolation::sandbox::open_beneath;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -104,7 +114,8 @@ pub(crate) struct Fetcher {
 }
 
 impl Fetcher {
-    /// The fetcher of an agent whose work dir is `work_dir`.
+    /// A fetcher whose cache is `<work_dir>/fetch-cache`.
+    #[cfg(test)]
     pub fn new(work_dir: &Path) -> Fetcher {
         Fetcher {
             cache_dir: work_dir.join("fetch-cache"),
@@ -112,14 +123,29 @@ impl Fetcher {
         }
     }
 
-    /// Fetch every URI in order; the message names the first URI that failed and why. Fetched files
-    /// are chowned to `owner` (uid, gid) when given.
-    pub async fn fetch_all(
-        &self,
-        uris: &[FetchUri],
-        sandbox: &Path,
-        owner: Option<(u32, u32)>,
-    ) -> Result<(), String> {
+    /// The fetcher of tasks running as `uid`, whose cache is `<work_dir>/fetch-cache/<uid>`.
+    pub fn for_user(work_dir: &Path, uid: u32) -> Fetcher {
+        Fetcher {
+            cache_dir: work_dir.join("fetch-cache").join(uid.to_string()),
+            max_bytes: MAX_DOWNLOAD_BYTES,
+        }
+    }
+
+    /// Create the cache dir (0700) owned by `owner` when given; `fetch-cache/` itself is 0711.
+    pub fn prepare_cache(&self, owner: Option<(u32, u32)>) -> Result<(), String> {
+        let fail = |e: io::Error| format!("cannot create {}: {e}", self.cache_dir.display());
+        fs::create_dir_all(&self.cache_dir).map_err(fail)?;
+        if let Some(parent) = self.cache_dir.parent() {
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o711)).map_err(fail)?;
+        }
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::lchown(&self.cache_dir, Some(uid), Some(gid)).map_err(fail)?;
+        }
+        fs::set_permissions(&self.cache_dir, fs::Permissions::from_mode(0o700)).map_err(fail)
+    }
+
+    /// Fetch every URI in order; the message names the first URI that failed and why.
+    pub async fn fetch_all(&self, uris: &[FetchUri], sandbox: &Path) -> Result<(), String> {
         if uris.is_empty() {
             return Ok(());
         }
@@ -131,12 +157,6 @@ impl Fetcher {
                 .await
                 .map_err(|e| format!("Failed to fetch '{}': {e}", uri.value))?;
             tracing::info!(uri = %uri.value, path = %fetched.display(), "fetched");
-        }
-        if let Some((uid, gid)) = owner {
-            let dir = sandbox.to_path_buf();
-            blocking(move || chown_tree(&dir, uid, gid))
-                .await
-                .map_err(|e| format!("cannot chown fetched files: {e}"))?;
         }
         Ok(())
     }
@@ -151,25 +171,29 @@ impl Fetcher {
             None => PathBuf::from(source.basename().ok_or(FetchError::NoName)?),
         };
         let dest = sandbox.join(&name);
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        if let Some(parent) = name.parent() {
+            mkdirs_beneath(sandbox, parent)?;
         }
+        let out = Dest {
+            sandbox: sandbox.to_path_buf(),
+            name: name.clone(),
+        };
         if uri.cache {
             let cached = self.cache_dir.join(cache_key(&uri.value));
             if cached.is_file() {
                 tracing::debug!(uri = %uri.value, "fetch cache hit");
-                copy_file(cached, dest.clone(), self.max_bytes).await?;
+                copy_file(cached, out, self.max_bytes).await?;
             } else {
-                self.download(&source, &dest).await?;
+                self.download(&source, &out).await?;
                 fs::create_dir_all(&self.cache_dir).map_err(io_err(&self.cache_dir))?;
                 let tmp = self
                     .cache_dir
                     .join(format!(".{}.tmp", uuid::Uuid::new_v4()));
-                copy_file(dest.clone(), tmp.clone(), self.max_bytes).await?;
+                copy_file(dest.clone(), Dest::plain(&tmp), self.max_bytes).await?;
                 fs::rename(&tmp, &cached).map_err(io_err(&cached))?;
             }
         } else {
-            self.download(&source, &dest).await?;
+            self.download(&source, &out).await?;
         }
         if uri.executable {
             fs::set_permissions(&dest, fs::Permissions::from_mode(0o755)).map_err(io_err(&dest))?;
@@ -180,16 +204,14 @@ impl Fetcher {
         Ok(dest)
     }
 
-    async fn download(&self, source: &Source, dest: &Path) -> Result<(), FetchError> {
+    async fn download(&self, source: &Source, dest: &Dest) -> Result<(), FetchError> {
         match source {
-            Source::Local(path) => {
-                copy_file(path.clone(), dest.to_path_buf(), self.max_bytes).await
-            }
+            Source::Local(path) => copy_file(path.clone(), dest.clone(), self.max_bytes).await,
             Source::Http(uri) => self.download_http(uri, dest).await,
         }
     }
 
-    async fn download_http(&self, uri: &hyper::Uri, dest: &Path) -> Result<(), FetchError> {
+    async fn download_http(&self, uri: &hyper::Uri, out: &Dest) -> Result<(), FetchError> {
         let resp = tokio::time::timeout(
             IDLE_TIMEOUT,
             http_client::get_following(uri, Tls::Verify, MAX_REDIRECTS),
@@ -208,7 +230,8 @@ impl Fetcher {
             return Err(FetchError::TooLarge(self.max_bytes));
         }
         let mut body = resp.into_body();
-        let mut file = tokio::fs::File::create(dest).await.map_err(io_err(dest))?;
+        let dest = out.path();
+        let mut file = tokio::fs::File::from_std(out.create()?);
         let mut total: u64 = 0;
         loop {
             let frame = tokio::time::timeout(IDLE_TIMEOUT, body.frame())
@@ -220,13 +243,13 @@ impl Fetcher {
                 total += data.len() as u64;
                 if total > self.max_bytes {
                     drop(file);
-                    let _ = fs::remove_file(dest);
+                    let _ = fs::remove_file(&dest);
                     return Err(FetchError::TooLarge(self.max_bytes));
                 }
-                file.write_all(&data).await.map_err(io_err(dest))?;
+                file.write_all(&data).await.map_err(io_err(&dest))?;
             }
         }
-        file.flush().await.map_err(io_err(dest))?;
+        file.flush().await.map_err(io_err(&dest))?;
         Ok(())
     }
 }
@@ -285,17 +308,82 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(FetchError::Worker(e.to_string())))
 }
 
-/// Copy a regular file of at most `limit` bytes.
-async fn copy_file(from: PathBuf, to: PathBuf, limit: u64) -> Result<(), FetchError> {
+/// Where a fetched file is written: `name` below `sandbox`, created without following links.
+#[derive(Clone, Debug)]
+struct Dest {
+    sandbox: PathBuf,
+    name: PathBuf,
+}
+
+impl Dest {
+    /// A file outside any sandbox (the agent's own cache).
+    fn plain(path: &Path) -> Dest {
+        Dest {
+            sandbox: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            name: PathBuf::from(path.file_name().unwrap_or_default()),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.sandbox.join(&self.name)
+    }
+
+    /// Create (or truncate) the file, refusing links on the way.
+    fn create(&self) -> Result<fs::File, FetchError> {
+        create_beneath(&self.sandbox, &self.name)
+    }
+}
+
+/// Create or truncate `rel` below `dir` (0644) without following links.
+fn create_beneath(dir: &Path, rel: &Path) -> Result<fs::File, FetchError> {
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC;
+    open_beneath(dir, rel, flags, Mode::from_bits_truncate(0o644)).map_err(|source| {
+        if matches!(source.raw_os_error(), Some(libc::ELOOP | libc::EXDEV)) {
+            FetchError::Escape(rel.display().to_string())
+        } else {
+            FetchError::Io {
+                path: dir.join(rel),
+                source,
+            }
+        }
+    })
+}
+
+/// Create the directories `rel` (relative, no `..`) below `dir`, refusing any symbolic link.
+fn mkdirs_beneath(dir: &Path, rel: &Path) -> Result<(), FetchError> {
+    let mut walked = dir.to_path_buf();
+    for c in rel.components() {
+        walked.push(c);
+        match fs::symlink_metadata(&walked) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(FetchError::Escape(format!(
+                    "{} (through a symbolic link)",
+                    rel.display()
+                )))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&walked).map_err(io_err(&walked))?
+            }
+            Err(e) => return Err(io_err(&walked)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Copy a regular file of at most `limit` bytes (opened with this thread's credentials).
+async fn copy_file(from: PathBuf, to: Dest, limit: u64) -> Result<(), FetchError> {
     blocking(move || {
-        let meta = fs::metadata(&from).map_err(io_err(&from))?;
+        let mut src = fs::File::open(&from).map_err(io_err(&from))?;
+        let meta = src.metadata().map_err(io_err(&from))?;
         if !meta.is_file() {
             return Err(FetchError::NotAFile(from));
         }
         if meta.len() > limit {
             return Err(FetchError::TooLarge(limit));
         }
-        fs::copy(&from, &to).map_err(io_err(&to))?;
+        let mut out = to.create()?;
+        io::copy(&mut (&mut src).take(limit), &mut out).map_err(io_err(&to.path()))?;
         Ok(())
     })
     .await
@@ -361,7 +449,7 @@ pub(crate) fn extract(archive: &Path) -> Result<(), FetchError> {
         unpack_tar(open()?, archive, dir)
     } else if let Some(stem) = name.strip_suffix(".gz").filter(|s| !s.is_empty()) {
         let out = dir.join(stem);
-        let mut file = fs::File::create(&out).map_err(io_err(&out))?;
+        let mut file = create_beneath(dir, Path::new(stem))?;
         let mut gz = flate2::read::GzDecoder::new(open()?).take(MAX_EXTRACT_BYTES + 1);
         let n = io::copy(&mut gz, &mut file).map_err(|source| FetchError::Archive {
             path: archive.to_path_buf(),
@@ -469,10 +557,10 @@ fn unpack_zip(file: fs::File, archive: &Path, dir: &Path) -> Result<(), FetchErr
             fs::create_dir_all(&out).map_err(io_err(&out))?;
             continue;
         }
-        if let Some(parent) = out.parent() {
-            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        if let Some(parent) = rel.parent() {
+            mkdirs_beneath(dir, parent)?;
         }
-        let mut f = fs::File::create(&out).map_err(io_err(&out))?;
+        let mut f = create_beneath(dir, &rel)?;
         let left = MAX_EXTRACT_BYTES.saturating_sub(total);
         let n = io::copy(&mut (&mut entry).take(left + 1), &mut f).map_err(bad)?;
         total = total.saturating_add(n);
@@ -487,19 +575,6 @@ fn unpack_zip(file: fs::File, archive: &Path, dir: &Path) -> Result<(), FetchErr
             // (the zip reader clears them already; this does not depend on it).
             fs::set_permissions(&out, fs::Permissions::from_mode(mode & 0o777))
                 .map_err(io_err(&out))?;
-        }
-    }
-    Ok(())
-}
-
-/// chown everything under (and including) `dir`, not following symlinks.
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), FetchError> {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(io_err(dir))?;
-    let meta = fs::symlink_metadata(dir).map_err(io_err(dir))?;
-    if meta.is_dir() {
-        for e in fs::read_dir(dir).map_err(io_err(dir))? {
-            let e = e.map_err(io_err(dir))?;
-            chown_tree(&e.path(), uid, gid)?;
         }
     }
     Ok(())

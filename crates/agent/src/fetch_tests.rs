@@ -75,7 +75,7 @@ async fn local_tgz_is_copied_and_extracted() {
     let sandbox = dir.path().join("sb");
     let f = fetcher(dir.path());
     let u = uri(&format!("file://{}", src.display()));
-    f.fetch_all(&[u], &sandbox, None).await.expect("fetch");
+    f.fetch_all(&[u], &sandbox).await.expect("fetch");
     assert!(sandbox.join("bundle.tar.gz").is_file(), "archive kept");
     assert_eq!(
         fs::read_to_string(sandbox.join("data/x.txt")).expect("x"),
@@ -100,9 +100,7 @@ async fn no_extract_executable_and_output_file() {
     let mut exe = uri(src.to_str().expect("utf8"));
     exe.executable = true;
     exe.output_file = Some("run.sh".into());
-    f.fetch_all(&[keep, exe], &sandbox, None)
-        .await
-        .expect("fetch");
+    f.fetch_all(&[keep, exe], &sandbox).await.expect("fetch");
     assert!(sandbox.join("sub/a.tgz").is_file());
     assert!(!sandbox.join("data").exists(), "nothing extracted");
     let mode = fs::metadata(sandbox.join("run.sh"))
@@ -124,7 +122,7 @@ async fn gz_file_is_gunzipped_beside_itself() {
     gz.finish().expect("finish");
     let sandbox = dir.path().join("sb");
     fetcher(dir.path())
-        .fetch_all(&[uri(src.to_str().expect("utf8"))], &sandbox, None)
+        .fetch_all(&[uri(src.to_str().expect("utf8"))], &sandbox)
         .await
         .expect("fetch");
     assert_eq!(
@@ -272,21 +270,21 @@ async fn cache_hit_survives_the_source_going_away() {
     let f = fetcher(dir.path());
     let mut u = uri(&format!("file://{}", src.display()));
     u.cache = true;
-    f.fetch_all(std::slice::from_ref(&u), &dir.path().join("sb1"), None)
+    f.fetch_all(std::slice::from_ref(&u), &dir.path().join("sb1"))
         .await
         .expect("first");
     let cached = dir.path().join("fetch-cache").join(cache_key(&u.value));
     assert_eq!(fs::read(&cached).expect("cached"), b"v1");
     fs::remove_file(&src).expect("rm");
     let sb2 = dir.path().join("sb2");
-    f.fetch_all(std::slice::from_ref(&u), &sb2, None)
+    f.fetch_all(std::slice::from_ref(&u), &sb2)
         .await
         .expect("from cache");
     assert_eq!(fs::read(sb2.join("tool.bin")).expect("copy"), b"v1");
     // Without cache the missing source fails, naming the URI.
     u.cache = false;
     let err = f
-        .fetch_all(&[u.clone()], &dir.path().join("sb3"), None)
+        .fetch_all(&[u.clone()], &dir.path().join("sb3"))
         .await
         .expect_err("gone");
     assert!(err.contains(&u.value), "{err}");
@@ -307,7 +305,7 @@ async fn bad_uris_fail_with_a_reason() {
     ] {
         let mut u = uri(value);
         u.output_file = out.map(str::to_string);
-        let err = f.fetch_all(&[u], &sb, None).await.expect_err(value);
+        let err = f.fetch_all(&[u], &sb).await.expect_err(value);
         assert!(err.contains(why) && err.contains(value), "{value}: {err}");
     }
 }
@@ -334,19 +332,19 @@ async fn http_download_limit_and_status() {
     let mut u = uri(&format!("http://{addr}/moved"));
     u.extract = false;
     u.output_file = Some("app.bin".into());
-    f.fetch_all(std::slice::from_ref(&u), &sb, None)
+    f.fetch_all(std::slice::from_ref(&u), &sb)
         .await
         .expect("redirected download");
     assert_eq!(fs::read(sb.join("app.bin")).expect("file"), b"0123456789");
 
     let err = f
-        .fetch_all(&[uri(&format!("http://{addr}/missing.tgz"))], &sb, None)
+        .fetch_all(&[uri(&format!("http://{addr}/missing.tgz"))], &sb)
         .await
         .expect_err("404");
     assert!(err.contains("HTTP status 404"), "{err}");
 
     f.max_bytes = 5;
-    let err = f.fetch_all(&[u], &sb, None).await.expect_err("too large");
+    let err = f.fetch_all(&[u], &sb).await.expect_err("too large");
     assert!(err.contains("larger than the limit"), "{err}");
 }
 
@@ -362,4 +360,42 @@ fn link_targets_are_checked_lexically() {
     );
     assert_eq!(safe_relative(Path::new("a/../b")), None);
     assert_eq!(cache_key("x").len(), 64);
+}
+
+#[tokio::test]
+async fn links_already_in_the_sandbox_do_not_redirect_writes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).expect("mkdir");
+    fs::write(outside.join("conf.json"), "keep").expect("write");
+    let sandbox = dir.path().join("sb");
+    fs::create_dir(&sandbox).expect("mkdir");
+    // Links an earlier archive (or a chain of in-sandbox links) could have left there.
+    std::os::unix::fs::symlink(&outside, sandbox.join("x")).expect("ln");
+    std::os::unix::fs::symlink(outside.join("conf.json"), sandbox.join("conf.json")).expect("ln");
+    std::os::unix::fs::symlink(outside.join("plain"), sandbox.join("plain")).expect("ln");
+    let src = dir.path().join("src");
+    fs::create_dir(&src).expect("mkdir");
+    fs::write(src.join("plain"), "payload").expect("write");
+    let mut gz = flate2::write::GzEncoder::new(
+        fs::File::create(src.join("conf.json.gz")).expect("create"),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(b"payload").expect("write");
+    gz.finish().expect("finish");
+    let f = fetcher(dir.path());
+    let plain = src.join("plain").display().to_string();
+    let mut nested = uri(&plain);
+    nested.output_file = Some("x/evil".into());
+    let gz = uri(&src.join("conf.json.gz").display().to_string());
+    for u in [nested, uri(&plain), gz] {
+        let err = f.fetch_all(std::slice::from_ref(&u), &sandbox).await;
+        assert!(err.is_err(), "{u:?} was written through a link");
+    }
+    assert!(!outside.join("evil").exists());
+    assert!(!outside.join("plain").exists());
+    assert_eq!(
+        fs::read_to_string(outside.join("conf.json")).expect("read"),
+        "keep"
+    );
 }

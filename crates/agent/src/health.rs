@@ -25,6 +25,7 @@ use meseta_types::{TaskId, TaskState};
 
 use crate::checkpoint::StateRecord;
 use crate::http_client::{self, Tls};
+use crate::path_id::PathId;
 use crate::state::Shared;
 use crate::tasks;
 
@@ -140,7 +141,10 @@ fn still_running(shared: &Shared, task_id: &TaskId) -> bool {
 }
 
 async fn run(shared: &Arc<Shared>, task_id: &TaskId, check: &HealthCheck, last: Option<bool>) {
-    let dir = shared.checkpoint.task_dir(task_id.as_str());
+    let Ok(path_id) = PathId::task(task_id) else {
+        return;
+    };
+    let dir = shared.checkpoint.task_dir(&path_id);
     let start = started_at(&dir);
     let since_start = || SystemTime::now().duration_since(start).unwrap_or_default();
     let delay = secs(check.delay_seconds).saturating_sub(since_start());
@@ -187,7 +191,7 @@ async fn run(shared: &Arc<Shared>, task_id: &TaskId, check: &HealthCheck, last: 
                 tracker.failures, outcome.message
             );
             tracing::warn!(task_id = %task_id, %why, "killing unhealthy task");
-            if let Err(e) = shared.checkpoint.mark_health_kill(task_id.as_str(), &why) {
+            if let Err(e) = shared.checkpoint.mark_health_kill(&path_id, &why) {
                 tracing::warn!(task_id = %task_id, error = %e, "cannot persist health kill");
             }
             tasks::kill(shared, task_id);

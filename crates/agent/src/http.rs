@@ -1,5 +1,7 @@
 //! The agent's own HTTP server: `GET /health`, `GET /state` (debugging) and
 //! `GET /api/meseta/v1/tasks/{id}/logs` (sandbox stdout/stderr, proxied by the master for the CLI).
+//! Sandbox files are read without leaving the sandbox: a task that replaces its `stdout` with a
+//! link to a file it cannot read gets a 403, never the file.
 
 use std::io::SeekFrom;
 use std::path::Path;
@@ -11,11 +13,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use meseta_api::operator::{ErrorBody, LogChunk, LogQuery};
+use meseta_isolation::sandbox::open_beneath;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use std::io::{Read, Seek};
+use std::os::unix::fs::MetadataExt;
 
+use crate::path_id::PathId;
 use crate::state::Shared;
-use crate::tasks::valid_task_id;
 
 /// Default bytes returned by the logs endpoint.
 const DEFAULT_LOG_LENGTH: u64 = 64 * 1024;
@@ -62,10 +68,10 @@ async fn logs(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<LogQuery>,
 ) -> Response {
-    let task_dir = shared.checkpoint.task_dir(&id);
-    if !valid_task_id(&id) || !task_dir.is_dir() {
+    let task_dir = PathId::parse("task", &id).map(|p| shared.checkpoint.task_dir(&p));
+    let Some(task_dir) = task_dir.ok().filter(|d| d.is_dir()) else {
         return error(StatusCode::NOT_FOUND, format!("unknown task {id}"));
-    }
+    };
     if q.stream != "stdout" && q.stream != "stderr" {
         return error(
             StatusCode::BAD_REQUEST,
@@ -73,19 +79,51 @@ async fn logs(
         );
     }
     let length = q.length.unwrap_or(DEFAULT_LOG_LENGTH).min(MAX_LOG_LENGTH);
-    let path = task_dir.join("sandbox").join(&q.stream);
-    match read_chunk(&path, q.offset, length).await {
+    let sandbox = task_dir.join("sandbox");
+    let name = q.stream.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        read_chunk(&sandbox, Path::new(&name), q.offset, length)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    match read {
         Ok(chunk) => Json(chunk).into_response(),
+        Err(e) if is_refusal(&e) => error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} of task {id} is not a regular file of its sandbox (links are not followed): {e}",
+                q.stream
+            ),
+        ),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot read {}: {e}", path.display()),
+            format!("cannot read {} of task {id}: {e}", q.stream),
         ),
     }
 }
 
-/// Read up to `length` bytes at `offset`; a missing file is an empty one.
-pub(crate) async fn read_chunk(path: &Path, offset: u64, length: u64) -> std::io::Result<LogChunk> {
-    let mut file = match tokio::fs::File::open(path).await {
+/// Errors that mean the task put something other than its own log file there.
+fn is_refusal(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::ELOOP | libc::EXDEV | libc::ENOTDIR | libc::ENXIO)
+        )
+}
+
+/// Read up to `length` bytes at `offset` of `name` in `sandbox`; a missing file is an empty one.
+///
+/// The file is opened below the sandbox without following links ([`open_beneath`]), without
+/// blocking on a FIFO, and must be a regular file with one link (not a hard link to a file
+/// elsewhere).
+pub(crate) fn read_chunk(
+    sandbox: &Path,
+    name: &Path,
+    offset: u64,
+    length: u64,
+) -> std::io::Result<LogChunk> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let mut file = match open_beneath(sandbox, name, flags, Mode::empty()) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(LogChunk {
@@ -96,11 +134,15 @@ pub(crate) async fn read_chunk(path: &Path, offset: u64, length: u64) -> std::io
         }
         Err(e) => return Err(e),
     };
-    let size = file.metadata().await?.len();
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() > 1 {
+        return Err(std::io::Error::from_raw_os_error(libc::ENXIO));
+    }
+    let size = meta.len();
     let mut buf = Vec::new();
     if offset < size {
-        file.seek(SeekFrom::Start(offset)).await?;
-        file.take(length).read_to_end(&mut buf).await?;
+        file.seek(SeekFrom::Start(offset))?;
+        file.take(length).read_to_end(&mut buf)?;
     }
     Ok(LogChunk {
         data: String::from_utf8_lossy(&buf).into_owned(),
@@ -113,18 +155,32 @@ pub(crate) async fn read_chunk(path: &Path, offset: u64, length: u64) -> std::io
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn chunk_reads_slices_and_missing_files() {
+    #[test]
+    fn chunk_reads_slices_and_missing_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("stdout");
-        std::fs::write(&p, b"hello world").expect("write");
-        let c = read_chunk(&p, 6, 3).await.expect("read");
+        std::fs::write(dir.path().join("stdout"), b"hello world").expect("write");
+        let read = |name: &str, off, len| read_chunk(dir.path(), Path::new(name), off, len);
+        let c = read("stdout", 6, 3).expect("read");
         assert_eq!((c.data.as_str(), c.offset, c.size), ("wor", 6, 11));
-        let c = read_chunk(&p, 50, 3).await.expect("read");
+        let c = read("stdout", 50, 3).expect("read");
         assert_eq!((c.data.as_str(), c.size), ("", 11));
-        let c = read_chunk(&dir.path().join("nope"), 0, 3)
-            .await
-            .expect("read");
+        let c = read("nope", 0, 3).expect("read");
         assert_eq!((c.data.as_str(), c.size), ("", 0));
+    }
+
+    #[test]
+    fn chunk_refuses_links_fifos_and_hard_links() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sb = dir.path().join("sandbox");
+        std::fs::create_dir(&sb).expect("mkdir");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "secret").expect("write");
+        std::os::unix::fs::symlink(&secret, sb.join("stdout")).expect("ln -s");
+        std::fs::hard_link(&secret, sb.join("stderr")).expect("ln");
+        nix::unistd::mkfifo(&sb.join("fifo"), Mode::from_bits_truncate(0o644)).expect("fifo");
+        for name in ["stdout", "stderr", "fifo"] {
+            let err = read_chunk(&sb, Path::new(name), 0, 100).expect_err(name);
+            assert!(is_refusal(&err), "{name}: {err}");
+        }
     }
 }

@@ -30,11 +30,13 @@ mod health;
 mod http;
 mod http_client;
 mod monitor;
+mod path_id;
 mod recovery;
 pub mod resources;
 mod state;
 mod tasks;
 mod usage;
+mod users;
 mod volumes;
 
 use std::net::SocketAddr;
@@ -48,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::AgentConfig;
 pub use error::AgentError;
+pub use path_id::InvalidId;
 pub use resources::detect_resources;
 
 use state::Shared;
@@ -282,9 +285,8 @@ fn remove_cgroups(shared: &Shared) {
         let _ = cg.remove(p);
     }
     let root = shared.cfg.cgroup_root.trim_matches('/');
-    if let Some(id) = agent_id {
-        let agent_cgroup = tasks::cgroup_path(root, &id, "");
-        let _ = cg.remove(agent_cgroup.trim_end_matches('/'));
+    if let Some(id) = agent_id.and_then(|id| path_id::PathId::agent(&id).ok()) {
+        let _ = cg.remove(&tasks::agent_cgroup(root, &id));
     }
     if !root.is_empty() {
         let _ = cg.remove(root);

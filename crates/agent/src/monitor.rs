@@ -20,6 +20,7 @@ use tokio::process::{Child, ChildStdout};
 
 use crate::checkpoint::StateRecord;
 use crate::health;
+use crate::path_id::PathId;
 use crate::state::{plain, Shared};
 
 /// Poll period of reattached tasks.
@@ -126,7 +127,9 @@ pub(crate) async fn watch_child(
 
 /// Follow a shim that outlived a previous agent process.
 pub(crate) async fn watch_reattached(shared: Arc<Shared>, task_id: TaskId) {
-    let dir = shared.checkpoint.task_dir(task_id.as_str());
+    let Some(dir) = shared.task_dir(&task_id) else {
+        return;
+    };
     if shim::read_task_pid(&dir).is_some() {
         running(&shared, &task_id);
     }
@@ -155,7 +158,9 @@ fn running(shared: &Arc<Shared>, task_id: &TaskId) {
 
 /// Poll until `exit.json` exists or the shim is gone, then emit the terminal update.
 async fn finish_when_exited(shared: &Shared, task_id: &TaskId) {
-    let dir = shared.checkpoint.task_dir(task_id.as_str());
+    let Some(dir) = shared.task_dir(task_id) else {
+        return;
+    };
     loop {
         match shim::read_exit(&dir) {
             Ok(Some(_)) => break,
@@ -178,7 +183,10 @@ pub(crate) fn finish(shared: &Shared, task_id: &TaskId) {
     if entry.record.state.is_terminal() {
         return;
     }
-    let dir = shared.checkpoint.task_dir(task_id.as_str());
+    let Ok(path_id) = PathId::task(task_id) else {
+        return;
+    };
+    let dir = shared.checkpoint.task_dir(&path_id);
     let mut rec = match shim::read_exit(&dir) {
         Ok(Some(exit)) => exit_status(&exit, entry.kill_requested, entry.spec.resources.mem()),
         Ok(None) => executor_terminated(),
@@ -188,7 +196,7 @@ pub(crate) fn finish(shared: &Shared, task_id: &TaskId) {
         }
     };
     if rec.state == TaskState::Killed {
-        if let Some(why) = shared.checkpoint.health_kill(task_id.as_str()) {
+        if let Some(why) = shared.checkpoint.health_kill(&path_id) {
             rec = health_killed(rec, why);
         }
     }

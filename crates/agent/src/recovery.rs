@@ -25,8 +25,10 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), AgentError> {
         let mut st = shared.lock();
         for (spec, record, kill_requested) in tasks {
             let record = record.unwrap_or_else(|| plain(TaskState::Staging));
-            let dir = shared.checkpoint.task_dir(spec.task_id.as_str());
-            let cgroup = meseta_isolation::read_spec(&dir).ok().map(|l| l.cgroup);
+            let cgroup = shared
+                .task_dir(&spec.task_id)
+                .and_then(|dir| meseta_isolation::read_spec(&dir).ok())
+                .map(|l| l.cgroup);
             if !record.state.is_terminal() {
                 to_settle.push(spec.task_id.clone());
             }
@@ -42,9 +44,11 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), AgentError> {
         }
     }
     for task_id in to_settle {
-        let dir = shared.checkpoint.task_dir(task_id.as_str());
-        let exited = matches!(shim::read_exit(&dir), Ok(Some(_)));
-        if !exited && shim::shim_alive(&dir) {
+        let dir = shared.task_dir(&task_id);
+        let exited = dir
+            .as_ref()
+            .is_some_and(|d| matches!(shim::read_exit(d), Ok(Some(_))));
+        if !exited && dir.as_ref().is_some_and(|d| shim::shim_alive(d)) {
             tracing::info!(task_id = %task_id, "reattaching to running task");
             tokio::spawn(monitor::watch_reattached(Arc::clone(shared), task_id));
         } else {
@@ -59,6 +63,7 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), AgentError> {
 mod tests {
     use super::*;
     use crate::checkpoint::Checkpoint;
+    use crate::path_id::PathId;
     use crate::AgentConfig;
     use meseta_types::{Resources, TaskId};
 
@@ -85,8 +90,11 @@ mod tests {
         // t1: running, shim gone, exit.json says 3 → FAILED with code 3.
         let s1 = crate::tasks::tests::spec("t1", "cpus:1;mem:32");
         let d1 = cp.write_task(&s1).expect("t1");
-        cp.write_state("t1", &plain(TaskState::Running))
-            .expect("state");
+        cp.write_state(
+            &PathId::parse("task", "t1").expect("id"),
+            &plain(TaskState::Running),
+        )
+        .expect("state");
         std::fs::write(
             d1.join("exit.json"),
             r#"{"exit_code":3,"signal":null,"oom_killed":false,"error":null,"finished_at":1.0}"#,
@@ -95,13 +103,19 @@ mod tests {
         // t2: running, shim gone, nothing written → EXECUTOR_TERMINATED.
         let s2 = crate::tasks::tests::spec("t2", "cpus:1;mem:32");
         cp.write_task(&s2).expect("t2");
-        cp.write_state("t2", &plain(TaskState::Running))
-            .expect("state");
+        cp.write_state(
+            &PathId::parse("task", "t2").expect("id"),
+            &plain(TaskState::Running),
+        )
+        .expect("state");
         // t3: finished and acknowledged → not reported.
         let s3 = crate::tasks::tests::spec("t3", "cpus:1;mem:32");
         cp.write_task(&s3).expect("t3");
-        cp.write_state("t3", &plain(TaskState::Finished))
-            .expect("state");
+        cp.write_state(
+            &PathId::parse("task", "t3").expect("id"),
+            &plain(TaskState::Finished),
+        )
+        .expect("state");
         cp.write_agent_id(&meseta_types::AgentId::new("ag-1"))
             .expect("id");
 

@@ -13,12 +13,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use meseta_api::agent::{AgentMessage, Register, StatusUpdate, TaskReport, TaskSpec};
 use meseta_isolation::cgroup::Cgroups;
+use meseta_isolation::user::Identity;
 use meseta_types::{AgentId, FrameworkId, Resources, TaskId, TaskState};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{Checkpoint, PendingUpdate, StateRecord};
-use crate::AgentConfig;
+use crate::path_id::PathId;
+use crate::{AgentConfig, AgentError};
 
 /// One task the agent knows about.
 #[derive(Clone, Debug)]
@@ -47,6 +49,8 @@ pub(crate) struct State {
     pub agent_id: Option<AgentId>,
     /// Tasks whose health checker runs (one checker per task).
     pub health_checkers: BTreeSet<TaskId>,
+    /// The resources of the last `Register` message.
+    advertised: Option<Resources>,
 }
 
 /// State shared by every part of a running agent.
@@ -63,6 +67,8 @@ pub(crate) struct Shared {
     pub http_addr: SocketAddr,
     /// Host cgroups, for usage and cleanup (`None` when undetectable).
     pub cgroups: Option<Arc<dyn Cgroups>>,
+    /// The user the agent runs as (tasks run as another only when it is root).
+    pub agent_user: Identity,
     /// Stops watchers, the usage loop and the HTTP server.
     pub stop: CancellationToken,
     /// Id confirmed by the master in this run.
@@ -95,6 +101,7 @@ impl Shared {
             resources,
             http_addr,
             cgroups,
+            agent_user: Identity::current(),
             stop: CancellationToken::new(),
             registered: watch::channel(None).0,
             state: Mutex::new(State::default()),
@@ -175,12 +182,22 @@ impl Shared {
             message = ?rec.message, healthy = ?rec.healthy, uuid = %update.uuid, "status update");
         let seq = st.next_seq;
         st.next_seq += 1;
-        if let Err(e) = self.checkpoint.write_update(seq, &update) {
-            tracing::error!(task_id = %task_id, error = %e, "cannot checkpoint status update");
+        // An invalid id (a refused launch) names no file: its update is kept in memory only.
+        match self.checkpoint.write_update(seq, &update) {
+            Ok(()) => {}
+            Err(e @ AgentError::InvalidId(_)) => {
+                tracing::warn!(error = %e, "status update of an invalid task id is not checkpointed")
+            }
+            Err(e) => {
+                tracing::error!(task_id = %task_id, error = %e, "cannot checkpoint status update")
+            }
         }
         if let Some(entry) = st.tasks.get_mut(task_id).filter(|_| record) {
             entry.record = rec.clone();
-            if let Err(e) = self.checkpoint.write_state(task_id.as_str(), &rec) {
+            let written = PathId::task(task_id)
+                .map_err(AgentError::from)
+                .and_then(|id| self.checkpoint.write_state(&id, &rec));
+            if let Err(e) = written {
                 tracing::error!(task_id = %task_id, error = %e, "cannot record task state");
             }
         }
@@ -250,9 +267,31 @@ impl Shared {
         self.lock().pending.len()
     }
 
+    /// The resources to register with: the totals without the ports other processes on the host
+    /// listen on (the ports of this agent's own active tasks stay theirs).
+    fn advertised_resources(&self, st: &State) -> Resources {
+        let mut taken = crate::resources::host_listening_ports();
+        for t in st.tasks.values().filter(|t| !t.record.state.is_terminal()) {
+            for p in t.spec.resources.ranges("ports").values() {
+                taken.remove(&p);
+            }
+        }
+        crate::resources::without_ports(&self.resources, &taken)
+    }
+
+    /// Whether the resources to register with changed since the last `Register` (a process on
+    /// the host started or stopped listening on a port of the agent's ranges).
+    pub fn advertised_changed(&self) -> bool {
+        let st = self.lock();
+        let now = self.advertised_resources(&st);
+        st.advertised.as_ref().is_some_and(|before| *before != now)
+    }
+
     /// The `Register` message: every task that is not terminal or has unacknowledged updates.
     pub fn register_message(&self) -> Register {
-        let st = self.lock();
+        let mut st = self.lock();
+        let resources = self.advertised_resources(&st);
+        st.advertised = Some(resources.clone());
         let tasks = st
             .tasks
             .values()
@@ -272,7 +311,7 @@ impl Shared {
             agent_id: st.agent_id.clone(),
             hostname: self.hostname.clone(),
             address: self.http_addr.to_string(),
-            resources: self.resources.clone(),
+            resources,
             attributes: self.cfg.attributes.clone(),
             tasks,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -309,6 +348,12 @@ impl Shared {
             .filter(|t| !t.record.state.is_terminal())
             .map(|t| t.spec.task_id.clone())
             .collect()
+    }
+
+    /// `<work_dir>/tasks/<task_id>`; `None` for an id that cannot name a directory (no such
+    /// task was admitted).
+    pub fn task_dir(&self, id: &TaskId) -> Option<std::path::PathBuf> {
+        PathId::task(id).ok().map(|p| self.checkpoint.task_dir(&p))
     }
 
     /// A copy of one task's entry.

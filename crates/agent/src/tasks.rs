@@ -17,7 +17,9 @@ use meseta_types::{AgentId, TaskId, TaskState};
 use crate::checkpoint::StateRecord;
 use crate::fetch::Fetcher;
 use crate::monitor;
+use crate::path_id::PathId;
 use crate::state::{plain, Shared, TaskEntry};
+use crate::users::{self, RunAs};
 
 /// Default grace between SIGTERM and SIGKILL.
 pub(crate) const DEFAULT_KILL_GRACE_SECS: f64 = 3.0;
@@ -28,33 +30,27 @@ const MIN_MEM_MIB: u64 = 32;
 /// Smallest cpu limit given to a task.
 const MIN_CPUS: f64 = 0.01;
 
-/// Task ids become directory and cgroup names: refuse anything that could escape them.
-pub(crate) fn valid_task_id(id: &str) -> bool {
-    !id.is_empty()
-        && id != "."
-        && id != ".."
-        && id.len() <= 255
-        && !id.chars().any(|c| c == '/' || c == '\0' || c.is_control())
-}
-
 /// Handle `LaunchTask`: validate synchronously, then start it in the background.
 pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
-    if let Err(message) = admit(shared, &spec) {
-        tracing::warn!(task_id = %spec.task_id, %message, "rejecting task");
-        let rec = StateRecord {
-            state: TaskState::Error,
-            reason: Some("REASON_TASK_INVALID".into()),
-            message: Some(message),
-            exit_code: None,
-            healthy: None,
-        };
-        shared.emit_detached(&spec.task_id, &spec.framework_id, rec);
-        return;
-    }
+    let run_as = match admit(shared, &spec) {
+        Ok(run_as) => run_as,
+        Err(message) => {
+            tracing::warn!(task_id = %spec.task_id, %message, "rejecting task");
+            let rec = StateRecord {
+                state: TaskState::Error,
+                reason: Some("REASON_TASK_INVALID".into()),
+                message: Some(message),
+                exit_code: None,
+                healthy: None,
+            };
+            shared.emit_detached(&spec.task_id, &spec.framework_id, rec);
+            return;
+        }
+    };
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         let task_id = spec.task_id.clone();
-        if let Err(message) = start(&shared, spec.clone()).await {
+        if let Err(message) = start(&shared, spec.clone(), run_as).await {
             tracing::error!(task_id = %task_id, %message, "launch failed");
             let rec = StateRecord {
                 state: TaskState::Failed,
@@ -68,17 +64,19 @@ pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
     });
 }
 
-/// Check the task can run here and reserve its entry (state `TASK_STAGING`).
-fn admit(shared: &Shared, spec: &TaskSpec) -> Result<(), String> {
-    let id = spec.task_id.as_str();
-    if !valid_task_id(id) {
-        return Err(format!("invalid task id {id:?}"));
-    }
+/// Check the task can run here (valid ids, a user it may run as, free resources) and reserve its
+/// entry (state `TASK_STAGING`); returns who it runs as.
+fn admit(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
+    // Task ids become directory and cgroup names: refuse anything that could escape them.
+    let id = PathId::task(&spec.task_id).map_err(|e| e.to_string())?;
+    PathId::framework(&spec.framework_id).map_err(|e| e.to_string())?;
+    let run_as = users::task_user(&shared.cfg, &shared.agent_user, spec.user.as_deref())?;
+    ports_free_on_host(spec)?;
     let mut st = shared.lock();
-    if st.tasks.contains_key(&spec.task_id) || shared.checkpoint.task_dir(id).exists() {
+    if st.tasks.contains_key(&spec.task_id) || shared.checkpoint.task_dir(&id).exists() {
         return Err(format!("task {id} already exists on this agent"));
     }
-    let Some(agent_id) = st.agent_id.clone() else {
+    let Some(agent_id) = st.agent_id.as_ref().and_then(|a| PathId::agent(a).ok()) else {
         return Err("agent is not registered".into());
     };
     let free = Shared::free_resources(&st, &shared.resources);
@@ -95,57 +93,82 @@ fn admit(shared: &Shared, spec: &TaskSpec) -> Result<(), String> {
             spec: spec.clone(),
             record: plain(TaskState::Staging),
             kill_requested: false,
-            cgroup: Some(cgroup_path(&shared.cfg.cgroup_root, &agent_id, id)),
+            cgroup: Some(cgroup_path(&shared.cfg.cgroup_root, &agent_id, &id)),
         },
     );
-    Ok(())
+    Ok(run_as)
+}
+
+/// A task's ports must not be held by another process on the host (one that started listening
+/// after the agent last registered): its process could not bind them.
+fn ports_free_on_host(spec: &TaskSpec) -> Result<(), String> {
+    let ports: Vec<u64> = spec.resources.ranges("ports").values().collect();
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let listening = crate::resources::host_listening_ports();
+    let busy: Vec<String> = ports
+        .iter()
+        .filter(|p| listening.contains(p))
+        .map(u64::to_string)
+        .collect();
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "port {} of the task is in use by another process on this host",
+            busy.join(", ")
+        ))
+    }
 }
 
 /// `<root>/<agent_id>/<task_id>`.
-pub(crate) fn cgroup_path(root: &str, agent_id: &AgentId, task_id: &str) -> String {
+pub(crate) fn cgroup_path(root: &str, agent_id: &PathId, task_id: &PathId) -> String {
+    format!("{}/{task_id}", agent_cgroup(root, agent_id))
+}
+
+/// `<root>/<agent_id>`, the parent of the agent's task cgroups.
+pub(crate) fn agent_cgroup(root: &str, agent_id: &PathId) -> String {
     let root = root.trim_matches('/');
     if root.is_empty() {
-        format!("{agent_id}/{task_id}")
+        agent_id.to_string()
     } else {
-        format!("{root}/{agent_id}/{task_id}")
+        format!("{root}/{agent_id}")
     }
 }
 
 /// Write the task files, spawn the shim and hand it to the monitor.
-async fn start(shared: &Arc<Shared>, spec: TaskSpec) -> Result<(), String> {
+async fn start(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) -> Result<(), String> {
     let task_dir = shared
         .checkpoint
         .write_task(&spec)
         .map_err(|e| e.to_string())?;
-    let _ = shared
-        .checkpoint
-        .write_state(spec.task_id.as_str(), &plain(TaskState::Staging));
+    if let Ok(id) = PathId::task(&spec.task_id) {
+        let _ = shared
+            .checkpoint
+            .write_state(&id, &plain(TaskState::Staging));
+    }
     let entry = shared
         .task(&spec.task_id)
         .ok_or_else(|| "task vanished before launch".to_string())?;
     let agent_id = shared.lock().agent_id.clone().unwrap_or_default();
-    let launch = launch_spec(
+    let mut launch = launch_spec(
         &spec,
         &task_dir,
         &agent_id,
         &shared.hostname,
         entry.cgroup.unwrap_or_default(),
     );
-    let owner = match &spec.user {
-        Some(u) if !spec.fetch.is_empty() || !spec.volumes.is_empty() => {
-            Some(meseta_isolation::user::lookup(u).map_err(|e| e.to_string())?)
-        }
-        _ => None,
-    };
+    launch.user = run_as.shim_user();
+    let owner = run_as
+        .switch
+        .then_some((run_as.identity.uid, run_as.identity.gid));
+    prepare_sandbox(&launch.sandbox, owner)?;
     for v in &spec.volumes {
         crate::volumes::attach(&shared.cfg.work_dir, &launch.sandbox, &spec.role, v, owner)
             .map_err(|e| e.to_string())?;
     }
-    if !spec.fetch.is_empty() {
-        Fetcher::new(&shared.cfg.work_dir)
-            .fetch_all(&spec.fetch, &launch.sandbox, owner)
-            .await?;
-    }
+    fetch_as(shared, &spec.fetch, &launch.sandbox, &run_as).await?;
     meseta_isolation::write_spec(&task_dir, &launch).map_err(|e| e.to_string())?;
     let std_cmd = meseta_isolation::shim::command(&shared.cfg.meseta_exe, &task_dir)
         .map_err(|e| e.to_string())?;
@@ -167,6 +190,68 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec) -> Result<(), String> {
     let shared = Arc::clone(shared);
     tokio::spawn(monitor::watch_child(shared, spec.task_id, child, stdout));
     Ok(())
+}
+
+/// Create the sandbox: owned by the task user (`owner`), mode 0750, so that other users' tasks
+/// cannot read it.
+fn prepare_sandbox(sandbox: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |e: std::io::Error| format!("cannot prepare sandbox {}: {e}", sandbox.display());
+    std::fs::create_dir_all(sandbox).map_err(fail)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::lchown(sandbox, Some(uid), Some(gid)).map_err(fail)?;
+    }
+    std::fs::set_permissions(sandbox, std::fs::Permissions::from_mode(0o750)).map_err(fail)
+}
+
+/// Fetch the task's URIs with the task user's permissions. When the agent switches users this
+/// runs on a thread of the task user's, which also checks that the user can reach its sandbox
+/// (every directory above the work dir must be searchable by it).
+async fn fetch_as(
+    shared: &Shared,
+    uris: &[meseta_api::agent::FetchUri],
+    sandbox: &Path,
+    run_as: &RunAs,
+) -> Result<(), String> {
+    let fetcher = Fetcher::for_user(&shared.cfg.work_dir, run_as.identity.uid);
+    if !run_as.switch {
+        if uris.is_empty() {
+            return Ok(());
+        }
+        fetcher.prepare_cache(None)?;
+        return fetcher.fetch_all(uris, sandbox).await;
+    }
+    if !uris.is_empty() {
+        fetcher.prepare_cache(Some((run_as.identity.uid, run_as.identity.gid)))?;
+    }
+    let (uris, sandbox, who) = (
+        uris.to_vec(),
+        sandbox.to_path_buf(),
+        run_as.identity.clone(),
+    );
+    let name = who.name.clone();
+    let work = move || -> Result<(), String> {
+        use nix::unistd::{access, AccessFlags};
+        access(&sandbox, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
+            format!(
+                "task user {name:?} cannot reach its sandbox {}: {e} (every directory above \
+                 the agent's work dir must be searchable by it)",
+                sandbox.display()
+            )
+        })?;
+        if uris.is_empty() {
+            return Ok(());
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the fetcher: {e}"))?;
+        rt.block_on(fetcher.fetch_all(&uris, &sandbox))
+    };
+    tokio::task::spawn_blocking(move || meseta_isolation::user::run_as(&who, work))
+        .await
+        .map_err(|e| format!("fetcher failed: {e}"))?
+        .map_err(|e| e.to_string())?
 }
 
 /// The shim's view of the task.
@@ -264,15 +349,19 @@ pub(crate) fn kill(shared: &Arc<Shared>, task_id: &TaskId) {
         shared.emit(task_id, &entry.spec.framework_id, entry.record);
         return;
     }
-    if let Err(e) = shared.checkpoint.mark_kill_requested(task_id.as_str()) {
+    let marked = PathId::task(task_id)
+        .map_err(crate::AgentError::from)
+        .and_then(|id| shared.checkpoint.mark_kill_requested(&id));
+    if let Err(e) = marked {
         tracing::warn!(task_id = %task_id, error = %e, "cannot persist kill marker");
     }
     tracing::info!(task_id = %task_id, "killing task");
     // While staging the shim is not spawned yet: `start` sees the flag once it is (STARTING is
     // emitted under the same lock that set the flag, so one of the two always sends the request).
     if entry.record.state != TaskState::Staging {
-        let dir = shared.checkpoint.task_dir(task_id.as_str());
-        tokio::spawn(request_kill_retrying(dir));
+        if let Some(dir) = shared.task_dir(task_id) {
+            tokio::spawn(request_kill_retrying(dir));
+        }
     }
 }
 
@@ -372,7 +461,8 @@ pub(crate) mod tests {
     fn launch_spec_limits_and_cgroup() {
         let mut s = spec("t1", "cpus:0.5;mem:100.5");
         s.kill_grace_secs = Some(1.5);
-        let cg = cgroup_path("meseta/", &AgentId::new("ag"), "t1");
+        let pid = |s: &str| PathId::parse("test", s).expect("id");
+        let cg = cgroup_path("meseta/", &pid("ag"), &pid("t1"));
         assert_eq!(cg, "meseta/ag/t1");
         let l = launch_spec(&s, Path::new("/w/t1"), &AgentId::new("ag"), "h", cg);
         assert_eq!(l.limits.cpus, 0.5);
@@ -390,14 +480,5 @@ pub(crate) mod tests {
         );
         assert_eq!(l.kill_grace_secs, DEFAULT_KILL_GRACE_SECS);
         assert_eq!(l.limits.mem_mib, MIN_MEM_MIB);
-    }
-
-    #[test]
-    fn task_ids_that_escape_dirs_are_invalid() {
-        assert!(valid_task_id("web.1234-abcd"));
-        assert!(!valid_task_id(""));
-        assert!(!valid_task_id(".."));
-        assert!(!valid_task_id("a/b"));
-        assert!(!valid_task_id("a\nb"));
     }
 }

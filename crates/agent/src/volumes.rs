@@ -107,6 +107,9 @@ pub(crate) fn attach(
     }
     if !dir.is_dir() {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // The volume's data is its user's alone (like a sandbox).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).map_err(io(&dir))?;
         if let Some((uid, gid)) = owner {
             nix::unistd::chown(
                 &dir,
@@ -153,6 +156,9 @@ mod tests {
         std::fs::create_dir_all(&sb1).expect("sandbox");
         let dir = attach(work, &sb1, "db", &mount("v1", "data/db"), None).expect("attach");
         assert_eq!(dir, work.join("volumes/roles/db/v1"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o750, "other users cannot read the volume");
         std::fs::write(sb1.join("data/db/x"), "hello").expect("write through link");
         std::fs::remove_dir_all(&sb1).expect("task gone");
         assert!(dir.join("x").exists(), "the volume outlives the sandbox");

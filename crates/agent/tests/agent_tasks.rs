@@ -13,7 +13,11 @@ use meseta_api::operator::LogChunk;
 use meseta_types::{FrameworkId, Resources, TaskId, TaskState};
 
 fn meseta_exe() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/meseta");
+    // The workspace's target dir, or the one `CARGO_TARGET_DIR` names.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let p = target.join("debug/meseta");
     if p.exists() {
         Some(p)
     } else {

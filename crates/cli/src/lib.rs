@@ -91,16 +91,25 @@ fn client(g: &GlobalArgs) -> anyhow::Result<MasterClient> {
     Ok(MasterClient::new(&g.master)?)
 }
 
-/// The user the CLI runs as: `$USER`, else the name of the current uid, else `root`.
+/// The framework user of the CLI's own frameworks (`execute`, bench): the user the CLI runs as
+/// (`$USER`, else the name of the current uid), or none (empty) for root, whose tasks then run as
+/// the agents' default user (root only when a task asks for it on an agent that allows it).
 pub fn current_user() -> String {
-    if let Some(u) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
-        return u;
-    }
-    nix::unistd::User::from_uid(nix::unistd::getuid())
+    let name = std::env::var("USER")
         .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| "root".to_string())
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_default();
+    if name == "root" {
+        String::new()
+    } else {
+        name
+    }
 }
 
 #[cfg(test)]

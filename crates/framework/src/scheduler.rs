@@ -16,7 +16,7 @@ use crate::Command;
 pub struct FrameworkSpec {
     /// The framework name.
     pub name: String,
-    /// The user tasks run as by default.
+    /// The user tasks run as by default; empty: the agent's default task user.
     pub user: String,
     /// Seconds the master keeps the framework's tasks after it disconnects.
     pub failover_timeout: f64,
@@ -30,12 +30,12 @@ pub struct FrameworkSpec {
 }
 
 impl FrameworkSpec {
-    /// A framework named `name`, running tasks as `root`, one week of failover, no stored id,
-    /// reconciling every minute.
+    /// A framework named `name`, running tasks as the agents' default task user (no `user`),
+    /// one week of failover, no stored id, reconciling every minute.
     pub fn new(name: impl Into<String>) -> FrameworkSpec {
         FrameworkSpec {
             name: name.into(),
-            user: "root".to_string(),
+            user: String::new(),
             failover_timeout: 604_800.0,
             capabilities: Vec::new(),
             framework_id_key: None,

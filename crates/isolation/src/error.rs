@@ -34,6 +34,14 @@ pub enum IsolationError {
         /// Underlying error.
         source: nix::Error,
     },
+    /// Work could not be done with a user's credentials.
+    #[error("cannot act as user {name}: {source}")]
+    SwitchUser {
+        /// User name.
+        name: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
     /// A cgroup operation failed.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),

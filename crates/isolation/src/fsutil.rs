@@ -1,10 +1,12 @@
 //! Small file helpers shared by the spec, pid and exit-record writers of this crate.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Write `data` to `path` atomically: `<path>.tmp`, fsync, rename, fsync the directory.
+/// Write `data` to `path` atomically: `<path>.tmp` (mode 0600: task files are the agent's, not
+/// the task user's), fsync, rename, fsync the directory.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     write_via_tmp(path, data, true)
 }
@@ -22,7 +24,12 @@ fn write_via_tmp(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     tmp_name.push(".tmp");
     let tmp = Path::new(&tmp_name);
     {
-        let mut f = File::create(tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(tmp)?;
         f.write_all(data)?;
         if durable {
             f.sync_all()?;

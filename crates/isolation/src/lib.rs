@@ -15,6 +15,7 @@
 pub mod cgroup;
 mod error;
 mod fsutil;
+pub mod sandbox;
 pub mod shim;
 pub mod user;
 

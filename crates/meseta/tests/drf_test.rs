@@ -77,7 +77,7 @@ async fn drive(
 
 fn info(name: &str) -> FrameworkInfo {
     FrameworkInfo {
-        user: "root".into(),
+        user: String::new(),
         name: name.into(),
         failover_timeout: Some(60.0),
         ..FrameworkInfo::default()

@@ -29,7 +29,7 @@ struct Fw {
 impl Fw {
     async fn subscribe(cluster: &Cluster, name: &str) -> Fw {
         let info = FrameworkInfo {
-            user: "root".into(),
+            user: String::new(),
             name: name.into(),
             failover_timeout: Some(60.0),
             ..FrameworkInfo::default()
@@ -216,7 +216,7 @@ fn make_tgz(dir: &Path) -> std::path::PathBuf {
 async fn fetched_archive_is_extracted_and_bad_uri_fails_the_launch() {
     require_root!();
     let (cluster, _) = cluster_with_port().await;
-    let files = tempfile::tempdir().expect("tmp");
+    let files = common::task_reachable_dir();
     let archive = make_tgz(files.path());
     let mut fw = Fw::subscribe(&cluster, "fetch").await;
 

@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(15);
 
 fn info(name: &str, failover: f64) -> FrameworkInfo {
     FrameworkInfo {
-        user: "root".into(),
+        user: String::new(),
         name: name.into(),
         failover_timeout: Some(failover),
         capabilities: Some(vec![Capability {

@@ -87,6 +87,12 @@ impl Cluster {
     /// Start a master (redb store in a temp dir) and the agents; wait until all registered.
     pub async fn start(opts: ClusterOptions) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir().context("temp dir")?;
+        // Tasks run as an unprivileged user: it must traverse down to its sandbox.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+                .context("chmod temp dir")?;
+        }
         let store = Arc::new(RedbStore::open(&dir.path().join("store.redb"))?);
         let listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let handle = start_master(&opts, listen, Arc::clone(&store)).await?;

@@ -5,13 +5,16 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::chown;
+use std::os::unix::fs::{chown, fchown, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
 use super::CgRef;
-use crate::{user, LaunchSpec, DEFAULT_PATH};
+use crate::{sandbox, user, LaunchSpec, DEFAULT_PATH};
 
 /// Resolved identity for the task (all lookups done before fork).
 struct Ids {
@@ -26,29 +29,32 @@ fn resolve_user(name: &str) -> Result<Ids, String> {
     Ok(Ids { uid, gid, groups })
 }
 
-/// Create the sandbox (chowned to the task user) and open its `stdout`/`stderr` for appending.
+/// Create the sandbox (owned by the task user, mode 0750) and open its `stdout`/`stderr` for
+/// appending. The sandbox may already hold fetched files: a `stdout` or `stderr` that is a
+/// symbolic link is refused rather than followed, and ownership is changed on the opened files.
 fn prepare_sandbox(sandbox: &Path, ids: Option<&Ids>) -> Result<(File, File), String> {
     fs::create_dir_all(sandbox)
         .map_err(|e| format!("cannot create sandbox {}: {e}", sandbox.display()))?;
     let open = |name: &str| {
-        let path = sandbox.join(name);
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))
+        sandbox::open_beneath(
+            sandbox,
+            Path::new(name),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND,
+            Mode::from_bits_truncate(0o640),
+        )
+        .map_err(|e| format!("cannot open {}: {e}", sandbox.join(name).display()))
     };
     let (out, err) = (open("stdout")?, open("stderr")?);
     if let Some(ids) = ids {
-        for p in [
-            sandbox.to_path_buf(),
-            sandbox.join("stdout"),
-            sandbox.join("stderr"),
-        ] {
-            chown(&p, Some(ids.uid), Some(ids.gid))
-                .map_err(|e| format!("cannot chown {}: {e}", p.display()))?;
+        chown(sandbox, Some(ids.uid), Some(ids.gid))
+            .map_err(|e| format!("cannot chown {}: {e}", sandbox.display()))?;
+        for (f, name) in [(&out, "stdout"), (&err, "stderr")] {
+            fchown(f, Some(ids.uid), Some(ids.gid))
+                .map_err(|e| format!("cannot chown {}: {e}", sandbox.join(name).display()))?;
         }
     }
+    fs::set_permissions(sandbox, fs::Permissions::from_mode(0o750))
+        .map_err(|e| format!("cannot chmod {}: {e}", sandbox.display()))?;
     Ok((out, err))
 }
 
@@ -194,6 +200,19 @@ mod tests {
         assert_eq!(args, ["a"]);
         let envs: Vec<_> = cmd.get_envs().collect();
         assert!(envs.contains(&("PATH".as_ref(), Some("/x".as_ref()))));
+    }
+
+    #[test]
+    fn a_stdout_link_planted_in_the_sandbox_is_not_followed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let sb = tmp.path().join("sandbox");
+        fs::create_dir_all(&sb).expect("mkdir");
+        let target = tmp.path().join("outside");
+        fs::write(&target, "keep").expect("write");
+        std::os::unix::fs::symlink(&target, sb.join("stdout")).expect("ln");
+        let err = prepare_sandbox(&sb, None).expect_err("refused");
+        assert!(err.contains("stdout"), "{err}");
+        assert_eq!(fs::read_to_string(&target).expect("read"), "keep");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod supervise;
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -173,6 +174,7 @@ pub fn command(meseta_exe: &Path, task_dir: &Path) -> Result<Command, ShimError>
     let log = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&log_path)
         .map_err(io_err(&log_path))?;
     let mut cmd = Command::new(meseta_exe);

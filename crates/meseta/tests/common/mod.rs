@@ -48,6 +48,15 @@ macro_rules! require_root {
     };
 }
 
+/// A temp dir that the unprivileged users tasks run as may traverse (to their sandboxes below
+/// it), but not list.
+pub fn task_reachable_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    dir
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -138,7 +147,7 @@ impl Cluster {
     /// parallel give each cluster its own port range).
     pub fn with_resources(agents: usize, agent_timeout: f64, resources: &str) -> Cluster {
         let mut c = Cluster {
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir: task_reachable_dir(),
             port: free_port(),
             master: None,
             agents: Vec::new(),

@@ -19,7 +19,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// A framework subscribed in `role`.
 pub fn framework_in(name: &str, role: &str) -> FrameworkInfo {
     FrameworkInfo {
-        user: "root".into(),
+        user: String::new(),
         name: name.into(),
         role: Some(role.into()),
         failover_timeout: Some(60.0),
@@ -124,6 +124,12 @@ impl OpsCluster {
         resources: &str,
     ) -> OpsCluster {
         let dir = tempfile::tempdir().expect("temp dir");
+        // Tasks run as an unprivileged user: it must traverse down to its sandbox.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+                .expect("chmod temp dir");
+        }
         let store = Arc::new(
             meseta_store::redb::RedbStore::open(&dir.path().join("store.redb")).expect("store"),
         );

@@ -262,7 +262,10 @@ def main(argv):
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Recorder(args.out)
-    framework = {"user": getpass.getuser(), "name": args.name, "hostname": "localhost"}
+    # root names no user: the agent runs the tasks as its default (unprivileged) user.
+    user = getpass.getuser()
+    framework = {"user": "" if user == "root" else user, "name": args.name,
+                 "hostname": "localhost"}
     if args.failover_timeout is not None:
         framework["failover_timeout"] = args.failover_timeout
     if args.framework_id:
