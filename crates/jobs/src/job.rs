@@ -19,8 +19,10 @@ pub const DEFAULT_MEM: f64 = 128.0;
 pub const DEFAULT_DISK: f64 = 256.0;
 /// Default epsilon: a run may start up to five minutes late.
 pub const DEFAULT_EPSILON: SignedDuration = SignedDuration::from_secs(300);
-/// The longest job name accepted (it is a store key and part of every task id).
-pub const MAX_NAME_LEN: usize = 255;
+/// The longest job name accepted, in bytes. The name is a store key and part of every task id
+/// of its runs (`ct:<millis>:<attempt>:<name>:`), which must stay within the 255 bytes an agent
+/// accepts.
+pub const MAX_NAME_LEN: usize = 200;
 
 /// The rules a submitted job is checked against beyond its own fields: which API generation's
 /// name rule applies and whether the cluster lets tasks run as `root`.
