@@ -26,6 +26,9 @@ pub(crate) enum JobsError {
     /// A request that is well-formed JSON but not acceptable here.
     #[error("{0}")]
     BadRequest(String),
+    /// Creating a job whose name is taken (Metronome's POST).
+    #[error("job '{0}' already exists")]
+    Conflict(String),
     /// The store failed after the planner accepted the change.
     #[error("state store: {0}")]
     Store(Arc<StoreError>),
@@ -83,6 +86,8 @@ pub(crate) enum CreateKind {
     Dependent,
     /// Any form (Metronome edge, which validated by itself).
     Any,
+    /// Any form, and the name must be new (Metronome's POST).
+    New,
 }
 
 /// One request to the runtime; each carries its reply channel.
@@ -91,6 +96,8 @@ pub(crate) enum JobsCommand {
     Put {
         job: Box<ChronosJob>,
         kind: CreateKind,
+        /// Chronos 2 name rules (the unprefixed `/scheduler` API).
+        legacy_names: bool,
         reply: oneshot::Sender<Result<(), JobsError>>,
     },
     /// Delete a job (killing its runs).
@@ -153,11 +160,22 @@ impl JobsHandle {
         self.kit.ask(make).await.map_err(|_| JobsError::Unavailable)
     }
 
-    /// Create or replace a job from its Chronos JSON.
+    /// Create or replace a job from its Chronos JSON (Chronos 3 name rules).
     pub async fn put(&self, job: ChronosJob, kind: CreateKind) -> Result<(), JobsError> {
+        self.put_with(job, kind, false).await
+    }
+
+    /// Create or replace a job; `legacy_names` applies the Chronos 2 name rules.
+    pub async fn put_with(
+        &self,
+        job: ChronosJob,
+        kind: CreateKind,
+        legacy_names: bool,
+    ) -> Result<(), JobsError> {
         self.ask(|reply| JobsCommand::Put {
             job: Box::new(job),
             kind,
+            legacy_names,
             reply,
         })
         .await?

@@ -10,20 +10,19 @@ use meseta_api::scheduler::{
 use meseta_jobs::job::JobSpec;
 use meseta_jobs::planner::{RunId, RunOutcome};
 use meseta_jobs::queue::Queued;
-use meseta_types::{Resource, Resources, TaskState};
+use meseta_types::{Resource, ResourceError, Resources, TaskState};
 
-/// The scalar resources a run of `spec` needs.
-pub(crate) fn needed(spec: &JobSpec) -> Resources {
+/// The scalar resources a run of `spec` needs; an amount the resource type cannot hold (only a
+/// record written before such amounts were refused can have one) is an error, never a zero.
+pub(crate) fn needed(spec: &JobSpec) -> Result<Resources, ResourceError> {
     let mut r = Resources::new();
     for (name, amount) in [("cpus", spec.cpus), ("mem", spec.mem), ("disk", spec.disk)] {
         if amount > 0.0 {
-            if let Ok(res) = Resource::scalar(name, amount) {
-                // Scalars of distinct names never conflict.
-                let _ = r.push(res);
-            }
+            // Scalars of distinct names never conflict.
+            let _ = r.push(Resource::scalar(name, amount)?);
         }
     }
-    r
+    Ok(r)
 }
 
 /// The task of run `run` of `spec` on `agent_id`.
@@ -52,7 +51,7 @@ pub(crate) fn task_info(spec: &JobSpec, run: &RunId, agent_id: &IdValue) -> Task
         name: spec.name.clone(),
         task_id: IdValue::new(run.0.clone()),
         agent_id: Some(agent_id.clone()),
-        resources: needed(spec),
+        resources: needed(spec).unwrap_or_default(),
         command: Some(command),
         container: spec.container.clone(),
         ..TaskInfo::default()
@@ -83,7 +82,15 @@ pub(crate) fn place<'a>(
         let Some(spec) = spec_of(&q.job) else {
             continue;
         };
-        let need = needed(spec);
+        let need = match needed(spec) {
+            Ok(need) => need,
+            Err(e) => {
+                // It never fits: it stays queued until its epsilon runs out and is skipped.
+                tracing::error!(job = %q.job, error = %e, "job asks for resources that cannot be represented");
+                out.still_queued.push(q);
+                continue;
+            }
+        };
         let slot = left.iter().position(|free| free.contains(&need));
         match slot {
             Some(i) => {

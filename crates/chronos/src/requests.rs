@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use meseta_api::chronos::ChronosJob;
 use meseta_framework::Command;
-use meseta_jobs::job::JobSpec;
+use meseta_jobs::job::{JobSpec, Rules};
 use meseta_jobs::planner;
 use tokio::sync::oneshot;
 
@@ -21,8 +21,17 @@ impl Jobs {
     pub(crate) fn handle(&mut self, cmd: JobsCommand, now: SystemTime) -> Vec<Command> {
         let ts = timestamp(now);
         match cmd {
-            JobsCommand::Put { job, kind, reply } => {
-                let r = self.put(&job, kind, now);
+            JobsCommand::Put {
+                job,
+                kind,
+                legacy_names,
+                reply,
+            } => {
+                let rules = Rules {
+                    legacy_names,
+                    allow_root: self.master.allows_root_tasks(),
+                };
+                let r = self.put(&job, kind, rules, now);
                 self.finish(r, reply, now)
             }
             JobsCommand::Remove { name, reply } => {
@@ -69,6 +78,7 @@ impl Jobs {
         &mut self,
         job: &ChronosJob,
         kind: CreateKind,
+        rules: Rules,
         now: SystemTime,
     ) -> Result<Vec<planner::Command>, JobsError> {
         let has_parents = job.parents.as_ref().is_some_and(|p| !p.is_empty());
@@ -82,8 +92,11 @@ impl Jobs {
                 "parents: a job with parents must be posted to /scheduler/dependency".to_string(),
             ));
         }
+        if kind == CreateKind::New && self.planner.job(&job.name).is_some() {
+            return Err(JobsError::Conflict(job.name.clone()));
+        }
         let ts = timestamp(now);
-        let spec = JobSpec::from_chronos(job, ts).map_err(JobsError::Invalid)?;
+        let spec = JobSpec::from_chronos_with(job, ts, rules).map_err(JobsError::Invalid)?;
         Ok(self.planner.add(spec, ts)?)
     }
 

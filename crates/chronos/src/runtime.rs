@@ -55,7 +55,7 @@ pub(crate) fn timestamp(t: SystemTime) -> Timestamp {
 
 /// The jobs scheduler's state; request handling lives in `requests.rs`.
 pub(crate) struct Jobs {
-    master: Master,
+    pub(crate) master: Master,
     pub(crate) planner: Planner,
     /// Runs waiting for an offer.
     pub(crate) queue: RunQueue,
@@ -75,6 +75,13 @@ impl Jobs {
         let n = jobs.len();
         let now = SystemTime::now();
         let (planner, cmds) = Planner::restore(jobs, timestamp(now));
+        for name in planner.unrunnable() {
+            tracing::error!(
+                job = name,
+                "stored job's schedule is below the scheduler's resolution; it is disabled \
+                 (replace it with a valid schedule, or delete it)"
+            );
+        }
         tracing::info!(jobs = n, "jobs scheduler recovered");
         let mut jobs = Jobs {
             master,

@@ -99,8 +99,8 @@ pub(crate) fn job_stat(j: &JobView) -> Value {
     json!({"histogram": histogram(j.stats.as_ref()), "taskStatHistory": history})
 }
 
-/// `GET /scheduler/stats/{percentile}`: `[{jobNameLabel, time (s)}]`, slowest first; `None` for
-/// an unknown statistic name.
+/// `GET /scheduler/stats/{percentile}`: `[{jobNameLabel, time (s)}]` for every job (0.0 for one
+/// that never ran), slowest first; `None` for an unknown statistic name.
 pub(crate) fn percentile_stats(jobs: &[JobView], which: &str) -> Option<Vec<Value>> {
     let pick: fn(&Stats) -> f64 = match which {
         "99thPercentile" => |s| s.p99,
@@ -111,11 +111,12 @@ pub(crate) fn percentile_stats(jobs: &[JobView], which: &str) -> Option<Vec<Valu
         "mean" => |s| s.mean,
         _ => return None,
     };
+    // Every job is listed, as Chronos does; one that never ran has time 0.
     let mut rows: Vec<(String, f64)> = jobs
         .iter()
-        .filter_map(|j| {
-            let s = j.stats.as_ref().filter(|s| s.count > 0)?;
-            Some((j.spec.name.clone(), pick(s) / 1000.0))
+        .map(|j| {
+            let time = j.stats.as_ref().map_or(0.0, |s| pick(s) / 1000.0);
+            (j.spec.name.clone(), time)
         })
         .collect();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -143,6 +144,57 @@ mod tests {
         let t: Timestamp = "2026-11-23T10:00:05Z".parse().expect("timestamp");
         assert_eq!(chronos_time(Some(t)), "11/23/26 10:00:05");
         assert_eq!(chronos_time(None), "N/A");
+    }
+
+    fn view(name: &str, stats: Option<Stats>) -> JobView {
+        let j: meseta_api::chronos::ChronosJob = serde_json::from_value(json!({
+            "name": name, "command": "true", "schedule": "R/2014-01-01T00:00:00Z/PT60M"
+        }))
+        .expect("chronos json");
+        let spec = meseta_jobs::JobSpec::from_chronos(&j, Timestamp::now()).expect("valid");
+        let state = meseta_jobs::JobState::default();
+        JobView {
+            chronos: spec.to_chronos(&state),
+            spec,
+            state,
+            stats,
+            queued: 0,
+        }
+    }
+
+    #[test]
+    fn stats_list_every_job_with_zero_for_those_that_never_ran() {
+        let ran = Stats::from_samples(vec![2000.0, 4000.0]);
+        let jobs = [
+            view("fresh", Some(Stats::default())),
+            view("ran", Some(ran)),
+            view("unknown", None),
+        ];
+        for which in [
+            "99thPercentile",
+            "98thPercentile",
+            "95thPercentile",
+            "75thPercentile",
+            "median",
+            "mean",
+        ] {
+            let rows = percentile_stats(&jobs, which).expect("known statistic");
+            assert_eq!(rows.len(), 3, "{which}: {rows:?}");
+            assert_eq!(rows[0]["jobNameLabel"], "ran", "{which}: slowest first");
+            assert_eq!(rows[1], json!({"jobNameLabel": "fresh", "time": 0.0}));
+            assert_eq!(rows[2], json!({"jobNameLabel": "unknown", "time": 0.0}));
+        }
+    }
+
+    #[test]
+    fn a_job_that_never_ran_has_an_all_zero_histogram() {
+        let v = job_stat(&view("fresh", Some(Stats::default())));
+        assert_eq!(
+            v,
+            json!({"histogram": {"median": 0.0, "98thPercentile": 0.0, "75thPercentile": 0.0,
+                    "95thPercentile": 0.0, "99thPercentile": 0.0, "count": 0, "mean": 0.0},
+                   "taskStatHistory": []})
+        );
     }
 
     #[test]

@@ -19,6 +19,21 @@ pub const DEFAULT_MEM: f64 = 128.0;
 pub const DEFAULT_DISK: f64 = 256.0;
 /// Default epsilon: a run may start up to five minutes late.
 pub const DEFAULT_EPSILON: SignedDuration = SignedDuration::from_secs(300);
+/// The longest job name accepted, in bytes. The name is a store key and part of every task id
+/// of its runs (`ct:<millis>:<attempt>:<name>:`), which must stay within the 255 bytes an agent
+/// accepts.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// The rules a submitted job is checked against beyond its own fields: which API generation's
+/// name rule applies and whether the cluster lets tasks run as `root`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// Chronos 2 names (the unprefixed `/scheduler` API): spaces and `#` are allowed besides
+    /// letters, digits, `_`, `.` and `-` (Chronos 3, `/v1/scheduler`, refuses them).
+    pub legacy_names: bool,
+    /// Whether a job may ask to run as `root`.
+    pub allow_root: bool,
+}
 
 /// One validation problem of a submitted job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,19 +110,54 @@ pub struct JobSpec {
     pub asynchronous: bool,
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+/// Why a job name is not acceptable under `rules` (None when it is).
+pub fn name_problem(name: &str, rules: Rules) -> Option<String> {
+    if name.is_empty() {
+        return Some("the job's name is empty".to_string());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Some(format!(
+            "the job's name is {} bytes long (at most {MAX_NAME_LEN})",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Some(format!("the job's name '{name}' is reserved"));
+    }
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '_' | '.' | '-')
+            || (rules.legacy_names && matches!(c, ' ' | '#'))
+    };
+    if !name.chars().all(allowed) {
+        let what = if rules.legacy_names {
+            "letters, digits, spaces, _ . # -"
+        } else {
+            "letters, digits, _ . -"
+        };
+        return Some(format!(
+            "the job's name '{name}' is invalid (allowed: {what})"
+        ));
+    }
+    if name.trim() != name {
+        return Some(format!(
+            "the job's name '{name}' starts or ends with a space"
+        ));
+    }
+    None
 }
 
+/// A resource amount: finite, non-negative and within what the fixed-point resource type holds
+/// (0 means the default).
 fn resource(errors: &mut Vec<FieldError>, field: &str, value: f64, default: f64) -> f64 {
     if !value.is_finite() || value < 0.0 {
         errors.push(FieldError::new(
             field,
             format!("{field} must be a finite non-negative number, got {value}"),
         ));
+        default
+    } else if let Err(e) = meseta_types::Scalar::from_f64(value) {
+        errors.push(FieldError::new(field, format!("{field} {value}: {e}")));
         default
     } else if value == 0.0 {
         default
@@ -144,8 +194,14 @@ fn schedule_or_parents(
     errors: &mut Vec<FieldError>,
     j: &ChronosJob,
     now: Timestamp,
-    epsilon: SignedDuration,
+    rules: Rules,
 ) -> (Option<Schedule>, Option<String>, Vec<String>) {
+    if j.schedule.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        errors.push(FieldError::new(
+            "schedule",
+            "the schedule is empty (leave it out to run the job once now)",
+        ));
+    }
     let text = j
         .schedule
         .as_deref()
@@ -159,7 +215,7 @@ fn schedule_or_parents(
         ));
     }
     for p in &parents {
-        if !valid_name(p) {
+        if name_problem(p, rules).is_some() {
             errors.push(FieldError::new(
                 "parents",
                 format!("parent name '{p}' is invalid"),
@@ -179,17 +235,10 @@ fn schedule_or_parents(
     // Chronos 3: no schedule and no parents means "run once, now".
     let text = text.unwrap_or("R1//PT24H").to_string();
     let tz = j.schedule_time_zone.as_deref();
+    // A schedule in the past with no repetitions left is accepted, as Chronos does: the job
+    // never runs (the planner disables it) but is listed, searchable and in the graph.
     match Schedule::parse(&text, tz, now) {
-        Ok(s) => {
-            let earliest = now.checked_sub(epsilon).unwrap_or(now);
-            if s.next_at_or_after(earliest).is_none() {
-                errors.push(FieldError::new(
-                    "schedule",
-                    format!("schedule '{text}' is in the past and has no repetitions left"),
-                ));
-            }
-            (Some(s), Some(text), Vec::new())
-        }
+        Ok(s) => (Some(s), Some(text), Vec::new()),
         Err(e) => {
             let field = match e {
                 crate::schedule::ScheduleError::TimeZone(_) => "scheduleTimeZone",
@@ -201,21 +250,48 @@ fn schedule_or_parents(
     }
 }
 
+/// True for a user name that means the superuser (`root` or uid `0`).
+pub fn is_root(user: &str) -> bool {
+    matches!(user.trim(), "root" | "0")
+}
+
 impl JobSpec {
-    /// Validates a submitted Chronos job; returns every problem found.
+    /// Validates a submitted Chronos job under the default [`Rules`] (Chronos 3 names, no
+    /// `root`); returns every problem found.
     pub fn from_chronos(j: &ChronosJob, now: Timestamp) -> Result<JobSpec, Vec<FieldError>> {
+        JobSpec::from_chronos_with(j, now, Rules::default())
+    }
+
+    /// Validates a submitted Chronos job under `rules`; returns every problem found.
+    pub fn from_chronos_with(
+        j: &ChronosJob,
+        now: Timestamp,
+        rules: Rules,
+    ) -> Result<JobSpec, Vec<FieldError>> {
         let mut errors = Vec::new();
-        if !valid_name(&j.name) {
+        if let Some(problem) = name_problem(&j.name, rules) {
+            errors.push(FieldError::new("name", problem));
+        }
+        if j.command.trim().is_empty() && j.container.as_ref().is_none_or(|c| c.is_null()) {
             errors.push(FieldError::new(
-                "name",
-                format!(
-                    "the job's name '{}' is invalid (allowed: letters, digits, _ . -)",
-                    j.name
-                ),
+                "command",
+                "a job needs a command (only a container job may leave it out)",
             ));
         }
+        let user = j.run_as_user.clone().filter(|u| !u.trim().is_empty());
+        if let Some(u) = user.as_deref().filter(|u| is_root(u)) {
+            if !rules.allow_root {
+                errors.push(FieldError::new(
+                    "runAsUser",
+                    format!(
+                        "runAsUser '{u}': running jobs as root is not allowed on this cluster \
+                         (start the master with --allow-root to permit it)"
+                    ),
+                ));
+            }
+        }
         let epsilon = parse_epsilon(&mut errors, j.epsilon.as_deref());
-        let (schedule, schedule_text, parents) = schedule_or_parents(&mut errors, j, now, epsilon);
+        let (schedule, schedule_text, parents) = schedule_or_parents(&mut errors, j, now, rules);
         let cpus = resource(&mut errors, "cpus", j.cpus, DEFAULT_CPUS);
         let mem = resource(&mut errors, "mem", j.mem, DEFAULT_MEM);
         let disk = resource(&mut errors, "disk", j.disk, DEFAULT_DISK);
@@ -246,7 +322,7 @@ impl JobSpec {
             disabled: j.disabled,
             concurrent: j.concurrent,
             soft_error: j.soft_error,
-            user: j.run_as_user.clone().filter(|u| !u.is_empty()),
+            user,
             env: j
                 .environment_variables
                 .iter()
@@ -377,12 +453,136 @@ mod tests {
     }
 
     #[test]
-    fn exhausted_past_schedule_is_rejected() {
-        let j = job("a", Some("R2/2020-01-01T00:00:00Z/PT1H"), None);
-        let errs = JobSpec::from_chronos(&j, now()).expect_err("exhausted");
-        assert!(errs[0].message.contains("no repetitions left"), "{errs:?}");
-        // An infinite schedule in the past is fine.
+    fn exhausted_past_schedule_is_accepted_like_chronos() {
+        for text in [
+            "R2/2020-01-01T00:00:00Z/PT1H",
+            "R0/2014-01-01T00:00:00Z/PT60M",
+        ] {
+            let j = job("a", Some(text), None);
+            let spec = JobSpec::from_chronos(&j, now()).expect("accepted");
+            let sched = spec.schedule.expect("schedule");
+            assert_eq!(sched.next_at_or_after(now()), None, "{text} never runs");
+        }
+        // An infinite schedule in the past is fine too; a start before 1970 is not.
         let j = job("a", Some("R/2020-01-01T00:00:00Z/PT1H"), None);
+        assert!(JobSpec::from_chronos(&j, now()).is_ok());
+        let j = job("a", Some("R0/1969-01-01T00:00:00Z/PT1H"), None);
+        assert_eq!(
+            fields(JobSpec::from_chronos(&j, now()).expect_err("x")),
+            ["schedule"]
+        );
+    }
+
+    #[test]
+    fn reserved_empty_and_long_names_are_refused() {
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        for name in [".", "..", "", " ", long.as_str(), "a/b", "a\nb"] {
+            let j = job(name, Some("R/2026-01-02T00:00:00Z/PT1H"), None);
+            let errs = JobSpec::from_chronos(&j, now()).expect_err(name);
+            assert_eq!(fields(errs), ["name"], "{name:?}");
+        }
+        let ok = "a".repeat(MAX_NAME_LEN);
+        assert!(JobSpec::from_chronos(&job(&ok, Some("R//PT1H"), None), now()).is_ok());
+    }
+
+    #[test]
+    fn spaces_in_names_only_under_the_chronos_2_rules() {
+        let j = job(
+            "job with spaces",
+            Some("R/2014-01-01T00:00:00Z/PT60M"),
+            None,
+        );
+        let errs = JobSpec::from_chronos(&j, now()).expect_err("chronos 3 refuses");
+        assert_eq!(fields(errs), ["name"]);
+        let legacy = Rules {
+            legacy_names: true,
+            ..Rules::default()
+        };
+        let spec = JobSpec::from_chronos_with(&j, now(), legacy).expect("chronos 2 accepts");
+        assert_eq!(spec.name, "job with spaces");
+        // Still not a leading/trailing space, a slash or a control character.
+        for bad in [" a", "a ", "a/b", "a\tb"] {
+            let j = job(bad, Some("R//PT1H"), None);
+            assert!(
+                JobSpec::from_chronos_with(&j, now(), legacy).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_job_needs_a_command_unless_it_has_a_container() {
+        let mut j = job("a", Some("R//PT1H"), None);
+        j.command = "  ".into();
+        assert_eq!(
+            fields(JobSpec::from_chronos(&j, now()).expect_err("x")),
+            ["command"]
+        );
+        j.container = Some(serde_json::json!({"type": "DOCKER", "image": "busybox"}));
+        assert!(JobSpec::from_chronos(&j, now()).is_ok());
+    }
+
+    #[test]
+    fn an_empty_schedule_is_refused() {
+        for text in ["", "   "] {
+            let j = job("a", Some(text), None);
+            assert_eq!(
+                fields(JobSpec::from_chronos(&j, now()).expect_err("x")),
+                ["schedule"],
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_period_below_the_resolution_is_refused_naming_schedule() {
+        for text in [
+            "R//PT0.000001S",
+            "R/2026-01-02T00:00:00Z/PT0.5S",
+            "R5//PT0.999S",
+        ] {
+            let errs = JobSpec::from_chronos(&job("a", Some(text), None), now()).expect_err(text);
+            assert_eq!(errs[0].field, "schedule", "{text}");
+            assert!(errs[0].message.contains("resolution"), "{errs:?}");
+        }
+        assert!(JobSpec::from_chronos(&job("a", Some("R//PT1S"), None), now()).is_ok());
+    }
+
+    #[test]
+    fn resources_beyond_the_fixed_point_range_are_refused() {
+        for (field, v) in [("cpus", 1e16), ("mem", 1e308), ("disk", 9.3e15)] {
+            let mut j = job("a", Some("R//PT1H"), None);
+            match field {
+                "cpus" => j.cpus = v,
+                "mem" => j.mem = v,
+                _ => j.disk = v,
+            }
+            let errs = JobSpec::from_chronos(&j, now()).expect_err(field);
+            assert_eq!(fields(errs), [field], "{field}={v}");
+        }
+        let mut j = job("a", Some("R//PT1H"), None);
+        j.mem = 1e6;
+        assert_eq!(JobSpec::from_chronos(&j, now()).expect("ok").mem, 1e6);
+    }
+
+    #[test]
+    fn root_is_refused_unless_allowed_and_no_user_stays_none() {
+        let mut j = job("a", Some("R//PT1H"), None);
+        assert_eq!(JobSpec::from_chronos(&j, now()).expect("ok").user, None);
+        for root in ["root", " root ", "0"] {
+            j.run_as_user = Some(root.into());
+            let errs = JobSpec::from_chronos(&j, now()).expect_err(root);
+            assert_eq!(errs[0].field, "runAsUser");
+            assert!(errs[0].message.contains("root"), "{errs:?}");
+        }
+        let allow = Rules {
+            allow_root: true,
+            ..Rules::default()
+        };
+        j.run_as_user = Some("root".into());
+        let spec = JobSpec::from_chronos_with(&j, now(), allow).expect("allowed");
+        assert_eq!(spec.user.as_deref(), Some("root"));
+        j.run_as_user = Some("nobody".into());
         assert!(JobSpec::from_chronos(&j, now()).is_ok());
     }
 

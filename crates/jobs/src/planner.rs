@@ -25,6 +25,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::job::JobSpec;
+use crate::schedule::Schedule;
 use crate::stats::Stats;
 
 pub use types::{
@@ -85,8 +86,19 @@ impl Planner {
     pub fn restore(jobs: Vec<(JobSpec, JobState)>, now: Timestamp) -> (Planner, Vec<Command>) {
         let mut planner = Planner::new();
         let mut commands = Vec::new();
-        for (spec, mut state) in jobs {
+        for (mut spec, mut state) in jobs {
             let name = spec.name.clone();
+            if !spec
+                .schedule
+                .as_ref()
+                .is_none_or(Schedule::within_resolution)
+            {
+                // Written before periods below the resolution were refused: kept (listed and
+                // deletable) but disabled, so it never runs; see `Planner::unrunnable`.
+                spec.disabled = true;
+                state.next_due = None;
+                commands.push(persist(&name));
+            }
             if let (Some(s), None, false) = (&spec.schedule, state.next_due, spec.disabled) {
                 state.next_due = s.next_at_or_after(first_due_bound(&spec, &state, now));
             }
@@ -225,6 +237,22 @@ impl Planner {
         now: Timestamp,
     ) -> Result<Vec<Command>, PlannerError> {
         let entry = self.entry_mut(name)?;
+        if !disabled
+            && !entry
+                .spec
+                .schedule
+                .as_ref()
+                .is_none_or(Schedule::within_resolution)
+        {
+            return Err(PlannerError::InvalidSpec {
+                job: name.to_string(),
+                reason: format!(
+                    "its schedule's period is shorter than the scheduler's resolution of {}s; \
+                     replace the job with a valid schedule",
+                    crate::schedule::RESOLUTION.as_secs()
+                ),
+            });
+        }
         let was = entry.spec.disabled;
         entry.spec.disabled = disabled;
         if was && !disabled {
@@ -350,6 +378,21 @@ impl Planner {
         self.jobs
             .get_mut(name)
             .ok_or_else(|| PlannerError::UnknownJob(name.to_string()))
+    }
+
+    /// Jobs kept disabled because their schedule is below the scheduler's resolution (only a
+    /// record written by an older version can hold one), for the runtime to report.
+    pub fn unrunnable(&self) -> Vec<&str> {
+        self.jobs
+            .values()
+            .filter(|e| {
+                !e.spec
+                    .schedule
+                    .as_ref()
+                    .is_none_or(Schedule::within_resolution)
+            })
+            .map(|e| e.spec.name.as_str())
+            .collect()
     }
 
     /// A job and its state.

@@ -8,6 +8,12 @@
 //! Occurrence `k` of an ISO schedule is `start + k × period`, computed with calendar arithmetic
 //! in the schedule's time zone (so `P1D` keeps the wall-clock hour across DST, unlike `PT24H`).
 //! `Rn` has occurrences `0..n`; a bare `R` repeats forever.
+//!
+//! Every query is answered arithmetically: the occurrence at or after (or at or before) a time
+//! is found by estimating its index from the period and correcting with a bracketing binary
+//! search, never by stepping through the occurrences in between, so a schedule that started
+//! decades ago answers as fast as one starting now. The scheduler's resolution is
+//! [`RESOLUTION`] (one second): a period shorter than that is refused when parsed.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +24,10 @@ use jiff::fmt::temporal::{Pieces, PiecesOffset};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Span, Timestamp, Zoned};
 use serde::{Deserialize, Serialize};
+
+/// The scheduler's resolution: the shortest period an ISO schedule may have (cron expressions
+/// work in whole seconds anyway).
+pub const RESOLUTION: SignedDuration = SignedDuration::from_secs(1);
 
 /// Why a schedule text was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,7 +134,9 @@ impl Schedule {
         let zone = time_zone(tz)?;
         let tz_name = tz.map(str::trim).unwrap_or("").to_string();
         if looks_iso(text) {
-            IsoSchedule::parse(text, zone, tz_name, now).map(Schedule::Iso)
+            let iso = IsoSchedule::parse(text, zone, tz_name, now)?;
+            iso.check_resolution(text)?;
+            Ok(Schedule::Iso(iso))
         } else {
             CronSchedule::parse(text, zone, tz_name).map(Schedule::Cron)
         }
@@ -136,6 +148,29 @@ impl Schedule {
             Schedule::Iso(iso) => iso.next_index(t).and_then(|k| iso.occurrence(k)),
             Schedule::Cron(cron) => cron.next_at_or_after(t),
         }
+    }
+
+    /// The last occurrence at or before `t` (None when there is none: `t` is before the start,
+    /// or the schedule has no occurrence at all).
+    pub fn last_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
+        match self {
+            Schedule::Iso(iso) => iso.last_index(t).and_then(|k| iso.occurrence(k)),
+            Schedule::Cron(cron) => cron.last_at_or_before(t),
+        }
+    }
+
+    /// False for a schedule whose period is below [`RESOLUTION`] (only a record written before
+    /// the limit existed can hold one: parsing refuses them).
+    pub fn within_resolution(&self) -> bool {
+        match self {
+            Schedule::Iso(iso) => iso.step().is_some_and(|d| d >= RESOLUTION),
+            Schedule::Cron(_) => true,
+        }
+    }
+
+    /// True for a cron expression (false for an ISO 8601 repeating interval).
+    pub fn is_cron(&self) -> bool {
+        matches!(self, Schedule::Cron(_))
     }
 
     /// The first occurrence strictly after `t`.
@@ -166,7 +201,8 @@ impl Schedule {
     }
 }
 
-fn looks_iso(text: &str) -> bool {
+/// True when `text` has the ISO 8601 repeating-interval form `R[n]/…` (as opposed to cron).
+pub fn looks_iso(text: &str) -> bool {
     let Some(rest) = text.strip_prefix('R') else {
         return false;
     };
@@ -242,31 +278,110 @@ impl IsoSchedule {
         zoned.checked_add(span).ok().map(|z| z.timestamp())
     }
 
+    /// The gap between the first two occurrences (None on overflow).
+    fn step(&self) -> Option<SignedDuration> {
+        Some(self.occurrence(1)?.duration_since(self.start))
+    }
+
+    /// Refuses a period below the scheduler's [`RESOLUTION`].
+    fn check_resolution(&self, text: &str) -> Result<(), ScheduleError> {
+        match self.step() {
+            Some(d) if d >= RESOLUTION => Ok(()),
+            _ => Err(syntax(
+                text,
+                format!(
+                    "the period '{}' is shorter than the scheduler's resolution of {}s",
+                    self.period_text,
+                    RESOLUTION.as_secs()
+                ),
+            )),
+        }
+    }
+
     /// Index of the first occurrence at or after `t`, within the repetition limit.
     fn next_index(&self, t: Timestamp) -> Option<u64> {
         let k = if t <= self.start {
             0
         } else {
-            self.index_at_or_after(t)?
+            self.first_index_reaching(t)
         };
+        self.occurrence(k)?;
         match self.repetitions {
             Some(n) if k >= n => None,
             _ => Some(k),
         }
     }
 
-    fn index_at_or_after(&self, t: Timestamp) -> Option<u64> {
-        let first = self.occurrence(1)?.duration_since(self.start).as_nanos();
-        let gap = t.duration_since(self.start).as_nanos();
-        let mut k = u64::try_from(gap / first.max(1)).ok()?;
-        // The estimate is exact for fixed periods; calendar periods need a few steps.
-        while self.occurrence(k)? < t {
-            k += 1;
+    /// Index of the last occurrence at or before `t`, within the repetition limit.
+    fn last_index(&self, t: Timestamp) -> Option<u64> {
+        if t < self.start {
+            return None;
         }
-        while k > 0 && self.occurrence(k - 1)? >= t {
-            k -= 1;
+        let after = t.checked_add(SignedDuration::from_nanos(1)).ok()?;
+        // Occurrence 0 is the start, which is at or before `t`: the first one past `t` is ≥ 1.
+        let mut k = self.first_index_reaching(after).checked_sub(1)?;
+        if let Some(n) = self.repetitions {
+            k = k.min(n.checked_sub(1)?);
         }
-        Some(k)
+        self.occurrence(k).map(|_| k)
+    }
+
+    /// Is occurrence `k` at or after `t`? An occurrence past the representable range counts as
+    /// being after everything, so the answer is monotonic in `k`.
+    fn reaches(&self, k: u64, t: Timestamp) -> bool {
+        self.occurrence(k).is_none_or(|o| o >= t)
+    }
+
+    /// The smallest `k` whose occurrence is at or after `t` (`t` > start), or the smallest `k`
+    /// past the representable range. An estimate from the first period, then an exponential
+    /// bracket and a binary search: O(log) occurrence evaluations whatever the distance.
+    fn first_index_reaching(&self, t: Timestamp) -> u64 {
+        let first = self
+            .step()
+            .map_or(1, |d| d.as_nanos().max(1))
+            .unsigned_abs();
+        let gap = t
+            .duration_since(self.start)
+            .as_nanos()
+            .max(0)
+            .unsigned_abs();
+        let estimate = u64::try_from(gap / first).unwrap_or(u64::MAX).max(1);
+        // Invariant: !reaches(lo) and reaches(hi).
+        let (mut lo, mut hi);
+        if self.reaches(estimate, t) {
+            hi = estimate;
+            let mut width = 1u64;
+            loop {
+                let candidate = hi.saturating_sub(width);
+                if candidate == 0 || !self.reaches(candidate, t) {
+                    lo = candidate;
+                    break;
+                }
+                hi = candidate;
+                width = width.saturating_mul(2);
+            }
+        } else {
+            lo = estimate;
+            let mut width = 1u64;
+            loop {
+                let candidate = lo.saturating_add(width);
+                if self.reaches(candidate, t) {
+                    hi = candidate;
+                    break;
+                }
+                lo = candidate;
+                width = width.saturating_mul(2);
+            }
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.reaches(mid, t) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        hi
     }
 
     fn to_chronos_string(&self, next: Option<Timestamp>, runs_done: u64) -> String {
@@ -345,6 +460,19 @@ impl CronSchedule {
         let zoned = whole.to_zoned(self.tz.clone());
         let next = self.cron.find_next_occurrence(&zoned, true).ok()?;
         Some(next.timestamp())
+    }
+
+    fn last_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
+        // Cron works in whole seconds: round a fractional `t` down.
+        let whole = Timestamp::from_second(t.as_second()).ok()?;
+        let whole = if whole > t {
+            whole.checked_sub(SignedDuration::from_secs(1)).ok()?
+        } else {
+            whole
+        };
+        let zoned = whole.to_zoned(self.tz.clone());
+        let prev = self.cron.find_previous_occurrence(&zoned, true).ok()?;
+        Some(prev.timestamp())
     }
 }
 

@@ -278,7 +278,7 @@ fn bad_input_gets_400_naming_the_problem_and_nothing_is_stored() {
         ),
         (
             "/v1/scheduler/iso8601",
-            scheduled("x3", "true", "R1/2020-01-01T00:00:00Z/PT1S", "PT1M"),
+            scheduled("x3", "true", "R1/1969-01-01T00:00:00Z/PT1S", "PT1M"),
             "schedule",
         ),
         (

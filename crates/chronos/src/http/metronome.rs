@@ -18,12 +18,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use jiff::Timestamp;
 use meseta_api::chronos::{ChronosJob, EnvVar};
+use meseta_jobs::job::is_root;
 use meseta_jobs::planner::{RunOutcome, RunRecord};
+use meseta_jobs::schedule::{looks_iso, Schedule, ScheduleError};
+use meseta_types::Scalar;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Chronos;
-use crate::{CreateKind, JobView, JobsError, JobsHandle};
+use crate::{CreateKind, JobView, JobsError};
 
 /// The schedule of a job that only runs on demand (never due in practice).
 const ON_DEMAND: &str = "R1/2999-01-01T00:00:00Z/P1D";
@@ -105,6 +108,7 @@ fn error_response(id: &str, e: JobsError) -> Response {
         ),
         JobsError::Planner(p) => invalid(vec![("/".to_string(), p.to_string())]),
         JobsError::BadRequest(m) => invalid(vec![("/".to_string(), m)]),
+        JobsError::Conflict(_) => conflict("Job with this id already exists"),
         JobsError::Store(_) => {
             meseta_master::error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
@@ -127,8 +131,54 @@ fn valid_id(id: &str) -> bool {
         })
 }
 
+/// The concurrency policies Metronome's schedule schema allows.
+const POLICIES: [&str; 2] = ["ALLOW", "FORBID"];
+
+/// Problems of one schedule, with paths under `at` (`/schedules/0` in a job, `` on its own).
+fn schedule_errors(s: &MSchedule, at: &str) -> Vec<(String, String)> {
+    let mut errs = Vec::new();
+    let cron = s.cron.trim();
+    if cron.is_empty() {
+        errs.push((
+            format!("{at}/cron"),
+            "a schedule needs a cron expression".into(),
+        ));
+    } else if looks_iso(cron) {
+        errs.push((
+            format!("{at}/cron"),
+            format!(
+                "'{cron}' is an ISO 8601 repeating interval, not a cron expression \
+                 (those belong to the Chronos API)"
+            ),
+        ));
+    } else {
+        match Schedule::parse(cron, s.timezone.as_deref(), Timestamp::now()) {
+            Ok(_) => {}
+            Err(e @ ScheduleError::TimeZone(_)) => {
+                errs.push((format!("{at}/timezone"), e.to_string()));
+            }
+            Err(e) => errs.push((format!("{at}/cron"), e.to_string())),
+        }
+    }
+    if let Some(p) = s
+        .concurrency_policy
+        .as_deref()
+        .filter(|p| !POLICIES.contains(p))
+    {
+        errs.push((
+            format!("{at}/concurrencyPolicy"),
+            format!("unknown concurrency policy '{p}': use ALLOW or FORBID"),
+        ));
+    }
+    errs
+}
+
 /// Validate a Metronome job and turn it into the Chronos job stored for it.
-fn to_chronos(j: &MJob, schedule: Option<&MSchedule>) -> Result<ChronosJob, Vec<(String, String)>> {
+fn to_chronos(
+    j: &MJob,
+    schedule: Option<&MSchedule>,
+    allow_root: bool,
+) -> Result<ChronosJob, Vec<(String, String)>> {
     let mut errs = Vec::new();
     if !valid_id(&j.id) {
         errs.push((
@@ -157,7 +207,43 @@ fn to_chronos(j: &MJob, schedule: Option<&MSchedule>) -> Result<ChronosJob, Vec<
                 format!("/run/{name}"),
                 format!("{name} must be a non-negative number, got {v}"),
             ));
+        } else if let Err(e) = Scalar::from_f64(v) {
+            errs.push((format!("/run/{name}"), format!("{name} {v}: {e}")));
         }
+    }
+    if let Some(u) = j.run.user.as_deref().filter(|u| is_root(u)) {
+        if !allow_root {
+            errs.push((
+                "/run/user".into(),
+                format!(
+                    "user '{u}': running jobs as root is not allowed on this cluster \
+                     (start the master with --allow-root to permit it)"
+                ),
+            ));
+        }
+    }
+    for (k, v) in &j.run.env {
+        if !v.is_string() {
+            errs.push((
+                format!("/run/env/{k}"),
+                format!(
+                    "the value of {k} must be a string, got {v} (secret references are not \
+                     supported)"
+                ),
+            ));
+        }
+    }
+    if j.schedules.len() > 1 {
+        errs.push((
+            "/schedules".into(),
+            format!(
+                "{} schedules given: only one schedule per job is supported",
+                j.schedules.len()
+            ),
+        ));
+    }
+    if let Some(s) = schedule {
+        errs.extend(schedule_errors(s, "/schedules/0"));
     }
     if mem < 32.0 {
         errs.push((
@@ -168,6 +254,7 @@ fn to_chronos(j: &MJob, schedule: Option<&MSchedule>) -> Result<ChronosJob, Vec<
     if !errs.is_empty() {
         return Err(errs);
     }
+    // Every value is a string here (checked above).
     let environment_variables = j
         .run
         .env
@@ -188,7 +275,7 @@ fn to_chronos(j: &MJob, schedule: Option<&MSchedule>) -> Result<ChronosJob, Vec<
         cpus,
         mem,
         disk,
-        run_as_user: j.run.user.clone(),
+        run_as_user: j.run.user.clone().filter(|u| !u.trim().is_empty()),
         environment_variables,
         container: j
             .run
@@ -318,7 +405,16 @@ async fn list(State(m): State<Chronos>) -> Response {
     }
 }
 
-async fn put_job(h: &JobsHandle, body: &[u8], path_id: Option<&str>) -> Result<JobView, Response> {
+fn conflict(message: impl Into<String>) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(json!({"message": message.into()})),
+    )
+        .into_response()
+}
+
+async fn put_job(m: &Chronos, body: &[u8], path_id: Option<&str>) -> Result<JobView, Response> {
+    let h = &m.jobs;
     let mut j: MJob = parse(body).map_err(|r| *r)?;
     if let Some(id) = path_id {
         if j.id.is_empty() {
@@ -330,16 +426,18 @@ async fn put_job(h: &JobsHandle, body: &[u8], path_id: Option<&str>) -> Result<J
             )]));
         }
     }
-    let c = to_chronos(&j, j.schedules.first()).map_err(invalid)?;
-    h.put(c, CreateKind::Any)
-        .await
-        .map_err(|e| error_response(&j.id, e))?;
+    let c = to_chronos(&j, j.schedules.first(), m.master.allows_root_tasks()).map_err(invalid)?;
+    // A POST creates (an existing id is a conflict), a PUT replaces.
+    let kind = match path_id {
+        None => CreateKind::New,
+        Some(_) => CreateKind::Any,
+    };
+    h.put(c, kind).await.map_err(|e| error_response(&j.id, e))?;
     h.get(&j.id).await.map_err(|e| error_response(&j.id, e))
 }
 
 async fn create(State(m): State<Chronos>, body: Bytes) -> Response {
-    let h = &m.jobs;
-    match put_job(h, &body, None).await {
+    match put_job(&m, &body, None).await {
         Ok(v) => (StatusCode::CREATED, Json(job_json(&v))).into_response(),
         Err(r) => r,
     }
@@ -350,7 +448,7 @@ async fn update(State(m): State<Chronos>, Path(id): Path<String>, body: Bytes) -
     if let Err(e) = h.get(&id).await {
         return error_response(&id, e);
     }
-    match put_job(h, &body, Some(&id)).await {
+    match put_job(&m, &body, Some(&id)).await {
         Ok(v) => Json(job_json(&v)).into_response(),
         Err(r) => r,
     }
@@ -420,23 +518,14 @@ async fn add_schedule(State(m): State<Chronos>, Path(id): Path<String>, body: By
         Ok(s) => s,
         Err(r) => return *r,
     };
-    if s.cron.trim().is_empty() {
-        return invalid(vec![(
-            "/cron".into(),
-            "a schedule needs a cron expression".into(),
-        )]);
-    }
-    if let Some(p) = s
-        .concurrency_policy
-        .as_deref()
-        .filter(|p| !["ALLOW", "FORBID", "REPLACE"].contains(p))
-    {
-        return invalid(vec![(
-            "/concurrencyPolicy".into(),
-            format!("unknown concurrency policy '{p}': use ALLOW or FORBID"),
-        )]);
+    let errs = schedule_errors(&s, "");
+    if !errs.is_empty() {
+        return invalid(errs);
     }
     let mut job = match h.get(&id).await {
+        Ok(v) if has_schedule(&v) => {
+            return conflict("Only one schedule supported at the moment");
+        }
         Ok(v) => v.chronos,
         Err(e) => return error_response(&id, e),
     };
@@ -486,7 +575,7 @@ mod tests {
             concurrency_policy: Some("FORBID".into()),
             ..MSchedule::default()
         };
-        let c = to_chronos(&j, Some(&s)).expect("valid");
+        let c = to_chronos(&j, Some(&s), false).expect("valid");
         assert_eq!(c.name, "nightly");
         assert_eq!(c.schedule.as_deref(), Some("0 2 * * *"));
         assert_eq!(c.schedule_time_zone.as_deref(), Some("Europe/Berlin"));
@@ -498,19 +587,103 @@ mod tests {
 
     #[test]
     fn without_a_schedule_the_job_is_on_demand() {
-        let c = to_chronos(&mjob(json!({"id": "x", "run": {"cmd": "true"}})), None).expect("valid");
+        let c = to_chronos(
+            &mjob(json!({"id": "x", "run": {"cmd": "true"}})),
+            None,
+            false,
+        )
+        .expect("valid");
         assert_eq!(c.schedule.as_deref(), Some(ON_DEMAND));
     }
 
     #[test]
     fn every_problem_is_reported() {
         let j = mjob(json!({"id": "Bad_Id", "run": {"cpus": -1, "mem": 16}}));
-        let errs = to_chronos(&j, None).expect_err("invalid");
+        let errs = to_chronos(&j, None, false).expect_err("invalid");
         let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
         assert!(paths.contains(&"/id"), "{errs:?}");
         assert!(paths.contains(&"/run/cmd"), "{errs:?}");
         assert!(paths.contains(&"/run/cpus"), "{errs:?}");
         assert!(paths.contains(&"/run/mem"), "{errs:?}");
+    }
+
+    fn paths(errs: &[(String, String)]) -> Vec<&str> {
+        errs.iter().map(|(p, _)| p.as_str()).collect()
+    }
+
+    fn schedule(cron: &str, policy: Option<&str>) -> MSchedule {
+        MSchedule {
+            id: "default".into(),
+            cron: cron.into(),
+            concurrency_policy: policy.map(Into::into),
+            ..MSchedule::default()
+        }
+    }
+
+    #[test]
+    fn hostile_schedules_are_refused_naming_their_field() {
+        let j = mjob(json!({"id": "x", "run": {"cmd": "true"}}));
+        for (s, path) in [
+            (schedule("R//PT0.000001S", None), "/schedules/0/cron"),
+            (
+                schedule("R/2026-01-01T00:00:00Z/PT1H", None),
+                "/schedules/0/cron",
+            ),
+            (schedule("61 * * * *", None), "/schedules/0/cron"),
+            (schedule("  ", None), "/schedules/0/cron"),
+            (
+                schedule("* * * * *", Some("SOMETIMES")),
+                "/schedules/0/concurrencyPolicy",
+            ),
+        ] {
+            let errs = to_chronos(&j, Some(&s), false).expect_err(&s.cron);
+            assert_eq!(paths(&errs), [path], "{s:?}: {errs:?}");
+        }
+        let ok = to_chronos(&j, Some(&schedule("*/5 * * * *", Some("FORBID"))), false);
+        assert!(ok.is_ok());
+        // On its own (POST /v1/jobs/{id}/schedules) the paths are relative to the schedule.
+        let errs = schedule_errors(&schedule("R//PT1S", Some("X")), "");
+        assert_eq!(paths(&errs), ["/cron", "/concurrencyPolicy"]);
+    }
+
+    #[test]
+    fn a_second_schedule_is_refused() {
+        let j = mjob(json!({"id": "x", "run": {"cmd": "true"}, "schedules": [
+            {"id": "a", "cron": "* * * * *"}, {"id": "b", "cron": "0 * * * *"}]}));
+        let errs = to_chronos(&j, j.schedules.first(), false).expect_err("two schedules");
+        assert_eq!(paths(&errs), ["/schedules"]);
+    }
+
+    #[test]
+    fn non_string_env_values_are_refused() {
+        let j = mjob(json!({"id": "x", "run": {"cmd": "true",
+            "env": {"A": "ok", "B": 5, "C": {"secret": "s"}, "D": null}}}));
+        let errs = to_chronos(&j, None, false).expect_err("non-string env");
+        assert_eq!(paths(&errs), ["/run/env/B", "/run/env/C", "/run/env/D"]);
+    }
+
+    #[test]
+    fn resources_beyond_the_fixed_point_range_are_refused() {
+        for (field, v) in [("cpus", 1e16), ("mem", 1e308), ("disk", 1e17)] {
+            let j = mjob(json!({"id": "x", "run": {"cmd": "true", field: v}}));
+            let errs = to_chronos(&j, None, false).expect_err(field);
+            assert_eq!(paths(&errs), [format!("/run/{field}")], "{errs:?}");
+        }
+    }
+
+    #[test]
+    fn root_is_refused_unless_allowed() {
+        let j = mjob(json!({"id": "x", "run": {"cmd": "true", "user": "root"}}));
+        let errs = to_chronos(&j, None, false).expect_err("root");
+        assert_eq!(paths(&errs), ["/run/user"]);
+        let c = to_chronos(&j, None, true).expect("allowed");
+        assert_eq!(c.run_as_user.as_deref(), Some("root"));
+        let none = to_chronos(
+            &mjob(json!({"id": "x", "run": {"cmd": "true"}})),
+            None,
+            false,
+        );
+        assert_eq!(none.expect("valid").run_as_user, None);
     }
 
     #[test]

@@ -108,34 +108,50 @@ fn finish_tick(entry: &Entry, mut commands: Vec<Command>, changed: bool) -> Vec<
 }
 
 /// Moves `next_due` past `now`, recording missed occurrences; returns the occurrence to run.
+///
+/// The latest occurrence at or before `now` is found arithmetically; the ones before it are
+/// recorded one by one up to [`MAX_SKIP_RECORDS`], and the rest in one summary record, so the
+/// work is bounded whatever the period, the epsilon or the time since the last tick.
 fn advance_schedule(entry: &mut Entry, now: Timestamp, changed: &mut bool) -> Option<Timestamp> {
     let schedule = entry.spec.schedule.clone()?;
+    let first = entry.state.next_due.filter(|d| *d <= now)?;
+    *changed = true;
     let epsilon = entry.spec.epsilon;
-    let mut to_run: Option<Timestamp> = None;
+    let late = |due: Timestamp| now.duration_since(due) > epsilon;
+    let latest = schedule
+        .last_at_or_before(now)
+        .filter(|l| *l >= first)
+        .unwrap_or(first);
+    let mut due = first;
     let mut recorded = 0usize;
-    while let Some(due) = entry.state.next_due.filter(|d| *d <= now) {
-        *changed = true;
-        if now.duration_since(due) > epsilon {
-            if recorded == MAX_SKIP_RECORDS {
-                let bound = now.checked_sub(epsilon).unwrap_or(now);
-                skip(
-                    entry,
-                    due,
-                    "missed by more than epsilon (and every run up to now - epsilon)",
-                );
-                entry.state.next_due = schedule
-                    .next_at_or_after(bound.max(due))
-                    .filter(|n| *n > due);
-                continue;
-            }
-            skip(entry, due, "missed by more than epsilon");
-            recorded += 1;
-        } else if let Some(earlier) = to_run.replace(due) {
-            skip(entry, earlier, "superseded by a later due run");
+    while due < latest {
+        if recorded == MAX_SKIP_RECORDS {
+            skip(
+                entry,
+                due,
+                "missed, as was every occurrence after it before the latest due one",
+            );
+            break;
         }
-        entry.state.next_due = schedule.next_after(due);
+        let reason = if late(due) {
+            "missed by more than epsilon"
+        } else {
+            "superseded by a later due run"
+        };
+        skip(entry, due, reason);
+        recorded += 1;
+        match schedule.next_after(due) {
+            Some(next) if next < latest => due = next,
+            _ => break,
+        }
     }
-    to_run
+    entry.state.next_due = schedule.next_after(latest.max(now));
+    if late(latest) {
+        skip(entry, latest, "missed by more than epsilon");
+        None
+    } else {
+        Some(latest)
+    }
 }
 
 /// Applies a finished run. Returns `Some(true)` when children should see a success,
