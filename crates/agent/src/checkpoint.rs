@@ -9,7 +9,11 @@
 //! <work_dir>/updates/<task_id>/<seq>-<uuid>.json   unacknowledged status updates
 //! ```
 //!
-//! Every write is atomic (tmp file + fsync + rename). Used by the agent state, launch and recovery.
+//! Every write is atomic (tmp file + rename). What must survive the machine going down is also
+//! fsynced (the agent id, `task.json`, unacknowledged updates, kill markers); `state.json` is
+//! only replaced atomically: the latest state matters across agent restarts, and after a machine
+//! crash the task is gone and its fsynced updates and exit record tell the rest. Used by the
+//! agent state, launch and recovery.
 //! Paths are built from [`PathId`]s only (validated ids). Tasks run as other users: they may
 //! traverse `<work_dir>` and `tasks/<task_id>/` (mode 0711) down to their own sandbox, but cannot
 //! list them, and every file the agent writes here is 0600 (`updates/` is 0700).
@@ -125,9 +129,14 @@ impl Checkpoint {
         Ok(dir)
     }
 
-    /// Record the latest state of a task in its dir.
+    /// Record the latest state of a task in its dir (atomic, not fsynced: see the module docs).
     pub fn write_state(&self, task_id: &PathId, rec: &StateRecord) -> Result<(), AgentError> {
-        write_json(&self.task_dir(task_id).join(STATE_FILE), rec)
+        let path = self.task_dir(task_id).join(STATE_FILE);
+        let data = serde_json::to_vec_pretty(rec).map_err(|source| AgentError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        write_via_tmp(&path, &data, false)
     }
 
     /// Persist the kill marker of a task.
@@ -280,6 +289,12 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, A
 
 /// Write `data` to `path` via `<path>.tmp`, fsync, rename, fsync of the parent dir.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
+    write_via_tmp(path, data, true)
+}
+
+/// `<path>.tmp` (0600), rename; with `durable`, fsync of the file before and of the parent dir
+/// after the rename.
+fn write_via_tmp(path: &Path, data: &[u8], durable: bool) -> Result<(), AgentError> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
@@ -291,8 +306,13 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
         .open(&tmp)
         .map_err(|e| AgentError::io(&tmp, e))?;
     file.write_all(data).map_err(|e| AgentError::io(&tmp, e))?;
-    file.sync_all().map_err(|e| AgentError::io(&tmp, e))?;
+    if durable {
+        file.sync_all().map_err(|e| AgentError::io(&tmp, e))?;
+    }
     fs::rename(&tmp, path).map_err(|e| AgentError::io(path, e))?;
+    if !durable {
+        return Ok(());
+    }
     if let Some(parent) = path.parent() {
         if let Ok(d) = fs::File::open(parent) {
             let _ = d.sync_all();

@@ -173,6 +173,7 @@ fn weights_scale_shares() {
         ));
     }
     assert!(a.set_weight("gold", MAX_WEIGHT).is_ok());
+    a.set_weight("gold", 3.0).expect("weight");
     assert!(matches!(
         a.set_weight("bad role", 1.0),
         Err(AllocatorError::InvalidRole(..))

@@ -12,8 +12,8 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 /// Replace `path` with `data` atomically against a crash of this process (`<path>.tmp`,
-/// rename), without forcing it to disk: for files that describe live processes (pid files),
-/// which mean nothing after the machine itself went down. Saves the two fsyncs per file that
+/// rename), without forcing it to disk: for files that describe live processes (pid files, the
+/// launch spec), which mean nothing after the machine itself went down. Saves the two fsyncs per file that
 /// otherwise sit on a task's launch path.
 pub(crate) fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
     write_via_tmp(path, data, false)

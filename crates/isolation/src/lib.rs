@@ -97,14 +97,15 @@ pub struct ExitRecord {
     pub finished_at: f64,
 }
 
-/// Atomically write `spec` as `<task_dir>/launch.json` (tmp file, fsync, rename).
+/// Atomically write `spec` as `<task_dir>/launch.json` (tmp file, rename). Not fsynced: the shim
+/// reads it right away, and after a machine crash there is no task left to supervise.
 pub fn write_spec(task_dir: &Path, spec: &LaunchSpec) -> Result<(), IsolationError> {
     let path = task_dir.join(LAUNCH_FILE);
     let data = serde_json::to_vec_pretty(spec).map_err(|source| IsolationError::Json {
         path: path.clone(),
         source,
     })?;
-    fsutil::write_atomic(&path, &data).map_err(|source| IsolationError::Io { path, source })
+    fsutil::write_replace(&path, &data).map_err(|source| IsolationError::Io { path, source })
 }
 
 /// Read `<task_dir>/launch.json`.
