@@ -7,6 +7,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{Cluster, Reply};
 use meseta_store::Store;
@@ -431,4 +432,16 @@ fn a_stored_sub_resolution_job_does_not_stall_recovery_and_can_be_deleted() {
     c.master.as_mut().expect("master").kill9();
     c.start_master();
     assert_eq!(job_names(&c, "/v1/scheduler"), ["after", "healthy"]);
+
+    // And the master stops on SIGTERM within its grace period (15 s).
+    let master = c.master.as_mut().expect("master");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(master.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let status = common::wait_for("the master to stop", Duration::from_secs(20), || {
+        master.child.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "master exited with {status}");
 }
