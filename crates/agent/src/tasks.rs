@@ -143,11 +143,7 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) -> Result<()
         .checkpoint
         .write_task(&spec)
         .map_err(|e| e.to_string())?;
-    if let Ok(id) = PathId::task(&spec.task_id) {
-        let _ = shared
-            .checkpoint
-            .write_state(&id, &plain(TaskState::Staging));
-    }
+    // No state.json yet: recovery reads a task dir without one as TASK_STAGING.
     let entry = shared
         .task(&spec.task_id)
         .ok_or_else(|| "task vanished before launch".to_string())?;
