@@ -210,14 +210,15 @@ async fn root_is_refused_unless_the_agent_allows_it() {
     let cluster = Cluster::start(ClusterOptions::new(common::MESETA))
         .await
         .expect("cluster");
-    // By the task's user, and by the framework's default user.
-    let mut fw = Fw::subscribe(&cluster, "").await;
-    fw.launch("by-task", as_user("id -u", "root")).await;
-    let mut by_framework = Fw::subscribe(&cluster, "root").await;
-    by_framework
-        .launch("by-fw", CommandInfo::shell("id -u"))
-        .await;
-    for (fw, id) in [(&mut fw, "by-task"), (&mut by_framework, "by-fw")] {
+    // By the task's user, and by the framework's default user: one framework after the other,
+    // each torn down before the next subscribes (a framework holding the only agent's offers
+    // would starve the other).
+    for (user, id, cmd) in [
+        ("", "by-task", as_user("id -u", "root")),
+        ("root", "by-fw", CommandInfo::shell("id -u")),
+    ] {
+        let mut fw = Fw::subscribe(&cluster, user).await;
+        fw.launch(id, cmd).await;
         let s = fw.until(id, TaskState::Error).await;
         assert_eq!(s.state, TaskState::Error, "{id}: {s:?}");
         let msg = s.message.unwrap_or_default();
@@ -226,6 +227,7 @@ async fn root_is_refused_unless_the_agent_allows_it() {
             "{msg}"
         );
         assert!(!sandbox(&cluster, id).exists(), "{id} never started");
+        fw.conn.call(CallKind::Teardown).expect("teardown");
     }
     cluster.stop().await;
 
