@@ -101,6 +101,7 @@ impl Agent {
             cfg, checkpoint, hostname, resources, http_addr, cgroups,
         ));
         recovery::recover(&shared)?;
+        prune_stale_cgroups(&shared);
         tracing::info!(addr = %http_addr, master = %url, resources = %shared.resources,
             "agent started");
 
@@ -267,6 +268,39 @@ async fn kill_all_tasks(shared: &Arc<Shared>) {
         && tokio::time::Instant::now() < ack_deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Remove the empty `<root>/<agent_id>` cgroups left behind by agents that no longer exist (killed
+/// test clusters): every one but this agent's and those holding a recovered task's cgroup; cgroups
+/// holding processes are never touched.
+fn prune_stale_cgroups(shared: &Shared) {
+    let Some(cg) = shared.cgroups.as_ref() else {
+        return;
+    };
+    let root = shared.cfg.cgroup_root.trim_matches('/');
+    if root.is_empty() {
+        return;
+    }
+    let keep: Vec<String> = {
+        let st = shared.lock();
+        let own = st.agent_id.as_ref().map(|id| id.to_string());
+        let of_tasks = st.tasks.values().filter_map(|t| {
+            let rest = t.cgroup.as_deref()?.trim_matches('/').strip_prefix(root)?;
+            rest.trim_start_matches('/')
+                .split('/')
+                .next()
+                .map(str::to_string)
+        });
+        own.into_iter().chain(of_tasks).collect()
+    };
+    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+    match cg.prune_stale(root, &keep) {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(?removed, "removed stale empty agent cgroups")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot prune stale agent cgroups"),
     }
 }
 

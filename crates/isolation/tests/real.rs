@@ -71,6 +71,7 @@ const CASES: &[(&str, Case)] = &[
     ("unknown_user_reported", unknown_user_reported),
     ("runs_as_user", runs_as_user),
     ("survives_agent_sigkill", survives_agent_sigkill),
+    ("prune_stale_agent_cgroups", prune_stale_agent_cgroups),
 ];
 
 /// A task directory plus its spec; the cgroup is unique per case under `meseta-test/`.
@@ -446,6 +447,52 @@ fn survives_agent_sigkill(cg: &dyn Cgroups) -> Result<()> {
 }
 
 /// Best-effort removal of the shared `meseta-test` parent (other runs may still use it).
+/// Stale empty agent cgroups under the real hierarchy are removed; one holding a process is kept.
+fn prune_stale_agent_cgroups(cg: &dyn Cgroups) -> Result<()> {
+    let parent = format!("meseta-test/{}-prune", std::process::id());
+    let limits = Limits {
+        cpus: 0.1,
+        mem_mib: 16,
+        pids: Some(10),
+    };
+    for p in ["stale/t1", "stale/t2", "busy/t", "busy/idle", "mine/t"] {
+        cg.create(&format!("{parent}/{p}"), &limits)?;
+    }
+    let mut sleeper = Command::new("sleep").arg("60").spawn()?;
+    let busy = format!("{parent}/busy/t");
+    let joined = cg
+        .procs_files(&busy)
+        .iter()
+        .try_for_each(|f| std::fs::write(f, sleeper.id().to_string()));
+    let pruned = joined
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(cg.prune_stale(&parent, &["mine"])?));
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let checks = pruned.and_then(|removed| {
+        ensure!(removed == vec!["stale".to_string()], "removed {removed:?}");
+        ensure!(!cgroup_exists(cg, &format!("{parent}/stale")), "stale kept");
+        ensure!(cgroup_exists(cg, &busy), "cgroup holding a process removed");
+        ensure!(
+            !cgroup_exists(cg, &format!("{parent}/busy/idle")),
+            "idle leaf kept"
+        );
+        ensure!(
+            cgroup_exists(cg, &format!("{parent}/mine/t")),
+            "own cgroup removed"
+        );
+        Ok(())
+    });
+    for p in [
+        "busy/t", "busy", "mine/t", "mine", "stale/t1", "stale/t2", "stale", "",
+    ] {
+        let path = format!("{parent}/{p}");
+        let _ = cg.kill_all(path.trim_end_matches('/'));
+        let _ = cg.remove(path.trim_end_matches('/'));
+    }
+    checks
+}
+
 fn remove_test_parent(cg: &dyn Cgroups) {
     let _ = cg.remove("meseta-test");
 }

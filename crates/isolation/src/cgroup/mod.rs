@@ -95,6 +95,11 @@ pub trait Cgroups: Send + Sync {
     fn kill_all(&self, path: &str) -> Result<(), CgroupError>;
     /// Remove the cgroup directories (retrying briefly while busy). Missing is fine.
     fn remove(&self, path: &str) -> Result<(), CgroupError>;
+    /// Remove the stale cgroups directly below `parent` (in every hierarchy) whose names are not in
+    /// `keep`: each child subtree is removed bottom-up, empty leaves first, skipping every directory
+    /// that holds processes or still has children. Returns the names of the children removed from
+    /// every hierarchy. A missing `parent` is fine.
+    fn prune_stale(&self, parent: &str, keep: &[&str]) -> Result<Vec<String>, CgroupError>;
 }
 
 /// Detect the cgroup version of this host at `/sys/fs/cgroup`.
@@ -134,6 +139,18 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ 
     move |source| CgroupError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// `create_dir_all` retried a few times on NotFound: another agent pruning stale cgroups may remove
+/// an empty parent between its creation and the child's.
+pub(crate) fn mkdir_all(dir: &Path) -> Result<(), CgroupError> {
+    let mut attempts = 0;
+    loop {
+        match fs::create_dir_all(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 => attempts += 1,
+            r => return r.map_err(io_err(dir)),
+        }
     }
 }
 
@@ -230,6 +247,55 @@ pub(crate) fn rmdir_retry(dirs: &[PathBuf]) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// [`Cgroups::prune_stale`] over the hierarchy directories `parents` (the same relative parent in
+/// each hierarchy): a child is reported when it is gone from all of them.
+pub(crate) fn prune_children(parents: &[PathBuf], keep: &[&str]) -> Vec<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for parent in parents {
+        let Ok(entries) = fs::read_dir(parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if keep.contains(&name.as_str()) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            names.insert(name);
+        }
+    }
+    names
+        .into_iter()
+        .filter(|name| {
+            // Every hierarchy is pruned, even after one kept its copy.
+            parents
+                .iter()
+                .map(|p| prune_tree(&p.join(name)))
+                .fold(true, |all, gone| all && gone)
+        })
+        .collect()
+}
+
+/// Remove `dir` and its sub-cgroups bottom-up, never one holding processes; true when `dir` is gone.
+fn prune_tree(dir: &Path) -> bool {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => return e.kind() == io::ErrorKind::NotFound,
+    };
+    let mut children_gone = true;
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            children_gone &= prune_tree(&entry.path());
+        }
+    }
+    if !children_gone || !read_procs(&dir.join("cgroup.procs")).is_ok_and(|p| p.is_empty()) {
+        return false;
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => true,
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
 /// CFS quota in microseconds per 100 ms period for `cpus` (at least 1000).
 pub(crate) fn cfs_quota(cpus: f64) -> u64 {
     ((cpus * 100_000.0).round() as u64).max(1000)
@@ -270,6 +336,73 @@ mod tests {
         assert_eq!(keyed(p, s, "max").expect("ok"), None);
         let err = keyed(p, "oom_kill x", "oom_kill").expect_err("bad");
         assert!(err.to_string().contains("memory.events"));
+    }
+
+    /// Lay out `<root>/meseta/<agent>/<task>` dirs (no files: rmdir works on them as on cgroupfs).
+    fn mkdirs(root: &Path, paths: &[&str]) {
+        for p in paths {
+            fs::create_dir_all(root.join(p)).expect("mkdir");
+        }
+    }
+
+    #[test]
+    fn prune_stale_v2_removes_only_empty_foreign_agents() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let r = tmp.path();
+        mkdirs(
+            r,
+            &[
+                "meseta/old/t1/nested",
+                "meseta/old/t2",
+                "meseta/bare",
+                "meseta/busy/idle",
+                "meseta/busy/t",
+                "meseta/mine/t",
+            ],
+        );
+        fs::write(r.join("meseta/busy/t/cgroup.procs"), "4242\n").expect("w");
+        fs::write(r.join("meseta/stray-file"), "x").expect("w");
+        let cg = V2::with_root(r.to_path_buf());
+        let removed = cg.prune_stale("meseta", &["mine"]).expect("prune");
+        assert_eq!(removed, vec!["bare".to_string(), "old".to_string()]);
+        assert!(!r.join("meseta/old").exists());
+        assert!(!r.join("meseta/bare").exists());
+        // The busy agent keeps the cgroup holding a process and therefore itself; its empty leaf goes.
+        assert!(r.join("meseta/busy/t/cgroup.procs").exists());
+        assert!(!r.join("meseta/busy/idle").exists());
+        assert!(r.join("meseta/mine/t").is_dir());
+        assert!(r.join("meseta/stray-file").is_file());
+        // Missing parent: nothing to do.
+        assert!(cg.prune_stale("absent", &[]).expect("prune").is_empty());
+    }
+
+    #[test]
+    fn prune_stale_v1_prunes_every_hierarchy() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let r = tmp.path();
+        v1::fake_root(r);
+        mkdirs(
+            r,
+            &[
+                "memory/meseta/old/t",
+                "cpu/meseta/old/t",
+                "pids/meseta/old",
+                "memory/meseta/half/t",
+                "cpu/meseta/half/t",
+                "memory/meseta/mine/t",
+            ],
+        );
+        fs::write(r.join("cpu/meseta/half/t/cgroup.procs"), "77\n").expect("w");
+        let cg = V1::with_root(r.to_path_buf());
+        let removed = cg.prune_stale("meseta", &["mine"]).expect("prune");
+        assert_eq!(removed, vec!["old".to_string()]);
+        for c in ["memory", "cpu", "pids"] {
+            assert!(!r.join(c).join("meseta/old").exists(), "{c}");
+        }
+        // "half" still holds a process in cpu; its empty copy in memory goes, the cpu one stays.
+        assert!(!r.join("memory/meseta/half").exists());
+        assert!(r.join("cpu/meseta/half/t").is_dir());
+        assert!(r.join("memory/meseta/mine/t").is_dir());
     }
 
     #[test]

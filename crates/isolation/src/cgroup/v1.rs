@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use super::{
-    cfs_quota, cpu_shares, io_err, join, keyed, kill_loop, parse, read_file, read_procs,
-    rmdir_retry, write_file, CgroupError, Cgroups, Usage, Version,
+    cfs_quota, cpu_shares, join, keyed, kill_loop, mkdir_all, parse, prune_children, read_file,
+    read_procs, rmdir_retry, write_file, CgroupError, Cgroups, Usage, Version,
 };
 use crate::Limits;
 
@@ -110,7 +110,7 @@ impl Cgroups for V1 {
 
     fn create(&self, path: &str, limits: &Limits) -> Result<(), CgroupError> {
         for dir in self.dirs(path)? {
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            mkdir_all(&dir)?;
         }
         self.write_memory(path, limits.mem_mib)?;
         self.write_cpu(path, limits.cpus)?;
@@ -185,6 +185,10 @@ impl Cgroups for V1 {
 
     fn remove(&self, path: &str) -> Result<(), CgroupError> {
         rmdir_retry(&self.dirs(path)?)
+    }
+
+    fn prune_stale(&self, parent: &str, keep: &[&str]) -> Result<Vec<String>, CgroupError> {
+        Ok(prune_children(&self.dirs(parent)?, keep))
     }
 }
 

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    cfs_quota, cpu_shares, io_err, join, keyed, kill_loop, parse, read_file, read_procs,
-    rmdir_retry, write_file, CgroupError, Cgroups, Usage, Version,
+    cfs_quota, cpu_shares, join, keyed, kill_loop, mkdir_all, parse, prune_children, read_file,
+    read_procs, rmdir_retry, write_file, CgroupError, Cgroups, Usage, Version,
 };
 use crate::Limits;
 
@@ -97,7 +97,7 @@ impl Cgroups for V2 {
 
     fn create(&self, path: &str, limits: &Limits) -> Result<(), CgroupError> {
         let dir = self.dir(path)?;
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        mkdir_all(&dir)?;
         self.enable_controllers(&dir);
         self.write_limits(&dir, limits)
     }
@@ -164,6 +164,10 @@ impl Cgroups for V2 {
 
     fn remove(&self, path: &str) -> Result<(), CgroupError> {
         rmdir_retry(&[self.dir(path)?])
+    }
+
+    fn prune_stale(&self, parent: &str, keep: &[&str]) -> Result<Vec<String>, CgroupError> {
+        Ok(prune_children(&[self.dir(parent)?], keep))
     }
 }
 
