@@ -59,6 +59,7 @@ type Case = fn(&dyn Cgroups) -> Result<()>;
 const CASES: &[(&str, Case)] = &[
     ("exit_code_and_cgroup_removed", exit_code_and_cgroup_removed),
     ("kill_request_sigterm", kill_request_sigterm),
+    ("kill_request_runs_term_trap", kill_request_runs_term_trap),
     (
         "kill_ignoring_term_gets_sigkill",
         kill_ignoring_term_gets_sigkill,
@@ -207,10 +208,40 @@ fn kill_request_sigterm(cg: &dyn Cgroups) -> Result<()> {
     Ok(())
 }
 
-fn kill_ignoring_term_gets_sigkill(cg: &dyn Cgroups) -> Result<()> {
-    let t = task("trap", "trap '' TERM; sleep 100; echo after")?;
+/// The task gets the kill request's SIGTERM (not blocked by the shim's mask): a shell waiting
+/// on a child runs its TERM trap and exits by itself within the grace period.
+fn kill_request_runs_term_trap(_cg: &dyn Cgroups) -> Result<()> {
+    let t = task(
+        "termtrap",
+        "trap 'echo term > trapped; exit 7' TERM; touch ready; sleep 100 & wait $!",
+    )?;
     let mut r = start(&t)?;
-    let took = kill_and_wait(&t, &mut r)?;
+    expect_running(&mut r, &t)?;
+    wait_sandbox_file(&t, "ready")?;
+    request_and_wait(&t, &mut r)?;
+    r.child.wait()?;
+    let rec = shim::read_exit(&t.dir)?.context("exit.json")?;
+    ensure!(rec.exit_code == Some(7) && rec.signal.is_none(), "{rec:?}");
+    ensure!(sandbox_file(&t, "trapped")? == "term\n", "trap output");
+    Ok(())
+}
+
+/// Wait (up to 10 s) until the task created `name` in its sandbox, e.g. once its traps are set.
+fn wait_sandbox_file(t: &Task, name: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !t.spec.sandbox.join(name).exists() {
+        ensure!(Instant::now() < deadline, "task never created {name}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+fn kill_ignoring_term_gets_sigkill(cg: &dyn Cgroups) -> Result<()> {
+    let t = task("trap", "trap '' TERM; touch ready; sleep 100; echo after")?;
+    let mut r = start(&t)?;
+    expect_running(&mut r, &t)?;
+    wait_sandbox_file(&t, "ready")?;
+    let took = request_and_wait(&t, &mut r)?;
     r.child.wait()?;
     let rec = shim::read_exit(&t.dir)?.context("exit.json")?;
     ensure!(rec.signal == Some(libc::SIGKILL), "{rec:?}");

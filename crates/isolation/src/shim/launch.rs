@@ -120,8 +120,21 @@ pub(super) fn spawn(spec: &LaunchSpec, cg: CgRef<'_>) -> Result<Child, String> {
     child
 }
 
-/// Runs between fork and exec: join cgroups, own process group, drop privileges.
+/// Runs between fork and exec: clear the signal mask, join cgroups, own process group, drop
+/// privileges.
 fn child_setup(fds: &[i32], ids: Option<&Ids>) -> io::Result<()> {
+    // The shim blocks SIGTERM, SIGINT, SIGHUP and SIGCHLD to consume them synchronously; a task
+    // inheriting that mask would never see the SIGTERM of a kill request (a shell's TERM trap would
+    // not run and only the SIGKILL after the grace period would end it).
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe and only touch `set` and the
+    // calling process's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     for fd in fds {
         // "0" means "the writing process" in cgroup.procs on both v1 and v2.
         // SAFETY: `fd` is an open descriptor owned by the parent's File (inherited by fork) and
