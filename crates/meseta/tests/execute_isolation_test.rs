@@ -87,6 +87,44 @@ fn sleep_task_runs_in_its_cgroup_with_cpu_and_memory_limits() {
     assert_eq!(slaves["slaves"][0]["used_resources"]["cpus"], 0.0);
 }
 
+/// A kill's SIGTERM reaches the task (the shim's blocked signals are not inherited): a shell
+/// waiting on a child runs its TERM trap and exits by itself well within the grace period.
+#[test]
+fn killed_task_gets_sigterm_and_its_trap_runs() {
+    require_root!();
+    let c = Cluster::new(1, 30.0);
+    let mut exec = c.execute_bg(
+        "trapper",
+        "trap 'echo trapped; exit 0' TERM; echo ready; sleep 1000 & wait $!",
+        "cpus:0.1;mem:32",
+    );
+    let task = c.wait_task_state("trapper", "TASK_RUNNING", Duration::from_secs(10));
+    let id = task["id"].as_str().expect("task id").to_string();
+    let logs = |c: &Cluster| {
+        let out = c.cli(&["task", "logs", &id]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    common::wait_for("the trap to be set", Duration::from_secs(10), || {
+        logs(&c).contains("ready").then_some(())
+    });
+    let out = c.cli(&["task", "kill", &id]);
+    assert!(
+        out.status.success(),
+        "task kill failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task = c.wait_task_state("trapper", "TASK_KILLED", Duration::from_secs(15));
+    let last = task["statuses"]
+        .as_array()
+        .and_then(|s| s.last().cloned())
+        .expect("statuses");
+    assert_eq!(last["message"], "Command exited with status 0", "{task}");
+    assert_eq!(logs(&c).lines().collect::<Vec<_>>(), ["ready", "trapped"]);
+    let _ = common::wait_for("execute to exit", Duration::from_secs(10), || {
+        exec.child.try_wait().ok().flatten()
+    });
+}
+
 #[test]
 fn exit_code_and_logs_come_back() {
     require_root!();

@@ -267,10 +267,8 @@ pub(crate) fn prune_children(parents: &[PathBuf], keep: &[&str]) -> Vec<String> 
         .into_iter()
         .filter(|name| {
             // Every hierarchy is pruned, even after one kept its copy.
-            parents
-                .iter()
-                .map(|p| prune_tree(&p.join(name)))
-                .fold(true, |all, gone| all && gone)
+            let gone: Vec<bool> = parents.iter().map(|p| prune_tree(&p.join(name))).collect();
+            gone.iter().all(|g| *g)
         })
         .collect()
 }
