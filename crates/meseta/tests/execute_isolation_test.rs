@@ -87,6 +87,45 @@ fn sleep_task_runs_in_its_cgroup_with_cpu_and_memory_limits() {
     assert_eq!(slaves["slaves"][0]["used_resources"]["cpus"], 0.0);
 }
 
+/// An agent starting removes the empty cgroup tree of an agent that no longer exists (every
+/// hierarchy on v1), leaving the cgroups of running agents alone.
+#[test]
+fn agent_start_removes_stale_empty_agent_cgroups() {
+    require_root!();
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let stale = format!("stale-agent-{}", std::process::id());
+    let bases: Vec<std::path::PathBuf> = if root.join("cgroup.controllers").exists() {
+        vec![root.join("meseta")]
+    } else {
+        ["memory", "cpu", "pids"]
+            .iter()
+            .map(|c| root.join(c).join("meseta"))
+            .collect()
+    };
+    for b in &bases {
+        std::fs::create_dir_all(b.join(&stale).join("old-task")).expect("mkdir stale cgroup");
+    }
+    let c = Cluster::new(1, 30.0);
+    let mut exec = c.execute_bg("survivor", "sleep 1000", "cpus:0.1;mem:32");
+    let task = c.wait_task_state("survivor", "TASK_RUNNING", Duration::from_secs(10));
+    let id = task["id"].as_str().expect("task id").to_string();
+    for b in &bases {
+        assert!(
+            !b.join(&stale).exists(),
+            "{} left",
+            b.join(&stale).display()
+        );
+    }
+    // A second agent starting now leaves the first one's (busy) cgroup alone.
+    let c2 = Cluster::new(1, 30.0);
+    assert!(cgroup_file("memory", &id, "cgroup.procs").is_some_and(|p| !p.is_empty()));
+    drop(c2);
+    let out = c.cli(&["task", "kill", &id]);
+    assert!(out.status.success(), "task kill failed");
+    c.wait_task_state("survivor", "TASK_KILLED", Duration::from_secs(15));
+    let _ = exec.child.kill();
+}
+
 /// A kill's SIGTERM reaches the task (the shim's blocked signals are not inherited): a shell
 /// waiting on a child runs its TERM trap and exits by itself well within the grace period.
 #[test]
