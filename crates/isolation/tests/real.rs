@@ -478,6 +478,17 @@ fn survives_agent_sigkill(cg: &dyn Cgroups) -> Result<()> {
 }
 
 /// Best-effort removal of the shared `meseta-test` parent (other runs may still use it).
+/// Sets the modification time of every directory of cgroup `path` an hour back.
+fn backdate(cg: &dyn Cgroups, path: &str) -> Result<()> {
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in cg.procs_files(path) {
+        if let Some(dir) = f.parent() {
+            std::fs::File::open(dir)?.set_modified(hour_ago)?;
+        }
+    }
+    Ok(())
+}
+
 /// Stale empty agent cgroups under the real hierarchy are removed; one holding a process is kept.
 fn prune_stale_agent_cgroups(cg: &dyn Cgroups) -> Result<()> {
     let parent = format!("meseta-test/{}-prune", std::process::id());
@@ -489,6 +500,21 @@ fn prune_stale_agent_cgroups(cg: &dyn Cgroups) -> Result<()> {
     for p in ["stale/t1", "stale/t2", "busy/t", "busy/idle", "mine/t"] {
         cg.create(&format!("{parent}/{p}"), &limits)?;
     }
+    // Agents leave cgroups younger than ten minutes alone (another agent may be about to use
+    // them): make these look old, except the one young leaf that must survive.
+    for p in [
+        "stale/t1",
+        "stale/t2",
+        "stale",
+        "busy/idle",
+        "busy",
+        "mine/t",
+        "mine",
+    ] {
+        backdate(cg, &format!("{parent}/{p}"))?;
+    }
+    cg.create(&format!("{parent}/young/t"), &limits)?;
+    backdate(cg, &format!("{parent}/young"))?;
     let mut sleeper = Command::new("sleep").arg("60").spawn()?;
     let busy = format!("{parent}/busy/t");
     let joined = cg
@@ -512,10 +538,14 @@ fn prune_stale_agent_cgroups(cg: &dyn Cgroups) -> Result<()> {
             cgroup_exists(cg, &format!("{parent}/mine/t")),
             "own cgroup removed"
         );
+        ensure!(
+            cgroup_exists(cg, &format!("{parent}/young/t")),
+            "a cgroup younger than ten minutes was removed"
+        );
         Ok(())
     });
     for p in [
-        "busy/t", "busy", "mine/t", "mine", "stale/t1", "stale/t2", "stale", "",
+        "busy/t", "busy", "mine/t", "mine", "young/t", "young", "stale/t1", "stale/t2", "stale", "",
     ] {
         let path = format!("{parent}/{p}");
         let _ = cg.kill_all(path.trim_end_matches('/'));

@@ -102,8 +102,15 @@ fn agent_start_removes_stale_empty_agent_cgroups() {
             .map(|c| root.join(c).join("meseta"))
             .collect()
     };
+    // Left behind long ago: agents leave cgroups younger than ten minutes alone.
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     for b in &bases {
         std::fs::create_dir_all(b.join(&stale).join("old-task")).expect("mkdir stale cgroup");
+        for d in [b.join(&stale).join("old-task"), b.join(&stale)] {
+            std::fs::File::open(&d)
+                .and_then(|f| f.set_modified(hour_ago))
+                .expect("backdate stale cgroup");
+        }
     }
     let c = Cluster::new(1, 30.0);
     let mut exec = c.execute_bg("survivor", "sleep 1000", "cpus:0.1;mem:32");

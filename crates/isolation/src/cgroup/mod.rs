@@ -273,8 +273,24 @@ pub(crate) fn prune_children(parents: &[PathBuf], keep: &[&str]) -> Vec<String> 
         .collect()
 }
 
-/// Remove `dir` and its sub-cgroups bottom-up, never one holding processes; true when `dir` is gone.
+/// A cgroup younger than this is never pruned: another agent on the host may have just created
+/// it and be about to move a task into it.
+pub(crate) const PRUNE_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether `dir` was last modified at least [`PRUNE_MIN_AGE`] ago.
+fn old_enough(dir: &Path) -> bool {
+    fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= PRUNE_MIN_AGE)
+}
+
+/// Remove `dir` and its sub-cgroups bottom-up, never one holding processes nor one younger than
+/// [`PRUNE_MIN_AGE`]; true when `dir` is gone.
 fn prune_tree(dir: &Path) -> bool {
+    // Judged before its children go: removing them makes `dir` look modified just now.
+    let old = old_enough(dir);
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => return e.kind() == io::ErrorKind::NotFound,
@@ -285,7 +301,8 @@ fn prune_tree(dir: &Path) -> bool {
             children_gone &= prune_tree(&entry.path());
         }
     }
-    if !children_gone || !read_procs(&dir.join("cgroup.procs")).is_ok_and(|p| p.is_empty()) {
+    if !children_gone || !old || !read_procs(&dir.join("cgroup.procs")).is_ok_and(|p| p.is_empty())
+    {
         return false;
     }
     match fs::remove_dir(dir) {
@@ -337,10 +354,39 @@ mod tests {
     }
 
     /// Lay out `<root>/meseta/<agent>/<task>` dirs (no files: rmdir works on them as on cgroupfs).
+    /// Creates `paths` under `root`, every directory backdated past [`PRUNE_MIN_AGE`].
     fn mkdirs(root: &Path, paths: &[&str]) {
         for p in paths {
             fs::create_dir_all(root.join(p)).expect("mkdir");
+            let mut dir = root.join(p);
+            while dir != root {
+                backdate(&dir);
+                dir.pop();
+            }
         }
+    }
+
+    /// Sets the modification time of `dir` an hour back.
+    pub(crate) fn backdate(dir: &Path) {
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        fs::File::open(dir)
+            .and_then(|f| f.set_modified(hour_ago))
+            .expect("backdate");
+    }
+
+    #[test]
+    fn a_young_empty_cgroup_is_never_pruned() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let r = tmp.path();
+        mkdirs(r, &["meseta/other"]);
+        // Another agent just created a task cgroup and is about to move its task in.
+        fs::create_dir_all(r.join("meseta/other/fresh")).expect("mkdir");
+        let cg = V2::with_root(r.to_path_buf());
+        assert!(cg.prune_stale("meseta", &[]).expect("prune").is_empty());
+        assert!(r.join("meseta/other/fresh").is_dir());
+        backdate(&r.join("meseta/other/fresh"));
+        backdate(&r.join("meseta/other"));
+        assert_eq!(cg.prune_stale("meseta", &[]).expect("prune"), ["other"]);
     }
 
     #[test]
