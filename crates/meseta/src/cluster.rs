@@ -255,14 +255,11 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where the dev agent listens when not told: Mesos' 5051 beside a master on the default 5050, a
-/// free port on the master's interface beside any other master port.
+/// Where the dev agent listens when not told: loopback, on Mesos' 5051 beside a master on the
+/// default 5050 and on a free port beside any other master port.
 fn dev_agent_listen(master: SocketAddr) -> SocketAddr {
-    if master.port() == 5050 {
-        SocketAddr::new(master.ip(), 5051)
-    } else {
-        SocketAddr::new(master.ip(), 0)
-    }
+    let port = if master.port() == 5050 { 5051 } else { 0 };
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// `meseta dev`: a master and one agent in this process.
@@ -322,5 +319,22 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dev_agent_listen;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn the_dev_agent_takes_5051_only_beside_the_default_master_port() {
+        let at = |s: &str| dev_agent_listen(s.parse::<SocketAddr>().expect("addr"));
+        assert_eq!(
+            at("127.0.0.1:5050"),
+            "127.0.0.1:5051".parse().expect("addr")
+        );
+        assert_eq!(at("0.0.0.0:5050"), "127.0.0.1:5051".parse().expect("addr"));
+        assert_eq!(at("127.0.0.1:17050"), "127.0.0.1:0".parse().expect("addr"));
     }
 }
