@@ -45,7 +45,11 @@ wait_for() {
 task_field() {
   "$BIN" --master "$MASTER" task list --all --json 2>/dev/null | python3 -c '
 import json, sys
-for t in json.load(sys.stdin):
+try:
+    tasks = json.load(sys.stdin)
+except ValueError:  # not up yet: nothing to report
+    sys.exit(0)
+for t in tasks:
     if t.get("name") == sys.argv[1]:
         print(t.get(sys.argv[2], "")); break' "$1" "$2"
 }
@@ -53,7 +57,11 @@ task_in_state() { [ "$(task_field "$1" state)" = "$2" ]; }
 agent_active() {
   curl -sf "$MASTER/master/slaves" | python3 -c '
 import json, sys
-sys.exit(0 if any(s.get("active") for s in json.load(sys.stdin).get("slaves", [])) else 1)'
+try:
+    slaves = json.load(sys.stdin).get("slaves", [])
+except ValueError:  # the master is not up yet
+    sys.exit(1)
+sys.exit(0 if any(s.get("active") for s in slaves) else 1)'
 }
 # The cgroup directory of task id $1 (under meseta/<agent-id>/).
 task_cgroup() { ls -d "$CG"/meseta/*/"$1" 2>/dev/null | head -n 1; }
