@@ -151,7 +151,9 @@ impl Cluster {
             port: free_port(),
             master: None,
             agents: Vec::new(),
-            agent_ports: (0..agents).map(|_| free_port()).collect(),
+            // 0 until each agent's first start picks a free port itself (a port chosen here and
+            // bound later could be taken in between by another test's process).
+            agent_ports: vec![0; agents],
             agent_timeout,
             resources: resources.to_string(),
         };
@@ -220,6 +222,16 @@ impl Cluster {
             ],
             &log,
         );
+        if self.agent_ports[i] == 0 {
+            // Remember the port the agent bound, so that a restart comes back on it.
+            let port = wait_for("the agent's address", Duration::from_secs(30), || {
+                let text = std::fs::read_to_string(&log).ok()?;
+                let rest = text.split("meseta agent serving on http://").nth(1)?;
+                let addr = rest.lines().next()?;
+                addr.rsplit(':').next()?.trim().parse::<u16>().ok()
+            });
+            self.agent_ports[i] = port;
+        }
         self.agents[i] = Some(p);
     }
 
