@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+pub mod election;
 mod engine;
 mod error;
 mod leases;
