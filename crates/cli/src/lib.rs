@@ -24,7 +24,10 @@ use meseta_api::client::MasterClient;
 /// Options every subcommand accepts.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Base URL of the master.
+    /// Base URL of the master, or a comma-separated list of the masters of a highly available
+    /// cluster (`http://m1:5050,http://m2:5050`): requests go to the leading master (a
+    /// follower's redirect is followed; an unreachable master, or one that knows no leader yet,
+    /// is skipped).
     #[arg(
         long,
         env = "MESETA_MASTER",
@@ -145,6 +148,15 @@ mod tests {
         .expect("valid args");
         assert!(cli.g.json);
         assert_eq!(cli.g.master, "http://m:1");
+        let cli = Cli::try_parse_from([
+            "meseta",
+            "--master",
+            "http://m1:5050,http://m2:5050",
+            "app",
+            "list",
+        ])
+        .expect("valid args");
+        assert_eq!(cli.g.master, "http://m1:5050,http://m2:5050");
         assert!(matches!(
             cli.cmd,
             Command::Task(task::TaskCmd::List { all: true })
