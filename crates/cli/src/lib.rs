@@ -148,6 +148,14 @@ mod tests {
         .expect("valid args");
         assert!(cli.g.json);
         assert_eq!(cli.g.master, "http://m:1");
+        assert!(matches!(
+            cli.cmd,
+            Command::Task(task::TaskCmd::List { all: true })
+        ));
+    }
+
+    #[test]
+    fn master_takes_a_list() {
         let cli = Cli::try_parse_from([
             "meseta",
             "--master",
@@ -157,9 +165,7 @@ mod tests {
         ])
         .expect("valid args");
         assert_eq!(cli.g.master, "http://m1:5050,http://m2:5050");
-        assert!(matches!(
-            cli.cmd,
-            Command::Task(task::TaskCmd::List { all: true })
-        ));
+        let client = client(&cli.g).expect("client");
+        assert_eq!(client.masters(), ["http://m1:5050", "http://m2:5050"]);
     }
 }
