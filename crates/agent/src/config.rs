@@ -187,7 +187,10 @@ mod tests {
             ws_urls("http://m1:5050").expect("one master"),
             ["ws://m1:5050/api/meseta/v1/agent"]
         );
-        assert_eq!(ws_urls("http://m1:5050,ftp://x"), Err("ftp://x".to_string()));
+        assert_eq!(
+            ws_urls("http://m1:5050,ftp://x"),
+            Err("ftp://x".to_string())
+        );
         assert_eq!(ws_urls(" , "), Err(" , ".to_string()));
     }
 

@@ -126,11 +126,7 @@ async fn attempt(
                 tracing::error!(master = %url, message = %m, "master rejected the agent");
                 return Err(AgentError::Rejected(m));
             }
-            Err(e) => {
-                return Ok(Attempt::Failed {
-                    why: e.to_string(),
-                })
-            }
+            Err(e) => return Ok(Attempt::Failed { why: e.to_string() }),
         }
     }
     Ok(Attempt::Failed {
@@ -401,7 +397,9 @@ mod tests {
         ));
         let no_leader = Response::builder()
             .status(503)
-            .body(Some(br#"{"message":"no leading master elected yet"}"#.to_vec()))
+            .body(Some(
+                br#"{"message":"no leading master elected yet"}"#.to_vec(),
+            ))
             .expect("response");
         assert!(matches!(
             refused(here, &no_leader),

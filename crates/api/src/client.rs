@@ -68,8 +68,9 @@ impl MasterClient {
     /// (see [`masters`]).
     pub fn new(base_url: impl Into<String>) -> Result<MasterClient, ClientError> {
         let given = base_url.into();
-        let masters =
-            Masters::parse(&given).ok_or_else(|| ClientError::NoMaster { given: given.clone() })?;
+        let masters = Masters::parse(&given).ok_or_else(|| ClientError::NoMaster {
+            given: given.clone(),
+        })?;
         let build = |timeout: Option<Duration>| {
             // A follower answers 307 with the leader's URL; reqwest sends the same method and
             // body there (bodies here are bytes, never streams).

@@ -3,9 +3,9 @@
 //! `307` to the leader with the same path and query, or `503 {"message":"no leading master
 //! elected yet"}` while it knows none.
 //!
-//! - a follower first in the list: the agent registers with the real master and runs a task; the
-//!   client (GET, POST with a body, the scheduler subscription, the `/v2/events` stream) and a
-//!   `meseta` CLI call work through it;
+//! - a follower first in the list (the leader not listed): the agent registers with the real
+//!   master and runs a task; the client (GET, POST with a body, the scheduler subscription, the
+//!   `/v2/events` stream) and a `meseta` CLI call work through it;
 //! - a dead address and a follower without a leader first in the list are skipped;
 //! - the master an agent is registered with goes away and another one takes over on a new
 //!   address, told by the follower: the agent re-registers there with its running task.
@@ -46,9 +46,7 @@ impl Follower {
             .await
             .expect("bind follower");
         let url = format!("http://{}", listener.local_addr().expect("follower addr"));
-        let app = axum::Router::new()
-            .fallback(follow)
-            .with_state(f.clone());
+        let app = axum::Router::new().fallback(follow).with_state(f.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         (f, url)
     }
@@ -141,7 +139,8 @@ async fn agent_and_cli_work_through_a_follower_first_in_the_list() {
     require_root!();
     let mut cluster = cluster().await;
     let (follower, f_url) = Follower::start(Some(&cluster.url)).await;
-    let masters = format!("{f_url},{}", cluster.url);
+    // The leader is not listed: only the follower's redirect leads there.
+    let masters = format!("{f_url},{}", dead_address());
 
     let agent = start_agent(&mut cluster, &masters).await;
     let agent_id = agent.agent_id().expect("registered").to_string();
@@ -166,18 +165,26 @@ async fn agent_and_cli_work_through_a_follower_first_in_the_list() {
     assert_eq!(client.base_url(), cluster.url, "the leader is remembered");
     let task = running_task(&client, "/mm/web").await;
     assert_eq!(task["slaveId"], agent_id.as_str());
-    assert_eq!(follower.hits("GET /v2/apps/mm/web"), 0, "asked the leader directly");
+    assert_eq!(
+        follower.hits("GET /v2/apps/mm/web"),
+        0,
+        "asked the leader directly"
+    );
 
     // A fresh client: GETs, the scheduler subscription and the event stream follow too.
     let fresh = MasterClient::new(&masters).expect("client");
     let state = fresh.state().await.expect("state through the follower");
-    assert_eq!(state["activated_slaves"], 1, "{state}");
+    assert_eq!(state["activated_slaves"].as_f64(), Some(1.0), "{state}");
+    assert_eq!(follower.hits("GET /master/state"), 1);
     let fresh = MasterClient::new(&masters).expect("client");
     let info = FrameworkInfo {
         name: "mm-sched".into(),
         ..FrameworkInfo::default()
     };
-    let mut session = fresh.subscribe(info).await.expect("subscribed through the follower");
+    let mut session = fresh
+        .subscribe(info)
+        .await
+        .expect("subscribed through the follower");
     assert!(matches!(
         session.next_event().await,
         Ok(Some(Event::Subscribed { .. }))
@@ -209,7 +216,11 @@ async fn agent_and_cli_work_through_a_follower_first_in_the_list() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("/mm/web"), "{stdout}");
-    assert_eq!(follower.hits("GET /v2/apps"), 1, "the CLI asked the follower first");
+    assert_eq!(
+        follower.hits("GET /v2/apps"),
+        1,
+        "the CLI asked the follower first"
+    );
 
     // A change shows on the stream opened through the follower.
     client
@@ -238,7 +249,8 @@ async fn dead_and_leaderless_masters_first_in_the_list_are_skipped() {
 
     let client = MasterClient::new(&masters).expect("client");
     // A POST that reached no master able to take it is sent on.
-    let app = json!({"id": "/mm/idle", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": 0});
+    let app =
+        json!({"id": "/mm/idle", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": 0});
     let reply = client
         .marathon()
         .create_app(&app)
@@ -273,7 +285,8 @@ async fn the_agent_follows_the_leader_to_a_new_master_with_its_running_task() {
     assert_eq!(follower.hits(&format!("GET {AGENT_PATH}")), 0);
 
     let client = MasterClient::new(&masters).expect("client");
-    let app = json!({"id": "/mm/keep", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": 1});
+    let app =
+        json!({"id": "/mm/keep", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": 1});
     client
         .marathon()
         .create_app(&app)

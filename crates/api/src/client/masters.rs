@@ -287,7 +287,11 @@ mod tests {
         m.answered("http://b", "/x", &url("http://b/x"));
         assert_eq!(m.candidates(), ["http://b", "http://c", "http://a"]);
         // Redirected to a master not listed: it goes first, then the whole list.
-        m.answered("http://c", "/v2/apps?embed=apps.tasks", &url("http://10.0.0.2:5050/v2/apps?embed=apps.tasks"));
+        m.answered(
+            "http://c",
+            "/v2/apps?embed=apps.tasks",
+            &url("http://10.0.0.2:5050/v2/apps?embed=apps.tasks"),
+        );
         assert_eq!(m.leader(), "http://10.0.0.2:5050");
         assert_eq!(
             m.candidates(),
@@ -314,7 +318,11 @@ mod tests {
             "http://m1"
         );
         assert_eq!(
-            leader_base("http://m1/meseta", "/v2/apps", &url("http://m2:80/meseta/v2/apps")),
+            leader_base(
+                "http://m1/meseta",
+                "/v2/apps",
+                &url("http://m2:80/meseta/v2/apps")
+            ),
             "http://m2/meseta"
         );
         assert_eq!(

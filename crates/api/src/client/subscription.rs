@@ -32,9 +32,7 @@ impl MasterClient {
                 None => r,
             }
         };
-        let Sent { resp, url } = self
-            .send_plain(Method::POST, SCHEDULER_PATH, build)
-            .await?;
+        let Sent { resp, url } = self.send_plain(Method::POST, SCHEDULER_PATH, build).await?;
         expect_status(resp, &url, &[200, 202]).await.map(drop)
     }
 
