@@ -87,7 +87,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Flags of `meseta agent`.
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {
-    /// Base URL of the master.
+    /// Base URL of the master, or a comma-separated list of the masters of a highly available
+    /// cluster (`http://m1:5050,http://m2:5050`): the agent tries them in turn, follows a
+    /// follower's redirect to the leading master and, after a disconnect, starts again from the
+    /// master it was registered with.
     #[arg(long, env = "MESETA_MASTER", default_value = "http://127.0.0.1:5050")]
     pub master: String,
     /// Where tasks, sandboxes and checkpoints live (default: the user's data dir, `meseta/agent`).
