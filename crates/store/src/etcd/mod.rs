@@ -15,7 +15,7 @@
 //! Encoding (protobuf's JSON mapping): `int64` fields are JSON strings, `bytes` fields (keys,
 //! values) are base64, and fields at their zero value are omitted (an absent `succeeded` is
 //! `false`, a PUT event has no `type`). Errors arrive as HTTP 4xx/5xx with
-//! `{"error","code","message"}`, `code` being the gRPC status; see [`client`] for the mapping.
+//! `{"error","code","message"}`, `code` being the gRPC status; see the `client` module for the mapping.
 //!
 //! Semantics are etcd's own, which the other backends copy: one revision per writing
 //! transaction, `version` counting writes since creation, leases deleting their keys when they
@@ -34,7 +34,7 @@
 //! [`crate::MAX_TXN_BYTES`].
 //!
 //! Availability: several endpoints may be given; calls go to one member and move to the next on
-//! a connection error, a timeout (5 s per call) or a 5xx (see [`client`] for which calls are
+//! a connection error, a timeout (5 s per call) or a 5xx (see the `client` module for which calls are
 //! retried). Watches survive the loss of their member: they resume on another one from the
 //! revision after the last event delivered. A member that hangs without closing its connections
 //! is noticed by unary calls (timeout) but a watch on it waits for TCP to give up.
