@@ -6,7 +6,7 @@
 //! because they change on every status update while apps rarely do.
 
 use meseta_services::engine::{AppState, Deployment, Engine, Instance, Outputs};
-use meseta_store::{Op, Store, StoreError};
+use meseta_store::{Op, Store, StoreError, MAX_TXN_BYTES, MAX_TXN_OPS};
 
 const APPS: &str = "/meseta/services/apps";
 const INSTANCES: &str = "/meseta/services/instances";
@@ -49,15 +49,14 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Loaded, StoreError> {
     Ok((apps, instances, deployments))
 }
 
-/// Most writes in one transaction: etcd's default `--max-txn-ops`. It also bounds what a big
-/// placement round (thousands of instances) serializes at once.
-const MAX_TXN_OPS: usize = 128;
-
 /// Write what `out` marks as changed, reading current values from `engine`: instance records
 /// first, then deletions, apps and deployments, in transactions of at most [`MAX_TXN_OPS`]
-/// writes, each serialized just before it is sent. Every record stands alone (an instance's
-/// record is the whole instance), so a crash between two transactions leaves records that are
-/// each either old or new; the engine recomputes deployment progress from the instances.
+/// writes and [`MAX_TXN_BYTES`] (what etcd accepts; it also bounds what a big placement round
+/// of thousands of instances serializes at once), each serialized just before it is sent.
+/// Splitting is safe because every record stands alone (an instance's record is the whole
+/// instance) and no write needs a compare: a crash between two transactions leaves records
+/// that are each either old or new; the engine recomputes deployment progress from the
+/// instances.
 pub(crate) async fn save(
     store: &dyn Store,
     engine: &Engine,
@@ -100,10 +99,14 @@ pub(crate) async fn save(
     batch.flush().await
 }
 
-/// Writes collected into transactions of at most [`MAX_TXN_OPS`].
+/// Writes collected into transactions of at most [`MAX_TXN_OPS`] writes and about
+/// [`MAX_TXN_BYTES`]. A second write to a key already in the pending transaction starts a new
+/// one (etcd refuses a transaction that touches one key twice); order is kept.
 struct Batch<'a> {
     store: &'a dyn Store,
     ops: Vec<Op>,
+    bytes: usize,
+    keys: std::collections::HashSet<String>,
 }
 
 impl<'a> Batch<'a> {
@@ -111,6 +114,8 @@ impl<'a> Batch<'a> {
         Batch {
             store,
             ops: Vec::new(),
+            bytes: 0,
+            keys: std::collections::HashSet::new(),
         }
     }
 
@@ -124,6 +129,15 @@ impl<'a> Batch<'a> {
     }
 
     async fn push(&mut self, op: Op) -> Result<(), StoreError> {
+        let (key, size) = match &op {
+            Op::Put { key, value, .. } => (key, key.len() + value.len()),
+            Op::Delete { key } | Op::DeletePrefix { prefix: key } => (key, key.len()),
+        };
+        if self.keys.contains(key) || self.bytes + size > MAX_TXN_BYTES {
+            self.flush().await?;
+        }
+        self.keys.insert(key.clone());
+        self.bytes += size;
         self.ops.push(op);
         if self.ops.len() >= MAX_TXN_OPS {
             self.flush().await?;
@@ -135,6 +149,8 @@ impl<'a> Batch<'a> {
         if self.ops.is_empty() {
             return Ok(());
         }
+        self.keys.clear();
+        self.bytes = 0;
         let ops = std::mem::take(&mut self.ops);
         self.store.txn(vec![], ops, vec![]).await.map(|_| ())
     }
@@ -169,17 +185,45 @@ mod tests {
         let store = meseta_store::mem::MemStore::new();
         let start = store.revision().await.expect("revision");
         let mut batch = Batch::new(&store);
-        for i in 0..300 {
+        for i in 0..250 {
             let key = instance_key("/web", &format!("web.instance-{i}"));
             batch.put(key, b"{}".to_vec()).await.expect("put");
         }
         batch.flush().await.expect("flush");
         let end = store.revision().await.expect("revision");
-        assert_eq!(end - start, 3, "300 writes in 128 + 128 + 44");
+        assert_eq!(end - start, 3, "250 writes in 100 + 100 + 50");
         let kept = store
             .list(&format!("{INSTANCES}/web/"))
             .await
             .expect("list");
-        assert_eq!(kept.len(), 300);
+        assert_eq!(kept.len(), 250);
+    }
+
+    #[tokio::test]
+    async fn big_values_and_repeated_keys_start_a_new_transaction() {
+        let store = meseta_store::mem::MemStore::new();
+        let start = store.revision().await.expect("revision");
+        let mut batch = Batch::new(&store);
+        let big = vec![b'x'; MAX_TXN_BYTES / 3];
+        for i in 0..3 {
+            batch
+                .put(app_key(&format!("/a{i}")), big.clone())
+                .await
+                .expect("put");
+        }
+        batch.flush().await.expect("flush");
+        let mid = store.revision().await.expect("revision");
+        assert_eq!(mid - start, 2, "three third-of-the-limit values in 2 + 1");
+        batch.put(app_key("/b"), b"1".to_vec()).await.expect("put");
+        batch
+            .push(Op::Delete { key: app_key("/b") })
+            .await
+            .expect("delete");
+        batch.put(app_key("/b"), b"2".to_vec()).await.expect("put");
+        batch.flush().await.expect("flush");
+        let end = store.revision().await.expect("revision");
+        assert_eq!(end - mid, 3, "each write to /b in its own transaction");
+        let kv = store.get(&app_key("/b")).await.expect("get").expect("kept");
+        assert_eq!(kv.value, b"2", "order kept");
     }
 }

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use meseta_allocator::{Quota, ResourceOp};
-use meseta_store::{Store, StoreError};
+use meseta_store::{Store, StoreError, MAX_TXN_OPS};
 use meseta_types::{AgentId, FrameworkId, Resources};
 use tokio::time::Instant;
 
@@ -78,6 +78,20 @@ pub(crate) enum Undo {
 }
 
 impl Undo {
+    /// After a refused write that went out in several transactions (weights of more than
+    /// [`MAX_TXN_OPS`] roles), put the old records back so the store matches the rolled-back
+    /// core. Best effort: if the store refuses this too, the error is logged and the newer
+    /// weights of the transactions that landed come back at the next master start.
+    async fn unwrite(&self, store: &dyn Store) {
+        if let Undo::Weights(before) = self {
+            if before.len() > MAX_TXN_OPS {
+                if let Err(e) = registry::restore_weights(store, before).await {
+                    tracing::warn!(error = %e, "could not restore the stored weights");
+                }
+            }
+        }
+    }
+
     fn run(self, core: &mut Core) {
         match self {
             Undo::Resources { agent, op } => {
@@ -118,6 +132,7 @@ impl Master {
     async fn execute_one(&self, cmd: Command) -> Result<(), CommandError> {
         let change = self.core().apply_command(cmd, Instant::now())?;
         if let Err(e) = change.write.save(self.store()).await {
+            change.undo.unwrite(self.store()).await;
             change.undo.run(&mut self.core());
             return Err(CommandError::NotStored(format!("{}: {e}", change.failure)));
         }

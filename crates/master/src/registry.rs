@@ -3,7 +3,7 @@
 //! Keys: `/meseta/master/agents/<agent-id>` and `/meseta/master/frameworks/<framework-id>`, JSON values.
 //! Tasks are not persisted: agents report them when they re-register.
 
-use meseta_store::{put_json, Store, StoreError};
+use meseta_store::{put_json, Op, Store, StoreError, MAX_TXN_OPS};
 use meseta_types::{AgentId, FrameworkId, Resources};
 
 use crate::ops_state::Persisted;
@@ -75,7 +75,10 @@ pub(crate) async fn save_reservations(
     put_json(store, RESERVATIONS, r).await.map(|_| ())
 }
 
-/// Persist role weights (all in one transaction).
+/// Persist role weights: in one transaction when they fit in [`MAX_TXN_OPS`] (what etcd
+/// accepts), else in several. Each role's weight is its own record and no write needs a
+/// compare, so a split write leaves every weight old or new; when a later transaction fails
+/// the caller puts the old ones back ([`restore_weights`]).
 pub(crate) async fn save_weights(
     store: &dyn Store,
     weights: &[(String, f64)],
@@ -83,13 +86,47 @@ pub(crate) async fn save_weights(
     let mut ops = Vec::new();
     for (role, w) in weights {
         let value = serde_json::to_vec(w).map_err(|e| StoreError::Encode(e.to_string()))?;
-        ops.push(meseta_store::Op::Put {
+        ops.push(Op::Put {
             key: format!("{WEIGHTS}{role}"),
             value,
             lease: None,
         });
     }
-    store.txn(vec![], ops, vec![]).await.map(|_| ())
+    write_in_chunks(store, ops).await
+}
+
+/// Put back the weight records of roles as they were before a refused [`save_weights`]
+/// (`None`: the role had no weight record).
+pub(crate) async fn restore_weights(
+    store: &dyn Store,
+    before: &[(String, Option<f64>)],
+) -> Result<(), StoreError> {
+    let mut ops = Vec::new();
+    for (role, w) in before {
+        let key = format!("{WEIGHTS}{role}");
+        ops.push(match w {
+            Some(w) => {
+                let value = serde_json::to_vec(w).map_err(|e| StoreError::Encode(e.to_string()))?;
+                Op::Put {
+                    key,
+                    value,
+                    lease: None,
+                }
+            }
+            None => Op::Delete { key },
+        });
+    }
+    write_in_chunks(store, ops).await
+}
+
+/// Writes `ops` in transactions of at most [`MAX_TXN_OPS`] (the callers' records are small).
+async fn write_in_chunks(store: &dyn Store, mut ops: Vec<Op>) -> Result<(), StoreError> {
+    while !ops.is_empty() {
+        let rest = ops.split_off(ops.len().min(MAX_TXN_OPS));
+        store.txn(vec![], ops, vec![]).await?;
+        ops = rest;
+    }
+    Ok(())
 }
 
 /// Persist a role's quota, or delete it (`None`).
@@ -126,5 +163,34 @@ pub(crate) async fn save_framework(
 pub(crate) async fn forget_framework(store: &dyn Store, id: &FrameworkId) {
     if let Err(e) = store.delete(&format!("{FRAMEWORKS}{id}")).await {
         tracing::warn!(framework_id = %id, error = %e, "could not delete framework record");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meseta_store::mem::MemStore;
+
+    #[tokio::test]
+    async fn many_weights_go_out_in_bounded_transactions_and_restore() {
+        let store = MemStore::new();
+        let weights: Vec<(String, f64)> = (0..250).map(|i| (format!("r{i}"), 2.0)).collect();
+        let start = store.revision().await.expect("revision");
+        save_weights(&store, &weights).await.expect("save");
+        let end = store.revision().await.expect("revision");
+        assert_eq!(end - start, 3, "250 weights in 100 + 100 + 50");
+        assert_eq!(load(&store).await.expect("load").weights.len(), 250);
+
+        let before: Vec<(String, Option<f64>)> = (0..250)
+            .map(|i| (format!("r{i}"), (i % 2 == 0).then_some(1.5)))
+            .collect();
+        restore_weights(&store, &before).await.expect("restore");
+        let back = load(&store).await.expect("load").weights;
+        assert_eq!(
+            back.len(),
+            125,
+            "roles that had no weight lost their record"
+        );
+        assert!(back.iter().all(|(_, w)| *w == 1.5));
     }
 }

@@ -39,6 +39,11 @@ pub enum StoreError {
     /// The backend is temporarily unreachable (remote backends). Retryable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The backend refuses a request this large (etcd: more than `--max-txn-ops` operations in
+    /// a transaction, or a request over `--max-request-bytes`). Split the write (see
+    /// [`crate::MAX_TXN_OPS`]); retrying the same request fails again.
+    #[error("request too large for the store: {0}")]
+    TooLarge(String),
     /// A value could not be encoded or decoded.
     #[error("encoding failed: {0}")]
     Encode(String),
@@ -71,6 +76,7 @@ mod tests {
         assert!(!StoreError::Backend("disk".into()).is_retryable());
         assert!(!StoreError::Closed.is_retryable());
         assert!(!StoreError::LeaseNotFound(1).is_retryable());
+        assert!(!StoreError::TooLarge("129 ops".into()).is_retryable());
         let c = StoreError::Compacted {
             requested: 1,
             oldest: 5,

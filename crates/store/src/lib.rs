@@ -7,8 +7,12 @@
 //! "if all compares hold then `success` else `failure`", applied atomically; watches replay a
 //! bounded history and then stream live events; leases delete their keys when they expire.
 //!
-//! Backends: [`mem::MemStore`] (unit tests of other crates) and [`redb::RedbStore`] (the
-//! embedded, durable default). [`conformance::run_all`] checks any backend against the contract.
+//! Backends: [`mem::MemStore`] (unit tests of other crates), [`redb::RedbStore`] (the
+//! embedded, durable default) and [`etcd::EtcdStore`] (an etcd cluster, for highly available
+//! masters). [`conformance::run_all`] checks any backend against the contract.
+//!
+//! Transactions are bounded: etcd refuses more than 128 operations or 1.5 MiB in one request, so
+//! writers that may produce many records split them by [`MAX_TXN_OPS`] and [`MAX_TXN_BYTES`].
 //! Used by the master (state persistence) and by test harnesses.
 #![forbid(unsafe_code)]
 
@@ -16,6 +20,7 @@ pub mod conformance;
 pub mod election;
 mod engine;
 mod error;
+pub mod etcd;
 mod leases;
 pub mod mem;
 pub mod redb;
@@ -198,6 +203,15 @@ pub async fn put_json<T: serde::Serialize>(
         .map_err(|e| StoreError::Encode(format!("encoding json value of key {key:?}: {e}")))?;
     s.put(key, bytes).await
 }
+
+/// Most operations a writer puts in one transaction branch. etcd refuses more than 128
+/// (`--max-txn-ops`, answered with [`StoreError::TooLarge`]); 100 leaves room for the compares
+/// and puts a caller adds around a batch.
+pub const MAX_TXN_OPS: usize = 100;
+
+/// Most bytes of keys and values a writer puts in one transaction. etcd refuses requests over
+/// 1.5 MiB (`--max-request-bytes`); 1 MiB leaves room for the request's framing.
+pub const MAX_TXN_BYTES: usize = 1024 * 1024;
 
 /// How many events each backend keeps for watches that start in the past.
 pub(crate) const WATCH_HISTORY: usize = 10_000;

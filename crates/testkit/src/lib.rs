@@ -7,7 +7,11 @@
 //! let cluster = Cluster::start(ClusterOptions::new(meseta_exe).agents(2)).await?;
 //! let mut fw = cluster.master.subscribe(framework_info("test")).await?;
 //! ```
+//!
+//! [`etcd`] starts real etcd members (one, or a cluster) for tests of the etcd store backend.
 #![forbid(unsafe_code)]
+
+pub mod etcd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

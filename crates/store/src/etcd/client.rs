@@ -1,0 +1,319 @@
+//! The HTTP side of the etcd backend: one `reqwest` client over several endpoints (cluster
+//! members), a bounded timeout on every call, failover to the next member, and the mapping of
+//! gateway errors (`{"error","code","message"}` with a gRPC status code) to [`StoreError`].
+//!
+//! Failover: the client talks to one member (the "current" one) and moves to the next when a
+//! call cannot connect, times out or gets a 5xx. Whether the same call is then retried on the
+//! next member depends on [`Retry`]: reads and idempotent calls are, writes only when the
+//! request surely never reached a member (connection refused), as etcd's own client does; an
+//! ambiguous write (sent, then the member died) returns [`StoreError::Unavailable`] and the
+//! caller decides (its next call already goes to another member).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::wire::ErrorBody;
+use crate::StoreError;
+
+/// Longest wait for one unary call (connect included).
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a TCP connection to a member.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether a failed call may be sent again to the next member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Reads and idempotent calls: retry on any transport failure or 5xx.
+    Always,
+    /// Writes: retry only if the request was never delivered (connection failed).
+    IfNotSent,
+}
+
+/// A failed attempt on one member: whether to try the next one, and the error otherwise.
+enum Attempt {
+    /// The member is unusable (down, timing out, 5xx); `sent` if the request may have landed.
+    Unusable { sent: bool, why: String },
+    /// The member answered with an error that another member would give too.
+    Refused(StoreError),
+}
+
+/// HTTP access to the members of one etcd cluster.
+pub(crate) struct Client {
+    http: reqwest::Client,
+    endpoints: Vec<String>,
+    current: AtomicUsize,
+}
+
+impl Client {
+    /// A client for `endpoints` (`http://host:port`, no trailing slash, at least one).
+    pub(crate) fn new(endpoints: Vec<String>) -> Result<Client, StoreError> {
+        if endpoints.is_empty() {
+            return Err(StoreError::Backend("no etcd endpoint given".into()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()
+            .map_err(|e| StoreError::Backend(format!("building the etcd http client: {e}")))?;
+        Ok(Client {
+            http,
+            endpoints,
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    /// The members, in order.
+    pub(crate) fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The member calls go to first.
+    pub(crate) fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.endpoints.len()
+    }
+
+    /// Moves away from member `failed` (unless another call already did).
+    pub(crate) fn advance(&self, failed: usize) {
+        let next = (failed + 1) % self.endpoints.len();
+        let _ = self
+            .current
+            .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed);
+        tracing::debug!(failed = %self.endpoints[failed], next = %self.endpoints[next],
+            "etcd member unusable; moving to the next one");
+    }
+
+    /// POSTs `body` to the gateway `path` and decodes the answer, failing over between members.
+    pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Req,
+        retry: Retry,
+    ) -> Result<Resp, StoreError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| StoreError::Encode(format!("encoding etcd request {path}: {e}")))?;
+        let bytes = self.send(path, body, retry).await?;
+        decode(path, &bytes)
+    }
+
+    /// Like [`Client::call`] but returns the raw answer body (for streamed answers).
+    pub(crate) async fn send(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        retry: Retry,
+    ) -> Result<bytes::Bytes, StoreError> {
+        let start = self.current();
+        let mut last = String::new();
+        for i in 0..self.endpoints.len() {
+            let idx = (start + i) % self.endpoints.len();
+            match self.attempt(idx, path, body.clone()).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(Attempt::Refused(e)) => return Err(e),
+                Err(Attempt::Unusable { sent, why }) => {
+                    self.advance(idx);
+                    if sent && retry == Retry::IfNotSent {
+                        return Err(StoreError::Unavailable(format!(
+                            "{why} (the write may or may not have been applied)"
+                        )));
+                    }
+                    last = why;
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "no etcd member answered; last error: {last}"
+        )))
+    }
+
+    async fn attempt(
+        &self,
+        idx: usize,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<bytes::Bytes, Attempt> {
+        let url = format!("{}{path}", self.endpoints[idx]);
+        let resp = self
+            .http
+            .post(&url)
+            .timeout(REQUEST_TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Attempt::Unusable {
+                sent: !e.is_connect(),
+                why: format!("POST {url}: {e}"),
+            })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| Attempt::Unusable {
+            sent: true,
+            why: format!("reading the answer of {url}: {e}"),
+        })?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let err = refusal(status, &bytes);
+        match err {
+            StoreError::Unavailable(why) => Err(Attempt::Unusable {
+                sent: true,
+                why: format!("POST {url}: {why}"),
+            }),
+            other => Err(Attempt::Refused(other)),
+        }
+    }
+
+    /// Opens a streamed call (a watch) on the current member, failing over like a read; no
+    /// total timeout, only the connect timeout and [`REQUEST_TIMEOUT`] for the answer's head.
+    pub(crate) async fn open_stream(
+        &self,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(usize, reqwest::Response), StoreError> {
+        let start = self.current();
+        let mut last = String::new();
+        for i in 0..self.endpoints.len() {
+            let idx = (start + i) % self.endpoints.len();
+            let url = format!("{}{path}", self.endpoints[idx]);
+            let req = self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec())
+                .send();
+            let resp = match tokio::time::timeout(REQUEST_TIMEOUT, req).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) => {
+                    last = format!("POST {url}: {e}");
+                    self.advance(idx);
+                    continue;
+                }
+                Err(_) => {
+                    last = format!("POST {url}: no answer within {REQUEST_TIMEOUT:?}");
+                    self.advance(idx);
+                    continue;
+                }
+            };
+            let status = resp.status();
+            if status.is_success() {
+                return Ok((idx, resp));
+            }
+            let bytes = resp.bytes().await.unwrap_or_default();
+            match refusal(status, &bytes) {
+                StoreError::Unavailable(why) => {
+                    last = format!("POST {url}: {why}");
+                    self.advance(idx);
+                }
+                other => return Err(other),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "no etcd member answered; last error: {last}"
+        )))
+    }
+}
+
+/// Decodes a successful answer.
+pub(crate) fn decode<Resp: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<Resp, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+        StoreError::Backend(format!("unexpected etcd answer to {path}: {e}: {text}"))
+    })
+}
+
+/// gRPC status codes the gateway reports in `code`.
+mod code {
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const DEADLINE_EXCEEDED: i32 = 4;
+    pub const NOT_FOUND: i32 = 5;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
+    pub const OUT_OF_RANGE: i32 = 11;
+    pub const UNAVAILABLE: i32 = 14;
+}
+
+/// Maps a gateway error answer to a [`StoreError`]. `LeaseNotFound` carries id 0: callers that
+/// know the lease put its id in (see [`with_lease`]); `Compacted` (a read at a compacted
+/// revision) carries zeros: etcd does not say which revisions.
+pub(crate) fn refusal(status: reqwest::StatusCode, bytes: &[u8]) -> StoreError {
+    let body: ErrorBody = serde_json::from_slice(bytes).unwrap_or_default();
+    error_from(status.as_u16(), &body)
+}
+
+/// Maps a gateway error (HTTP status and gRPC status body) to a [`StoreError`].
+pub(crate) fn error_from(status: u16, body: &ErrorBody) -> StoreError {
+    let msg = if body.message.is_empty() {
+        body.error.clone()
+    } else {
+        body.message.clone()
+    };
+    let too_large = msg.contains("too many operations")
+        || msg.contains("request is too large")
+        || msg.contains("larger than max");
+    match body.code {
+        _ if too_large => StoreError::TooLarge(msg),
+        code::NOT_FOUND if msg.contains("lease not found") => StoreError::LeaseNotFound(0),
+        code::OUT_OF_RANGE if msg.contains("compacted") => StoreError::Compacted {
+            requested: 0,
+            oldest: 0,
+        },
+        code::INVALID_ARGUMENT if msg.contains("key is not provided") => {
+            StoreError::InvalidKey(String::new())
+        }
+        code::UNAVAILABLE | code::DEADLINE_EXCEEDED | code::RESOURCE_EXHAUSTED => {
+            StoreError::Unavailable(format!("etcd: {msg}"))
+        }
+        _ if status >= 500 => StoreError::Unavailable(format!("etcd answered {status}: {msg}")),
+        _ => StoreError::Backend(format!("etcd refused the request ({status}): {msg}")),
+    }
+}
+
+/// Puts `lease` into a `LeaseNotFound` that came without an id.
+pub(crate) fn with_lease(e: StoreError, lease: i64) -> StoreError {
+    match e {
+        StoreError::LeaseNotFound(_) => StoreError::LeaseNotFound(lease),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(status: u16, code: i32, message: &str) -> StoreError {
+        let body = ErrorBody {
+            code,
+            message: message.into(),
+            error: message.into(),
+        };
+        error_from(status, &body)
+    }
+
+    #[test]
+    fn gateway_errors_map_to_typed_store_errors() {
+        let e = err(400, 3, "etcdserver: too many operations in txn request");
+        assert!(matches!(e, StoreError::TooLarge(_)), "{e:?}");
+        let e = err(400, 3, "etcdserver: request is too large");
+        assert!(matches!(e, StoreError::TooLarge(_)), "{e:?}");
+        let e = err(
+            429,
+            8,
+            "grpc: received message larger than max (2097162 vs. 2097152)",
+        );
+        assert!(matches!(e, StoreError::TooLarge(_)), "{e:?}");
+        let e = err(429, 8, "etcdserver: too many requests");
+        assert!(e.is_retryable(), "{e:?}");
+        let e = err(404, 5, "etcdserver: requested lease not found");
+        assert!(matches!(with_lease(e, 7), StoreError::LeaseNotFound(7)));
+        let e = err(503, 14, "etcdserver: leader changed");
+        assert!(e.is_retryable(), "{e:?}");
+        let e = err(502, 0, "");
+        assert!(e.is_retryable(), "{e:?}");
+        let e = err(400, 11, "mvcc: required revision has been compacted");
+        assert!(matches!(e, StoreError::Compacted { .. }), "{e:?}");
+        let e = err(400, 3, "etcdserver: duplicate key given in txn request");
+        assert!(matches!(e, StoreError::Backend(_)), "{e:?}");
+    }
+}
