@@ -9,6 +9,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod netlab;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
