@@ -132,7 +132,10 @@ fn isolate_cuts_a_host_from_the_others_and_link_down_from_everything() {
 
     a.link_down().expect("link down");
     assert!(reach(&b, on_a).is_err(), "b reached a with its link down");
-    assert!(reach_from_test(on_a).is_err(), "the test process reached a with its link down");
+    assert!(
+        reach_from_test(on_a).is_err(),
+        "the test process reached a with its link down"
+    );
     a.link_up().expect("link up");
     soon("b reaches a after link up", || reach(&b, on_a));
     soon("the test process reaches a after link up", || {
@@ -175,7 +178,10 @@ async fn etcd_majority_survives_a_kill_and_a_partition_and_the_cut_member_catche
         return;
     }
     if let Err(why) = EtcdMembers::available() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why} and CI=true");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{why} and CI=true"
+        );
         eprintln!("skipping: {why}");
         return;
     }
@@ -312,7 +318,10 @@ fn dropping_a_lab_leaves_nothing_behind_even_when_the_test_panics() {
     assert_eq!(leftovers(&id).len(), 7, "{:?}", leftovers(&id));
     drop(lab);
     assert_eq!(leftovers(&id), Vec::<String>::new());
-    assert!(proc.wait_exit(Duration::from_secs(5)).is_some(), "process survived the lab");
+    assert!(
+        proc.wait_exit(Duration::from_secs(5)).is_some(),
+        "process survived the lab"
+    );
     assert!(dead(escaped), "the escaped process survived the lab");
 
     let (tx, rx) = std::sync::mpsc::channel();

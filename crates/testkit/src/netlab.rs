@@ -218,7 +218,10 @@ impl Lab {
     /// Drop all traffic between `a` and `b`, both ways, until [`Lab::heal`]. Idempotent.
     pub fn partition(&self, a: &Host, b: &Host) -> anyhow::Result<()> {
         let pair = ordered(a, b);
-        let mut parts = self.partitions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut parts = self
+            .partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if parts.contains(&pair) {
             return Ok(());
         }
@@ -231,7 +234,10 @@ impl Lab {
     /// Undo [`Lab::partition`] of `a` and `b` exactly. Idempotent.
     pub fn heal(&self, a: &Host, b: &Host) -> anyhow::Result<()> {
         let pair = ordered(a, b);
-        let mut parts = self.partitions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut parts = self
+            .partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if !parts.contains(&pair) {
             return Ok(());
         }
@@ -340,7 +346,11 @@ impl Host {
     /// Cut this host from every other host of the lab, both ways, until [`Host::rejoin`]; the test
     /// process (the gateway) still reaches it. Idempotent.
     pub fn isolate(&self) -> anyhow::Result<()> {
-        let mut isolated = self.0.isolated.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut isolated = self
+            .0
+            .isolated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if !*isolated {
             sys::iptables_in(self.netns(), &["-I", CHAIN, "1", "-j", ISOLATE_CHAIN])?;
             *isolated = true;
@@ -350,7 +360,11 @@ impl Host {
 
     /// Undo [`Host::isolate`]. Idempotent.
     pub fn rejoin(&self) -> anyhow::Result<()> {
-        let mut isolated = self.0.isolated.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut isolated = self
+            .0
+            .isolated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if *isolated {
             sys::iptables_in(self.netns(), &["-D", CHAIN, "-j", ISOLATE_CHAIN])?;
             *isolated = false;

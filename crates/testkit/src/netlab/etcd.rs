@@ -199,7 +199,9 @@ impl EtcdMembers {
             return Ok(None);
         };
         let bytes = B64.decode(value).context("value is not base64")?;
-        Ok(Some(String::from_utf8(bytes).context("value is not UTF-8")?))
+        Ok(Some(
+            String::from_utf8(bytes).context("value is not UTF-8")?,
+        ))
     }
 
     async fn call(&self, i: usize, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -262,7 +264,10 @@ impl Drop for EtcdMembers {
         }
         if std::thread::panicking() {
             if let Some(dir) = self.dir.take() {
-                eprintln!("netlab: etcd data and logs kept in {}", dir.keep().display());
+                eprintln!(
+                    "netlab: etcd data and logs kept in {}",
+                    dir.keep().display()
+                );
             }
         }
     }
