@@ -44,7 +44,7 @@
 //! if !netlab::available_or_skip() { return; }
 //! let lab = Lab::new()?;
 //! let (a, b) = (lab.add_host("a")?, lab.add_host("b")?);
-//! let mut server = a.spawn("/path/to/server", ["--listen", &format!("{}:8080", a.ip())], &[], &log)?;
+//! let mut server = a.spawn("/path/to/server", [format!("--listen={}:8080", a.ip())], &[], &log)?;
 //! lab.partition(&a, &b)?;   // b cannot reach a:8080, the test process still can
 //! lab.heal(&a, &b)?;
 //! server.kill9()?;
