@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod etcd;
+pub mod netlab;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
