@@ -88,8 +88,10 @@ struct Session<S: Scheduler> {
 /// What one round holds back until its end.
 #[derive(Default)]
 struct Round {
-    /// Replies with the outcome of the last persist before each.
-    replies: Vec<(Reply, Option<Arc<StoreError>>)>,
+    /// Replies, released with the outcome of the round's last persist: the one after which
+    /// every change of the round is written (a failed persist leaves its changes marked, and
+    /// a later successful one writes them).
+    replies: Vec<Reply>,
     /// The outcome of the last persist of this round.
     last_persist: Option<Arc<StoreError>>,
 }
@@ -171,8 +173,8 @@ impl<S: Scheduler> Session<S> {
         self.execute(cmds).await;
         self.update_interest(SystemTime::now());
         let round = std::mem::take(&mut self.round);
-        for (reply, outcome) in round.replies {
-            reply(outcome.map_or(Ok(()), Err));
+        for reply in round.replies {
+            reply(round.last_persist.clone().map_or(Ok(()), Err));
         }
     }
 
@@ -305,10 +307,7 @@ impl<S: Scheduler> Session<S> {
                         work.insert(i, c);
                     }
                 }
-                Command::Reply(r) => {
-                    let outcome = self.round.last_persist.clone();
-                    self.round.replies.push((r, outcome));
-                }
+                Command::Reply(r) => self.round.replies.push(r),
                 Command::Publish { kind, data } => self.inbox.publish(kind, &data),
                 Command::Revive => self.revive(),
                 Command::Reconcile(tasks) => {

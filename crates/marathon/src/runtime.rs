@@ -121,8 +121,16 @@ impl Scheduler for Services {
         Vec::new()
     }
 
+    /// The answer is released only once the change is written: a request whose write failed
+    /// (the store is unreachable, or this master no longer leads and its write was fenced) is
+    /// answered 503, never acknowledged.
     fn request(&mut self, job: Job, now: SystemTime) -> Vec<Command> {
-        vec![Command::reply(job(&mut self.engine, secs(now)))]
+        let answer = job(&mut self.engine, secs(now));
+        vec![Command::Reply(Box::new(move |written| {
+            if written.is_ok() {
+                answer();
+            }
+        }))]
     }
 
     fn tick(&mut self, now: SystemTime) -> Vec<Command> {

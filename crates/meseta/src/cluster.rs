@@ -228,8 +228,18 @@ fn built_in_schedulers(master: &Master, cancel: &CancellationToken) -> axum::Rou
 /// Opens a shared store named by URL (`meseta master --store`).
 pub async fn open_shared_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("etcd") => anyhow::bail!("--store {url}: the etcd backend is not built in yet"),
-        _ => anyhow::bail!("--store {url}: expecting etcd://host:port[,host:port...]"),
+        Some("etcd") => {
+            let store = meseta_store::etcd::EtcdStore::from_url(url)
+                .await
+                .with_context(|| format!("--store {url}"))?;
+            // Fail now, with the reason, rather than campaign against an unreachable store.
+            store
+                .revision()
+                .await
+                .with_context(|| format!("--store {url}: cannot reach etcd"))?;
+            Ok(Arc::new(store))
+        }
+        _ => anyhow::bail!("--store {url}: expecting etcd://host:port[,host:port...][/prefix]"),
     }
 }
 

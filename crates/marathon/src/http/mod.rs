@@ -141,7 +141,7 @@ pub(super) fn engine_error(e: EngineError) -> Response {
 pub(super) fn unavailable() -> Response {
     fail(
         StatusCode::SERVICE_UNAVAILABLE,
-        "the services scheduler is not running",
+        "the services scheduler is not running or could not store the change (check before retrying)",
     )
 }
 
