@@ -50,8 +50,11 @@ pub async fn backup(a: BackupArgs, master: &str, json: bool) -> anyhow::Result<i
         Some(dir) => {
             let path = cluster::store_path(dir);
             anyhow::ensure!(path.exists(), "no store at {}", path.display());
-            let store = cluster::open_store(dir).with_context(|| {
-                "is a master running on it? Back it up through the master with --master URL"
+            let store = cluster::open_store(dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e:#} (is a master running on it? Back it up through the master with \
+                     --master URL)"
+                )
             })?;
             let snap = meseta_store::backup::backup(store.as_ref()).await?;
             (snap, path.display().to_string())
@@ -99,9 +102,10 @@ pub async fn restore(a: RestoreArgs, json: bool) -> anyhow::Result<i32> {
     let (store, target) = open_target(&a).await?;
     let done = match meseta_store::backup::restore(store.as_ref(), &snapshot, a.force).await {
         Ok(done) => done,
-        Err(e @ BackupError::NotEmpty { .. }) => {
-            anyhow::bail!("{e}: pass --force to replace what {target} holds")
-        }
+        Err(BackupError::NotEmpty { keys }) => anyhow::bail!(
+            "{target} is not empty: it holds {keys} keys; pass --force to delete them and \
+             restore"
+        ),
         Err(e) => return Err(e).with_context(|| format!("restoring into {target}")),
     };
     if json {
@@ -130,8 +134,9 @@ pub async fn restore(a: RestoreArgs, json: bool) -> anyhow::Result<i32> {
 /// Opens the store a restore writes to, and names it for messages.
 async fn open_target(a: &RestoreArgs) -> anyhow::Result<(Arc<dyn Store>, String)> {
     if let Some(dir) = &a.data_dir {
-        let store: Arc<dyn Store> = cluster::open_store(dir)
-            .context("is a master running on it? Stop it before restoring")?;
+        let store: Arc<dyn Store> = cluster::open_store(dir).map_err(|e| {
+            anyhow::anyhow!("{e:#} (is a master running on it? Stop it before restoring)")
+        })?;
         return Ok((store, cluster::store_path(dir).display().to_string()));
     }
     let url = a.store.as_deref().unwrap_or_default();
