@@ -15,7 +15,10 @@ pub const DEFAULT_USAGE_INTERVAL: Duration = Duration::from_secs(5);
 /// How an agent runs.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// Master base URL, e.g. `http://127.0.0.1:5050` (→ `ws://127.0.0.1:5050/api/meseta/v1/agent`).
+    /// Master base URL, e.g. `http://127.0.0.1:5050` (→ `ws://127.0.0.1:5050/api/meseta/v1/agent`),
+    /// or a comma-separated list of the masters of a highly available cluster
+    /// (`http://m1:5050,http://m2:5050`): the agent tries them in turn and follows a follower's
+    /// redirect to the leader.
     pub master: String,
     /// Holds `agent_id`, `tasks/` and `updates/`.
     pub work_dir: PathBuf,
@@ -92,6 +95,63 @@ pub(crate) fn ws_url(master: &str) -> Option<String> {
     Some(format!("{rest}{}", meseta_api::agent::AGENT_WS_PATH))
 }
 
+/// The agent WebSocket URLs of a comma-separated list of master base URLs, in order, without
+/// repeats; `Err` names the first entry that is not a master URL (or the whole text when it
+/// names none).
+pub(crate) fn ws_urls(masters: &str) -> Result<Vec<String>, String> {
+    let mut urls: Vec<String> = Vec::new();
+    for entry in masters.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let url = ws_url(entry).ok_or_else(|| entry.to_string())?;
+        if !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    if urls.is_empty() {
+        return Err(masters.to_string());
+    }
+    Ok(urls)
+}
+
+/// Where a redirect of the WebSocket handshake at `current` (a `ws://` or `wss://` URL) leads:
+/// the `Location` as an agent WebSocket URL. An `http(s)://` location becomes `ws(s)://`, a
+/// scheme-relative one (`//host:port`, as `/master/redirect` answers) takes `current`'s scheme,
+/// a path-only one `current`'s host; a location without a path gets the agent path. `None` when
+/// the location is none of these.
+pub(crate) fn redirect_target(current: &str, location: &str) -> Option<String> {
+    let location = location.trim();
+    let (scheme, rest) = current.split_once("://")?;
+    let absolute = if let Some(r) = location.strip_prefix("http://") {
+        format!("ws://{r}")
+    } else if let Some(r) = location.strip_prefix("https://") {
+        format!("wss://{r}")
+    } else if location.starts_with("ws://") || location.starts_with("wss://") {
+        location.to_string()
+    } else if let Some(r) = location.strip_prefix("//") {
+        format!("{scheme}://{r}")
+    } else if location.starts_with('/') {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        format!("{scheme}://{authority}{location}")
+    } else {
+        return None;
+    };
+    let (target_scheme, target_rest) = absolute.split_once("://")?;
+    let authority_end = target_rest
+        .find(['/', '?', '#'])
+        .unwrap_or(target_rest.len());
+    if authority_end == 0 {
+        return None;
+    }
+    let path = &target_rest[authority_end..];
+    if path.is_empty() || path == "/" {
+        let authority = &target_rest[..authority_end];
+        return Some(format!(
+            "{target_scheme}://{authority}{}",
+            meseta_api::agent::AGENT_WS_PATH
+        ));
+    }
+    Some(absolute)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +172,53 @@ mod tests {
         );
         assert_eq!(ws_url("ftp://x"), None);
         assert_eq!(ws_url(""), None);
+    }
+
+    #[test]
+    fn master_lists_become_ws_urls_in_order() {
+        assert_eq!(
+            ws_urls(" http://m1:5050 , http://m2:5050/,m1:5050,").expect("valid list"),
+            [
+                "ws://m1:5050/api/meseta/v1/agent",
+                "ws://m2:5050/api/meseta/v1/agent"
+            ]
+        );
+        assert_eq!(
+            ws_urls("http://m1:5050").expect("one master"),
+            ["ws://m1:5050/api/meseta/v1/agent"]
+        );
+        assert_eq!(
+            ws_urls("http://m1:5050,ftp://x"),
+            Err("ftp://x".to_string())
+        );
+        assert_eq!(ws_urls(" , "), Err(" , ".to_string()));
+    }
+
+    #[test]
+    fn redirects_lead_to_ws_urls() {
+        let here = "ws://m1:5050/api/meseta/v1/agent";
+        assert_eq!(
+            redirect_target(here, "http://10.0.0.2:5050/api/meseta/v1/agent").as_deref(),
+            Some("ws://10.0.0.2:5050/api/meseta/v1/agent")
+        );
+        assert_eq!(
+            redirect_target(here, "https://m2/api/meseta/v1/agent").as_deref(),
+            Some("wss://m2/api/meseta/v1/agent")
+        );
+        assert_eq!(
+            redirect_target(here, "//m2:5050").as_deref(),
+            Some("ws://m2:5050/api/meseta/v1/agent")
+        );
+        assert_eq!(
+            redirect_target("wss://m1/api/meseta/v1/agent", "//m2:5050/").as_deref(),
+            Some("wss://m2:5050/api/meseta/v1/agent")
+        );
+        assert_eq!(
+            redirect_target(here, "/elsewhere?x=1").as_deref(),
+            Some("ws://m1:5050/elsewhere?x=1")
+        );
+        assert_eq!(redirect_target(here, "m2:5050"), None);
+        assert_eq!(redirect_target(here, "http:///x"), None);
+        assert_eq!(redirect_target(here, ""), None);
     }
 }

@@ -1,10 +1,13 @@
-//! The WebSocket connection to the master: register, dispatch master commands, heartbeat, resend
-//! unacknowledged updates, reconnect forever with backoff.
+//! The WebSocket connection to the master: find the leading master, register, dispatch master
+//! commands, heartbeat, resend unacknowledged updates, reconnect forever with backoff.
 //!
 //! ```text
-//!  connect ─▶ Register ─▶ Registered ─▶ persist id, attach (resend pending) ─▶ serve loop
-//!     ▲                   Rejected ───▶ stop with AgentError::Rejected
-//!     └── backoff 200 ms … 3 s ◀── disconnect / error
+//!  round: last leader, then each listed master ──▶ connect ─▶ Register ─▶ Registered ─▶ serve loop
+//!           │  307 on the handshake: follow Location (≤ 4 hops)           Rejected ──▶ stop
+//!           │  503 / refused / closed before Registered: next master
+//!           ▲
+//!           └── backoff 200 ms … 3 s after a round without registering (200 ms after a
+//!               registered connection ends, then again from the master it registered with)
 //! ```
 //!
 //! Master commands are handed to [`crate::tasks`] which never blocks this loop (slow work runs in
@@ -17,11 +20,11 @@ use futures::{SinkExt, StreamExt};
 use meseta_api::agent::{AgentMessage, MasterMessage};
 use tokio::sync::mpsc;
 use tokio::time::{interval, Instant, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::Shared;
-use crate::{tasks, AgentError};
+use crate::{config, tasks, AgentError};
 
 /// First reconnect delay.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -31,6 +34,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(3);
 const RESEND_INTERVAL: Duration = Duration::from_secs(10);
 /// Bound on the WebSocket handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Redirects followed from one listed master before moving to the next.
+const MAX_REDIRECTS: usize = 4;
 
 /// How one connection ended.
 enum Ended {
@@ -38,35 +43,126 @@ enum Ended {
     Shutdown,
     /// Lost the connection (after registering or not).
     Disconnected { registered: bool, why: String },
+    /// The handshake was redirected (a follower names the leader) to this WebSocket URL.
+    Redirected(String),
 }
 
-/// Connect, serve, reconnect until `cancel` fires or the master rejects us.
+/// How one attempt at a listed master (redirects followed) ended.
+enum Attempt {
+    /// Shutdown requested.
+    Shutdown,
+    /// Registered at `master`, then lost the connection.
+    Lost { master: String, why: String },
+    /// Never registered.
+    Failed { why: String },
+}
+
+/// Connect, serve, reconnect until `cancel` fires or the master rejects us. `masters` are the
+/// agent WebSocket URLs of the listed masters, tried in turn.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    url: String,
+    masters: Vec<String>,
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
     let mut backoff = BACKOFF_MIN;
+    let mut leader: Option<String> = None;
     loop {
-        match connect_and_serve(&shared, &url, &cancel).await {
-            Ok(Ended::Shutdown) => return Ok(()),
-            Ok(Ended::Disconnected { registered, why }) => {
-                tracing::warn!(master = %url, reason = %why, "disconnected from master");
-                if registered {
+        for start in round(&masters, leader.as_deref()) {
+            match attempt(&shared, &start, &cancel).await? {
+                Attempt::Shutdown => return Ok(()),
+                Attempt::Lost { master, why } => {
+                    tracing::warn!(%master, reason = %why, "disconnected from master");
+                    leader = Some(master);
                     backoff = BACKOFF_MIN;
+                    break;
+                }
+                Attempt::Failed { why } => {
+                    tracing::debug!(master = %start, reason = %why, "connection attempt failed");
                 }
             }
-            Err(AgentError::Rejected(m)) => {
-                tracing::error!(master = %url, message = %m, "master rejected the agent");
-                return Err(AgentError::Rejected(m));
-            }
-            Err(e) => tracing::debug!(master = %url, error = %e, "connection attempt failed"),
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             () = cancel.cancelled() => return Ok(()),
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// The masters of one round: the one last registered with first, then the listed ones in order.
+fn round(masters: &[String], leader: Option<&str>) -> Vec<String> {
+    let mut order: Vec<String> = leader.map(str::to_string).into_iter().collect();
+    for m in masters {
+        if Some(m.as_str()) != leader {
+            order.push(m.clone());
+        }
+    }
+    order
+}
+
+/// Try `start` and the masters its redirects name; `Err` only when a master rejected us.
+async fn attempt(
+    shared: &Arc<Shared>,
+    start: &str,
+    cancel: &CancellationToken,
+) -> Result<Attempt, AgentError> {
+    let mut url = start.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        match connect_and_serve(shared, &url, cancel).await {
+            Ok(Ended::Shutdown) => return Ok(Attempt::Shutdown),
+            Ok(Ended::Redirected(to)) => {
+                tracing::debug!(from = %url, %to, "master redirected the agent");
+                url = to;
+            }
+            Ok(Ended::Disconnected {
+                registered: true,
+                why,
+            }) => return Ok(Attempt::Lost { master: url, why }),
+            Ok(Ended::Disconnected {
+                registered: false,
+                why,
+            }) => return Ok(Attempt::Failed { why }),
+            Err(AgentError::Rejected(m)) => {
+                tracing::error!(master = %url, message = %m, "master rejected the agent");
+                return Err(AgentError::Rejected(m));
+            }
+            Err(e) => return Ok(Attempt::Failed { why: e.to_string() }),
+        }
+    }
+    Ok(Attempt::Failed {
+        why: format!("more than {MAX_REDIRECTS} redirects from {start}"),
+    })
+}
+
+/// How a handshake refused with an HTTP answer ends: a redirect to follow, else a failure naming
+/// the status and the answer's message.
+fn refused(url: &str, resp: &tungstenite::http::Response<Option<Vec<u8>>>) -> Ended {
+    let status = resp.status();
+    if status.is_redirection() {
+        let location = resp
+            .headers()
+            .get(tungstenite::http::header::LOCATION)
+            .and_then(|v| v.to_str().ok());
+        if let Some(to) = location.and_then(|l| config::redirect_target(url, l)) {
+            return Ended::Redirected(to);
+        }
+        return Ended::Disconnected {
+            registered: false,
+            why: format!("{status} without a usable Location ({location:?})"),
+        };
+    }
+    let body = resp
+        .body()
+        .as_deref()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| body.trim().to_string());
+    Ended::Disconnected {
+        registered: false,
+        why: format!("handshake answered {status}: {message}"),
     }
 }
 
@@ -80,6 +176,7 @@ async fn connect_and_serve(
     let ws = tokio::select! {
         r = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match r {
             Ok(Ok((ws, _))) => ws,
+            Ok(Err(tungstenite::Error::Http(resp))) => return Ok(refused(url, &resp)),
             Ok(Err(e)) => return Ok(Ended::Disconnected { registered: false, why: e.to_string() }),
             Err(_) => return Ok(Ended::Disconnected { registered: false, why: "connect timeout".into() }),
         },
@@ -97,6 +194,7 @@ async fn connect_and_serve(
     let (tx, mut rx) = mpsc::unbounded_channel::<AgentMessage>();
     let mut conn = Conn {
         shared,
+        master: url,
         tx,
         registered: false,
     };
@@ -195,6 +293,8 @@ async fn heartbeat_tick(hb: &mut Option<tokio::time::Interval>) {
 /// Per-connection state.
 struct Conn<'a> {
     shared: &'a Arc<Shared>,
+    /// The master's WebSocket URL.
+    master: &'a str,
     tx: mpsc::UnboundedSender<AgentMessage>,
     registered: bool,
 }
@@ -226,7 +326,7 @@ impl Conn<'_> {
                         "the master assigned an unusable agent id: {e}"
                     )));
                 }
-                tracing::info!(agent_id = %agent_id, "registered with master");
+                tracing::info!(agent_id = %agent_id, master = %self.master, "registered with master");
                 self.shared.set_registered(&agent_id);
                 let secs = if heartbeat_interval_secs.is_finite() && heartbeat_interval_secs > 0.0 {
                     heartbeat_interval_secs.clamp(0.05, 3600.0)
@@ -256,5 +356,55 @@ impl Conn<'_> {
             },
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::http::Response;
+
+    #[test]
+    fn a_round_starts_at_the_last_leader() {
+        let listed = vec!["ws://a/p".to_string(), "ws://b/p".to_string()];
+        assert_eq!(round(&listed, None), listed);
+        assert_eq!(round(&listed, Some("ws://b/p")), ["ws://b/p", "ws://a/p"]);
+        assert_eq!(
+            round(&listed, Some("ws://c/p")),
+            ["ws://c/p", "ws://a/p", "ws://b/p"]
+        );
+    }
+
+    #[test]
+    fn refused_handshakes_redirect_or_name_the_reason() {
+        let here = "ws://m1:5050/api/meseta/v1/agent";
+        let redirect = Response::builder()
+            .status(307)
+            .header("Location", "http://m2:5050/api/meseta/v1/agent")
+            .body(None)
+            .expect("response");
+        assert!(matches!(
+            refused(here, &redirect),
+            Ended::Redirected(to) if to == "ws://m2:5050/api/meseta/v1/agent"
+        ));
+        let no_location = Response::builder()
+            .status(307)
+            .body(None)
+            .expect("response");
+        assert!(matches!(
+            refused(here, &no_location),
+            Ended::Disconnected { registered: false, why } if why.contains("Location")
+        ));
+        let no_leader = Response::builder()
+            .status(503)
+            .body(Some(
+                br#"{"message":"no leading master elected yet"}"#.to_vec(),
+            ))
+            .expect("response");
+        assert!(matches!(
+            refused(here, &no_leader),
+            Ended::Disconnected { registered: false, why }
+                if why == "handshake answered 503 Service Unavailable: no leading master elected yet"
+        ));
     }
 }

@@ -30,7 +30,7 @@ pub enum AgentError {
         /// Underlying error.
         source: serde_json::Error,
     },
-    /// The master URL cannot be turned into a WebSocket URL.
+    /// A master URL (of the comma-separated list) cannot be turned into a WebSocket URL.
     #[error("invalid master url {0:?}")]
     InvalidMaster(String),
     /// The master refused the registration.

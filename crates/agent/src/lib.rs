@@ -2,7 +2,8 @@
 //!
 //! The `meseta agent` / `meseta dev` commands and the in-process test cluster call
 //! [`Agent::start`], which recovers from the work dir, binds the agent's HTTP server and connects to
-//! the master over one WebSocket (protocol in `meseta_api::agent`).
+//! the master over one WebSocket (protocol in `meseta_api::agent`); given several masters, it
+//! finds the leading one (a follower redirects the handshake to it).
 //!
 //! ```text
 //!            ┌──────────── connection (ws loop) ◀──── master: LaunchTask / KillTask / Acknowledge
@@ -69,8 +70,7 @@ impl Agent {
     /// Recover from work_dir, bind the HTTP listener; does not connect yet (the connection is made in
     /// the background right after). Errors are typed.
     pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, AgentError> {
-        let url = config::ws_url(&cfg.master)
-            .ok_or_else(|| AgentError::InvalidMaster(cfg.master.clone()))?;
+        let masters = config::ws_urls(&cfg.master).map_err(AgentError::InvalidMaster)?;
         let checkpoint = checkpoint::Checkpoint::open(&cfg.work_dir)?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -102,7 +102,7 @@ impl Agent {
         ));
         recovery::recover(&shared)?;
         prune_stale_cgroups(&shared);
-        tracing::info!(addr = %http_addr, master = %url, resources = %shared.resources,
+        tracing::info!(addr = %http_addr, masters = ?masters, resources = %shared.resources,
             "agent started");
 
         let http = spawn_http(Arc::clone(&shared), listener);
@@ -113,7 +113,7 @@ impl Agent {
             let shared = Arc::clone(&shared);
             let cancel = conn_cancel.clone();
             async move {
-                let r = connection::run(shared, url, cancel).await;
+                let r = connection::run(shared, masters, cancel).await;
                 let why = match &r {
                     Ok(()) => Stop::Other("shut down".to_string()),
                     Err(AgentError::Rejected(m)) => Stop::Rejected(m.clone()),

@@ -1,8 +1,9 @@
 //! One typed HTTP client of the meseta master, used by every CLI verb (`meseta execute`, `task`,
 //! `node`, `app`, `deploy`, `job`, …) and the benchmarks.
 //!
-//! [`MasterClient`] holds the connection pools and the master's URL; each API the master serves is
-//! a group of its methods:
+//! [`MasterClient`] holds the connection pools and the masters' URLs (one, or the several masters
+//! of a highly available cluster, whose leader each request finds: [`masters`]); each API the
+//! master serves is a group of its methods:
 //!
 //! ```text
 //! MasterClient ── state, slaves, frameworks, get_path, operator_call,      Mesos v0/v1 operator,
@@ -18,6 +19,7 @@
 pub mod chronos;
 pub mod error;
 pub mod marathon;
+pub mod masters;
 pub mod path;
 pub mod subscription;
 
@@ -29,7 +31,10 @@ pub use subscription::{SchedulerCaller, SchedulerSession, SCHEDULER_PATH, STREAM
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
+
+use masters::{Failure, Masters, Sent};
 
 /// Timeout of ordinary (non-streaming) requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,34 +50,46 @@ pub struct LogChunk {
     pub size: u64,
 }
 
-/// A client of one master.
+/// Redirects one request follows (a follower's 307 to the leader takes one).
+const MAX_REDIRECTS: usize = 5;
+
+/// A client of the master, or of the masters of a highly available cluster; clones share the
+/// connection pools and the knowledge of which master leads.
 #[derive(Clone, Debug)]
 pub struct MasterClient {
-    base: String,
+    masters: Arc<Masters>,
     http: reqwest::Client,
     stream_http: reqwest::Client,
 }
 
 impl MasterClient {
-    /// A client of the master at `base_url`, e.g. `http://127.0.0.1:5050`.
+    /// A client of the master at `base_url`, e.g. `http://127.0.0.1:5050`, or of the masters of a
+    /// comma-separated list (`http://m1:5050,http://m2:5050`), whose leader each request finds
+    /// (see [`masters`]).
     pub fn new(base_url: impl Into<String>) -> Result<MasterClient, ClientError> {
-        let base = base_url.into().trim_end_matches('/').to_string();
+        let given = base_url.into();
+        let masters = Masters::parse(&given).ok_or_else(|| ClientError::NoMaster {
+            given: given.clone(),
+        })?;
         let build = |timeout: Option<Duration>| {
+            // A follower answers 307 with the leader's URL; reqwest sends the same method and
+            // body there (bodies here are bytes, never streams).
             let mut b = reqwest::Client::builder()
                 .no_proxy()
+                .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
                 .connect_timeout(Duration::from_secs(5));
             if let Some(t) = timeout {
                 b = b.timeout(t);
             }
             b.build().map_err(|source| ClientError::Http {
-                url: base.clone(),
+                url: given.clone(),
                 source,
             })
         };
         Ok(MasterClient {
             http: build(Some(REQUEST_TIMEOUT))?,
             stream_http: build(None)?,
-            base,
+            masters,
         })
     }
 
@@ -86,18 +103,31 @@ impl MasterClient {
         Chronos { client: self }
     }
 
-    /// The master's base URL (no trailing slash).
-    pub fn base_url(&self) -> &str {
-        &self.base
+    /// The base URL (no trailing slash) of the master that answered last: the leader, once
+    /// found; the first listed before any answer.
+    pub fn base_url(&self) -> String {
+        self.masters.leader()
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+    /// The listed masters' base URLs.
+    pub fn masters(&self) -> &[String] {
+        self.masters.list()
+    }
+
+    /// Sends `method path` through the ordinary pool, built further by `build`.
+    async fn send_plain(
+        &self,
+        method: Method,
+        path: &str,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Sent, ClientError> {
+        self.send(&self.http, method, path, build)
+            .await
+            .map_err(Failure::plain)
     }
 
     async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
-        let url = self.url(path);
-        let resp = self.http.get(&url).send().await.map_err(http_err(&url))?;
+        let Sent { resp, url } = self.send_plain(Method::GET, path, |r| r).await?;
         let resp = expect_status(resp, &url, &[200]).await?;
         read_json(resp, &url).await
     }
@@ -119,8 +149,7 @@ impl MasterClient {
 
     /// `GET /health`: `Ok` when the master answers 200.
     pub async fn health(&self) -> Result<(), ClientError> {
-        let url = self.url("/health");
-        let resp = self.http.get(&url).send().await.map_err(http_err(&url))?;
+        let Sent { resp, url } = self.send_plain(Method::GET, "/health", |r| r).await?;
         expect_status(resp, &url, &[200]).await.map(drop)
     }
 
@@ -131,26 +160,15 @@ impl MasterClient {
 
     /// `DELETE` a master path; 2xx is success.
     pub async fn delete_path(&self, path: &str) -> Result<(), ClientError> {
-        let url = self.url(path);
-        let resp = self
-            .http
-            .delete(&url)
-            .send()
-            .await
-            .map_err(http_err(&url))?;
+        let Sent { resp, url } = self.send_plain(Method::DELETE, path, |r| r).await?;
         expect_status(resp, &url, &[200, 202, 204]).await.map(drop)
     }
 
     /// A v1 operator API call (`POST /api/v1`); returns the JSON answer (`null` when empty).
     pub async fn operator_call(&self, call: &Value) -> Result<Value, ClientError> {
-        let url = self.url("/api/v1");
-        let resp = self
-            .http
-            .post(&url)
-            .json(call)
-            .send()
-            .await
-            .map_err(http_err(&url))?;
+        let Sent { resp, url } = self
+            .send_plain(Method::POST, "/api/v1", |r| r.json(call))
+            .await?;
         let resp = expect_status(resp, &url, &[200, 202]).await?;
         let text = resp.text().await.map_err(http_err(&url))?;
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -163,25 +181,20 @@ impl MasterClient {
 
     /// `POST /master/teardown` (`frameworkId=<id>`): kill the framework's tasks and remove it.
     pub async fn teardown(&self, framework_id: &str) -> Result<(), ClientError> {
-        let url = self.url("/master/teardown");
-        let resp = self
-            .http
-            .post(&url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(format!("frameworkId={}", path::segment(framework_id)))
-            .send()
-            .await
-            .map_err(http_err(&url))?;
+        let body = format!("frameworkId={}", path::segment(framework_id));
+        let Sent { resp, url } = self
+            .send_plain(Method::POST, "/master/teardown", |r| {
+                r.header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(body.clone())
+            })
+            .await?;
         expect_status(resp, &url, &[200]).await.map(drop)
     }
 
     /// `POST /api/meseta/v1/tasks/{id}/kill`; 404 when the task is unknown.
     pub async fn kill_task(&self, task_id: &str) -> Result<(), ClientError> {
-        let url = self.url(&format!(
-            "/api/meseta/v1/tasks/{}/kill",
-            path::segment(task_id)
-        ));
-        let resp = self.http.post(&url).send().await.map_err(http_err(&url))?;
+        let path = format!("/api/meseta/v1/tasks/{}/kill", path::segment(task_id));
+        let Sent { resp, url } = self.send_plain(Method::POST, &path, |r| r).await?;
         expect_status(resp, &url, &[200, 202]).await.map(drop)
     }
 
@@ -194,12 +207,12 @@ impl MasterClient {
         offset: u64,
         length: u64,
     ) -> Result<LogChunk, ClientError> {
-        let url = self.url(&format!(
+        let path = format!(
             "/api/meseta/v1/tasks/{}/logs?stream={}&offset={offset}&length={length}",
             path::segment(task_id),
             path::segment(stream),
-        ));
-        let resp = self.http.get(&url).send().await.map_err(http_err(&url))?;
+        );
+        let Sent { resp, url } = self.send_plain(Method::GET, &path, |r| r).await?;
         let resp = expect_status(resp, &url, &[200]).await?;
         let value = read_json(resp, &url).await?;
         serde_json::from_value(value).map_err(|e| ClientError::Decode {
@@ -251,21 +264,18 @@ impl MasterClient {
         body: Option<&Value>,
     ) -> Result<reqwest::Response, ClientError> {
         let request = format!("{method} {path}");
-        let mut req = http
-            .request(method, format!("{}{}{path}", self.base, api.prefix()))
-            .header(reqwest::header::ACCEPT, accept);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                api,
-                master: self.base.clone(),
-                request: request.clone(),
-                source,
-            })?;
+        let full_path = format!("{}{path}", api.prefix());
+        let build = |r: reqwest::RequestBuilder| {
+            let r = r.header(reqwest::header::ACCEPT, accept);
+            match body {
+                Some(b) => r.json(b),
+                None => r,
+            }
+        };
+        let resp = match self.send(http, method, &full_path, build).await {
+            Ok(sent) => sent.resp,
+            Err(failure) => return Err(failure.api(api, request)),
+        };
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(resp);
@@ -349,6 +359,17 @@ mod tests {
     fn base_url_trailing_slash_is_dropped() {
         let c = MasterClient::new("http://127.0.0.1:5050/").expect("client");
         assert_eq!(c.base_url(), "http://127.0.0.1:5050");
-        assert_eq!(c.url("/health"), "http://127.0.0.1:5050/health");
+        assert_eq!(c.masters(), ["http://127.0.0.1:5050"]);
+    }
+
+    #[test]
+    fn a_list_of_masters_starts_at_the_first() {
+        let c = MasterClient::new("http://m1:5050, http://m2:5050/").expect("client");
+        assert_eq!(c.base_url(), "http://m1:5050");
+        assert_eq!(c.masters(), ["http://m1:5050", "http://m2:5050"]);
+        assert!(matches!(
+            MasterClient::new(" , "),
+            Err(ClientError::NoMaster { .. })
+        ));
     }
 }

@@ -24,7 +24,10 @@ use meseta_api::client::MasterClient;
 /// Options every subcommand accepts.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Base URL of the master.
+    /// Base URL of the master, or a comma-separated list of the masters of a highly available
+    /// cluster (`http://m1:5050,http://m2:5050`): requests go to the leading master (a
+    /// follower's redirect is followed; an unreachable master, or one that knows no leader yet,
+    /// is skipped).
     #[arg(
         long,
         env = "MESETA_MASTER",
@@ -149,5 +152,20 @@ mod tests {
             cli.cmd,
             Command::Task(task::TaskCmd::List { all: true })
         ));
+    }
+
+    #[test]
+    fn master_takes_a_list() {
+        let cli = Cli::try_parse_from([
+            "meseta",
+            "--master",
+            "http://m1:5050,http://m2:5050",
+            "app",
+            "list",
+        ])
+        .expect("valid args");
+        assert_eq!(cli.g.master, "http://m1:5050,http://m2:5050");
+        let client = client(&cli.g).expect("client");
+        assert_eq!(client.masters(), ["http://m1:5050", "http://m2:5050"]);
     }
 }

@@ -21,6 +21,7 @@ mod calls;
 mod command;
 mod core;
 mod framework;
+pub mod ha;
 mod http;
 mod inspect;
 mod maintenance;

@@ -4,7 +4,7 @@
 //! A running cluster is backed up through its master (`GET /master/backup`); a stopped master's
 //! embedded store can be read directly (`--data-dir`). A restore writes into a stopped master's
 //! store (`--data-dir`) or a store named by URL (`--store`), which must be empty unless
-//! `--force`.
+//! `--force`. A store URL is opened as `meseta master --store` opens it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,8 @@ pub struct RestoreArgs {
     pub force: bool,
 }
 
-/// `meseta backup`.
+/// `meseta backup`: from the leading master of `master` (a comma-separated list), or from a
+/// stopped master's data dir.
 pub async fn backup(a: BackupArgs, master: &str, json: bool) -> anyhow::Result<i32> {
     let (snapshot, source) = match &a.data_dir {
         Some(dir) => {
@@ -60,16 +61,16 @@ pub async fn backup(a: BackupArgs, master: &str, json: bool) -> anyhow::Result<i
             (snap, path.display().to_string())
         }
         None => {
-            // A list of masters may come later; the first one answers for now.
-            let url = master.split(',').next().unwrap_or(master).trim();
-            let client = meseta_api::client::MasterClient::new(url)?;
+            // Given a list of masters, the client finds the leading one.
+            let client = meseta_api::client::MasterClient::new(master)?;
             let value = client
                 .get_path("/master/backup")
                 .await
-                .with_context(|| format!("asking {url} for a backup"))?;
+                .with_context(|| format!("asking {master} for a backup"))?;
+            let url = client.base_url();
             let snap: Snapshot = serde_json::from_value(value)
                 .with_context(|| format!("{url} answered something that is not a backup"))?;
-            (snap, url.to_string())
+            (snap, url)
         }
     };
     let bytes = snapshot.to_json()?;
@@ -140,20 +141,7 @@ async fn open_target(a: &RestoreArgs) -> anyhow::Result<(Arc<dyn Store>, String)
         return Ok((store, cluster::store_path(dir).display().to_string()));
     }
     let url = a.store.as_deref().unwrap_or_default();
-    Ok((open_store_url(url).await?, url.to_string()))
-}
-
-/// Opens a store by URL; the scheme names the backend.
-async fn open_store_url(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    let Some((scheme, _)) = url.split_once("://") else {
-        anyhow::bail!("--store {url:?} is not a URL like etcd://host:2379,host:2379");
-    };
-    match scheme {
-        "etcd" => anyhow::bail!("the etcd store is not built into this meseta yet ({url})"),
-        other => anyhow::bail!(
-            "--store {url:?}: unknown store {other:?} (etcd://host:2379,... or --data-dir DIR)"
-        ),
-    }
+    Ok((cluster::open_shared_store(url).await?, url.to_string()))
 }
 
 /// Writes `bytes` to `path` through a temp file in the same dir, synced, then renamed over
@@ -211,18 +199,5 @@ mod tests {
         assert_eq!(names, ["backup.json"], "no temp file left");
         let missing = dir.path().join("no-such-dir").join("b.json");
         assert!(write_atomically(&missing, b"x").is_err());
-    }
-
-    #[tokio::test]
-    async fn store_urls_by_scheme() {
-        let e = open_store_url("etcd://127.0.0.1:2379")
-            .await
-            .err()
-            .expect("not built in");
-        assert!(e.to_string().contains("not built into"), "{e}");
-        for bad in ["consul://x", "/var/lib/meseta"] {
-            let e = open_store_url(bad).await.err().expect("refused");
-            assert!(e.to_string().contains(bad), "{e}");
-        }
     }
 }

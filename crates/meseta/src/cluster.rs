@@ -8,8 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use meseta_agent::{Agent, AgentConfig};
 use meseta_api::domain::Domain;
+use meseta_master::ha::HaOptions;
 use meseta_master::{Cancel as CancellationToken, Master, MasterConfig};
 use meseta_store::redb::RedbStore;
+use meseta_store::Store;
 use meseta_types::{Attributes, Resources};
 
 /// Flags of `meseta master`.
@@ -38,6 +40,19 @@ pub struct MasterArgs {
     /// default user, and one that asks for `root` is refused).
     #[arg(long)]
     pub allow_root: bool,
+    /// Shared store for highly available masters, e.g. `etcd://h1:2379,h2:2379,h3:2379`: any
+    /// number of masters on it elect one leader; the others redirect clients to it. Without
+    /// it the master keeps its state in the embedded store under `--data-dir` and leads alone.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub store: Option<String>,
+    /// With `--store`: how long the leader's lease outlives its last keep-alive (how long a
+    /// dead leader goes unnoticed at most).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+    /// With `--store`: the URL other masters redirect clients to (default:
+    /// `http://<hostname>:<port>`).
+    #[arg(long)]
+    pub advertise: Option<String>,
 }
 
 /// `region=<name>,zone=<name>`.
@@ -72,7 +87,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Flags of `meseta agent`.
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {
-    /// Base URL of the master.
+    /// Base URL of the master, or a comma-separated list of the masters of a highly available
+    /// cluster (`http://m1:5050,http://m2:5050`): the agent tries them in turn, follows a
+    /// follower's redirect to the leading master and, after a disconnect, starts again from the
+    /// master it was registered with.
     #[arg(long, env = "MESETA_MASTER", default_value = "http://127.0.0.1:5050")]
     pub master: String,
     /// Where tasks, sandboxes and checkpoints live (default: the user's data dir, `meseta/agent`).
@@ -213,17 +231,44 @@ fn built_in_schedulers(master: &Master, cancel: &CancellationToken) -> axum::Rou
     meseta_chronos::start(master, cancel).merge(meseta_marathon::start(master, cancel))
 }
 
+/// Opens a shared store named by URL (`meseta master --store`).
+pub async fn open_shared_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("etcd") => anyhow::bail!("--store {url}: the etcd backend is not built in yet"),
+        _ => anyhow::bail!("--store {url}: expecting etcd://host:port[,host:port...]"),
+    }
+}
+
 /// `meseta master`.
 pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
+    let mut cfg = master_config(a.listen, a.agent_timeout, a.hostname)?;
+    cfg.offer_timeout = a.offer_timeout;
+    cfg.domain = a.domain;
+    cfg.allow_root_tasks = a.allow_root;
+    if let Some(url) = &a.store {
+        let store = open_shared_store(url).await?;
+        let ha = HaOptions {
+            lease_ttl: a.lease_ttl,
+            advertise_url: a.advertise,
+        };
+        let mut handle = meseta_master::ha::start_ha(cfg, ha, store, built_in_schedulers)
+            .await
+            .context("starting the master (pass --listen ADDR for another address)")?;
+        eprintln!(
+            "meseta master listening on http://{} (advertised as {}; store {url})",
+            handle.addr, handle.url
+        );
+        tokio::select! {
+            r = handle.wait() => r.context("master stopped")?,
+            _ = shutdown_signal() => handle.shutdown().await.context("stopping the master")?,
+        }
+        return Ok(());
+    }
     let dir = match a.data_dir {
         Some(d) => d,
         None => default_dir("master")?,
     };
     let store = open_store(&dir)?;
-    let mut cfg = master_config(a.listen, a.agent_timeout, a.hostname)?;
-    cfg.offer_timeout = a.offer_timeout;
-    cfg.domain = a.domain;
-    cfg.allow_root_tasks = a.allow_root;
     let mut handle = meseta_master::start_with(cfg, store, built_in_schedulers)
         .await
         .context("starting the master (pass --listen ADDR for another address)")?;

@@ -42,6 +42,10 @@ pub enum StoreError {
     /// A value could not be encoded or decoded.
     #[error("encoding failed: {0}")]
     Encode(String),
+    /// A write of a deposed leader was refused (see [`crate::election`]). Not retryable: the
+    /// writer must stop acting as leader.
+    #[error("write refused: {0}")]
+    Fenced(String),
     /// The store was written by a meseta with another schema version (see
     /// [`crate::schema`]). Fatal: this meseta stops rather than misread it.
     #[error(

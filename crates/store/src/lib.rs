@@ -14,6 +14,7 @@
 
 pub mod backup;
 pub mod conformance;
+pub mod election;
 mod engine;
 mod error;
 mod leases;

@@ -132,17 +132,35 @@ impl Cluster {
     /// rebuilt from what was persisted, as after a process restart); waits until every agent
     /// has re-registered.
     pub async fn restart_master(&mut self) -> anyhow::Result<()> {
+        let addr = self
+            .master_handle
+            .as_ref()
+            .context("the master is not running")?
+            .addr;
+        self.move_master(addr).await?;
+        self.wait_agents_active(Duration::from_secs(30)).await
+    }
+
+    /// Stop the master and start a new one on `listen` (port 0: a free one) over the same store,
+    /// as when another master takes over; [`Cluster::url`] becomes its URL, which is returned.
+    /// Does not wait for the agents (they find the new master only if told where it is).
+    pub async fn move_master(&mut self, listen: SocketAddr) -> anyhow::Result<String> {
         let handle = self
             .master_handle
             .take()
             .context("the master is not running")?;
-        let addr = handle.addr;
         handle.shutdown().await;
-        let handle = start_master(&self.opts, addr, Arc::clone(&self.store)).await?;
+        let handle = start_master(&self.opts, listen, Arc::clone(&self.store)).await?;
         self.master = handle.master.clone();
+        self.url = format!("http://{}", handle.addr);
         self.master_handle = Some(handle);
+        Ok(self.url.clone())
+    }
+
+    /// Wait until the master counts every agent of [`Cluster::agents`] active.
+    pub async fn wait_agents_active(&self, timeout: Duration) -> anyhow::Result<()> {
         let want = self.agents.len();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let active = self
                 .get_json("/master/slaves")

@@ -61,6 +61,12 @@ pub enum ClientError {
         /// What happened.
         reason: String,
     },
+    /// The master URL given to [`super::MasterClient::new`] names no master.
+    #[error("no master URL in {given:?}")]
+    NoMaster {
+        /// The text given.
+        given: String,
+    },
     /// A Marathon or Chronos request could not be sent.
     #[error("cannot reach the master{} ({request})", at_master(*.api, .master))]
     Unreachable {

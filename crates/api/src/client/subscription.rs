@@ -6,7 +6,10 @@
 
 use std::collections::VecDeque;
 
-use super::{expect_status, http_err, ClientError, MasterClient};
+use reqwest::Method;
+
+use super::masters::{Failure, Sent};
+use super::{expect_status, ClientError, MasterClient};
 use crate::recordio::{self, Decoder, RecordIoError};
 use crate::scheduler::{Call, CallKind, Event, FrameworkInfo, IdValue, Subscribe};
 
@@ -18,17 +21,18 @@ pub const STREAM_ID_HEADER: &str = "Mesos-Stream-Id";
 impl MasterClient {
     /// POSTs one scheduler call and expects 202.
     async fn post_call(&self, call: &Call, stream_id: Option<&str>) -> Result<(), ClientError> {
-        let url = self.url(SCHEDULER_PATH);
-        let mut req = self
-            .http
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json")
-            .body(recordio::to_ascii_json(call));
-        if let Some(id) = stream_id {
-            req = req.header(STREAM_ID_HEADER, id);
-        }
-        let resp = req.send().await.map_err(http_err(&url))?;
+        let body = recordio::to_ascii_json(call);
+        let build = |r: reqwest::RequestBuilder| {
+            let r = r
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json")
+                .body(body.clone());
+            match stream_id {
+                Some(id) => r.header(STREAM_ID_HEADER, id),
+                None => r,
+            }
+        };
+        let Sent { resp, url } = self.send_plain(Method::POST, SCHEDULER_PATH, build).await?;
         expect_status(resp, &url, &[200, 202]).await.map(drop)
     }
 
@@ -38,7 +42,6 @@ impl MasterClient {
         &self,
         framework_info: FrameworkInfo,
     ) -> Result<SchedulerSession, ClientError> {
-        let url = self.url(SCHEDULER_PATH);
         let call = Call {
             framework_id: framework_info.id.clone(),
             kind: CallKind::Subscribe {
@@ -48,15 +51,17 @@ impl MasterClient {
                 },
             },
         };
-        let resp = self
-            .stream_http
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json")
-            .body(recordio::to_ascii_json(&call))
-            .send()
+        // The stream is answered by the leader (a follower's 307 is followed); later calls go to
+        // the master that answered, which the client now remembers.
+        let body = recordio::to_ascii_json(&call);
+        let Sent { resp, url } = self
+            .send(&self.stream_http, Method::POST, SCHEDULER_PATH, |r| {
+                r.header("Content-Type", "application/json")
+                    .header("Accept", "application/json")
+                    .body(body.clone())
+            })
             .await
-            .map_err(http_err(&url))?;
+            .map_err(Failure::plain)?;
         let resp = expect_status(resp, &url, &[200]).await?;
         let stream_id = resp
             .headers()

@@ -106,7 +106,7 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(args: &[&str], log: &Path) -> Proc {
+pub fn spawn(args: &[&str], log: &Path) -> Proc {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file clone");
     let child = Command::new(MESETA)
