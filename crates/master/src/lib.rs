@@ -93,6 +93,7 @@ struct Inner {
 impl Master {
     /// Build a master over `store`, loading the agents and frameworks it persisted.
     pub async fn new(cfg: MasterConfig, store: Arc<dyn Store>) -> Result<Master, MasterError> {
+        meseta_store::schema::check_or_init(store.as_ref()).await?;
         let recovered = registry::load(store.as_ref()).await?;
         let core = Core::new(cfg, recovered);
         Ok(Master {

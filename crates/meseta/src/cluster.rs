@@ -174,9 +174,15 @@ fn parse_attributes(a: Option<&str>) -> anyhow::Result<Attributes> {
     }
 }
 
-fn open_store(dir: &std::path::Path) -> anyhow::Result<Arc<RedbStore>> {
+/// The embedded store's file in a master's data dir.
+pub(crate) fn store_path(dir: &std::path::Path) -> PathBuf {
+    dir.join("store.redb")
+}
+
+/// Opens (creating if needed) the embedded store of the master data dir `dir`.
+pub(crate) fn open_store(dir: &std::path::Path) -> anyhow::Result<Arc<RedbStore>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("store.redb");
+    let path = store_path(dir);
     let store =
         RedbStore::open(&path).with_context(|| format!("opening store {}", path.display()))?;
     Ok(Arc::new(store))

@@ -4,6 +4,7 @@
 //! `meseta shim` runs before any async runtime exists, so it is single-threaded when it forks.
 #![deny(unsafe_code)]
 
+mod backup;
 mod cluster;
 mod heap;
 mod shutdown;
@@ -48,6 +49,10 @@ enum Top {
     /// Simulated agents for tests and benchmarks.
     #[command(subcommand)]
     Sim(meseta_bench::sim::SimCmd),
+    /// Write the store's contents to a file (from a running master, or a stopped one's dir).
+    Backup(backup::BackupArgs),
+    /// Write a backup file into a stopped master's empty store.
+    Restore(backup::RestoreArgs),
 }
 
 fn main() {
@@ -129,6 +134,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Top::Client(c) => meseta_cli::run(c, cli.global).await,
         Top::Bench(c) => meseta_bench::run(c, cli.global.json).await,
         Top::Sim(c) => meseta_bench::sim::run(c, &cli.global.master, cli.global.json).await,
+        Top::Backup(a) => backup::backup(a, &cli.global.master, cli.global.json).await,
+        Top::Restore(a) => backup::restore(a, cli.global.json).await,
     }
 }
 

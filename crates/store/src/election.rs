@@ -443,6 +443,13 @@ impl Store for FencedStore {
         self.inner.list(prefix).await
     }
 
+    async fn list_with_revision(
+        &self,
+        prefix: &str,
+    ) -> Result<(Revision, Vec<KeyValue>), StoreError> {
+        self.inner.list_with_revision(prefix).await
+    }
+
     async fn txn(
         &self,
         compares: Vec<Compare>,

@@ -51,6 +51,27 @@ pub enum StoreError {
     /// writer must stop acting as leader.
     #[error("write refused: {0}")]
     Fenced(String),
+    /// The store was written by a meseta with another schema version (see
+    /// [`crate::schema`]). Fatal: this meseta stops rather than misread it.
+    #[error(
+        "the store holds schema version {found}, but this meseta supports schema version \
+         {supported} only; stopping (run a meseta that supports version {found}, or restore \
+         a backup taken with this version)"
+    )]
+    Schema {
+        /// The version recorded in the store.
+        found: u32,
+        /// The version this meseta reads and writes ([`crate::schema::SCHEMA_VERSION`]).
+        supported: u32,
+    },
+    /// The store holds the marker of a restore that has not finished (see
+    /// [`crate::backup::restore`]): its contents are incomplete. Fatal.
+    #[error(
+        "the store holds {marker}: a restore into it did not finish, so its contents are \
+         incomplete; refusing to use it (run the restore again with --force)",
+        marker = crate::backup::RESTORE_MARKER
+    )]
+    RestoreInProgress,
 }
 
 impl StoreError {

@@ -16,6 +16,7 @@
 //! Used by the master (state persistence) and by test harnesses.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod conformance;
 pub mod election;
 mod engine;
@@ -24,6 +25,7 @@ pub mod etcd;
 mod leases;
 pub mod mem;
 pub mod redb;
+pub mod schema;
 mod watch;
 
 use std::time::Duration;
@@ -158,6 +160,27 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
     /// All keys starting with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, StoreError>;
+    /// [`Store::list`] together with the store revision the keys were read at.
+    ///
+    /// The default reads the revision before and after the list and retries until no write
+    /// came in between; backends that read both in one transaction override it.
+    async fn list_with_revision(
+        &self,
+        prefix: &str,
+    ) -> Result<(Revision, Vec<KeyValue>), StoreError> {
+        for _ in 0..LIST_AT_REVISION_ATTEMPTS {
+            let before = self.revision().await?;
+            let kvs = self.list(prefix).await?;
+            let after = self.revision().await?;
+            if before == after && kvs.iter().all(|kv| kv.mod_revision <= before) {
+                return Ok((before, kvs));
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the store changed during each of {LIST_AT_REVISION_ATTEMPTS} attempts to list \
+             {prefix:?} at one revision"
+        )))
+    }
     /// Atomically: if every compare holds run `success`, else run `failure`.
     async fn txn(
         &self,
@@ -212,6 +235,9 @@ pub const MAX_TXN_OPS: usize = 100;
 /// Most bytes of keys and values a writer puts in one transaction. etcd refuses requests over
 /// 1.5 MiB (`--max-request-bytes`); 1 MiB leaves room for the request's framing.
 pub const MAX_TXN_BYTES: usize = 1024 * 1024;
+
+/// How often [`Store::list_with_revision`]'s default retries a list that raced a write.
+const LIST_AT_REVISION_ATTEMPTS: usize = 20;
 
 /// How many events each backend keeps for watches that start in the past.
 pub(crate) const WATCH_HISTORY: usize = 10_000;

@@ -158,6 +158,14 @@ impl Store for MemStore {
         Ok(engine::scan_map(&self.inner.lock().kv, prefix))
     }
 
+    async fn list_with_revision(
+        &self,
+        prefix: &str,
+    ) -> Result<(Revision, Vec<KeyValue>), StoreError> {
+        let inner = self.inner.lock();
+        Ok((inner.revision, engine::scan_map(&inner.kv, prefix)))
+    }
+
     async fn txn(
         &self,
         compares: Vec<Compare>,

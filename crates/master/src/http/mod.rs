@@ -9,6 +9,7 @@
 //! fallback and the 1 MiB body limit.
 
 mod agent;
+mod backup;
 mod maintenance;
 mod mesos;
 mod metrics;
@@ -82,6 +83,7 @@ fn routes() -> Router<Master> {
         .route("/machine/down", post(maintenance::down))
         .route("/master/machine/up", post(maintenance::up))
         .route("/machine/up", post(maintenance::up))
+        .route("/master/backup", get(backup::backup))
         .route("/master/roles", get(roles::roles))
         .route("/master/roles.json", get(roles::roles))
         .route(

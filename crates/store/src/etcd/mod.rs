@@ -300,6 +300,27 @@ impl Store for EtcdStore {
         resp.kvs.into_iter().map(|kv| self.keys.kv(kv)).collect()
     }
 
+    /// One range request: etcd answers it at one revision, which its header names.
+    async fn list_with_revision(
+        &self,
+        prefix: &str,
+    ) -> Result<(Revision, Vec<KeyValue>), StoreError> {
+        let (key, end) = self.keys.range(prefix);
+        let req = RangeRequest {
+            key: b64(&key),
+            range_end: b64(&end),
+            ..RangeRequest::default()
+        };
+        let resp = self.range(req).await?;
+        let revision = resp.header.revision;
+        let kvs = resp
+            .kvs
+            .into_iter()
+            .map(|kv| self.keys.kv(kv))
+            .collect::<Result<_, _>>()?;
+        Ok((revision, kvs))
+    }
+
     async fn txn(
         &self,
         compares: Vec<Compare>,

@@ -28,7 +28,7 @@ use crate::{
     Compare, KeyValue, LeaseId, Op, Revision, Store, StoreError, TxnResponse, WatchStream,
     WATCH_HISTORY,
 };
-use writer::{backend, Request, Shared, TxnReply, DATA};
+use writer::{backend, Request, Shared, TxnReply, DATA, META, REVISION_KEY};
 
 struct Inner {
     db: Arc<Database>,
@@ -203,6 +203,30 @@ impl Store for RedbStore {
                 .open_table(DATA)
                 .map_err(backend("opening data table"))?;
             writer::scan_table(&table, &prefix)
+        })
+        .await
+    }
+
+    async fn list_with_revision(
+        &self,
+        prefix: &str,
+    ) -> Result<(Revision, Vec<KeyValue>), StoreError> {
+        let prefix = prefix.to_string();
+        // The writer commits the revision with the data, so one read transaction sees both
+        // as of the same commit.
+        self.read(move |db| {
+            let rtx = db.begin_read().map_err(backend("starting read"))?;
+            let meta = rtx
+                .open_table(META)
+                .map_err(backend("opening meta table"))?;
+            let revision = meta
+                .get(REVISION_KEY)
+                .map_err(backend("reading revision"))?
+                .map_or(0, |g| g.value());
+            let table = rtx
+                .open_table(DATA)
+                .map_err(backend("opening data table"))?;
+            Ok((revision, writer::scan_table(&table, &prefix)?))
         })
         .await
     }

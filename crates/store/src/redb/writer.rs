@@ -20,7 +20,7 @@ use crate::{Compare, KeyValue, LeaseId, Op, Revision, StoreError, TxnResponse};
 pub(crate) const DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("data");
 /// `"revision" → i64`.
 pub(crate) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
-const REVISION_KEY: &str = "revision";
+pub(crate) const REVISION_KEY: &str = "revision";
 /// Most requests folded into one commit.
 const MAX_BATCH: usize = 1_024;
 
