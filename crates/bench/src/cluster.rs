@@ -126,6 +126,54 @@ impl MasterProcess {
         Ok(MasterProcess { proc, url, client })
     }
 
+    /// Starts a master of an HA group on `store` (`etcd://…`) with leader lease `lease` (e.g.
+    /// `2s`), on `port` (a free one if `None`), and waits for its `/health` (it may follow).
+    pub(super) async fn start_ha(
+        dir: &Path,
+        store: &str,
+        lease: &str,
+        port: Option<&str>,
+    ) -> anyhow::Result<MasterProcess> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let port = match port {
+            Some(p) => p.to_string(),
+            None => free_port()?.to_string(),
+        };
+        let listen = format!("127.0.0.1:{port}");
+        let url = format!("http://{listen}");
+        let log = dir.join(format!(
+            "master-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        ));
+        let args = [
+            "master",
+            "--listen",
+            &listen,
+            "--store",
+            store,
+            "--lease-ttl",
+            lease,
+            "--hostname",
+            "127.0.0.1",
+        ];
+        let mut proc = Proc::spawn("master", &args, log)?;
+        let client = MasterClient::new(url.clone())?;
+        wait_until(&mut proc, "the master's /health", || async {
+            client.health().await.is_ok()
+        })
+        .await?;
+        Ok(MasterProcess { proc, url, client })
+    }
+
+    /// SIGKILL, now.
+    pub(super) fn kill(mut self) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+    }
+
     /// Errors (with the tail of its log) if it has exited.
     pub(super) fn check_alive(&mut self) -> anyhow::Result<()> {
         self.proc.check_alive()

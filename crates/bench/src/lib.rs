@@ -15,6 +15,9 @@
 //! - [`services`] (`bench services`): the services (Marathon) scheduler's placements per second
 //!   (first `POST /v2/apps` → every instance `TASK_RUNNING`) and the master's memory per instance.
 //!
+//! - [`failover`] (`bench failover`): three masters on a 3-member etcd; leader kill -9 → first
+//!   acknowledged write on the new leader, beside etcd's own raft election time.
+//!
 //! `cluster` starts the private master and agent processes; [`sim`] is `meseta sim agents`,
 //! simulated agents (`meseta-sim`) registered with a running master until Ctrl-C. The benchmarks
 //! talk to the master through the one typed client, [`meseta_api::client::MasterClient`].
@@ -22,6 +25,7 @@
 
 pub mod allocator;
 mod cluster;
+pub mod failover;
 pub mod jobs;
 pub mod launch;
 pub mod launch_rate;
@@ -46,6 +50,9 @@ pub enum BenchCmd {
     LaunchRate(launch_rate::LaunchRateArgs),
     /// Placements per second and master memory per instance of the services scheduler.
     Services(services::ServicesArgs),
+    /// Leader kill → first acknowledged write of three masters on etcd, beside etcd's own
+    /// election time.
+    Failover(failover::FailoverArgs),
 }
 
 /// Runs a bench subcommand; returns the exit code.
@@ -56,6 +63,7 @@ pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<i32> {
         BenchCmd::Jobs(args) => jobs::run(args, json).await,
         BenchCmd::LaunchRate(args) => launch_rate::run(args, json).await,
         BenchCmd::Services(args) => services::run(args, json).await,
+        BenchCmd::Failover(args) => failover::run(args, json).await,
     }
 }
 
