@@ -168,6 +168,29 @@ impl MasterProcess {
         Ok(MasterProcess { proc, url, client })
     }
 
+    /// Waits until this master of an HA group leads (answers `/v2/apps` itself).
+    pub(super) async fn wait_leading(&self, within: Duration) -> anyhow::Result<()> {
+        let raw = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(2))
+            .build()
+            .context("http client")?;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(r) = raw.get(format!("{}/v2/apps", self.url)).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "the master at {} did not lead within {within:?}; its log ends with:\n{}",
+            self.url,
+            self.log_tail()
+        )
+    }
+
     /// SIGKILL, now.
     pub(super) fn kill(mut self) {
         let _ = self.proc.child.kill();

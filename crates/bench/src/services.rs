@@ -57,7 +57,61 @@ pub struct ServicesArgs {
     /// Give up when the instances are not all running after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// `etcd`: run the same benchmark a second time with the master on a 3-member etcd
+    /// (`meseta master --store etcd://…`, as in HA) and compare with the embedded store.
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
 }
+
+/// The master's store in `bench services`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded store only.
+    Embedded,
+    /// The embedded store, then etcd, in one run.
+    Etcd,
+}
+
+/// The embedded-versus-etcd comparison of `bench services --store etcd`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoreComparison {
+    /// The run on the embedded store.
+    pub embedded: ServicesReport,
+    /// The run on etcd.
+    pub etcd: ServicesReport,
+    /// Placements per second on etcd ÷ on the embedded store.
+    pub placement_ratio: f64,
+    /// etcd proposals (write requests) committed during the etcd run.
+    pub etcd_writes: u64,
+    /// `etcd_writes / instances`.
+    pub etcd_writes_per_placement: f64,
+    /// The targets.
+    pub checks: Vec<Check>,
+    /// Whether every target was met.
+    pub pass: bool,
+}
+
+impl StoreComparison {
+    fn render(&self) -> String {
+        [
+            "== embedded store".to_string(),
+            self.embedded.render(),
+            String::new(),
+            "== etcd (3 members)".to_string(),
+            self.etcd.render(),
+            String::new(),
+            format!(
+                "placements/s etcd / embedded = {:.2}; {} etcd writes = {:.3} per placement",
+                self.placement_ratio, self.etcd_writes, self.etcd_writes_per_placement
+            ),
+            Check::table(&self.checks, 2),
+        ]
+        .join("\n")
+    }
+}
+
+/// Target: placements per second on etcd ÷ on the embedded store (at least).
+const TARGET_ETCD_RATIO: f64 = 0.5;
 
 impl ServicesArgs {
     /// `(agents, apps, instances)` after `--quick`.
@@ -219,15 +273,79 @@ pub async fn run(args: ServicesArgs, json: bool) -> anyhow::Result<i32> {
         bail!("--agents, --apps, --instances and --timeout must be at least 1");
     }
     raise_fd_limit();
+    let timeout = Duration::from_secs(args.timeout);
+    let embedded = run_once(sizes, timeout, None).await?;
+    if args.store == StoreKind::Embedded {
+        return crate::print_report(&embedded, json, |r| r.render());
+    }
+    eprintln!("starting a 3-member etcd cluster ...");
+    // Blocking while etcd starts is fine: nothing else runs in this process now.
+    let etcd = meseta_testkit::etcd::EtcdCluster::start(3)
+        .context("cannot start etcd (apt-get install etcd-server)")?;
+    let metrics = format!("{}/metrics", etcd.members()[0]);
+    let before = etcd_proposals(&metrics).await?;
+    let on_etcd = run_once(sizes, timeout, Some(&etcd.url())).await?;
+    let writes = etcd_proposals(&metrics).await?.saturating_sub(before);
+    drop(etcd);
+    let ratio = if embedded.placements_per_s > 0.0 {
+        on_etcd.placements_per_s / embedded.placements_per_s
+    } else {
+        0.0
+    };
+    let checks = vec![Check::at_least(
+        "placements/s etcd / embedded",
+        ratio,
+        TARGET_ETCD_RATIO,
+    )];
+    let report = StoreComparison {
+        etcd_writes: writes,
+        etcd_writes_per_placement: writes as f64 / on_etcd.instances.max(1) as f64,
+        embedded,
+        etcd: on_etcd,
+        placement_ratio: ratio,
+        pass: checks.iter().all(|c| c.pass),
+        checks,
+    };
+    crate::print_report(&report, json, |r| r.render())
+}
+
+/// etcd's `etcd_server_proposals_committed_total` (every write request is one proposal).
+async fn etcd_proposals(metrics_url: &str) -> anyhow::Result<u64> {
+    let text = reqwest::get(metrics_url)
+        .await
+        .and_then(|r| r.error_for_status())
+        .with_context(|| format!("cannot read {metrics_url}"))?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("etcd_server_proposals_committed_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .with_context(|| format!("no etcd_server_proposals_committed_total in {metrics_url}"))
+}
+
+/// One measurement on a fresh master: on the embedded store, or on `etcd` (`etcd://…`).
+async fn run_once(
+    sizes: (usize, usize, usize),
+    timeout: Duration,
+    etcd: Option<&str>,
+) -> anyhow::Result<ServicesReport> {
     let dir = tempfile::Builder::new()
         .prefix("meseta-bench-services-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    let mut master = MasterProcess::start(dir.path()).await?;
+    let mut master = match etcd {
+        None => MasterProcess::start(dir.path()).await?,
+        Some(url) => {
+            let m = MasterProcess::start_ha(dir.path(), url, "2s", None).await?;
+            m.wait_leading(Duration::from_secs(30)).await?;
+            m
+        }
+    };
     let sims = SimRuntime::start(&master.url, sizes.0).await;
     let result = match sims {
         Ok(sims) => {
-            let r = measure(&mut master, sizes, Duration::from_secs(args.timeout)).await;
+            let r = measure(&mut master, sizes, timeout).await;
             sims.stop().await;
             r
         }
@@ -235,8 +353,7 @@ pub async fn run(args: ServicesArgs, json: bool) -> anyhow::Result<i32> {
     };
     master.stop(Duration::from_secs(5)).await;
     drop(dir);
-    let report = result?;
-    crate::print_report(&report, json, |r| r.render())
+    result
 }
 
 /// Simulated agents on a runtime of their own: the CLI's runtime has one thread, which would
