@@ -125,7 +125,9 @@ async fn measure(
     let mut masters = Vec::with_capacity(args.masters);
     for i in 0..args.masters {
         let d = dir.join(format!("m{i}"));
-        masters.push(Some(MasterProcess::start_ha(&d, &store, &lease, None).await?));
+        masters.push(Some(
+            MasterProcess::start_ha(&d, &store, &lease, None).await?,
+        ));
     }
     let http = reqwest::Client::builder()
         .timeout(PROBE_TIMEOUT)
@@ -134,7 +136,13 @@ async fn measure(
     let mut failover = Vec::with_capacity(args.kills);
     for k in 0..args.kills {
         let leader = wait_leader(&masters).await?;
-        write(&http, &masters, &format!("/bench-failover/warm-{k}"), GIVE_UP).await?;
+        write(
+            &http,
+            &masters,
+            &format!("/bench-failover/warm-{k}"),
+            GIVE_UP,
+        )
+        .await?;
         let (url, dir_k) = {
             let m = masters[leader].take().context("leader slot")?;
             let url = m.url.clone();
@@ -142,7 +150,13 @@ async fn measure(
             (url, dir.join(format!("m{leader}")))
         };
         let t0 = Instant::now();
-        write(&http, &masters, &format!("/bench-failover/after-{k}"), GIVE_UP).await?;
+        write(
+            &http,
+            &masters,
+            &format!("/bench-failover/after-{k}"),
+            GIVE_UP,
+        )
+        .await?;
         let took = t0.elapsed();
         eprintln!("kill {}: acknowledged again after {took:?}", k + 1);
         failover.push(took);
@@ -211,7 +225,12 @@ async fn write(
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         for m in masters.iter().flatten() {
-            if let Ok(r) = http.post(format!("{}/v2/apps", m.url)).json(&app).send().await {
+            if let Ok(r) = http
+                .post(format!("{}/v2/apps", m.url))
+                .json(&app)
+                .send()
+                .await
+            {
                 if r.status().as_u16() == 201 {
                     return Ok(());
                 }
@@ -227,7 +246,11 @@ async fn etcd_election(http: &reqwest::Client, etcd: &mut EtcdCluster) -> anyhow
     let members = etcd.members();
     let mut leader = None;
     for (i, m) in members.iter().enumerate() {
-        let Ok(r) = http.post(format!("{m}/v3/maintenance/status")).body("{}").send().await
+        let Ok(r) = http
+            .post(format!("{m}/v3/maintenance/status"))
+            .body("{}")
+            .send()
+            .await
         else {
             continue;
         };

@@ -46,18 +46,7 @@ fn no_redirects() -> reqwest::blocking::Client {
 
 impl Ha {
     fn start(masters: usize, agents: usize) -> Option<Ha> {
-        if !meseta_testkit::etcd::etcd_or_skip("ha_test") {
-            return None;
-        }
-        let etcd = EtcdServer::start().expect("start etcd");
-        let mut ha = Ha {
-            dir: task_reachable_dir(),
-            store: etcd.url(),
-            ports: (0..masters).map(|_| free_port()).collect(),
-            masters: (0..masters).map(|_| None).collect(),
-            agents: Vec::new(),
-            _etcd: etcd,
-        };
+        let mut ha = Ha::prepare(masters)?;
         for i in 0..masters {
             ha.start_master(i);
         }
@@ -65,6 +54,30 @@ impl Ha {
             ha.start_agent(i);
         }
         Some(ha)
+    }
+
+    /// etcd up, nothing else started yet.
+    fn prepare(masters: usize) -> Option<Ha> {
+        if !meseta_testkit::etcd::etcd_or_skip("ha_test") {
+            return None;
+        }
+        let etcd = EtcdServer::start().expect("start etcd");
+        Some(Ha {
+            dir: task_reachable_dir(),
+            store: etcd.url(),
+            ports: (0..masters).map(|_| free_port()).collect(),
+            masters: (0..masters).map(|_| None).collect(),
+            agents: Vec::new(),
+            _etcd: etcd,
+        })
+    }
+
+    fn host_list(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     fn url(&self, i: usize) -> String {
@@ -193,14 +206,18 @@ impl Ha {
     }
 
     fn wait_agents(&self, n: usize) {
-        wait_for(&format!("{n} active agents"), Duration::from_secs(60), || {
-            let (s, v) = self.call(reqwest::Method::GET, "/master/slaves", None);
-            let active = v["slaves"]
-                .as_array()
-                .map(|a| a.iter().filter(|a| a["active"] == true).count())
-                .unwrap_or(0);
-            (s == 200 && active == n).then_some(())
-        });
+        wait_for(
+            &format!("{n} active agents"),
+            Duration::from_secs(60),
+            || {
+                let (s, v) = self.call(reqwest::Method::GET, "/master/slaves", None);
+                let active = v["slaves"]
+                    .as_array()
+                    .map(|a| a.iter().filter(|a| a["active"] == true).count())
+                    .unwrap_or(0);
+                (s == 200 && active == n).then_some(())
+            },
+        );
     }
 
     fn running_tasks(&self, app: &str) -> Vec<Value> {
@@ -353,17 +370,21 @@ fn leader_kill_loses_nothing_and_the_deployment_completes() {
 
     // The deployment completes; never more than 2 instances (maximumOverCapacity 0) at once.
     let mut most = 0;
-    wait_for("the deployment to complete", Duration::from_secs(90), || {
-        let running = ha.running_tasks("/ha/web");
-        most = most.max(running.len());
-        let (_, deps) = ha.call(reqwest::Method::GET, "/v2/deployments", None);
-        let done = deps.as_array().is_some_and(|d| d.is_empty());
-        let healthy = running
-            .iter()
-            .filter(|t| t["healthCheckResults"][0]["alive"] == true)
-            .count();
-        (done && healthy == 2).then_some(())
-    });
+    wait_for(
+        "the deployment to complete",
+        Duration::from_secs(90),
+        || {
+            let running = ha.running_tasks("/ha/web");
+            most = most.max(running.len());
+            let (_, deps) = ha.call(reqwest::Method::GET, "/v2/deployments", None);
+            let done = deps.as_array().is_some_and(|d| d.is_empty());
+            let healthy = running
+                .iter()
+                .filter(|t| t["healthCheckResults"][0]["alive"] == true)
+                .count();
+            (done && healthy == 2).then_some(())
+        },
+    );
     assert!(
         most <= 2,
         "ran {most} instances at once; maximumOverCapacity is 0"
@@ -407,7 +428,9 @@ fn a_frozen_leader_is_deposed_and_its_write_does_not_land() {
     let writer = std::thread::spawn(move || {
         no_redirects()
             .post(stale_url)
-            .json(&json!({"id": "/stale", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "instances": 0}))
+            .json(
+                &json!({"id": "/stale", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "instances": 0}),
+            )
             .timeout(Duration::from_secs(20))
             .send()
             .map(|r| r.status().as_u16())
@@ -421,13 +444,17 @@ fn a_frozen_leader_is_deposed_and_its_write_does_not_land() {
         "a deposed leader acknowledged a write: {status:?}"
     );
     // It steps down and redirects to the new leader; the write is nowhere.
-    wait_for("the old leader to redirect", Duration::from_secs(10), || {
-        let r = no_redirects()
-            .get(format!("{}/v2/apps", ha.url(first)))
-            .send()
-            .ok()?;
-        (r.status() == 307).then_some(())
-    });
+    wait_for(
+        "the old leader to redirect",
+        Duration::from_secs(10),
+        || {
+            let r = no_redirects()
+                .get(format!("{}/v2/apps", ha.url(first)))
+                .send()
+                .ok()?;
+            (r.status() == 307).then_some(())
+        },
+    );
     let apps = ha.get("/v2/apps");
     assert!(
         !apps.to_string().contains("/stale"),
@@ -438,5 +465,123 @@ fn a_frozen_leader_is_deposed_and_its_write_does_not_land() {
         .env("MESETA_MASTER", ha.master_list())
         .output()
         .expect("cli");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn meseta(args: &[&str]) -> std::process::Output {
+    Command::new(MESETA)
+        .args(args)
+        .output()
+        .expect("run meseta")
+}
+
+#[test]
+fn a_dev_data_dir_restored_into_etcd_runs_under_three_masters_and_clients_ride_a_failover() {
+    require_root!();
+    if !common::python_has("marathon", "marathon==0.13.0")
+        || !common::python_has("chronos", "chronos-python==1.2.1")
+    {
+        return;
+    }
+    let Some(mut ha) = Ha::prepare(3) else {
+        return;
+    };
+    // A one-machine cluster with an app and a job.
+    let dev_dir = ha.dir.path().join("dev");
+    let port = free_port();
+    let dev_url = format!("http://127.0.0.1:{port}");
+    let mut dev = common::spawn(
+        &[
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            dev_dir.to_str().expect("utf8"),
+            "--agent-listen",
+            "127.0.0.1:0",
+        ],
+        &ha.dir.path().join("dev.log"),
+    );
+    wait_for("meseta dev", Duration::from_secs(30), || {
+        http()
+            .get(format!("{dev_url}/v2/apps"))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
+    });
+    let r = http()
+        .post(format!("{dev_url}/v2/apps"))
+        .json(
+            &json!({"id": "/dev/web", "cmd": "sleep 100", "cpus": 0.1, "mem": 16, "instances": 0}),
+        )
+        .send()
+        .expect("post app");
+    assert_eq!(r.status(), 201);
+    let r = http()
+        .post(format!("{dev_url}/scheduler/iso8601"))
+        .json(
+            &json!({"name": "dev-job", "command": "true", "owner": "ops@example.com",
+                      "schedule": "R/2099-01-01T00:00:00Z/PT24H", "epsilon": "PT60S"}),
+        )
+        .send()
+        .expect("post job");
+    assert!(r.status().is_success(), "{}", r.status());
+    let snapshot = |base: &str| -> (Value, Value) {
+        let get = |p: &str| -> Value {
+            http()
+                .get(format!("{base}{p}"))
+                .send()
+                .expect("get")
+                .json()
+                .expect("json")
+        };
+        (get("/v2/apps"), get("/scheduler/jobs"))
+    };
+    let before = snapshot(&dev_url);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dev.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stop dev");
+    let _ = dev.child.wait();
+
+    // Its store, backed up and restored into the empty etcd.
+    let file = ha.dir.path().join("dev.backup.json");
+    let file = file.to_str().expect("utf8");
+    let master_dir = dev_dir.join("master");
+    let out = meseta(&[
+        "backup",
+        file,
+        "--data-dir",
+        master_dir.to_str().expect("utf8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = meseta(&["restore", file, "--store", &ha.store.clone()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Three masters run it: the same apps and jobs.
+    for i in 0..3 {
+        ha.start_master(i);
+    }
+    let first = ha.leader(Duration::from_secs(20));
+    assert_eq!(snapshot(&ha.url(first)), before);
+
+    // The marathon and chronos-python clients, given the list, ride a leader kill.
+    let hosts = ha.host_list();
+    common::run_python_script("ha_clients.py", &["before", &hosts]);
+    ha.masters[first].take().expect("leader").kill9();
+    ha.leader(Duration::from_secs(15));
+    common::run_python_script("ha_clients.py", &["after", &hosts]);
 }
