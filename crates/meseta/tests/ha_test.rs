@@ -317,6 +317,23 @@ fn leader_kill_loses_nothing_and_the_deployment_completes() {
         Some(&json!([{"role": "prod", "weight": 3.0}])),
     );
     assert_eq!(s, 200, "weights: {v}");
+    let slaves = ha.get("/master/slaves");
+    let agent = slaves["slaves"][0]["id"]
+        .as_str()
+        .expect("agent id")
+        .to_string();
+    let resources = serde_json::to_string(
+        &meseta_types::Resources::parse("cpus(db):0.5;mem(db):64").expect("resources"),
+    )
+    .expect("json");
+    let leader_url = ha.url(first);
+    let r = http()
+        .post(format!("{leader_url}/master/reserve"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("slaveId={agent}&resources={resources}"))
+        .send()
+        .expect("reserve");
+    assert_eq!(r.status(), 202, "{:?}", r.text());
     let old_tasks = wait_for("2 running instances", Duration::from_secs(30), || {
         let t = ha.running_tasks("/ha/web");
         (t.len() == 2).then_some(t)
@@ -367,6 +384,23 @@ fn leader_kill_loses_nothing_and_the_deployment_completes() {
     assert!(roles.to_string().contains("prod"), "{roles}");
     let quota = ha.get("/master/quota");
     assert!(quota.to_string().contains("prod"), "{quota}");
+    let reserved = wait_for(
+        "the reservation after the takeover",
+        Duration::from_secs(30),
+        || {
+            let s = ha.get("/master/slaves");
+            let a = s["slaves"]
+                .as_array()?
+                .iter()
+                .find(|a| a["id"] == agent.as_str())?
+                .clone();
+            (a["reserved_resources"]["db"]["cpus"] == 0.5).then_some(a)
+        },
+    );
+    assert_eq!(
+        reserved["reserved_resources"]["db"]["mem"], 64.0,
+        "{reserved}"
+    );
 
     // The deployment completes; never more than 2 instances (maximumOverCapacity 0) at once.
     let mut most = 0;
