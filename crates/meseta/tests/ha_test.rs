@@ -190,14 +190,18 @@ impl Ha {
     }
 
     fn wait_agents(&self, n: usize) {
-        wait_for(&format!("{n} active agents"), Duration::from_secs(60), || {
-            let (s, v) = self.call(reqwest::Method::GET, "/master/slaves", None);
-            let active = v["slaves"]
-                .as_array()
-                .map(|a| a.iter().filter(|a| a["active"] == true).count())
-                .unwrap_or(0);
-            (s == 200 && active == n).then_some(())
-        });
+        wait_for(
+            &format!("{n} active agents"),
+            Duration::from_secs(60),
+            || {
+                let (s, v) = self.call(reqwest::Method::GET, "/master/slaves", None);
+                let active = v["slaves"]
+                    .as_array()
+                    .map(|a| a.iter().filter(|a| a["active"] == true).count())
+                    .unwrap_or(0);
+                (s == 200 && active == n).then_some(())
+            },
+        );
     }
 
     fn running_tasks(&self, app: &str) -> Vec<Value> {
@@ -350,17 +354,21 @@ fn leader_kill_loses_nothing_and_the_deployment_completes() {
 
     // The deployment completes; never more than 2 instances (maximumOverCapacity 0) at once.
     let mut most = 0;
-    wait_for("the deployment to complete", Duration::from_secs(90), || {
-        let running = ha.running_tasks("/ha/web");
-        most = most.max(running.len());
-        let (_, deps) = ha.call(reqwest::Method::GET, "/v2/deployments", None);
-        let done = deps.as_array().is_some_and(|d| d.is_empty());
-        let healthy = running
-            .iter()
-            .filter(|t| t["healthCheckResults"][0]["alive"] == true)
-            .count();
-        (done && healthy == 2).then_some(())
-    });
+    wait_for(
+        "the deployment to complete",
+        Duration::from_secs(90),
+        || {
+            let running = ha.running_tasks("/ha/web");
+            most = most.max(running.len());
+            let (_, deps) = ha.call(reqwest::Method::GET, "/v2/deployments", None);
+            let done = deps.as_array().is_some_and(|d| d.is_empty());
+            let healthy = running
+                .iter()
+                .filter(|t| t["healthCheckResults"][0]["alive"] == true)
+                .count();
+            (done && healthy == 2).then_some(())
+        },
+    );
     assert!(
         most <= 2,
         "ran {most} instances at once; maximumOverCapacity is 0"
@@ -404,7 +412,9 @@ fn a_frozen_leader_is_deposed_and_its_write_does_not_land() {
     let writer = std::thread::spawn(move || {
         no_redirects()
             .post(stale_url)
-            .json(&json!({"id": "/stale", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "instances": 0}))
+            .json(
+                &json!({"id": "/stale", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "instances": 0}),
+            )
             .timeout(Duration::from_secs(20))
             .send()
             .map(|r| r.status().as_u16())
@@ -418,13 +428,17 @@ fn a_frozen_leader_is_deposed_and_its_write_does_not_land() {
         "a deposed leader acknowledged a write: {status:?}"
     );
     // It steps down and redirects to the new leader; the write is nowhere.
-    wait_for("the old leader to redirect", Duration::from_secs(10), || {
-        let r = no_redirects()
-            .get(format!("{}/v2/apps", ha.url(first)))
-            .send()
-            .ok()?;
-        (r.status() == 307).then_some(())
-    });
+    wait_for(
+        "the old leader to redirect",
+        Duration::from_secs(10),
+        || {
+            let r = no_redirects()
+                .get(format!("{}/v2/apps", ha.url(first)))
+                .send()
+                .ok()?;
+            (r.status() == 307).then_some(())
+        },
+    );
     let apps = ha.get("/v2/apps");
     assert!(
         !apps.to_string().contains("/stale"),
@@ -435,5 +449,9 @@ fn a_frozen_leader_is_deposed_and_its_write_does_not_land() {
         .env("MESETA_MASTER", ha.master_list())
         .output()
         .expect("cli");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
