@@ -55,8 +55,8 @@ pub enum Action {
     Launch {
         /// The offer used.
         offer_id: IdValue,
-        /// The task.
-        task: TaskInfo,
+        /// The task (boxed: it is much larger than the other actions).
+        task: Box<TaskInfo>,
     },
     /// DECLINE these offers.
     Decline(Vec<IdValue>),
@@ -153,7 +153,7 @@ impl Execution {
                 self.launched = true;
                 actions.push(Action::Launch {
                     offer_id: offer.id.clone(),
-                    task: self.task_info(offer),
+                    task: Box::new(self.task_info(offer)),
                 });
             } else {
                 declined.push(offer.id.clone());
@@ -327,7 +327,7 @@ impl Shell {
         match action {
             Action::Launch { offer_id, task } => {
                 eprintln!("launching task {} on {}", task.task_id, offer_id);
-                let accept = Accept::launch(offer_id, vec![task], DECLINE_SECONDS);
+                let accept = Accept::launch(offer_id, vec![*task], DECLINE_SECONDS);
                 if let Err(e) = session.call(CallKind::Accept { accept }).await {
                     exec.launch_failed();
                     return broken(e);

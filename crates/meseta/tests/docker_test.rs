@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{wait_for, Cluster, MESETA};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Whether the engine and busybox are here; `false` (skip) prints why, panics under `CI=true`.
 fn docker_ready() -> bool {
