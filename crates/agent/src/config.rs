@@ -45,7 +45,16 @@ pub struct AgentConfig {
     /// Whether a task may run as `root` (uid 0, by name or resolved; `--allow-root`, off by
     /// default): without it such a task is refused (`TASK_ERROR` naming the user and the flag).
     pub allow_root: bool,
+    /// The Docker engine's socket (`None`: DOCKER tasks are refused, `--no-docker`); probed at
+    /// start, and the agent offers `docker:true` only when an engine answers there.
+    pub docker_socket: Option<PathBuf>,
+    /// Whether a DOCKER task may run privileged (`--docker-allow-privileged`, off by default:
+    /// such a task is refused naming the flag).
+    pub docker_allow_privileged: bool,
 }
+
+/// Where the Docker engine listens by default.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
 impl AgentConfig {
     /// A configuration with defaults for everything but the master, the work dir and the listener.
@@ -67,6 +76,8 @@ impl AgentConfig {
             usage_interval: DEFAULT_USAGE_INTERVAL,
             default_user: None,
             allow_root: false,
+            docker_socket: Some(PathBuf::from(DEFAULT_DOCKER_SOCKET)),
+            docker_allow_privileged: false,
         }
     }
 }

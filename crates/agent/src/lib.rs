@@ -19,12 +19,14 @@
 //! `fetch` (URIs into the sandbox before launch), `monitor` (task exits → status updates),
 //! `health` (HTTP/TCP/COMMAND health checks), `http_client` (GET over hyper + rustls),
 //! `checkpoint` (disk layout), `recovery` (restart), `state` (shared state), `http` (logs/state
-//! endpoints), `usage` (usage reports), `volumes` (persistent volumes), [`resources`] (resource detection).
+//! endpoints), `usage` (usage reports), `volumes` (persistent volumes), [`resources`] (resource detection),
+//! `docker` (the Docker containerizer: `type: DOCKER` tasks run through the local engine).
 #![forbid(unsafe_code)]
 
 mod checkpoint;
 pub mod config;
 mod connection;
+mod docker;
 mod error;
 mod fetch;
 mod health;
@@ -100,6 +102,11 @@ impl Agent {
         let shared = Arc::new(Shared::new(
             cfg, checkpoint, hostname, resources, http_addr, cgroups,
         ));
+        if let Some(socket) = shared.cfg.docker_socket.clone() {
+            if let Some(engine) = docker::Engine::probe(&socket).await {
+                let _ = shared.docker.set(engine);
+            }
+        }
         recovery::recover(&shared)?;
         prune_stale_cgroups(&shared);
         tracing::info!(addr = %http_addr, masters = ?masters, resources = %shared.resources,

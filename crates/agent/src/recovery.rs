@@ -4,6 +4,8 @@
 //! For each task not terminal: `exit.json` present → emit the terminal update it implies; shim alive →
 //! reattach (poll for its exit); neither → `TASK_FAILED` (`REASON_EXECUTOR_TERMINATED`). Updates emitted
 //! here are only checkpointed; they are sent after the master accepts the registration.
+//! DOCKER tasks are settled by `docker::run::recover` against the engine's containers (which
+//! also removes the containers of tasks this agent does not know).
 
 use std::sync::Arc;
 
@@ -42,6 +44,15 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), AgentError> {
                 },
             );
         }
+    }
+    // DOCKER tasks are settled against the engine's containers.
+    let (docker, to_settle): (Vec<_>, Vec<_>) = to_settle.into_iter().partition(|id| {
+        shared
+            .task(id)
+            .is_some_and(|t| crate::docker::run::is_docker(&t.spec))
+    });
+    if shared.docker.get().is_some() || !docker.is_empty() {
+        tokio::spawn(crate::docker::run::recover(Arc::clone(shared), docker));
     }
     for task_id in to_settle {
         let dir = shared.task_dir(&task_id);

@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub stop: CancellationToken,
     /// Id confirmed by the master in this run.
     pub registered: watch::Sender<Option<AgentId>>,
+    /// The Docker engine, set at start when one answers (DOCKER tasks are refused without it).
+    pub docker: std::sync::OnceLock<crate::docker::Engine>,
     state: Mutex<State>,
 }
 
@@ -104,6 +106,7 @@ impl Shared {
             agent_user: Identity::current(),
             stop: CancellationToken::new(),
             registered: watch::channel(None).0,
+            docker: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
         }
     }
@@ -312,11 +315,24 @@ impl Shared {
             hostname: self.hostname.clone(),
             address: self.http_addr.to_string(),
             resources,
-            attributes: self.cfg.attributes.clone(),
+            attributes: self.attributes(),
             tasks,
             version: env!("CARGO_PKG_VERSION").to_string(),
             domain: self.cfg.domain.clone(),
         }
+    }
+
+    /// The configured attributes, plus `docker:true` when a Docker engine answered (what DOCKER
+    /// apps are placed by).
+    fn attributes(&self) -> meseta_types::Attributes {
+        let mut a = self.cfg.attributes.clone();
+        if self.docker.get().is_some() && a.get("docker").is_none() {
+            a.0.push(meseta_types::Attribute {
+                name: "docker".into(),
+                value: meseta_types::AttrValue::Text("true".into()),
+            });
+        }
+        a
     }
 
     /// The master confirmed `id`: persist it and publish it.

@@ -48,6 +48,11 @@ pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
         }
     };
     let shared = Arc::clone(shared);
+    let Some(run_as) = run_as else {
+        // A DOCKER task: the engine runs it (never the shim).
+        tokio::spawn(crate::docker::run::start(shared, spec));
+        return;
+    };
     tokio::spawn(async move {
         let task_id = spec.task_id.clone();
         if let Err(message) = start(&shared, spec.clone(), run_as).await {
@@ -65,12 +70,23 @@ pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
 }
 
 /// Check the task can run here (valid ids, a user it may run as, free resources) and reserve its
-/// entry (state `TASK_STAGING`); returns who it runs as.
-fn admit(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
+/// entry (state `TASK_STAGING`); returns who it runs as (`None`: a DOCKER task, run by the
+/// engine as its image says).
+fn admit(shared: &Shared, spec: &TaskSpec) -> Result<Option<RunAs>, String> {
     // Task ids become directory and cgroup names: refuse anything that could escape them.
     let id = PathId::task(&spec.task_id).map_err(|e| e.to_string())?;
     PathId::framework(&spec.framework_id).map_err(|e| e.to_string())?;
-    let run_as = users::task_user(&shared.cfg, &shared.agent_user, spec.user.as_deref())?;
+    let docker = crate::docker::run::is_docker(spec);
+    let run_as = if docker {
+        crate::docker::run::admit(shared, spec)?;
+        None
+    } else {
+        Some(users::task_user(
+            &shared.cfg,
+            &shared.agent_user,
+            spec.user.as_deref(),
+        )?)
+    };
     ports_free_on_host(spec)?;
     let mut st = shared.lock();
     if st.tasks.contains_key(&spec.task_id) || shared.checkpoint.task_dir(&id).exists() {
@@ -93,7 +109,7 @@ fn admit(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
             spec: spec.clone(),
             record: plain(TaskState::Staging),
             kill_requested: false,
-            cgroup: Some(cgroup_path(&shared.cfg.cgroup_root, &agent_id, &id)),
+            cgroup: (!docker).then(|| cgroup_path(&shared.cfg.cgroup_root, &agent_id, &id)),
         },
     );
     Ok(run_as)
@@ -354,7 +370,9 @@ pub(crate) fn kill(shared: &Arc<Shared>, task_id: &TaskId) {
     tracing::info!(task_id = %task_id, "killing task");
     // While staging the shim is not spawned yet: `start` sees the flag once it is (STARTING is
     // emitted under the same lock that set the flag, so one of the two always sends the request).
-    if entry.record.state != TaskState::Staging {
+    if crate::docker::run::is_docker(&entry.spec) {
+        crate::docker::run::kill(shared, task_id);
+    } else if entry.record.state != TaskState::Staging {
         if let Some(dir) = shared.task_dir(task_id) {
             tokio::spawn(request_kill_retrying(dir));
         }
@@ -414,6 +432,7 @@ pub(crate) mod tests {
             health_check: None,
             fetch: vec![],
             volumes: vec![],
+            container: None,
         }
     }
 

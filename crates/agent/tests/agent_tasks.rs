@@ -63,6 +63,7 @@ fn spec(id: &str, cmd: &str, res: &str) -> Box<TaskSpec> {
         health_check: None,
         fetch: vec![],
         volumes: vec![],
+        container: None,
     })
 }
 

@@ -147,6 +147,10 @@ pub struct TaskSpec {
     /// Persistent volumes (of `role`) the agent links into the sandbox before starting the task.
     #[serde(default)]
     pub volumes: Vec<VolumeMount>,
+    /// The task's container: `type: DOCKER` runs it through the Docker engine, never as a
+    /// plain process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<crate::container::ContainerInfo>,
 }
 
 /// A persistent volume used by a task: `<agent work dir>/volumes/roles/<role>/<persistence_id>`,
@@ -565,6 +569,7 @@ mod tests {
             health_check: None,
             fetch: vec![],
             volumes: vec![],
+            container: None,
         };
         let mut old = serde_json::to_value(&spec).expect("json");
         let obj = old.as_object_mut().expect("object");

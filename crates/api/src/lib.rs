@@ -1,6 +1,8 @@
 //! Wire types shared by meseta's processes and clients.
 //!
 //! - [`scheduler`]: the Mesos v1 scheduler HTTP API (`/api/v1/scheduler`) calls and events, in JSON.
+//! - [`container`]: Mesos `ContainerInfo` (Docker containers), its validation and its Marathon
+//!   and Chronos forms.
 //! - [`recordio`]: Mesos RecordIO framing of event streams.
 //! - [`client`]: the typed HTTP client of the master (Mesos, operator, Marathon `/v2` and Chronos
 //!   APIs) for the CLI, the benchmarks and tests.
@@ -17,6 +19,7 @@
 pub mod agent;
 pub mod chronos;
 pub mod client;
+pub mod container;
 pub mod domain;
 pub mod maintenance;
 pub mod marathon;

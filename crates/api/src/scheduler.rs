@@ -286,9 +286,9 @@ pub struct TaskInfo {
     /// The command to run with the built-in command executor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandInfo>,
-    /// Container settings (kept opaque).
+    /// Container settings (`type: DOCKER` runs through the Docker engine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<serde_json::Value>,
+    pub container: Option<crate::container::ContainerInfo>,
     /// Free-form labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Labels>,

@@ -53,7 +53,10 @@ pub(crate) fn task_info(spec: &JobSpec, run: &RunId, agent_id: &IdValue) -> Task
         agent_id: Some(agent_id.clone()),
         resources: needed(spec).unwrap_or_default(),
         command: Some(command),
-        container: spec.container.clone(),
+        container: spec
+            .container
+            .as_ref()
+            .and_then(meseta_api::container::ContainerInfo::from_chronos),
         ..TaskInfo::default()
     }
 }

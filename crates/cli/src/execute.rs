@@ -7,6 +7,7 @@
 
 use anyhow::{bail, Context};
 use meseta_api::client::{ClientError, MasterClient, SchedulerSession};
+use meseta_api::container::{ContainerInfo, ContainerType, DockerInfo, DockerNetwork};
 use meseta_api::scheduler::{
     Accept, Acknowledge, CallKind, Capability, CommandInfo, Decline, Environment, Event, Filters,
     FrameworkInfo, IdValue, Kill, Offer, Reconcile, ReconcileTask, TaskInfo, TaskStatus,
@@ -54,8 +55,8 @@ pub enum Action {
     Launch {
         /// The offer used.
         offer_id: IdValue,
-        /// The task.
-        task: TaskInfo,
+        /// The task (boxed: it is much larger than the other actions).
+        task: Box<TaskInfo>,
     },
     /// DECLINE these offers.
     Decline(Vec<IdValue>),
@@ -110,12 +111,22 @@ impl Execution {
                 variables: self.plan.env.clone(),
             });
         }
+        let container = self.plan.docker_image.as_ref().map(|image| ContainerInfo {
+            kind: ContainerType::Docker,
+            docker: Some(DockerInfo {
+                image: image.clone(),
+                network: Some(DockerNetwork::Host),
+                ..DockerInfo::default()
+            }),
+            ..ContainerInfo::default()
+        });
         TaskInfo {
             name: self.plan.name.clone(),
             task_id: IdValue::new(self.plan.task_id.clone()),
             agent_id: Some(offer.agent_id.clone()),
             resources: self.plan.resources.clone(),
             command: Some(command),
+            container,
             ..TaskInfo::default()
         }
     }
@@ -134,11 +145,15 @@ impl Execution {
         let mut actions = Vec::new();
         let mut declined = Vec::new();
         for offer in offers {
-            if !self.launched && offer.resources.contains(&self.plan.resources) {
+            // A container task waits for an agent that runs Docker (attribute docker:true).
+            let runs_it = self.plan.docker_image.is_none()
+                || matches!(offer.attributes.get("docker"),
+                    Some(meseta_types::AttrValue::Text(t)) if t == "true");
+            if !self.launched && runs_it && offer.resources.contains(&self.plan.resources) {
                 self.launched = true;
                 actions.push(Action::Launch {
                     offer_id: offer.id.clone(),
-                    task: self.task_info(offer),
+                    task: Box::new(self.task_info(offer)),
                 });
             } else {
                 declined.push(offer.id.clone());
@@ -312,7 +327,7 @@ impl Shell {
         match action {
             Action::Launch { offer_id, task } => {
                 eprintln!("launching task {} on {}", task.task_id, offer_id);
-                let accept = Accept::launch(offer_id, vec![task], DECLINE_SECONDS);
+                let accept = Accept::launch(offer_id, vec![*task], DECLINE_SECONDS);
                 if let Err(e) = session.call(CallKind::Accept { accept }).await {
                     exec.launch_failed();
                     return broken(e);
@@ -396,6 +411,7 @@ mod tests {
             user: None,
             env: Vec::new(),
             kill_after: None,
+            docker_image: None,
         }
     }
 

@@ -198,6 +198,9 @@ impl Core {
             return Err("task command has no value".to_string());
         }
         Self::health_check_of(t)?;
+        if let Some(c) = &t.container {
+            c.validate().map_err(|e| e.to_string())?;
+        }
         let unreserved = t.resources.clone();
         if !pool.contains(&unreserved) {
             return Err(format!(
@@ -278,6 +281,7 @@ impl Core {
                 .map(meseta_api::agent::FetchUri::from)
                 .collect(),
             volumes: meseta_api::agent::VolumeMount::of(&t.resources),
+            container: t.container.clone(),
         };
         let meta = TaskMeta::of(&spec, &mut self.shapes);
         if let Some(a) = self.agents.get_mut(agent_id) {

@@ -119,6 +119,13 @@ pub struct AgentArgs {
     /// default user, and one that asks for `root` is refused).
     #[arg(long)]
     pub allow_root: bool,
+    /// Run no Docker containers even when an engine answers on /var/run/docker.sock (the agent
+    /// then does not offer `docker:true`).
+    #[arg(long)]
+    pub no_docker: bool,
+    /// Let DOCKER tasks run privileged containers (refused by default).
+    #[arg(long)]
+    pub docker_allow_privileged: bool,
 }
 
 /// Flags of `meseta dev`.
@@ -304,6 +311,10 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     cfg.domain = a.domain;
     cfg.default_user = a.default_user;
     cfg.allow_root = a.allow_root;
+    if a.no_docker {
+        cfg.docker_socket = None;
+    }
+    cfg.docker_allow_privileged = a.docker_allow_privileged;
     let mut handle = Agent::start(cfg)
         .await
         .context("starting the agent (pass --listen ADDR, e.g. 127.0.0.1:0 for a free port)")?;

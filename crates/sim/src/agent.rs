@@ -406,6 +406,7 @@ mod tests {
             health_check: None,
             fetch: vec![],
             volumes: vec![],
+            container: None,
         }
     }
 

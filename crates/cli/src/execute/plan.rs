@@ -28,6 +28,10 @@ pub struct ExecuteArgs {
     /// Kill the task this many seconds after it started running.
     #[arg(long, value_name = "SECS")]
     pub kill_after: Option<f64>,
+    /// Run the command in a Docker container of this image (`sh -c COMMAND` inside it, host
+    /// network); only agents with a Docker engine take it.
+    #[arg(long, value_name = "IMAGE")]
+    pub docker_image: Option<String>,
 }
 
 /// Validated `execute` arguments.
@@ -47,6 +51,8 @@ pub struct Plan {
     pub env: Vec<EnvVariable>,
     /// Kill delay after TASK_RUNNING.
     pub kill_after: Option<Duration>,
+    /// `--docker-image`, if given.
+    pub docker_image: Option<String>,
 }
 
 /// Validates `args` (nothing is sent to the master).
@@ -75,6 +81,10 @@ pub fn plan(args: &ExecuteArgs) -> anyhow::Result<Plan> {
         Some(s) => Some(Duration::from_secs_f64(s)),
         None => None,
     };
+    if let Some(image) = &args.docker_image {
+        meseta_api::container::validate_image(image)
+            .map_err(|why| anyhow!("invalid --docker-image {image:?}: {why}"))?;
+    }
     let short = uuid::Uuid::new_v4().simple().to_string();
     Ok(Plan {
         task_id: format!("{}.{}", args.name, &short[..8]),
@@ -84,6 +94,7 @@ pub fn plan(args: &ExecuteArgs) -> anyhow::Result<Plan> {
         user: args.user.clone(),
         env,
         kill_after,
+        docker_image: args.docker_image.clone(),
     })
 }
 
@@ -160,7 +171,22 @@ mod tests {
             user: None,
             env: vec!["A=b=c".into()],
             kill_after: None,
+            docker_image: None,
         }
+    }
+
+    #[test]
+    fn docker_image_is_checked() {
+        let mut a = args("cpus:0.5;mem:64");
+        a.docker_image = Some("meseta-test/busybox:latest".into());
+        let p = plan(&a).expect("valid image");
+        assert_eq!(
+            p.docker_image.as_deref(),
+            Some("meseta-test/busybox:latest")
+        );
+        a.docker_image = Some("Not An Image".into());
+        let e = plan(&a).expect_err("invalid image").to_string();
+        assert!(e.contains("--docker-image"), "{e}");
     }
 
     #[test]

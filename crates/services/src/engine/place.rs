@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use meseta_api::container::{ContainerInfo, DockerNetwork};
 use meseta_api::marathon::App;
 use meseta_api::scheduler::{
     CommandInfo, CommandUri, DurationInfo, EnvVariable, Environment, IdValue, KillPolicy, Label,
@@ -180,15 +181,21 @@ impl Engine {
                 continue;
             };
             let nports = app.port_definitions.len() as u64;
+            let docker_ports = docker_host_ports(app);
             let mut chosen = None;
             for (si, slot) in slots.iter().enumerate() {
                 if unfit[si] {
                     continue;
                 }
                 processed += 1;
-                if let Some(why) = resource_shortfall(&slot.left, &need, &slot.ports, nports, app) {
+                if let Some(why) = resource_shortfall(&slot.left, &need, &slot.ports, nports, app)
+                    .or_else(|| docker_shortfall(slot, docker_ports.as_deref()))
+                {
                     unfit[si] = true;
                     *stats_rejects.entry(why.to_owned()).or_default() += 1;
+                    if why == NO_DOCKER && reasons.len() < MAX_REASONS {
+                        reasons.push(NO_DOCKER_REASON.to_owned());
+                    }
                     continue;
                 }
                 if let Some(cc) = cc {
@@ -219,7 +226,9 @@ impl Engine {
             }
             let Some(si) = chosen else { continue };
             let slot = &mut slots[si];
-            let ports = if app.require_ports {
+            let ports = if let Some(wanted) = &docker_ports {
+                take_host_ports(&slot.ports, wanted)
+            } else if app.require_ports {
                 app.port_definitions
                     .iter()
                     .map(|p| u64::from(p.port))
@@ -300,6 +309,54 @@ impl Engine {
         }
         Some(task_info(app, &task_id, agent, ports, resources))
     }
+}
+
+/// The reject kind of an offer whose agent runs no Docker engine, for a DOCKER app.
+const NO_DOCKER: &str = "NoDockerEngine";
+/// What `/v2/queue` says about it.
+const NO_DOCKER_REASON: &str =
+    "the app runs a DOCKER container: no agent offering docker:true (a Docker engine)";
+
+/// Whether the app runs in a Docker container.
+fn is_docker(app: &App) -> bool {
+    app.container
+        .as_ref()
+        .is_some_and(|c| c.get("type").and_then(Value::as_str) == Some("DOCKER"))
+}
+
+/// For a DOCKER app: the host ports of its port mappings in order (0: any of the offer's).
+fn docker_host_ports(app: &App) -> Option<Vec<u64>> {
+    let c = app.container.as_ref().filter(|_| is_docker(app))?;
+    Some(meseta_api::container::marathon_host_ports(c))
+}
+
+/// Why a DOCKER app cannot use the offer: its agent runs no engine, or lacks the ports.
+fn docker_shortfall(slot: &Slot<'_>, wanted: Option<&[u64]>) -> Option<&'static str> {
+    let wanted = wanted?;
+    let docker = matches!(slot.offer.attributes.get("docker"),
+        Some(meseta_types::AttrValue::Text(t)) if t == "true");
+    if !docker {
+        return Some(NO_DOCKER);
+    }
+    let fixed: Vec<u64> = wanted.iter().copied().filter(|p| *p != 0).collect();
+    let dynamic = wanted.len() - fixed.len();
+    if fixed.iter().any(|p| !slot.ports.contains_value(*p))
+        || slot.ports.count() < (dynamic + fixed.len()) as u64
+    {
+        return Some("InsufficientPorts");
+    }
+    None
+}
+
+/// Host ports for `wanted` (in order; 0 takes the lowest free port of `offered` that no fixed
+/// one names).
+fn take_host_ports(offered: &Ranges, wanted: &[u64]) -> Vec<u64> {
+    let fixed: Vec<u64> = wanted.iter().copied().filter(|p| *p != 0).collect();
+    let mut free = offered.values().filter(|p| !fixed.contains(p));
+    wanted
+        .iter()
+        .filter_map(|&p| if p == 0 { free.next() } else { Some(p) })
+        .collect()
 }
 
 /// cpus/mem/disk/gpus an instance needs, or `None` when an amount is not representable (an
@@ -401,10 +458,15 @@ pub fn task_info(
                 .join(","),
         );
     }
+    let docker = is_docker(app);
     let (shell, value, arguments) = match (&app.cmd, app.args.first()) {
-        (Some(cmd), _) => (true, cmd.clone(), None),
-        (None, Some(first)) => (false, first.clone(), Some(app.args.clone())),
-        (None, None) => (true, String::new(), None),
+        (Some(cmd), _) => (true, Some(cmd.clone()), None),
+        // A container's `args` are the image's arguments (its entrypoint stays).
+        (None, Some(_)) if docker => (false, None, Some(app.args.clone())),
+        (None, Some(first)) => (false, Some(first.clone()), Some(app.args.clone())),
+        // A container without cmd/args runs the image's own command.
+        (None, None) if docker => (false, None, None),
+        (None, None) => (true, Some(String::new()), None),
     };
     let uris: Vec<CommandUri> = app
         .fetch
@@ -419,7 +481,7 @@ pub fn task_info(
         .collect();
     let command = CommandInfo {
         shell,
-        value: Some(value),
+        value,
         arguments,
         environment: Some(Environment { variables: vars }),
         user: app.user.clone(),
@@ -441,7 +503,10 @@ pub fn task_info(
         agent_id: Some(agent.clone()),
         resources,
         command: Some(command),
-        container: app.container.clone(),
+        container: app
+            .container
+            .as_ref()
+            .and_then(|c| ContainerInfo::from_marathon(c, docker_network(app), ports)),
         labels,
         health_check: app
             .health_checks
@@ -452,6 +517,17 @@ pub fn task_info(
                 nanoseconds: (g * 1e9) as i64,
             }),
         }),
+    }
+}
+
+/// The Docker network of the app's `networks` (Marathon's `container/bridge` is BRIDGE,
+/// `container` is USER, `host` is HOST).
+fn docker_network(app: &App) -> Option<DockerNetwork> {
+    match app.networks.first().map(|n| n.mode.as_str()) {
+        Some("container/bridge") => Some(DockerNetwork::Bridge),
+        Some("container") => Some(DockerNetwork::User),
+        Some("host") => Some(DockerNetwork::Host),
+        _ => None,
     }
 }
 

@@ -109,3 +109,36 @@ fn restoring_forgets_never_launched_instances_past_the_bound() {
     assert_eq!(out.forget_instances.len(), 2_000 - MAX_WAITING);
     assert_eq!(queue_count(&e, 2.0), 2_000);
 }
+
+#[test]
+fn a_docker_app_waits_for_an_agent_with_docker_and_queue_says_why() {
+    let mut e = Engine::new(4);
+    let web = app(json!({"id": "web", "cpus": 0.1, "mem": 32, "instances": 1,
+        "container": {"type": "DOCKER", "docker": {"image": "img"},
+                      "portMappings": [{"containerPort": 80, "hostPort": 0}]},
+        "networks": [{"mode": "container/bridge"}]}));
+    e.put_app(web, 1.0, false, true).expect("create");
+    e.tick(1.0);
+    let plain = offer(1, "cpus:4;mem:4096;ports:[31000-31010]");
+    assert!(e.offers(&[plain], 2.0).is_empty(), "no engine: not placed");
+    let q = serde_json::Value::from(e.queue_json(2.0)).to_string();
+    assert!(q.contains("docker:true"), "{q}");
+    let mut with_docker = offer(2, "cpus:4;mem:4096;ports:[31000-31010]");
+    with_docker.attributes = Attributes::parse("docker:true").expect("attrs");
+    let launches = e.offers(&[with_docker], 3.0);
+    let task = &launches[0].tasks[0];
+    let c = task.container.as_ref().expect("container");
+    let d = c.docker.as_ref().expect("docker");
+    assert_eq!(d.network(), meseta_api::container::DockerNetwork::Bridge);
+    assert_eq!(d.port_mappings[0].host_port, 31000);
+    assert_eq!(d.port_mappings[0].container_port, 80);
+    assert_eq!(
+        task.resources.ranges("ports").values().collect::<Vec<_>>(),
+        vec![31000]
+    );
+    let cmd = task.command.as_ref().expect("command");
+    assert!(
+        !cmd.shell && cmd.value.is_none(),
+        "the image's own command: {cmd:?}"
+    );
+}

@@ -255,7 +255,7 @@ pub(super) fn env(def: &AppDefinition, errs: &mut Errors) {
     }
 }
 
-/// `container` (kept opaque, but its type, image and `gpus` combination are checked).
+/// `container`: its type, image reference, port mappings and `gpus` combination.
 pub(super) fn container(def: &AppDefinition, errs: &mut Errors) {
     let Some(c) = &def.container else { return };
     let Some(obj) = c.as_object() else {
@@ -277,6 +277,14 @@ pub(super) fn container(def: &AppDefinition, errs: &mut Errors) {
     if kind == "DOCKER" {
         if image.is_empty() {
             errs.add("/container/docker/image", "must not be empty");
+        } else if let Some(Err(e)) =
+            meseta_api::container::ContainerInfo::from_marathon(c, None, &[]).map(|m| m.validate())
+        {
+            // Image syntax, port mapping protocols and host ports, as the agent checks them.
+            let network_field = e.field == meseta_api::container::ContainerField::Network;
+            if !network_field {
+                errs.add(e.field.marathon_path(), e.message);
+            }
         }
         if def.gpus.unwrap_or(0) > 0 {
             errs.add(
