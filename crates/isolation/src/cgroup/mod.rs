@@ -81,8 +81,13 @@ pub trait Cgroups: Send + Sync {
     fn version(&self) -> Version;
     /// Create the cgroup (every controller on v1) and write `limits`.
     fn create(&self, path: &str, limits: &Limits) -> Result<(), CgroupError>;
-    /// The `cgroup.procs` file(s) a process must write itself into to join.
+    /// The `cgroup.procs` file(s) listing the cgroup's processes.
     fn procs_files(&self, path: &str) -> Vec<PathBuf>;
+    /// The file(s) a freshly forked, single-threaded process writes `0` into to join the
+    /// cgroup (the task's child between fork and exec).
+    fn join_files(&self, path: &str) -> Vec<PathBuf> {
+        self.procs_files(path)
+    }
     /// Pids currently in the cgroup.
     fn pids(&self, path: &str) -> Result<Vec<i32>, CgroupError>;
     /// Whether the OOM killer fired in the cgroup.

@@ -125,6 +125,18 @@ impl Cgroups for V1 {
             .collect()
     }
 
+    /// `tasks`, not `cgroup.procs`: a process moving itself (`0`) as a single thread skips the
+    /// kernel's global threadgroup lock, whose RCU grace period made a `cgroup.procs` write take
+    /// up to 15 ms now and then (the tail of the launch latency). The child between fork and
+    /// exec has one thread, so it moves whole; threads the task starts later inherit the cgroup.
+    fn join_files(&self, path: &str) -> Vec<PathBuf> {
+        self.dirs(path)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.join("tasks"))
+            .collect()
+    }
+
     fn pids(&self, path: &str) -> Result<Vec<i32>, CgroupError> {
         let mut all = Vec::new();
         for file in self.procs_files(path) {
@@ -252,6 +264,8 @@ mod tests {
         let cg = V1::with_root(tmp.path().to_path_buf());
         cg.create("x", &limits()).expect("create");
         assert_eq!(cg.procs_files("x").len(), 4);
+        assert!(cg.join_files("x").iter().all(|f| f.ends_with("tasks")));
+        assert_eq!(cg.join_files("x").len(), 4);
         std::fs::write(tmp.path().join("memory/x/cgroup.procs"), "5\n7\n").expect("w");
         std::fs::write(tmp.path().join("cpu/x/cgroup.procs"), "7\n9\n").expect("w");
         let mut pids = cg.pids("x").expect("pids");

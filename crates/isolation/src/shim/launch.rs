@@ -81,12 +81,12 @@ fn build_command(spec: &LaunchSpec) -> Command {
     cmd
 }
 
-/// Open the cgroup.procs files before fork so the child only has to write(2) to them.
+/// Open the cgroup join files before fork so the child only has to write(2) to them.
 fn open_procs(cg: CgRef<'_>) -> Result<Vec<File>, String> {
     let Some((c, path)) = cg else {
         return Ok(Vec::new());
     };
-    c.procs_files(path)
+    c.join_files(path)
         .iter()
         .map(|p| {
             OpenOptions::new()
@@ -136,7 +136,7 @@ fn child_setup(fds: &[i32], ids: Option<&Ids>) -> io::Result<()> {
         }
     }
     for fd in fds {
-        // "0" means "the writing process" in cgroup.procs on both v1 and v2.
+        // "0" means "the writing process" (v2 cgroup.procs, v1 tasks).
         // SAFETY: `fd` is an open descriptor owned by the parent's File (inherited by fork) and
         // the buffer is a valid 1-byte static slice.
         if unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) } != 1 {
