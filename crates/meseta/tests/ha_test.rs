@@ -252,8 +252,8 @@ impl Ha {
         })
     }
 
-    fn kill_tasks(&self) {
-        for i in 0..self.agents.len() {
+    fn kill_tasks(&self, agents: usize) {
+        for i in 0..agents {
             let tasks = self.dir.path().join(format!("agent-{i}")).join("tasks");
             for e in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
                 if let Some(pid) = std::fs::read_to_string(e.path().join("task.pid"))
@@ -273,8 +273,10 @@ impl Ha {
 impl Drop for Ha {
     fn drop(&mut self) {
         self.masters.iter_mut().for_each(|m| drop(m.take()));
+        // Agents first (so none restarts a task), then their tasks, found in their work dirs.
+        let agents = self.agents.len();
         self.agents.clear();
-        self.kill_tasks();
+        self.kill_tasks(agents);
         std::thread::sleep(Duration::from_millis(300));
         for i in 0..4 {
             let id_file = self.dir.path().join(format!("agent-{i}")).join("agent_id");
