@@ -605,6 +605,7 @@ mod tests {
             instances: 100,
             quick: true,
             timeout: 300,
+            store: StoreKind::Embedded,
         };
         assert_eq!(args.sizes(), (20, 5, 20));
         let args = ServicesArgs {
