@@ -194,13 +194,17 @@ impl HaLab {
             .expect("spawn master");
         self.masters[i] = Some(proc);
         let url = self.url(i);
-        wait_for(&format!("master {i} /health"), Duration::from_secs(20), || {
-            client(Duration::from_secs(1))
-                .get(format!("{url}/health"))
-                .send()
-                .ok()
-                .filter(|r| r.status().is_success())
-        });
+        wait_for(
+            &format!("master {i} /health"),
+            Duration::from_secs(20),
+            || {
+                client(Duration::from_secs(1))
+                    .get(format!("{url}/health"))
+                    .send()
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            },
+        );
     }
 
     fn agent_work_dir(&self, i: usize) -> PathBuf {
@@ -227,15 +231,26 @@ impl HaLab {
             RESOURCES,
         ];
         let log = self.log(&format!("agent-{i}"));
+        // `ip netns exec` gives the program a mount namespace with /sys remounted for the
+        // network namespace, which hides /sys/fs/cgroup: the agent goes back into the test
+        // process's mount namespace (keeping the host's network) to create task cgroups.
+        let mount_ns = format!("--mount=/proc/{}/ns/mnt", std::process::id());
         let proc = host
-            .spawn(MESETA, args, &[("RUST_LOG", "info")], &log)
+            .spawn(
+                "nsenter",
+                [mount_ns.as_str(), MESETA].into_iter().chain(args),
+                &[("RUST_LOG", "info")],
+                &log,
+            )
             .expect("spawn agent");
         self.agents[i] = Some(proc);
     }
 
     /// The master `location` (`//host:port` or `http://host:port/…`) names.
     fn master_named(&self, location: &str) -> Option<usize> {
-        let rest = location.trim_start_matches("http:").trim_start_matches("//");
+        let rest = location
+            .trim_start_matches("http:")
+            .trim_start_matches("//");
         let host = rest.split([':', '/']).next()?;
         self.master_hosts
             .iter()
@@ -298,7 +313,8 @@ impl HaLab {
     /// skipped): status and JSON body, `(0, Null)` when no master answered.
     fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
         for url in self.urls() {
-            let mut req = client(Duration::from_secs(3)).request(method.clone(), format!("{url}{path}"));
+            let mut req =
+                client(Duration::from_secs(3)).request(method.clone(), format!("{url}{path}"));
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -418,7 +434,12 @@ impl HaLab {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|t| Some((t["id"].as_str()?.to_owned(), t["state"].as_str()?.to_owned())))
+            .filter_map(|t| {
+                Some((
+                    t["id"].as_str()?.to_owned(),
+                    t["state"].as_str()?.to_owned(),
+                ))
+            })
             .collect()
     }
 
@@ -531,7 +552,8 @@ impl Writer {
                 let tick = Instant::now();
                 n += 1;
                 let app = format!("/{prefix}/w{n}");
-                let body = json!({"id": app, "cmd": "sleep 1", "cpus": 0.01, "mem": 8, "instances": 0});
+                let body =
+                    json!({"id": app, "cmd": "sleep 1", "cpus": 0.01, "mem": 8, "instances": 0});
                 for k in 0..urls.len() {
                     let i = (next + k) % urls.len();
                     let sent = Instant::now();
@@ -632,9 +654,11 @@ fn leader_partitioned_from_etcd_steps_down_and_no_acknowledged_write_is_lost() {
     let old = ha.leader(Duration::from_secs(10));
     let old_authority = format!("{}:{MASTER_PORT}", ha.master_hosts[old].ip());
     let writer = ha.writer("p");
-    ha.wait("writes acknowledged before the partition", Duration::from_secs(10), || {
-        (writer.acks().len() >= 5).then_some(())
-    });
+    ha.wait(
+        "writes acknowledged before the partition",
+        Duration::from_secs(10),
+        || (writer.acks().len() >= 5).then_some(()),
+    );
 
     let cut_at = Instant::now();
     for e in &ha.etcd_hosts {
@@ -650,22 +674,28 @@ fn leader_partitioned_from_etcd_steps_down_and_no_acknowledged_write_is_lost() {
         "master {new} leads {:?} after master {old} was cut from etcd",
         new_seen_at - cut_at
     );
-    ha.wait("writes acknowledged by the new leader", Duration::from_secs(10), || {
-        (writer.acks_since(new_seen_at) >= 5).then_some(())
-    });
+    ha.wait(
+        "writes acknowledged by the new leader",
+        Duration::from_secs(10),
+        || (writer.acks_since(new_seen_at) >= 5).then_some(()),
+    );
     // The old leader stepped down: cut from etcd it knows no leader, so it serves nothing
     // itself (503, or 307 once it learns of the new leader).
-    ha.wait("the old leader to step down", Duration::from_secs(10), || {
-        matches!(ha.apps_status(old), 503 | 307).then_some(())
-    });
+    ha.wait(
+        "the old leader to step down",
+        Duration::from_secs(10),
+        || matches!(ha.apps_status(old), 503 | 307).then_some(()),
+    );
 
     // Heal: it follows the new leader (names it, redirects to it) and stays a follower.
     for e in &ha.etcd_hosts {
         ha.lab().heal(&ha.master_hosts[old], e).expect("heal");
     }
-    ha.wait("the old leader to follow the new one", Duration::from_secs(10), || {
-        (ha.leader_seen_by(old) == Some(new) && ha.apps_status(old) == 307).then_some(())
-    });
+    ha.wait(
+        "the old leader to follow the new one",
+        Duration::from_secs(10),
+        || (ha.leader_seen_by(old) == Some(new) && ha.apps_status(old) == 307).then_some(()),
+    );
     let healed_at = Instant::now();
     while healed_at.elapsed() < Duration::from_secs(5) {
         let seen = ha.leader_seen_by(old);
@@ -677,10 +707,16 @@ fn leader_partitioned_from_etcd_steps_down_and_no_acknowledged_write_is_lost() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert_eq!(ha.leader(Duration::from_secs(5)), new, "leadership moved after the heal");
-    ha.wait("writes acknowledged after the heal", Duration::from_secs(10), || {
-        (writer.acks_since(healed_at) >= 5).then_some(())
-    });
+    assert_eq!(
+        ha.leader(Duration::from_secs(5)),
+        new,
+        "leadership moved after the heal"
+    );
+    ha.wait(
+        "writes acknowledged after the heal",
+        Duration::from_secs(10),
+        || (writer.acks_since(healed_at) >= 5).then_some(()),
+    );
 
     let gap = writer.longest_gap(&writer.acks());
     let (acks, attempted) = writer.stop();
@@ -777,8 +813,13 @@ fn restarting_every_agent_in_turn_keeps_every_task_and_pid() {
         "constraints": [["hostname", "UNIQUE"]]
     });
     let before = ha.deploy(&app, 3);
+    eprintln!("tasks and pids: {before:?}");
     for i in 0..3 {
-        ha.agents[i].as_mut().expect("agent").kill9().expect("kill agent");
+        ha.agents[i]
+            .as_mut()
+            .expect("agent")
+            .kill9()
+            .expect("kill agent");
         // The master notices the lost connection (or the agent comes back before it does).
         let start = Instant::now();
         while ha.agent_active(i) && start.elapsed() < Duration::from_secs(3) {
@@ -810,7 +851,9 @@ fn restarting_every_agent_in_turn_keeps_every_task_and_pid() {
         .map(|id| (id.clone(), "TASK_RUNNING".to_owned()))
         .collect();
     if states != want {
-        ha.fail(&format!("tasks after the restarts: {states:?}, want {want:?}"));
+        ha.fail(&format!(
+            "tasks after the restarts: {states:?}, want {want:?}"
+        ));
     }
     for (id, pid) in &before {
         assert_eq!(ha.task_pid(id), Some(*pid), "task {id} was restarted");
@@ -851,12 +894,18 @@ fn an_agent_partitioned_past_the_timeout_goes_unreachable_and_rejoins() {
     };
     let keep_cut = on_cut(&ha.running("/u/keep"));
     let replace_cut = on_cut(&ha.running("/u/replace"));
-    assert_eq!((keep_cut.len(), replace_cut.len()), (1, 1), "one task of each app on agent {cut}");
+    assert_eq!(
+        (keep_cut.len(), replace_cut.len()),
+        (1, 1),
+        "one task of each app on agent {cut}"
+    );
     let (keep_cut, replace_cut) = (keep_cut[0].clone(), replace_cut[0].clone());
 
     let cut_at = Instant::now();
     for m in &ha.master_hosts {
-        ha.lab().partition(&ha.agent_hosts[cut], m).expect("partition");
+        ha.lab()
+            .partition(&ha.agent_hosts[cut], m)
+            .expect("partition");
     }
     ha.wait(
         "the partitioned agent's task of /u/keep to be TASK_UNREACHABLE",
@@ -867,7 +916,9 @@ fn an_agent_partitioned_past_the_timeout_goes_unreachable_and_rejoins() {
         },
     );
     let took = cut_at.elapsed();
-    eprintln!("TASK_UNREACHABLE {took:?} after the partition (agent timeout {AGENT_TIMEOUT_SECS} s)");
+    eprintln!(
+        "TASK_UNREACHABLE {took:?} after the partition (agent timeout {AGENT_TIMEOUT_SECS} s)"
+    );
     assert!(
         took >= Duration::from_secs(AGENT_TIMEOUT_SECS),
         "unreachable after {took:?}, before the {AGENT_TIMEOUT_SECS} s timeout"
@@ -911,15 +962,27 @@ fn an_agent_partitioned_past_the_timeout_goes_unreachable_and_rejoins() {
         let (k, r) = (ha.running("/u/keep"), ha.running("/u/replace"));
         most = (most.0.max(k.len()), most.1.max(r.len()));
         if k.len() != 3 || r.len() != 3 {
-            ha.fail(&format!("not steady after the heal: /u/keep {k:?}, /u/replace {r:?}"));
+            ha.fail(&format!(
+                "not steady after the heal: /u/keep {k:?}, /u/replace {r:?}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    eprintln!("most running instances seen after the heal: /u/keep {}, /u/replace {}", most.0, most.1);
-    assert!(most.0 <= 3 && most.1 <= 3, "more than 3 instances ran: {most:?}");
+    eprintln!(
+        "most running instances seen after the heal: /u/keep {}, /u/replace {}",
+        most.0, most.1
+    );
+    assert!(
+        most.0 <= 3 && most.1 <= 3,
+        "more than 3 instances ran: {most:?}"
+    );
     // `keep`: the very same tasks and processes.
     let keep_after: BTreeSet<String> = ha.running("/u/keep").into_keys().collect();
-    assert_eq!(keep_after, keep_before.keys().cloned().collect(), "/u/keep's tasks changed");
+    assert_eq!(
+        keep_after,
+        keep_before.keys().cloned().collect(),
+        "/u/keep's tasks changed"
+    );
     for (id, pid) in &keep_before {
         assert_eq!(ha.task_pid(id), Some(*pid), "task {id} was restarted");
         assert!(common::alive(*pid), "task {id} (pid {pid}) died");
@@ -928,7 +991,9 @@ fn an_agent_partitioned_past_the_timeout_goes_unreachable_and_rejoins() {
     let replace_after = ha.running("/u/replace");
     assert_eq!(on_cut(&replace_after).len(), 1, "{replace_after:?}");
     let old_pid = replace_before[&replace_cut];
-    ha.wait("the replaced task's process to end", Duration::from_secs(10), || {
-        (!common::alive(old_pid)).then_some(())
-    });
+    ha.wait(
+        "the replaced task's process to end",
+        Duration::from_secs(10),
+        || (!common::alive(old_pid)).then_some(()),
+    );
 }
