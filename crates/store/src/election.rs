@@ -105,6 +105,20 @@ impl Election {
             }
             // Someone else leads: publish it and wait for the key to go away.
             match self.store.get(&self.key).await {
+                Ok(Some(kv)) if decode(&kv).is_some_and(|l| l.id == me.id) => {
+                    // Our own record, from a term this process has already ended (it stepped
+                    // down when its keep-alives stopped getting through, as during an etcd
+                    // election, but the store kept the lease): clear it rather than wait out
+                    // the lease. The old term's fenced writes fail from here on.
+                    tracing::info!(
+                        revision = kv.mod_revision,
+                        "leader election: clearing this master's record of an ended term"
+                    );
+                    if let Err(e) = self.clear(kv.mod_revision).await {
+                        tracing::warn!(error = %e, "leader election: clearing the record failed");
+                        tokio::time::sleep(retry).await;
+                    }
+                }
                 Ok(Some(kv)) => {
                     observe(decode(&kv));
                     self.wait_for_vacancy(kv.mod_revision).await;
@@ -156,6 +170,23 @@ impl Election {
                 Err(e)
             }
         }
+    }
+
+    /// Deletes the leader key if it is still the one written at `revision`.
+    async fn clear(&self, revision: Revision) -> Result<(), StoreError> {
+        self.store
+            .txn(
+                vec![Compare::ModRevision {
+                    key: self.key.clone(),
+                    revision,
+                }],
+                vec![Op::Delete {
+                    key: self.key.clone(),
+                }],
+                vec![],
+            )
+            .await
+            .map(drop)
     }
 
     /// Returns once the leader key written at `seen` is deleted or replaced, or after a while
@@ -604,6 +635,33 @@ mod tests {
             .await
             .expect("new leader writes");
         assert!(!l2.is_lost());
+    }
+
+    #[tokio::test]
+    async fn a_master_that_stepped_down_does_not_wait_out_its_own_lease() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let e = Election::new(store.clone(), Duration::from_secs(30));
+        let l = e.campaign(&info("m1"), |_| {}).await.expect("leads");
+        let old = l.fenced_store();
+        // It gives up without resigning (its keep-alives timed out): the key and lease stay.
+        mark_lost(&l.lost_tx, "no keep-alive reached the store");
+        drop(l);
+        assert_eq!(e.leader().await.expect("read"), Some(info("m1")));
+        // Another master waits for the lease; the same process campaigns again at once.
+        let other = Election::new(store.clone(), Duration::from_secs(30));
+        let waiting = tokio::spawn(async move { other.campaign(&info("m2"), |_| {}).await });
+        let again = tokio::time::timeout(Duration::from_secs(3), e.campaign(&info("m1"), |_| {}))
+            .await
+            .expect("re-elected without waiting out the 30 s lease")
+            .expect("campaign");
+        assert!(old.put("/meseta/x", b"stale".to_vec()).await.is_err());
+        again
+            .fenced_store()
+            .put("/meseta/x", b"new".to_vec())
+            .await
+            .expect("the new term writes");
+        assert!(!waiting.is_finished(), "m2 must not lead while m1 does");
+        waiting.abort();
     }
 
     #[tokio::test]
