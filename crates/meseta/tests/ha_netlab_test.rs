@@ -290,7 +290,9 @@ impl HaLab {
             let seen: BTreeSet<Option<usize>> =
                 among.iter().map(|&i| self.leader_seen_by(i)).collect();
             if let [Some(l)] = seen.iter().copied().collect::<Vec<_>>()[..] {
-                if self.answers(l) {
+                // Right after a partition the others may still name the old leader (its lease
+                // has not run out yet): only a leader among `among` counts.
+                if among.contains(&l) && self.answers(l) {
                     return l;
                 }
             }
