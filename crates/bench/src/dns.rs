@@ -83,8 +83,12 @@ impl DnsReport {
                 vec![
                     l.generator.clone(),
                     format!("{:.0}", l.qps),
-                    l.latency.map(|s| format!("{:.3}", s.p50_ms)).unwrap_or("-".into()),
-                    l.latency.map(|s| format!("{:.3}", s.p99_ms)).unwrap_or("-".into()),
+                    l.latency
+                        .map(|s| format!("{:.3}", s.p50_ms))
+                        .unwrap_or("-".into()),
+                    l.latency
+                        .map(|s| format!("{:.3}", s.p99_ms))
+                        .unwrap_or("-".into()),
                     l.avg_ms.map(|a| format!("{a:.3}")).unwrap_or("-".into()),
                     l.lost.to_string(),
                 ]
@@ -94,7 +98,14 @@ impl DnsReport {
             "DNS with {} apps\n{}\n\n{}",
             self.apps,
             meseta_cli::output::table(
-                &["GENERATOR", "QUERIES/S", "P50 MS", "P99 MS", "AVG MS", "LOST"],
+                &[
+                    "GENERATOR",
+                    "QUERIES/S",
+                    "P50 MS",
+                    "P99 MS",
+                    "AVG MS",
+                    "LOST"
+                ],
                 &rows
             ),
             Check::table(&self.checks, 0)
@@ -175,7 +186,10 @@ async fn measure(
             break;
         }
         if Instant::now() > deadline {
-            bail!("only {answered} of {} apps answered DNS within 300 s", names.len());
+            bail!(
+                "only {answered} of {} apps answered DNS within 300 s",
+                names.len()
+            );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -248,7 +262,10 @@ fn generate(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("generator panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("generator panicked")))
+            })
             .collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
@@ -344,9 +361,10 @@ async fn dnsperf(dns: SocketAddr, names: &[String], secs: u64) -> anyhow::Result
     let field = |label: &str| {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(label))
-            .and_then(|rest| rest.trim().split_whitespace().next()?.parse::<f64>().ok())
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
     };
-    let qps = field("Queries per second:").context("no 'Queries per second' in dnsperf's output")?;
+    let qps =
+        field("Queries per second:").context("no 'Queries per second' in dnsperf's output")?;
     let lost = field("Queries lost:").unwrap_or(0.0) as u64;
     let avg = field("Average Latency (s):").map(|s| s * 1000.0);
     Ok(Some(Load {

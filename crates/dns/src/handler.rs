@@ -125,9 +125,9 @@ impl RequestHandler for Handler {
         }
         let resp = builder.build(
             metadata,
-            answers.into_iter(),
+            answers,
             std::iter::empty(),
-            soa.into_iter(),
+            soa,
             additionals.iter(),
         );
         rh.send_response(resp)
