@@ -18,6 +18,11 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// A master serving DNS on a free port, and `agents` agents; returns the DNS address.
 fn cluster_with_dns(agents: usize) -> (Cluster, SocketAddr) {
+    cluster_with_dns_args(agents, &[])
+}
+
+/// [`cluster_with_dns`] with more flags for the master.
+fn cluster_with_dns_args(agents: usize, extra: &[&str]) -> (Cluster, SocketAddr) {
     let mut c = Cluster {
         dir: common::task_reachable_dir(),
         port: common::free_port(),
@@ -30,18 +35,17 @@ fn cluster_with_dns(agents: usize) -> (Cluster, SocketAddr) {
     let log = c.dir.path().join("master.log");
     let listen = format!("127.0.0.1:{}", c.port);
     let data = c.dir.path().join("master");
-    c.master = Some(spawn(
-        &[
-            "master",
-            "--listen",
-            &listen,
-            "--data-dir",
-            data.to_str().expect("utf8"),
-            "--dns-listen",
-            "127.0.0.1:0",
-        ],
-        &log,
-    ));
+    let mut args = vec![
+        "master",
+        "--listen",
+        &listen,
+        "--data-dir",
+        data.to_str().expect("utf8"),
+        "--dns-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    c.master = Some(spawn(&args, &log));
     let dns: SocketAddr = wait_for("the DNS address", Duration::from_secs(15), || {
         let text = std::fs::read_to_string(&log).ok()?;
         let rest = text.split("meseta dns serving meseta on ").nth(1)?;
@@ -275,4 +279,44 @@ fn bad_unknown_and_foreign_queries_get_the_right_codes() {
     // The server is still up.
     let m = ask_udp(dns, "slave.meseta.", RecordType::A);
     assert_eq!(m.answers.len(), 1);
+}
+
+#[test]
+fn foreign_names_are_relayed_to_the_upstream_resolver() {
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::Record;
+    // A resolver that answers every query with 192.0.2.7.
+    let upstream = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let upstream_addr = upstream.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = upstream.recv_from(&mut buf) {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+            for query in &q.queries {
+                r.add_query(query.clone());
+                r.add_answer(Record::from_rdata(
+                    query.name().clone(),
+                    60,
+                    RData::A(A(std::net::Ipv4Addr::new(192, 0, 2, 7))),
+                ));
+            }
+            let _ = upstream.send_to(&r.to_vec().expect("encode"), from);
+        }
+    });
+    let (_c, dns) = cluster_with_dns_args(0, &["--dns-upstream", &upstream_addr]);
+    let m = ask_udp(dns, "www.example.com.", RecordType::A);
+    assert_eq!(m.metadata.id, 4242);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(
+        m.answers.iter().any(
+            |r| matches!(&r.data, RData::A(a) if a.0 == std::net::Ipv4Addr::new(192, 0, 2, 7))
+        ),
+        "{m:?}"
+    );
+    // Names in the domain are still ours.
+    let m = ask_udp(dns, "nothing.meseta.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
 }
