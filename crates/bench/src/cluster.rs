@@ -110,14 +110,20 @@ pub(super) struct MasterProcess {
 impl MasterProcess {
     /// Starts the master and waits for its `/health`.
     pub(super) async fn start(dir: &Path) -> anyhow::Result<MasterProcess> {
+        MasterProcess::start_with_args(dir, &[]).await
+    }
+
+    /// Starts the master with `extra` flags and waits for its `/health`.
+    pub(super) async fn start_with_args(
+        dir: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<MasterProcess> {
         let data = mkdir(dir, "master")?;
         let listen = format!("127.0.0.1:{}", free_port()?);
         let url = format!("http://{listen}");
-        let mut proc = Proc::spawn(
-            "master",
-            &["master", "--listen", &listen, "--data-dir", &data],
-            dir.join("master.log"),
-        )?;
+        let mut args = vec!["master", "--listen", &listen, "--data-dir", &data];
+        args.extend_from_slice(extra);
+        let mut proc = Proc::spawn("master", &args, dir.join("master.log"))?;
         let client = MasterClient::new(url.clone())?;
         wait_until(&mut proc, "the master's /health", || async {
             client.health().await.is_ok()

@@ -15,6 +15,10 @@
 //! - [`services`] (`bench services`): the services (Marathon) scheduler's placements per second
 //!   (first `POST /v2/apps` → every instance `TASK_RUNNING`) and the master's memory per instance.
 //!
+//! - [`dns`] (`bench dns`): queries per second and p99 latency of the master's DNS server with
+//!   1,000 apps on simulated agents, from `dnsperf` when it is installed and from an in-process
+//!   UDP load generator.
+//!
 //! - [`failover`] (`bench failover`): three masters on a 3-member etcd; leader kill -9 → first
 //!   acknowledged write on the new leader, beside etcd's own raft election time.
 //!
@@ -25,6 +29,7 @@
 
 pub mod allocator;
 mod cluster;
+pub mod dns;
 pub mod failover;
 pub mod jobs;
 pub mod launch;
@@ -53,6 +58,8 @@ pub enum BenchCmd {
     /// Leader kill → first acknowledged write of three masters on etcd, beside etcd's own
     /// election time.
     Failover(failover::FailoverArgs),
+    /// Queries per second and p99 of the master's DNS server with many apps.
+    Dns(dns::DnsArgs),
 }
 
 /// Runs a bench subcommand; returns the exit code.
@@ -64,6 +71,7 @@ pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<i32> {
         BenchCmd::LaunchRate(args) => launch_rate::run(args, json).await,
         BenchCmd::Services(args) => services::run(args, json).await,
         BenchCmd::Failover(args) => failover::run(args, json).await,
+        BenchCmd::Dns(args) => dns::run(args, json).await,
     }
 }
 

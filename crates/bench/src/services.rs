@@ -358,13 +358,13 @@ async fn run_once(
 
 /// Simulated agents on a runtime of their own: the CLI's runtime has one thread, which would
 /// make the agents (not the master) the bottleneck.
-struct SimRuntime {
+pub(crate) struct SimRuntime {
     rt: tokio::runtime::Runtime,
     sim: SimCluster,
 }
 
 impl SimRuntime {
-    async fn start(master: &str, agents: usize) -> anyhow::Result<SimRuntime> {
+    pub(crate) async fn start(master: &str, agents: usize) -> anyhow::Result<SimRuntime> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bench-sim")
@@ -389,7 +389,7 @@ impl SimRuntime {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let SimRuntime { rt, sim } = self;
         let _ = rt.spawn(sim.shutdown()).await;
         rt.shutdown_background();

@@ -1,5 +1,5 @@
 //! The `meseta` command-line verbs that talk to a master: `execute`, `task`, `node`, `framework`,
-//! `role`, `quota`, `reservation`, `job`, `app` and `deploy`.
+//! `role`, `quota`, `reservation`, `job`, `app`, `deploy` and `dns`.
 //!
 //! The `meseta` binary parses [`GlobalArgs`] and a [`Command`] with clap and hands them to
 //! [`run`], which returns the process exit code. One module per noun, each a client of the
@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod deploy;
+pub mod dns;
 pub mod execute;
 pub mod framework;
 pub mod input;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Deployments of services: list, watch, cancel.
     #[command(subcommand)]
     Deploy(deploy::DeployCmd),
+    /// Service discovery: what the master's DNS answers for a name.
+    #[command(subcommand)]
+    Dns(dns::DnsCmd),
 }
 
 /// Runs `cmd` and returns the process exit code.
@@ -87,6 +91,7 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
         Command::Job(c) => job::run(c, &client(&g)?, g.json).await,
         Command::App(c) => app::run(c, &client(&g)?, g.json).await,
         Command::Deploy(c) => deploy::run(c, &client(&g)?, g.json).await,
+        Command::Dns(c) => dns::run(c, &client(&g)?, g.json).await,
     }
 }
 

@@ -38,6 +38,20 @@ impl Master {
         self.core().agents_transitioning()
     }
 
+    /// The v1 `GET_STATE` payload and a subscription to the event bus, taken under one lock: the
+    /// events that follow apply to exactly this state (none missed, none twice). For edges that
+    /// keep their own view of the cluster (DNS).
+    pub fn state_and_events(
+        &self,
+    ) -> (
+        serde_json::Value,
+        tokio::sync::broadcast::Receiver<std::sync::Arc<crate::bus::ClusterEvent>>,
+    ) {
+        let core = self.core();
+        let rx = core.bus.subscribe();
+        (core.v1_state(), rx)
+    }
+
     /// Whether the master knows task `id`: live in its task table, or among the recently
     /// completed tasks of a framework.
     pub fn knows_task(&self, id: &TaskId) -> bool {

@@ -53,6 +53,9 @@ pub struct MasterArgs {
     /// `http://<hostname>:<port>`).
     #[arg(long)]
     pub advertise: Option<String>,
+    /// DNS service discovery.
+    #[command(flatten)]
+    pub dns: crate::dns::DnsArgs,
 }
 
 /// `region=<name>,zone=<name>`.
@@ -155,6 +158,9 @@ pub struct DevArgs {
     /// default user, and one that asks for `root` is refused).
     #[arg(long)]
     pub allow_root: bool,
+    /// DNS service discovery.
+    #[command(flatten)]
+    pub dns: crate::dns::DnsArgs,
 }
 
 /// Root keeps state under `/var/lib/meseta` (task users must be able to reach their sandboxes);
@@ -263,6 +269,9 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     cfg.domain = a.domain;
     cfg.allow_root_tasks = a.allow_root;
     if let Some(url) = &a.store {
+        if a.dns.dns_listen.is_some() {
+            anyhow::bail!("--dns-listen is not served by highly available masters (--store) yet");
+        }
         let store = open_shared_store(url).await?;
         let ha = HaOptions {
             lease_ttl: a.lease_ttl,
@@ -286,9 +295,11 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
         None => default_dir("master")?,
     };
     let store = open_store(&dir)?;
-    let mut handle = meseta_master::start_with(cfg, store, built_in_schedulers)
-        .await
-        .context("starting the master (pass --listen ADDR for another address)")?;
+    let dns = crate::dns::bind(&a.dns)?;
+    let mut handle =
+        meseta_master::start_with(cfg, store, crate::dns::with(dns, built_in_schedulers))
+            .await
+            .context("starting the master (pass --listen ADDR for another address)")?;
     eprintln!("meseta master listening on http://{}", handle.addr);
     tokio::select! {
         r = handle.wait() => r.context("master stopped")?,
@@ -345,9 +356,11 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     let store = open_store(&dir.join("master"))?;
     let mut cfg = master_config(a.listen, 30.0, None)?;
     cfg.allow_root_tasks = a.allow_root;
-    let mut master = meseta_master::start_with(cfg, store, built_in_schedulers)
-        .await
-        .context("starting the master (pass --listen ADDR for another address)")?;
+    let dns = crate::dns::bind(&a.dns)?;
+    let mut master =
+        meseta_master::start_with(cfg, store, crate::dns::with(dns, built_in_schedulers))
+            .await
+            .context("starting the master (pass --listen ADDR for another address)")?;
     let url = format!("http://{}", master.addr);
     let agent_listen = a.agent_listen.unwrap_or_else(|| dev_agent_listen(a.listen));
     let mut cfg = agent_config(

@@ -6,6 +6,7 @@
 
 mod backup;
 mod cluster;
+mod dns;
 mod heap;
 mod shutdown;
 

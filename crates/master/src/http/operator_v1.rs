@@ -158,7 +158,7 @@ impl Core {
     }
 
     /// `GET_STATE`'s payload (also the first record of `SUBSCRIBE`).
-    fn v1_state(&self) -> Value {
+    pub(crate) fn v1_state(&self) -> Value {
         json!({
             "get_tasks": self.v1_tasks(), "get_executors": {"executors": []},
             "get_frameworks": self.v1_frameworks(), "get_agents": self.v1_agents(),
