@@ -120,13 +120,7 @@ pub async fn start_ha<F>(
 where
     F: Fn(&Master, &Cancel) -> Router + Send + Sync + 'static,
 {
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| MasterError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(MasterError::Serve)?;
+    let (listener, addr) = crate::bind(cfg.listen).await?;
     let url = ha
         .advertise_url
         .clone()
@@ -176,6 +170,7 @@ where
     })
 }
 
+/// Serves whatever router is current (the follower's or the leader's).
 fn serve(
     listener: TcpListener,
     current: Arc<RwLock<Router>>,
@@ -185,16 +180,7 @@ fn serve(
         let router = current.read().unwrap_or_else(|e| e.into_inner()).clone();
         async move { router.oneshot(req).await }
     }));
-    tokio::spawn(async move {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, dispatch)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await
-            .map_err(MasterError::Serve)
-    })
+    crate::serve(listener, dispatch, cancel)
 }
 
 #[allow(clippy::too_many_arguments)]

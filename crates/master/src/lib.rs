@@ -212,29 +212,13 @@ pub async fn start_with(
     store: Arc<dyn Store>,
     extra: impl FnOnce(&Master, &CancellationToken) -> axum::Router,
 ) -> Result<MasterHandle, MasterError> {
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| MasterError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(MasterError::Serve)?;
+    let (listener, addr) = bind(cfg.listen).await?;
     let master = Master::new(cfg, store).await?;
     master.core().set_address(addr);
     let cancel = CancellationToken::new();
     let extra = extra(&master, &cancel);
     let app = http::router_with(master.clone(), extra);
-    let c = cancel.clone();
-    let server = tokio::spawn(async move {
-        // Small frames (events, RecordIO records) must not wait for Nagle's algorithm.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { c.cancelled().await })
-            .await
-            .map_err(MasterError::Serve)
-    });
+    let server = serve(listener, app, cancel.clone());
     let m = master.clone();
     let c = cancel.clone();
     let timers = tokio::spawn(async move { m.run_timers(c).await });
@@ -245,6 +229,36 @@ pub async fn start_with(
         cancel,
         server,
         timers,
+    })
+}
+
+/// Binds the master's listener; returns it and the address it got.
+pub(crate) async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), MasterError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| MasterError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(MasterError::Serve)?;
+    Ok((listener, addr))
+}
+
+/// Serves `app` on `listener` until `cancel` fires.
+pub(crate) fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), MasterError>> {
+    tokio::spawn(async move {
+        // Small frames (events, RecordIO records) must not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await
+            .map_err(MasterError::Serve)
     })
 }
 

@@ -290,14 +290,7 @@ impl Store for EtcdStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, StoreError> {
-        let (key, end) = self.keys.range(prefix);
-        let req = RangeRequest {
-            key: b64(&key),
-            range_end: b64(&end),
-            ..RangeRequest::default()
-        };
-        let resp = self.range(req).await?;
-        resp.kvs.into_iter().map(|kv| self.keys.kv(kv)).collect()
+        Ok(self.list_with_revision(prefix).await?.1)
     }
 
     /// One range request: etcd answers it at one revision, which its header names.
