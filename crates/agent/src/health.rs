@@ -136,7 +136,11 @@ fn started_at(task_dir: &Path) -> SystemTime {
         crate::docker::run::CONTAINER_FILE,
     ]
     .iter()
-    .find_map(|f| std::fs::metadata(task_dir.join(f)).and_then(|m| m.modified()).ok())
+    .find_map(|f| {
+        std::fs::metadata(task_dir.join(f))
+            .and_then(|m| m.modified())
+            .ok()
+    })
     .unwrap_or_else(SystemTime::now)
 }
 
@@ -210,8 +214,7 @@ async fn run(shared: &Arc<Shared>, task_id: &TaskId, check: &HealthCheck, last: 
     let timeout = secs(check.timeout_seconds).max(Duration::from_millis(10));
     tracing::info!(task_id = %task_id, kind = ?check.kind, "health checking started");
     while still_running(shared, task_id) {
-        let outcome = match tokio::time::timeout(timeout, check_with(check, &runner)).await
-        {
+        let outcome = match tokio::time::timeout(timeout, check_with(check, &runner)).await {
             Ok(o) => o,
             Err(_) => Outcome {
                 ok: false,

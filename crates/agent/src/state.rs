@@ -294,9 +294,9 @@ impl Shared {
     pub fn advertised_changed(&self) -> bool {
         let st = self.lock();
         let now = self.advertised_resources(&st);
-        st.advertised.as_ref().is_some_and(|before| {
-            *before != now || st.advertised_docker != self.docker_answers()
-        })
+        st.advertised
+            .as_ref()
+            .is_some_and(|before| *before != now || st.advertised_docker != self.docker_answers())
     }
 
     /// Whether a Docker engine is set and answered its last probe.

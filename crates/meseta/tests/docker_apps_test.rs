@@ -183,7 +183,10 @@ fn rolling_restart_keeps_minimum_health_capacity() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(samples > 5, "the deployment was sampled ({samples} samples)");
+    assert!(
+        samples > 5,
+        "the deployment was sampled ({samples} samples)"
+    );
     assert!(
         least >= 2,
         "healthy instances dropped to {least} during the restart"
@@ -228,11 +231,20 @@ fn chronos_job_with_a_container_runs_to_success() {
         let (ok, failed) = (j["successCount"].as_u64()?, j["errorCount"].as_u64()?);
         (ok + failed > 0).then_some((ok, failed))
     });
-    assert_eq!(done, (1, 0), "the job ran in its container and succeeded");
+    assert_eq!(
+        done,
+        (1, 0),
+        "the job ran in its container and succeeded: {:?}\n{}",
+        c.tasks(),
+        std::fs::read_to_string(c.dir.path().join("agent-0.log")).unwrap_or_default()
+    );
     let task = c
         .tasks()
         .into_iter()
-        .find(|t| t["state"] == "TASK_FINISHED" && t["name"].as_str().is_some_and(|n| n.contains("dockerjob")))
+        .find(|t| {
+            t["state"] == "TASK_FINISHED"
+                && t["name"].as_str().is_some_and(|n| n.contains("dockerjob"))
+        })
         .expect("the job's task");
     let id = task["id"].as_str().expect("id");
     let out = c.cli(&["task", "logs", id]);
@@ -270,7 +282,9 @@ fn bad_docker_input_is_refused_or_waits() {
     );
     assert_eq!(c.call(Method::GET, "/v2/apps/priv", None).status, 404);
     // The same inside a group.
-    let group = json!({"id": "/g", "apps": [privileged.clone()]});
+    let mut in_group = privileged.clone();
+    in_group["id"] = json!("/g/priv");
+    let group = json!({"id": "/g", "apps": [in_group]});
     let r = c.call(Method::POST, "/v2/groups", Some(&group));
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body.to_string().contains("privileged"), "{}", r.body);

@@ -13,8 +13,7 @@ use serde_json::{json, Map, Value};
 use super::Marathon;
 use super::{
     app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, refuse_privileged,
-    refuse_root,
-    shape_error, unavailable, values, Body, Params,
+    refuse_root, shape_error, unavailable, values, Body, Params,
 };
 use meseta_api::marathon::READ_ONLY_APP_KEYS;
 
@@ -373,10 +372,7 @@ async fn update(
 fn root_checked(m: &Marathon, app: App) -> Result<App, Response> {
     let here = |yes: bool| if yes { vec![String::new()] } else { Vec::new() };
     refuse_root(m, here(runs_as_root(&app)))?;
-    refuse_privileged(
-        m,
-        here(meseta_services::validate::runs_privileged(&app)),
-    )?;
+    refuse_privileged(m, here(meseta_services::validate::runs_privileged(&app)))?;
     Ok(app)
 }
 

@@ -16,8 +16,7 @@ use serde_json::json;
 use super::Marathon;
 use super::{
     app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, refuse_privileged,
-    refuse_root,
-    unavailable, Body, Params,
+    refuse_root, unavailable, Body, Params,
 };
 use crate::unix_now;
 use crate::ServicesHandle;

@@ -53,8 +53,8 @@ impl Image {
         std::fs::create_dir_all(root.join("tmp")).expect("tmp");
         std::fs::copy(busybox_path().expect("busybox"), bin.join("busybox")).expect("copy");
         for applet in [
-            "sh", "sleep", "cat", "echo", "httpd", "head", "tr", "dd", "mkdir", "ls", "env", "test",
-            "touch", "rm", "true", "false", "wget",
+            "sh", "sleep", "cat", "echo", "httpd", "head", "tr", "dd", "mkdir", "ls", "env",
+            "test", "touch", "rm", "true", "false", "wget",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
         }
