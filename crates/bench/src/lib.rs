@@ -28,6 +28,7 @@ mod cluster;
 pub mod failover;
 pub mod jobs;
 pub mod launch;
+mod launch_docker;
 pub mod launch_rate;
 pub mod services;
 pub mod sim;
