@@ -287,8 +287,10 @@ async fn measure(cluster: &mut Cluster, args: &LaunchArgs) -> anyhow::Result<Rep
     let command = args.command.clone();
     let n = args.tasks;
     let image = args.docker_image.clone();
+    let want = Resources::parse(TASK_RESOURCES).context("benchmark task resources")?;
+    let (cpus, mem) = (want.cpus(), want.mem());
     let bare = tokio::task::spawn_blocking(move || match image {
-        Some(image) => crate::launch_docker::bare_runs(&image, &command, n),
+        Some(image) => crate::launch_docker::bare_runs(&image, &command, n, cpus, mem),
         None => bare_spawns(&command, n),
     })
     .await??;

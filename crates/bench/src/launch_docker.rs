@@ -87,16 +87,37 @@ pub(crate) fn container(image: &str) -> ContainerInfo {
     }
 }
 
-/// `docker run -d IMAGE /bin/sh -c command`, `n` times one after another (each returns once the
-/// container started); returns each run's latency. The containers are removed afterwards.
-pub(crate) fn bare_runs(image: &str, command: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
+/// `docker run -d IMAGE /bin/sh -c command` with the cgroup limits the agent gives a task of
+/// `cpus` and `mem_mib` (CPU shares, CFS quota, memory without swap: a small quota throttles the
+/// container's own start, so the baseline carries it too), `n` times one after another (each
+/// returns once the container started); returns each run's latency. The containers are removed
+/// afterwards.
+pub(crate) fn bare_runs(
+    image: &str,
+    command: &str,
+    n: usize,
+    cpus: f64,
+    mem_mib: f64,
+) -> anyhow::Result<Vec<Duration>> {
+    let shares = ((cpus * 1024.0) as i64).max(2).to_string();
+    let quota = ((cpus * 100_000.0) as i64).max(1_000).to_string();
+    let mem = format!("{}m", mem_mib.ceil() as u64);
     let mut latencies = Vec::with_capacity(n);
     let mut result = Ok(());
     for _ in 0..n {
         let t0 = Instant::now();
         let out = Command::new("docker")
             .args(["run", "-d", "--network", "host", "--label", BASELINE_LABEL])
-            .args(["--memory", "16m", image, "/bin/sh", "-c", command])
+            .args([
+                "--cpu-shares",
+                &shares,
+                "--cpu-period",
+                "100000",
+                "--cpu-quota",
+                &quota,
+            ])
+            .args(["--memory", &mem, "--memory-swap", &mem])
+            .args([image, "/bin/sh", "-c", command])
             .stdin(Stdio::null())
             .output();
         match out {
