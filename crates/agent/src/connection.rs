@@ -234,9 +234,11 @@ async fn connect_and_serve(
             Event::Frame(Some(Err(e))) => break Ok(conn.lost(&e.to_string())),
             Event::Resend => {
                 if conn.registered && shared.advertised_changed() {
-                    // Register again: the master takes the new resources from it.
+                    // Register again: the master takes the new resources and attributes from it.
                     let _ = sink.send(Message::Close(None)).await;
-                    break Ok(conn.lost("ports in use on the host changed: registering again"));
+                    break Ok(conn.lost(
+                        "ports in use on the host or the Docker engine changed: registering again",
+                    ));
                 }
                 if conn.registered {
                     shared.resend_pending();

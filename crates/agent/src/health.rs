@@ -12,6 +12,12 @@
 //! go through [`Shared::emit_if`] (checkpointed, resent until acknowledged) and only while the task
 //! is still running. A restarted agent restarts the checker of each reattached task, keeping the
 //! last reported health (from `state.json`) so it does not report it twice.
+//!
+//! DOCKER tasks: COMMAND checks run inside the container (`docker exec`, see
+//! `docker::exec`); HTTP/TCP checks go to the loopback address at the check's port, which the
+//! scheduler sets to the task's host port: the published `hostPort` of a BRIDGE container (the
+//! engine forwards it to the `containerPort`) or the port itself for HOST networking, where the
+//! container shares the agent's network namespace.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -122,11 +128,64 @@ pub(crate) fn spawn_checker(shared: &Arc<Shared>, task_id: &TaskId) {
     });
 }
 
-/// When the task's process started (`task.pid` is written then); now if unknown.
+/// When the task's process started (`task.pid` is written then; for a DOCKER task the container
+/// id, just before the container starts); now if unknown.
 fn started_at(task_dir: &Path) -> SystemTime {
-    std::fs::metadata(task_dir.join(meseta_isolation::TASK_PID_FILE))
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| SystemTime::now())
+    [
+        meseta_isolation::TASK_PID_FILE,
+        crate::docker::run::CONTAINER_FILE,
+    ]
+    .iter()
+    .find_map(|f| {
+        std::fs::metadata(task_dir.join(f))
+            .and_then(|m| m.modified())
+            .ok()
+    })
+    .unwrap_or_else(SystemTime::now)
+}
+
+/// Where a COMMAND check runs: on the host with the task's launch spec, or in a container.
+pub(crate) enum Runner {
+    /// A process on the host (exec tasks).
+    Host(Option<LaunchSpec>),
+    /// `docker exec` in this container.
+    Container {
+        /// The engine running it.
+        engine: crate::docker::Engine,
+        /// The container id.
+        id: String,
+    },
+}
+
+/// The runner of `task_id`'s COMMAND checks.
+fn runner(shared: &Shared, task_id: &TaskId, dir: &Path) -> Runner {
+    let docker = shared
+        .task(task_id)
+        .is_some_and(|t| crate::docker::run::is_docker(&t.spec));
+    if !docker {
+        return Runner::Host(meseta_isolation::read_spec(dir).ok());
+    }
+    let id = std::fs::read_to_string(dir.join(crate::docker::run::CONTAINER_FILE))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    match shared.docker.get() {
+        Some(engine) => Runner::Container {
+            engine: engine.clone(),
+            id,
+        },
+        None => Runner::Host(None),
+    }
+}
+
+/// Run one check of a task, COMMAND checks through `runner`.
+async fn check_with(check: &HealthCheck, runner: &Runner) -> Outcome {
+    match (runner, check.kind, &check.command) {
+        (Runner::Container { engine, id }, HealthCheckKind::Command, Some(c)) => {
+            crate::docker::exec::command_check(engine, id, c, &describe(check)).await
+        }
+        (Runner::Host(launch), _, _) => check_once(check, launch.as_ref()).await,
+        (Runner::Container { .. }, _, _) => check_once(check, None).await,
+    }
 }
 
 fn secs(s: f64) -> Duration {
@@ -149,14 +208,13 @@ async fn run(shared: &Arc<Shared>, task_id: &TaskId, check: &HealthCheck, last: 
     let since_start = || SystemTime::now().duration_since(start).unwrap_or_default();
     let delay = secs(check.delay_seconds).saturating_sub(since_start());
     tokio::time::sleep(delay).await;
-    let launch = meseta_isolation::read_spec(&dir).ok();
+    let runner = runner(shared, task_id, &dir);
     let mut tracker = Tracker::new(last, check.consecutive_failures);
     let interval = secs(check.interval_seconds).max(Duration::from_millis(10));
     let timeout = secs(check.timeout_seconds).max(Duration::from_millis(10));
     tracing::info!(task_id = %task_id, kind = ?check.kind, "health checking started");
     while still_running(shared, task_id) {
-        let outcome = match tokio::time::timeout(timeout, check_once(check, launch.as_ref())).await
-        {
+        let outcome = match tokio::time::timeout(timeout, check_with(check, &runner)).await {
             Ok(o) => o,
             Err(_) => Outcome {
                 ok: false,

@@ -105,7 +105,11 @@ impl Agent {
         if let Some(socket) = shared.cfg.docker_socket.clone() {
             if let Some(engine) = docker::Engine::probe(&socket).await {
                 let _ = shared.docker.set(engine);
+                shared
+                    .docker_up
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
             }
+            tokio::spawn(docker::watch(Arc::clone(&shared), socket));
         }
         recovery::recover(&shared)?;
         prune_stale_cgroups(&shared);

@@ -51,6 +51,8 @@ pub(crate) struct State {
     pub health_checkers: BTreeSet<TaskId>,
     /// The resources of the last `Register` message.
     advertised: Option<Resources>,
+    /// Whether the last `Register` message offered `docker:true`.
+    advertised_docker: bool,
 }
 
 /// State shared by every part of a running agent.
@@ -73,8 +75,11 @@ pub(crate) struct Shared {
     pub stop: CancellationToken,
     /// Id confirmed by the master in this run.
     pub registered: watch::Sender<Option<AgentId>>,
-    /// The Docker engine, set at start when one answers (DOCKER tasks are refused without it).
+    /// The Docker engine, set when one first answers (DOCKER tasks are refused without it).
     pub docker: std::sync::OnceLock<crate::docker::Engine>,
+    /// Whether the engine answered its last probe (`docker::watch`): the agent offers
+    /// `docker:true` and launches containers only while it does.
+    pub docker_up: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
 }
 
@@ -107,6 +112,7 @@ impl Shared {
             stop: CancellationToken::new(),
             registered: watch::channel(None).0,
             docker: std::sync::OnceLock::new(),
+            docker_up: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State::default()),
         }
     }
@@ -283,11 +289,19 @@ impl Shared {
     }
 
     /// Whether the resources to register with changed since the last `Register` (a process on
-    /// the host started or stopped listening on a port of the agent's ranges).
+    /// the host started or stopped listening on a port of the agent's ranges), or the Docker
+    /// engine came or went (the `docker` attribute).
     pub fn advertised_changed(&self) -> bool {
         let st = self.lock();
         let now = self.advertised_resources(&st);
-        st.advertised.as_ref().is_some_and(|before| *before != now)
+        st.advertised
+            .as_ref()
+            .is_some_and(|before| *before != now || st.advertised_docker != self.docker_answers())
+    }
+
+    /// Whether a Docker engine is set and answered its last probe.
+    pub fn docker_answers(&self) -> bool {
+        self.docker.get().is_some() && self.docker_up.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The `Register` message: every task that is not terminal or has unacknowledged updates.
@@ -295,6 +309,7 @@ impl Shared {
         let mut st = self.lock();
         let resources = self.advertised_resources(&st);
         st.advertised = Some(resources.clone());
+        st.advertised_docker = self.docker_answers();
         let tasks = st
             .tasks
             .values()
@@ -322,11 +337,11 @@ impl Shared {
         }
     }
 
-    /// The configured attributes, plus `docker:true` when a Docker engine answered (what DOCKER
+    /// The configured attributes, plus `docker:true` while a Docker engine answers (what DOCKER
     /// apps are placed by).
     fn attributes(&self) -> meseta_types::Attributes {
         let mut a = self.cfg.attributes.clone();
-        if self.docker.get().is_some() && a.get("docker").is_none() {
+        if self.docker_answers() && a.get("docker").is_none() {
             a.0.push(meseta_types::Attribute {
                 name: "docker".into(),
                 value: meseta_types::AttrValue::Text("true".into()),

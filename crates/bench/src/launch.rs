@@ -1,6 +1,8 @@
 //! `meseta bench launch`: starts a private master and agent as child processes of the current
 //! executable, then measures idle memory and submit → TASK_RUNNING latency against bare
-//! fork+exec, and checks them against meseta's targets.
+//! fork+exec, and checks them against meseta's targets. With `--docker-image` the tasks are
+//! DOCKER containers and the baseline is `docker run -d` of the same image (see
+//! `crate::launch_docker`); the agent's RSS is also read with every container running.
 //!
 //! The cluster plumbing lives in `crate::cluster`; this module holds the measurement and the
 //! report.
@@ -28,6 +30,8 @@ const TARGET_RATIO: f64 = 5.0;
 const TARGET_AGENT_MIB: f64 = 20.0;
 /// Target: idle master RSS in MiB.
 const TARGET_MASTER_MIB: f64 = 50.0;
+/// Target with `--docker-image`: meseta p99 / `docker run -d` p99.
+const TARGET_DOCKER_RATIO: f64 = 1.5;
 
 /// `bench launch` arguments.
 #[derive(clap::Args, Debug, Clone)]
@@ -38,6 +42,10 @@ pub struct LaunchArgs {
     /// Shell command each task (and each bare spawn) runs.
     #[arg(long, default_value = "sleep 1000")]
     pub command: String,
+    /// Launch DOCKER containers of this image (its `/bin/sh` runs the command) and compare with
+    /// `docker run -d`; without a value, a busybox image is imported from the host's busybox.
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    pub docker_image: Option<String>,
 }
 
 /// Everything `bench launch` measured.
@@ -47,13 +55,17 @@ pub struct Report {
     pub tasks: usize,
     /// The command run.
     pub command: String,
+    /// The image of the DOCKER tasks (`None`: plain processes).
+    pub docker_image: Option<String>,
+    /// Agent RSS in bytes with every task still running.
+    pub agent_rss_running_bytes: Option<u64>,
     /// Idle master RSS in bytes.
     pub master_rss_bytes: u64,
     /// Idle agent RSS in bytes.
     pub agent_rss_bytes: u64,
     /// Submit → TASK_RUNNING through meseta.
     pub meseta: Stats,
-    /// `Command::spawn` of the same command.
+    /// `Command::spawn` of the same command, or `docker run -d` of the same image.
     pub bare: Stats,
     /// `meseta.p99_ms / bare.p99_ms`.
     pub p99_ratio: f64,
@@ -141,8 +153,13 @@ impl Report {
         } else {
             f64::INFINITY
         };
+        let target = if args.docker_image.is_some() {
+            TARGET_DOCKER_RATIO
+        } else {
+            TARGET_RATIO
+        };
         let checks = vec![
-            Check::new("p99 ratio meseta/bare", p99_ratio, TARGET_RATIO),
+            Check::new("p99 ratio meseta/bare", p99_ratio, target),
             Check::new("agent idle RSS (MiB)", rss.1 as f64 / MIB, TARGET_AGENT_MIB),
             Check::new(
                 "master idle RSS (MiB)",
@@ -153,6 +170,8 @@ impl Report {
         Report {
             tasks: args.tasks,
             command: args.command.clone(),
+            docker_image: args.docker_image.clone(),
+            agent_rss_running_bytes: None,
             master_rss_bytes: rss.0,
             agent_rss_bytes: rss.1,
             meseta,
@@ -183,10 +202,22 @@ impl Report {
                 &self.meseta,
             ),
             line(
-                &format!("bare fork+exec ({} spawns)", self.tasks),
+                &if self.docker_image.is_some() {
+                    format!("docker run -d ({} containers)", self.tasks)
+                } else {
+                    format!("bare fork+exec ({} spawns)", self.tasks)
+                },
                 &self.bare,
             ),
             format!("p99 ratio meseta/bare: {:.2}", self.p99_ratio),
+            match (&self.docker_image, self.agent_rss_running_bytes) {
+                (Some(image), Some(rss)) => format!(
+                    "image {image}; agent RSS with {} containers running: {:.1} MiB",
+                    self.tasks,
+                    rss as f64 / MIB
+                ),
+                _ => String::new(),
+            },
             String::new(),
             "where the time goes:".to_string(),
         ]
@@ -210,9 +241,21 @@ pub async fn run(args: LaunchArgs, json: bool) -> anyhow::Result<i32> {
     if args.command.trim().is_empty() {
         bail!("--command must not be empty");
     }
+    let mut args = args;
+    let image = match &args.docker_image {
+        Some(given) => {
+            let image = crate::launch_docker::Image::prepare(given)?;
+            args.docker_image = Some(image.tag.clone());
+            Some(image)
+        }
+        None => None,
+    };
     let mut cluster = Cluster::start().await?;
     let result = measure(&mut cluster, &args).await;
     cluster.stop().await;
+    if let Some(image) = image {
+        image.remove();
+    }
     let report = result?;
     print_report(&report, json, |r| r.render())
 }
@@ -232,13 +275,32 @@ async fn measure(cluster: &mut Cluster, args: &LaunchArgs) -> anyhow::Result<Rep
         .await
         .context("cannot subscribe the benchmark framework")?;
     let session = cluster.hold_session(session);
-    let (meseta, marks) = launch_tasks(session, args).await?;
+    let framework = format!("meseta.framework_id={}", session.framework_id().as_str());
+    let launched = launch_tasks(session, args).await;
+    let running_rss = cluster.agent_rss().ok();
+    if args.docker_image.is_some() {
+        // The containers outlive the agent by design: remove this run's here.
+        tokio::task::spawn_blocking(move || crate::launch_docker::remove_labelled(&framework))
+            .await?;
+    }
+    let (meseta, marks) = launched?;
     let command = args.command.clone();
     let n = args.tasks;
-    let bare = tokio::task::spawn_blocking(move || bare_spawns(&command, n)).await??;
+    let image = args.docker_image.clone();
+    let want = Resources::parse(TASK_RESOURCES).context("benchmark task resources")?;
+    let (cpus, mem) = (want.cpus(), want.mem());
+    let bare = tokio::task::spawn_blocking(move || match image {
+        Some(image) => crate::launch_docker::bare_runs(&image, &command, n, cpus, mem),
+        None => bare_spawns(&command, n),
+    })
+    .await??;
     let meseta = Stats::of(&meseta).ok_or_else(|| anyhow!("no task launched"))?;
     let bare = Stats::of(&bare).ok_or_else(|| anyhow!("no process spawned"))?;
-    Ok(Report::new(args, rss, meseta, bare, hops(&marks)))
+    let mut report = Report::new(args, rss, meseta, bare, hops(&marks));
+    if args.docker_image.is_some() {
+        report.agent_rss_running_bytes = running_rss;
+    }
+    Ok(report)
 }
 
 /// Launches `args.tasks` tasks one after another; returns each submit → TASK_RUNNING latency
@@ -267,6 +329,10 @@ async fn launch_tasks(
             agent_id: Some(offer.agent_id.clone()),
             resources: want.clone(),
             command: Some(CommandInfo::shell(args.command.clone())),
+            container: args
+                .docker_image
+                .as_deref()
+                .map(crate::launch_docker::container),
             ..TaskInfo::default()
         };
         let mut marks = Marks {
@@ -389,6 +455,7 @@ mod tests {
         let args = LaunchArgs {
             tasks: 3,
             command: "sleep 1000".into(),
+            docker_image: None,
         };
         let fast = Stats {
             p50_ms: 1.0,

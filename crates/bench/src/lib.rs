@@ -33,6 +33,7 @@ pub mod dns;
 pub mod failover;
 pub mod jobs;
 pub mod launch;
+mod launch_docker;
 pub mod launch_rate;
 pub mod services;
 pub mod sim;

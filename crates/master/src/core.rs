@@ -41,6 +41,9 @@ pub struct MasterConfig {
     /// Whether the built-in schedulers accept tasks that ask to run as `root` (`--allow-root`,
     /// off by default). Agents enforce their own flag as well.
     pub allow_root_tasks: bool,
+    /// Whether the built-in schedulers accept DOCKER containers with `privileged: true`
+    /// (`--docker-allow-privileged`, off by default). Agents enforce their own flag as well.
+    pub allow_privileged_containers: bool,
 }
 
 impl Default for MasterConfig {
@@ -55,6 +58,7 @@ impl Default for MasterConfig {
             offer_timeout: None,
             domain: None,
             allow_root_tasks: false,
+            allow_privileged_containers: false,
         }
     }
 }

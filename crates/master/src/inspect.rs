@@ -32,6 +32,12 @@ impl Master {
         self.core().config().allow_root_tasks
     }
 
+    /// Whether DOCKER containers may run privileged (`--docker-allow-privileged`); the built-in
+    /// schedulers refuse such requests with a 422 otherwise.
+    pub fn allows_privileged_containers(&self) -> bool {
+        self.core().config().allow_privileged_containers
+    }
+
     /// After a master restart: are agents known from the store still to re-register? Until they
     /// have, a task missing from the task table may still be running on one of them.
     pub fn agents_transitioning(&self) -> bool {

@@ -40,6 +40,9 @@ pub struct MasterArgs {
     /// default user, and one that asks for `root` is refused).
     #[arg(long)]
     pub allow_root: bool,
+    /// Accept DOCKER apps asking for `privileged: true` (refused with a 422 by default).
+    #[arg(long)]
+    pub docker_allow_privileged: bool,
     /// Shared store for highly available masters, e.g. `etcd://h1:2379,h2:2379,h3:2379`: any
     /// number of masters on it elect one leader; the others redirect clients to it. Without
     /// it the master keeps its state in the embedded store under `--data-dir` and leads alone.
@@ -158,6 +161,9 @@ pub struct DevArgs {
     /// default user, and one that asks for `root` is refused).
     #[arg(long)]
     pub allow_root: bool,
+    /// Accept and run DOCKER containers asking for `privileged: true` (refused by default).
+    #[arg(long)]
+    pub docker_allow_privileged: bool,
     /// DNS service discovery.
     #[command(flatten)]
     pub dns: crate::dns::DnsArgs,
@@ -268,6 +274,7 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     cfg.offer_timeout = a.offer_timeout;
     cfg.domain = a.domain;
     cfg.allow_root_tasks = a.allow_root;
+    cfg.allow_privileged_containers = a.docker_allow_privileged;
     if let Some(url) = &a.store {
         if a.dns.dns_listen.is_some() {
             anyhow::bail!("--dns-listen is not served by highly available masters (--store) yet");
@@ -356,6 +363,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     let store = open_store(&dir.join("master"))?;
     let mut cfg = master_config(a.listen, 30.0, None)?;
     cfg.allow_root_tasks = a.allow_root;
+    cfg.allow_privileged_containers = a.docker_allow_privileged;
     let dns = crate::dns::bind(&a.dns)?;
     let mut master =
         meseta_master::start_with(cfg, store, crate::dns::with(dns, built_in_schedulers))
@@ -373,6 +381,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     )?;
     cfg.default_user = a.default_user;
     cfg.allow_root = a.allow_root;
+    cfg.docker_allow_privileged = a.docker_allow_privileged;
     let mut agent = Agent::start(cfg).await.context(
         "starting the agent (pass --agent-listen ADDR, e.g. 127.0.0.1:0 for a free port)",
     )?;

@@ -101,6 +101,29 @@ pub fn root_refused(at: &[String]) -> Result<(), ValidationError> {
     errs.finish()
 }
 
+/// True when the app asks for a privileged Docker container (`container.docker.privileged`).
+pub fn runs_privileged(app: &App) -> bool {
+    app.container
+        .as_ref()
+        .and_then(|c| c.pointer("/docker/privileged"))
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
+}
+
+/// The refusal of apps asking for a privileged container (at `{at}/container/docker/privileged`
+/// for each `at` given) where the cluster does not allow them.
+pub fn privileged_refused(at: &[String]) -> Result<(), ValidationError> {
+    let mut errs = Errors::default();
+    for a in at {
+        errs.add(
+            format!("{a}/container/docker/privileged"),
+            "privileged containers are not allowed on this cluster (the master was not started \
+             with --docker-allow-privileged)",
+        );
+    }
+    errs.finish()
+}
+
 /// Validates `def` as an app at the root group and returns its canonical form.
 pub fn validate_app(def: &AppDefinition) -> Result<App, ValidationError> {
     validate_app_in(def, "/")

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
 use meseta_api::agent::TaskSpec;
 use meseta_api::container::{ContainerInfo, DockerNetwork, VolumeMode};
 
@@ -196,7 +196,16 @@ fn host_config(
             )));
         }
     }
-    let mut binds = vec![format!("{}:{CONTAINER_SANDBOX}:rw", ctx.sandbox.display())];
+    // The sandbox is a mount, not a bind string: its path holds the task id, which may contain
+    // ':' (Chronos run ids do), the bind string's separator.
+    let sandbox = Mount {
+        target: Some(CONTAINER_SANDBOX.to_string()),
+        source: Some(ctx.sandbox.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(false),
+        ..Mount::default()
+    };
+    let mut binds = Vec::new();
     for (i, v) in c.volumes.iter().enumerate() {
         binds.push(
             bind(ctx.sandbox, v)
@@ -215,6 +224,7 @@ fn host_config(
         port_bindings: port_bindings(c),
         privileged: Some(d.is_some_and(|d| d.privileged)),
         binds: Some(binds),
+        mounts: Some(vec![sandbox]),
         ..HostConfig::default()
     })
 }
@@ -356,10 +366,14 @@ mod tests {
         let b80 = pb.get("80/tcp").cloned().flatten().expect("80/tcp");
         assert_eq!(b80[0].host_port.as_deref(), Some("31001"));
         assert_eq!(b.exposed_ports, Some(vec!["80/tcp".to_string()]));
+        let mounts = h.mounts.expect("the sandbox mount");
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].source.as_deref(), Some("/w/tasks/t1/sandbox"));
+        assert_eq!(mounts[0].target.as_deref(), Some("/mnt/mesos/sandbox"));
+        assert_eq!(mounts[0].typ, Some(MountType::BIND));
         assert_eq!(
             h.binds,
             Some(vec![
-                "/w/tasks/t1/sandbox:/mnt/mesos/sandbox:rw".to_string(),
                 "/srv/d:/data:ro".to_string(),
                 "/w/tasks/t1/sandbox/cache:/mnt/mesos/sandbox/cache:rw".to_string(),
             ])

@@ -16,7 +16,7 @@ use bollard::query_parameters::{
     LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use futures::StreamExt;
-use meseta_api::agent::{HealthCheckKind, TaskSpec};
+use meseta_api::agent::TaskSpec;
 use meseta_isolation::ExitRecord;
 use meseta_types::{TaskId, TaskState};
 use tokio::io::AsyncWriteExt;
@@ -97,7 +97,8 @@ async fn create_and_start(shared: &Shared, spec: &TaskSpec) -> Result<Option<Str
     let engine = shared
         .docker
         .get()
-        .ok_or_else(|| Failure::launch("the Docker engine is gone"))?;
+        .filter(|_| shared.docker_answers())
+        .ok_or_else(|| Failure::launch(engine_gone(shared)))?;
     let task_dir = shared
         .checkpoint
         .write_task(spec)
@@ -166,6 +167,17 @@ async fn create_and_start(shared: &Shared, spec: &TaskSpec) -> Result<Option<Str
     Ok(Some(id))
 }
 
+/// Why a DOCKER task cannot launch while the engine does not answer.
+fn engine_gone(shared: &Shared) -> String {
+    let socket = shared
+        .cfg
+        .docker_socket
+        .as_ref()
+        .map(|s| s.display().to_string())
+        .unwrap_or_default();
+    format!("the Docker engine at {socket} does not answer: this agent takes no DOCKER tasks until it does")
+}
+
 /// The sandbox with empty `stdout`/`stderr`, mode 0750.
 fn prepare_sandbox(sandbox: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
@@ -231,15 +243,8 @@ pub(crate) async fn supervise(shared: Arc<Shared>, task_id: TaskId, id: String, 
         return;
     };
     mark_running(&shared, &task_id);
-    // COMMAND checks would run on the host, not in the container: only HTTP/TCP checks run.
-    if entry
-        .spec
-        .health_check
-        .as_ref()
-        .is_some_and(|h| h.kind != HealthCheckKind::Command)
-    {
-        crate::health::spawn_checker(&shared, &task_id);
-    }
+    // HTTP/TCP checks go to the host port, COMMAND checks run in the container (`exec`).
+    crate::health::spawn_checker(&shared, &task_id);
     if entry.kill_requested {
         tokio::spawn(stop(engine.clone(), id.clone(), grace(&entry.spec)));
     }

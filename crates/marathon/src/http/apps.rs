@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value};
 
 use super::Marathon;
 use super::{
-    app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, refuse_root,
-    shape_error, unavailable, values, Body, Params,
+    app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, refuse_privileged,
+    refuse_root, shape_error, unavailable, values, Body, Params,
 };
 use meseta_api::marathon::READ_ONLY_APP_KEYS;
 
@@ -367,14 +367,13 @@ async fn update(
     }
 }
 
-/// The app, unless it asks for root where root tasks are not allowed (422 at `/user`).
+/// The app, unless it asks for root where root tasks are not allowed (422 at `/user`) or for a
+/// privileged container where those are not allowed (422 at `/container/docker/privileged`).
 fn root_checked(m: &Marathon, app: App) -> Result<App, Response> {
-    let at = if runs_as_root(&app) {
-        vec![String::new()]
-    } else {
-        Vec::new()
-    };
-    refuse_root(m, at).map(|()| app)
+    let here = |yes: bool| if yes { vec![String::new()] } else { Vec::new() };
+    refuse_root(m, here(runs_as_root(&app)))?;
+    refuse_privileged(m, here(meseta_services::validate::runs_privileged(&app)))?;
+    Ok(app)
 }
 
 /// A definition validated into the canonical app, or the 422 naming every violation.

@@ -15,8 +15,8 @@ use serde_json::json;
 
 use super::Marathon;
 use super::{
-    app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, refuse_root,
-    unavailable, Body, Params,
+    app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, refuse_privileged,
+    refuse_root, unavailable, Body, Params,
 };
 use crate::unix_now;
 use crate::ServicesHandle;
@@ -130,6 +130,7 @@ fn parse_group(body: &[u8], url_group: &str) -> Result<(GroupUpdate, String), Re
 fn resolved(m: &Marathon, update: &GroupUpdate, gid: &str) -> Result<GroupNode, Response> {
     let node = resolve_update(update, gid).map_err(|e| invalid(e.marathon_body()))?;
     refuse_root(m, node.root_app_paths())?;
+    refuse_privileged(m, node.privileged_app_paths())?;
     Ok(node)
 }
 

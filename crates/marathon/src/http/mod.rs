@@ -221,6 +221,16 @@ pub(super) fn refuse_root(m: &Marathon, at: Vec<String>) -> Result<(), Response>
         .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, Json(e.marathon_body())).into_response())
 }
 
+/// Apps asking for a privileged container (at these body paths) are a 422 unless the master
+/// allows them (`--docker-allow-privileged`).
+pub(super) fn refuse_privileged(m: &Marathon, at: Vec<String>) -> Result<(), Response> {
+    if at.is_empty() || m.master.allows_privileged_containers() {
+        return Ok(());
+    }
+    meseta_services::validate::privileged_refused(&at)
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, Json(e.marathon_body())).into_response())
+}
+
 /// An app id from a URL path: leading/trailing (and doubled) slashes removed, made absolute.
 pub(super) fn app_id(raw: &str) -> String {
     let segs: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod docker;
+
 pub const MESETA: &str = env!("CARGO_BIN_EXE_meseta");
 
 /// A reply of the master's HTTP API: status, headers and JSON body (`Null` when not JSON).
@@ -132,6 +134,8 @@ pub struct Cluster {
     pub agent_ports: Vec<u16>,
     pub agent_timeout: f64,
     pub resources: String,
+    /// Extra flags of `meseta master`.
+    pub master_flags: Vec<String>,
 }
 
 impl Cluster {
@@ -146,6 +150,16 @@ impl Cluster {
     /// A cluster whose agents each offer `resources` (tests that run servers on their ports in
     /// parallel give each cluster its own port range).
     pub fn with_resources(agents: usize, agent_timeout: f64, resources: &str) -> Cluster {
+        Cluster::with_master_flags(agents, agent_timeout, resources, &[])
+    }
+
+    /// As [`Cluster::with_resources`], the master started with `master_flags` too.
+    pub fn with_master_flags(
+        agents: usize,
+        agent_timeout: f64,
+        resources: &str,
+        master_flags: &[&str],
+    ) -> Cluster {
         let mut c = Cluster {
             dir: task_reachable_dir(),
             port: free_port(),
@@ -156,6 +170,7 @@ impl Cluster {
             agent_ports: vec![0; agents],
             agent_timeout,
             resources: resources.to_string(),
+            master_flags: master_flags.iter().map(|f| f.to_string()).collect(),
         };
         c.start_master();
         for i in 0..agents {
@@ -178,18 +193,17 @@ impl Cluster {
         ));
         let listen = format!("127.0.0.1:{}", self.port);
         let timeout = self.agent_timeout.to_string();
-        self.master = Some(spawn(
-            &[
-                "master",
-                "--listen",
-                &listen,
-                "--data-dir",
-                data.to_str().expect("utf8"),
-                "--agent-timeout",
-                &timeout,
-            ],
-            &log,
-        ));
+        let mut args = vec![
+            "master",
+            "--listen",
+            &listen,
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--agent-timeout",
+            &timeout,
+        ];
+        args.extend(self.master_flags.iter().map(String::as_str));
+        self.master = Some(spawn(&args, &log));
         wait_for("master /health", Duration::from_secs(15), || {
             reqwest::blocking::get(format!("{}/health", self.url()))
                 .ok()

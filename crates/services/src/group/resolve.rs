@@ -38,18 +38,25 @@ impl GroupNode {
     /// `/groups(1)/apps(0)`), for [`crate::validate::root_refused`].
     pub fn root_app_paths(&self) -> Vec<String> {
         let mut out = Vec::new();
-        self.collect_root_apps("", &mut out);
+        self.collect_apps("", crate::validate::runs_as_root, &mut out);
         out
     }
 
-    fn collect_root_apps(&self, at: &str, out: &mut Vec<String>) {
+    /// Body paths of the apps (anywhere in the tree) asking for a privileged container.
+    pub fn privileged_app_paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_apps("", crate::validate::runs_privileged, &mut out);
+        out
+    }
+
+    fn collect_apps(&self, at: &str, pick: fn(&App) -> bool, out: &mut Vec<String>) {
         for (i, a) in self.apps.iter().flatten().enumerate() {
-            if crate::validate::runs_as_root(a) {
+            if pick(a) {
                 out.push(format!("{at}/apps({i})"));
             }
         }
         for (j, g) in self.groups.iter().flatten().enumerate() {
-            g.collect_root_apps(&format!("{at}/groups({j})"), out);
+            g.collect_apps(&format!("{at}/groups({j})"), pick, out);
         }
     }
 }

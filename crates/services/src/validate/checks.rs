@@ -255,6 +255,18 @@ pub(super) fn env(def: &AppDefinition, errs: &mut Errors) {
     }
 }
 
+/// The Docker network the app's `networks` name (`None`: none named, the container's own
+/// `docker.network` applies), so that its port mappings are checked as the agent will run them.
+fn app_network(def: &AppDefinition) -> Option<meseta_api::container::DockerNetwork> {
+    use meseta_api::container::DockerNetwork;
+    match def.networks.as_ref()?.first()?.mode.as_str() {
+        "container/bridge" => Some(DockerNetwork::Bridge),
+        "container" => Some(DockerNetwork::User),
+        "host" => Some(DockerNetwork::Host),
+        _ => None,
+    }
+}
+
 /// `container`: its type, image reference, port mappings and `gpus` combination.
 pub(super) fn container(def: &AppDefinition, errs: &mut Errors) {
     let Some(c) = &def.container else { return };
@@ -278,7 +290,8 @@ pub(super) fn container(def: &AppDefinition, errs: &mut Errors) {
         if image.is_empty() {
             errs.add("/container/docker/image", "must not be empty");
         } else if let Some(Err(e)) =
-            meseta_api::container::ContainerInfo::from_marathon(c, None, &[]).map(|m| m.validate())
+            meseta_api::container::ContainerInfo::from_marathon(c, app_network(def), &[])
+                .map(|m| m.validate())
         {
             // Image syntax, port mapping protocols and host ports, as the agent checks them.
             let network_field = e.field == meseta_api::container::ContainerField::Network;
