@@ -225,6 +225,14 @@ where
         let term = cancel.child_token();
         let master = match Master::new(cfg.clone(), leadership.fenced_store()).await {
             Ok(m) => m,
+            // The store blinked while the new leader read it: give the lead up and try again.
+            Err(MasterError::Store(e)) if e.is_retryable() => {
+                tracing::warn!(error = %e, "the new leader could not load the store; resigning");
+                leadership.resign().await;
+                tokio::time::sleep(ha.lease_ttl / 2).await;
+                continue;
+            }
+            // A store of another schema, or an unfinished restore: say so and stop.
             Err(e) => {
                 leadership.resign().await;
                 return Err(e);
