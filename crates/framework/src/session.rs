@@ -143,15 +143,16 @@ impl<S: Scheduler> Session<S> {
         self.execute(cmds).await;
     }
 
-    /// Handle `first` and every event already waiting (at most [`MAX_EVENT_BATCH`]).
+    /// Handle `first` and every event already waiting (at most [`MAX_EVENT_BATCH`]), then
+    /// carry out their commands with one write.
     async fn event_batch(&mut self, first: Event, now: SystemTime) {
-        self.on_event(first, now).await;
+        let mut cmds = self.on_event(first, now).await;
         for _ in 0..MAX_EVENT_BATCH {
             let Some(conn) = self.conn.as_mut() else {
                 break;
             };
             match conn.next_event().now_or_never() {
-                Some(Some(e)) => self.on_event(e, now).await,
+                Some(Some(e)) => cmds.extend(self.on_event(e, now).await),
                 Some(None) => {
                     self.disconnected();
                     break;
@@ -159,6 +160,7 @@ impl<S: Scheduler> Session<S> {
                 None => break,
             }
         }
+        self.execute(one_persist_first(cmds)).await;
     }
 
     /// Recovery, periodic reconciliation, the scheduler's tick, interest; then the replies.
@@ -240,8 +242,9 @@ impl<S: Scheduler> Session<S> {
         self.suppressed = false;
     }
 
-    async fn on_event(&mut self, ev: Event, now: SystemTime) {
-        let cmds = match ev {
+    /// The scheduler's commands for one event (carried out by [`Session::event_batch`]).
+    async fn on_event(&mut self, ev: Event, now: SystemTime) -> Vec<Command> {
+        match ev {
             Event::Subscribed { subscribed } => self.subscribed(subscribed.framework_id, now).await,
             Event::Offers { offers } => {
                 // Offers may be what a restored scheduler waited for: settle first.
@@ -269,8 +272,7 @@ impl<S: Scheduler> Session<S> {
                 Vec::new()
             }
             Event::Message { .. } | Event::Failure { .. } | Event::Heartbeat => Vec::new(),
-        };
-        self.execute(cmds).await;
+        }
     }
 
     async fn subscribed(&mut self, id: IdValue, now: SystemTime) -> Vec<Command> {
@@ -371,10 +373,55 @@ impl<S: Scheduler> Session<S> {
     }
 }
 
+/// A batch's commands with their writes made one, carried out first. Every callback of the
+/// batch has already changed the scheduler's state, so that one [`Command::Persist`] covers what
+/// each of theirs would have, and still precedes every launch it guards.
+fn one_persist_first(cmds: Vec<Command>) -> Vec<Command> {
+    let n = cmds.len();
+    let rest: Vec<Command> = cmds
+        .into_iter()
+        .filter(|c| !matches!(c, Command::Persist))
+        .collect();
+    if rest.len() == n {
+        return rest;
+    }
+    std::iter::once(Command::Persist).chain(rest).collect()
+}
+
 /// The next framework event, or pending forever while not subscribed.
 async fn next_event(conn: &mut Option<FrameworkConnection>) -> Option<Event> {
     match conn {
         Some(c) => c.next_event().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(cmds: &[Command]) -> Vec<String> {
+        cmds.iter().map(|c| format!("{c:?}")).collect()
+    }
+
+    #[test]
+    fn a_batch_writes_once_before_everything_else() {
+        let cmds = vec![
+            Command::Revive,
+            Command::Persist,
+            Command::Suppress,
+            Command::Persist,
+            Command::Revive,
+        ];
+        assert_eq!(
+            names(&one_persist_first(cmds)),
+            ["Persist", "Revive", "Suppress", "Revive"]
+        );
+    }
+
+    #[test]
+    fn a_batch_without_a_write_stays_as_it_is() {
+        let cmds = vec![Command::Suppress, Command::Revive];
+        assert_eq!(names(&one_persist_first(cmds)), ["Suppress", "Revive"]);
     }
 }
