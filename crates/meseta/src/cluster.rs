@@ -127,8 +127,12 @@ pub struct AgentArgs {
     pub allow_root: bool,
     /// Run no Docker containers even when an engine answers on /var/run/docker.sock (the agent
     /// then does not offer `docker:true`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "docker_socket")]
     pub no_docker: bool,
+    /// The Docker engine's unix socket (probed at start and every 10 s: the agent offers
+    /// `docker:true` only while an engine answers there).
+    #[arg(long, value_name = "PATH", default_value = meseta_agent::config::DEFAULT_DOCKER_SOCKET)]
+    pub docker_socket: PathBuf,
     /// Let DOCKER tasks run privileged containers (refused by default).
     #[arg(long)]
     pub docker_allow_privileged: bool,
@@ -329,9 +333,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     cfg.domain = a.domain;
     cfg.default_user = a.default_user;
     cfg.allow_root = a.allow_root;
-    if a.no_docker {
-        cfg.docker_socket = None;
-    }
+    cfg.docker_socket = (!a.no_docker).then_some(a.docker_socket);
     cfg.docker_allow_privileged = a.docker_allow_privileged;
     let mut handle = Agent::start(cfg)
         .await
