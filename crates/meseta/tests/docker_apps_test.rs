@@ -34,9 +34,13 @@ fn post_app(c: &Cluster, app: &Value) {
     assert!(r.status < 300, "{} {}", r.status, r.body);
 }
 
-/// A busybox httpd serving `text` on container port 80.
+/// A busybox httpd serving `text` on container port 80 from the sandbox (the container runs as
+/// the task user, who may write only there).
 fn httpd(text: &str) -> String {
-    format!("mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www")
+    format!(
+        "mkdir -p $MESOS_SANDBOX/www && echo {text} > $MESOS_SANDBOX/www/index.html && \
+         exec httpd -f -p 80 -h $MESOS_SANDBOX/www"
+    )
 }
 
 #[test]

@@ -55,7 +55,7 @@ fn execute_docker_task_and_read_its_logs() {
         &c,
         "dk",
         &img.tag,
-        "echo hello-from-container; echo to-stderr >&2; test -d /mnt/mesos/sandbox && echo \"task=$MESOS_TASK_ID\"",
+        "echo hello-from-container; echo to-stderr >&2; test -d /mnt/mesos/sandbox && echo \"task=$MESOS_TASK_ID\"; echo \"uid=$(id -u)\"; touch /mnt/mesos/sandbox/mine && echo wrote-sandbox",
         "cpus:0.1;mem:32",
     );
     assert_eq!(code, 0, "execute failed: {log}");
@@ -65,6 +65,9 @@ fn execute_docker_task_and_read_its_logs() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("hello-from-container"), "{stdout}");
     assert!(stdout.contains(&format!("task={id}")), "{stdout}");
+    // The container runs as the task user (nobody under a root agent), who owns the sandbox.
+    assert!(stdout.contains("uid=65534"), "{stdout}");
+    assert!(stdout.contains("wrote-sandbox"), "{stdout}");
     let err = c.cli(&["task", "logs", "--stderr", &id]);
     assert!(String::from_utf8_lossy(&err.stdout).contains("to-stderr"));
     // The finished task's container is removed.
@@ -116,7 +119,7 @@ fn marathon_bridge_app_answers_on_its_host_port() {
     img.track(&c);
     let app = json!({
         "id": "/web",
-        "cmd": "mkdir -p /www && echo hi-from-docker > /www/index.html && exec httpd -f -p 80 -h /www",
+        "cmd": "mkdir -p $MESOS_SANDBOX/www && echo hi-from-docker > $MESOS_SANDBOX/www/index.html && exec httpd -f -p 80 -h $MESOS_SANDBOX/www",
         "cpus": 0.1, "mem": 32, "instances": 1,
         "container": {"type": "DOCKER", "docker": {"image": img.tag},
                       "portMappings": [{"containerPort": 80, "hostPort": 0}]},

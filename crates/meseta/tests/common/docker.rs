@@ -51,10 +51,16 @@ impl Image {
         let bin = root.join("bin");
         std::fs::create_dir_all(&bin).expect("bin");
         std::fs::create_dir_all(root.join("tmp")).expect("tmp");
+        // As in real images: /tmp is everyone's (containers run as the task user).
+        std::fs::set_permissions(
+            root.join("tmp"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .expect("tmp mode");
         std::fs::copy(busybox_path().expect("busybox"), bin.join("busybox")).expect("copy");
         for applet in [
             "sh", "sleep", "cat", "echo", "httpd", "head", "tr", "dd", "mkdir", "ls", "env",
-            "test", "touch", "rm", "true", "false", "wget",
+            "test", "touch", "rm", "true", "false", "wget", "id",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
         }
