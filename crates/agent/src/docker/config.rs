@@ -45,6 +45,9 @@ pub(crate) struct Context<'a> {
     /// Whether the agent runs tasks as root (`--allow-root`): only then may a `user` parameter
     /// name a user the agent cannot check (a name inside the image) or uid 0.
     pub allow_root: bool,
+    /// The task's persistent volumes: (directory on the host, path relative to the sandbox),
+    /// bind-mounted read-write under the container's sandbox.
+    pub volumes: Vec<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// The task's `ContainerInfo` when it runs through Docker.
@@ -242,6 +245,16 @@ fn host_config(
         ..Mount::default()
     };
     let mut binds = Vec::new();
+    for (dir, rel) in &ctx.volumes {
+        let bind = format!("{}:{CONTAINER_SANDBOX}/{}:rw", dir.display(), rel.display());
+        if bind.matches(':').count() != 2 {
+            return Err(ConfigError(format!(
+                "persistent volume {}: its paths must not contain ':'",
+                rel.display()
+            )));
+        }
+        binds.push(bind);
+    }
     for (i, v) in c.volumes.iter().enumerate() {
         binds.push(
             bind(ctx.sandbox, v)
@@ -362,6 +375,7 @@ mod tests {
             allow_privileged: false,
             user: Some((65534, 65534)),
             allow_root: false,
+            volumes: Vec::new(),
         }
     }
 
@@ -424,7 +438,9 @@ mod tests {
             }],
         );
         let sb = Path::new("/w/tasks/t1/sandbox");
-        let b = create_body(&s, &ctx(sb)).expect("body");
+        let mut cx = ctx(sb);
+        cx.volumes = vec![("/w/volumes/roles/db/v1".into(), "data".into())];
+        let b = create_body(&s, &cx).expect("body");
         assert_eq!(b.image.as_deref(), Some("meseta-test/busybox:latest"));
         assert_eq!(
             b.entrypoint,
@@ -460,6 +476,7 @@ mod tests {
         assert_eq!(
             h.binds,
             Some(vec![
+                "/w/volumes/roles/db/v1:/mnt/mesos/sandbox/data:rw".to_string(),
                 "/srv/d:/data:ro".to_string(),
                 "/w/tasks/t1/sandbox/cache:/mnt/mesos/sandbox/cache:rw".to_string(),
             ])

@@ -111,6 +111,13 @@ async fn create_and_start(
     let sandbox = task_dir.join("sandbox");
     let owner = (run_as.identity.uid, run_as.identity.gid);
     prepare_sandbox(&sandbox, owner).map_err(Failure::launch)?;
+    let mut volumes = Vec::new();
+    for v in &spec.volumes {
+        volumes.push(
+            crate::volumes::for_container(&shared.cfg.work_dir, &spec.role, v, Some(owner))
+                .map_err(|e| Failure::launch(e.to_string()))?,
+        );
+    }
     let agent_id = shared.lock().agent_id.clone().unwrap_or_default();
     let env = crate::tasks::task_env(
         spec,
@@ -125,6 +132,7 @@ async fn create_and_start(
         allow_privileged: shared.cfg.docker_allow_privileged,
         user: (run_as.identity.uid != 0).then_some(owner),
         allow_root: shared.cfg.allow_root,
+        volumes,
     };
     let body = config::create_body(spec, &ctx).map_err(|e| Failure::launch(e.0))?;
     let force_pull = config::docker_container(spec)
