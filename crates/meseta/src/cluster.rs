@@ -280,15 +280,14 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     cfg.allow_root_tasks = a.allow_root;
     cfg.allow_privileged_containers = a.docker_allow_privileged;
     if let Some(url) = &a.store {
-        if a.dns.dns_listen.is_some() {
-            anyhow::bail!("--dns-listen is not served by highly available masters (--store) yet");
-        }
         let store = open_shared_store(url).await?;
+        let dns = crate::dns::bind(&a.dns)?;
         let ha = HaOptions {
             lease_ttl: a.lease_ttl,
             advertise_url: a.advertise,
         };
-        let mut handle = meseta_master::ha::start_ha(cfg, ha, store, built_in_schedulers)
+        let routes = crate::dns::with_each_term(dns, built_in_schedulers);
+        let mut handle = meseta_master::ha::start_ha(cfg, ha, store, routes)
             .await
             .context("starting the master (pass --listen ADDR for another address)")?;
         eprintln!(
