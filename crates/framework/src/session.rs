@@ -64,6 +64,7 @@ pub async fn run<S: Scheduler>(
         recovering: true,
         next_subscribe: Instant::now(),
         last_reconcile: Instant::now(),
+        reconcile_soon: false,
         round: Round::default(),
         inbox,
     };
@@ -81,6 +82,8 @@ struct Session<S: Scheduler> {
     recovering: bool,
     next_subscribe: Instant,
     last_reconcile: Instant,
+    /// Reconcile at the end of this round (launches were held back).
+    reconcile_soon: bool,
     round: Round,
     inbox: Inbox<S::Request>,
 }
@@ -166,7 +169,8 @@ impl<S: Scheduler> Session<S> {
     /// Recovery, periodic reconciliation, the scheduler's tick, interest; then the replies.
     async fn end_round(&mut self, now: SystemTime) {
         self.settle_recovery().await;
-        if self.last_reconcile.elapsed() >= self.spec.reconcile_every {
+        if self.reconcile_soon || self.last_reconcile.elapsed() >= self.spec.reconcile_every {
+            self.reconcile_soon = false;
             let cmds = self.scheduler.reconcile();
             self.last_reconcile = Instant::now();
             self.execute(cmds).await;
@@ -293,16 +297,30 @@ impl<S: Scheduler> Session<S> {
         self.scheduler.subscribed(self.recovering, now)
     }
 
-    /// Carry out `cmds` in order.
+    /// Carry out `cmds` in order. After a failed [`Command::Persist`] no launch of the same
+    /// list leaves: what it launched is not stored (the store is unreachable, or this master no
+    /// longer leads and its write was fenced), so its offer is declined instead and the tasks are
+    /// reconciled at the end of the round (the master reports them unknown, and the scheduler
+    /// launches them again once its write goes through).
     async fn execute(&mut self, cmds: Vec<Command>) {
         let mut work: std::collections::VecDeque<Command> = cmds.into();
+        let mut unwritten = false;
         while let Some(c) = work.pop_front() {
             match c {
+                Command::Launch { offer_id, tasks } if unwritten => {
+                    tracing::warn!(framework = %self.spec.name, offer = offer_id.as_str(), tasks = tasks.len(), "launch held back: its write failed");
+                    self.send(Command::Decline {
+                        offer_ids: vec![offer_id],
+                        refuse_seconds: 1.0,
+                    });
+                    self.reconcile_soon = true;
+                }
                 Command::Persist => {
                     let outcome = self.scheduler.persist().await.err().map(Arc::new);
                     if let Some(e) = &outcome {
                         tracing::error!(framework = %self.spec.name, error = %e, "cannot persist");
                     }
+                    unwritten = outcome.is_some();
                     self.round.last_persist = outcome;
                     let after = self.scheduler.persisted(SystemTime::now());
                     for (i, c) in after.into_iter().enumerate() {
