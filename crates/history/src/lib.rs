@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Pure: no I/O, no clock (time is passed in, in unix seconds). Memory is bounded: a series
-//! takes [`SERIES_BYTES`] once it has a value (2 bytes per slot, both rings), an entity at most
+//! takes [`SERIES_BYTES`] from its first non-zero value on (2 bytes per slot, both rings; a
+//! series that stays 0 takes nothing and reads as empty), an entity at most
 //! [`Series::ALL`]`.len()` series; entities whose rings hold nothing are dropped by
 //! [`History::sweep`].
 
@@ -246,6 +247,12 @@ impl History {
     /// Record `v` for `series` of `entity` at unix second `t` (NaN and infinities are ignored).
     pub fn record(&mut self, entity: &Entity, series: Series, t: i64, v: f64) {
         if !v.is_finite() {
+            return;
+        }
+        let known = self.entities.get(entity).is_some_and(|e| e.contains_key(&series));
+        if !known && v == 0.0 {
+            // A series takes its rings at its first non-zero value: the gpus of a cluster
+            // without any, or the disk of apps that hold none, cost nothing.
             return;
         }
         let rings = match self.entities.get_mut(entity) {

@@ -9,21 +9,25 @@ fn a_sample_lands_in_both_tiers_and_the_coarse_slot_is_the_mean() {
     let mut h = History::new();
     let e = Entity::App("web".into());
     for i in 0..30 {
-        h.record(&e, Series::CpusUsed, T0 + i * FINE_STEP, (i % 2) as f64);
+        h.record(&e, Series::CpusUsed, T0 + i * FINE_STEP, ((i + 1) % 2) as f64);
     }
-    assert_eq!(h.latest(&e, Series::CpusUsed), Some(1.0));
+    assert_eq!(h.latest(&e, Series::CpusUsed), Some(0.0));
     let fine = h.range(&e, Series::CpusUsed, T0, T0 + 50, 10);
     assert_eq!(
         fine,
         vec![
-            (T0, 0.0),
-            (T0 + 10, 1.0),
-            (T0 + 20, 0.0),
-            (T0 + 30, 1.0),
-            (T0 + 40, 0.0),
-            (T0 + 50, 1.0)
+            (T0, 1.0),
+            (T0 + 10, 0.0),
+            (T0 + 20, 1.0),
+            (T0 + 30, 0.0),
+            (T0 + 40, 1.0),
+            (T0 + 50, 0.0)
         ]
     );
+    // A series that never left 0 takes no memory and reads as empty.
+    h.record(&e, Series::GpusAllocated, T0, 0.0);
+    assert_eq!(h.latest(&e, Series::GpusAllocated), None);
+    assert_eq!(h.heap_bytes(), SERIES_BYTES);
     let rings = &h.entities[&e][&Series::CpusUsed];
     let cs = (T0 + 29 * FINE_STEP).div_euclid(COARSE_STEP);
     let mean = rings.coarse.get(cs).expect("coarse sample");
@@ -67,7 +71,7 @@ fn dirty_chunks_round_trip_through_the_store_form() {
                 e,
                 Series::CpusAllocated,
                 T0 + i * FINE_STEP,
-                (k * 1000 + i as usize) as f64,
+                (k * 1000 + i as usize + 1) as f64,
             );
             h.record(e, Series::Tasks, T0 + i * FINE_STEP, 3.0);
         }

@@ -39,6 +39,12 @@ pub(crate) fn lines<'a>(
 
 /// A chart titled `title` of `lines` between `start` and `end` (unix seconds).
 pub(crate) fn chart(title: &str, unit: &str, lines: &[Line<'_>], start: i64, end: i64) -> Markup {
+    // A history younger than the range is drawn over the time it covers (at least a minute).
+    let first = lines.iter().filter_map(|l| l.points.first().map(|p| p.0)).min();
+    let start = match first {
+        Some(t) if t > start => (t - 10).min(end - 60).max(start),
+        _ => start,
+    };
     let max = lines
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.1))
@@ -69,7 +75,11 @@ pub(crate) fn chart(title: &str, unit: &str, lines: &[Line<'_>], start: i64, end
                 text.tick x=(PAD_L) y=(H - 4.0) { (ago(end - start)) }
                 text.tick x=(W - 4.0) y=(H - 4.0) text-anchor="end" { "now" }
                 @for l in lines {
-                    @if !l.points.is_empty() {
+                    @if l.points.len() == 1 {
+                        @let (t, v) = l.points[0];
+                        circle class=(format!("dot {}", l.class)) cx=(format!("{:.1}", x(t))) cy=(format!("{:.1}", y(v))) r="3" {}
+                    }
+                    @if l.points.len() > 1 {
                         polyline class=(format!("line {}", l.class)) points=(
                             l.points.iter().map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect::<Vec<_>>().join(" ")
                         ) {}

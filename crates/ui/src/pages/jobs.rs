@@ -212,7 +212,7 @@ fn graph(jobs: &[Value]) -> Markup {
         .map(|j| s(j, "name"))
         .collect();
     html! {
-        svg.graph viewBox=(format!("0 0 {w} {h}")) role="img" {
+        svg.graph viewBox=(format!("0 0 {w} {h}")) width=(w) height=(h) role="img" {
             title { "Job dependency graph" }
             desc { (nodes.len()) " jobs in dependency chains" }
             @for k in &nodes {

@@ -186,7 +186,7 @@ fn summary(app: &Value) -> Markup {
         section data-live="summary" aria-labelledby="sum" {
             h2 #sum { "Summary" }
             dl.kv {
-                div { dt { "Instances" } dd #instances { (n(app, "instances")) } }
+                div { dt { "Instances" } dd #instances-count { (n(app, "instances")) } }
                 div { dt { "Running" } dd { (n(app, "tasksRunning")) } }
                 div { dt { "Healthy" } dd { (n(app, "tasksHealthy")) } }
                 div { dt { "Unhealthy" } dd { (n(app, "tasksUnhealthy")) } }
@@ -229,7 +229,7 @@ fn actions(app: &Value, versions: Option<&Value>, err: Option<&FormError>) -> Ma
             h2 #act { "Actions" }
             div.actions {
                 form method="post" action=(format!("/ui/actions/scale/{}", qenc(id)))
-                    data-api-method="PUT" data-api-path=(api) data-api-body="scale" {
+                    data-api-method="PUT" data-api-path=(api) data-api-body="scale" novalidate {
                     label for="instances" { "Instances" }
                     input #instances name="instances" type="number" min="0" step="1" required
                         value=(inst_value) aria-describedby="instances-error";
