@@ -473,7 +473,11 @@ pub(crate) fn master_rss(master: &MasterProcess) -> anyhow::Result<u64> {
 }
 
 /// Posts the apps, [`POST_CONCURRENCY`] at a time.
-pub(crate) async fn post_apps(api: &Marathon<'_>, apps: usize, per_app: usize) -> anyhow::Result<()> {
+pub(crate) async fn post_apps(
+    api: &Marathon<'_>,
+    apps: usize,
+    per_app: usize,
+) -> anyhow::Result<()> {
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..apps)
         .map(|i| async move {
             let body = app_json(i, per_app);

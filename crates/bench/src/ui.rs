@@ -109,12 +109,23 @@ pub fn history_bytes(nodes: usize, apps: usize) -> usize {
     let mut h = History::new();
     let t = 1_800_000_000;
     let node_series = [
-        Series::CpusTotal, Series::CpusAllocated, Series::CpusUsed, Series::MemTotal,
-        Series::MemAllocated, Series::MemUsed, Series::DiskTotal, Series::DiskAllocated,
-        Series::DiskUsed, Series::Tasks,
+        Series::CpusTotal,
+        Series::CpusAllocated,
+        Series::CpusUsed,
+        Series::MemTotal,
+        Series::MemAllocated,
+        Series::MemUsed,
+        Series::DiskTotal,
+        Series::DiskAllocated,
+        Series::DiskUsed,
+        Series::Tasks,
     ];
     let app_series = [
-        Series::CpusAllocated, Series::CpusUsed, Series::MemAllocated, Series::MemUsed, Series::Tasks,
+        Series::CpusAllocated,
+        Series::CpusUsed,
+        Series::MemAllocated,
+        Series::MemUsed,
+        Series::Tasks,
     ];
     for s in node_series {
         h.record(&Entity::Cluster, s, t, 1.0);
@@ -158,7 +169,10 @@ pub async fn run(args: UiArgs, json: bool) -> anyhow::Result<i32> {
 
 async fn measure(master: &mut MasterProcess, args: &UiArgs) -> anyhow::Result<UiReport> {
     let total = (args.apps * args.instances) as u64;
-    eprintln!("posting {} apps x {} instances ...", args.apps, args.instances);
+    eprintln!(
+        "posting {} apps x {} instances ...",
+        args.apps, args.instances
+    );
     post_apps(&master.client.marathon(), args.apps, args.instances).await?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     loop {
@@ -168,18 +182,27 @@ async fn measure(master: &mut MasterProcess, args: &UiArgs) -> anyhow::Result<Ui
             break;
         }
         if Instant::now() > deadline {
-            bail!("only {running} of {total} instances running after {}s", args.timeout);
+            bail!(
+                "only {running} of {total} instances running after {}s",
+                args.timeout
+            );
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let http = reqwest::Client::new();
     let slaves = master.client.slaves().await?;
-    let node = slaves["slaves"][0]["id"].as_str().unwrap_or("none").to_string();
+    let node = slaves["slaves"][0]["id"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string();
     let pages = [
         ("dashboard", "/ui".to_string()),
         ("services", "/ui/services".to_string()),
         ("services page 10", "/ui/services?page=10".to_string()),
-        ("services filtered", "/ui/services?q=svc-99&status=all".to_string()),
+        (
+            "services filtered",
+            "/ui/services?q=svc-99&status=all".to_string(),
+        ),
         ("service", "/ui/services/bench-svc-1".to_string()),
         ("jobs", "/ui/jobs".to_string()),
         ("nodes", "/ui/nodes".to_string()),
@@ -193,7 +216,11 @@ async fn measure(master: &mut MasterProcess, args: &UiArgs) -> anyhow::Result<Ui
         let mut bytes = 0;
         for i in 0..args.requests + 3 {
             let t0 = Instant::now();
-            let resp = http.get(&url).send().await.with_context(|| format!("GET {path}"))?;
+            let resp = http
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("GET {path}"))?;
             let status = resp.status();
             let body = resp.bytes().await.with_context(|| format!("GET {path}"))?;
             let took = t0.elapsed();
@@ -206,12 +233,24 @@ async fn measure(master: &mut MasterProcess, args: &UiArgs) -> anyhow::Result<Ui
             }
         }
         let time = Stats::of(&times).context("no samples")?;
-        eprintln!("{name}: p50 {:.1} ms, p99 {:.1} ms, {} bytes", time.p50_ms, time.p99_ms, bytes);
-        out.push(PageFigures { page: name.to_string(), time, bytes });
+        eprintln!(
+            "{name}: p50 {:.1} ms, p99 {:.1} ms, {} bytes",
+            time.p50_ms, time.p99_ms, bytes
+        );
+        out.push(PageFigures {
+            page: name.to_string(),
+            time,
+            bytes,
+        });
     }
     let rss = master_rss(master)?;
     let history = history_bytes(args.nodes, args.apps);
-    let p99 = |n: &str| out.iter().find(|p| p.page == n).map(|p| p.time.p99_ms).unwrap_or(f64::MAX);
+    let p99 = |n: &str| {
+        out.iter()
+            .find(|p| p.page == n)
+            .map(|p| p.time.p99_ms)
+            .unwrap_or(f64::MAX)
+    };
     let checks = vec![
         Check::new("dashboard p99 ms", p99("dashboard"), TARGET_P99_MS),
         Check::new("services list p99 ms", p99("services"), TARGET_P99_MS),
@@ -234,6 +273,9 @@ mod tests {
     #[test]
     fn history_memory_is_series_times_the_ring_bytes() {
         let bytes = history_bytes(10, 5);
-        assert_eq!(bytes, (10 + 1) * 10 * meseta_history::SERIES_BYTES + 5 * 5 * meseta_history::SERIES_BYTES);
+        assert_eq!(
+            bytes,
+            (10 + 1) * 10 * meseta_history::SERIES_BYTES + 5 * 5 * meseta_history::SERIES_BYTES
+        );
     }
 }

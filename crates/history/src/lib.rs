@@ -249,7 +249,10 @@ impl History {
         if !v.is_finite() {
             return;
         }
-        let known = self.entities.get(entity).is_some_and(|e| e.contains_key(&series));
+        let known = self
+            .entities
+            .get(entity)
+            .is_some_and(|e| e.contains_key(&series));
         if !known && v == 0.0 {
             // A series takes its rings at its first non-zero value: the gpus of a cluster
             // without any, or the disk of apps that hold none, cost nothing.

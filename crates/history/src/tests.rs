@@ -9,7 +9,12 @@ fn a_sample_lands_in_both_tiers_and_the_coarse_slot_is_the_mean() {
     let mut h = History::new();
     let e = Entity::App("web".into());
     for i in 0..30 {
-        h.record(&e, Series::CpusUsed, T0 + i * FINE_STEP, ((i + 1) % 2) as f64);
+        h.record(
+            &e,
+            Series::CpusUsed,
+            T0 + i * FINE_STEP,
+            ((i + 1) % 2) as f64,
+        );
     }
     assert_eq!(h.latest(&e, Series::CpusUsed), Some(0.0));
     let fine = h.range(&e, Series::CpusUsed, T0, T0 + 50, 10);

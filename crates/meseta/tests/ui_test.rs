@@ -56,7 +56,9 @@ fn urlencoded(fields: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
                 _ => format!("%{b:02X}"),
             })
             .collect::<String>()
@@ -98,10 +100,16 @@ fn start_cluster() -> Cluster {
                "env": {"GREETING": "<b>hi</b>"}}),
     );
     for (path, job) in [
-        ("/scheduler/iso8601", json!({"name": "nightly", "command": "echo nightly",
-            "schedule": "R/2026-01-01T00:00:00Z/PT1H", "cpus": 0.1, "mem": 16})),
-        ("/scheduler/dependency", json!({"name": "report", "command": "echo '<i>done</i>'; exit 3",
-            "parents": ["nightly"], "cpus": 0.1, "mem": 16})),
+        (
+            "/scheduler/iso8601",
+            json!({"name": "nightly", "command": "echo nightly",
+            "schedule": "R/2026-01-01T00:00:00Z/PT1H", "cpus": 0.1, "mem": 16}),
+        ),
+        (
+            "/scheduler/dependency",
+            json!({"name": "report", "command": "echo '<i>done</i>'; exit 3",
+            "parents": ["nightly"], "cpus": 0.1, "mem": 16}),
+        ),
     ] {
         let r = c.call(reqwest::Method::POST, path, Some(&job));
         assert!(r.status < 300, "{path}: {} {}", r.status, r.body);
@@ -116,14 +124,24 @@ fn pages_escape_cluster_text_name_unknown_ids_and_forms_show_the_api_message() {
     require_root!();
     let c = start_cluster();
     // Every page reads without JavaScript.
-    for path in ["/ui", "/ui/services", "/ui/services/web/sleepy", "/ui/jobs", "/ui/nodes", "/ui/frameworks"] {
+    for path in [
+        "/ui",
+        "/ui/services",
+        "/ui/services/web/sleepy",
+        "/ui/jobs",
+        "/ui/nodes",
+        "/ui/frameworks",
+    ] {
         let (status, body) = page(&c, path);
         assert_eq!(status, 200, "{path}: {body}");
         assert!(body.contains("<main"), "{path}");
     }
     // Text from the cluster is shown as text.
     let (_, body) = page(&c, "/ui/services/web/sleepy");
-    assert!(body.contains("&lt;script&gt;alert('label')&lt;/script&gt;"), "{body}");
+    assert!(
+        body.contains("&lt;script&gt;alert('label')&lt;/script&gt;"),
+        "{body}"
+    );
     assert!(!body.contains("<script>alert("), "a label became markup");
     assert!(body.contains("&lt;b&gt;hi&lt;/b&gt;"));
     let (status, job) = page(&c, "/ui/jobs/report");
@@ -131,7 +149,12 @@ fn pages_escape_cluster_text_name_unknown_ids_and_forms_show_the_api_message() {
     assert!(job.contains("&lt;i&gt;done&lt;/i&gt;"), "{job}");
     assert!(!job.contains("<i>done</i>"));
     // Unknown ids: a 404 page.
-    for path in ["/ui/services/nope", "/ui/jobs/nope", "/ui/nodes/nope", "/ui/tasks/nope"] {
+    for path in [
+        "/ui/services/nope",
+        "/ui/jobs/nope",
+        "/ui/nodes/nope",
+        "/ui/tasks/nope",
+    ] {
         let (status, body) = page(&c, path);
         assert_eq!(status, 404, "{path}");
         assert!(body.contains("does not exist"), "{path}: {body}");
@@ -145,9 +168,15 @@ fn pages_escape_cluster_text_name_unknown_ids_and_forms_show_the_api_message() {
         let err = err.split("</p>").next().unwrap_or("");
         assert!(!err.contains("hidden"), "the message is shown: {err}");
         if bad == "-3" {
-            assert!(err.contains("instances"), "the API's message names the field: {err}");
+            assert!(
+                err.contains("instances"),
+                "the API's message names the field: {err}"
+            );
         }
-        assert!(body.contains(&format!("value=\"{bad}\"")), "the value typed is kept");
+        assert!(
+            body.contains(&format!("value=\"{bad}\"")),
+            "the value typed is kept"
+        );
         assert_eq!(app(&c, "web/sleepy")["instances"], 2);
     }
     // A valid one: 303 back to the page, the app scaled through /v2.
@@ -155,11 +184,20 @@ fn pages_escape_cluster_text_name_unknown_ids_and_forms_show_the_api_message() {
     assert_eq!(status, 303);
     assert_eq!(app(&c, "web/sleepy")["instances"], 3);
     // History is queryable like Prometheus.
-    let q = c.get("/api/v1/query?query=meseta_cpus_total").expect("query");
+    let q = c
+        .get("/api/v1/query?query=meseta_cpus_total")
+        .expect("query");
     assert_eq!(q["status"], "success", "{q}");
     let r = c.call(reqwest::Method::GET, "/api/v1/query_range?query=up", None);
     assert_eq!(r.status, 400);
-    assert!(r.body["error"].as_str().unwrap_or("").contains("meseta_cpus_used"), "{}", r.body);
+    assert!(
+        r.body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("meseta_cpus_used"),
+        "{}",
+        r.body
+    );
 }
 
 #[test]
@@ -181,19 +219,30 @@ fn chromium_shows_every_page_scales_an_app_and_follows_task_changes_live() {
     // The dashboard follows a task change without a reload.
     tab.eval("window.__noReload = 1");
     let running = |tab: &mut common::browser::Page| {
-        tab.eval("(document.querySelector('[data-state=\"TASK_RUNNING\"]') || {}).textContent || '0'")
-            .as_str()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0)
+        tab.eval(
+            "(document.querySelector('[data-state=\"TASK_RUNNING\"]') || {}).textContent || '0'",
+        )
+        .as_str()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0)
     };
     // burn + 2 sleepy (the jobs' runs have ended by now, or end soon).
-    wait_for("3 running tasks on the dashboard", WAIT, || (running(&mut tab) == 3).then_some(()));
-    let r = c.call(reqwest::Method::PUT, "/v2/apps/web/sleepy", Some(&json!({"instances": 3})));
+    wait_for("3 running tasks on the dashboard", WAIT, || {
+        (running(&mut tab) == 3).then_some(())
+    });
+    let r = c.call(
+        reqwest::Method::PUT,
+        "/v2/apps/web/sleepy",
+        Some(&json!({"instances": 3})),
+    );
     assert!(r.status < 300, "{}", r.body);
     let (mut api_at, mut dom_at) = (None, None);
     let start = Instant::now();
     while dom_at.is_none() || api_at.is_none() {
-        assert!(start.elapsed() < WAIT, "the dashboard never showed 4 running tasks");
+        assert!(
+            start.elapsed() < WAIT,
+            "the dashboard never showed 4 running tasks"
+        );
         if api_at.is_none() && app(&c, "web/sleepy")["tasksRunning"] == 3 {
             api_at = Some(Instant::now());
         }
@@ -202,22 +251,35 @@ fn chromium_shows_every_page_scales_an_app_and_follows_task_changes_live() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let lag = dom_at.expect("set").saturating_duration_since(api_at.expect("set"));
-    assert!(lag <= Duration::from_secs(2), "the dashboard lagged {lag:?}");
+    let lag = dom_at
+        .expect("set")
+        .saturating_duration_since(api_at.expect("set"));
+    assert!(
+        lag <= Duration::from_secs(2),
+        "the dashboard lagged {lag:?}"
+    );
     assert_eq!(tab.eval("window.__noReload"), 1, "the page was reloaded");
 
     // Scale from the app's page: the script calls PUT /v2/apps/{id}.
     tab.navigate(&format!("{}/ui/services/web/sleepy", c.url()));
     tab.eval("window.__noReload = 1");
-    tab.eval("document.getElementById('instances').value = '1'; \
-              document.getElementById('instances').form.requestSubmit(); true");
-    wait_for("scaled to 1 from the page", WAIT, || (app(&c, "web/sleepy")["instances"] == 1).then_some(()));
+    tab.eval(
+        "document.getElementById('instances').value = '1'; \
+              document.getElementById('instances').form.requestSubmit(); true",
+    );
+    wait_for("scaled to 1 from the page", WAIT, || {
+        (app(&c, "web/sleepy")["instances"] == 1).then_some(())
+    });
     // An invalid value shows the API's message next to the field and changes nothing.
-    tab.eval("document.getElementById('instances').value = '-1'; \
-              document.getElementById('instances').form.requestSubmit(); true");
+    tab.eval(
+        "document.getElementById('instances').value = '-1'; \
+              document.getElementById('instances').form.requestSubmit(); true",
+    );
     let msg = wait_for("the API's message on the page", WAIT, || {
-        let v = tab.eval("(function(){var e=document.getElementById('instances-error');\
-                          return e && !e.hidden ? e.textContent : ''})()");
+        let v = tab.eval(
+            "(function(){var e=document.getElementById('instances-error');\
+                          return e && !e.hidden ? e.textContent : ''})()",
+        );
         v.as_str().filter(|s| !s.is_empty()).map(str::to_string)
     });
     assert!(msg.contains("instances"), "{msg}");
@@ -231,10 +293,11 @@ fn chromium_shows_every_page_scales_an_app_and_follows_task_changes_live() {
     let burn_rate = || {
         let sample = || -> Option<(f64, f64)> {
             c.agent_ports.iter().find_map(|port| {
-                let v: Value = reqwest::blocking::get(format!("http://127.0.0.1:{port}/monitor/statistics"))
-                    .ok()?
-                    .json()
-                    .ok()?;
+                let v: Value =
+                    reqwest::blocking::get(format!("http://127.0.0.1:{port}/monitor/statistics"))
+                        .ok()?
+                        .json()
+                        .ok()?;
                 let e = v.as_array()?.iter().find(|e| e["source"] == "burn")?;
                 let st = &e["statistics"];
                 assert_eq!(st["cpus_limit"], 1.0, "{e}");
@@ -264,14 +327,22 @@ fn chromium_shows_every_page_scales_an_app_and_follows_task_changes_live() {
         .expect("a used figure on the chart");
     eprintln!("burn: chart shows {shown} cpus used of 1 allocated; cgroup measured {measured:.3}");
     assert!(shown <= 1.1, "more than its one cpu: {caption}");
-    assert!((shown - measured).abs() < 0.25 + 0.25 * measured, "chart {shown} vs measured {measured}");
+    assert!(
+        (shown - measured).abs() < 0.25 + 0.25 * measured,
+        "chart {shown} vs measured {measured}"
+    );
     let load: f64 = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next()?.parse().ok())
         .unwrap_or(f64::MAX);
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
     if load < cpus - 1.0 {
-        assert!(shown > 0.8, "an idle machine gives burn about one cpu: {caption}");
+        assert!(
+            shown > 0.8,
+            "an idle machine gives burn about one cpu: {caption}"
+        );
     }
     tab.screenshot(&shots.join("service-burn.png"));
 
@@ -287,7 +358,11 @@ fn chromium_shows_every_page_scales_an_app_and_follows_task_changes_live() {
     for (name, path, expect) in [
         ("dashboard", "/ui".to_string(), "Tasks by state"),
         ("services", "/ui/services".to_string(), "/web/sleepy"),
-        ("service", "/ui/services/web/sleepy".to_string(), "web_sleepy.instance"),
+        (
+            "service",
+            "/ui/services/web/sleepy".to_string(),
+            "web_sleepy.instance",
+        ),
         ("jobs", "/ui/jobs".to_string(), "nightly"),
         ("job", "/ui/jobs/nightly".to_string(), "Run history"),
         ("nodes", "/ui/nodes".to_string(), "agent-"),
@@ -298,7 +373,10 @@ fn chromium_shows_every_page_scales_an_app_and_follows_task_changes_live() {
         tab.navigate(&format!("{}{path}", c.url()));
         let text = tab.eval("document.body.innerText");
         let text = text.as_str().unwrap_or("");
-        assert!(text.to_lowercase().contains(&expect.to_lowercase()), "{name} lacks {expect:?}: {text}");
+        assert!(
+            text.to_lowercase().contains(&expect.to_lowercase()),
+            "{name} lacks {expect:?}: {text}"
+        );
         tab.screenshot(&shots.join(format!("{name}.png")));
     }
 }

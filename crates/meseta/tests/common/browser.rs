@@ -17,13 +17,15 @@ pub fn find_chromium() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("CHROMIUM") {
         return Some(PathBuf::from(p));
     }
-    ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
         })
-    })
 }
 
 /// A headless browser process, killed on drop.
@@ -84,7 +86,10 @@ impl Browser {
     pub fn open(&self, url: &str) -> Page {
         let client = reqwest::blocking::Client::new();
         let target: Value = client
-            .put(format!("http://127.0.0.1:{}/json/new?about:blank", self.port))
+            .put(format!(
+                "http://127.0.0.1:{}/json/new?about:blank",
+                self.port
+            ))
             .send()
             .and_then(|r| r.json())
             .expect("a new target");
@@ -155,7 +160,10 @@ impl Page {
             if state == "complete" && href.as_str().is_some_and(|h| h != "about:blank") {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "{url} did not load");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{url} did not load"
+            );
         }
     }
 

@@ -40,7 +40,10 @@ pub(crate) fn lines<'a>(
 /// A chart titled `title` of `lines` between `start` and `end` (unix seconds).
 pub(crate) fn chart(title: &str, unit: &str, lines: &[Line<'_>], start: i64, end: i64) -> Markup {
     // A history younger than the range is drawn over the time it covers (at least a minute).
-    let first = lines.iter().filter_map(|l| l.points.first().map(|p| p.0)).min();
+    let first = lines
+        .iter()
+        .filter_map(|l| l.points.first().map(|p| p.0))
+        .min();
     let start = match first {
         Some(t) if t > start => (t - 10).min(end - 60).max(start),
         _ => start,
