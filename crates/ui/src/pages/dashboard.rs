@@ -50,19 +50,14 @@ fn resources(ui: &Ui) -> Markup {
     let mut alloc = [0.0; 4];
     let mut used = [0.0; 4];
     for a in &snap.agents {
-        for i in 0..4 {
-            total[i] += a.total[i];
-            alloc[i] += a.allocated[i];
-        }
+        super::add_into(&mut total, a.total);
+        super::add_into(&mut alloc, a.allocated);
     }
     let mut states: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &snap.tasks {
         *states.entry(t.state.as_str()).or_default() += 1;
         if let Some(u) = &t.usage {
-            let u = used_amounts(u);
-            for i in 0..4 {
-                used[i] += u[i];
-            }
+            super::add_into(&mut used, used_amounts(u));
         }
     }
     let active = snap.agents.iter().filter(|a| a.active).count();

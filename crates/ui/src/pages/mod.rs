@@ -105,6 +105,13 @@ pub(crate) fn json_error(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
+/// Add `b` into `a`, resource by resource.
+pub(crate) fn add_into(a: &mut [f64; 4], b: [f64; 4]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
 /// A string field of a JSON object ("" when absent).
 pub(crate) fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")

@@ -86,10 +86,7 @@ fn used_by_agent(tasks: &[TaskUsageRow]) -> HashMap<&str, ([f64; 4], usize)> {
         let e = out.entry(t.agent_id.as_str()).or_default();
         e.1 += 1;
         if let Some(u) = &t.usage {
-            let u = used_amounts(u);
-            for i in 0..4 {
-                e.0[i] += u[i];
-            }
+            super::add_into(&mut e.0, used_amounts(u));
         }
     }
     out
@@ -182,10 +179,7 @@ pub(crate) async fn detail(
     let mut used = [0.0; 4];
     for t in &tasks {
         if let Some(u) = &t.usage {
-            let u = used_amounts(u);
-            for i in 0..4 {
-                used[i] += u[i];
-            }
+            super::add_into(&mut used, used_amounts(u));
         }
     }
     let range = chart::range_secs(p.range.as_deref());

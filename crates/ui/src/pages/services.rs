@@ -301,10 +301,8 @@ fn gap(ui: &Ui, app: &Value, range: i64) -> Markup {
             .as_ref()
             .map(meseta_master::usage::used_amounts)
             .unwrap_or([0.0; 4]);
-        for i in 0..4 {
-            alloc[i] += t.allocated[i];
-            used[i] += u[i];
-        }
+        super::add_into(&mut alloc, t.allocated);
+        super::add_into(&mut used, u);
     }
     let now = super::dashboard::now_secs();
     let e = Entity::App(name);
