@@ -417,3 +417,50 @@ fn labels_env(app: &Value) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn app(id: &str, instances: u64, running: u64, unhealthy: u64) -> Value {
+        json!({"id": id, "instances": instances, "tasksRunning": running, "tasksHealthy": 0,
+               "tasksUnhealthy": unhealthy, "tasksStaged": 0, "cpus": 0.1, "mem": 32,
+               "deployments": []})
+    }
+
+    #[test]
+    fn the_list_escapes_ids_filters_and_pages_on_the_server() {
+        let mut apps: Vec<Value> = (0..120)
+            .map(|i| app(&format!("/svc-{i:03}"), 2, 2, 0))
+            .collect();
+        apps.push(app("/<script>alert(1)</script>", 1, 0, 0));
+        apps.push(app("/sick", 3, 3, 2));
+        let all = render_list(&apps, &ListParams::default()).into_string();
+        assert!(all.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(!all.contains("<script>alert(1)"));
+        assert!(all.contains("Page 1 of 3 (122 in all)"), "{all}");
+        let sick = render_list(
+            &apps,
+            &ListParams {
+                status: Some("unhealthy".into()),
+                ..Default::default()
+            },
+        )
+        .into_string();
+        assert!(sick.contains("/sick") && !sick.contains("/svc-001"));
+        let found = render_list(
+            &apps,
+            &ListParams {
+                q: Some("svc-11".into()),
+                page: Some(7),
+                ..Default::default()
+            },
+        )
+        .into_string();
+        assert!(
+            found.contains("/svc-119") && found.contains("Page 1 of 1 (10 in all)"),
+            "{found}"
+        );
+    }
+}
