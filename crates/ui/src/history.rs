@@ -73,6 +73,11 @@ async fn run(master: Master, cancel: Cancel, cfg: HistoryConfig, shared: Arc<Sha
     loop {
         tokio::select! {
             _ = sample.tick() => {
+                // After a restart, until the agents known from the store are back, the cluster
+                // would read as empty: no sample rather than a false one.
+                if master.agents_transitioning() {
+                    continue;
+                }
                 let snap = master.usage_snapshot();
                 let mut h = shared.lock();
                 record(&mut h, &snap);
