@@ -1,4 +1,5 @@
-//! The agent's own HTTP server: `GET /health`, `GET /state` (debugging) and
+//! The agent's own HTTP server: `GET /health`, `GET /state` (debugging), `GET /monitor/statistics`
+//! (Mesos' per-executor usage) and
 //! `GET /api/meseta/v1/tasks/{id}/logs` (sandbox stdout/stderr, proxied by the master for the CLI).
 //! Sandbox files are read without leaving the sandbox: a task that replaces its `stdout` with a
 //! link to a file it cannot read gets a 403, never the file.
@@ -33,6 +34,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/state", get(state))
+        .route("/monitor/statistics", get(monitor_statistics))
+        .route("/monitor/statistics.json", get(monitor_statistics))
         .route("/api/meseta/v1/tasks/{id}/logs", get(logs))
         .with_state(shared)
 }
@@ -61,6 +64,13 @@ async fn state(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "resources": shared.resources,
         "tasks": tasks,
     }))
+}
+
+/// `GET /monitor/statistics`: Mesos' per-executor resource statistics of the running tasks.
+async fn monitor_statistics(
+    State(shared): State<Arc<Shared>>,
+) -> Json<Vec<meseta_api::agent::MonitorEntry>> {
+    Json(crate::usage::monitor_statistics(&shared))
 }
 
 async fn logs(

@@ -81,6 +81,8 @@ pub(crate) struct Shared {
     /// `docker:true` and launches containers only while it does.
     pub docker_up: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
+    /// The latest usage figures of running tasks (`/monitor/statistics`).
+    last_usage: Mutex<Vec<meseta_api::agent::TaskUsage>>,
 }
 
 /// Current unix time in seconds.
@@ -114,6 +116,7 @@ impl Shared {
             docker: std::sync::OnceLock::new(),
             docker_up: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State::default()),
+            last_usage: Mutex::new(Vec::new()),
         }
     }
 
@@ -385,6 +388,19 @@ impl Shared {
     /// task was admitted).
     pub fn task_dir(&self, id: &TaskId) -> Option<std::path::PathBuf> {
         PathId::task(id).ok().map(|p| self.checkpoint.task_dir(&p))
+    }
+
+    /// Keep the latest usage figures.
+    pub fn set_last_usage(&self, usage: Vec<meseta_api::agent::TaskUsage>) {
+        *self.last_usage.lock().unwrap_or_else(|p| p.into_inner()) = usage;
+    }
+
+    /// The latest usage figures.
+    pub fn last_usage(&self) -> Vec<meseta_api::agent::TaskUsage> {
+        self.last_usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A copy of one task's entry.

@@ -240,6 +240,85 @@ pub struct TaskUsage {
     pub mem_bytes: u64,
     /// CPU time consumed, seconds.
     pub cpu_secs: f64,
+    /// When the figures were read (unix seconds; 0 from agents that do not say).
+    #[serde(default)]
+    pub timestamp: f64,
+    /// CPU time in user mode, seconds.
+    #[serde(default)]
+    pub cpu_user_secs: f64,
+    /// CPU time in kernel mode, seconds.
+    #[serde(default)]
+    pub cpu_system_secs: f64,
+    /// CFS periods in which the task was throttled.
+    #[serde(default)]
+    pub cpu_nr_throttled: u64,
+    /// Time throttled, seconds.
+    #[serde(default)]
+    pub cpu_throttled_secs: f64,
+    /// Anonymous (resident) memory, bytes.
+    #[serde(default)]
+    pub mem_rss_bytes: u64,
+    /// Page cache, bytes.
+    #[serde(default)]
+    pub mem_cache_bytes: u64,
+    /// Processes in the task's cgroup.
+    #[serde(default)]
+    pub pids: u64,
+    /// OOM kills in the task's cgroup.
+    #[serde(default)]
+    pub oom_events: u64,
+    /// Bytes in the task's sandbox.
+    #[serde(default)]
+    pub disk_bytes: u64,
+}
+
+/// One entry of the agent's `GET /monitor/statistics` (Mesos' shape: one per executor; a meseta
+/// task is its own executor).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MonitorEntry {
+    /// The task's id (its executor id).
+    pub executor_id: TaskId,
+    /// The task's name.
+    pub executor_name: String,
+    /// Its framework.
+    pub framework_id: FrameworkId,
+    /// Mesos' `source` (the task's name).
+    pub source: String,
+    /// The figures.
+    pub statistics: ResourceStatistics,
+}
+
+/// Mesos `ResourceStatistics`: the fields the agent can fill from the task's cgroup and sandbox.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ResourceStatistics {
+    /// When the figures were read (unix seconds).
+    pub timestamp: f64,
+    /// Processes in the task's cgroup.
+    pub processes: u64,
+    /// CPU time in user mode, seconds.
+    pub cpus_user_time_secs: f64,
+    /// CPU time in kernel mode, seconds.
+    pub cpus_system_time_secs: f64,
+    /// CPUs allocated to the task.
+    pub cpus_limit: f64,
+    /// CFS periods throttled.
+    pub cpus_nr_throttled: u64,
+    /// Time throttled, seconds.
+    pub cpus_throttled_time_secs: f64,
+    /// Memory charged to the cgroup, bytes.
+    pub mem_total_bytes: u64,
+    /// Anonymous (resident) memory, bytes.
+    pub mem_rss_bytes: u64,
+    /// Page cache, bytes.
+    pub mem_cache_bytes: u64,
+    /// Memory allocated to the task, bytes.
+    pub mem_limit_bytes: u64,
+    /// Disk allocated to the task, bytes.
+    pub disk_limit_bytes: u64,
+    /// Bytes in the task's sandbox.
+    pub disk_used_bytes: u64,
+    /// OOM kills in the task's cgroup (not in Mesos; meseta's addition).
+    pub mem_oom_events: u64,
 }
 
 /// Mesos' reason on updates born of a health check, and on the kill of an unhealthy task.

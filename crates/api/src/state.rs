@@ -234,6 +234,36 @@ pub struct Task {
     /// User it runs as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Its latest usage, while it runs on an agent that reports usage (meseta's addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TaskUsageView>,
+}
+
+/// The latest usage of a running task as the master shows it (`/master/tasks`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TaskUsageView {
+    /// When the agent read the figures (unix seconds).
+    pub timestamp: f64,
+    /// CPUs in use: cpu time consumed per second between the last two reports.
+    pub cpus_used: f64,
+    /// CPU time consumed since start, seconds.
+    pub cpus_time_secs: f64,
+    /// CFS periods throttled.
+    pub cpus_nr_throttled: u64,
+    /// Time throttled, seconds.
+    pub cpus_throttled_time_secs: f64,
+    /// Memory charged to the cgroup, bytes.
+    pub mem_total_bytes: u64,
+    /// Anonymous (resident) memory, bytes.
+    pub mem_rss_bytes: u64,
+    /// Page cache, bytes.
+    pub mem_cache_bytes: u64,
+    /// Processes.
+    pub processes: u64,
+    /// Bytes in the sandbox.
+    pub disk_used_bytes: u64,
+    /// OOM kills in the task's cgroup.
+    pub mem_oom_events: u64,
 }
 
 /// One entry of `Task.statuses`.

@@ -19,6 +19,9 @@
 //!   1,000 apps on simulated agents, from `dnsperf` when it is installed and from an in-process
 //!   UDP load generator.
 //!
+//! - [`ui`] (`bench ui`): server time and weight of every web UI page at 1,000 apps × 10 tasks,
+//!   and the memory of 14 days of usage history at 1,000 nodes and 1,000 apps.
+//!
 //! - [`failover`] (`bench failover`): three masters on a 3-member etcd; leader kill -9 → first
 //!   acknowledged write on the new leader, beside etcd's own raft election time.
 //!
@@ -37,6 +40,7 @@ mod launch_docker;
 pub mod launch_rate;
 pub mod services;
 pub mod sim;
+pub mod ui;
 
 use meseta_api::scheduler::{Accept, CallKind, Offer, TaskInfo};
 use meseta_cli::output;
@@ -61,6 +65,9 @@ pub enum BenchCmd {
     Failover(failover::FailoverArgs),
     /// Queries per second and p99 of the master's DNS server with many apps.
     Dns(dns::DnsArgs),
+    /// Render time and weight of the web UI's pages at 1,000 apps x 10 tasks, and the memory
+    /// of 14 days of usage history.
+    Ui(ui::UiArgs),
 }
 
 /// Runs a bench subcommand; returns the exit code.
@@ -73,6 +80,7 @@ pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<i32> {
         BenchCmd::Services(args) => services::run(args, json).await,
         BenchCmd::Failover(args) => failover::run(args, json).await,
         BenchCmd::Dns(args) => dns::run(args, json).await,
+        BenchCmd::Ui(args) => ui::run(args, json).await,
     }
 }
 

@@ -466,14 +466,18 @@ async fn measure(
     Ok(ServicesReport::new(sizes, timing, rss))
 }
 
-fn master_rss(master: &MasterProcess) -> anyhow::Result<u64> {
+pub(crate) fn master_rss(master: &MasterProcess) -> anyhow::Result<u64> {
     let path = format!("/proc/{}/status", master.pid());
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     parse_vm_rss(&text).with_context(|| format!("no VmRSS in {path}"))
 }
 
 /// Posts the apps, [`POST_CONCURRENCY`] at a time.
-async fn post_apps(api: &Marathon<'_>, apps: usize, per_app: usize) -> anyhow::Result<()> {
+pub(crate) async fn post_apps(
+    api: &Marathon<'_>,
+    apps: usize,
+    per_app: usize,
+) -> anyhow::Result<()> {
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..apps)
         .map(|i| async move {
             let body = app_json(i, per_app);

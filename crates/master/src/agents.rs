@@ -189,7 +189,7 @@ impl Core {
         for u in usage.tasks {
             if let Some(t) = self.tasks.get_mut(&u.task_id) {
                 if &t.agent_id == agent_id {
-                    t.usage = Some((u.mem_bytes, u.cpu_secs));
+                    t.usage = Some(Box::new(crate::usage::view(t.usage.as_deref(), &u)));
                 }
             }
         }

@@ -87,4 +87,10 @@ impl Master {
                 .values()
                 .any(|f| f.completed_tasks.iter().any(|t| &t.spec.task_id == id))
     }
+
+    /// Agents and live tasks with their allocation and latest usage, taken under one lock
+    /// (the UI's history samples it).
+    pub fn usage_snapshot(&self) -> crate::usage::UsageSnapshot {
+        self.core().usage_snapshot()
+    }
 }

@@ -35,6 +35,7 @@ mod registry;
 mod scheduler_ops;
 mod task;
 mod task_table;
+pub mod usage;
 mod v1json;
 mod view;
 

@@ -140,7 +140,8 @@ pub(crate) struct TaskEntry {
     pub state: TaskState,
     /// The history; a task that runs has three statuses, kept inline.
     pub statuses: SmallVec<[StatusEntry; 3]>,
-    pub usage: Option<(u64, f64)>,
+    /// The latest usage the agent reported (boxed: most entries in a large table have none yet).
+    pub usage: Option<Box<meseta_api::state::TaskUsageView>>,
 }
 
 impl TaskEntry {

@@ -287,5 +287,6 @@ fn task_view(t: &TaskEntry) -> Task {
             })
             .collect(),
         user: t.spec.user.clone(),
+        usage: t.usage.as_deref().cloned(),
     }
 }

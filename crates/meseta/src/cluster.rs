@@ -251,7 +251,9 @@ fn agent_config(
 /// The built-in schedulers, started against `master` before it serves HTTP: Chronos (jobs)
 /// and Marathon (services), whose routes join the master's.
 fn built_in_schedulers(master: &Master, cancel: &CancellationToken) -> axum::Router {
-    meseta_chronos::start(master, cancel).merge(meseta_marathon::start(master, cancel))
+    meseta_chronos::start(master, cancel)
+        .merge(meseta_marathon::start(master, cancel))
+        .merge(meseta_ui::start(master, cancel))
 }
 
 /// Opens a shared store named by URL (`meseta master --store`).

@@ -235,7 +235,14 @@ async fn start_master(
         ..MasterConfig::default()
     };
     let handle = meseta_master::start_with(cfg, store, |m, cancel| {
-        meseta_chronos::start(m, cancel).merge(meseta_marathon::start(m, cancel))
+        // The UI samples every second in tests (charts fill without waiting 10 s).
+        let ui = meseta_ui::HistoryConfig {
+            sample_every: Duration::from_secs(1),
+            persist_every: Duration::from_secs(2),
+        };
+        meseta_chronos::start(m, cancel)
+            .merge(meseta_marathon::start(m, cancel))
+            .merge(meseta_ui::start_with(m, cancel, ui))
     })
     .await?;
     Ok(handle)

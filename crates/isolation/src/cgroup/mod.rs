@@ -38,6 +38,47 @@ pub struct Usage {
     pub mem_bytes: u64,
     /// Total CPU time consumed in seconds.
     pub cpu_secs: f64,
+    /// The detail beside the two totals; each figure is 0 where the host's cgroup files lack it.
+    #[serde(default)]
+    pub detail: UsageDetail,
+}
+
+/// The finer figures of a cgroup's usage (Mesos `ResourceStatistics` fields), read best-effort:
+/// a controller or file the host does not have leaves its figure at 0.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct UsageDetail {
+    /// CPU time in user mode, seconds.
+    pub cpu_user_secs: f64,
+    /// CPU time in kernel mode, seconds.
+    pub cpu_system_secs: f64,
+    /// CFS periods in which the cgroup was throttled.
+    pub cpu_nr_throttled: u64,
+    /// Total time throttled, seconds.
+    pub cpu_throttled_secs: f64,
+    /// Anonymous (resident) memory, bytes.
+    pub mem_rss_bytes: u64,
+    /// Page cache, bytes.
+    pub mem_cache_bytes: u64,
+    /// Processes (tasks) in the cgroup.
+    pub pids: u64,
+    /// OOM kills inside the cgroup.
+    pub oom_events: u64,
+}
+
+/// The value of `key` in a keyed file, 0 when the file or the key is missing or unreadable.
+pub(crate) fn keyed_or_zero(path: &Path, key: &str) -> u64 {
+    read_file(path)
+        .ok()
+        .and_then(|c| keyed(path, &c, key).ok().flatten())
+        .unwrap_or(0)
+}
+
+/// A single-number file, 0 when missing or unreadable.
+pub(crate) fn number_or_zero(path: &Path) -> u64 {
+    read_file(path)
+        .ok()
+        .and_then(|c| parse(path, &c).ok())
+        .unwrap_or(0)
 }
 
 /// Errors of cgroup operations.

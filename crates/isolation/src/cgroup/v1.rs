@@ -5,12 +5,15 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use super::{
-    cfs_quota, cpu_shares, join, keyed, kill_loop, mkdir_all, parse, prune_children, read_file,
-    read_procs, rmdir_retry, write_file, CgroupError, Cgroups, Usage, Version,
+    cfs_quota, cpu_shares, join, keyed, keyed_or_zero, kill_loop, mkdir_all, number_or_zero, parse,
+    prune_children, read_file, read_procs, rmdir_retry, write_file, CgroupError, Cgroups, Usage,
+    UsageDetail, Version,
 };
 use crate::Limits;
 
 const MIB: u64 = 1024 * 1024;
+/// Clock ticks per second of `cpuacct.stat` (USER_HZ, 100 on every Linux ABI).
+const USER_HZ: f64 = 100.0;
 const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "pids"];
 /// v1 reports "unlimited" as a huge page-aligned number; anything above this is unlimited.
 const UNLIMITED_BYTES: u64 = 1 << 60;
@@ -53,6 +56,25 @@ impl V1 {
             .iter()
             .map(|r| join(r, path))
             .collect()
+    }
+
+    /// The v1 detail: `cpuacct.stat` (user, system in USER_HZ ticks), `cpu.stat` (throttling),
+    /// `memory.stat` (rss, cache), `pids.current`, `memory.oom_control` (oom_kill).
+    fn detail(&self, path: &str) -> Result<UsageDetail, CgroupError> {
+        let acct = self.dir("cpuacct", path)?.join("cpuacct.stat");
+        let cpu = self.dir("cpu", path)?.join("cpu.stat");
+        let mem = self.dir("memory", path)?;
+        let ticks = |key: &str| keyed_or_zero(&acct, key) as f64 / USER_HZ;
+        Ok(UsageDetail {
+            cpu_user_secs: ticks("user"),
+            cpu_system_secs: ticks("system"),
+            cpu_nr_throttled: keyed_or_zero(&cpu, "nr_throttled"),
+            cpu_throttled_secs: keyed_or_zero(&cpu, "throttled_time") as f64 / 1e9,
+            mem_rss_bytes: keyed_or_zero(&mem.join("memory.stat"), "rss"),
+            mem_cache_bytes: keyed_or_zero(&mem.join("memory.stat"), "cache"),
+            pids: number_or_zero(&self.dir("pids", path)?.join("pids.current")),
+            oom_events: keyed_or_zero(&mem.join("memory.oom_control"), "oom_kill"),
+        })
     }
 
     fn write_memory(&self, path: &str, mem_mib: u64) -> Result<(), CgroupError> {
@@ -166,6 +188,7 @@ impl Cgroups for V1 {
         Ok(Usage {
             mem_bytes,
             cpu_secs: cpu_ns as f64 / 1e9,
+            detail: self.detail(path)?,
         })
     }
 

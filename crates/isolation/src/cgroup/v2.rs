@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    cfs_quota, cpu_shares, join, keyed, kill_loop, mkdir_all, parse, prune_children, read_file,
-    read_procs, rmdir_retry, write_file, CgroupError, Cgroups, Usage, Version,
+    cfs_quota, cpu_shares, join, keyed, keyed_or_zero, kill_loop, mkdir_all, number_or_zero, parse,
+    prune_children, read_file, read_procs, rmdir_retry, write_file, CgroupError, Cgroups, Usage,
+    UsageDetail, Version,
 };
 use crate::Limits;
 
@@ -127,6 +128,7 @@ impl Cgroups for V2 {
         Ok(Usage {
             mem_bytes,
             cpu_secs: usec as f64 / 1e6,
+            detail: detail(&dir),
         })
     }
 
@@ -168,6 +170,24 @@ impl Cgroups for V2 {
 
     fn prune_stale(&self, parent: &str, keep: &[&str]) -> Result<Vec<String>, CgroupError> {
         Ok(prune_children(&[self.dir(parent)?], keep))
+    }
+}
+
+/// The v2 detail: `cpu.stat` (user, system, throttling), `memory.stat` (anon, file),
+/// `pids.current`, `memory.events` (oom_kill).
+fn detail(dir: &std::path::Path) -> UsageDetail {
+    let cpu = dir.join("cpu.stat");
+    let mem = dir.join("memory.stat");
+    let secs = |key: &str| keyed_or_zero(&cpu, key) as f64 / 1e6;
+    UsageDetail {
+        cpu_user_secs: secs("user_usec"),
+        cpu_system_secs: secs("system_usec"),
+        cpu_nr_throttled: keyed_or_zero(&cpu, "nr_throttled"),
+        cpu_throttled_secs: secs("throttled_usec"),
+        mem_rss_bytes: keyed_or_zero(&mem, "anon"),
+        mem_cache_bytes: keyed_or_zero(&mem, "file"),
+        pids: number_or_zero(&dir.join("pids.current")),
+        oom_events: keyed_or_zero(&dir.join("memory.events"), "oom_kill"),
     }
 }
 

@@ -118,6 +118,7 @@ fn prometheus(m: &Master) -> Response {
         used,
     );
     reg.register("frameworks", "Registered frameworks", frameworks);
+    register_usage(&mut reg, &m.core().usage_snapshot());
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &reg) {
         return super::error(
@@ -133,6 +134,108 @@ fn prometheus(m: &Master) -> Response {
         out,
     )
         .into_response()
+}
+
+type FloatFamily = Family<Labels, Gauge<f64, AtomicU64>>;
+
+/// Measured usage: cluster-wide, per task (labels `task`, `name`, `framework`, `agent`) and
+/// per task name (`app`: a Marathon app's tasks share its id as name), beside what they hold.
+fn register_usage(reg: &mut Registry, snap: &crate::usage::UsageSnapshot) {
+    use crate::usage::{used_amounts, RESOURCES};
+    let cluster = FloatFamily::default();
+    let task_cpus = FloatFamily::default();
+    let task_mem = FloatFamily::default();
+    let task_cache = FloatFamily::default();
+    let task_disk = FloatFamily::default();
+    let task_throttled = FloatFamily::default();
+    let task_ooms = FloatFamily::default();
+    let app_used = FloatFamily::default();
+    let app_alloc = FloatFamily::default();
+    let mut cluster_used = [0.0; 4];
+    for t in snap.tasks.iter() {
+        let app = vec![("app".to_string(), t.name.clone())];
+        for (i, name) in RESOURCES.iter().enumerate() {
+            let mut l = app.clone();
+            l.push(("resource".to_string(), name.to_string()));
+            app_alloc.get_or_create(&l).inc_by(t.allocated[i]);
+        }
+        let Some(u) = &t.usage else { continue };
+        let used = used_amounts(u);
+        for (i, name) in RESOURCES.iter().enumerate() {
+            cluster_used[i] += used[i];
+            let mut l = app.clone();
+            l.push(("resource".to_string(), name.to_string()));
+            app_used.get_or_create(&l).inc_by(used[i]);
+        }
+        let l = vec![
+            ("task".to_string(), t.id.clone()),
+            ("name".to_string(), t.name.clone()),
+            ("framework".to_string(), t.framework_id.clone()),
+            ("agent".to_string(), t.agent_id.clone()),
+        ];
+        task_cpus.get_or_create(&l).set(u.cpus_used);
+        task_mem.get_or_create(&l).set(u.mem_rss_bytes as f64);
+        task_cache.get_or_create(&l).set(u.mem_cache_bytes as f64);
+        task_disk.get_or_create(&l).set(u.disk_used_bytes as f64);
+        task_throttled
+            .get_or_create(&l)
+            .set(u.cpus_throttled_time_secs);
+        task_ooms.get_or_create(&l).set(u.mem_oom_events as f64);
+    }
+    for (i, name) in RESOURCES.iter().enumerate() {
+        let l = vec![("resource".to_string(), name.to_string())];
+        cluster.get_or_create(&l).set(cluster_used[i]);
+    }
+    let families = [
+        (
+            "resources_measured",
+            "Resources measured in use by tasks (cpus; mem and disk in MiB)",
+            cluster,
+        ),
+        (
+            "task_cpus_used",
+            "CPUs a task used between its last two usage reports",
+            task_cpus,
+        ),
+        (
+            "task_mem_rss_bytes",
+            "Resident (anonymous) memory of a task",
+            task_mem,
+        ),
+        (
+            "task_mem_cache_bytes",
+            "Page cache charged to a task",
+            task_cache,
+        ),
+        (
+            "task_disk_used_bytes",
+            "Bytes in a task's sandbox",
+            task_disk,
+        ),
+        (
+            "task_cpus_throttled_seconds",
+            "Time a task was throttled by its cpu quota",
+            task_throttled,
+        ),
+        (
+            "task_mem_oom_events",
+            "OOM kills in a task's cgroup",
+            task_ooms,
+        ),
+        (
+            "app_resources_used",
+            "Resources measured in use by the tasks of one name (app)",
+            app_used,
+        ),
+        (
+            "app_resources_allocated",
+            "Resources held by the live tasks of one name (app)",
+            app_alloc,
+        ),
+    ];
+    for (name, help, family) in families {
+        reg.register(name, help, family);
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod browser;
 pub mod docker;
 
 pub const MESETA: &str = env!("CARGO_BIN_EXE_meseta");
