@@ -169,6 +169,9 @@ impl Core {
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.used.add(&spec.resources);
         }
+        if let Some(e) = &spec.executor {
+            self.adopt_executor(agent_id, &spec.role, e);
+        }
         let meta = TaskMeta::of(&spec, &mut self.shapes);
         let task = TaskEntry::new(meta, agent_id.clone(), state, unix_now());
         self.bus
@@ -223,6 +226,8 @@ impl Core {
             agent_id: Some(IdValue::new(agent_id.as_str())),
             uuid: Some(uuid_to_base64(&u.uuid)),
             healthy: u.healthy,
+            executor_id: u.executor_id.as_deref().map(IdValue::new),
+            data: u.data.clone(),
             ..TaskStatus::new(IdValue::new(u.task_id.as_str()), u.state, u.timestamp)
         };
         let fw_id = u.framework_id.clone();

@@ -123,6 +123,11 @@ impl Core {
     pub(crate) fn shutdown_executor(&mut self, fw: &FrameworkId, s: &Shutdown) {
         let agent = AgentId::new(s.agent_id.as_str());
         let exec = s.executor_id.value.clone();
+        if self.shutdown_custom_executor(fw, &agent, &exec) {
+            tracing::info!(framework_id = %fw, agent_id = %agent, executor_id = %exec,
+                "shutting down custom executor");
+            return;
+        }
         let mut ids = self
             .ops
             .executors
