@@ -1,5 +1,6 @@
 //! The agent's own HTTP server: `GET /health`, `GET /state` (debugging) and
-//! `GET /api/meseta/v1/tasks/{id}/logs` (sandbox stdout/stderr, proxied by the master for the CLI).
+//! `GET /api/meseta/v1/tasks/{id}/logs` (sandbox stdout/stderr, proxied by the master for the CLI),
+//! and the executor API `POST /api/v1/executor` (`crate::executor::api`).
 //! Sandbox files are read without leaving the sandbox: a task that replaces its `stdout` with a
 //! link to a file it cannot read gets a 403, never the file.
 
@@ -34,6 +35,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/state", get(state))
         .route("/api/meseta/v1/tasks/{id}/logs", get(logs))
+        .route(
+            crate::executor::api::PATH,
+            axum::routing::post(crate::executor::api::executor),
+        )
         .with_state(shared)
 }
 

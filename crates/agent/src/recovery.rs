@@ -45,6 +45,14 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), AgentError> {
             );
         }
     }
+    // Tasks of custom executors are the executors' business (they resubscribe or are settled).
+    crate::executor::recover(shared)?;
+    let (of_executors, to_settle): (Vec<_>, Vec<_>) = to_settle.into_iter().partition(|id| {
+        shared
+            .task(id)
+            .is_some_and(|t| crate::executor::is_executor_task(&t.spec))
+    });
+    orphans_of_executors(shared, &of_executors);
     // DOCKER tasks are settled against the engine's containers.
     let (docker, to_settle): (Vec<_>, Vec<_>) = to_settle.into_iter().partition(|id| {
         shared
@@ -68,6 +76,31 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), AgentError> {
         }
     }
     Ok(())
+}
+
+/// Live tasks of executors that were never recorded (the agent stopped between accepting the
+/// task and starting its executor): they cannot have run.
+fn orphans_of_executors(shared: &Shared, ids: &[meseta_types::TaskId]) {
+    for id in ids {
+        let Some(t) = shared.task(id) else { continue };
+        let has_executor = {
+            let st = shared.lock();
+            t.spec.executor.as_ref().is_some_and(|e| {
+                st.executors
+                    .contains_key(&(t.spec.framework_id.clone(), e.id().to_string()))
+            })
+        };
+        if !has_executor && !t.record.state.is_terminal() {
+            let rec = crate::checkpoint::StateRecord {
+                state: TaskState::Lost,
+                reason: Some("REASON_EXECUTOR_TERMINATED".into()),
+                message: Some("the task's executor was never started".into()),
+                exit_code: None,
+                healthy: None,
+            };
+            shared.emit(id, &t.spec.framework_id, rec);
+        }
+    }
 }
 
 #[cfg(test)]

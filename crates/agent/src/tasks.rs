@@ -32,6 +32,10 @@ const MIN_CPUS: f64 = 0.01;
 
 /// Handle `LaunchTask`: validate synchronously, then start it in the background.
 pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
+    if crate::executor::is_executor_task(&spec) {
+        crate::executor::launch_task(shared, spec);
+        return;
+    }
     let run_as = match admit(shared, &spec) {
         Ok(run_as) => run_as,
         Err(message) => {
@@ -206,7 +210,7 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) -> Result<()
 
 /// Create the sandbox: owned by the task user (`owner`), mode 0750, so that other users' tasks
 /// cannot read it.
-fn prepare_sandbox(sandbox: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
+pub(crate) fn prepare_sandbox(sandbox: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let fail = |e: std::io::Error| format!("cannot prepare sandbox {}: {e}", sandbox.display());
     std::fs::create_dir_all(sandbox).map_err(fail)?;
@@ -219,7 +223,7 @@ fn prepare_sandbox(sandbox: &Path, owner: Option<(u32, u32)>) -> Result<(), Stri
 /// Fetch the task's URIs with the task user's permissions. When the agent switches users this
 /// runs on a thread of the task user's, which also checks that the user can reach its sandbox
 /// (every directory above the work dir must be searchable by it).
-async fn fetch_as(
+pub(crate) async fn fetch_as(
     shared: &Shared,
     uris: &[meseta_api::agent::FetchUri],
     sandbox: &Path,
@@ -338,7 +342,7 @@ pub(crate) fn task_env(
 }
 
 /// Handle `KillTask`.
-pub(crate) fn kill(shared: &Arc<Shared>, task_id: &TaskId) {
+pub(crate) fn kill(shared: &Arc<Shared>, task_id: &TaskId, grace_secs: Option<f64>) {
     let entry = {
         let mut st = shared.lock();
         match st.tasks.get_mut(task_id) {
@@ -368,6 +372,10 @@ pub(crate) fn kill(shared: &Arc<Shared>, task_id: &TaskId) {
         tracing::warn!(task_id = %task_id, error = %e, "cannot persist kill marker");
     }
     tracing::info!(task_id = %task_id, "killing task");
+    if crate::executor::is_executor_task(&entry.spec) {
+        crate::executor::kill_task(shared, &entry, grace_secs);
+        return;
+    }
     // While staging the shim is not spawned yet: `start` sees the flag once it is (STARTING is
     // emitted under the same lock that set the flag, so one of the two always sends the request).
     if crate::docker::run::is_docker(&entry.spec) {
@@ -391,6 +399,8 @@ fn send_lost(shared: &Shared, task_id: &TaskId) {
         timestamp: crate::state::now_secs(),
         exit_code: None,
         healthy: None,
+        executor_id: None,
+        data: None,
     };
     shared.send_unchecked(meseta_api::agent::AgentMessage::StatusUpdate(update));
 }
@@ -433,6 +443,9 @@ pub(crate) mod tests {
             fetch: vec![],
             volumes: vec![],
             container: None,
+            executor: None,
+            task_info: None,
+            group: vec![],
         }
     }
 

@@ -194,9 +194,11 @@ impl Core {
             // The executor itself is checked by `check_executor` (it needs the framework).
             (None, Some(_)) => {}
             _ => {
-                return Err("task should have at least one (but not both) of CommandInfo or \
+                return Err(
+                    "task should have at least one (but not both) of CommandInfo or \
                     ExecutorInfo present"
-                    .to_string())
+                        .to_string(),
+                )
             }
         }
         Self::health_check_of(t)?;

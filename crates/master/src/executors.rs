@@ -30,9 +30,11 @@ impl Core {
     ) -> Result<Resources, String> {
         info.validate()?;
         if info.is_default() {
-            return Err("a task launched alone needs a CUSTOM executor; the DEFAULT \
+            return Err(
+                "a task launched alone needs a CUSTOM executor; the DEFAULT \
                 executor runs task groups (LAUNCH_GROUP)"
-                .to_string());
+                    .to_string(),
+            );
         }
         if let Some(f) = &info.framework_id {
             if f.as_str() != fw.as_str() {
@@ -264,7 +266,14 @@ impl Core {
             .custom_executors
             .iter()
             .filter(|((a, f, _), _)| pred(a, f))
-            .map(|((a, f, _), r)| (a.clone(), f.clone(), r.role.clone(), r.info.resources.clone()))
+            .map(|((a, f, _), r)| {
+                (
+                    a.clone(),
+                    f.clone(),
+                    r.role.clone(),
+                    r.info.resources.clone(),
+                )
+            })
             .collect()
     }
 }

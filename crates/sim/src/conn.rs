@@ -274,6 +274,11 @@ impl AgentTask {
             }
             // Simulated agents keep no files: there is no volume directory to delete.
             MasterMessage::DestroyVolume { .. } => {}
+            // Simulated tasks of a custom executor run in the simulated agent itself: there is
+            // no executor process to message or shut down.
+            MasterMessage::FrameworkMessage { .. }
+            | MasterMessage::ShutdownExecutor { .. }
+            | MasterMessage::ShutdownFramework { .. } => {}
         }
     }
 
