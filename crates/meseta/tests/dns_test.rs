@@ -32,6 +32,7 @@ fn cluster_with_dns_args(agents: usize, extra: &[&str]) -> (Cluster, SocketAddr)
         agent_timeout: 30.0,
         resources: "cpus:4;mem:4096;disk:2048;ports:[33000-33999]".into(),
         master_flags: Vec::new(),
+        agent_flags: Vec::new(),
     };
     let log = c.dir.path().join("master.log");
     let listen = format!("127.0.0.1:{}", c.port);

@@ -136,6 +136,8 @@ pub struct Cluster {
     pub resources: String,
     /// Extra flags of `meseta master`.
     pub master_flags: Vec<String>,
+    /// Extra flags of every `meseta agent`.
+    pub agent_flags: Vec<String>,
 }
 
 impl Cluster {
@@ -160,6 +162,17 @@ impl Cluster {
         resources: &str,
         master_flags: &[&str],
     ) -> Cluster {
+        Cluster::with_flags(agents, agent_timeout, resources, master_flags, &[])
+    }
+
+    /// As [`Cluster::with_master_flags`], every agent started with `agent_flags` too.
+    pub fn with_flags(
+        agents: usize,
+        agent_timeout: f64,
+        resources: &str,
+        master_flags: &[&str],
+        agent_flags: &[&str],
+    ) -> Cluster {
         let mut c = Cluster {
             dir: task_reachable_dir(),
             port: free_port(),
@@ -171,6 +184,7 @@ impl Cluster {
             agent_timeout,
             resources: resources.to_string(),
             master_flags: master_flags.iter().map(|f| f.to_string()).collect(),
+            agent_flags: agent_flags.iter().map(|f| f.to_string()).collect(),
         };
         c.start_master();
         for i in 0..agents {
@@ -220,22 +234,22 @@ impl Cluster {
         let log = self.dir.path().join(format!("agent-{i}.log"));
         let listen = format!("127.0.0.1:{}", self.agent_ports[i]);
         let host = format!("agent-{i}");
-        let p = spawn(
-            &[
-                "agent",
-                "--master",
-                &self.url(),
-                "--work-dir",
-                work.to_str().expect("utf8"),
-                "--listen",
-                &listen,
-                "--resources",
-                &self.resources,
-                "--hostname",
-                &host,
-            ],
-            &log,
-        );
+        let url = self.url();
+        let mut args = vec![
+            "agent",
+            "--master",
+            &url,
+            "--work-dir",
+            work.to_str().expect("utf8"),
+            "--listen",
+            &listen,
+            "--resources",
+            &self.resources,
+            "--hostname",
+            &host,
+        ];
+        args.extend(self.agent_flags.iter().map(String::as_str));
+        let p = spawn(&args, &log);
         if self.agent_ports[i] == 0 {
             // Remember the port the agent bound, so that a restart comes back on it.
             let port = wait_for("the agent's address", Duration::from_secs(30), || {
