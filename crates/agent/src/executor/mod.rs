@@ -64,6 +64,8 @@ pub(crate) struct ExecutorEntry {
     pub pending_kills: BTreeSet<TaskId>,
     /// Why it is being stopped (`REASON_…` for its tasks), once it is.
     pub stopping: Option<&'static str>,
+    /// Its shim was spawned (a stop before that is carried out by `start`).
+    pub started: bool,
 }
 
 impl ExecutorEntry {
@@ -77,6 +79,7 @@ impl ExecutorEntry {
             delivered: BTreeSet::new(),
             pending_kills: BTreeSet::new(),
             stopping: None,
+            started: false,
         }
     }
 
@@ -270,6 +273,17 @@ async fn start(shared: &Arc<Shared>, key: &Key, run_as: RunAs) -> Result<(), Str
         .map_err(|e| format!("cannot start shim {}: {e}", shared.cfg.meseta_exe.display()))?;
     tracing::info!(executor_id = %key.1, pid = ?child.id(), dir = %dir.display(), "executor started");
     let stdout = child.stdout.take();
+    let stop_now = {
+        let mut st = shared.lock();
+        st.executors.get_mut(key).is_some_and(|e| {
+            e.started = true;
+            e.stopping.is_some()
+        })
+    };
+    if stop_now {
+        // Shut down while it was being started.
+        tokio::spawn(crate::tasks::request_kill_retrying(dir.clone()));
+    }
     let shared2 = Arc::clone(shared);
     let key2 = key.clone();
     tokio::spawn(async move {
@@ -457,6 +471,8 @@ pub(crate) fn ended(shared: &Shared, key: &Key) {
             )
         } else if t.kill_requested {
             error_rec(TaskState::Killed, reason, describe.clone())
+        } else if partition_aware(&entry.spec.framework_info) {
+            error_rec(TaskState::Gone, reason, describe.clone())
         } else {
             error_rec(TaskState::Lost, reason, describe.clone())
         };
@@ -468,6 +484,14 @@ pub(crate) fn ended(shared: &Shared, key: &Key) {
         executor_id: key.1.clone(),
         status,
     });
+}
+
+/// Whether the framework is PARTITION_AWARE (its tasks of a dead executor go TASK_GONE rather
+/// than TASK_LOST, as in Mesos).
+fn partition_aware(framework_info: &serde_json::Value) -> bool {
+    framework_info["capabilities"]
+        .as_array()
+        .is_some_and(|caps| caps.iter().any(|c| c["type"] == "PARTITION_AWARE"))
 }
 
 /// Emit `rec(task)` for every live task of the executor.
@@ -530,7 +554,7 @@ pub(crate) fn kill_task(shared: &Shared, task: &TaskEntry, grace_secs: Option<f6
 
 /// `ShutdownExecutor`: SHUTDOWN, then the kill after its grace period.
 pub(crate) fn shutdown(shared: &Arc<Shared>, key: &Key, reason: &'static str) {
-    let (dir, grace) = {
+    let (dir, grace, started) = {
         let mut st = shared.lock();
         let Some(e) = st.executors.get_mut(key) else {
             tracing::info!(executor_id = %key.1, "shutdown of an unknown executor ignored");
@@ -546,12 +570,15 @@ pub(crate) fn shutdown(shared: &Arc<Shared>, key: &Key, reason: &'static str) {
         } else {
             0.0
         };
-        (e.dir.clone(), grace)
+        (e.dir.clone(), grace, e.started)
     };
-    tracing::info!(executor_id = %key.1, grace, "shutting down executor");
+    tracing::info!(executor_id = %key.1, grace, started, "shutting down executor");
+    if !started {
+        return; // `start` kills it as soon as its shim is spawned
+    }
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs_f64(grace)).await;
-        if shim::shim_alive(&dir) {
+        if shim::read_exit(&dir).ok().flatten().is_none() {
             crate::tasks::request_kill_retrying(dir).await;
         }
     });
@@ -595,6 +622,7 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), crate::AgentError> {
             .unwrap_or_default();
         let key = (fw, spec.id().to_string());
         let mut entry = ExecutorEntry::new(spec, dir.clone());
+        entry.started = true;
         {
             let mut st = shared.lock();
             entry.tasks = st
