@@ -341,6 +341,7 @@ impl Conn<'_> {
             }
             MasterMessage::Rejected { message } => return Err(AgentError::Rejected(message)),
             MasterMessage::LaunchTask(spec) => tasks::launch(self.shared, *spec),
+            MasterMessage::LaunchGroup { tasks } => crate::group::launch(self.shared, tasks),
             MasterMessage::KillTask {
                 task_id,
                 grace_secs,

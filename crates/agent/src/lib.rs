@@ -21,7 +21,8 @@
 //! `checkpoint` (disk layout), `recovery` (restart), `state` (shared state), `http` (logs/state
 //! endpoints), `usage` (usage reports), `volumes` (persistent volumes), [`resources`] (resource detection),
 //! `docker` (the Docker containerizer: `type: DOCKER` tasks run through the local engine),
-//! `executor` (custom executors and the `/api/v1/executor` API).
+//! `executor` (custom executors and the `/api/v1/executor` API), `group` (task groups in the
+//! agent's default executor).
 #![forbid(unsafe_code)]
 
 mod checkpoint;
@@ -31,6 +32,7 @@ mod docker;
 mod error;
 mod executor;
 mod fetch;
+mod group;
 mod health;
 mod http;
 mod http_client;

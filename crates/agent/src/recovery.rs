@@ -45,6 +45,7 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), AgentError> {
             );
         }
     }
+    crate::group::recover(shared);
     // Tasks of custom executors are the executors' business (they resubscribe or are settled).
     crate::executor::recover(shared)?;
     let (of_executors, to_settle): (Vec<_>, Vec<_>) = to_settle.into_iter().partition(|id| {

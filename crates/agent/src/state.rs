@@ -53,6 +53,8 @@ pub(crate) struct State {
     advertised: Option<Resources>,
     /// Whether the last `Register` message offered `docker:true`.
     advertised_docker: bool,
+    /// Default executors of task groups, by (framework, executor id) (`crate::group`).
+    pub groups: BTreeMap<(FrameworkId, String), crate::group::GroupEntry>,
     /// Custom executors, by (framework, executor id) (`crate::executor`).
     pub executors: BTreeMap<(FrameworkId, String), crate::executor::ExecutorEntry>,
     /// Messages for the master that must not be lost to a disconnection (an executor's exit):
@@ -439,6 +441,9 @@ impl Shared {
         }
         for e in st.executors.values() {
             used.add(&e.spec.info.resources);
+        }
+        for g in st.groups.values() {
+            used.add(&g.resources);
         }
         total
             .with_role("*")

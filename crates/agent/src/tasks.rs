@@ -51,12 +51,18 @@ pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
             return;
         }
     };
-    let shared = Arc::clone(shared);
     let Some(run_as) = run_as else {
         // A DOCKER task: the engine runs it (never the shim).
-        tokio::spawn(crate::docker::run::start(shared, spec));
+        tokio::spawn(crate::docker::run::start(Arc::clone(shared), spec));
         return;
     };
+    start_admitted(shared, spec, run_as);
+}
+
+/// Start an admitted task through the shim in the background (a failure ends it
+/// `TASK_FAILED`).
+pub(crate) fn start_admitted(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) {
+    let shared = Arc::clone(shared);
     tokio::spawn(async move {
         let task_id = spec.task_id.clone();
         if let Err(message) = start(&shared, spec.clone(), run_as).await {
@@ -69,8 +75,18 @@ pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
                 healthy: None,
             };
             shared.emit(&task_id, &spec.framework_id, rec);
+            crate::group::member_ended(&shared, &spec, TaskState::Failed);
         }
     });
+}
+
+/// Admit a task of a group (the group's resources were checked as a whole): it runs as a
+/// process through the shim, never in DOCKER.
+pub(crate) fn admit_for_group(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
+    if crate::docker::run::is_docker(spec) {
+        return Err("tasks of a group run as processes (no DOCKER container)".into());
+    }
+    admit(shared, spec)?.ok_or_else(|| "task cannot run in a group".to_string())
 }
 
 /// Check the task can run here (valid ids, a user it may run as, free resources) and reserve its
@@ -113,7 +129,13 @@ fn admit(shared: &Shared, spec: &TaskSpec) -> Result<Option<RunAs>, String> {
             spec: spec.clone(),
             record: plain(TaskState::Staging),
             kill_requested: false,
-            cgroup: (!docker).then(|| cgroup_path(&shared.cfg.cgroup_root, &agent_id, &id)),
+            cgroup: (!docker).then(|| {
+                if crate::group::key_of(spec).is_some() {
+                    crate::group::cgroup_path(&shared.cfg.cgroup_root, &agent_id, spec, &id)
+                } else {
+                    cgroup_path(&shared.cfg.cgroup_root, &agent_id, &id)
+                }
+            }),
         },
     );
     Ok(run_as)
@@ -183,6 +205,9 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) -> Result<()
     for v in &spec.volumes {
         crate::volumes::attach(&shared.cfg.work_dir, &launch.sandbox, &spec.role, v, owner)
             .map_err(|e| e.to_string())?;
+    }
+    if crate::group::key_of(&spec).is_some() {
+        crate::group::link_volumes(shared, &spec, &launch.sandbox, owner)?;
     }
     fetch_as(shared, &spec.fetch, &launch.sandbox, &run_as).await?;
     meseta_isolation::write_spec(&task_dir, &launch).map_err(|e| e.to_string())?;
@@ -343,6 +368,15 @@ pub(crate) fn task_env(
 
 /// Handle `KillTask`.
 pub(crate) fn kill(shared: &Arc<Shared>, task_id: &TaskId, grace_secs: Option<f64>) {
+    kill_one(shared, task_id, grace_secs);
+    // Killing one task of a group kills the group (Mesos' default executor).
+    if let Some(t) = shared.task(task_id) {
+        crate::group::kill_others(shared, &t.spec);
+    }
+}
+
+/// Kill one task (its group left alone).
+pub(crate) fn kill_one(shared: &Arc<Shared>, task_id: &TaskId, grace_secs: Option<f64>) {
     let entry = {
         let mut st = shared.lock();
         match st.tasks.get_mut(task_id) {

@@ -77,6 +77,12 @@ pub enum MasterMessage {
     },
     /// Start a task.
     LaunchTask(Box<TaskSpec>),
+    /// Start the tasks of a LAUNCH_GROUP together (all or none), in the agent's default
+    /// executor: one shared sandbox, one parent cgroup, one failing kills the others.
+    LaunchGroup {
+        /// The group's tasks, each with the group's executor and ids.
+        tasks: Vec<TaskSpec>,
+    },
     /// Kill a task (SIGTERM, then SIGKILL after the grace period).
     KillTask {
         /// Task to kill.

@@ -284,6 +284,22 @@ impl Core {
         role: &str,
         t: TaskInfo,
     ) -> Resources {
+        let (spec, extra) = self.prepare_launch(fw_id, agent_id, role, t);
+        if let Some(a) = self.agents.get(agent_id) {
+            a.send(MasterMessage::LaunchTask(Box::new(spec)));
+        }
+        extra
+    }
+
+    /// Record a validated task as launched (task table, resources, its executor's) and return
+    /// what the agent gets, with the resources its executor took on top of the task's.
+    pub(crate) fn prepare_launch(
+        &mut self,
+        fw_id: &FrameworkId,
+        agent_id: &AgentId,
+        role: &str,
+        t: TaskInfo,
+    ) -> (TaskSpec, Resources) {
         // Validated in `validate_task`: an invalid check never gets here.
         let health_check = Self::health_check_of(&t).ok().flatten();
         let executor = self.executor_spec(fw_id, &t);
@@ -343,9 +359,6 @@ impl Core {
         let meta = TaskMeta::of(&spec, &mut self.shapes);
         if let Some(a) = self.agents.get_mut(agent_id) {
             a.used.add(&spec.resources);
-            if let Some(c) = &a.conn {
-                let _ = c.tx.send(MasterMessage::LaunchTask(Box::new(spec)));
-            }
         }
         if let Some(fw) = self.frameworks.get_mut(fw_id) {
             fw.used.add(&meta.resources);
@@ -355,18 +368,7 @@ impl Core {
         self.bus
             .publish_with(|| crate::bus::ClusterEvent::TaskAdded(crate::v1json::task(&entry)));
         self.tasks.insert(entry);
-        extra
-    }
-
-    /// Launch a validated task from an accepted offer (LAUNCH_GROUP uses it too).
-    pub(crate) fn launch_task(
-        &mut self,
-        fw_id: &FrameworkId,
-        agent_id: &AgentId,
-        role: &str,
-        t: TaskInfo,
-    ) {
-        self.launch(fw_id, agent_id, role, t);
+        (spec, extra)
     }
 
     pub(crate) fn reject_task(

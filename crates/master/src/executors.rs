@@ -20,6 +20,30 @@ use crate::core::{take_from, Core};
 use crate::ops_state::ExecutorRecord;
 
 impl Core {
+    /// Check the executor of a LAUNCH_GROUP (the DEFAULT executor, run by the agent) against the
+    /// one already on the agent; returns the resources it adds (its own when new).
+    pub(crate) fn check_group_executor(
+        &self,
+        fw: &FrameworkId,
+        agent: &AgentId,
+        info: &ExecutorInfo,
+    ) -> Result<Resources, String> {
+        info.validate()?;
+        if !info.is_default() {
+            return Err("task groups run in the DEFAULT executor ('type': 'DEFAULT')".into());
+        }
+        let key = (agent.clone(), fw.clone(), info.executor_id.value.clone());
+        match self.ops.custom_executors.get(&key) {
+            Some(rec) if !rec.info.same_as(info) => Err(format!(
+                "ExecutorInfo of executor '{}' is not compatible with the one already running \
+                 on agent '{agent}'",
+                info.executor_id
+            )),
+            Some(_) => Ok(Resources::new()),
+            None => Ok(info.resources.clone()),
+        }
+    }
+
     /// Check the executor a task names against the one already on the agent. Returns the
     /// resources the executor adds to this launch: its own when it is new, nothing otherwise.
     pub(crate) fn check_executor(
@@ -57,7 +81,15 @@ impl Core {
 
     /// The agent's view of the executor a task names (`None` for command tasks).
     pub(crate) fn executor_spec(&self, fw: &FrameworkId, t: &TaskInfo) -> Option<ExecutorSpec> {
-        let mut info = t.executor.clone()?;
+        self.executor_spec_of(fw, t.executor.clone()?)
+    }
+
+    /// The agent's view of an `ExecutorInfo` of framework `fw`.
+    pub(crate) fn executor_spec_of(
+        &self,
+        fw: &FrameworkId,
+        mut info: ExecutorInfo,
+    ) -> Option<ExecutorSpec> {
         info.framework_id = Some(IdValue::new(fw.as_str()));
         let fw_info = self.frameworks.get(fw).map(|f| f.info.clone());
         let cmd = info.command.clone().unwrap_or_default();

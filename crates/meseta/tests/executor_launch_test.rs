@@ -109,9 +109,6 @@ async fn executor_tasks_are_validated_counted_once_and_shut_down() {
         eprintln!("SKIPPED: needs root to create cgroups");
         return;
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
     let cluster = Cluster::start(ClusterOptions::new(common::MESETA))
         .await
         .expect("cluster");
@@ -241,5 +238,152 @@ async fn executor_tasks_are_validated_counted_once_and_shut_down() {
         .expect("failure");
     assert_eq!(failure["agent_id"]["value"], agent_id.as_str());
     assert!(failure["status"].is_i64());
+    cluster.stop().await;
+}
+
+fn group_task(id: &str, offer: &Offer, cmd: &str) -> TaskInfo {
+    TaskInfo {
+        name: id.into(),
+        task_id: IdValue::new(id),
+        agent_id: Some(offer.agent_id.clone()),
+        resources: Resources::parse("cpus:0.5;mem:32").expect("resources"),
+        command: Some(CommandInfo::shell(cmd)),
+        container: Some(
+            serde_json::from_value(json!({"type": "MESOS", "volumes": [{
+                "container_path": "shared", "mode": "RW",
+                "source": {"type": "SANDBOX_PATH",
+                           "sandbox_path": {"type": "PARENT", "path": "shared"}}}]}))
+            .expect("container"),
+        ),
+        ..TaskInfo::default()
+    }
+}
+
+fn launch_group(offer: &Offer, executor: serde_json::Value, tasks: Vec<TaskInfo>) -> CallKind {
+    let op = json!({"type": "LAUNCH_GROUP", "launch_group": {
+        "executor": executor,
+        "task_group": {"tasks": tasks}}});
+    CallKind::Accept {
+        accept: Accept {
+            offer_ids: vec![offer.id.clone()],
+            operations: vec![serde_json::from_value(op).expect("operation")],
+            filters: Some(meseta_api::scheduler::Filters {
+                refuse_seconds: Some(0.0),
+            }),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_group_shares_a_sandbox_volume_and_one_failure_kills_the_other() {
+    if !common::can_isolate() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "needs root and CI=true"
+        );
+        eprintln!("SKIPPED: needs root to create cgroups");
+        return;
+    }
+    let cluster = Cluster::start(ClusterOptions::new(common::MESETA))
+        .await
+        .expect("cluster");
+    let conn = cluster
+        .master
+        .subscribe(FrameworkInfo {
+            user: String::new(),
+            name: "groups".into(),
+            failover_timeout: Some(60.0),
+            ..FrameworkInfo::default()
+        })
+        .await
+        .expect("subscribe");
+    let mut fw = Fw {
+        conn,
+        offers: Vec::new(),
+        failures: Vec::new(),
+        updates: Vec::new(),
+    };
+    let executor = json!({"executor_id": {"value": "g1"}, "type": "DEFAULT",
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                      {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]});
+
+    // Bigger than the offer: no task of the group launches.
+    let o = fw.offer().await;
+    let mut big = group_task("big-a", &o, "sleep 100");
+    big.resources = Resources::parse("cpus:64;mem:32").expect("res");
+    fw.call(launch_group(
+        &o,
+        executor.clone(),
+        vec![group_task("big-b", &o, "sleep 100"), big],
+    ));
+    for id in ["big-b", "big-a"] {
+        let st = fw.update(id).await;
+        assert_eq!(st.state, TaskState::Error, "{st:?}");
+        assert_eq!(st.reason.as_deref(), Some("REASON_TASK_GROUP_INVALID"));
+    }
+
+    // The writer puts a file in the shared volume and stays; the reader finds it there and
+    // fails on purpose (exit 3), which kills the writer.
+    let o = fw.offer().await;
+    let writer = group_task(
+        "writer",
+        &o,
+        "echo from-writer > shared/msg; exec sleep 100",
+    );
+    let reader = group_task(
+        "reader",
+        &o,
+        "for i in $(seq 100); do [ -s shared/msg ] && break; sleep 0.1; done; \
+         grep -q from-writer shared/msg && exit 3; exit 0",
+    );
+    fw.call(launch_group(&o, executor, vec![writer, reader]));
+    let failed = loop {
+        let st = fw.update("reader").await;
+        if st.state.is_terminal() {
+            break st;
+        }
+    };
+    assert_eq!(failed.state, TaskState::Failed, "{failed:?}");
+    assert_eq!(
+        failed.message.as_deref(),
+        Some("Command exited with status 3"),
+        "the reader saw the writer's file in the shared volume"
+    );
+    let killed = loop {
+        let st = fw.update("writer").await;
+        if st.state.is_terminal() {
+            break st;
+        }
+    };
+    assert_eq!(killed.state, TaskState::Killed, "{killed:?}");
+
+    // Both ended: the default executor is over (FAILURE, status 0) and its resources return.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !fw
+        .failures
+        .iter()
+        .any(|f| f["executor_id"]["value"] == "g1")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no FAILURE for g1");
+        fw.next().await;
+    }
+    let f = fw
+        .failures
+        .iter()
+        .find(|f| f["executor_id"]["value"] == "g1")
+        .expect("failure");
+    assert_eq!(f["status"], 0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let offered: f64 = fw.offers.iter().map(|o| o.resources.cpus()).sum();
+        if (offered - 4.0).abs() < 1e-9 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "resources did not all come back"
+        );
+        fw.next().await;
+    }
     cluster.stop().await;
 }

@@ -265,6 +265,11 @@ impl AgentTask {
         };
         match msg {
             MasterMessage::LaunchTask(spec) => self.state.on_launch(*spec),
+            MasterMessage::LaunchGroup { tasks } => {
+                for spec in tasks {
+                    self.state.on_launch(spec);
+                }
+            }
             MasterMessage::KillTask { task_id, .. } => self.state.on_kill(&task_id),
             MasterMessage::Acknowledge { task_id, uuid } => {
                 self.state.on_acknowledge(&task_id, &uuid)

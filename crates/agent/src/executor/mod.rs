@@ -653,5 +653,5 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), crate::AgentError> {
 
 /// Whether a task runs in a custom executor (no shim of its own).
 pub(crate) fn is_executor_task(spec: &TaskSpec) -> bool {
-    spec.executor.is_some()
+    spec.executor.as_ref().is_some_and(|e| !e.info.is_default())
 }
