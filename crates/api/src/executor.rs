@@ -183,8 +183,8 @@ pub struct MessagePayload {
 pub enum Event {
     /// The subscription is accepted.
     Subscribed {
-        /// Who the executor is and where it runs.
-        subscribed: Subscribed,
+        /// Who the executor is and where it runs (boxed: sent once per subscription).
+        subscribed: Box<Subscribed>,
     },
     /// Run a task.
     Launch {

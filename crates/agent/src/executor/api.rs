@@ -123,7 +123,7 @@ fn subscribe_call(shared: &Arc<Shared>, key: &Key, sub: wire::Subscribe) -> Resp
             .collect();
         e.stream = Some(tx.clone());
         let _ = tx.send(Event::Subscribed {
-            subscribed: wire::Subscribed {
+            subscribed: Box::new(wire::Subscribed {
                 executor_info: e.spec.info.clone(),
                 framework_info: e.spec.framework_info.clone(),
                 agent_info: serde_json::json!({
@@ -133,7 +133,7 @@ fn subscribe_call(shared: &Arc<Shared>, key: &Key, sub: wire::Subscribe) -> Resp
                     "resources": shared.resources,
                 }),
                 container_id: IdValue::new(format!("{}.{}", key.0, key.1)),
-            },
+            }),
         });
         tracing::info!(executor_id = %key.1, resubscribe = first, "executor subscribed");
         std::mem::take(&mut e.pending_kills)
