@@ -101,7 +101,11 @@ impl Core {
             if report.state.is_terminal() {
                 // Its pending terminal update (resent after registration) settles it.
                 if !self.tasks.contains_key(&task_id) {
-                    self.adopt_task(agent_id, report.spec, TaskState::Running);
+                    // Its executor is not counted on its behalf: an ended task's executor may
+                    // be gone (its end is reported on its own).
+                    let mut spec = report.spec;
+                    spec.executor = None;
+                    self.adopt_task(agent_id, spec, TaskState::Running);
                 }
                 continue;
             }
