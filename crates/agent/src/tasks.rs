@@ -51,11 +51,11 @@ pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
             return;
         }
     };
-    let Some(run_as) = run_as else {
+    if crate::docker::run::is_docker(&spec) {
         // A DOCKER task: the engine runs it (never the shim).
-        tokio::spawn(crate::docker::run::start(Arc::clone(shared), spec));
+        tokio::spawn(crate::docker::run::start(Arc::clone(shared), spec, run_as));
         return;
-    };
+    }
     start_admitted(shared, spec, run_as);
 }
 
@@ -86,27 +86,21 @@ pub(crate) fn admit_for_group(shared: &Shared, spec: &TaskSpec) -> Result<RunAs,
     if crate::docker::run::is_docker(spec) {
         return Err("tasks of a group run as processes (no DOCKER container)".into());
     }
-    admit(shared, spec)?.ok_or_else(|| "task cannot run in a group".to_string())
+    admit(shared, spec)
 }
 
 /// Check the task can run here (valid ids, a user it may run as, free resources) and reserve its
-/// entry (state `TASK_STAGING`); returns who it runs as (`None`: a DOCKER task, run by the
-/// engine as its image says).
-fn admit(shared: &Shared, spec: &TaskSpec) -> Result<Option<RunAs>, String> {
+/// entry (state `TASK_STAGING`); returns who it runs as (a DOCKER task's container runs as that
+/// user's uid and gid too).
+fn admit(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
     // Task ids become directory and cgroup names: refuse anything that could escape them.
     let id = PathId::task(&spec.task_id).map_err(|e| e.to_string())?;
     PathId::framework(&spec.framework_id).map_err(|e| e.to_string())?;
     let docker = crate::docker::run::is_docker(spec);
-    let run_as = if docker {
+    let run_as = users::task_user(&shared.cfg, &shared.agent_user, spec.user.as_deref())?;
+    if docker {
         crate::docker::run::admit(shared, spec)?;
-        None
-    } else {
-        Some(users::task_user(
-            &shared.cfg,
-            &shared.agent_user,
-            spec.user.as_deref(),
-        )?)
-    };
+    }
     ports_free_on_host(spec)?;
     let mut st = shared.lock();
     if st.tasks.contains_key(&spec.task_id) || shared.checkpoint.task_dir(&id).exists() {

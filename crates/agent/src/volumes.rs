@@ -87,12 +87,12 @@ pub(crate) fn attach(
     v: &VolumeMount,
     owner: Option<(u32, u32)>,
 ) -> Result<PathBuf, VolumeError> {
-    let dir = volume_dir(work_dir, role, &v.persistence_id)?;
     let rel = container_path(&v.container_path)?;
     let link = sandbox.join(rel);
     if let Some(parent) = link.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
+    let dir = volume_dir(work_dir, role, &v.persistence_id)?;
     match std::fs::read_link(&link) {
         Ok(target) if target == dir && dir.is_dir() => return Ok(dir),
         Ok(_) => std::fs::remove_file(&link).map_err(io(&link))?,
@@ -105,6 +105,31 @@ pub(crate) fn attach(
         }
         Err(_) => {}
     }
+    let dir = ensure(work_dir, role, v, owner)?;
+    std::os::unix::fs::symlink(&dir, &link).map_err(io(&link))?;
+    Ok(dir)
+}
+
+/// Create the volume if missing (mode 0750, owned by `owner`) for a container, which gets it
+/// bind-mounted rather than linked: `(volume directory, path relative to the sandbox)`.
+pub(crate) fn for_container(
+    work_dir: &Path,
+    role: &str,
+    v: &VolumeMount,
+    owner: Option<(u32, u32)>,
+) -> Result<(PathBuf, PathBuf), VolumeError> {
+    let rel = container_path(&v.container_path)?.to_path_buf();
+    Ok((ensure(work_dir, role, v, owner)?, rel))
+}
+
+/// The volume's directory, created if missing.
+fn ensure(
+    work_dir: &Path,
+    role: &str,
+    v: &VolumeMount,
+    owner: Option<(u32, u32)>,
+) -> Result<PathBuf, VolumeError> {
+    let dir = volume_dir(work_dir, role, &v.persistence_id)?;
     if !dir.is_dir() {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         // The volume's data is its user's alone (like a sandbox).
@@ -122,7 +147,6 @@ pub(crate) fn attach(
             })?;
         }
     }
-    std::os::unix::fs::symlink(&dir, &link).map_err(io(&link))?;
     Ok(dir)
 }
 

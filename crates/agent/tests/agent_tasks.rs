@@ -34,10 +34,37 @@ fn meseta_exe() -> Option<PathBuf> {
     }
 }
 
+/// The first of 11 consecutive ports nothing listened on when first asked (tests never take
+/// fixed ports: another test's task may hold one).
+fn port_base() -> u16 {
+    static BASE: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| loop {
+        let first = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if first < 65_000
+            && (1..=10).all(|i| std::net::TcpListener::bind(("0.0.0.0", first + i)).is_ok())
+        {
+            return first;
+        }
+    })
+}
+
+/// `begin-end` of the ports `base + from ..= base + to`.
+fn ports(from: u16, to: u16) -> String {
+    format!("{}-{}", port_base() + from, port_base() + to)
+}
+
 fn config(master: &FakeMaster, work_dir: &Path, exe: PathBuf, cgroup_root: &str) -> AgentConfig {
     let mut cfg = AgentConfig::new(master.url(), work_dir, "127.0.0.1:0".parse().expect("addr"));
-    cfg.resources =
-        Some(Resources::parse("cpus:2;mem:1024;disk:100;ports:[31000-31010]").expect("res"));
+    cfg.resources = Some(
+        Resources::parse(&format!(
+            "cpus:2;mem:1024;disk:100;ports:[{}]",
+            ports(0, 10)
+        ))
+        .expect("res"),
+    );
     cfg.hostname = Some("test-host".into());
     cfg.meseta_exe = exe;
     cfg.cgroup_root = cgroup_root.to_string();
@@ -149,7 +176,7 @@ async fn launch_running_kill_is_killed_and_no_cgroup_is_left() {
     master.send(MasterMessage::LaunchTask(spec(
         "sleeper",
         "sleep 30",
-        "cpus:0.1;mem:32;ports:[31000-31000]",
+        &format!("cpus:0.1;mem:32;ports:[{}]", ports(0, 0)),
     )));
     expect_state(&mut master, "sleeper", TaskState::Starting).await;
     expect_state(&mut master, "sleeper", TaskState::Running).await;
@@ -212,7 +239,7 @@ async fn exit_3_is_failed_with_code_and_logs_are_served() {
     master.send(MasterMessage::LaunchTask(spec(
         "three",
         cmd,
-        "cpus:0.1;mem:32;ports:[31003-31004]",
+        &format!("cpus:0.1;mem:32;ports:[{}]", ports(3, 4)),
     )));
     expect_state(&mut master, "three", TaskState::Starting).await;
     let mut u = master.next_update().await;
@@ -232,7 +259,12 @@ async fn exit_3_is_failed_with_code_and_logs_are_served() {
         .expect("json");
     assert_eq!(
         out.data,
-        "hi port=31003 ports=31003,31004 task=three host=test-host\n"
+        format!(
+            "hi port={} ports={},{} task=three host=test-host\n",
+            port_base() + 3,
+            port_base() + 3,
+            port_base() + 4
+        )
     );
     assert_eq!(out.size, out.data.len() as u64);
     let err: LogChunk = logs(&agent, "three", "stderr")

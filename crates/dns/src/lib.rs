@@ -132,6 +132,17 @@ impl Sockets {
         Err(err(last.unwrap_or_else(|| std::io::Error::other("no port"))))
     }
 
+    /// The same sockets again (for a server started anew, e.g. by each leadership term of a
+    /// highly available master, while the process keeps the address bound).
+    pub fn try_clone(&self) -> Result<Sockets, DnsError> {
+        let addr = self.local_addr();
+        let err = |source| DnsError::Bind { addr, source };
+        Ok(Sockets {
+            udp: self.udp.try_clone().map_err(err)?,
+            tcp: self.tcp.try_clone().map_err(err)?,
+        })
+    }
+
     /// The bound address (UDP and TCP).
     pub fn local_addr(&self) -> SocketAddr {
         self.udp

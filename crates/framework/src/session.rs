@@ -64,6 +64,7 @@ pub async fn run<S: Scheduler>(
         recovering: true,
         next_subscribe: Instant::now(),
         last_reconcile: Instant::now(),
+        reconcile_soon: false,
         round: Round::default(),
         inbox,
     };
@@ -81,6 +82,8 @@ struct Session<S: Scheduler> {
     recovering: bool,
     next_subscribe: Instant,
     last_reconcile: Instant,
+    /// Reconcile at the end of this round (launches were held back).
+    reconcile_soon: bool,
     round: Round,
     inbox: Inbox<S::Request>,
 }
@@ -143,15 +146,16 @@ impl<S: Scheduler> Session<S> {
         self.execute(cmds).await;
     }
 
-    /// Handle `first` and every event already waiting (at most [`MAX_EVENT_BATCH`]).
+    /// Handle `first` and every event already waiting (at most [`MAX_EVENT_BATCH`]), then
+    /// carry out their commands with one write.
     async fn event_batch(&mut self, first: Event, now: SystemTime) {
-        self.on_event(first, now).await;
+        let mut cmds = self.on_event(first, now).await;
         for _ in 0..MAX_EVENT_BATCH {
             let Some(conn) = self.conn.as_mut() else {
                 break;
             };
             match conn.next_event().now_or_never() {
-                Some(Some(e)) => self.on_event(e, now).await,
+                Some(Some(e)) => cmds.extend(self.on_event(e, now).await),
                 Some(None) => {
                     self.disconnected();
                     break;
@@ -159,12 +163,14 @@ impl<S: Scheduler> Session<S> {
                 None => break,
             }
         }
+        self.execute(one_persist_first(cmds)).await;
     }
 
     /// Recovery, periodic reconciliation, the scheduler's tick, interest; then the replies.
     async fn end_round(&mut self, now: SystemTime) {
         self.settle_recovery().await;
-        if self.last_reconcile.elapsed() >= self.spec.reconcile_every {
+        if self.reconcile_soon || self.last_reconcile.elapsed() >= self.spec.reconcile_every {
+            self.reconcile_soon = false;
             let cmds = self.scheduler.reconcile();
             self.last_reconcile = Instant::now();
             self.execute(cmds).await;
@@ -240,8 +246,9 @@ impl<S: Scheduler> Session<S> {
         self.suppressed = false;
     }
 
-    async fn on_event(&mut self, ev: Event, now: SystemTime) {
-        let cmds = match ev {
+    /// The scheduler's commands for one event (carried out by [`Session::event_batch`]).
+    async fn on_event(&mut self, ev: Event, now: SystemTime) -> Vec<Command> {
+        match ev {
             Event::Subscribed { subscribed } => self.subscribed(subscribed.framework_id, now).await,
             Event::Offers { offers } => {
                 // Offers may be what a restored scheduler waited for: settle first.
@@ -269,8 +276,7 @@ impl<S: Scheduler> Session<S> {
                 Vec::new()
             }
             Event::Message { .. } | Event::Failure { .. } | Event::Heartbeat => Vec::new(),
-        };
-        self.execute(cmds).await;
+        }
     }
 
     async fn subscribed(&mut self, id: IdValue, now: SystemTime) -> Vec<Command> {
@@ -291,16 +297,30 @@ impl<S: Scheduler> Session<S> {
         self.scheduler.subscribed(self.recovering, now)
     }
 
-    /// Carry out `cmds` in order.
+    /// Carry out `cmds` in order. After a failed [`Command::Persist`] no launch of the same
+    /// list leaves: what it launched is not stored (the store is unreachable, or this master no
+    /// longer leads and its write was fenced), so its offer is declined instead and the tasks are
+    /// reconciled at the end of the round (the master reports them unknown, and the scheduler
+    /// launches them again once its write goes through).
     async fn execute(&mut self, cmds: Vec<Command>) {
         let mut work: std::collections::VecDeque<Command> = cmds.into();
+        let mut unwritten = false;
         while let Some(c) = work.pop_front() {
             match c {
+                Command::Launch { offer_id, tasks } if unwritten => {
+                    tracing::warn!(framework = %self.spec.name, offer = offer_id.as_str(), tasks = tasks.len(), "launch held back: its write failed");
+                    self.send(Command::Decline {
+                        offer_ids: vec![offer_id],
+                        refuse_seconds: 1.0,
+                    });
+                    self.reconcile_soon = true;
+                }
                 Command::Persist => {
                     let outcome = self.scheduler.persist().await.err().map(Arc::new);
                     if let Some(e) = &outcome {
                         tracing::error!(framework = %self.spec.name, error = %e, "cannot persist");
                     }
+                    unwritten = outcome.is_some();
                     self.round.last_persist = outcome;
                     let after = self.scheduler.persisted(SystemTime::now());
                     for (i, c) in after.into_iter().enumerate() {
@@ -371,10 +391,55 @@ impl<S: Scheduler> Session<S> {
     }
 }
 
+/// A batch's commands with their writes made one, carried out first. Every callback of the
+/// batch has already changed the scheduler's state, so that one [`Command::Persist`] covers what
+/// each of theirs would have, and still precedes every launch it guards.
+fn one_persist_first(cmds: Vec<Command>) -> Vec<Command> {
+    let n = cmds.len();
+    let rest: Vec<Command> = cmds
+        .into_iter()
+        .filter(|c| !matches!(c, Command::Persist))
+        .collect();
+    if rest.len() == n {
+        return rest;
+    }
+    std::iter::once(Command::Persist).chain(rest).collect()
+}
+
 /// The next framework event, or pending forever while not subscribed.
 async fn next_event(conn: &mut Option<FrameworkConnection>) -> Option<Event> {
     match conn {
         Some(c) => c.next_event().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(cmds: &[Command]) -> Vec<String> {
+        cmds.iter().map(|c| format!("{c:?}")).collect()
+    }
+
+    #[test]
+    fn a_batch_writes_once_before_everything_else() {
+        let cmds = vec![
+            Command::Revive,
+            Command::Persist,
+            Command::Suppress,
+            Command::Persist,
+            Command::Revive,
+        ];
+        assert_eq!(
+            names(&one_persist_first(cmds)),
+            ["Persist", "Revive", "Suppress", "Revive"]
+        );
+    }
+
+    #[test]
+    fn a_batch_without_a_write_stays_as_it_is() {
+        let cmds = vec![Command::Suppress, Command::Revive];
+        assert_eq!(names(&one_persist_first(cmds)), ["Suppress", "Revive"]);
     }
 }

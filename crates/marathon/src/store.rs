@@ -99,13 +99,23 @@ pub(crate) async fn save(
     batch.flush().await
 }
 
+/// Transactions of one write sent to the store together (a wave). etcd commits concurrent
+/// proposals in one raft round and one fsync, so a persist of many transactions costs about one
+/// round trip per wave instead of one per transaction.
+const WAVE: usize = 8;
+
 /// Writes collected into transactions of at most [`MAX_TXN_OPS`] writes and about
-/// [`MAX_TXN_BYTES`]. A second write to a key already in the pending transaction starts a new
-/// one (etcd refuses a transaction that touches one key twice); order is kept.
+/// [`MAX_TXN_BYTES`], sent in waves of up to [`WAVE`] concurrent transactions. A key may appear
+/// once per wave (etcd refuses a transaction that touches one key twice, and concurrent
+/// transactions have no order): a second write to a key waits for the wave before it, so the
+/// order of writes to one key is kept.
 struct Batch<'a> {
     store: &'a dyn Store,
     ops: Vec<Op>,
     bytes: usize,
+    /// Full transactions of the current wave, not sent yet.
+    wave: Vec<Vec<Op>>,
+    /// Keys written by the current wave (its full transactions and `ops`).
     keys: std::collections::HashSet<String>,
 }
 
@@ -115,6 +125,7 @@ impl<'a> Batch<'a> {
             store,
             ops: Vec::new(),
             bytes: 0,
+            wave: Vec::new(),
             keys: std::collections::HashSet::new(),
         }
     }
@@ -133,26 +144,51 @@ impl<'a> Batch<'a> {
             Op::Put { key, value, .. } => (key, key.len() + value.len()),
             Op::Delete { key } | Op::DeletePrefix { prefix: key } => (key, key.len()),
         };
-        if self.keys.contains(key) || self.bytes + size > MAX_TXN_BYTES {
+        if self.keys.contains(key) {
             self.flush().await?;
+        } else if self.bytes + size > MAX_TXN_BYTES {
+            self.close_txn().await?;
         }
         self.keys.insert(key.clone());
         self.bytes += size;
         self.ops.push(op);
         if self.ops.len() >= MAX_TXN_OPS {
-            self.flush().await?;
+            self.close_txn().await?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), StoreError> {
-        if self.ops.is_empty() {
-            return Ok(());
+    /// The transaction being filled joins the wave; a full wave is sent.
+    async fn close_txn(&mut self) -> Result<(), StoreError> {
+        if !self.ops.is_empty() {
+            self.wave.push(std::mem::take(&mut self.ops));
+            self.bytes = 0;
         }
+        if self.wave.len() >= WAVE {
+            self.send_wave().await?;
+        }
+        Ok(())
+    }
+
+    /// Send everything collected.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.ops.is_empty() {
+            self.wave.push(std::mem::take(&mut self.ops));
+            self.bytes = 0;
+        }
+        self.send_wave().await
+    }
+
+    async fn send_wave(&mut self) -> Result<(), StoreError> {
         self.keys.clear();
-        self.bytes = 0;
-        let ops = std::mem::take(&mut self.ops);
-        self.store.txn(vec![], ops, vec![]).await.map(|_| ())
+        let store = self.store;
+        let txns = std::mem::take(&mut self.wave)
+            .into_iter()
+            .map(|ops| store.txn(vec![], ops, vec![]));
+        for r in futures::future::join_all(txns).await {
+            r?;
+        }
+        Ok(())
     }
 }
 

@@ -38,6 +38,25 @@ impl Master {
         self.core().config().allow_privileged_containers
     }
 
+    /// Those of `ports` that no known agent has in its `ports` ranges; none while no agent is
+    /// known (nothing to judge by yet).
+    pub fn ports_no_agent_offers(&self, ports: &[u64]) -> Vec<u64> {
+        let core = self.core();
+        if core.agents.is_empty() {
+            return Vec::new();
+        }
+        let ranges: Vec<_> = core
+            .agents
+            .values()
+            .map(|a| a.record.resources.ranges("ports"))
+            .collect();
+        ports
+            .iter()
+            .copied()
+            .filter(|p| !ranges.iter().any(|r| r.contains_value(*p)))
+            .collect()
+    }
+
     /// After a master restart: are agents known from the store still to re-register? Until they
     /// have, a task missing from the task table may still be running on one of them.
     pub fn agents_transitioning(&self) -> bool {

@@ -127,8 +127,12 @@ pub struct AgentArgs {
     pub allow_root: bool,
     /// Run no Docker containers even when an engine answers on /var/run/docker.sock (the agent
     /// then does not offer `docker:true`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "docker_socket")]
     pub no_docker: bool,
+    /// The Docker engine's unix socket (probed at start and every 10 s: the agent offers
+    /// `docker:true` only while an engine answers there).
+    #[arg(long, value_name = "PATH", default_value = meseta_agent::config::DEFAULT_DOCKER_SOCKET)]
+    pub docker_socket: PathBuf,
     /// Let DOCKER tasks run privileged containers (refused by default).
     #[arg(long)]
     pub docker_allow_privileged: bool,
@@ -276,15 +280,14 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     cfg.allow_root_tasks = a.allow_root;
     cfg.allow_privileged_containers = a.docker_allow_privileged;
     if let Some(url) = &a.store {
-        if a.dns.dns_listen.is_some() {
-            anyhow::bail!("--dns-listen is not served by highly available masters (--store) yet");
-        }
         let store = open_shared_store(url).await?;
+        let dns = crate::dns::bind(&a.dns)?;
         let ha = HaOptions {
             lease_ttl: a.lease_ttl,
             advertise_url: a.advertise,
         };
-        let mut handle = meseta_master::ha::start_ha(cfg, ha, store, built_in_schedulers)
+        let routes = crate::dns::with_each_term(dns, built_in_schedulers);
+        let mut handle = meseta_master::ha::start_ha(cfg, ha, store, routes)
             .await
             .context("starting the master (pass --listen ADDR for another address)")?;
         eprintln!(
@@ -329,9 +332,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     cfg.domain = a.domain;
     cfg.default_user = a.default_user;
     cfg.allow_root = a.allow_root;
-    if a.no_docker {
-        cfg.docker_socket = None;
-    }
+    cfg.docker_socket = (!a.no_docker).then_some(a.docker_socket);
     cfg.docker_allow_privileged = a.docker_allow_privileged;
     let mut handle = Agent::start(cfg)
         .await

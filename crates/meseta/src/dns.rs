@@ -1,6 +1,7 @@
 //! The DNS flags of `meseta master` and `meseta dev`, and starting the DNS server beside the
-//! master (only in a master that leads alone: with `--store`, leadership moves between masters,
-//! and the server would have to follow it).
+//! master. A highly available master (`--store`) binds the address at start and serves it while
+//! it leads (each leadership term starts the server on the same sockets and stops it when the
+//! term ends): resolvers given every master get their answer from the leader.
 
 use std::net::SocketAddr;
 
@@ -11,7 +12,7 @@ use meseta_master::{Cancel as CancellationToken, Master};
 #[derive(clap::Args, Debug, Clone)]
 pub struct DnsArgs {
     /// Serve DNS (UDP and TCP) on this address, e.g. `127.0.0.1:8053` (`:0`: a free port,
-    /// printed at start). Off unless given; not yet with `--store` (highly available masters).
+    /// printed at start). Off unless given. With `--store`, answered while this master leads.
     #[arg(long)]
     pub dns_listen: Option<SocketAddr>,
     /// The DNS domain (`mesos` for Mesos-DNS compatibility).
@@ -57,6 +58,33 @@ pub fn with(
                 }
             },
             None => routes,
+        }
+    }
+}
+
+/// As [`with`], for a master that may lead several times (`--store`): each term serves DNS on
+/// the same sockets until the term ends.
+pub fn with_each_term(
+    dns: Option<(meseta_dns::Sockets, meseta_dns::Config)>,
+    base: impl Fn(&Master, &CancellationToken) -> axum::Router + Send + Sync + 'static,
+) -> impl Fn(&Master, &CancellationToken) -> axum::Router + Send + Sync + 'static {
+    move |master, cancel| {
+        let routes = base(master, cancel);
+        let Some((sockets, cfg)) = &dns else {
+            return routes;
+        };
+        let served = sockets
+            .try_clone()
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                meseta_dns::serve(master, cancel, s, cfg.clone()).map_err(|e| e.to_string())
+            });
+        match served {
+            Ok(api) => routes.merge(api),
+            Err(e) => {
+                eprintln!("meseta dns: {e}");
+                routes
+            }
         }
     }
 }

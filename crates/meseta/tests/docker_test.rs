@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::docker::{agent_id, containers_of, docker_ready, inspect, run, Image};
+use common::docker::{agent_id, containers_of, docker_ready, inspect, run, EngineRelay, Image};
 use common::{wait_for, Cluster, MESETA};
 use serde_json::json;
 
@@ -55,7 +55,7 @@ fn execute_docker_task_and_read_its_logs() {
         &c,
         "dk",
         &img.tag,
-        "echo hello-from-container; echo to-stderr >&2; test -d /mnt/mesos/sandbox && echo \"task=$MESOS_TASK_ID\"",
+        "echo hello-from-container; echo to-stderr >&2; test -d /mnt/mesos/sandbox && echo \"task=$MESOS_TASK_ID\"; echo \"uid=$(id -u)\"; touch /mnt/mesos/sandbox/mine && echo wrote-sandbox",
         "cpus:0.1;mem:32",
     );
     assert_eq!(code, 0, "execute failed: {log}");
@@ -65,6 +65,9 @@ fn execute_docker_task_and_read_its_logs() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("hello-from-container"), "{stdout}");
     assert!(stdout.contains(&format!("task={id}")), "{stdout}");
+    // The container runs as the task user (nobody under a root agent), who owns the sandbox.
+    assert!(stdout.contains("uid=65534"), "{stdout}");
+    assert!(stdout.contains("wrote-sandbox"), "{stdout}");
     let err = c.cli(&["task", "logs", "--stderr", &id]);
     assert!(String::from_utf8_lossy(&err.stdout).contains("to-stderr"));
     // The finished task's container is removed.
@@ -116,7 +119,7 @@ fn marathon_bridge_app_answers_on_its_host_port() {
     img.track(&c);
     let app = json!({
         "id": "/web",
-        "cmd": "mkdir -p /www && echo hi-from-docker > /www/index.html && exec httpd -f -p 80 -h /www",
+        "cmd": "mkdir -p $MESOS_SANDBOX/www && echo hi-from-docker > $MESOS_SANDBOX/www/index.html && exec httpd -f -p 80 -h $MESOS_SANDBOX/www",
         "cpus": 0.1, "mem": 32, "instances": 1,
         "container": {"type": "DOCKER", "docker": {"image": img.tag},
                       "portMappings": [{"containerPort": 80, "hostPort": 0}]},
@@ -257,4 +260,70 @@ fn container_survives_agent_kill9_and_is_reattached() {
     let _ = exec.kill();
     let _ = exec.wait();
     assert!(Path::new(&log).exists());
+}
+
+/// The agent's `docker` attribute (`None` when it offers none).
+fn docker_attribute(c: &Cluster) -> Option<String> {
+    let slaves = c.get("/master/slaves")?;
+    let a = &slaves["slaves"][0]["attributes"]["docker"];
+    Some(a.as_str().unwrap_or("").to_string())
+}
+
+#[test]
+fn an_agent_whose_engine_goes_away_stops_taking_docker_tasks() {
+    if !docker_ready() {
+        return;
+    }
+    let mut img = Image::build("gone");
+    let socket_dir = tempfile::tempdir().expect("tempdir");
+    let socket = socket_dir.path().join("docker.sock");
+    let mut relay = EngineRelay::start(&socket);
+    let mut c = Cluster::with_resources(0, 10.0, "cpus:4;mem:4096;disk:1024;ports:[33800-33899]");
+    c.agent_flags = vec![
+        "--docker-socket".to_string(),
+        socket.to_str().expect("utf8").to_string(),
+    ];
+    c.agents.push(None);
+    c.agent_ports.push(0);
+    c.start_agent(0);
+    c.wait_agents(1);
+    img.track(&c);
+    assert_eq!(docker_attribute(&c).as_deref(), Some("true"));
+
+    // The engine goes away: within a probe interval the agent stops offering docker:true.
+    relay.stop();
+    wait_for("docker:true withdrawn", Duration::from_secs(40), || {
+        docker_attribute(&c).filter(String::is_empty)
+    });
+    // A DOCKER app now waits, and /v2/queue says why; nothing is launched.
+    let app = json!({"id": "/after-engine", "cmd": "sleep 600", "cpus": 0.1, "mem": 32,
+                     "container": {"type": "DOCKER", "docker": {"image": img.tag}}});
+    let r = c.call(reqwest::Method::POST, "/v2/apps", Some(&app));
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    let q = wait_for("the app queued", Duration::from_secs(30), || {
+        c.get("/v2/queue")?["queue"]
+            .as_array()?
+            .iter()
+            .find(|e| e["app"]["id"] == "/after-engine")
+            .cloned()
+    });
+    assert!(q.to_string().contains("docker"), "{q}");
+    std::thread::sleep(Duration::from_secs(2));
+    let tasks = c.get("/v2/apps/after-engine/tasks").expect("tasks");
+    assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0), "{tasks}");
+
+    // The engine answers again: docker:true comes back and the app runs.
+    let _relay = EngineRelay::start(&socket);
+    wait_for("docker:true offered again", Duration::from_secs(40), || {
+        docker_attribute(&c).filter(|a| a == "true")
+    });
+    wait_for("the app running", Duration::from_secs(60), || {
+        let t = c.get("/v2/apps/after-engine/tasks")?;
+        t["tasks"]
+            .as_array()?
+            .iter()
+            .find(|t| t["state"] == "TASK_RUNNING")
+            .cloned()
+    });
+    assert_eq!(containers_of(&agent_id(&c, 0)).len(), 1);
 }

@@ -6,7 +6,9 @@
 //!   deployment the leader was in the middle of completes without ever running more instances
 //!   than `maximumOverCapacity` allows;
 //! - a leader frozen (SIGSTOP) past its lease, then woken, is deposed: the write it is sent
-//!   does not land, and it steps down and redirects to the new leader.
+//!   does not land, and it steps down and redirects to the new leader;
+//! - DNS (`--dns-listen` on every master) is answered by whichever master leads, from its live
+//!   state, before and after a leader kill.
 
 mod common;
 
@@ -26,6 +28,8 @@ struct Ha {
     ports: Vec<u16>,
     masters: Vec<Option<Proc>>,
     agents: Vec<Proc>,
+    /// DNS ports of the masters (`--dns-listen`), when set before they start.
+    dns: Vec<u16>,
     _etcd: EtcdServer,
 }
 
@@ -68,6 +72,7 @@ impl Ha {
             ports: (0..masters).map(|_| free_port()).collect(),
             masters: (0..masters).map(|_| None).collect(),
             agents: Vec::new(),
+            dns: Vec::new(),
             _etcd: etcd,
         })
     }
@@ -100,20 +105,22 @@ impl Ha {
                 .unwrap_or(0)
         ));
         let listen = format!("127.0.0.1:{}", self.ports[i]);
-        self.masters[i] = Some(common::spawn(
-            &[
-                "master",
-                "--listen",
-                &listen,
-                "--store",
-                &self.store,
-                "--lease-ttl",
-                LEASE,
-                "--hostname",
-                "127.0.0.1",
-            ],
-            &log,
-        ));
+        let dns = self.dns.get(i).map(|p| format!("127.0.0.1:{p}"));
+        let mut args = vec![
+            "master",
+            "--listen",
+            &listen,
+            "--store",
+            &self.store,
+            "--lease-ttl",
+            LEASE,
+            "--hostname",
+            "127.0.0.1",
+        ];
+        if let Some(d) = &dns {
+            args.extend(["--dns-listen", d.as_str()]);
+        }
+        self.masters[i] = Some(common::spawn(&args, &log));
         let url = self.url(i);
         wait_for("master /health", Duration::from_secs(20), || {
             http()
@@ -620,4 +627,83 @@ fn a_dev_data_dir_restored_into_etcd_runs_under_three_masters_and_clients_ride_a
     ha.masters[first].take().expect("leader").kill9();
     ha.leader(Duration::from_secs(15));
     common::run_python_script("ha_clients.py", &["after", &hosts]);
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 (DNS binds both).
+fn free_dns_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The ports of the SRV answers for `name` from the DNS server at `port` (`None`: no answer).
+fn srv_ports(port: u16, name: &str) -> Option<Vec<u16>> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let mut q = Message::new(7, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(Name::from_ascii(name).ok()?, RecordType::SRV));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    sock.send_to(&q.to_vec().ok()?, ("127.0.0.1", port)).ok()?;
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    let m = Message::from_vec(&buf[..n]).ok()?;
+    let mut ports: Vec<u16> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(s) => Some(s.port),
+            _ => None,
+        })
+        .collect();
+    ports.sort_unstable();
+    Some(ports)
+}
+
+#[test]
+fn dns_is_answered_by_whichever_master_leads() {
+    let Some(mut ha) = Ha::prepare(2) else {
+        return;
+    };
+    ha.dns = (0..2).map(|_| free_dns_port()).collect();
+    ha.start_master(0);
+    ha.start_master(1);
+    ha.start_agent(0);
+    ha.wait_agents(1);
+    let leader = ha.leader(Duration::from_secs(20));
+    let app = json!({"id": "/dns/web", "cmd": "sleep 600", "cpus": 0.1, "mem": 16,
+                     "instances": 2, "portDefinitions": [{"port": 0}]});
+    let (status, body) = ha.call(reqwest::Method::POST, "/v2/apps", Some(&app));
+    assert_eq!(status, 201, "{body}");
+    let ports = wait_for("2 running tasks", Duration::from_secs(60), || {
+        let mut p: Vec<u16> = ha
+            .running_tasks("/dns/web")
+            .iter()
+            .filter_map(|t| t["ports"][0].as_u64())
+            .filter_map(|p| u16::try_from(p).ok())
+            .collect();
+        p.sort_unstable();
+        (p.len() == 2).then_some(p)
+    });
+    let name = "_web-dns._tcp.marathon.meseta.";
+    wait_for("the leader's DNS answers", Duration::from_secs(10), || {
+        srv_ports(ha.dns[leader], name).filter(|p| *p == ports)
+    });
+
+    // kill -9 of the leader: the new one answers the same names from its own state.
+    if let Some(m) = ha.masters[leader].as_mut() {
+        m.kill9();
+    }
+    ha.masters[leader] = None;
+    let next = ha.leader(Duration::from_secs(20));
+    assert_ne!(next, leader);
+    wait_for(
+        "the new leader's DNS answers",
+        Duration::from_secs(20),
+        || srv_ports(ha.dns[next], name).filter(|p| *p == ports),
+    );
 }

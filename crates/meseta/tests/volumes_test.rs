@@ -1,7 +1,8 @@
 //! Persistent volumes through the real master and agent: `/master/create-volumes` on reserved
 //! disk (with the 4xx Mesos gives on bad input), a task of the role writes into its volume, the
 //! volume is offered back to the role after the task ends, a second task reads what the first
-//! wrote, and `/master/destroy-volumes` deletes the directory on the agent.
+//! wrote, a DOCKER task gets the volume bind-mounted under its sandbox, and
+//! `/master/destroy-volumes` deletes the directory on the agent.
 
 mod common;
 
@@ -76,6 +77,11 @@ async fn offer_with_volume(fw: &mut FrameworkConnection) -> Offer {
 
 /// Launch `cmd` on the offer's volume plus a little unreserved cpu and mem.
 fn launch_on_volume(fw: &FrameworkConnection, o: Offer, id: &str, cmd: &str) {
+    launch_in(fw, o, id, cmd, None);
+}
+
+/// [`launch_on_volume`] in a DOCKER container of `image` when one is given.
+fn launch_in(fw: &FrameworkConnection, o: Offer, id: &str, cmd: &str, image: Option<&str>) {
     let mut resources = Resources::parse("cpus:0.1;mem:32").expect("resources");
     for v in o.resources.volumes() {
         resources.push(v.clone()).expect("volume");
@@ -86,6 +92,10 @@ fn launch_on_volume(fw: &FrameworkConnection, o: Offer, id: &str, cmd: &str) {
         agent_id: Some(o.agent_id.clone()),
         resources,
         command: Some(CommandInfo::shell(cmd)),
+        container: image.map(|i| {
+            serde_json::from_value(json!({"type": "DOCKER", "docker": {"image": i}}))
+                .expect("container")
+        }),
         ..TaskInfo::default()
     };
     let accept = Accept {
@@ -223,6 +233,28 @@ async fn volumes_outlive_tasks_and_come_back_to_their_role() {
         "test \"$(cat \"$MESOS_SANDBOX/data/x\")\" = hello",
     );
     wait_finished(&mut db, "reader").await;
+
+    // A DOCKER task of the role gets the same volume under its sandbox, as its own user.
+    if common::docker::docker_ready() {
+        let img = common::docker::Image::build("volumes");
+        let o = offer_with_volume(&mut db).await;
+        launch_in(
+            &db,
+            o,
+            "in-container",
+            "test \"$(cat /mnt/mesos/sandbox/data/x)\" = hello && echo from-container > /mnt/mesos/sandbox/data/y",
+            Some(&img.tag),
+        );
+        wait_finished(&mut db, "in-container").await;
+        let o = offer_with_volume(&mut db).await;
+        launch_on_volume(
+            &db,
+            o,
+            "after-container",
+            "test \"$(cat \"$MESOS_SANDBOX/data/y\")\" = from-container",
+        );
+        wait_finished(&mut db, "after-container").await;
+    }
 
     // Destroyed (its offer is rescinded): the agent deletes the directory.
     let (status, v) = post_form(&destroy, &format!("slaveId={agent}&volumes={v1}")).await;

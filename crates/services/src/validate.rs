@@ -124,6 +124,43 @@ pub fn privileged_refused(at: &[String]) -> Result<(), ValidationError> {
     errs.finish()
 }
 
+/// The non-zero host ports an app's container maps (`container.portMappings[i].hostPort`),
+/// with their index.
+pub fn mapped_host_ports(app: &App) -> Vec<(usize, u64)> {
+    let Some(mappings) = app
+        .container
+        .as_ref()
+        .and_then(|c| c.get("portMappings"))
+        .and_then(serde_json::Value::as_array)
+    else {
+        return Vec::new();
+    };
+    mappings
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let port = m.get("hostPort")?.as_u64()?;
+            (port != 0).then_some((i, port))
+        })
+        .collect()
+}
+
+/// The refusal of host ports no agent of the cluster offers: `(at, index, port)` for
+/// `{at}/container/portMappings({index})/hostPort`.
+pub fn host_ports_refused(bad: &[(String, usize, u64)]) -> Result<(), ValidationError> {
+    let mut errs = Errors::default();
+    for (at, i, port) in bad {
+        errs.add(
+            format!("{at}/container/portMappings({i})/hostPort"),
+            format!(
+                "host port {port} is outside the port ranges of every agent of the cluster \
+                 (use hostPort 0 for any free port)"
+            ),
+        );
+    }
+    errs.finish()
+}
+
 /// Validates `def` as an app at the root group and returns its canonical form.
 pub fn validate_app(def: &AppDefinition) -> Result<App, ValidationError> {
     validate_app_in(def, "/")
@@ -185,6 +222,27 @@ mod tests {
         for k in out.as_object().expect("object").keys() {
             assert!(App::MARATHON_PYTHON_KEYS.contains(&k.as_str()), "{k}");
         }
+    }
+
+    #[test]
+    fn mapped_host_ports_are_the_non_zero_ones_legacy_place_included() {
+        let app = validate_app(&def(json!({
+            "id": "web", "cmd": "sleep 100",
+            "container": {"type": "DOCKER", "docker": {"image": "busybox",
+                "portMappings": [{"containerPort": 80, "hostPort": 0},
+                                 {"containerPort": 81, "hostPort": 31005}]}},
+            "networks": [{"mode": "container/bridge"}]
+        })))
+        .expect("valid");
+        assert_eq!(mapped_host_ports(&app), vec![(1, 31005)]);
+        let e = host_ports_refused(&[(String::new(), 1, 31005)]).expect_err("refused");
+        let body = e.marathon_body().to_string();
+        assert!(
+            body.contains("/container/portMappings(1)/hostPort"),
+            "{body}"
+        );
+        assert!(body.contains("31005"), "{body}");
+        assert!(host_ports_refused(&[]).is_ok());
     }
 
     #[test]

@@ -37,8 +37,17 @@ pub(crate) struct Context<'a> {
     pub sandbox: &'a Path,
     /// The environment (as exec tasks get it, `MESOS_SANDBOX` pointing inside the container).
     pub env: Vec<(String, String)>,
-    /// Whether the agent allows privileged containers.
+    /// Whether the agent allows privileged containers (and added capabilities).
     pub allow_privileged: bool,
+    /// The task user's uid and gid, which the container runs as (`None`: the task runs as
+    /// root, allowed by `--allow-root`; the image's own user is kept).
+    pub user: Option<(u32, u32)>,
+    /// Whether the agent runs tasks as root (`--allow-root`): only then may a `user` parameter
+    /// name a user the agent cannot check (a name inside the image) or uid 0.
+    pub allow_root: bool,
+    /// The task's persistent volumes: (directory on the host, path relative to the sandbox),
+    /// bind-mounted read-write under the container's sandbox.
+    pub volumes: Vec<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// The task's `ContainerInfo` when it runs through Docker.
@@ -80,7 +89,11 @@ pub(crate) fn create_body(
     ]);
     let mut env: Vec<String> = ctx.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut host = host_config(spec, c, ctx)?;
-    let (mut user, mut workdir, mut hostname) = (None, None, None);
+    let (mut user, mut workdir, mut hostname) = (
+        ctx.user.map(|(uid, gid)| format!("{uid}:{gid}")),
+        None,
+        None,
+    );
     for p in &d.parameters {
         let v = p.value.clone();
         match p.key.trim_start_matches('-') {
@@ -92,10 +105,16 @@ pub(crate) fn create_body(
                 }
             }
             "env" | "e" => env.push(v),
-            "user" | "u" => user = Some(v),
+            "user" | "u" => user = Some(parameter_user(&v, ctx.allow_root)?),
             "workdir" | "w" => workdir = Some(v),
             "hostname" | "h" => hostname = Some(v),
             "add-host" => host.extra_hosts.get_or_insert_with(Vec::new).push(v),
+            "cap-add" if !ctx.allow_privileged => {
+                return Err(ConfigError(format!(
+                    "container.docker.parameters: cap-add {v:?} is a privilege: this agent does \
+                     not add capabilities (start it with --docker-allow-privileged)"
+                )))
+            }
             "cap-add" => host.cap_add.get_or_insert_with(Vec::new).push(v),
             "cap-drop" => host.cap_drop.get_or_insert_with(Vec::new).push(v),
             "init" => host.init = Some(v != "false"),
@@ -127,6 +146,26 @@ pub(crate) fn create_body(
         host_config: Some(host),
         ..ContainerCreateBody::default()
     })
+}
+
+/// The `user` docker parameter: a numeric uid (and gid) other than root, or, on an agent that
+/// runs tasks as root, anything (a name is looked up inside the image, where the agent cannot
+/// tell whether it is root).
+fn parameter_user(v: &str, allow_root: bool) -> Result<String, ConfigError> {
+    let v = v.trim();
+    if allow_root {
+        return Ok(v.to_string());
+    }
+    let (uid, gid) = v.split_once(':').unwrap_or((v, ""));
+    let numeric = |s: &str| s.parse::<u32>().ok();
+    match (numeric(uid), gid.is_empty() || numeric(gid).is_some()) {
+        (Some(u), true) if u != 0 => Ok(v.to_string()),
+        _ => Err(ConfigError(format!(
+            "container.docker.parameters: user {v:?} is not allowed: this agent runs containers \
+             as the task's user and takes only a numeric non-root uid[:gid] here (start it with \
+             --allow-root to allow others)"
+        ))),
+    }
 }
 
 /// The message of a refused privileged container (names the agent flag).
@@ -206,6 +245,16 @@ fn host_config(
         ..Mount::default()
     };
     let mut binds = Vec::new();
+    for (dir, rel) in &ctx.volumes {
+        let bind = format!("{}:{CONTAINER_SANDBOX}/{}:rw", dir.display(), rel.display());
+        if bind.matches(':').count() != 2 {
+            return Err(ConfigError(format!(
+                "persistent volume {}: its paths must not contain ':'",
+                rel.display()
+            )));
+        }
+        binds.push(bind);
+    }
     for (i, v) in c.volumes.iter().enumerate() {
         binds.push(
             bind(ctx.sandbox, v)
@@ -324,7 +373,58 @@ mod tests {
             sandbox,
             env: vec![("MESOS_TASK_ID".into(), "t1".into())],
             allow_privileged: false,
+            user: Some((65534, 65534)),
+            allow_root: false,
+            volumes: Vec::new(),
         }
+    }
+
+    fn with_parameter(s: &mut TaskSpec, key: &str, value: &str) {
+        if let Some(d) = s.container.as_mut().and_then(|c| c.docker.as_mut()) {
+            d.parameters = vec![Parameter {
+                key: key.into(),
+                value: value.into(),
+            }];
+        }
+    }
+
+    #[test]
+    fn the_container_runs_as_the_task_user_and_never_as_root_unless_allowed() {
+        let mut s = docker_spec(DockerNetwork::Host, vec![]);
+        let sb = Path::new("/s");
+        let b = create_body(&s, &ctx(sb)).expect("body");
+        assert_eq!(b.user.as_deref(), Some("65534:65534"));
+        // A root task (allowed by --allow-root): the image's own user.
+        let mut root = ctx(sb);
+        root.user = None;
+        root.allow_root = true;
+        assert_eq!(create_body(&s, &root).expect("body").user, None);
+        // A numeric non-root user parameter is taken; root or a name is refused unless allowed.
+        with_parameter(&mut s, "user", "1000:1000");
+        assert_eq!(
+            create_body(&s, &ctx(sb)).expect("body").user.as_deref(),
+            Some("1000:1000")
+        );
+        for bad in ["0", "0:0", "root", "daemon", "1000:x"] {
+            with_parameter(&mut s, "user", bad);
+            let e = create_body(&s, &ctx(sb)).expect_err(bad);
+            assert!(e.0.contains("--allow-root"), "{bad}: {e}");
+            assert_eq!(
+                create_body(&s, &root).expect("allowed").user.as_deref(),
+                Some(bad)
+            );
+        }
+        // Added capabilities are a privilege.
+        with_parameter(&mut s, "cap-add", "SYS_ADMIN");
+        let e = create_body(&s, &ctx(sb)).expect_err("cap-add");
+        assert!(e.0.contains("--docker-allow-privileged"), "{e}");
+        let mut privileged = ctx(sb);
+        privileged.allow_privileged = true;
+        let h = create_body(&s, &privileged).expect("allowed").host_config;
+        assert_eq!(
+            h.and_then(|h| h.cap_add),
+            Some(vec!["SYS_ADMIN".to_string()])
+        );
     }
 
     #[test]
@@ -338,7 +438,9 @@ mod tests {
             }],
         );
         let sb = Path::new("/w/tasks/t1/sandbox");
-        let b = create_body(&s, &ctx(sb)).expect("body");
+        let mut cx = ctx(sb);
+        cx.volumes = vec![("/w/volumes/roles/db/v1".into(), "data".into())];
+        let b = create_body(&s, &cx).expect("body");
         assert_eq!(b.image.as_deref(), Some("meseta-test/busybox:latest"));
         assert_eq!(
             b.entrypoint,
@@ -374,6 +476,7 @@ mod tests {
         assert_eq!(
             h.binds,
             Some(vec![
+                "/w/volumes/roles/db/v1:/mnt/mesos/sandbox/data:rw".to_string(),
                 "/srv/d:/data:ro".to_string(),
                 "/w/tasks/t1/sandbox/cache:/mnt/mesos/sandbox/cache:rw".to_string(),
             ])

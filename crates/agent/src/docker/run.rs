@@ -27,6 +27,7 @@ use crate::checkpoint::StateRecord;
 use crate::monitor;
 use crate::path_id::PathId;
 use crate::state::{now_secs, plain, Shared};
+use crate::users::RunAs;
 
 /// The file in the task dir holding the container id.
 pub(crate) const CONTAINER_FILE: &str = "container_id";
@@ -73,9 +74,9 @@ pub(crate) fn admit(shared: &Shared, spec: &TaskSpec) -> Result<(), String> {
 }
 
 /// Prepare, create and start the container, then follow it to its end.
-pub(crate) async fn start(shared: Arc<Shared>, spec: TaskSpec) {
+pub(crate) async fn start(shared: Arc<Shared>, spec: TaskSpec, run_as: RunAs) {
     let task_id = spec.task_id.clone();
-    match create_and_start(&shared, &spec).await {
+    match create_and_start(&shared, &spec, &run_as).await {
         Ok(Some(id)) => supervise(shared, task_id, id, false).await,
         Ok(None) => {}
         Err(f) => {
@@ -93,7 +94,11 @@ pub(crate) async fn start(shared: Arc<Shared>, spec: TaskSpec) {
 }
 
 /// `Ok(None)`: the task was killed before its container started.
-async fn create_and_start(shared: &Shared, spec: &TaskSpec) -> Result<Option<String>, Failure> {
+async fn create_and_start(
+    shared: &Shared,
+    spec: &TaskSpec,
+    run_as: &RunAs,
+) -> Result<Option<String>, Failure> {
     let engine = shared
         .docker
         .get()
@@ -104,7 +109,15 @@ async fn create_and_start(shared: &Shared, spec: &TaskSpec) -> Result<Option<Str
         .write_task(spec)
         .map_err(|e| Failure::launch(e.to_string()))?;
     let sandbox = task_dir.join("sandbox");
-    prepare_sandbox(&sandbox).map_err(Failure::launch)?;
+    let owner = (run_as.identity.uid, run_as.identity.gid);
+    prepare_sandbox(&sandbox, owner).map_err(Failure::launch)?;
+    let mut volumes = Vec::new();
+    for v in &spec.volumes {
+        volumes.push(
+            crate::volumes::for_container(&shared.cfg.work_dir, &spec.role, v, Some(owner))
+                .map_err(|e| Failure::launch(e.to_string()))?,
+        );
+    }
     let agent_id = shared.lock().agent_id.clone().unwrap_or_default();
     let env = crate::tasks::task_env(
         spec,
@@ -117,6 +130,9 @@ async fn create_and_start(shared: &Shared, spec: &TaskSpec) -> Result<Option<Str
         sandbox: &sandbox,
         env,
         allow_privileged: shared.cfg.docker_allow_privileged,
+        user: (run_as.identity.uid != 0).then_some(owner),
+        allow_root: shared.cfg.allow_root,
+        volumes,
     };
     let body = config::create_body(spec, &ctx).map_err(|e| Failure::launch(e.0))?;
     let force_pull = config::docker_container(spec)
@@ -179,11 +195,14 @@ fn engine_gone(shared: &Shared) -> String {
 }
 
 /// The sandbox with empty `stdout`/`stderr`, mode 0750.
-fn prepare_sandbox(sandbox: &Path) -> Result<(), String> {
+fn prepare_sandbox(sandbox: &Path, (uid, gid): (u32, u32)) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let fail = |e: std::io::Error| format!("cannot prepare sandbox {}: {e}", sandbox.display());
     std::fs::create_dir_all(sandbox).map_err(fail)?;
     std::fs::set_permissions(sandbox, std::fs::Permissions::from_mode(0o750)).map_err(fail)?;
+    // The container runs as the task user: the sandbox is its to write (the log files the agent
+    // writes stay the agent's).
+    std::os::unix::fs::chown(sandbox, Some(uid), Some(gid)).map_err(fail)?;
     for f in ["stdout", "stderr"] {
         std::fs::OpenOptions::new()
             .create(true)
@@ -361,7 +380,11 @@ fn report_exit(shared: &Shared, task_id: &TaskId, exit: Option<Exit>) {
 /// Append the container's stdout/stderr to the sandbox files until it ends.
 async fn follow_logs(engine: Engine, id: String, sandbox: std::path::PathBuf, since: i32) {
     let mut options = tokio::fs::OpenOptions::new();
-    options.create(true).append(true);
+    // The sandbox is the task user's: never follow a link it put in place of a log file.
+    options
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW);
     let (out, err) = (
         options.open(sandbox.join("stdout")).await,
         options.open(sandbox.join("stderr")).await,

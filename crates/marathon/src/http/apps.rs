@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::Marathon;
 use super::{
     app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, refuse_privileged,
-    refuse_root, shape_error, unavailable, values, Body, Params,
+    refuse_root, refuse_unoffered_host_ports, shape_error, unavailable, values, Body, Params,
 };
 use meseta_api::marathon::READ_ONLY_APP_KEYS;
 
@@ -367,12 +367,14 @@ async fn update(
     }
 }
 
-/// The app, unless it asks for root where root tasks are not allowed (422 at `/user`) or for a
-/// privileged container where those are not allowed (422 at `/container/docker/privileged`).
+/// The app, unless it asks for root where root tasks are not allowed (422 at `/user`), for a
+/// privileged container where those are not allowed (422 at `/container/docker/privileged`),
+/// or maps a host port no agent offers (422 at `/container/portMappings(i)/hostPort`).
 fn root_checked(m: &Marathon, app: App) -> Result<App, Response> {
     let here = |yes: bool| if yes { vec![String::new()] } else { Vec::new() };
     refuse_root(m, here(runs_as_root(&app)))?;
     refuse_privileged(m, here(meseta_services::validate::runs_privileged(&app)))?;
+    refuse_unoffered_host_ports(m, &[(String::new(), &app)])?;
     Ok(app)
 }
 

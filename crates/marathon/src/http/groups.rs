@@ -16,7 +16,7 @@ use serde_json::json;
 use super::Marathon;
 use super::{
     app_id, body_bytes, deployment_result, engine_error, fail, flag, parse_json, refuse_privileged,
-    refuse_root, unavailable, Body, Params,
+    refuse_root, refuse_unoffered_host_ports, unavailable, Body, Params,
 };
 use crate::unix_now;
 use crate::ServicesHandle;
@@ -131,6 +131,7 @@ fn resolved(m: &Marathon, update: &GroupUpdate, gid: &str) -> Result<GroupNode, 
     let node = resolve_update(update, gid).map_err(|e| invalid(e.marathon_body()))?;
     refuse_root(m, node.root_app_paths())?;
     refuse_privileged(m, node.privileged_app_paths())?;
+    refuse_unoffered_host_ports(m, &node.apps_with_paths())?;
     Ok(node)
 }
 

@@ -221,6 +221,33 @@ pub(super) fn refuse_root(m: &Marathon, at: Vec<String>) -> Result<(), Response>
         .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, Json(e.marathon_body())).into_response())
 }
 
+/// Apps mapping a host port that no agent of the cluster offers are a 422 naming each such
+/// `hostPort` (`apps`: the apps with their body paths).
+pub(super) fn refuse_unoffered_host_ports(
+    m: &Marathon,
+    apps: &[(String, &meseta_api::marathon::App)],
+) -> Result<(), Response> {
+    let wanted: Vec<(String, usize, u64)> = apps
+        .iter()
+        .flat_map(|(at, app)| {
+            meseta_services::validate::mapped_host_ports(app)
+                .into_iter()
+                .map(move |(i, p)| (at.clone(), i, p))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let ports: Vec<u64> = wanted.iter().map(|w| w.2).collect();
+    let missing = m.master.ports_no_agent_offers(&ports);
+    let bad: Vec<_> = wanted
+        .into_iter()
+        .filter(|w| missing.contains(&w.2))
+        .collect();
+    meseta_services::validate::host_ports_refused(&bad)
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, Json(e.marathon_body())).into_response())
+}
+
 /// Apps asking for a privileged container (at these body paths) are a 422 unless the master
 /// allows them (`--docker-allow-privileged`).
 pub(super) fn refuse_privileged(m: &Marathon, at: Vec<String>) -> Result<(), Response> {

@@ -51,10 +51,16 @@ impl Image {
         let bin = root.join("bin");
         std::fs::create_dir_all(&bin).expect("bin");
         std::fs::create_dir_all(root.join("tmp")).expect("tmp");
+        // As in real images: /tmp is everyone's (containers run as the task user).
+        std::fs::set_permissions(
+            root.join("tmp"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .expect("tmp mode");
         std::fs::copy(busybox_path().expect("busybox"), bin.join("busybox")).expect("copy");
         for applet in [
             "sh", "sleep", "cat", "echo", "httpd", "head", "tr", "dd", "mkdir", "ls", "env",
-            "test", "touch", "rm", "true", "false", "wget",
+            "test", "touch", "rm", "true", "false", "wget", "id",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
         }
@@ -137,4 +143,79 @@ pub fn agent_id(c: &Cluster, i: usize) -> String {
             .ok()
             .map(|s| s.trim().to_string())
     })
+}
+
+/// A unix socket relaying to the host's engine (`/var/run/docker.sock`): an agent given it as
+/// `--docker-socket` loses its engine when the relay stops, and finds it again when it starts.
+pub struct EngineRelay {
+    path: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EngineRelay {
+    pub fn start(path: &std::path::Path) -> EngineRelay {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::Ordering;
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).expect("bind the relay socket");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (st, cs) = (stop.clone(), conns.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let Ok((down, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = down.set_nonblocking(false);
+                let Ok(up) = UnixStream::connect("/var/run/docker.sock") else {
+                    continue;
+                };
+                let pipe = |mut from: UnixStream, mut to: UnixStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                let mut list = cs.lock().expect("lock");
+                for s in [&down, &up] {
+                    if let Ok(c) = s.try_clone() {
+                        list.push(c);
+                    }
+                }
+                drop(list);
+                if let (Ok(d2), Ok(u2)) = (down.try_clone(), up.try_clone()) {
+                    pipe(down, u2);
+                    pipe(up, d2);
+                }
+            }
+        });
+        EngineRelay {
+            path: path.to_path_buf(),
+            stop,
+            conns,
+            thread: Some(thread),
+        }
+    }
+
+    /// The engine "goes away": no new connection, every open one cut.
+    pub fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+        for c in self.conns.lock().expect("lock").drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for EngineRelay {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

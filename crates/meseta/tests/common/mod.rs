@@ -136,7 +136,7 @@ pub struct Cluster {
     pub resources: String,
     /// Extra flags of `meseta master`.
     pub master_flags: Vec<String>,
-    /// Extra flags of every `meseta agent`.
+    /// Extra flags of `meseta agent` (for agents started after they are set).
     pub agent_flags: Vec<String>,
 }
 

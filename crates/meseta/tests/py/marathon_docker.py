@@ -21,7 +21,7 @@ c = client(URL)
 
 step("create a DOCKER app with a BRIDGE network")
 app = MarathonApp(
-    cmd="mkdir -p /www && echo hi-from-marathon-python > /www/index.html && exec httpd -f -p 8080 -h /www",
+    cmd="mkdir -p $MESOS_SANDBOX/www && echo hi-from-marathon-python > $MESOS_SANDBOX/www/index.html && exec httpd -f -p 8080 -h $MESOS_SANDBOX/www",
     cpus=0.1,
     mem=32,
     instances=1,

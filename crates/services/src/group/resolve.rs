@@ -49,6 +49,22 @@ impl GroupNode {
         out
     }
 
+    /// Every app of the tree with its body path (`/apps(0)`, `/groups(1)/apps(0)`, …).
+    pub fn apps_with_paths(&self) -> Vec<(String, &App)> {
+        let mut out = Vec::new();
+        self.walk_apps("", &mut out);
+        out
+    }
+
+    fn walk_apps<'a>(&'a self, at: &str, out: &mut Vec<(String, &'a App)>) {
+        for (i, a) in self.apps.iter().flatten().enumerate() {
+            out.push((format!("{at}/apps({i})"), a));
+        }
+        for (j, g) in self.groups.iter().flatten().enumerate() {
+            g.walk_apps(&format!("{at}/groups({j})"), out);
+        }
+    }
+
     fn collect_apps(&self, at: &str, pick: fn(&App) -> bool, out: &mut Vec<String>) {
         for (i, a) in self.apps.iter().flatten().enumerate() {
             if pick(a) {

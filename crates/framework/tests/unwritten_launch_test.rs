@@ -1,0 +1,222 @@
+//! A launch whose write failed never leaves: a scheduler whose first writes fail (as a store
+//! that is unreachable, or the fenced write of a deposed leader) gets its offers declined
+//! instead, learns by reconciliation that the tasks are unknown, and launches again once a write
+//! goes through. Needs the `meseta` binary (for the task shim); skips with a reason without it
+//! (fails under `CI=true`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use meseta_agent::{Agent, AgentConfig};
+use meseta_api::scheduler::{CommandInfo, IdValue, Offer, ReconcileTask, TaskInfo, TaskStatus};
+use meseta_framework::{Command, FrameworkSpec, Scheduler};
+use meseta_master::MasterConfig;
+use meseta_store::StoreError;
+use meseta_types::{Resources, TaskState};
+use tokio::sync::oneshot;
+
+/// Launches one task per attempt (`held-<n>`) until one runs; its first `failing` writes fail.
+struct Flaky {
+    failing: usize,
+    writes_ok: usize,
+    attempt: usize,
+    /// The task of the current attempt, once launched (not yet known lost).
+    current: Option<(String, IdValue)>,
+    /// Every update: (task, state, successful writes when it came).
+    seen: Vec<(String, TaskState, usize)>,
+}
+
+impl Scheduler for Flaky {
+    type Request = oneshot::Sender<Vec<(String, TaskState, usize)>>;
+    fn spec(&self) -> FrameworkSpec {
+        FrameworkSpec::new("flaky").reconcile_every(Duration::from_secs(3600))
+    }
+    fn has_work(&self) -> bool {
+        true
+    }
+    fn wants_offers(&self, _: SystemTime) -> bool {
+        self.current.is_none()
+    }
+    fn offers(&mut self, offers: Vec<Offer>, _: SystemTime) -> Vec<Command> {
+        let mut offers = offers.into_iter();
+        let Some(o) = offers.next().filter(|_| self.current.is_none()) else {
+            let offer_ids = offers.map(|o| o.id).collect();
+            return vec![Command::Decline {
+                offer_ids,
+                refuse_seconds: 0.5,
+            }];
+        };
+        let id = format!("held-{}", self.attempt);
+        self.attempt += 1;
+        self.current = Some((id.clone(), o.agent_id.clone()));
+        let rest = offers.map(|o| o.id).collect();
+        vec![
+            Command::Persist,
+            Command::Launch {
+                offer_id: o.id,
+                tasks: vec![task(&id, &o.agent_id)],
+            },
+            Command::Decline {
+                offer_ids: rest,
+                refuse_seconds: 0.5,
+            },
+        ]
+    }
+    fn status(&mut self, s: &TaskStatus, _: SystemTime) -> Vec<Command> {
+        let id = s.task_id.as_str().to_string();
+        self.seen.push((id.clone(), s.state, self.writes_ok));
+        let ended = !matches!(
+            s.state,
+            TaskState::Staging | TaskState::Starting | TaskState::Running
+        );
+        if ended && self.current.as_ref().is_some_and(|(c, _)| *c == id) {
+            self.current = None;
+        }
+        vec![]
+    }
+    fn reconcile(&mut self) -> Vec<Command> {
+        let tasks = self
+            .current
+            .iter()
+            .map(|(id, agent)| ReconcileTask {
+                task_id: IdValue::new(id.clone()),
+                agent_id: Some(agent.clone()),
+            })
+            .collect();
+        vec![Command::Reconcile(tasks)]
+    }
+    fn persist(&mut self) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
+        let r = if self.failing > 0 {
+            self.failing -= 1;
+            Err(StoreError::Unavailable("the store is down (test)".into()))
+        } else {
+            self.writes_ok += 1;
+            Ok(())
+        };
+        async move { r }
+    }
+    fn request(&mut self, reply: Self::Request, _: SystemTime) -> Vec<Command> {
+        let seen = self.seen.clone();
+        vec![Command::reply(move || {
+            let _ = reply.send(seen);
+        })]
+    }
+}
+
+fn task(id: &str, agent: &IdValue) -> TaskInfo {
+    TaskInfo {
+        name: id.to_string(),
+        task_id: IdValue::new(id),
+        agent_id: Some(agent.clone()),
+        resources: Resources::parse("cpus:0.1;mem:16").expect("literal resources"),
+        command: Some(CommandInfo {
+            shell: true,
+            value: Some("sleep 30".into()),
+            arguments: None,
+            environment: None,
+            user: None,
+            uris: None,
+        }),
+        ..TaskInfo::default()
+    }
+}
+
+/// The `meseta` binary beside this test's directory, when it is built (see
+/// `launch_and_count_test.rs`).
+fn meseta_exe() -> Option<PathBuf> {
+    let this = std::env::current_exe().ok()?;
+    let built = this.parent()?.parent()?.join("meseta");
+    if !built.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} is not built and CI=true (cargo build -p meseta)",
+            built.display()
+        );
+        println!("skipping: {} is not built", built.display());
+        return None;
+    }
+    Some(built)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_whose_write_failed_never_reaches_an_agent() -> anyhow::Result<()> {
+    let Some(exe) = meseta_exe() else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let cfg = MasterConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        allocation_interval: Duration::from_millis(100),
+        ..MasterConfig::default()
+    };
+    let store = Arc::new(meseta_store::mem::MemStore::new());
+    let master = meseta_master::start(cfg, store).await?;
+    let mut agent_cfg = AgentConfig::new(
+        format!("http://{}", master.addr),
+        dir.path().join("agent"),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    );
+    agent_cfg.resources = Some(Resources::parse("cpus:2;mem:1024;disk:1024")?);
+    agent_cfg.meseta_exe = exe;
+    let agent = Agent::start(agent_cfg).await?;
+    agent.wait_registered(Duration::from_secs(10)).await?;
+
+    let (handle, inbox) = meseta_framework::channel("flaky");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let flaky = Flaky {
+        failing: 2,
+        writes_ok: 0,
+        attempt: 0,
+        current: None,
+        seen: Vec::new(),
+    };
+    let session = tokio::spawn(meseta_framework::run(
+        master.master.clone(),
+        flaky,
+        inbox,
+        cancel.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let seen = handle.ask(|reply| reply).await?;
+        let running = seen.iter().any(|(_, s, _)| *s == TaskState::Running);
+        if running || tokio::time::Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The two attempts whose writes failed were never launched: reconciliation found them
+    // unknown; the third, written, runs.
+    let states = |id: &str| -> Vec<TaskState> {
+        seen.iter()
+            .filter(|(t, _, _)| t == id)
+            .map(|(_, s, _)| *s)
+            .collect()
+    };
+    for held in ["held-0", "held-1"] {
+        let s = states(held);
+        assert!(
+            !s.is_empty()
+                && s.iter().all(|s| !matches!(
+                    s,
+                    TaskState::Staging | TaskState::Starting | TaskState::Running
+                )),
+            "{held}: {s:?} (all: {seen:?})"
+        );
+    }
+    assert!(states("held-2").contains(&TaskState::Running), "{seen:?}");
+    assert!(
+        seen.iter()
+            .filter(|(_, s, _)| *s == TaskState::Running)
+            .all(|(_, _, ok)| *ok >= 1),
+        "{seen:?}"
+    );
+
+    cancel.cancel();
+    session.await?;
+    agent.shutdown(true).await;
+    master.shutdown().await;
+    Ok(())
+}
