@@ -7,6 +7,8 @@
 //! <work_dir>/tasks/<task_id>/kill_requested   marker: a kill was requested
 //! <work_dir>/tasks/<task_id>/{launch.json,exit.json,shim.pid,task.pid,sandbox/}   isolation's files
 //! <work_dir>/updates/<task_id>/<seq>-<uuid>.json   unacknowledged status updates
+//! <work_dir>/executors/<framework_id>/<executor_id>/executor.json   a live custom executor
+//! <work_dir>/executors/<framework_id>/<executor_id>/{launch.json,exit.json,shim.pid,sandbox/}
 //! ```
 //!
 //! Every write is atomic (tmp file + rename). What must survive the machine going down is also
@@ -32,6 +34,8 @@ use crate::AgentError;
 
 /// File holding the agent id.
 const AGENT_ID_FILE: &str = "agent_id";
+/// Executor spec file in an executor dir.
+const EXECUTOR_FILE: &str = "executor.json";
 /// Task spec file in a task dir.
 const TASK_FILE: &str = "task.json";
 /// Latest state file in a task dir.
@@ -89,6 +93,57 @@ impl Checkpoint {
         Ok(Checkpoint {
             work_dir: work_dir.to_path_buf(),
         })
+    }
+
+    /// `<work_dir>/executors/<framework_id>/<executor_id>`.
+    pub fn executor_dir(&self, framework_id: &PathId, executor_id: &PathId) -> PathBuf {
+        self.work_dir
+            .join("executors")
+            .join(framework_id)
+            .join(executor_id)
+    }
+
+    /// Record a custom executor (fsynced): recovery reattaches to it while this file exists.
+    pub fn write_executor(
+        &self,
+        dir: &Path,
+        spec: &meseta_api::agent::ExecutorSpec,
+    ) -> Result<(), AgentError> {
+        fs::create_dir_all(dir).map_err(|e| AgentError::io(dir, e))?;
+        for d in [dir.parent(), Some(dir)].into_iter().flatten() {
+            set_mode(d, 0o711)?;
+        }
+        if let Some(root) = dir.parent().and_then(Path::parent) {
+            set_mode(root, 0o711)?;
+        }
+        let data = serde_json::to_vec_pretty(spec).map_err(|source| AgentError::Json {
+            path: dir.join(EXECUTOR_FILE),
+            source,
+        })?;
+        write_atomic(&dir.join(EXECUTOR_FILE), &data)
+    }
+
+    /// The executor ended and was settled: recovery no longer considers it.
+    pub fn remove_executor(&self, dir: &Path) {
+        let _ = fs::remove_file(dir.join(EXECUTOR_FILE));
+    }
+
+    /// Every recorded executor with its dir.
+    pub fn load_executors(
+        &self,
+    ) -> Result<Vec<(PathBuf, meseta_api::agent::ExecutorSpec)>, AgentError> {
+        let mut out = Vec::new();
+        for fw in list_dirs(&self.work_dir.join("executors"))? {
+            for dir in list_dirs(&fw)? {
+                match read_json(&dir.join(EXECUTOR_FILE)) {
+                    Ok(Some(spec)) => out.push((dir, spec)),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(dir = %dir.display(), error = %e,
+                        "unreadable executor record skipped"),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `<work_dir>/tasks/<task_id>`.
@@ -355,6 +410,8 @@ mod tests {
             timestamp: 1.0,
             exit_code: None,
             healthy: None,
+            executor_id: None,
+            data: None,
         }
     }
 

@@ -51,6 +51,12 @@ pub struct AgentConfig {
     /// Whether a DOCKER task may run privileged (`--docker-allow-privileged`, off by default:
     /// such a task is refused naming the flag).
     pub docker_allow_privileged: bool,
+    /// How long a launched custom executor has to SUBSCRIBE before it is killed (Mesos'
+    /// `--executor_registration_timeout`, 1 min).
+    pub executor_registration_timeout: Duration,
+    /// How long an executor that outlived an agent restart has to SUBSCRIBE again before it is
+    /// killed and its tasks reported.
+    pub executor_reregistration_timeout: Duration,
 }
 
 /// Where the Docker engine listens by default.
@@ -78,6 +84,8 @@ impl AgentConfig {
             allow_root: false,
             docker_socket: Some(PathBuf::from(DEFAULT_DOCKER_SOCKET)),
             docker_allow_privileged: false,
+            executor_registration_timeout: Duration::from_secs(60),
+            executor_reregistration_timeout: Duration::from_secs(15),
         }
     }
 }

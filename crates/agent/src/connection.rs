@@ -341,7 +341,27 @@ impl Conn<'_> {
             }
             MasterMessage::Rejected { message } => return Err(AgentError::Rejected(message)),
             MasterMessage::LaunchTask(spec) => tasks::launch(self.shared, *spec),
-            MasterMessage::KillTask { task_id, .. } => tasks::kill(self.shared, &task_id),
+            MasterMessage::LaunchGroup { tasks } => crate::group::launch(self.shared, tasks),
+            MasterMessage::KillTask {
+                task_id,
+                grace_secs,
+            } => tasks::kill(self.shared, &task_id, grace_secs),
+            MasterMessage::FrameworkMessage {
+                framework_id,
+                executor_id,
+                data,
+            } => crate::executor::message(self.shared, &(framework_id, executor_id), data),
+            MasterMessage::ShutdownExecutor {
+                framework_id,
+                executor_id,
+            } => crate::executor::shutdown(
+                self.shared,
+                &(framework_id, executor_id),
+                "REASON_EXECUTOR_TERMINATED",
+            ),
+            MasterMessage::ShutdownFramework { framework_id } => {
+                crate::executor::shutdown_framework(self.shared, &framework_id)
+            }
             MasterMessage::Acknowledge { task_id, uuid } => {
                 self.shared.acknowledge(&task_id, &uuid)
             }

@@ -252,7 +252,7 @@ async fn run(shared: &Arc<Shared>, task_id: &TaskId, check: &HealthCheck, last: 
             if let Err(e) = shared.checkpoint.mark_health_kill(&path_id, &why) {
                 tracing::warn!(task_id = %task_id, error = %e, "cannot persist health kill");
             }
-            tasks::kill(shared, task_id);
+            tasks::kill(shared, task_id, None);
             return;
         }
         tokio::time::sleep(interval).await;

@@ -1,6 +1,7 @@
 //! The agent's own HTTP server: `GET /health`, `GET /state` (debugging), `GET /monitor/statistics`
-//! (Mesos' per-executor usage) and
-//! `GET /api/meseta/v1/tasks/{id}/logs` (sandbox stdout/stderr, proxied by the master for the CLI).
+//! (Mesos' per-executor usage), `GET /api/meseta/v1/tasks/{id}/logs` (sandbox stdout/stderr,
+//! proxied by the master for the CLI), and the executor API `POST /api/v1/executor`
+//! (`crate::executor::api`).
 //! Sandbox files are read without leaving the sandbox: a task that replaces its `stdout` with a
 //! link to a file it cannot read gets a 403, never the file.
 
@@ -37,6 +38,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/monitor/statistics", get(monitor_statistics))
         .route("/monitor/statistics.json", get(monitor_statistics))
         .route("/api/meseta/v1/tasks/{id}/logs", get(logs))
+        .route(
+            crate::executor::api::PATH,
+            axum::routing::post(crate::executor::api::executor),
+        )
         .with_state(shared)
 }
 

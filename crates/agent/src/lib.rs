@@ -20,7 +20,9 @@
 //! `health` (HTTP/TCP/COMMAND health checks), `http_client` (GET over hyper + rustls),
 //! `checkpoint` (disk layout), `recovery` (restart), `state` (shared state), `http` (logs/state
 //! endpoints), `usage` (usage reports), `volumes` (persistent volumes), [`resources`] (resource detection),
-//! `docker` (the Docker containerizer: `type: DOCKER` tasks run through the local engine).
+//! `docker` (the Docker containerizer: `type: DOCKER` tasks run through the local engine),
+//! `executor` (custom executors and the `/api/v1/executor` API), `group` (task groups in the
+//! agent's default executor).
 #![forbid(unsafe_code)]
 
 mod checkpoint;
@@ -28,7 +30,9 @@ pub mod config;
 mod connection;
 mod docker;
 mod error;
+mod executor;
 mod fetch;
+mod group;
 mod health;
 mod http;
 mod http_client;
@@ -263,7 +267,11 @@ async fn kill_all_tasks(shared: &Arc<Shared>) {
         .fold(0.0_f64, f64::max);
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(grace) + SHUTDOWN_SLACK;
     for id in &active {
-        tasks::kill(shared, id);
+        tasks::kill(shared, id, None);
+    }
+    let executors: Vec<executor::Key> = shared.lock().executors.keys().cloned().collect();
+    for key in &executors {
+        executor::shutdown(shared, key, "REASON_EXECUTOR_TERMINATED");
     }
     while !shared.active_tasks().is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

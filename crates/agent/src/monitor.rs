@@ -157,7 +157,7 @@ fn running(shared: &Arc<Shared>, task_id: &TaskId) {
 }
 
 /// Poll until `exit.json` exists or the shim is gone, then emit the terminal update.
-async fn finish_when_exited(shared: &Shared, task_id: &TaskId) {
+async fn finish_when_exited(shared: &Arc<Shared>, task_id: &TaskId) {
     let Some(dir) = shared.task_dir(task_id) else {
         return;
     };
@@ -176,7 +176,7 @@ async fn finish_when_exited(shared: &Shared, task_id: &TaskId) {
 }
 
 /// Emit the terminal update implied by the task dir (exit.json, or its absence).
-pub(crate) fn finish(shared: &Shared, task_id: &TaskId) {
+pub(crate) fn finish(shared: &Arc<Shared>, task_id: &TaskId) {
     let Some(entry) = shared.task(task_id) else {
         return;
     };
@@ -200,7 +200,9 @@ pub(crate) fn finish(shared: &Shared, task_id: &TaskId) {
             rec = health_killed(rec, why);
         }
     }
+    let state = rec.state;
     shared.emit(task_id, &entry.spec.framework_id, rec);
+    crate::group::member_ended(shared, &entry.spec, state);
 }
 
 #[cfg(test)]

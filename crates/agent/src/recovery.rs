@@ -45,6 +45,15 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), AgentError> {
             );
         }
     }
+    crate::group::recover(shared);
+    // Tasks of custom executors are the executors' business (they resubscribe or are settled).
+    crate::executor::recover(shared)?;
+    let (of_executors, to_settle): (Vec<_>, Vec<_>) = to_settle.into_iter().partition(|id| {
+        shared
+            .task(id)
+            .is_some_and(|t| crate::executor::is_executor_task(&t.spec))
+    });
+    orphans_of_executors(shared, &of_executors);
     // DOCKER tasks are settled against the engine's containers.
     let (docker, to_settle): (Vec<_>, Vec<_>) = to_settle.into_iter().partition(|id| {
         shared
@@ -68,6 +77,31 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), AgentError> {
         }
     }
     Ok(())
+}
+
+/// Live tasks of executors that were never recorded (the agent stopped between accepting the
+/// task and starting its executor): they cannot have run.
+fn orphans_of_executors(shared: &Shared, ids: &[meseta_types::TaskId]) {
+    for id in ids {
+        let Some(t) = shared.task(id) else { continue };
+        let has_executor = {
+            let st = shared.lock();
+            t.spec.executor.as_ref().is_some_and(|e| {
+                st.executors
+                    .contains_key(&(t.spec.framework_id.clone(), e.id().to_string()))
+            })
+        };
+        if !has_executor && !t.record.state.is_terminal() {
+            let rec = crate::checkpoint::StateRecord {
+                state: TaskState::Lost,
+                reason: Some("REASON_EXECUTOR_TERMINATED".into()),
+                message: Some("the task's executor was never started".into()),
+                exit_code: None,
+                healthy: None,
+            };
+            shared.emit(id, &t.spec.framework_id, rec);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -156,5 +190,56 @@ mod tests {
         let sh2 = shared(dir.path());
         recover(&sh2).expect("recover again");
         assert_eq!(sh2.pending_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_executor_gone_while_the_agent_was_down_loses_its_tasks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp = Checkpoint::open(dir.path()).expect("open");
+        let mut spec = crate::tasks::tests::spec("et1", "cpus:0.1;mem:32");
+        let info = serde_json::from_value(serde_json::json!({
+            "executor_id": {"value": "e1"}, "framework_id": {"value": "fw-1"},
+            "command": {"value": "sleep 100"}}))
+        .expect("info");
+        let exec = meseta_api::agent::ExecutorSpec {
+            info,
+            framework_info: serde_json::json!({"id": {"value": "fw-1"}}),
+            command: spec.command.clone(),
+            env: vec![],
+            user: None,
+            fetch: vec![],
+            checkpoint: true,
+        };
+        spec.executor = Some(exec.clone());
+        cp.write_task(&spec).expect("task");
+        cp.write_state(
+            &PathId::parse("task", "et1").expect("id"),
+            &plain(TaskState::Running),
+        )
+        .expect("state");
+        let exec_dir = cp.executor_dir(
+            &PathId::parse("framework", "fw-1").expect("fw"),
+            &PathId::parse("executor", "e1").expect("exec"),
+        );
+        cp.write_executor(&exec_dir, &exec).expect("executor");
+        cp.write_agent_id(&meseta_types::AgentId::new("ag-1"))
+            .expect("id");
+
+        // No shim lives for it: its running task is lost, the executor forgotten.
+        let sh = shared(dir.path());
+        recover(&sh).expect("recover");
+        let t = sh.task(&TaskId::new("et1")).expect("task");
+        assert_eq!(t.record.state, TaskState::Lost);
+        assert_eq!(
+            t.record.reason.as_deref(),
+            Some("REASON_EXECUTOR_TERMINATED")
+        );
+        assert_eq!(sh.pending_count(), 1);
+        assert!(sh.lock().executors.is_empty());
+        assert!(cp.load_executors().expect("load").is_empty());
+        // A second recovery finds nothing more to do.
+        let sh2 = shared(dir.path());
+        recover(&sh2).expect("recover again");
+        assert_eq!(sh2.pending_count(), 1);
     }
 }

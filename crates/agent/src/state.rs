@@ -53,6 +53,24 @@ pub(crate) struct State {
     advertised: Option<Resources>,
     /// Whether the last `Register` message offered `docker:true`.
     advertised_docker: bool,
+    /// Default executors of task groups, by (framework, executor id) (`crate::group`).
+    pub groups: BTreeMap<(FrameworkId, String), crate::group::GroupEntry>,
+    /// Custom executors, by (framework, executor id) (`crate::executor`).
+    pub executors: BTreeMap<(FrameworkId, String), crate::executor::ExecutorEntry>,
+    /// Messages for the master that must not be lost to a disconnection (an executor's exit):
+    /// sent on the next registered connection.
+    deferred: Vec<AgentMessage>,
+}
+
+/// What an executor adds to a status update it sends.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct UpdateExtra {
+    /// The executor's uuid for the update (a new one when `None`).
+    pub uuid: Option<String>,
+    /// The executor.
+    pub executor_id: Option<String>,
+    /// The status's data, base64.
+    pub data: Option<String>,
 }
 
 /// State shared by every part of a running agent.
@@ -137,6 +155,41 @@ impl Shared {
         self.emit_inner(task_id, framework_id, rec, true);
     }
 
+    /// Like [`Shared::emit`], with the executor's uuid, id and data; `cond` is checked on the
+    /// task's entry under the same lock (returns whether it was emitted).
+    pub fn emit_with(
+        &self,
+        task_id: &TaskId,
+        framework_id: &FrameworkId,
+        rec: StateRecord,
+        extra: UpdateExtra,
+        cond: impl FnOnce(&State, &TaskEntry) -> bool,
+    ) -> bool {
+        let st = self.lock();
+        if !st.tasks.get(task_id).is_some_and(|t| cond(&st, t)) {
+            return false;
+        }
+        self.emit_locked(st, task_id, framework_id, rec, true, extra);
+        true
+    }
+
+    /// Whether an update with this uuid awaits acknowledgement.
+    pub fn is_pending(st: &State, uuid: &str) -> bool {
+        st.pending.iter().any(|p| p.update.uuid == uuid)
+    }
+
+    /// Send `msg` now if registered, else on the next registration.
+    pub fn send_or_defer(&self, msg: AgentMessage) {
+        let mut st = self.lock();
+        let sent = st
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.send(msg.clone()).is_ok());
+        if !sent {
+            st.deferred.push(msg);
+        }
+    }
+
     /// Like [`Shared::emit`] but leaves the task table alone: the answer to a refused launch, whose
     /// id may belong to another (running) task.
     pub fn emit_detached(&self, task_id: &TaskId, framework_id: &FrameworkId, rec: StateRecord) {
@@ -156,7 +209,7 @@ impl Shared {
         if !st.tasks.get(task_id).is_some_and(cond) {
             return false;
         }
-        self.emit_locked(st, task_id, framework_id, rec, true);
+        self.emit_locked(st, task_id, framework_id, rec, true, UpdateExtra::default());
         true
     }
 
@@ -168,7 +221,14 @@ impl Shared {
         record: bool,
     ) {
         let st = self.lock();
-        self.emit_locked(st, task_id, framework_id, rec, record);
+        self.emit_locked(
+            st,
+            task_id,
+            framework_id,
+            rec,
+            record,
+            UpdateExtra::default(),
+        );
     }
 
     fn emit_locked(
@@ -178,9 +238,20 @@ impl Shared {
         framework_id: &FrameworkId,
         rec: StateRecord,
         record: bool,
+        extra: UpdateExtra,
     ) {
+        let executor_id = extra.executor_id.or_else(|| {
+            st.tasks
+                .get(task_id)
+                .and_then(|t| t.spec.executor.as_ref())
+                .map(|e| e.id().to_string())
+        });
         let update = StatusUpdate {
-            uuid: uuid::Uuid::new_v4().to_string(),
+            uuid: extra
+                .uuid
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            executor_id,
+            data: extra.data,
             task_id: task_id.clone(),
             framework_id: framework_id.clone(),
             state: rec.state,
@@ -242,6 +313,9 @@ impl Shared {
         let mut st = self.lock();
         for p in &st.pending {
             let _ = conn.send(AgentMessage::StatusUpdate(p.update.clone()));
+        }
+        for msg in std::mem::take(&mut st.deferred) {
+            let _ = conn.send(msg);
         }
         st.conn = Some(conn);
     }
@@ -367,6 +441,12 @@ impl Shared {
         let mut used = Resources::new();
         for t in st.tasks.values().filter(|t| !t.record.state.is_terminal()) {
             used.add(&t.spec.resources);
+        }
+        for e in st.executors.values() {
+            used.add(&e.spec.info.resources);
+        }
+        for g in st.groups.values() {
+            used.add(&g.resources);
         }
         total
             .with_role("*")

@@ -32,6 +32,10 @@ const MIN_CPUS: f64 = 0.01;
 
 /// Handle `LaunchTask`: validate synchronously, then start it in the background.
 pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
+    if crate::executor::is_executor_task(&spec) {
+        crate::executor::launch_task(shared, spec);
+        return;
+    }
     let run_as = match admit(shared, &spec) {
         Ok(run_as) => run_as,
         Err(message) => {
@@ -47,12 +51,18 @@ pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
             return;
         }
     };
-    let shared = Arc::clone(shared);
     if crate::docker::run::is_docker(&spec) {
         // A DOCKER task: the engine runs it (never the shim).
-        tokio::spawn(crate::docker::run::start(shared, spec, run_as));
+        tokio::spawn(crate::docker::run::start(Arc::clone(shared), spec, run_as));
         return;
     }
+    start_admitted(shared, spec, run_as);
+}
+
+/// Start an admitted task through the shim in the background (a failure ends it
+/// `TASK_FAILED`).
+pub(crate) fn start_admitted(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) {
+    let shared = Arc::clone(shared);
     tokio::spawn(async move {
         let task_id = spec.task_id.clone();
         if let Err(message) = start(&shared, spec.clone(), run_as).await {
@@ -65,8 +75,18 @@ pub(crate) fn launch(shared: &Arc<Shared>, spec: TaskSpec) {
                 healthy: None,
             };
             shared.emit(&task_id, &spec.framework_id, rec);
+            crate::group::member_ended(&shared, &spec, TaskState::Failed);
         }
     });
+}
+
+/// Admit a task of a group (the group's resources were checked as a whole): it runs as a
+/// process through the shim, never in DOCKER.
+pub(crate) fn admit_for_group(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
+    if crate::docker::run::is_docker(spec) {
+        return Err("tasks of a group run as processes (no DOCKER container)".into());
+    }
+    admit(shared, spec)
 }
 
 /// Check the task can run here (valid ids, a user it may run as, free resources) and reserve its
@@ -103,7 +123,13 @@ fn admit(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
             spec: spec.clone(),
             record: plain(TaskState::Staging),
             kill_requested: false,
-            cgroup: (!docker).then(|| cgroup_path(&shared.cfg.cgroup_root, &agent_id, &id)),
+            cgroup: (!docker).then(|| {
+                if crate::group::key_of(spec).is_some() {
+                    crate::group::cgroup_path(&shared.cfg.cgroup_root, &agent_id, spec, &id)
+                } else {
+                    cgroup_path(&shared.cfg.cgroup_root, &agent_id, &id)
+                }
+            }),
         },
     );
     Ok(run_as)
@@ -174,6 +200,9 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) -> Result<()
         crate::volumes::attach(&shared.cfg.work_dir, &launch.sandbox, &spec.role, v, owner)
             .map_err(|e| e.to_string())?;
     }
+    if crate::group::key_of(&spec).is_some() {
+        crate::group::link_volumes(shared, &spec, &launch.sandbox, owner)?;
+    }
     fetch_as(shared, &spec.fetch, &launch.sandbox, &run_as).await?;
     meseta_isolation::write_spec(&task_dir, &launch).map_err(|e| e.to_string())?;
     let std_cmd = meseta_isolation::shim::command(&shared.cfg.meseta_exe, &task_dir)
@@ -200,7 +229,7 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) -> Result<()
 
 /// Create the sandbox: owned by the task user (`owner`), mode 0750, so that other users' tasks
 /// cannot read it.
-fn prepare_sandbox(sandbox: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
+pub(crate) fn prepare_sandbox(sandbox: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let fail = |e: std::io::Error| format!("cannot prepare sandbox {}: {e}", sandbox.display());
     std::fs::create_dir_all(sandbox).map_err(fail)?;
@@ -213,7 +242,7 @@ fn prepare_sandbox(sandbox: &Path, owner: Option<(u32, u32)>) -> Result<(), Stri
 /// Fetch the task's URIs with the task user's permissions. When the agent switches users this
 /// runs on a thread of the task user's, which also checks that the user can reach its sandbox
 /// (every directory above the work dir must be searchable by it).
-async fn fetch_as(
+pub(crate) async fn fetch_as(
     shared: &Shared,
     uris: &[meseta_api::agent::FetchUri],
     sandbox: &Path,
@@ -332,7 +361,16 @@ pub(crate) fn task_env(
 }
 
 /// Handle `KillTask`.
-pub(crate) fn kill(shared: &Arc<Shared>, task_id: &TaskId) {
+pub(crate) fn kill(shared: &Arc<Shared>, task_id: &TaskId, grace_secs: Option<f64>) {
+    kill_one(shared, task_id, grace_secs);
+    // Killing one task of a group kills the group (Mesos' default executor).
+    if let Some(t) = shared.task(task_id) {
+        crate::group::kill_others(shared, &t.spec);
+    }
+}
+
+/// Kill one task (its group left alone).
+pub(crate) fn kill_one(shared: &Arc<Shared>, task_id: &TaskId, grace_secs: Option<f64>) {
     let entry = {
         let mut st = shared.lock();
         match st.tasks.get_mut(task_id) {
@@ -362,6 +400,10 @@ pub(crate) fn kill(shared: &Arc<Shared>, task_id: &TaskId) {
         tracing::warn!(task_id = %task_id, error = %e, "cannot persist kill marker");
     }
     tracing::info!(task_id = %task_id, "killing task");
+    if crate::executor::is_executor_task(&entry.spec) {
+        crate::executor::kill_task(shared, &entry, grace_secs);
+        return;
+    }
     // While staging the shim is not spawned yet: `start` sees the flag once it is (STARTING is
     // emitted under the same lock that set the flag, so one of the two always sends the request).
     if crate::docker::run::is_docker(&entry.spec) {
@@ -385,6 +427,8 @@ fn send_lost(shared: &Shared, task_id: &TaskId) {
         timestamp: crate::state::now_secs(),
         exit_code: None,
         healthy: None,
+        executor_id: None,
+        data: None,
     };
     shared.send_unchecked(meseta_api::agent::AgentMessage::StatusUpdate(update));
 }
@@ -427,6 +471,9 @@ pub(crate) mod tests {
             fetch: vec![],
             volumes: vec![],
             container: None,
+            executor: None,
+            task_info: None,
+            group: vec![],
         }
     }
 

@@ -91,6 +91,9 @@ fn spec(id: &str, cmd: &str, res: &str) -> Box<TaskSpec> {
         fetch: vec![],
         volumes: vec![],
         container: None,
+        executor: None,
+        task_info: None,
+        group: vec![],
     })
 }
 

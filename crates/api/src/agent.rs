@@ -36,6 +36,25 @@ pub enum AgentMessage {
     Heartbeat,
     /// Resource usage of running tasks.
     Usage(UsageReport),
+    /// A framework message from an executor, for its scheduler (not checkpointed, as in Mesos).
+    ExecutorMessage {
+        /// The executor's framework.
+        framework_id: FrameworkId,
+        /// The executor.
+        executor_id: String,
+        /// The data, base64.
+        data: String,
+    },
+    /// A custom executor ended (its tasks' updates were emitted before): the master releases
+    /// its resources and tells its framework (`FAILURE` with the wait status).
+    ExecutorExited {
+        /// The executor's framework.
+        framework_id: FrameworkId,
+        /// The executor.
+        executor_id: String,
+        /// Its wait status (`exit code << 8`, or the signal number).
+        status: i32,
+    },
 }
 
 /// Messages from the master to the agent.
@@ -58,6 +77,12 @@ pub enum MasterMessage {
     },
     /// Start a task.
     LaunchTask(Box<TaskSpec>),
+    /// Start the tasks of a LAUNCH_GROUP together (all or none), in the agent's default
+    /// executor: one shared sandbox, one parent cgroup, one failing kills the others.
+    LaunchGroup {
+        /// The group's tasks, each with the group's executor and ids.
+        tasks: Vec<TaskSpec>,
+    },
     /// Kill a task (SIGTERM, then SIGKILL after the grace period).
     KillTask {
         /// Task to kill.
@@ -71,6 +96,27 @@ pub enum MasterMessage {
         role: String,
         /// The volume's `persistence.id`.
         persistence_id: String,
+    },
+    /// A scheduler's framework message for one of its executors on this agent.
+    FrameworkMessage {
+        /// The framework.
+        framework_id: FrameworkId,
+        /// The executor.
+        executor_id: String,
+        /// The data, base64.
+        data: String,
+    },
+    /// Shut an executor down (SHUTDOWN event, then a kill after its grace period).
+    ShutdownExecutor {
+        /// The framework.
+        framework_id: FrameworkId,
+        /// The executor.
+        executor_id: String,
+    },
+    /// The framework was torn down: shut down all of its executors on this agent.
+    ShutdownFramework {
+        /// The framework.
+        framework_id: FrameworkId,
     },
     /// The framework acknowledged this update: the agent drops its checkpoint.
     Acknowledge {
@@ -151,6 +197,46 @@ pub struct TaskSpec {
     /// plain process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<crate::container::ContainerInfo>,
+    /// The custom executor that runs the task; `command` is then unused and the task's state
+    /// comes from the executor's updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<ExecutorSpec>,
+    /// The `TaskInfo` as the framework wrote it (with `agent_id`), delivered to the executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_info: Option<serde_json::Value>,
+    /// The tasks of its LAUNCH_GROUP (this one among them), launched together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group: Vec<TaskId>,
+}
+
+/// A custom executor as the master hands it to the agent with each task that names it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ExecutorSpec {
+    /// The framework's `ExecutorInfo` (with `framework_id`), delivered in SUBSCRIBED.
+    pub info: crate::executor::ExecutorInfo,
+    /// The framework's `FrameworkInfo` (with `id`), delivered in SUBSCRIBED.
+    pub framework_info: serde_json::Value,
+    /// What to run (`info.command`, typed).
+    pub command: Command,
+    /// Extra environment from the executor's command.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Unix user the executor runs as.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// URIs fetched into the executor's sandbox before it starts.
+    #[serde(default)]
+    pub fetch: Vec<FetchUri>,
+    /// Whether the framework checkpoints (`MESOS_CHECKPOINT`).
+    #[serde(default)]
+    pub checkpoint: bool,
+}
+
+impl ExecutorSpec {
+    /// The executor id.
+    pub fn id(&self) -> &str {
+        self.info.executor_id.as_str()
+    }
 }
 
 /// A persistent volume used by a task: `<agent work dir>/volumes/roles/<role>/<persistence_id>`,
@@ -222,6 +308,12 @@ pub struct StatusUpdate {
     /// Health of the task, on updates born of a health check (and on a health-check kill).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy: Option<bool>,
+    /// The executor that sent it (custom executors only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_id: Option<String>,
+    /// Opaque data of the executor's status, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 /// Usage of running tasks.
@@ -649,6 +741,9 @@ mod tests {
             fetch: vec![],
             volumes: vec![],
             container: None,
+            executor: None,
+            task_info: None,
+            group: vec![],
         };
         let mut old = serde_json::to_value(&spec).expect("json");
         let obj = old.as_object_mut().expect("object");

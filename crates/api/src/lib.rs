@@ -6,6 +6,8 @@
 //! - [`recordio`]: Mesos RecordIO framing of event streams.
 //! - [`client`]: the typed HTTP client of the master (Mesos, operator, Marathon `/v2` and Chronos
 //!   APIs) for the CLI, the benchmarks and tests.
+//! - [`executor`]: the Mesos v1 executor HTTP API (`/api/v1/executor` on the agent) and
+//!   `ExecutorInfo`.
 //! - [`agent`]: the agent ⇄ master protocol (one WebSocket per agent).
 //! - [`domain`]: fault domains (region, zone) of agents and masters.
 //! - [`state`]: the Mesos v0 operator JSON shapes (`/master/state`, `/master/slaves`).
@@ -21,6 +23,7 @@ pub mod chronos;
 pub mod client;
 pub mod container;
 pub mod domain;
+pub mod executor;
 pub mod maintenance;
 pub mod marathon;
 pub mod operator;

@@ -11,7 +11,7 @@ use meseta_types::{AgentId, FrameworkId, OfferId, Resources, TaskId};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Deserializes `null` (or a missing field, with `#[serde(default)]`) as `T::default()`.
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -298,6 +298,12 @@ pub struct TaskInfo {
     /// Kill policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_policy: Option<KillPolicy>,
+    /// The custom executor that runs the task (instead of `command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<crate::executor::ExecutorInfo>,
+    /// Opaque data for the executor, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 /// The `accept` payload.

@@ -6,6 +6,11 @@
 //! `/api/v1/scheduler` ([`MasterClient::subscribe`]). Each accepts every offer with as many tasks
 //! as fit (`refuse_seconds` 0) until N tasks are launched; the rate is N ÷ (first ACCEPT → N-th
 //! `TASK_RUNNING`). The in-process rate is checked against meseta's target (≥ 5,000 tasks/s).
+//! With `--executor custom` a third run (in-process again) launches tasks that name one custom
+//! executor per agent (its resources taken from the first offer of each agent); its rate is
+//! checked against ≥ 0.8 of the command-executor rate of the same run. Simulated agents run the
+//! tasks of a custom executor themselves (there is no executor process): the figure is the
+//! master's and the agent protocol's share of launching through an executor.
 
 use anyhow::{anyhow, bail, Context};
 use futures::StreamExt;
@@ -35,6 +40,20 @@ const TASK_RESOURCES: &str = "cpus:0.01;mem:8";
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP calls (accepts, acknowledgements) in flight at once.
 const CALL_CONCURRENCY: usize = 16;
+/// Resources of the custom executor (`--executor custom`), one per agent.
+const EXECUTOR_RESOURCES: &str = "cpus:0.1;mem:32";
+/// Target: the custom-executor rate over the command-executor rate.
+const TARGET_CUSTOM_RATIO: f64 = 0.8;
+
+/// Which executor the benchmark's tasks name.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExecutorMode {
+    /// The built-in command executor only.
+    #[default]
+    Command,
+    /// Also a run through one custom executor per agent.
+    Custom,
+}
 
 /// `bench launch-rate` arguments.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
@@ -49,6 +68,9 @@ pub struct LaunchRateArgs {
     /// takes request bodies of at most 1 MiB, about 3,000 tasks.
     #[arg(long, default_value_t = 1000)]
     pub per_accept: usize,
+    /// `custom`: also measure tasks launched through one custom executor per agent.
+    #[arg(long, value_enum, default_value_t = ExecutorMode::Command)]
+    pub executor: ExecutorMode,
 }
 
 impl LaunchRateArgs {
@@ -116,6 +138,12 @@ pub struct LaunchRateReport {
     pub target_tasks_per_sec: f64,
     /// Whether the in-process rate met the target.
     pub pass: bool,
+    /// Through one custom executor per agent (in-process), with `--executor custom`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom: Option<PhaseReport>,
+    /// `custom.tasks_per_sec / in_process.tasks_per_sec` (target ≥ 0.8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_ratio: Option<f64>,
 }
 
 impl LaunchRateReport {
@@ -128,7 +156,19 @@ impl LaunchRateReport {
             in_process,
             http,
             target_tasks_per_sec: TARGET_TASKS_PER_SEC,
+            custom: None,
+            custom_ratio: None,
         }
+    }
+
+    /// Adds the custom-executor run; the verdict then needs its ratio to the command executor
+    /// too.
+    pub fn with_custom(mut self, custom: PhaseReport) -> Self {
+        let ratio = custom.tasks_per_sec / self.in_process.tasks_per_sec;
+        self.pass = self.pass && ratio >= TARGET_CUSTOM_RATIO;
+        self.custom_ratio = Some(ratio);
+        self.custom = Some(custom);
+        self
     }
 
     /// The human-readable report.
@@ -147,10 +187,23 @@ impl LaunchRateReport {
                 result.to_string(),
             ]
         };
-        let rows = vec![
+        let mut rows = vec![
             row(&self.in_process, &target, verdict),
             row(&self.http, "-", "-"),
         ];
+        let ratio_line = match (&self.custom, self.custom_ratio) {
+            (Some(c), Some(ratio)) => {
+                rows.push(row(
+                    c,
+                    &format!(">= {TARGET_CUSTOM_RATIO} x in-process"),
+                    "-",
+                ));
+                format!(
+                    "\ncustom executor / command executor: {ratio:.2} (target >= {TARGET_CUSTOM_RATIO})"
+                )
+            }
+            _ => String::new(),
+        };
         let headers = [
             "PATH",
             "TASKS",
@@ -163,7 +216,7 @@ impl LaunchRateReport {
         ];
         format!(
             "{} simulated agents ({AGENT_RESOURCES}), tasks {TASK_RESOURCES}, at most {} per ACCEPT\n{}\n\
-             in-process launch rate: {:.0} tasks/s (target >= {}): {verdict}",
+             in-process launch rate: {:.0} tasks/s (target >= {}){ratio_line}: {verdict}",
             self.agents,
             self.per_accept,
             output::table(&headers, &rows),
@@ -185,14 +238,29 @@ pub async fn run(args: LaunchRateArgs, json: bool) -> anyhow::Result<i32> {
 /// Both phases, each on a fresh master and agents.
 pub async fn measure(args: &LaunchRateArgs) -> anyhow::Result<LaunchRateReport> {
     let bed = Bed::start(args.agents).await?;
-    let in_process = in_process_phase(&bed, args.tasks, args.per_accept).await;
+    let l = Launcher::new("lr-local", args.tasks, args.per_accept)?;
+    let in_process = in_process_phase(&bed, l, "in-process").await;
     bed.stop().await;
     let in_process = in_process.context("in-process framework")?;
+    let custom = match args.executor {
+        ExecutorMode::Command => None,
+        ExecutorMode::Custom => {
+            let bed = Bed::start(args.agents).await?;
+            let l = Launcher::new("lr-exec", args.tasks, args.per_accept)?.with_executor()?;
+            let custom = in_process_phase(&bed, l, "custom-executor").await;
+            bed.stop().await;
+            Some(custom.context("in-process framework, custom executor")?)
+        }
+    };
     let bed = Bed::start(args.agents).await?;
     let http = http_phase(&bed, args.http_tasks(), args.per_accept).await;
     bed.stop().await;
     let http = http.context("HTTP framework")?;
-    Ok(LaunchRateReport::new(args, in_process, http))
+    let report = LaunchRateReport::new(args, in_process, http);
+    Ok(match custom {
+        Some(c) => report.with_custom(c),
+        None => report,
+    })
 }
 
 /// A master in this process and its simulated agents.
@@ -248,6 +316,8 @@ struct Launcher {
     accepts: usize,
     running: HashSet<String>,
     last_progress: Instant,
+    /// The custom executor every task names, and the agents it already holds resources on.
+    executor: Option<(meseta_api::executor::ExecutorInfo, HashSet<IdValue>)>,
 }
 
 impl Launcher {
@@ -261,13 +331,32 @@ impl Launcher {
             accepts: 0,
             running: HashSet::new(),
             last_progress: Instant::now(),
+            executor: None,
         })
+    }
+
+    /// Tasks name one custom executor (per agent) instead of a command.
+    fn with_executor(mut self) -> anyhow::Result<Launcher> {
+        let info = meseta_api::executor::ExecutorInfo {
+            executor_id: IdValue::new("lr-executor"),
+            command: Some(CommandInfo::shell("meseta-bench-executor")),
+            resources: Resources::parse(EXECUTOR_RESOURCES).context("executor resources")?,
+            ..Default::default()
+        };
+        self.executor = Some((info, HashSet::new()));
+        Ok(self)
     }
 
     /// An ACCEPT launching as many of the remaining tasks as fit in `offer`, or a DECLINE when
     /// none fits or none remains.
     fn respond(&mut self, offer: &Offer) -> CallKind {
         let mut left = offer.resources.clone();
+        if let Some((info, seen)) = &self.executor {
+            // The executor's first task on an agent takes the executor's resources too.
+            if !seen.contains(&offer.agent_id) {
+                left = left.checked_sub(&info.resources).unwrap_or_default();
+            }
+        }
         let mut tasks = Vec::new();
         while tasks.len() < self.per_accept && self.launched + tasks.len() < self.total {
             let Ok(rest) = left.checked_sub(&self.want) else {
@@ -294,6 +383,9 @@ impl Launcher {
         }
         self.launched += tasks.len();
         self.accepts += 1;
+        if let Some((_, seen)) = &mut self.executor {
+            seen.insert(offer.agent_id.clone());
+        }
         self.last_progress = Instant::now();
         crate::launch_call(offer, tasks)
     }
@@ -305,7 +397,11 @@ impl Launcher {
             task_id: IdValue::new(id),
             agent_id: Some(offer.agent_id.clone()),
             resources: self.want.clone(),
-            command: Some(CommandInfo::shell("sleep 1000")),
+            command: match &self.executor {
+                Some(_) => None,
+                None => Some(CommandInfo::shell("sleep 1000")),
+            },
+            executor: self.executor.as_ref().map(|(info, _)| info.clone()),
             ..TaskInfo::default()
         }
     }
@@ -372,14 +468,13 @@ fn wait_error(e: impl std::fmt::Display, l: &Launcher) -> anyhow::Error {
     )
 }
 
-async fn in_process_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Result<PhaseReport> {
+async fn in_process_phase(bed: &Bed, mut l: Launcher, path: &str) -> anyhow::Result<PhaseReport> {
     let mut fw = bed
         .master
         .master
         .subscribe(framework_info("launch-rate-in-process"))
         .await
         .context("cannot subscribe the in-process framework")?;
-    let mut l = Launcher::new("lr-local", n, per_accept)?;
     let mut clock = Clock::default();
     while !l.done() {
         let ev = match tokio::time::timeout_at(l.stall_deadline(), fw.next_event()).await {
@@ -392,7 +487,7 @@ async fn in_process_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Res
                 .map_err(|e| anyhow!("the master refused a call: {e}"))
         })?;
     }
-    clock.phase("in-process", &l)
+    clock.phase(path, &l)
 }
 
 /// Answers one event of a launching framework through `send`: offers with ACCEPT (or DECLINE
@@ -657,9 +752,14 @@ mod tests {
             tasks: 40,
             agents: 3,
             per_accept: 15,
+            executor: ExecutorMode::Custom,
         };
         let r = measure(&args).await.expect("bench runs");
         assert_eq!((r.in_process.tasks, r.http.tasks), (40, 10));
+        let custom = r.custom.as_ref().expect("custom executor run");
+        assert_eq!(custom.tasks, 40);
+        assert!(r.custom_ratio.is_some_and(|x| x > 0.0));
+        assert!(r.render().contains("custom executor / command executor"));
         // 40 tasks at most 15 per ACCEPT: 3 accepts; 10 tasks: 1.
         assert_eq!((r.in_process.accepts, r.http.accepts), (3, 1));
         assert!(r.in_process.tasks_per_sec > 0.0 && r.http.tasks_per_sec > 0.0);

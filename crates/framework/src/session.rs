@@ -101,7 +101,7 @@ struct Round {
 
 enum Wake<R> {
     Request(Option<R>),
-    Event(Option<Event>),
+    Event(Option<Box<Event>>),
     Timer,
 }
 
@@ -120,7 +120,7 @@ impl<S: Scheduler> Session<S> {
                     return;
                 }
                 r = self.inbox.rx.recv() => Wake::Request(r),
-                e = next_event(&mut self.conn) => Wake::Event(e),
+                e = next_event(&mut self.conn) => Wake::Event(e.map(Box::new)),
                 _ = tokio::time::sleep(sleep) => Wake::Timer,
             };
             let now = SystemTime::now();
@@ -133,7 +133,7 @@ impl<S: Scheduler> Session<S> {
                         self.request(r, now).await;
                     }
                 }
-                Wake::Event(Some(e)) => self.event_batch(e, now).await,
+                Wake::Event(Some(e)) => self.event_batch(*e, now).await,
                 Wake::Event(None) => self.disconnected(),
                 Wake::Timer => {}
             }

@@ -101,7 +101,11 @@ impl Core {
             if report.state.is_terminal() {
                 // Its pending terminal update (resent after registration) settles it.
                 if !self.tasks.contains_key(&task_id) {
-                    self.adopt_task(agent_id, report.spec, TaskState::Running);
+                    // Its executor is not counted on its behalf: an ended task's executor may
+                    // be gone (its end is reported on its own).
+                    let mut spec = report.spec;
+                    spec.executor = None;
+                    self.adopt_task(agent_id, spec, TaskState::Running);
                 }
                 continue;
             }
@@ -169,6 +173,9 @@ impl Core {
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.used.add(&spec.resources);
         }
+        if let Some(e) = &spec.executor {
+            self.adopt_executor(agent_id, &spec.role, e);
+        }
         let meta = TaskMeta::of(&spec, &mut self.shapes);
         let task = TaskEntry::new(meta, agent_id.clone(), state, unix_now());
         self.bus
@@ -223,6 +230,8 @@ impl Core {
             agent_id: Some(IdValue::new(agent_id.as_str())),
             uuid: Some(uuid_to_base64(&u.uuid)),
             healthy: u.healthy,
+            executor_id: u.executor_id.as_deref().map(IdValue::new),
+            data: u.data.clone(),
             ..TaskStatus::new(IdValue::new(u.task_id.as_str()), u.state, u.timestamp)
         };
         let fw_id = u.framework_id.clone();

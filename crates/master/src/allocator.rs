@@ -84,6 +84,11 @@ impl Core {
                     Resources::clone(&t.spec.resources),
                 )
             })
+            .chain(
+                self.executor_usage(|a, _| a == agent_id)
+                    .into_iter()
+                    .map(|(_, f, role, r)| (f, role, r)),
+            )
             .collect();
         if let Err(e) = self.alloc.add_agent(agent_id.clone(), info.clone(), &used) {
             tracing::error!(agent_id = %agent_id, error = %e, "allocator refused the agent's tasks; adding it empty");
@@ -110,6 +115,11 @@ impl Core {
                     Resources::clone(&t.spec.resources),
                 )
             })
+            .chain(
+                self.executor_usage(|_, f| f == fw_id)
+                    .into_iter()
+                    .map(|(a, _, role, r)| (a, role, r)),
+            )
             .collect();
         // A failed-over framework re-subscribes with possibly new roles: start it afresh, keeping
         // what its tasks use.

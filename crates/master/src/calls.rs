@@ -95,12 +95,7 @@ impl Core {
                     tracing::warn!(framework_id = %fw_id, why, "UPDATE_FRAMEWORK refused");
                 }
             }
-            CallKind::Message { message } => {
-                // There are no custom executors to deliver it to.
-                tracing::info!(framework_id = %fw_id, executor_id = %message.executor_id,
-                    agent_id = %message.agent_id, bytes = message.data.len(),
-                    "framework message dropped: no executor takes messages");
-            }
+            CallKind::Message { message } => self.framework_message(fw_id, message),
             // Accepted (202) and without effect: no operation feedback is kept.
             CallKind::Subscribe { .. }
             | CallKind::Request { .. }
@@ -190,12 +185,21 @@ impl Core {
         if t.resources.cpus() <= 0.0 && t.resources.mem() <= 0.0 {
             return Err("task must use some cpus or mem".to_string());
         }
-        let cmd = t
-            .command
-            .as_ref()
-            .ok_or("task has no command (executors are not supported)")?;
-        if cmd.value.as_deref().unwrap_or("").trim().is_empty() {
-            return Err("task command has no value".to_string());
+        match (&t.command, &t.executor) {
+            (Some(cmd), None) => {
+                if cmd.value.as_deref().unwrap_or("").trim().is_empty() {
+                    return Err("task command has no value".to_string());
+                }
+            }
+            // The executor itself is checked by `check_executor` (it needs the framework).
+            (None, Some(_)) => {}
+            _ => {
+                return Err(
+                    "task should have at least one (but not both) of CommandInfo or \
+                    ExecutorInfo present"
+                        .to_string(),
+                )
+            }
         }
         Self::health_check_of(t)?;
         if let Some(c) = &t.container {
@@ -230,10 +234,14 @@ impl Core {
         pool: &mut Resources,
     ) {
         for t in tasks {
-            match self.validate_task(&t, agent_id, pool) {
+            let checked = self
+                .validate_task(&t, agent_id, pool)
+                .and_then(|()| self.executor_needs(fw_id, agent_id, &t, pool));
+            match checked {
                 Ok(()) => {
                     *pool = pool.checked_sub(&t.resources).unwrap_or_default();
-                    self.launch(fw_id, agent_id, role, t);
+                    let extra = self.launch(fw_id, agent_id, role, t);
+                    *pool = pool.checked_sub(&extra).unwrap_or_default();
                 }
                 Err(why) => {
                     self.reject_task(fw_id, &t, TaskState::Error, "REASON_TASK_INVALID", &why)
@@ -242,9 +250,71 @@ impl Core {
         }
     }
 
-    fn launch(&mut self, fw_id: &FrameworkId, agent_id: &AgentId, role: &str, t: TaskInfo) {
+    /// A task naming an executor: the executor must be valid and, when it is new on the agent,
+    /// its resources must fit in the offers beside the task's.
+    fn executor_needs(
+        &self,
+        fw_id: &FrameworkId,
+        agent_id: &AgentId,
+        t: &TaskInfo,
+        pool: &Resources,
+    ) -> Result<(), String> {
+        let Some(info) = &t.executor else {
+            return Ok(());
+        };
+        let mut need = self.check_executor(fw_id, agent_id, info)?;
+        if need.is_empty() {
+            return Ok(());
+        }
+        need.add(&t.resources);
+        if !pool.contains(&need) {
+            return Err(format!(
+                "task and executor resources '{need}' exceed what the offers hold ('{pool}')"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Launch a validated task; returns the resources its executor took on top of the task's
+    /// (a custom executor's, at its first task on the agent).
+    fn launch(
+        &mut self,
+        fw_id: &FrameworkId,
+        agent_id: &AgentId,
+        role: &str,
+        t: TaskInfo,
+    ) -> Resources {
+        let (spec, extra) = self.prepare_launch(fw_id, agent_id, role, t);
+        if let Some(a) = self.agents.get(agent_id) {
+            a.send(MasterMessage::LaunchTask(Box::new(spec)));
+        }
+        extra
+    }
+
+    /// Record a validated task as launched (task table, resources, its executor's) and return
+    /// what the agent gets, with the resources its executor took on top of the task's.
+    pub(crate) fn prepare_launch(
+        &mut self,
+        fw_id: &FrameworkId,
+        agent_id: &AgentId,
+        role: &str,
+        t: TaskInfo,
+    ) -> (TaskSpec, Resources) {
         // Validated in `validate_task`: an invalid check never gets here.
         let health_check = Self::health_check_of(&t).ok().flatten();
+        let executor = self.executor_spec(fw_id, &t);
+        let task_info = executor.as_ref().and_then(|_| {
+            let mut info = t.clone();
+            info.agent_id = Some(IdValue::new(agent_id.as_str()));
+            if let Some(e) = info.executor.as_mut() {
+                e.framework_id = Some(IdValue::new(fw_id.as_str()));
+            }
+            serde_json::to_value(&info).ok()
+        });
+        let extra = match &executor {
+            Some(e) => self.account_executor(fw_id, agent_id, role, e),
+            None => Resources::new(),
+        };
         let cmd = t.command.unwrap_or_default();
         let env = cmd
             .environment
@@ -282,13 +352,13 @@ impl Core {
                 .collect(),
             volumes: meseta_api::agent::VolumeMount::of(&t.resources),
             container: t.container.clone(),
+            executor,
+            task_info,
+            group: vec![],
         };
         let meta = TaskMeta::of(&spec, &mut self.shapes);
         if let Some(a) = self.agents.get_mut(agent_id) {
             a.used.add(&spec.resources);
-            if let Some(c) = &a.conn {
-                let _ = c.tx.send(MasterMessage::LaunchTask(Box::new(spec)));
-            }
         }
         if let Some(fw) = self.frameworks.get_mut(fw_id) {
             fw.used.add(&meta.resources);
@@ -298,17 +368,7 @@ impl Core {
         self.bus
             .publish_with(|| crate::bus::ClusterEvent::TaskAdded(crate::v1json::task(&entry)));
         self.tasks.insert(entry);
-    }
-
-    /// Launch a validated task from an accepted offer (LAUNCH_GROUP uses it too).
-    pub(crate) fn launch_task(
-        &mut self,
-        fw_id: &FrameworkId,
-        agent_id: &AgentId,
-        role: &str,
-        t: TaskInfo,
-    ) {
-        self.launch(fw_id, agent_id, role, t);
+        (spec, extra)
     }
 
     pub(crate) fn reject_task(

@@ -245,7 +245,7 @@ pub(crate) struct Core {
 /// Takes `part` out of the running total `total` in place (keeping its allocation: totals
 /// change on every offer and task); a total that does not hold `part` is out of step and is
 /// cleared.
-fn take_from(total: &mut Resources, part: &Resources) {
+pub(crate) fn take_from(total: &mut Resources, part: &Resources) {
     if total.subtract(part).is_err() {
         *total = Resources::new();
     }
@@ -539,6 +539,7 @@ impl Core {
         for id in &task_ids {
             self.send_kill(id, None);
         }
+        self.shutdown_framework_executors(fw_id);
         for id in self.offers_where(|o| &o.framework_id == fw_id) {
             self.remove_offer(&id);
         }

@@ -20,6 +20,7 @@ pub mod bus;
 mod calls;
 mod command;
 mod core;
+mod executors;
 mod framework;
 pub mod ha;
 mod http;

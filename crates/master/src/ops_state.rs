@@ -1,5 +1,5 @@
 //! Plain data of the master's operations state: dynamic reservations by agent, the executors of
-//! LAUNCH_GROUP tasks, and the maintenance schedule with its live inverse-offer bookkeeping.
+//! LAUNCH_GROUP tasks and the custom executors (`executors.rs`), and the maintenance schedule with its live inverse-offer bookkeeping.
 //!
 //! Held by [`Core`](crate::core::Core) in its `ops` field; changed by `ops.rs` (reservations and
 //! volumes), `scheduler_ops.rs` (executors) and `maintenance.rs`; persisted through `persist.rs`.
@@ -20,8 +20,20 @@ pub(crate) struct OpsState {
     pub reservations_dirty: bool,
     /// Tasks launched by LAUNCH_GROUP, by (agent, executor id), for SHUTDOWN.
     pub executors: HashMap<(AgentId, String), Vec<TaskId>>,
+    /// Custom executors running on agents, by (agent, framework, executor id): their resources
+    /// are counted once, from their first task's launch until the agent reports them ended.
+    pub custom_executors: HashMap<(AgentId, FrameworkId, String), ExecutorRecord>,
     /// Maintenance schedule, down machines, inverse offers (see `maintenance.rs`).
     pub maint: MaintState,
+}
+
+/// A custom executor the master accounts for.
+#[derive(Clone, Debug)]
+pub(crate) struct ExecutorRecord {
+    /// Its `ExecutorInfo` (with `framework_id`), to refuse a reused id with another one.
+    pub info: meseta_api::executor::ExecutorInfo,
+    /// The role its resources were allocated in.
+    pub role: String,
 }
 
 /// What is persisted of maintenance: the schedule and the machines that are down.

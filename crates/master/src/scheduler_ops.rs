@@ -6,6 +6,8 @@
 //! runs; tasks of a dropped LAUNCH_GROUP get `TASK_ERROR`.
 
 use meseta_allocator::ResourceOp;
+use meseta_api::agent::MasterMessage;
+use meseta_api::executor::ExecutorInfo;
 use meseta_api::scheduler::{
     IdValue, LaunchGroup, Operation, Shutdown, TaskGroup, UpdateFramework,
 };
@@ -59,6 +61,8 @@ impl Core {
     }
 
     /// LAUNCH_GROUP: every task of the group launches, or none does (all get `TASK_ERROR`).
+    /// The group runs in the DEFAULT executor (the agent itself), whose resources count once
+    /// per executor id and agent; the agent gets the whole group in one message.
     fn launch_group(
         &mut self,
         fw: &FrameworkId,
@@ -67,53 +71,90 @@ impl Core {
         group: LaunchGroup,
         pool: &mut Resources,
     ) {
-        let executor = group.executor_id().map(str::to_string);
         let TaskGroup { tasks, malformed } = group.task_group;
-        let mut left = pool.clone();
-        let mut problem = None;
-        if tasks.is_empty() || malformed > 0 {
-            problem = Some("the task group is empty or holds malformed tasks".to_string());
-        }
-        let mut ids = std::collections::HashSet::new();
-        for t in &tasks {
-            if problem.is_some() {
-                break;
+        let checked = Self::group_executor(group.executor)
+            .and_then(|info| self.check_group(fw, agent, &info, &tasks, malformed, pool));
+        let (info, left) = match checked {
+            Ok(v) => v,
+            Err(why) => {
+                for t in &tasks {
+                    self.reject_task(
+                        fw,
+                        t,
+                        TaskState::Error,
+                        "REASON_TASK_GROUP_INVALID",
+                        &format!("invalid task group: {why}"),
+                    );
+                }
+                return;
             }
+        };
+        *pool = left;
+        let exec_id = info.executor_id.value.clone();
+        let Some(exec) = self.executor_spec_of(fw, info) else {
+            return;
+        };
+        self.account_executor(fw, agent, role, &exec);
+        let ids: Vec<TaskId> = tasks
+            .iter()
+            .map(|t| TaskId::new(t.task_id.as_str()))
+            .collect();
+        let mut specs = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let (mut spec, _) = self.prepare_launch(fw, agent, role, t);
+            spec.executor = Some(exec.clone());
+            spec.group = ids.clone();
+            specs.push(spec);
+        }
+        self.ops
+            .executors
+            .entry((agent.clone(), exec_id))
+            .or_default()
+            .extend(ids);
+        if let Some(a) = self.agents.get(agent) {
+            a.send(MasterMessage::LaunchGroup { tasks: specs });
+        }
+    }
+
+    /// The group's `ExecutorInfo` (required, as in Mesos).
+    fn group_executor(v: Option<serde_json::Value>) -> Result<ExecutorInfo, String> {
+        let v = v.ok_or("a task group needs an 'executor'")?;
+        serde_json::from_value(v).map_err(|e| format!("invalid 'executor': {e}"))
+    }
+
+    /// Validate the group against `pool`; returns the executor and what is left of the pool.
+    fn check_group(
+        &self,
+        fw: &FrameworkId,
+        agent: &AgentId,
+        info: &ExecutorInfo,
+        tasks: &[meseta_api::scheduler::TaskInfo],
+        malformed: usize,
+        pool: &Resources,
+    ) -> Result<(ExecutorInfo, Resources), String> {
+        if tasks.is_empty() || malformed > 0 {
+            return Err("the task group is empty or holds malformed tasks".to_string());
+        }
+        let extra = self.check_group_executor(fw, agent, info)?;
+        let mut left = pool
+            .checked_sub(&extra)
+            .map_err(|_| format!("executor resources '{extra}' exceed the offers ('{pool}')"))?;
+        let mut ids = std::collections::HashSet::new();
+        for t in tasks {
             if !ids.insert(t.task_id.value.clone()) {
-                problem = Some(format!(
+                return Err(format!(
                     "task id '{}' appears twice in the group",
                     t.task_id
                 ));
-                break;
             }
-            match self.validate_task(t, agent, &left) {
-                Ok(()) => left = left.checked_sub(&t.resources).unwrap_or_default(),
-                Err(why) => problem = Some(format!("task '{}': {why}", t.task_id)),
+            if t.executor.is_some() {
+                return Err(format!("task '{}' must not name an executor", t.task_id));
             }
+            self.validate_task(t, agent, &left)
+                .map_err(|why| format!("task '{}': {why}", t.task_id))?;
+            left = left.checked_sub(&t.resources).unwrap_or_default();
         }
-        if let Some(why) = problem {
-            for t in &tasks {
-                self.reject_task(
-                    fw,
-                    t,
-                    TaskState::Error,
-                    "REASON_TASK_GROUP_INVALID",
-                    &format!("invalid task group: {why}"),
-                );
-            }
-            return;
-        }
-        *pool = left;
-        for t in tasks {
-            if let Some(e) = &executor {
-                self.ops
-                    .executors
-                    .entry((agent.clone(), e.clone()))
-                    .or_default()
-                    .push(TaskId::new(t.task_id.as_str()));
-            }
-            self.launch_task(fw, agent, role, t);
-        }
+        Ok((info.clone(), left))
     }
 }
 
@@ -123,6 +164,11 @@ impl Core {
     pub(crate) fn shutdown_executor(&mut self, fw: &FrameworkId, s: &Shutdown) {
         let agent = AgentId::new(s.agent_id.as_str());
         let exec = s.executor_id.value.clone();
+        if self.shutdown_custom_executor(fw, &agent, &exec) {
+            tracing::info!(framework_id = %fw, agent_id = %agent, executor_id = %exec,
+                "shutting down custom executor");
+            return;
+        }
         let mut ids = self
             .ops
             .executors

@@ -279,6 +279,7 @@ impl AgentState {
         let was_running = task.state == TaskState::Running;
         task.state = state;
         let framework_id = task.spec.framework_id.clone();
+        let executor_id = task.spec.executor.as_ref().map(|e| e.id().to_string());
         self.count(state, was_running);
         let update = StatusUpdate {
             uuid: uuid::Uuid::new_v4().to_string(),
@@ -290,6 +291,8 @@ impl AgentState {
             timestamp: now_secs(),
             exit_code,
             healthy: None,
+            executor_id,
+            data: None,
         };
         if self.connected {
             self.outbox.push(AgentMessage::StatusUpdate(update.clone()));
@@ -330,6 +333,8 @@ impl AgentState {
             timestamp: now_secs(),
             exit_code: None,
             healthy: None,
+            executor_id: None,
+            data: None,
         }));
     }
 
@@ -407,6 +412,9 @@ mod tests {
             fetch: vec![],
             volumes: vec![],
             container: None,
+            executor: None,
+            task_info: None,
+            group: vec![],
         }
     }
 

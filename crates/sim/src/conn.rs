@@ -265,6 +265,11 @@ impl AgentTask {
         };
         match msg {
             MasterMessage::LaunchTask(spec) => self.state.on_launch(*spec),
+            MasterMessage::LaunchGroup { tasks } => {
+                for spec in tasks {
+                    self.state.on_launch(spec);
+                }
+            }
             MasterMessage::KillTask { task_id, .. } => self.state.on_kill(&task_id),
             MasterMessage::Acknowledge { task_id, uuid } => {
                 self.state.on_acknowledge(&task_id, &uuid)
@@ -274,6 +279,11 @@ impl AgentTask {
             }
             // Simulated agents keep no files: there is no volume directory to delete.
             MasterMessage::DestroyVolume { .. } => {}
+            // Simulated tasks of a custom executor run in the simulated agent itself: there is
+            // no executor process to message or shut down.
+            MasterMessage::FrameworkMessage { .. }
+            | MasterMessage::ShutdownExecutor { .. }
+            | MasterMessage::ShutdownFramework { .. } => {}
         }
     }
 

@@ -121,6 +121,9 @@ pub struct TaskStatus {
     /// Health check result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy: Option<bool>,
+    /// Opaque data from the executor, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 impl TaskStatus {
@@ -137,6 +140,7 @@ impl TaskStatus {
             timestamp,
             uuid: None,
             healthy: None,
+            data: None,
         }
     }
 }

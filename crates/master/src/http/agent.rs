@@ -131,6 +131,16 @@ fn handle(m: &Master, agent_id: &AgentId, msg: AgentMessage) {
         AgentMessage::Heartbeat => core.agent_heartbeat(agent_id, now),
         AgentMessage::StatusUpdate(u) => core.status_update(agent_id, u, now),
         AgentMessage::Usage(u) => core.agent_usage(agent_id, u, now),
+        AgentMessage::ExecutorMessage {
+            framework_id,
+            executor_id,
+            data,
+        } => core.executor_message(agent_id, &framework_id, &executor_id, data),
+        AgentMessage::ExecutorExited {
+            framework_id,
+            executor_id,
+            status,
+        } => core.executor_exited(agent_id, &framework_id, &executor_id, status, now),
         AgentMessage::Register(_) => {
             tracing::warn!(agent_id = %agent_id, "duplicate REGISTER on one connection ignored")
         }

@@ -163,6 +163,17 @@ impl Cluster {
         resources: &str,
         master_flags: &[&str],
     ) -> Cluster {
+        Cluster::with_flags(agents, agent_timeout, resources, master_flags, &[])
+    }
+
+    /// As [`Cluster::with_master_flags`], every agent started with `agent_flags` too.
+    pub fn with_flags(
+        agents: usize,
+        agent_timeout: f64,
+        resources: &str,
+        master_flags: &[&str],
+        agent_flags: &[&str],
+    ) -> Cluster {
         let mut c = Cluster {
             dir: task_reachable_dir(),
             port: free_port(),
@@ -174,7 +185,7 @@ impl Cluster {
             agent_timeout,
             resources: resources.to_string(),
             master_flags: master_flags.iter().map(|f| f.to_string()).collect(),
-            agent_flags: Vec::new(),
+            agent_flags: agent_flags.iter().map(|f| f.to_string()).collect(),
         };
         c.start_master();
         for i in 0..agents {

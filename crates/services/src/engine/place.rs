@@ -517,6 +517,7 @@ pub fn task_info(
                 nanoseconds: (g * 1e9) as i64,
             }),
         }),
+        ..TaskInfo::default()
     }
 }
 
