@@ -201,7 +201,7 @@ pub async fn read_table(client: &MasterClient, filter: &Filter) -> Result<Table,
             canaries.insert(id.to_owned(), v.to_owned());
         }
     }
-    let hosts = resolve_hosts(&apps).await;
+    let hosts = resolve_hosts(client, &apps).await;
     let resolve = |h: &str| hosts.get(h).copied();
     Ok(table::build(&apps, &canaries, filter, &resolve))
 }
@@ -214,25 +214,81 @@ fn runs_two_versions(app: &Value) -> bool {
         .is_some_and(|ts| ts.iter().any(|t| t["version"].as_str() != Some(version)))
 }
 
-/// The addresses of the agents named by tasks (names that are not IP literals).
-async fn resolve_hosts(apps: &[Value]) -> HashMap<String, IpAddr> {
+/// The addresses of the agents named by tasks (names that are not IP literals): by DNS, else
+/// the address the agent registered with (`/master/slaves`, `pid` = `slave(1)@IP:PORT`).
+async fn resolve_hosts(client: &MasterClient, apps: &[Value]) -> HashMap<String, IpAddr> {
     let mut out = HashMap::new();
+    let mut unresolved = Vec::new();
     let names = apps
         .iter()
         .flat_map(|a| a["tasks"].as_array().into_iter().flatten())
         .filter_map(|t| t["host"].as_str());
     for name in names {
-        if out.contains_key(name) || name.parse::<IpAddr>().is_ok() {
+        if out.contains_key(name) || unresolved.contains(&name) || name.parse::<IpAddr>().is_ok() {
             continue;
         }
         match tokio::net::lookup_host((name, 0)).await {
-            Ok(mut addrs) => {
-                if let Some(a) = addrs.next() {
+            Ok(mut addrs) => match addrs.next() {
+                Some(a) => {
                     out.insert(name.to_owned(), a.ip());
                 }
-            }
-            Err(e) => tracing::warn!(host = name, error = %e, "cannot resolve agent host"),
+                None => unresolved.push(name),
+            },
+            Err(_) => unresolved.push(name),
         }
     }
+    if unresolved.is_empty() {
+        return out;
+    }
+    let agents = client.slaves().await.unwrap_or_default();
+    for (name, ip) in registered_addresses(&agents) {
+        if unresolved.contains(&name.as_str()) {
+            out.insert(name, ip);
+        }
+    }
+    for name in unresolved.iter().filter(|n| !out.contains_key(**n)) {
+        tracing::warn!(host = name, "cannot resolve agent host");
+    }
     out
+}
+
+/// Agent host name → the IP it registered from, out of `/master/slaves`.
+fn registered_addresses(slaves: &Value) -> Vec<(String, IpAddr)> {
+    slaves["slaves"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let name = s["hostname"].as_str()?;
+            let addr = s["pid"].as_str()?.rsplit('@').next()?;
+            let ip = addr.parse::<std::net::SocketAddr>().ok()?.ip();
+            (!ip.is_unspecified()).then(|| (name.to_owned(), ip))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn agents_resolve_to_the_address_they_registered_from() {
+        let slaves = json!({"slaves": [
+            {"hostname": "agent-0", "pid": "slave(1)@127.0.0.1:5051"},
+            {"hostname": "agent-1", "pid": "slave(1)@0.0.0.0:5051"},
+            {"hostname": "agent-2"}
+        ]});
+        assert_eq!(
+            registered_addresses(&slaves),
+            [("agent-0".to_owned(), IpAddr::from([127, 0, 0, 1]))]
+        );
+    }
+
+    #[test]
+    fn two_versions_are_seen_on_tasks() {
+        let one = json!({"version": "v1", "tasks": [{"version": "v1"}]});
+        let two = json!({"version": "v1", "tasks": [{"version": "v1"}, {"version": "v2"}]});
+        assert!(!runs_two_versions(&one) && runs_two_versions(&two));
+    }
 }
