@@ -19,6 +19,9 @@
 //!   1,000 apps on simulated agents, from `dnsperf` when it is installed and from an in-process
 //!   UDP load generator.
 //!
+//! - [`lb`] (`bench lb`): `meseta lb` and HAProxy in front of the same backends under `wrk`:
+//!   requests/s and p99, then failed requests while backends change every second.
+//!
 //! - [`failover`] (`bench failover`): three masters on a 3-member etcd; leader kill -9 → first
 //!   acknowledged write on the new leader, beside etcd's own raft election time.
 //!
@@ -35,6 +38,7 @@ pub mod jobs;
 pub mod launch;
 mod launch_docker;
 pub mod launch_rate;
+pub mod lb;
 pub mod services;
 pub mod sim;
 
@@ -61,6 +65,9 @@ pub enum BenchCmd {
     Failover(failover::FailoverArgs),
     /// Queries per second and p99 of the master's DNS server with many apps.
     Dns(dns::DnsArgs),
+    /// `meseta lb` against HAProxy (wrk): steady requests/s and p99, then backends changing
+    /// every second (HAProxy reloaded, meseta lb following events): failed requests.
+    Lb(lb::LbArgs),
 }
 
 /// Runs a bench subcommand; returns the exit code.
@@ -73,6 +80,7 @@ pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<i32> {
         BenchCmd::Services(args) => services::run(args, json).await,
         BenchCmd::Failover(args) => failover::run(args, json).await,
         BenchCmd::Dns(args) => dns::run(args, json).await,
+        BenchCmd::Lb(args) => lb::run(args, json).await,
     }
 }
 
