@@ -253,6 +253,17 @@ fn rolling_restart_under_load_loses_no_request_and_keeps_the_listeners() {
             json!({"MESETA_VHOST": "web.test"}),
         ),
     );
+    // A second app on the same service port or virtual host is refused, naming the holder.
+    for (id, port, host) in [("/web2", port, "other.test"), ("/web3", 0, "WEB.test")] {
+        let other = web_app(id, 1, &script, port, json!({"MESETA_VHOST": host}));
+        let r = c.call(reqwest::Method::POST, "/v2/apps", Some(&other));
+        assert_eq!(r.status, 422, "{id}: {}", r.body);
+        assert!(
+            r.body.to_string().contains("already used by app /web"),
+            "{}",
+            r.body
+        );
+    }
     let lb = Balancer::start(&c, &[]);
     let before = wait_backends(&c, &lb, "/web", 3);
     let tcp_url = format!("http://127.0.0.1:{port}/");
