@@ -21,6 +21,8 @@
 //!
 //! - [`ui`] (`bench ui`): server time and weight of every web UI page at 1,000 apps × 10 tasks,
 //!   and the memory of 14 days of usage history at 1,000 nodes and 1,000 apps.
+//! - [`lb`] (`bench lb`): `meseta lb` and HAProxy in front of the same backends under `wrk`:
+//!   requests/s and p99, then failed requests while backends change every second.
 //!
 //! - [`failover`] (`bench failover`): three masters on a 3-member etcd; leader kill -9 → first
 //!   acknowledged write on the new leader, beside etcd's own raft election time.
@@ -38,6 +40,7 @@ pub mod jobs;
 pub mod launch;
 mod launch_docker;
 pub mod launch_rate;
+pub mod lb;
 pub mod services;
 pub mod sim;
 pub mod ui;
@@ -68,6 +71,9 @@ pub enum BenchCmd {
     /// Render time and weight of the web UI's pages at 1,000 apps x 10 tasks, and the memory
     /// of 14 days of usage history.
     Ui(ui::UiArgs),
+    /// `meseta lb` against HAProxy (wrk): steady requests/s and p99, then backends changing
+    /// every second (HAProxy reloaded, meseta lb following events): failed requests.
+    Lb(lb::LbArgs),
 }
 
 /// Runs a bench subcommand; returns the exit code.
@@ -81,6 +87,7 @@ pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<i32> {
         BenchCmd::Failover(args) => failover::run(args, json).await,
         BenchCmd::Dns(args) => dns::run(args, json).await,
         BenchCmd::Ui(args) => ui::run(args, json).await,
+        BenchCmd::Lb(args) => lb::run(args, json).await,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod canary;
 mod fake;
 #[cfg(test)]
 mod flow_tests;
+pub mod judge;
 pub mod progress;
 pub mod render;
 
@@ -144,9 +145,12 @@ pub struct CanaryArgs {
     /// `--wait` and `--timeout`.
     #[command(flatten)]
     pub wait: WaitArgs,
+    /// `--judge lb --lb URL`: promote or roll back on the balancer's measurements.
+    #[command(flatten)]
+    pub judge: judge::JudgeArgs,
 }
 
-/// `meseta app canary status|promote|abort ID`
+/// `meseta app canary status|promote|abort|judge ID`
 #[derive(clap::Subcommand, Debug)]
 pub enum CanaryAction {
     /// The canary's state and instance counts.
@@ -169,6 +173,17 @@ pub enum CanaryAction {
         /// `--wait` and `--timeout`.
         #[command(flatten)]
         wait: WaitArgs,
+    },
+    /// Judge the running canary on the balancer's measurements: promote or roll back.
+    Judge {
+        /// The app id.
+        id: String,
+        /// `--lb URL` and the judge's thresholds (`--judge` is implied).
+        #[command(flatten)]
+        judge: judge::JudgeArgs,
+        /// Give up after this long (`90s`, `10m`); exits with code 2.
+        #[arg(long, default_value = "10m", value_parser = progress::parse_timeout)]
+        timeout: Duration,
     },
 }
 
@@ -415,6 +430,9 @@ async fn canary(api: &Marathon<'_>, args: CanaryArgs, json: bool) -> anyhow::Res
             let what = format!("canary of {} aborted", absolute_id(&id));
             finish(api, &r, &what, &wait, json).await
         }
+        Some(CanaryAction::Judge { id, judge, timeout }) => {
+            judge::judge_canary(api, &absolute_id(&id), &judge, timeout, json).await
+        }
         None => {
             let (Some(id), Some(file), Some(instances)) = (args.id, args.file, args.instances)
             else {
@@ -435,6 +453,9 @@ async fn canary(api: &Marathon<'_>, args: CanaryArgs, json: bool) -> anyhow::Res
             } else {
                 let version = output::str_field(&r.body, "version");
                 println!("canary of {abs} started: {instances} instance(s) of version {version}");
+            }
+            if args.judge.judge == Some(judge::Judge::Lb) {
+                return judge::judge_canary(api, &abs, &args.judge, args.wait.timeout, json).await;
             }
             if !args.wait.wait {
                 return Ok(0);

@@ -14,6 +14,7 @@ pub mod execute;
 pub mod framework;
 pub mod input;
 pub mod job;
+pub mod lb;
 pub mod maintenance;
 pub mod node;
 pub mod output;

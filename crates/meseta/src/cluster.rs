@@ -407,7 +407,8 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     outcome
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

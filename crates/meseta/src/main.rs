@@ -8,6 +8,7 @@ mod backup;
 mod cluster;
 mod dns;
 mod heap;
+mod lb;
 mod shutdown;
 
 use std::path::PathBuf;
@@ -54,6 +55,8 @@ enum Top {
     Backup(backup::BackupArgs),
     /// Write a backup file into a stopped master's empty store.
     Restore(backup::RestoreArgs),
+    /// The load balancer (follows the masters' event stream; never reloads), or its status.
+    Lb(lb::LbArgs),
 }
 
 fn main() {
@@ -69,7 +72,8 @@ fn main() {
     if let Top::Shim { task_dir } = &cli.command {
         std::process::exit(meseta_isolation::shim::run(task_dir));
     }
-    let server = matches!(cli.command, Top::Dev(_) | Top::Master(_) | Top::Agent(_));
+    let balancer = matches!(&cli.command, Top::Lb(a) if a.cmd.is_none());
+    let server = balancer || matches!(cli.command, Top::Dev(_) | Top::Master(_) | Top::Agent(_));
     init_logging(server, cli.log_json);
     if server {
         heap::configure_for_server();
@@ -145,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Top::Sim(c) => meseta_bench::sim::run(c, &cli.global.master, cli.global.json).await,
         Top::Backup(a) => backup::backup(a, &cli.global.master, cli.global.json).await,
         Top::Restore(a) => backup::restore(a, cli.global.json).await,
+        Top::Lb(a) => lb::run(a, &cli.global.master, cli.global.json).await,
     }
 }
 

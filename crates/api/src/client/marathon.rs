@@ -181,13 +181,22 @@ impl Marathon<'_> {
     /// `GET /v2/events?event_type=…`: the server-sent event stream, attached when this returns.
     pub async fn events(&self, event_type: &str) -> Result<SseStream, ClientError> {
         let path = format!("/v2/events?event_type={}", path::segment(event_type));
+        self.event_stream(&path).await
+    }
+
+    /// `GET /v2/events`: every event, attached when this returns.
+    pub async fn all_events(&self) -> Result<SseStream, ClientError> {
+        self.event_stream("/v2/events").await
+    }
+
+    async fn event_stream(&self, path: &str) -> Result<SseStream, ClientError> {
         let resp = self
             .client
             .api_response(
                 &self.client.stream_http,
                 ApiKind::Marathon,
                 Method::GET,
-                &path,
+                path,
                 "text/event-stream",
                 None,
             )

@@ -221,6 +221,13 @@ async fn auto_promoted_canary_waits_for_the_promotion_rollout() {
         instances: Some(1),
         auto_promote_after: Some(30),
         wait: wait_for(30),
+        judge: super::judge::JudgeArgs {
+            judge: None,
+            lb: String::new(),
+            judge_window: 30,
+            judge_min_requests: 20,
+            judge_tolerance: 0.05,
+        },
     };
     assert_eq!(
         run(AppCmd::Canary(args), &fake.client(), false)

@@ -18,6 +18,7 @@
 //! from the store continues a deployment where it stopped.
 
 mod canary;
+mod claims;
 mod condition;
 mod groups;
 mod instance;

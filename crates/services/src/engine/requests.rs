@@ -77,6 +77,7 @@ impl Engine {
         }
         self.check_lock(&app.id, force)?;
         self.check_cycles(&app)?;
+        self.check_claims(&app)?;
         if let Some(o) = &old {
             if o.canary.as_ref().is_some_and(|c| canary_active(&c.state)) {
                 if !force {

@@ -1,0 +1,334 @@
+//! Choosing a backend: round-robin or least outstanding requests (power of two choices), passive
+//! ejection after consecutive failures, and the canary split. The state of a backend
+//! ([`Endpoint`]) outlives routing tables: a table swap that keeps a task keeps its counters.
+//!
+//! ```text
+//!  request ─▶ split(header, weight) ─▶ group: canary | stable | any
+//!                                        │ endpoints not ejected (all of them if every one is)
+//!                                        ▼
+//!                          pick: round-robin | P2C on outstanding
+//! ```
+//!
+//! Time is passed in (`now`), so ejection is tested without sleeping.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+/// How a backend is chosen among the eligible ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Each in turn.
+    RoundRobin,
+    /// The less busy of two picked at random (least outstanding requests).
+    LeastRequest,
+}
+
+impl std::str::FromStr for Algorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "round-robin" | "roundrobin" | "rr" => Ok(Algorithm::RoundRobin),
+            "least-request" | "leastconn" | "p2c" => Ok(Algorithm::LeastRequest),
+            other => Err(format!(
+                "unknown balancing algorithm '{other}' (round-robin, least-request)"
+            )),
+        }
+    }
+}
+
+/// When a backend is taken out of rotation.
+#[derive(Clone, Copy, Debug)]
+pub struct Ejection {
+    /// Consecutive failures that eject it.
+    pub after_failures: u32,
+    /// For how long.
+    pub duration: Duration,
+}
+
+impl Default for Ejection {
+    fn default() -> Self {
+        Ejection {
+            after_failures: 3,
+            duration: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One backend (a task's address) and what the balancer knows of it.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The task.
+    pub task_id: String,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its app version.
+    pub version: String,
+    /// Whether it is a canary.
+    pub canary: bool,
+    /// Requests and TCP connections in flight.
+    pub outstanding: AtomicUsize,
+    /// Requests (and connections) sent to it.
+    pub requests: AtomicU64,
+    /// Failures: connection errors, resets, timeouts and 5xx answers.
+    pub failures: AtomicU64,
+    consecutive_failures: AtomicU32,
+    ejected_until: Mutex<Option<Instant>>,
+    /// Set when the backend left the routing table (it drains).
+    pub removed: AtomicBool,
+    /// Cancelled when draining is over: connections still open to it are cut.
+    pub drained: CancellationToken,
+}
+
+impl Endpoint {
+    /// A fresh endpoint.
+    pub fn new(task_id: &str, addr: SocketAddr, version: &str, canary: bool) -> Endpoint {
+        Endpoint {
+            task_id: task_id.to_owned(),
+            addr,
+            version: version.to_owned(),
+            canary,
+            outstanding: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until: Mutex::new(None),
+            removed: AtomicBool::new(false),
+            drained: CancellationToken::new(),
+        }
+    }
+
+    /// Whether it is out of rotation at `now`.
+    pub fn ejected(&self, now: Instant) -> bool {
+        let until = self.ejected_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|u| now < u)
+    }
+
+    /// Records a success: the failure streak ends.
+    pub fn succeeded(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Records a failure; returns true when it ejected the endpoint.
+    pub fn failed(&self, policy: &Ejection, now: Instant) -> bool {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let streak = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak < policy.after_failures {
+            return false;
+        }
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        let mut until = self.ejected_until.lock().unwrap_or_else(|e| e.into_inner());
+        *until = Some(now + policy.duration);
+        true
+    }
+
+    /// Counts one request or connection in flight until the guard drops.
+    pub fn start(self: &std::sync::Arc<Self>) -> InFlight {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// A request or connection in flight on an endpoint.
+#[derive(Debug)]
+pub struct InFlight(std::sync::Arc<Endpoint>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Which versions a request may go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// Canary backends only.
+    Canary,
+    /// Stable (non-canary) backends only.
+    Stable,
+    /// Any backend.
+    Any,
+}
+
+/// The canary split: `header` is the request's canary header value, `weight` the canary's
+/// percent share of the rest, `roll` a uniform number in `0..100`.
+pub fn split(header: Option<&str>, weight: Option<u32>, has_canary: bool, roll: u32) -> Group {
+    if !has_canary {
+        return Group::Any;
+    }
+    match header.map(|h| h.trim().to_ascii_lowercase()) {
+        Some(h) if matches!(h.as_str(), "0" | "false" | "no" | "stable") => Group::Stable,
+        Some(_) => Group::Canary,
+        None => match weight {
+            Some(w) if roll < w => Group::Canary,
+            Some(_) => Group::Stable,
+            None => Group::Any,
+        },
+    }
+}
+
+/// Picks an endpoint of `group` from `all`, skipping those in `tried`; ejected endpoints only
+/// when every candidate is ejected. `counter` is the service's round-robin position.
+pub fn pick<'a, E: AsRef<Endpoint>>(
+    all: &'a [E],
+    group: Group,
+    tried: &[SocketAddr],
+    algorithm: Algorithm,
+    counter: &AtomicUsize,
+    now: Instant,
+) -> Option<&'a E> {
+    let in_group = |e: &&E| match group {
+        Group::Any => true,
+        Group::Canary => e.as_ref().canary,
+        Group::Stable => !e.as_ref().canary,
+    };
+    let fresh: Vec<&E> = all
+        .iter()
+        .filter(in_group)
+        .filter(|e| !tried.contains(&e.as_ref().addr))
+        .collect();
+    let healthy: Vec<&E> = fresh
+        .iter()
+        .copied()
+        .filter(|e| !e.as_ref().ejected(now))
+        .collect();
+    let pool = if healthy.is_empty() { fresh } else { healthy };
+    match (pool.len(), algorithm) {
+        (0, _) => None,
+        (1, _) => Some(pool[0]),
+        (n, Algorithm::RoundRobin) => Some(pool[counter.fetch_add(1, Ordering::Relaxed) % n]),
+        (n, Algorithm::LeastRequest) => {
+            let a = fastrand::usize(..n);
+            let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+            let load = |i: usize| pool[i].as_ref().outstanding.load(Ordering::Relaxed);
+            Some(if load(b) < load(a) { pool[b] } else { pool[a] })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn eps(n: usize, canaries: usize) -> Vec<Arc<Endpoint>> {
+        (0..n)
+            .map(|i| {
+                let addr: SocketAddr = format!("127.0.0.1:{}", 31000 + i).parse().expect("addr");
+                Arc::new(Endpoint::new(
+                    &format!("t{i}"),
+                    addr,
+                    "v",
+                    i >= n - canaries,
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_visits_each_in_turn_and_skips_tried() {
+        let e = eps(3, 0);
+        let c = AtomicUsize::new(0);
+        let now = Instant::now();
+        let picks: Vec<u16> = (0..6)
+            .map(|_| {
+                pick(&e, Group::Any, &[], Algorithm::RoundRobin, &c, now)
+                    .expect("one")
+                    .addr
+                    .port()
+            })
+            .collect();
+        assert_eq!(picks, [31000, 31001, 31002, 31000, 31001, 31002]);
+        let tried = [e[0].addr, e[1].addr];
+        let p = pick(&e, Group::Any, &tried, Algorithm::RoundRobin, &c, now).expect("one");
+        assert_eq!(p.addr, e[2].addr);
+        let all: Vec<SocketAddr> = e.iter().map(|x| x.addr).collect();
+        assert!(pick(&e, Group::Any, &all, Algorithm::RoundRobin, &c, now).is_none());
+    }
+
+    #[test]
+    fn least_request_prefers_the_idle_backend() {
+        let e = eps(2, 0);
+        let _busy: Vec<InFlight> = (0..5).map(|_| e[0].start()).collect();
+        let c = AtomicUsize::new(0);
+        for _ in 0..50 {
+            let p = pick(
+                &e,
+                Group::Any,
+                &[],
+                Algorithm::LeastRequest,
+                &c,
+                Instant::now(),
+            );
+            assert_eq!(p.expect("one").addr, e[1].addr);
+        }
+        drop(_busy);
+        assert_eq!(e[0].outstanding.load(Ordering::Relaxed), 0);
+        assert_eq!(e[0].requests.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn consecutive_failures_eject_for_a_while_and_a_success_resets_the_streak() {
+        let e = eps(2, 0);
+        let policy = Ejection {
+            after_failures: 3,
+            duration: Duration::from_secs(10),
+        };
+        let t0 = Instant::now();
+        assert!(!e[0].failed(&policy, t0));
+        assert!(!e[0].failed(&policy, t0));
+        e[0].succeeded();
+        assert!(!e[0].failed(&policy, t0));
+        assert!(!e[0].failed(&policy, t0));
+        assert!(e[0].failed(&policy, t0), "third in a row ejects");
+        assert!(e[0].ejected(t0 + Duration::from_secs(9)));
+        assert!(!e[0].ejected(t0 + Duration::from_secs(10)));
+        let c = AtomicUsize::new(0);
+        for _ in 0..4 {
+            let p = pick(&e, Group::Any, &[], Algorithm::RoundRobin, &c, t0).expect("one");
+            assert_eq!(p.addr, e[1].addr, "the ejected one gets nothing");
+        }
+        // Every backend ejected: they all get traffic again rather than none.
+        for _ in 0..3 {
+            e[1].failed(&policy, t0);
+        }
+        assert!(pick(&e, Group::Any, &[], Algorithm::RoundRobin, &c, t0).is_some());
+    }
+
+    #[test]
+    fn the_canary_header_and_weight_choose_the_group() {
+        assert_eq!(split(Some("1"), Some(0), true, 50), Group::Canary);
+        assert_eq!(split(Some("Stable"), Some(100), true, 0), Group::Stable);
+        assert_eq!(split(None, Some(0), true, 0), Group::Stable);
+        assert_eq!(split(None, Some(10), true, 9), Group::Canary);
+        assert_eq!(split(None, Some(10), true, 10), Group::Stable);
+        assert_eq!(split(None, None, true, 10), Group::Any);
+        assert_eq!(split(Some("1"), Some(100), false, 0), Group::Any);
+    }
+
+    #[test]
+    fn a_weighted_split_sends_about_its_share() {
+        let canary = (0..10_000)
+            .filter(|_| split(None, Some(20), true, fastrand::u32(..100)) == Group::Canary)
+            .count();
+        assert!((1_700..2_300).contains(&canary), "{canary}");
+    }
+
+    #[test]
+    fn groups_pick_only_their_versions() {
+        let e = eps(4, 1);
+        let c = AtomicUsize::new(0);
+        let now = Instant::now();
+        for _ in 0..8 {
+            let p = pick(&e, Group::Canary, &[], Algorithm::RoundRobin, &c, now).expect("one");
+            assert!(p.canary);
+            let p = pick(&e, Group::Stable, &[], Algorithm::LeastRequest, &c, now).expect("one");
+            assert!(!p.canary);
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! What the balancer counts: Prometheus series per app and backend (requests by status class,
+//! proxy errors, latency histograms, TCP connections) for `GET /metrics`, and per app version
+//! requests and errors for the status page, which a canary judge reads.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of a request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    app: String,
+    backend: String,
+    code: String,
+}
+
+/// Labels of per-backend series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    app: String,
+    backend: String,
+}
+
+/// Labels of per-app series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    app: String,
+}
+
+/// Requests and errors of one app version.
+#[derive(Debug, Default)]
+pub struct VersionStats {
+    /// Requests answered or failed.
+    pub requests: AtomicU64,
+    /// Of which 5xx answers (the backend's or the balancer's).
+    pub errors: AtomicU64,
+}
+
+/// All the balancer's counters.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    errors: Family<BackendLabels, Counter>,
+    latency: Family<BackendLabels, Histogram>,
+    connections: Family<BackendLabels, Counter>,
+    unrouted: Family<AppLabels, Counter>,
+    versions: Mutex<BTreeMap<(String, String), Arc<VersionStats>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+impl Metrics {
+    /// A registry with the balancer's series.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("meseta_lb");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let errors = Family::<BackendLabels, Counter>::default();
+        let latency = Family::<BackendLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let connections = Family::<BackendLabels, Counter>::default();
+        let unrouted = Family::<AppLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "HTTP requests proxied, by app, backend and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "errors",
+            "Backend failures: connection refused or reset, timeouts",
+            errors.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to the backend's response head",
+            latency.clone(),
+        );
+        registry.register(
+            "tcp_connections",
+            "TCP connections proxied",
+            connections.clone(),
+        );
+        registry.register(
+            "unrouted",
+            "Requests answered by the balancer itself (no app, no backend, bad request)",
+            unrouted.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            errors,
+            latency,
+            connections,
+            unrouted,
+            versions: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A response of `status` from `backend` of `app` after `seconds`.
+    pub fn response(&self, app: &str, backend: &str, version: &str, status: u16, seconds: f64) {
+        let code = format!("{}xx", status / 100);
+        self.requests
+            .get_or_create(&RequestLabels {
+                app: app.to_owned(),
+                backend: backend.to_owned(),
+                code,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&BackendLabels {
+                app: app.to_owned(),
+                backend: backend.to_owned(),
+            })
+            .observe(seconds);
+        self.version_outcome(app, version, status >= 500);
+    }
+
+    /// A failure of `backend` (no response; the request may go on to another backend).
+    pub fn failure(&self, app: &str, backend: &str) {
+        self.errors
+            .get_or_create(&BackendLabels {
+                app: app.to_owned(),
+                backend: backend.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A request that got no backend's response, last tried on `version`.
+    pub fn failed_request(&self, app: &str, version: &str) {
+        self.version_outcome(app, version, true);
+    }
+
+    /// A TCP connection proxied to `backend`.
+    pub fn connection(&self, app: &str, backend: &str) {
+        self.connections
+            .get_or_create(&BackendLabels {
+                app: app.to_owned(),
+                backend: backend.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A request the balancer answered itself (`app` empty when no app matched).
+    pub fn unrouted(&self, app: &str) {
+        self.unrouted
+            .get_or_create(&AppLabels {
+                app: app.to_owned(),
+            })
+            .inc();
+    }
+
+    fn version_outcome(&self, app: &str, version: &str, error: bool) {
+        let stats = self.version(app, version);
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        if error {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counters of `version` of `app`.
+    pub fn version(&self, app: &str, version: &str) -> Arc<VersionStats> {
+        let mut map = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry((app.to_owned(), version.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// Every (app, version) counted: (requests, errors).
+    pub fn versions(&self) -> BTreeMap<(String, String), (u64, u64)> {
+        let map = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|(k, v)| {
+                let r = v.requests.load(Ordering::Relaxed);
+                (k.clone(), (r, v.errors.load(Ordering::Relaxed)))
+            })
+            .collect()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_count_per_backend_and_version() {
+        let m = Metrics::new();
+        m.response("/web", "127.0.0.1:1", "v1", 200, 0.002);
+        m.response("/web", "127.0.0.1:1", "v1", 503, 0.002);
+        m.failure("/web", "127.0.0.1:2");
+        m.failure("/web", "127.0.0.1:2");
+        m.failed_request("/web", "v2");
+        let v = m.versions();
+        assert_eq!(v[&("/web".to_owned(), "v1".to_owned())], (2, 1));
+        assert_eq!(v[&("/web".to_owned(), "v2".to_owned())], (1, 1));
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"meseta_lb_requests_total{app="/web",backend="127.0.0.1:1",code="2xx"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"meseta_lb_errors_total{app="/web",backend="127.0.0.1:2"} 2"#));
+        assert!(text.contains("meseta_lb_request_duration_seconds_bucket"));
+    }
+}

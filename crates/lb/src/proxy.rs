@@ -1,0 +1,453 @@
+//! The L7 proxy: one listener speaking HTTP/1.1 and h2c (prior knowledge), routing by `Host` to
+//! the virtual hosts of the routing table, through keep-alive pools to the backends.
+//!
+//! ```text
+//!  client ─▶ Host → service ─▶ canary split ─▶ pick backend ─▶ pooled HTTP/1.1 ─▶ task
+//!                                   ▲                     │ refused: next backend (any method)
+//!                                   └── retry ────────────┤ reset / timeout: next backend if
+//!                                                         │   idempotent, else 502 / 504
+//! ```
+//!
+//! A response's body keeps its backend counted as busy until it is sent, so a backend leaving
+//! the table drains its requests before connections to it are cut.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::balancer::{pick, split, Algorithm, Ejection, Endpoint, Group};
+use crate::live::{LiveService, Routes};
+use crate::metrics::Metrics;
+
+/// A response body of the proxy.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// How the proxy behaves.
+#[derive(Clone, Debug)]
+pub struct ProxyOptions {
+    /// Backend choice.
+    pub algorithm: Algorithm,
+    /// Passive ejection.
+    pub ejection: Ejection,
+    /// The request header that selects the canary (`1`) or the stable version (`0`).
+    pub canary_header: HeaderName,
+    /// The canary's share of other requests when its app has no weight label.
+    pub canary_weight: Option<u32>,
+    /// Time a backend has to send its response head.
+    pub backend_timeout: Duration,
+    /// Backends one request may try.
+    pub max_attempts: usize,
+    /// Largest request body accepted (bodies are kept to be resent on retry).
+    pub max_body: usize,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            algorithm: Algorithm::LeastRequest,
+            ejection: Ejection::default(),
+            canary_header: HeaderName::from_static("x-meseta-canary"),
+            canary_weight: None,
+            backend_timeout: Duration::from_secs(30),
+            max_attempts: 3,
+            max_body: 8 << 20,
+        }
+    }
+}
+
+/// The L7 proxy.
+pub struct Proxy {
+    routes: Arc<Routes>,
+    metrics: Arc<Metrics>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    opts: ProxyOptions,
+}
+
+/// Why an attempt on a backend failed.
+enum Failure {
+    Refused(String),
+    Broken(String),
+    Timeout,
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+];
+
+impl Proxy {
+    /// A proxy over `routes`, counting into `metrics`.
+    pub fn new(routes: Arc<Routes>, metrics: Arc<Metrics>, opts: ProxyOptions) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Proxy {
+            routes,
+            metrics,
+            client,
+            opts,
+        }
+    }
+
+    /// Accepts connections on `listener` until `stop` is cancelled.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "http accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                    tracing::debug!(error = %e, %peer, "client connection ended");
+                }
+            });
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let host = host_of(&req);
+        let Some(svc) = host
+            .as_deref()
+            .and_then(|h| self.routes.load().by_host(h).cloned())
+        else {
+            self.metrics.unrouted("");
+            let host = host.unwrap_or_default();
+            return reply(
+                StatusCode::NOT_FOUND,
+                &format!("no app serves host '{host}'"),
+            );
+        };
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, self.opts.max_body).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                self.metrics.unrouted(&svc.service.app_id);
+                let status = if e.is::<http_body_util::LengthLimitError>() {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                return reply(status, &format!("cannot read the request body: {e}"));
+            }
+        };
+        self.forward(&svc, &parts, body, peer).await
+    }
+
+    /// Sends the request to backends of `svc` until one answers or attempts run out.
+    async fn forward(
+        &self,
+        svc: &LiveService,
+        parts: &hyper::http::request::Parts,
+        body: Bytes,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let app = &svc.service.app_id;
+        let header = parts
+            .headers
+            .get(&self.opts.canary_header)
+            .and_then(|v| v.to_str().ok());
+        let canary = svc.service.canary.as_ref();
+        let weight = canary.and_then(|c| c.weight).or(self.opts.canary_weight);
+        let group = split(header, weight, canary.is_some(), fastrand::u32(..100));
+        let idempotent = is_idempotent(&parts.method);
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut last: Option<(Arc<Endpoint>, Failure)> = None;
+        for _ in 0..self.opts.max_attempts {
+            let Some(ep) = self.choose(svc, group, &tried) else {
+                break;
+            };
+            tried.push(ep.addr);
+            match self.attempt(&ep, parts, body.clone(), peer, app).await {
+                Ok(resp) => return resp,
+                Err(f) => {
+                    let retry = matches!(f, Failure::Refused(_)) || idempotent;
+                    self.metrics.failure(app, &ep.addr.to_string());
+                    last = Some((ep, f));
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        let Some((ep, failure)) = last else {
+            self.metrics.unrouted(app);
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("app {app} has no healthy backend"),
+            );
+        };
+        // The request failed: it counts against the version that failed it last.
+        self.metrics.failed_request(app, &ep.version);
+        failure_reply(app, &ep, failure, self.opts.backend_timeout)
+    }
+
+    fn choose(
+        &self,
+        svc: &LiveService,
+        group: Group,
+        tried: &[SocketAddr],
+    ) -> Option<Arc<Endpoint>> {
+        let now = Instant::now();
+        let alg = self.opts.algorithm;
+        pick(&svc.endpoints, group, tried, alg, &svc.rr, now)
+            .or_else(|| {
+                // A canary-only or stable-only request with none left of its group.
+                (group != Group::Any)
+                    .then(|| pick(&svc.endpoints, Group::Any, tried, alg, &svc.rr, now))
+                    .flatten()
+            })
+            .cloned()
+    }
+
+    /// One try on `ep`.
+    async fn attempt(
+        &self,
+        ep: &Arc<Endpoint>,
+        parts: &hyper::http::request::Parts,
+        body: Bytes,
+        peer: SocketAddr,
+        app: &str,
+    ) -> Result<Response<Body>, Failure> {
+        let req = backend_request(parts, body, ep.addr, peer).map_err(Failure::Broken)?;
+        let guard = ep.start();
+        let started = Instant::now();
+        let result =
+            tokio::time::timeout(self.opts.backend_timeout, self.client.request(req)).await;
+        let failure = match result {
+            Ok(Ok(resp)) => {
+                let status = resp.status();
+                if status.is_server_error() {
+                    ep.failed(&self.opts.ejection, Instant::now());
+                } else {
+                    ep.succeeded();
+                }
+                let secs = started.elapsed().as_secs_f64();
+                let backend = ep.addr.to_string();
+                self.metrics
+                    .response(app, &backend, &ep.version, status.as_u16(), secs);
+                let (mut head, body) = resp.into_parts();
+                strip_hop_by_hop(&mut head.headers);
+                let body = body.map_frame(move |f| {
+                    let _busy = &guard;
+                    f
+                });
+                return Ok(Response::from_parts(head, body.boxed()));
+            }
+            Ok(Err(e)) if e.is_connect() => Failure::Refused(error_text(&e)),
+            Ok(Err(e)) => Failure::Broken(error_text(&e)),
+            Err(_) => Failure::Timeout,
+        };
+        if ep.failed(&self.opts.ejection, Instant::now()) {
+            tracing::warn!(backend = %ep.addr, task = %ep.task_id, "backend ejected");
+        }
+        Err(failure)
+    }
+}
+
+/// GET, HEAD, OPTIONS, TRACE, PUT and DELETE may be sent twice.
+pub fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The host a request is for: the `Host` header, else the URI's authority (HTTP/2).
+fn host_of<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+}
+
+fn error_text(e: &hyper_util::client::legacy::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// The request as the backend gets it: HTTP/1.1, absolute URI to `addr`, the client's `Host`,
+/// hop-by-hop headers removed, `X-Forwarded-For` appended.
+fn backend_request(
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+    addr: SocketAddr,
+    peer: SocketAddr,
+) -> Result<Request<Full<Bytes>>, String> {
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri: Uri = format!("http://{addr}{pq}")
+        .parse()
+        .map_err(|e| format!("bad request target '{pq}': {e}"))?;
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    headers.clone_from(&parts.headers);
+    strip_hop_by_hop(headers);
+    if !headers.contains_key(HOST) {
+        if let Some(a) = parts.uri.authority() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                headers.insert(HOST, v);
+            }
+        }
+    }
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let forwarded = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(xff, v);
+    }
+    Ok(req)
+}
+
+fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for h in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        headers.remove(h);
+    }
+}
+
+fn failure_reply(app: &str, ep: &Endpoint, failure: Failure, timeout: Duration) -> Response<Body> {
+    let backend = ep.addr;
+    match failure {
+        Failure::Timeout => reply(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!(
+                "backend {backend} of app {app} did not answer within {} s",
+                timeout.as_secs_f64()
+            ),
+        ),
+        Failure::Refused(e) => reply(
+            StatusCode::BAD_GATEWAY,
+            &format!("cannot connect to backend {backend} of app {app}: {e}"),
+        ),
+        Failure::Broken(e) => reply(
+            StatusCode::BAD_GATEWAY,
+            &format!("backend {backend} of app {app} failed: {e}"),
+        ),
+    }
+}
+
+/// A JSON answer of the balancer itself: `{"message": …}`.
+pub fn reply(status: StatusCode, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_safe_methods_are_retried_after_reaching_a_backend() {
+        assert!(is_idempotent(&Method::GET) && is_idempotent(&Method::PUT));
+        assert!(!is_idempotent(&Method::POST) && !is_idempotent(&Method::PATCH));
+    }
+
+    #[test]
+    fn backend_requests_keep_host_drop_hop_by_hop_and_add_forwarded_for() {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/a/b?c=d")
+            .header("host", "www.example.com")
+            .header("connection", "keep-alive, x-private")
+            .header("x-private", "1")
+            .header("x-forwarded-for", "10.1.1.1")
+            .header("x-other", "kept")
+            .body(())
+            .expect("request");
+        let (parts, ()) = req.into_parts();
+        let backend = SocketAddr::from(([127, 0, 0, 1], 31001));
+        let peer = SocketAddr::from(([10, 2, 2, 2], 5555));
+        let out = backend_request(&parts, Bytes::from_static(b"x"), backend, peer).expect("ok");
+        assert_eq!(out.uri().to_string(), "http://127.0.0.1:31001/a/b?c=d");
+        assert_eq!(out.version(), Version::HTTP_11);
+        let h = out.headers();
+        assert_eq!(h["host"], "www.example.com");
+        assert_eq!(h["x-forwarded-for"], "10.1.1.1, 10.2.2.2");
+        assert_eq!(h["x-other"], "kept");
+        assert!(h.get("connection").is_none() && h.get("x-private").is_none());
+    }
+
+    #[test]
+    fn h2_requests_get_a_host_from_their_authority() {
+        let req = Request::builder()
+            .uri("http://api.example.com/x")
+            .version(Version::HTTP_2)
+            .body(())
+            .expect("request");
+        assert_eq!(host_of(&req).as_deref(), Some("api.example.com"));
+        let (parts, ()) = req.into_parts();
+        let a = SocketAddr::from(([127, 0, 0, 1], 1));
+        let out = backend_request(&parts, Bytes::new(), a, a).expect("ok");
+        assert_eq!(out.headers()["host"], "api.example.com");
+        assert_eq!(out.uri().path(), "/x");
+    }
+}
