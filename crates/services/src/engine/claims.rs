@@ -87,6 +87,52 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Refuses a group change (the apps under the group become `target`) when one of the
+    /// target's service ports or virtual hosts belongs to another app: one of the target, or
+    /// one that stays outside the change (`changed`: the ids the change sets or removes).
+    pub(crate) fn check_group_claims(
+        &self,
+        target: &[App],
+        changed: &dyn Fn(&str) -> bool,
+    ) -> Result<(), ValidationError> {
+        let staying: Vec<&App> = self
+            .apps()
+            .map(|o| &o.app)
+            .filter(|a| !changed(&a.id))
+            .collect();
+        let mut violations: Vec<Violation> = Vec::new();
+        for (i, app) in target.iter().enumerate() {
+            let mine = claims(app);
+            if mine.is_empty() {
+                continue;
+            }
+            // Each pair of target apps once (the earlier one keeps the claim).
+            let others = staying.iter().copied().chain(target[..i].iter());
+            for other in others.filter(|o| o.id != app.id) {
+                let theirs = claims(other);
+                for c in mine
+                    .iter()
+                    .filter(|c| theirs.iter().any(|t| t.what == c.what))
+                {
+                    violations.push(Violation {
+                        path: c.path.clone(),
+                        errors: vec![format!(
+                            "{} of app {} is already used by app {}",
+                            c.what, app.id, other.id
+                        )],
+                    });
+                }
+            }
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError { violations })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +196,62 @@ mod tests {
         let free = crate::test_support::app(json!({"id": "/api", "cmd": "sleep 9",
             "portDefinitions": [{"port": 0}], "labels": {"MESETA_VHOST": "api.example.com"}}));
         e.put_app(free, 5.0, false, true).expect("no conflict");
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::super::GroupError;
+    use super::*;
+    use crate::group::resolve_update;
+    use serde_json::json;
+
+    fn node(v: serde_json::Value, id: &str) -> crate::group::GroupNode {
+        let update = serde_json::from_value(v).expect("group update");
+        resolve_update(&update, id).expect("valid group")
+    }
+
+    #[test]
+    fn a_group_claiming_a_taken_port_or_host_is_refused_and_its_own_apps_may_swap_them() {
+        let mut e = Engine::new(1);
+        let web = crate::test_support::app(json!({"id": "/web", "cmd": "sleep 9",
+            "portDefinitions": [{"port": 10600}]}));
+        e.put_app(web, 1.0, false, true).expect("web");
+        // A group app on /web's port: refused, nothing created.
+        let taken = node(
+            json!({"id": "/g", "apps": [{"id": "a", "cmd": "sleep 9",
+                   "portDefinitions": [{"port": 10600}]}]}),
+            "/g",
+        );
+        let Err(GroupError::Invalid(v)) = e.update_group(&taken, 2.0, false, false) else {
+            panic!("a taken port must be refused");
+        };
+        assert!(v.to_string().contains("already used by app /web"), "{v}");
+        assert!(e.app("/g/a").is_none());
+        // Two apps of one group on one host: refused.
+        let twice = node(
+            json!({"id": "/h", "apps": [
+                {"id": "a", "cmd": "sleep 9", "labels": {"MESETA_VHOST": "h.example.com"}},
+                {"id": "b", "cmd": "sleep 9", "labels": {"MESETA_VHOST": "h.example.com"}}]}),
+            "/h",
+        );
+        assert!(matches!(
+            e.update_group(&twice, 3.0, false, false),
+            Err(GroupError::Invalid(_))
+        ));
+        // A group whose app gives up the host while another of its apps takes it: accepted.
+        let one = node(
+            json!({"id": "/k", "apps": [
+                {"id": "a", "cmd": "sleep 9", "labels": {"MESETA_VHOST": "k.example.com"}}]}),
+            "/k",
+        );
+        e.update_group(&one, 4.0, false, false).expect("first");
+        let moved = node(
+            json!({"id": "/k", "apps": [
+                {"id": "b", "cmd": "sleep 9", "labels": {"MESETA_VHOST": "k.example.com"}}]}),
+            "/k",
+        );
+        e.update_group(&moved, 5.0, true, false)
+            .expect("moved within the group");
     }
 }

@@ -202,6 +202,8 @@ impl Engine {
             graph.insert(a.id.clone(), a.dependencies.clone());
         }
         let levels = levels(&graph).map_err(|c| GroupError::Invalid(c.to_validation_error()))?;
+        self.check_group_claims(&target, &|id| wanted.contains(id) || removed.contains(id))
+            .map_err(GroupError::Invalid)?;
         let affected: Vec<String> = changes
             .iter()
             .filter_map(|(o, n)| n.as_ref().or(o.as_ref()).map(|a| a.id.clone()))
