@@ -32,16 +32,7 @@ impl Core {
         if !info.is_default() {
             return Err("task groups run in the DEFAULT executor ('type': 'DEFAULT')".into());
         }
-        let key = (agent.clone(), fw.clone(), info.executor_id.value.clone());
-        match self.ops.custom_executors.get(&key) {
-            Some(rec) if !rec.info.same_as(info) => Err(format!(
-                "ExecutorInfo of executor '{}' is not compatible with the one already running \
-                 on agent '{agent}'",
-                info.executor_id
-            )),
-            Some(_) => Ok(Resources::new()),
-            None => Ok(info.resources.clone()),
-        }
+        self.executor_adds(fw, agent, info)
     }
 
     /// Check the executor a task names against the one already on the agent. Returns the
@@ -67,6 +58,17 @@ impl Core {
                 ));
             }
         }
+        self.executor_adds(fw, agent, info)
+    }
+
+    /// What executor `info` adds to a launch on `agent`: its resources when it is not running
+    /// there yet, nothing when it is; refused when one of that id runs with another ExecutorInfo.
+    fn executor_adds(
+        &self,
+        fw: &FrameworkId,
+        agent: &AgentId,
+        info: &ExecutorInfo,
+    ) -> Result<Resources, String> {
         let key = (agent.clone(), fw.clone(), info.executor_id.value.clone());
         match self.ops.custom_executors.get(&key) {
             Some(rec) if !rec.info.same_as(info) => Err(format!(
