@@ -4,15 +4,12 @@
 //! goes through. Needs the `meseta` binary (for the task shim); skips with a reason without it
 //! (fails under `CI=true`).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, SystemTime};
 
-use meseta_agent::{Agent, AgentConfig};
 use meseta_api::scheduler::{CommandInfo, IdValue, Offer, ReconcileTask, TaskInfo, TaskStatus};
 use meseta_framework::{Command, FrameworkSpec, Scheduler};
-use meseta_master::MasterConfig;
 use meseta_store::StoreError;
 use meseta_types::{Resources, TaskState};
 use tokio::sync::oneshot;
@@ -123,45 +120,14 @@ fn task(id: &str, agent: &IdValue) -> TaskInfo {
     }
 }
 
-/// The `meseta` binary beside this test's directory, when it is built (see
-/// `launch_and_count_test.rs`).
-fn meseta_exe() -> Option<PathBuf> {
-    let this = std::env::current_exe().ok()?;
-    let built = this.parent()?.parent()?.join("meseta");
-    if !built.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{} is not built and CI=true (cargo build -p meseta)",
-            built.display()
-        );
-        println!("skipping: {} is not built", built.display());
-        return None;
-    }
-    Some(built)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_whose_write_failed_never_reaches_an_agent() -> anyhow::Result<()> {
-    let Some(exe) = meseta_exe() else {
+    let Some(exe) = common::meseta_exe() else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let cfg = MasterConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        allocation_interval: Duration::from_millis(100),
-        ..MasterConfig::default()
-    };
-    let store = Arc::new(meseta_store::mem::MemStore::new());
-    let master = meseta_master::start(cfg, store).await?;
-    let mut agent_cfg = AgentConfig::new(
-        format!("http://{}", master.addr),
-        dir.path().join("agent"),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    );
-    agent_cfg.resources = Some(Resources::parse("cpus:2;mem:1024;disk:1024")?);
-    agent_cfg.meseta_exe = exe;
-    let agent = Agent::start(agent_cfg).await?;
-    agent.wait_registered(Duration::from_secs(10)).await?;
+    let (master, agent) =
+        common::master_and_agent(exe, dir.path(), Duration::from_millis(100)).await?;
 
     let (handle, inbox) = meseta_framework::channel("flaky");
     let cancel = tokio_util::sync::CancellationToken::new();
