@@ -7,8 +7,9 @@
 //!  meseta lb ◀── /v2/apps, /v2/events of a stand-in master in this process
 //! ```
 //!
-//! 1. Steady: `--seconds` of load through each; requests/s and p99 of each and their ratio
-//!    (targets: meseta ≥ 1.0× HAProxy's requests/s, p99 ≤ 1.1×).
+//! 1. Steady: `--seconds` of load through each, in `--rounds` alternating rounds (ABBA);
+//!    requests/s and p99 of each, and the medians of the paired rounds' ratios (targets:
+//!    meseta ≥ 1.0× HAProxy's requests/s, p99 ≤ 1.1×).
 //! 2. Churn: for `--duration` seconds, one backend swapped for another every second under load.
 //!    HAProxy gets a regenerated config and a reload the way marathon-lb does it
 //!    (`haproxy -D -p PIDFILE -f CFG -sf OLD_PIDS`); meseta lb gets an event from the stand-in
@@ -46,6 +47,11 @@ pub struct LbArgs {
     /// Seconds of steady load through each balancer.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Steady load is cut into this many rounds per balancer, alternating between them (ABBA),
+    /// so that a change in the machine's other load weighs on both alike; the ratios are the
+    /// medians of the paired rounds'.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u64,
     /// Seconds of load while backends change every second.
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
@@ -55,6 +61,9 @@ pub struct LbArgs {
     /// wrk threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// `meseta lb --workers` (default: its own, one per core).
+    #[arg(long)]
+    pub lb_workers: Option<usize>,
 }
 
 /// What wrk measured in one run.
@@ -126,7 +135,7 @@ pub async fn run(args: LbArgs, json: bool) -> anyhow::Result<i32> {
         .context("cannot create a temporary directory")?;
     let pool = start_backends(args.backends * 2)?;
     let master = FakeMaster::start(pool[..args.backends].to_vec()).await?;
-    let mut lb = MesetaLb::start(dir.path(), &master.url, args.backends).await?;
+    let mut lb = MesetaLb::start(dir.path(), &master.url, args.backends, args.lb_workers).await?;
     let mut haproxy = Haproxy::start(dir.path(), &pool[..args.backends])?;
     let result = measure(&args, &pool, &master, &lb, &mut haproxy).await;
     haproxy.stop();
@@ -142,8 +151,36 @@ async fn measure(
     lb: &MesetaLb,
     haproxy: &mut Haproxy,
 ) -> anyhow::Result<LbReport> {
-    let steady_m = wrk(args, lb.http, args.seconds, "meseta lb, steady").await?;
-    let steady_h = wrk(args, haproxy.addr, args.seconds, "haproxy, steady").await?;
+    let rounds = args.rounds.clamp(1, args.seconds.max(1));
+    let secs = (args.seconds / rounds).max(1);
+    let mut ms = Vec::new();
+    let mut hs = Vec::new();
+    for i in 0..rounds {
+        let name = format!("round {}", i + 1);
+        let (m, h) = if i % 2 == 0 {
+            let m = wrk(args, lb.http, secs, &format!("meseta lb, {name}")).await?;
+            (
+                m,
+                wrk(args, haproxy.addr, secs, &format!("haproxy, {name}")).await?,
+            )
+        } else {
+            let h = wrk(args, haproxy.addr, secs, &format!("haproxy, {name}")).await?;
+            (
+                wrk(args, lb.http, secs, &format!("meseta lb, {name}")).await?,
+                h,
+            )
+        };
+        ms.push(m);
+        hs.push(h);
+    }
+    let ratio_rps = median(ms.iter().zip(&hs).map(|(m, h)| m.rps / h.rps.max(1.0)));
+    let ratio_p99 = median(
+        ms.iter()
+            .zip(&hs)
+            .map(|(m, h)| m.p99_ms / h.p99_ms.max(0.001)),
+    );
+    let steady_m = combine("meseta lb, steady", &ms);
+    let steady_h = combine("haproxy, steady", &hs);
     eprintln!("churn through meseta lb for {} s ...", args.duration);
     let churn_m = churn(args, lb.http, "meseta lb, churn", pool, |active| {
         master.set(active.to_vec());
@@ -155,8 +192,6 @@ async fn measure(
         haproxy.reload(active)
     })
     .await?;
-    let ratio_rps = steady_m.rps / steady_h.rps.max(1.0);
-    let ratio_p99 = steady_m.p99_ms / steady_h.p99_ms.max(0.001);
     let checks = vec![
         Check::at_least("meseta/haproxy requests per second", ratio_rps, 1.0),
         Check::new("meseta/haproxy p99 latency", ratio_p99, 1.1),
@@ -170,6 +205,34 @@ async fn measure(
         runs: vec![steady_m, steady_h, churn_m, churn_h],
         checks,
     })
+}
+
+/// The median of `xs` (0 when empty).
+fn median(xs: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = xs.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The rounds of one balancer as one run: requests/s over all of them, the median round's p99.
+fn combine(name: &str, rounds: &[Run]) -> Run {
+    let requests: u64 = rounds.iter().map(|r| r.requests).sum();
+    let secs: f64 = rounds
+        .iter()
+        .map(|r| r.requests as f64 / r.rps.max(1.0))
+        .sum();
+    Run {
+        name: name.to_owned(),
+        rps: requests as f64 / secs.max(1e-9),
+        p99_ms: median(rounds.iter().map(|r| r.p99_ms)),
+        requests,
+        failed: rounds.iter().map(|r| r.failed).sum(),
+        changes: 0,
+    }
 }
 
 /// Load for `--duration` while the active backends rotate every second through `apply`.
@@ -399,7 +462,12 @@ struct MesetaLb {
 }
 
 impl MesetaLb {
-    async fn start(dir: &Path, master: &str, backends: usize) -> anyhow::Result<MesetaLb> {
+    async fn start(
+        dir: &Path,
+        master: &str,
+        backends: usize,
+        workers: Option<usize>,
+    ) -> anyhow::Result<MesetaLb> {
         let exe = std::env::current_exe().context("cannot find the meseta executable")?;
         let http = free_addr()?;
         let admin = free_addr()?;
@@ -409,6 +477,11 @@ impl MesetaLb {
             .args(["--listen-http", &http.to_string()])
             .args(["--listen-admin", &admin.to_string()])
             .args(["--algorithm", "round-robin"])
+            .args(
+                workers
+                    .map(|w| vec!["--workers".to_owned(), w.to_string()])
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -536,6 +609,26 @@ impl Drop for Haproxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_combine_into_one_run_and_medians() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0].into_iter()), 2.5);
+        assert_eq!(median(std::iter::empty()), 0.0);
+        let r = |rps: f64, p99: f64, secs: f64| Run {
+            rps,
+            p99_ms: p99,
+            requests: (rps * secs) as u64,
+            ..Run::default()
+        };
+        let c = combine(
+            "x",
+            &[r(100.0, 1.0, 2.0), r(300.0, 5.0, 2.0), r(200.0, 3.0, 2.0)],
+        );
+        assert_eq!(c.requests, 1200);
+        assert!((c.rps - 200.0).abs() < 1e-6, "{}", c.rps);
+        assert_eq!(c.p99_ms, 3.0);
+    }
 
     #[test]
     fn wrk_reports_are_read() {

@@ -13,10 +13,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use hyper::http::uri::Authority;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::BackendSeries;
 
 /// How a backend is chosen among the eligible ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -82,6 +85,10 @@ pub struct Endpoint {
     pub removed: AtomicBool,
     /// Cancelled when draining is over: connections still open to it are cut.
     pub drained: CancellationToken,
+    /// Its metric series, made on its first request (an endpoint serves one app).
+    pub series: OnceLock<BackendSeries>,
+    /// `addr` as a URI authority, for the requests sent to it.
+    pub authority: Authority,
 }
 
 impl Endpoint {
@@ -99,6 +106,9 @@ impl Endpoint {
             ejected_until: Mutex::new(None),
             removed: AtomicBool::new(false),
             drained: CancellationToken::new(),
+            series: OnceLock::new(),
+            authority: Authority::try_from(addr.to_string().as_str())
+                .unwrap_or_else(|_| Authority::from_static("invalid")),
         }
     }
 

@@ -74,6 +74,9 @@ pub struct Config {
     pub resync: Duration,
     /// Wait after an event before reading.
     pub debounce: Duration,
+    /// Threads serving the L7 listener, each with its own event loop and backend pool (as
+    /// many as the machine has cores by default).
+    pub workers: usize,
 }
 
 impl Config {
@@ -89,6 +92,7 @@ impl Config {
             drain: Duration::from_secs(30),
             resync: Duration::from_secs(10),
             debounce: Duration::from_millis(100),
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -136,12 +140,19 @@ impl Lb {
             resync: config.resync,
         };
         let feed = feed::Feed::new(client, feed_opts, routes.clone(), tcp.clone());
-        let proxy = Arc::new(proxy::Proxy::new(
-            routes.clone(),
-            metrics.clone(),
-            config.proxy.clone(),
-        ));
         let stop = CancellationToken::new();
+        let workers = proxy::spawn_workers(
+            http,
+            &routes,
+            &metrics,
+            &config.proxy,
+            config.workers,
+            &stop,
+        )
+        .map_err(|source| LbError::Bind {
+            addr: http_addr,
+            source,
+        })?;
         let router = status::router(status::Admin {
             routes,
             metrics,
@@ -151,8 +162,8 @@ impl Lb {
             admin_addr,
         });
         let admin_stop = stop.clone();
-        let tasks = vec![
-            tokio::spawn(proxy.serve(http, stop.clone())),
+        let mut tasks = workers;
+        tasks.extend([
             tokio::spawn(async move {
                 let served = axum::serve(admin, router)
                     .with_graceful_shutdown(async move { admin_stop.cancelled().await })
@@ -162,7 +173,7 @@ impl Lb {
                 }
             }),
             tokio::spawn(feed.run(stop.clone())),
-        ];
+        ]);
         tracing::info!(%http_addr, %admin_addr, "load balancer listening");
         Ok(Lb {
             http_addr,

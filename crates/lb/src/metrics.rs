@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -114,6 +114,21 @@ impl Metrics {
         }
     }
 
+    /// The series of one backend of `app` at `version`, looked up once and then counted into
+    /// without label hashing or locks shared by all requests.
+    pub fn backend(&self, app: &str, backend: &str, version: &str) -> BackendSeries {
+        BackendSeries {
+            labels: BackendLabels {
+                app: app.to_owned(),
+                backend: backend.to_owned(),
+            },
+            requests: Default::default(),
+            latency: OnceLock::new(),
+            errors: OnceLock::new(),
+            version: self.version(app, version),
+        }
+    }
+
     /// A response of `status` from `backend` of `app` after `seconds`.
     pub fn response(&self, app: &str, backend: &str, version: &str, status: u16, seconds: f64) {
         let code = format!("{}xx", status / 100);
@@ -204,6 +219,59 @@ impl Metrics {
     }
 }
 
+/// The series of one backend (see [`Metrics::backend`]); each is created in the registry on
+/// its first use, so `/metrics` shows only what happened.
+#[derive(Debug)]
+pub struct BackendSeries {
+    labels: BackendLabels,
+    /// Requests by status class 1xx..5xx.
+    requests: [OnceLock<Counter>; 5],
+    latency: OnceLock<Histogram>,
+    errors: OnceLock<Counter>,
+    version: Arc<VersionStats>,
+}
+
+impl BackendSeries {
+    /// A response of `status` after `seconds`.
+    pub fn response(&self, m: &Metrics, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).clamp(1, 5);
+        self.requests[class - 1]
+            .get_or_init(|| {
+                m.requests
+                    .get_or_create(&RequestLabels {
+                        app: self.labels.app.clone(),
+                        backend: self.labels.backend.clone(),
+                        code: format!("{class}xx"),
+                    })
+                    .clone()
+            })
+            .inc();
+        self.latency
+            .get_or_init(|| m.latency.get_or_create(&self.labels).clone())
+            .observe(seconds);
+        self.outcome(status >= 500);
+    }
+
+    /// A failure (no response; the request may go on to another backend).
+    pub fn failure(&self, m: &Metrics) {
+        self.errors
+            .get_or_init(|| m.errors.get_or_create(&self.labels).clone())
+            .inc();
+    }
+
+    /// A request that got no backend's response, last tried here.
+    pub fn failed_request(&self) {
+        self.outcome(true);
+    }
+
+    fn outcome(&self, error: bool) {
+        self.version.requests.fetch_add(1, Ordering::Relaxed);
+        if error {
+            self.version.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +296,30 @@ mod tests {
         );
         assert!(text.contains(r#"meseta_lb_errors_total{app="/web",backend="127.0.0.1:2"} 2"#));
         assert!(text.contains("meseta_lb_request_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn backend_series_count_into_the_same_registry_and_versions() {
+        let m = Metrics::new();
+        let b = m.backend("/web", "127.0.0.1:1", "v1");
+        b.response(&m, 200, 0.001);
+        b.response(&m, 204, 0.001);
+        b.response(&m, 502, 0.001);
+        b.failure(&m);
+        b.failed_request();
+        m.response("/web", "127.0.0.1:1", "v1", 200, 0.002);
+        assert_eq!(m.versions()[&("/web".to_owned(), "v1".to_owned())], (5, 2));
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"meseta_lb_requests_total{app="/web",backend="127.0.0.1:1",code="2xx"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"meseta_lb_requests_total{app="/web",backend="127.0.0.1:1",code="5xx"} 1"#
+        ));
+        assert!(!text.contains(r#"code="4xx""#), "{text}");
+        assert!(text.contains(r#"meseta_lb_errors_total{app="/web",backend="127.0.0.1:1"} 1"#));
     }
 }

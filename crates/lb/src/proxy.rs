@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::balancer::{pick, split, Algorithm, Ejection, Endpoint, Group};
 use crate::live::{LiveService, Routes};
-use crate::metrics::Metrics;
+use crate::metrics::{BackendSeries, Metrics};
 
 /// A response body of the proxy.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -74,6 +75,39 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     client: Client<HttpConnector, Full<Bytes>>,
     opts: ProxyOptions,
+}
+
+/// Serves the L7 listener from `workers` threads, each a single-threaded event loop with its
+/// own [`Proxy`] (and so its own keep-alive pool): a request is read, forwarded and answered
+/// on one thread, without waking another. The threads accept from the same socket. Each ends,
+/// with the connections it holds, when `stop` is cancelled; the returned tasks end with them.
+pub fn spawn_workers(
+    listener: TcpListener,
+    routes: &Arc<Routes>,
+    metrics: &Arc<Metrics>,
+    opts: &ProxyOptions,
+    workers: usize,
+    stop: &CancellationToken,
+) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let listener = listener.into_std()?;
+    let mut tasks = Vec::new();
+    for _ in 0..workers.max(1) {
+        let listener = listener.try_clone()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let proxy = Arc::new(Proxy::new(routes.clone(), metrics.clone(), opts.clone()));
+        let stop = stop.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => proxy.serve(l, stop).await,
+                    Err(e) => tracing::error!(error = %e, "cannot serve the http listener"),
+                }
+            });
+        }));
+    }
+    Ok(tasks)
 }
 
 /// Why an attempt on a backend failed.
@@ -156,16 +190,21 @@ impl Proxy {
             );
         };
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, self.opts.max_body).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                self.metrics.unrouted(&svc.service.app_id);
-                let status = if e.is::<http_body_util::LengthLimitError>() {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                return reply(status, &format!("cannot read the request body: {e}"));
+        // Most requests have no body: nothing to wait for.
+        let body = if body.is_end_stream() {
+            Bytes::new()
+        } else {
+            match Limited::new(body, self.opts.max_body).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    self.metrics.unrouted(&svc.service.app_id);
+                    let status = if e.is::<http_body_util::LengthLimitError>() {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    };
+                    return reply(status, &format!("cannot read the request body: {e}"));
+                }
             }
         };
         self.forward(&svc, &parts, body, peer).await
@@ -199,7 +238,7 @@ impl Proxy {
                 Ok(resp) => return resp,
                 Err(f) => {
                     let retry = matches!(f, Failure::Refused(_)) || idempotent;
-                    self.metrics.failure(app, &ep.addr.to_string());
+                    self.series(&ep, app).failure(&self.metrics);
                     last = Some((ep, f));
                     if !retry {
                         break;
@@ -215,8 +254,14 @@ impl Proxy {
             );
         };
         // The request failed: it counts against the version that failed it last.
-        self.metrics.failed_request(app, &ep.version);
+        self.series(&ep, app).failed_request();
         failure_reply(app, &ep, failure, self.opts.backend_timeout)
+    }
+
+    /// The metric series of `ep`, an endpoint of `app`.
+    fn series<'e>(&self, ep: &'e Endpoint, app: &str) -> &'e BackendSeries {
+        ep.series
+            .get_or_init(|| self.metrics.backend(app, &ep.addr.to_string(), &ep.version))
     }
 
     fn choose(
@@ -246,7 +291,8 @@ impl Proxy {
         peer: SocketAddr,
         app: &str,
     ) -> Result<Response<Body>, Failure> {
-        let req = backend_request(parts, body, ep.addr, peer).map_err(Failure::Broken)?;
+        let req =
+            backend_request(parts, body, ep.authority.clone(), peer).map_err(Failure::Broken)?;
         let guard = ep.start();
         let started = Instant::now();
         let result =
@@ -260,9 +306,8 @@ impl Proxy {
                     ep.succeeded();
                 }
                 let secs = started.elapsed().as_secs_f64();
-                let backend = ep.addr.to_string();
-                self.metrics
-                    .response(app, &backend, &ep.version, status.as_u16(), secs);
+                self.series(ep, app)
+                    .response(&self.metrics, status.as_u16(), secs);
                 let (mut head, body) = resp.into_parts();
                 strip_hop_by_hop(&mut head.headers);
                 let body = body.map_frame(move |f| {
@@ -314,12 +359,19 @@ fn error_text(e: &hyper_util::client::legacy::Error) -> String {
 fn backend_request(
     parts: &hyper::http::request::Parts,
     body: Bytes,
-    addr: SocketAddr,
+    authority: Authority,
     peer: SocketAddr,
 ) -> Result<Request<Full<Bytes>>, String> {
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri: Uri = format!("http://{addr}{pq}")
-        .parse()
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority)
+        .path_and_query(pq.clone())
+        .build()
         .map_err(|e| format!("bad request target '{pq}': {e}"))?;
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = parts.method.clone();
@@ -347,6 +399,16 @@ fn backend_request(
 }
 
 fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    for h in HOP_BY_HOP {
+        if headers.contains_key(h) {
+            strip_named_hop_by_hop(headers);
+            return;
+        }
+    }
+}
+
+/// Removes the hop-by-hop headers and those `Connection` names.
+fn strip_named_hop_by_hop(headers: &mut hyper::HeaderMap) {
     let named: Vec<String> = headers
         .get_all("connection")
         .iter()
@@ -405,6 +467,10 @@ pub fn reply(status: StatusCode, message: &str) -> Response<Body> {
 mod tests {
     use super::*;
 
+    fn authority(a: SocketAddr) -> Authority {
+        Authority::try_from(a.to_string().as_str()).expect("authority")
+    }
+
     #[test]
     fn only_safe_methods_are_retried_after_reaching_a_backend() {
         assert!(is_idempotent(&Method::GET) && is_idempotent(&Method::PUT));
@@ -426,7 +492,8 @@ mod tests {
         let (parts, ()) = req.into_parts();
         let backend = SocketAddr::from(([127, 0, 0, 1], 31001));
         let peer = SocketAddr::from(([10, 2, 2, 2], 5555));
-        let out = backend_request(&parts, Bytes::from_static(b"x"), backend, peer).expect("ok");
+        let out = backend_request(&parts, Bytes::from_static(b"x"), authority(backend), peer)
+            .expect("ok");
         assert_eq!(out.uri().to_string(), "http://127.0.0.1:31001/a/b?c=d");
         assert_eq!(out.version(), Version::HTTP_11);
         let h = out.headers();
@@ -446,7 +513,7 @@ mod tests {
         assert_eq!(host_of(&req).as_deref(), Some("api.example.com"));
         let (parts, ()) = req.into_parts();
         let a = SocketAddr::from(([127, 0, 0, 1], 1));
-        let out = backend_request(&parts, Bytes::new(), a, a).expect("ok");
+        let out = backend_request(&parts, Bytes::new(), authority(a), a).expect("ok");
         assert_eq!(out.headers()["host"], "api.example.com");
         assert_eq!(out.uri().path(), "/x");
     }

@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// Re-read the masters' state at least this often, seconds.
     #[arg(long, default_value_t = 10.0)]
     pub resync: f64,
+    /// Threads serving the HTTP listener, each its own event loop and backend pool (default:
+    /// one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 fn secs(what: &str, s: f64) -> anyhow::Result<Duration> {
@@ -81,6 +85,12 @@ pub async fn run(a: LbArgs, master: &str, json: bool) -> anyhow::Result<i32> {
     config.listen_admin = r.listen_admin;
     config.bind_ip = r.bind_ip;
     config.groups = r.group;
+    if let Some(w) = r.workers {
+        if w == 0 {
+            anyhow::bail!("--workers must be at least 1");
+        }
+        config.workers = w;
+    }
     config.drain = secs("drain-timeout", r.drain_timeout)?;
     config.resync = secs("resync", r.resync)?;
     config.proxy.algorithm = r.algorithm;
