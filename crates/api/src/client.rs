@@ -158,6 +158,17 @@ impl MasterClient {
         self.get_json(path).await
     }
 
+    /// `GET` any master path into `T`: only the fields `T` names are kept, which is cheaper
+    /// than a whole [`Value`] for a large answer read for a few fields.
+    pub async fn get_path_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        let Sent { resp, url } = self.send_plain(Method::GET, path, |r| r).await?;
+        let resp = expect_status(resp, &url, &[200]).await?;
+        read_json(resp, &url).await
+    }
+
     /// `DELETE` a master path; 2xx is success.
     pub async fn delete_path(&self, path: &str) -> Result<(), ClientError> {
         let Sent { resp, url } = self.send_plain(Method::DELETE, path, |r| r).await?;
@@ -343,7 +354,10 @@ async fn expect_status(
     })
 }
 
-async fn read_json(resp: reqwest::Response, url: &str) -> Result<Value, ClientError> {
+async fn read_json<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    url: &str,
+) -> Result<T, ClientError> {
     let bytes = resp.bytes().await.map_err(http_err(url))?;
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
         url: url.to_string(),

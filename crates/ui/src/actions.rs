@@ -56,7 +56,10 @@ pub(crate) async fn scale(
         .put_app(&id, &body, false)
         .await
     {
-        Ok(_) => see_other(&app_href(&id)),
+        Ok(_) => {
+            ui.source.changed();
+            see_other(&app_href(&id))
+        }
         Err(e) => refused(&ui, &id, "instances", &f.instances, &e).await,
     }
 }
@@ -64,7 +67,10 @@ pub(crate) async fn scale(
 /// `POST /ui/actions/restart/{id}` → `POST /v2/apps/{id}/restart`.
 pub(crate) async fn restart(State(ui): State<Ui>, Path(id): Path<String>) -> Response {
     match ui.source.client().marathon().restart_app(&id, false).await {
-        Ok(_) => see_other(&app_href(&id)),
+        Ok(_) => {
+            ui.source.changed();
+            see_other(&app_href(&id))
+        }
         Err(e) => refused(&ui, &id, "restart", "", &e).await,
     }
 }
@@ -89,7 +95,10 @@ pub(crate) async fn rollback(
         .put_app(&id, &body, false)
         .await
     {
-        Ok(_) => see_other(&app_href(&id)),
+        Ok(_) => {
+            ui.source.changed();
+            see_other(&app_href(&id))
+        }
         Err(e) => refused(&ui, &id, "version", &f.version, &e).await,
     }
 }

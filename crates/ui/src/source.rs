@@ -1,10 +1,17 @@
 //! The UI's reads: the master's public HTTP endpoints on loopback through the typed client of
 //! `meseta-api` (the same calls the CLI makes), and the master's exported read
-//! `Master::usage_snapshot`.
+//! `Master::usage_snapshot`. The apps list, which the services list and the dashboard need
+//! and which is the largest read, is shared between pages until the cluster changes (any event
+//! of the master's bus, or an action of the UI) or a second has passed.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use meseta_api::client::{ClientError, MasterClient};
-use meseta_master::Master;
+use meseta_master::{Cancel, Master};
 use serde_json::Value;
+use tokio::sync::broadcast;
 
 /// A read failed.
 #[derive(Debug, thiserror::Error)]
@@ -17,16 +24,57 @@ pub(crate) enum SourceError {
     Timeout(std::time::Duration),
 }
 
+/// How long a read of `/v2/apps` serves the pages when nothing changed in the cluster.
+const APPS_MAX_AGE: Duration = Duration::from_secs(1);
+/// How long it may serve them while a newer read is made in the background.
+const APPS_STALE_LIMIT: Duration = Duration::from_secs(5);
+
 /// The loopback client of the UI's own master.
 pub(crate) struct Source {
     client: MasterClient,
+    /// Bumped on every event of the master's bus (a task, agent or framework changed) and on
+    /// every action the UI makes.
+    changes: Arc<AtomicU64>,
+    /// The last apps summary: when it was read, at which `changes`.
+    apps: std::sync::Mutex<Option<(Instant, u64, Arc<Value>)>>,
+    /// Held while a page waits for a read, so that pages asked at once share one.
+    reading: tokio::sync::Mutex<()>,
+    /// A background read is under way.
+    refreshing: AtomicBool,
 }
 
 impl Source {
-    /// A client of `master`'s own listener.
-    pub fn new(master: &Master) -> Result<Source, SourceError> {
+    /// A client of `master`'s own listener, which follows the master's events until `cancel`.
+    pub fn new(master: &Master, cancel: &Cancel) -> Result<Source, SourceError> {
         let client = MasterClient::new(format!("http://{}", master.local_addr()))?;
-        Ok(Source { client })
+        let changes = Arc::new(AtomicU64::new(0));
+        let mut events = master.events();
+        let (bump, cancel) = (changes.clone(), cancel.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    e = events.recv() => match e {
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            bump.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        });
+        Ok(Source {
+            client,
+            changes,
+            apps: std::sync::Mutex::new(None),
+            reading: tokio::sync::Mutex::new(()),
+            refreshing: AtomicBool::new(false),
+        })
+    }
+
+    /// Something changed (an action of the UI): the next page reads afresh.
+    pub fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The typed client.
@@ -42,6 +90,56 @@ impl Source {
             .map_err(SourceError::from)
     }
 
+    /// `GET /v2/apps` with only what the lists show of each app (id, instance and task
+    /// counts, cpus, mem, gpus, running deployments), as `{"apps": [...]}`.
+    ///
+    /// A read is shared by the pages asked while nothing changed in the cluster: for
+    /// [`APPS_MAX_AGE`] as it is, then up to [`APPS_STALE_LIMIT`] while a new read is made in
+    /// the background. After a change (an event of the master's bus, an action of the UI) the
+    /// page waits for a new read.
+    pub async fn apps_summary(self: &Arc<Self>) -> Result<Arc<Value>, SourceError> {
+        let now = self.changes.load(Ordering::Relaxed);
+        {
+            let last = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, seen, v)) = last.as_ref() {
+                let age = at.elapsed();
+                if *seen == now && age < APPS_MAX_AGE {
+                    return Ok(v.clone());
+                }
+                if *seen == now && age < APPS_STALE_LIMIT {
+                    if !self.refreshing.swap(true, Ordering::AcqRel) {
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            let _ = me.read_apps(now).await;
+                            me.refreshing.store(false, Ordering::Release);
+                        });
+                    }
+                    return Ok(v.clone());
+                }
+            }
+        }
+        let _one = self.reading.lock().await;
+        // Another page may have read while this one waited.
+        if let Some((_, seen, v)) = self.apps.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if *seen == self.changes.load(Ordering::Relaxed) && *seen >= now {
+                return Ok(v.clone());
+            }
+        }
+        self.read_apps(now).await
+    }
+
+    /// Reads `/v2/apps` and keeps it as of `changes` = `seen`.
+    async fn read_apps(&self, seen: u64) -> Result<Arc<Value>, SourceError> {
+        let list: AppList =
+            tokio::time::timeout(crate::READ_TIMEOUT, self.client.get_path_as("/v2/apps"))
+                .await
+                .map_err(|_| SourceError::Timeout(crate::READ_TIMEOUT))??;
+        let v = Arc::new(serde_json::json!({ "apps": list.apps }));
+        *self.apps.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), seen, v.clone()));
+        Ok(v)
+    }
+
     /// `GET path` → JSON, `None` when the path answers 404.
     pub async fn get_opt(&self, path: &str) -> Result<Option<Value>, SourceError> {
         match self.get(path).await {
@@ -49,5 +147,57 @@ impl Source {
             Err(SourceError::Client(e)) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// `/v2/apps` as the lists read it.
+#[derive(serde::Deserialize)]
+struct AppList {
+    apps: Vec<AppSummary>,
+}
+
+/// The fields of a Marathon app the lists show; the rest of the app is skipped unread.
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppSummary {
+    id: String,
+    #[serde(default)]
+    instances: u64,
+    #[serde(default)]
+    cpus: f64,
+    #[serde(default)]
+    mem: f64,
+    #[serde(default)]
+    gpus: f64,
+    #[serde(default)]
+    tasks_running: u64,
+    #[serde(default)]
+    tasks_staged: u64,
+    #[serde(default)]
+    tasks_healthy: u64,
+    #[serde(default)]
+    tasks_unhealthy: u64,
+    #[serde(default)]
+    deployments: Vec<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_summaries_keep_what_the_lists_read() {
+        let text = r#"{"apps":[{"id":"/a","instances":3,"cpus":0.5,"mem":64,"tasksRunning":2,
+            "tasksHealthy":1,"tasksUnhealthy":1,"tasksStaged":0,"deployments":[{"id":"d1"}],
+            "cmd":"sleep 1","labels":{"x":"y"},"container":null}]}"#;
+        let list: AppList = serde_json::from_str(text).expect("parses");
+        let v = serde_json::json!({ "apps": list.apps });
+        let a = &v["apps"][0];
+        assert_eq!(a["id"], "/a");
+        assert_eq!(a["instances"], 3);
+        assert_eq!(a["tasksRunning"], 2);
+        assert_eq!(a["tasksUnhealthy"], 1);
+        assert_eq!(a["deployments"][0]["id"], "d1");
+        assert!(a.get("cmd").is_none());
     }
 }

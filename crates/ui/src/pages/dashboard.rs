@@ -26,7 +26,7 @@ pub(crate) struct Params {
 /// `GET /ui`.
 pub(crate) async fn page(State(ui): State<Ui>, Query(p): Query<Params>) -> Response {
     let (apps, jobs, queue) = tokio::join!(
-        ui.source.get("/v2/apps"),
+        ui.source.apps_summary(),
         ui.source.get("/scheduler/jobs"),
         ui.source.get("/v2/queue"),
     );
@@ -35,7 +35,7 @@ pub(crate) async fn page(State(ui): State<Ui>, Query(p): Query<Params>) -> Respo
         (resources(&ui))
         (charts(&ui, range))
         div.columns data-live="attention" {
-            (attention_services(apps.as_ref().ok()))
+            (attention_services(apps.as_deref().ok()))
             (attention_jobs(jobs.as_ref().ok()))
         }
         (waiting(queue.as_ref().ok()))

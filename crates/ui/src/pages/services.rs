@@ -50,18 +50,18 @@ fn matches_status(a: &Value, status: &str) -> bool {
 
 /// `GET /ui/services`.
 pub(crate) async fn list(State(ui): State<Ui>, Query(p): Query<ListParams>) -> Response {
-    let apps = match ui.source.get("/v2/apps").await {
+    let apps = match ui.source.apps_summary().await {
         Ok(v) => v,
         Err(e) => return super::unavailable("/ui/services", &e),
     };
-    let all = apps
-        .get("apps")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let all = apps.get("apps").and_then(Value::as_array);
     respond(
         StatusCode::OK,
-        layout("Services", "/ui/services", render_list(&all, &p)),
+        layout(
+            "Services",
+            "/ui/services",
+            render_list(all.map_or(&[], Vec::as_slice), &p),
+        ),
     )
 }
 
