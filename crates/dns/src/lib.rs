@@ -161,14 +161,23 @@ pub fn serve(
 ) -> Result<axum::Router, DnsError> {
     let addr = sockets.local_addr();
     let err = |source| DnsError::Bind { addr, source };
-    let udp = tokio::net::UdpSocket::from_std(sockets.udp).map_err(err)?;
+    // One receive loop per core on the same socket: a query is read by whichever is free.
+    let loops = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut udp = Vec::with_capacity(loops);
+    for _ in 1..loops {
+        let clone = sockets.udp.try_clone().map_err(err)?;
+        udp.push(tokio::net::UdpSocket::from_std(clone).map_err(err)?);
+    }
+    udp.push(tokio::net::UdpSocket::from_std(sockets.udp).map_err(err)?);
     let tcp = tokio::net::TcpListener::from_std(sockets.tcp).map_err(err)?;
     let snapshot = Arc::new(ArcSwap::new(zone::Snapshot::empty(&cfg.domain, cfg.ttl)));
     let mut server = Server::new(handler::Handler::new(
         snapshot.clone(),
         cfg.upstream.clone(),
     ));
-    server.register_socket(udp);
+    for socket in udp {
+        server.register_socket(socket);
+    }
     server.register_listener(tcp, TCP_TIMEOUT, 64 * 1024);
     let c = cancel.clone();
     tokio::spawn(async move {
