@@ -202,7 +202,7 @@ pub fn visible(kind: Kind, g: &Grants, item: &Value) -> bool {
         _ => str_at("/name").or_else(|| str_at("/id")),
     };
     if let Some(Value::Array(affected)) = item.get("affectedApps") {
-        return !affected.is_empty() && affected.iter().all(|a| a.as_str().is_some_and(|n| can(n)));
+        return !affected.is_empty() && affected.iter().all(|a| a.as_str().is_some_and(&can));
     }
     if let Some(n) = named {
         return can(n);
