@@ -90,7 +90,12 @@ fn classify_v2(delete: bool, read: bool, access: Access, rest: &[&str]) -> Need 
         | ["tasks"]
         | ["deployments"]
         | ["queue"]
-        | ["events"] => Need::Listing(Kind::Apps),
+        | ["events"]
+            if read =>
+        {
+            Need::Listing(Kind::Apps)
+        }
+        ["groups"] => apps("/".to_string()),
         ["apps", id @ ..] | ["pods", id @ ..] => apps(app_id(id)),
         ["groups", id @ ..] => {
             let end = id.iter().position(|s| *s == "versions").unwrap_or(id.len());
