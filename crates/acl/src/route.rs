@@ -76,7 +76,11 @@ fn app_id(segs: &[&str]) -> String {
         .iter()
         .position(|s| APP_SUFFIXES.contains(s) || s.starts_with("::"))
         .unwrap_or(segs.len());
-    format!("/{}", segs[..end].join("/"))
+    let id = format!("/{}", segs[..end].join("/"));
+    match id.split_once("::") {
+        Some((pod, _)) => pod.to_string(),
+        None => id,
+    }
 }
 
 fn classify_v2(delete: bool, read: bool, access: Access, rest: &[&str]) -> Need {
