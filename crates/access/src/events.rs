@@ -1,0 +1,81 @@
+//! Filtering of the server-sent event stream (`/v2/events`): each event is passed on only when
+//! its JSON data names an app the token may read (events naming no app need read on all).
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use futures::StreamExt;
+use meseta_acl::{route, Grants, Kind};
+
+/// `resp` with its SSE body filtered for `g`.
+pub(crate) fn filter(resp: Response, kind: Kind, g: Grants) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let mut pending: Vec<u8> = Vec::new();
+    let stream = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk?;
+        pending.extend_from_slice(&chunk);
+        let mut out = Vec::new();
+        while let Some(end) = find_blank_line(&pending) {
+            let block: Vec<u8> = pending.drain(..end).collect();
+            if keep(&block, kind, &g) {
+                out.extend_from_slice(&block);
+            }
+        }
+        Ok::<_, axum::Error>(Bytes::from(out))
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// The end (exclusive) of the first complete event in `buf`.
+fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2)
+}
+
+/// Whether one SSE block (lines up to a blank line) is for the token: comments and events
+/// without JSON data pass.
+fn keep(block: &[u8], kind: Kind, g: &Grants) -> bool {
+    let text = String::from_utf8_lossy(block);
+    let data: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim_start)
+        .collect::<Vec<_>>()
+        .join("\n");
+    if data.is_empty() {
+        return true;
+    }
+    match serde_json::from_str::<serde_json::Value>(&data) {
+        Ok(v) => route::visible(kind, g, &v),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meseta_acl::{Access, Rule};
+
+    #[test]
+    fn events_for_other_teams_are_dropped() {
+        let g = Grants {
+            management: false,
+            rules: vec![Rule {
+                resource: Kind::Apps,
+                prefix: "/team-a/".into(),
+                access: Access::Read,
+            }],
+        };
+        assert!(keep(
+            b"event: x\ndata: {\"appId\":\"/team-a/w\"}\n\n",
+            Kind::Apps,
+            &g
+        ));
+        assert!(!keep(
+            b"event: x\ndata: {\"appId\":\"/team-b/w\"}\n\n",
+            Kind::Apps,
+            &g
+        ));
+        assert!(keep(b": keep-alive\n\n", Kind::Apps, &g));
+        assert_eq!(find_blank_line(b"a\n\nb"), Some(3));
+    }
+}
