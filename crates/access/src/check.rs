@@ -132,7 +132,7 @@ pub(crate) async fn check(
     if !matches!(method, Method::GET | Method::HEAD) && !facts.routine {
         edge.audit.record(facts.entry(resp.status(), None));
     }
-    if deletion.is_some() && resp.status().is_success() {
+    if deletion.is_some() && resp.status().is_success() && !facts.accessor.is_empty() {
         if let Ok(mut w) = edge.deletes.lock() {
             w.record(&facts.accessor, unix_now(), would_go.max(1));
         }
@@ -340,11 +340,15 @@ fn guarded(
     query: Option<&str>,
     facts: &Facts,
 ) -> Result<(), Box<Response>> {
-    let recent = edge
-        .deletes
-        .lock()
-        .map(|mut w| w.recent(&facts.accessor, unix_now()))
-        .unwrap_or(0);
+    // Deletes count per token: requests without one (ACLs off) have only the per-request limit.
+    let recent = if facts.accessor.is_empty() {
+        0
+    } else {
+        edge.deletes
+            .lock()
+            .map(|mut w| w.recent(&facts.accessor, unix_now()))
+            .unwrap_or(0)
+    };
     let Some(why) = guard::needs_confirmation(d, would_go, recent, edge.cfg.bulk_delete_limit)
     else {
         return Ok(());
