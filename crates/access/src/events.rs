@@ -17,8 +17,8 @@ pub(crate) fn filter(resp: Response, kind: Kind, g: Grants) -> Response {
         let mut out = Vec::new();
         while let Some(end) = find_blank_line(&pending) {
             let block: Vec<u8> = pending.drain(..end).collect();
-            if keep(&block, kind, &g) {
-                out.extend_from_slice(&block);
+            if let Some(kept) = keep(&block, kind, &g) {
+                out.extend_from_slice(&kept);
             }
         }
         Ok::<_, axum::Error>(Bytes::from(out))
@@ -31,9 +31,10 @@ fn find_blank_line(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2)
 }
 
-/// Whether one SSE block (lines up to a blank line) is for the token: comments and events
-/// without JSON data pass.
-fn keep(block: &[u8], kind: Kind, g: &Grants) -> bool {
+/// One SSE block (lines up to a blank line) as the token may see it, or `None` to drop it:
+/// comments and events without JSON data pass; app events are redacted
+/// ([`route::redact_event`]).
+fn keep(block: &[u8], kind: Kind, g: &Grants) -> Option<Vec<u8>> {
     let text = String::from_utf8_lossy(block);
     let data: String = text
         .lines()
@@ -42,12 +43,25 @@ fn keep(block: &[u8], kind: Kind, g: &Grants) -> bool {
         .collect::<Vec<_>>()
         .join("\n");
     if data.is_empty() {
-        return true;
+        return Some(block.to_vec());
     }
-    match serde_json::from_str::<serde_json::Value>(&data) {
-        Ok(v) => route::visible(kind, g, &v),
-        Err(_) => true,
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&data) else {
+        return Some(block.to_vec());
+    };
+    let visible = match kind {
+        Kind::Apps => route::redact_event(g, &mut v),
+        _ => route::visible(kind, g, &v),
+    };
+    if !visible {
+        return None;
     }
+    let mut out: String = text
+        .lines()
+        .filter(|l| !l.starts_with("data:") && !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(&format!("data: {v}\n\n"));
+    Some(out.into_bytes())
 }
 
 #[cfg(test)]
@@ -65,17 +79,15 @@ mod tests {
                 access: Access::Read,
             }],
         };
+        let a = b"event: x\ndata: {\"appId\":\"/team-a/w\"}\n\n";
+        assert_eq!(keep(a, Kind::Apps, &g).as_deref(), Some(&a[..]));
         assert!(keep(
-            b"event: x\ndata: {\"appId\":\"/team-a/w\"}\n\n",
-            Kind::Apps,
-            &g
-        ));
-        assert!(!keep(
             b"event: x\ndata: {\"appId\":\"/team-b/w\"}\n\n",
             Kind::Apps,
             &g
-        ));
-        assert!(keep(b": keep-alive\n\n", Kind::Apps, &g));
+        )
+        .is_none());
+        assert!(keep(b": keep-alive\n\n", Kind::Apps, &g).is_some());
         assert_eq!(find_blank_line(b"a\n\nb"), Some(3));
     }
 }

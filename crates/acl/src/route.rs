@@ -219,6 +219,49 @@ pub fn visible(kind: Kind, g: &Grants, item: &Value) -> bool {
     can("")
 }
 
+/// Whether an event of the `/v2/events` stream is for a token with grants `g`, and if so the
+/// event with what it may not see removed: an event names its app by `appId`,
+/// `appDefinition.id`, or (deployments) the `app` of each plan step's actions, all of which
+/// must be readable; the plan's `original` and `target` group trees are filtered.
+pub fn redact_event(g: &Grants, ev: &mut Value) -> bool {
+    if g.management {
+        return true;
+    }
+    let can = |name: &str| {
+        g.allows(Access::Read, Resource::new(Kind::Apps, name))
+            .is_ok()
+    };
+    let str_at = |ptr: &str| ev.pointer(ptr).and_then(Value::as_str);
+    if let Some(id) = str_at("/appId").or_else(|| str_at("/appDefinition/id")) {
+        return can(id);
+    }
+    let Some(plan) = ev.get("plan") else {
+        return visible(Kind::Apps, g, ev);
+    };
+    let apps: Vec<&str> = plan
+        .get("steps")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("actions").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|a| {
+            a.get("app")
+                .or_else(|| a.get("pod"))
+                .and_then(Value::as_str)
+        })
+        .collect();
+    if apps.is_empty() || !apps.iter().all(|a| can(a)) {
+        return false;
+    }
+    for tree in ["original", "target"] {
+        if let Some(t) = ev.get_mut("plan").and_then(|p| p.get_mut(tree)) {
+            filter_group(g, t);
+        }
+    }
+    true
+}
+
 /// The resources a v1 operator call of `call_type` needs.
 pub fn operator_call(call_type: &str) -> (Access, Kind) {
     if call_type.starts_with("GET_") || call_type == "SUBSCRIBE" {
@@ -371,6 +414,24 @@ mod tests {
             &g,
             &json!({"eventType": "deployment_info"})
         ));
+    }
+
+    #[test]
+    fn deployment_events_need_every_app_and_lose_other_teams_trees() {
+        let g = team_a();
+        let mut ev = json!({"eventType": "deployment_info", "id": "d1", "plan": {
+            "steps": [{"actions": [{"action": "StartApplication", "app": "/team-a/w"}]}],
+            "target": {"id": "/", "apps": [], "groups": [
+                {"id": "/team-a", "apps": [{"id": "/team-a/w"}]},
+                {"id": "/team-b", "apps": [{"id": "/team-b/w"}]}]}}});
+        assert!(redact_event(&g, &mut ev));
+        assert!(!ev.to_string().contains("team-b"), "{ev}");
+        let mut other = json!({"plan": {"steps": [{"actions": [{"app": "/team-b/w"}]}]}});
+        assert!(!redact_event(&g, &mut other));
+        let mut post = json!({"eventType": "api_post_event", "appDefinition": {"id": "/team-b/w"}});
+        assert!(!redact_event(&g, &mut post));
+        let mut group = json!({"eventType": "group_change_success", "groupId": "/"});
+        assert!(!redact_event(&g, &mut group));
     }
 
     #[test]

@@ -159,7 +159,10 @@ fn groups_create_scale_replace_and_delete_in_dependency_order() {
 
     // DELETE removes everything under the group at once, once confirmed.
     let (s, body) = call(&c, Method::DELETE, "/v2/groups/g", None);
-    assert_eq!(s, 409, "a group of apps goes only with ?confirm=true: {body}");
+    assert_eq!(
+        s, 409,
+        "a group of apps goes only with ?confirm=true: {body}"
+    );
     assert_eq!(app_ids(&c).len(), 1, "nothing deleted without confirmation");
     let (s, body) = call(&c, Method::DELETE, "/v2/groups/g?confirm=true", None);
     assert_eq!(s, 200, "{body}");
