@@ -1,7 +1,8 @@
 //! The audit log: one entry per mutation (any method but GET/HEAD) and per denial, kept in the
 //! store as a ring (`/meseta/audit/<seq>`, the oldest deleted past the bound). Requests hand
 //! entries to a writer task over a channel and never wait for the store; the writer stores
-//! whatever has queued up in one transaction.
+//! whatever has queued up within 50 ms in one transaction (a master that dies loses at most
+//! those entries).
 
 use std::sync::Arc;
 
@@ -52,6 +53,9 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+/// How long the writer gathers entries before storing them.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(50);
+
 fn key(seq: u64) -> String {
     format!("{PREFIX}{seq:020}")
 }
@@ -93,7 +97,12 @@ async fn writer(
     capacity: u64,
 ) {
     let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 100).await > 0 {
+    while rx.recv_many(&mut batch, 1000).await > 0 {
+        // Coalesce a burst into one store transaction (entries are never awaited by requests).
+        tokio::time::sleep(COALESCE).await;
+        while let Ok(e) = rx.try_recv() {
+            batch.push(e);
+        }
         let mut ops = Vec::with_capacity(batch.len() * 2);
         for mut e in batch.drain(..) {
             seq += 1;

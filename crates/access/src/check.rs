@@ -118,7 +118,7 @@ pub(crate) async fn check(
         }
     }
     let filter = match need {
-        Need::Listing(k) if !grants.management => Some(k),
+        Need::Listing(k) if !grants.covers_all(Access::Read, k) => Some(k),
         _ => None,
     };
     let mut resp = next.run(req).await;

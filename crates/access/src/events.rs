@@ -4,7 +4,23 @@
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use futures::StreamExt;
-use meseta_acl::{route, Grants, Kind};
+use meseta_acl::{route, Access, Grants, Kind, Resource};
+
+/// The fields of an event that name its app, borrowed.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Probe<'a> {
+    #[serde(borrow, default)]
+    app_id: Option<&'a str>,
+    #[serde(borrow, default)]
+    app_definition: Option<IdOnly<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct IdOnly<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a str>,
+}
 
 /// `resp` with its SSE body filtered for `g`.
 pub(crate) fn filter(resp: Response, kind: Kind, g: Grants) -> Response {
@@ -45,6 +61,15 @@ fn keep(block: &[u8], kind: Kind, g: &Grants) -> Option<Vec<u8>> {
     if data.is_empty() {
         return Some(block.to_vec());
     }
+    // Most events name their app directly: decide from a borrowed probe, pass the bytes on.
+    if kind == Kind::Apps {
+        if let Ok(p) = serde_json::from_str::<Probe<'_>>(&data) {
+            if let Some(id) = p.app_id.or(p.app_definition.and_then(|d| d.id)) {
+                let ok = g.management || g.allows(Access::Read, Resource::new(kind, id)).is_ok();
+                return ok.then(|| block.to_vec());
+            }
+        }
+    }
     let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&data) else {
         return Some(block.to_vec());
     };
@@ -67,7 +92,7 @@ fn keep(block: &[u8], kind: Kind, g: &Grants) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meseta_acl::{Access, Rule};
+    use meseta_acl::Rule;
 
     #[test]
     fn events_for_other_teams_are_dropped() {

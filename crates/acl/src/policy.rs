@@ -101,17 +101,18 @@ impl Rule {
     }
 }
 
-/// `name` lies at or below the path `prefix`, compared by whole segments.
+/// `name` lies at or below the path `prefix`, compared by whole segments (no allocation: this
+/// runs for every item of every filtered listing).
 fn path_within(name: &str, prefix: &str) -> bool {
-    let norm = |s: &str| {
-        let t = s.trim_matches('/');
-        if t.is_empty() {
-            "/".to_string()
-        } else {
-            format!("/{t}/")
-        }
-    };
-    norm(name).starts_with(&norm(prefix))
+    let name = name.trim_matches('/');
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        return true;
+    }
+    match name.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
 }
 
 /// A named set of rules, applied with `meseta acl policy apply FILE`.
@@ -292,6 +293,18 @@ impl Grants {
             return Ok(());
         }
         Err(Denied::new(access, Resource::new(kind, "")))
+    }
+
+    /// Whether some rule grants at least `access` on every resource of `kind` (then listings
+    /// need no filtering).
+    pub fn covers_all(&self, access: Access, kind: Kind) -> bool {
+        self.management
+            || self.rules.iter().any(|r| {
+                r.resource == kind
+                    && r.access >= access
+                    && (matches!(r.prefix.as_str(), "" | "*")
+                        || (kind == Kind::Apps && r.prefix.trim_matches('/').is_empty()))
+            })
     }
 
     /// Whether a group at app path `group` should stay in a filtered tree: the token may

@@ -625,6 +625,7 @@ mod tests {
             quick: true,
             timeout: 300,
             store: StoreKind::Embedded,
+            acl: false,
         };
         assert_eq!(args.sizes(), (20, 5, 20));
         let args = ServicesArgs {
