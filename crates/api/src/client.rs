@@ -66,8 +66,27 @@ impl MasterClient {
     /// A client of the master at `base_url`, e.g. `http://127.0.0.1:5050`, or of the masters of a
     /// comma-separated list (`http://m1:5050,http://m2:5050`), whose leader each request finds
     /// (see [`masters`]).
+    ///
+    /// Requests carry `Authorization: Bearer $MESETA_TOKEN` when that variable is set (see
+    /// [`MasterClient::with_token`]).
     pub fn new(base_url: impl Into<String>) -> Result<MasterClient, ClientError> {
+        let token = std::env::var("MESETA_TOKEN").ok().filter(|t| !t.is_empty());
+        MasterClient::with_token(base_url, token.as_deref())
+    }
+
+    /// A client like [`MasterClient::new`] whose every request carries `Authorization: Bearer
+    /// <token>` (masters started with `--acl` want one), or none for `None`.
+    pub fn with_token(
+        base_url: impl Into<String>,
+        token: Option<&str>,
+    ) -> Result<MasterClient, ClientError> {
         let given = base_url.into();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            let v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                .map_err(|_| ClientError::BadToken)?;
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let masters = Masters::parse(&given).ok_or_else(|| ClientError::NoMaster {
             given: given.clone(),
         })?;
@@ -75,6 +94,7 @@ impl MasterClient {
             // A follower answers 307 with the leader's URL; reqwest sends the same method and
             // body there (bodies here are bytes, never streams).
             let mut b = reqwest::Client::builder()
+                .default_headers(headers.clone())
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
                 .connect_timeout(Duration::from_secs(5));
@@ -173,6 +193,26 @@ impl MasterClient {
     pub async fn delete_path(&self, path: &str) -> Result<(), ClientError> {
         let Sent { resp, url } = self.send_plain(Method::DELETE, path, |r| r).await?;
         expect_status(resp, &url, &[200, 202, 204]).await.map(drop)
+    }
+
+    /// `method path` with an optional JSON body; the JSON answer (`null` when empty) when the
+    /// status is one of `ok`.
+    pub async fn call_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        ok: &[u16],
+    ) -> Result<Value, ClientError> {
+        let Sent { resp, url } = self
+            .send_plain(method, path, |r| match body {
+                Some(b) => r.json(b),
+                None => r,
+            })
+            .await?;
+        let resp = expect_status(resp, &url, ok).await?;
+        let text = resp.text().await.map_err(http_err(&url))?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// A v1 operator API call (`POST /api/v1`); returns the JSON answer (`null` when empty).

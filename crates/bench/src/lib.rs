@@ -32,6 +32,7 @@
 //! talk to the master through the one typed client, [`meseta_api::client::MasterClient`].
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod allocator;
 mod cluster;
 pub mod dns;

@@ -61,6 +61,10 @@ pub struct ServicesArgs {
     /// (`meseta master --store etcd://…`, as in HA) and compare with the embedded store.
     #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
     pub store: StoreKind,
+    /// Run a second time on a master with `--acl` (a scoped token on every request) and
+    /// print the ratio of placements per second (target ≥ 0.9).
+    #[arg(long, conflicts_with = "store")]
+    pub acl: bool,
 }
 
 /// The master's store in `bench services`.
@@ -274,7 +278,12 @@ pub async fn run(args: ServicesArgs, json: bool) -> anyhow::Result<i32> {
     }
     raise_fd_limit();
     let timeout = Duration::from_secs(args.timeout);
-    let embedded = run_once(sizes, timeout, None).await?;
+    let embedded = run_once(sizes, timeout, None, false).await?;
+    if args.acl {
+        let on = run_once(sizes, timeout, None, true).await?;
+        let report = crate::acl::AclComparison::new(embedded, on);
+        return crate::print_report(&report, json, |r| r.render());
+    }
     if args.store == StoreKind::Embedded {
         return crate::print_report(&embedded, json, |r| r.render());
     }
@@ -284,7 +293,7 @@ pub async fn run(args: ServicesArgs, json: bool) -> anyhow::Result<i32> {
         .context("cannot start etcd (apt-get install etcd-server)")?;
     let metrics = format!("{}/metrics", etcd.members()[0]);
     let before = etcd_proposals(&metrics).await?;
-    let on_etcd = run_once(sizes, timeout, Some(&etcd.url())).await?;
+    let on_etcd = run_once(sizes, timeout, Some(&etcd.url()), false).await?;
     let writes = etcd_proposals(&metrics).await?.saturating_sub(before);
     drop(etcd);
     let ratio = if embedded.placements_per_s > 0.0 {
@@ -329,12 +338,18 @@ async fn run_once(
     sizes: (usize, usize, usize),
     timeout: Duration,
     etcd: Option<&str>,
+    acl: bool,
 ) -> anyhow::Result<ServicesReport> {
     let dir = tempfile::Builder::new()
         .prefix("meseta-bench-services-")
         .tempdir()
         .context("cannot create a temporary directory")?;
     let mut master = match etcd {
+        None if acl => {
+            let mut m = MasterProcess::start_with_args(dir.path(), &["--acl"]).await?;
+            crate::acl::enable(&mut m).await?;
+            m
+        }
         None => MasterProcess::start(dir.path()).await?,
         Some(url) => {
             let m = MasterProcess::start_ha(dir.path(), url, "2s", None).await?;
@@ -610,6 +625,7 @@ mod tests {
             quick: true,
             timeout: 300,
             store: StoreKind::Embedded,
+            acl: false,
         };
         assert_eq!(args.sizes(), (20, 5, 20));
         let args = ServicesArgs {

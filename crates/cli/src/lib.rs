@@ -1,5 +1,5 @@
 //! The `meseta` command-line verbs that talk to a master: `execute`, `task`, `node`, `framework`,
-//! `role`, `quota`, `reservation`, `job`, `app`, `deploy` and `dns`.
+//! `role`, `quota`, `reservation`, `job`, `app`, `deploy`, `dns`, `acl` and `audit`.
 //!
 //! The `meseta` binary parses [`GlobalArgs`] and a [`Command`] with clap and hands them to
 //! [`run`], which returns the process exit code. One module per noun, each a client of the
@@ -7,6 +7,7 @@
 //! [`output`] renders tables and JSON for all of them, [`input`] reads their input files.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod app;
 pub mod deploy;
 pub mod dns;
@@ -40,6 +41,9 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON instead of tables and text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The ACL token to send (`Authorization: Bearer`), needed by masters run with `--acl`.
+    #[arg(long, env = "MESETA_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// The CLI verbs.
@@ -77,6 +81,11 @@ pub enum Command {
     /// Service discovery: what the master's DNS answers for a name.
     #[command(subcommand)]
     Dns(dns::DnsCmd),
+    /// Access control: the bootstrap token, tokens and policies.
+    #[command(subcommand)]
+    Acl(acl::AclCmd),
+    /// The audit log: mutations and denials, newest last.
+    Audit(acl::AuditArgs),
 }
 
 /// Runs `cmd` and returns the process exit code.
@@ -93,11 +102,14 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
         Command::App(c) => app::run(c, &client(&g)?, g.json).await,
         Command::Deploy(c) => deploy::run(c, &client(&g)?, g.json).await,
         Command::Dns(c) => dns::run(c, &client(&g)?, g.json).await,
+        Command::Acl(c) => acl::run(c, &client(&g)?, g.json).await,
+        Command::Audit(a) => acl::audit(a, &client(&g)?, g.json).await,
     }
 }
 
 fn client(g: &GlobalArgs) -> anyhow::Result<MasterClient> {
-    Ok(MasterClient::new(&g.master)?)
+    let token = g.token.as_deref().filter(|t| !t.is_empty());
+    Ok(MasterClient::with_token(&g.master, token)?)
 }
 
 /// The framework user of the CLI's own frameworks (`execute`, bench): the user the CLI runs as

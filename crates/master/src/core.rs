@@ -44,6 +44,29 @@ pub struct MasterConfig {
     /// Whether the built-in schedulers accept DOCKER containers with `privileged: true`
     /// (`--docker-allow-privileged`, off by default). Agents enforce their own flag as well.
     pub allow_privileged_containers: bool,
+    /// A layer put around the whole router (routes of in-process frameworks included): the
+    /// access check of `--acl`, the bulk-delete guard and the audit log. `None`: no layer.
+    pub edge: Option<EdgeLayer>,
+}
+
+/// A function that wraps the master's full router in one more layer (see [`MasterConfig::edge`]).
+#[derive(Clone)]
+pub struct EdgeLayer(pub std::sync::Arc<dyn Fn(axum::Router) -> axum::Router + Send + Sync>);
+
+impl std::fmt::Debug for EdgeLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EdgeLayer")
+    }
+}
+
+impl EdgeLayer {
+    /// `router` wrapped by `edge`, or as it is without one.
+    pub fn apply(edge: Option<&EdgeLayer>, router: axum::Router) -> axum::Router {
+        match edge {
+            Some(e) => (e.0)(router),
+            None => router,
+        }
+    }
 }
 
 impl Default for MasterConfig {
@@ -59,6 +82,7 @@ impl Default for MasterConfig {
             domain: None,
             allow_root_tasks: false,
             allow_privileged_containers: false,
+            edge: None,
         }
     }
 }

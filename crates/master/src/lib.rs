@@ -40,7 +40,7 @@ pub mod usage;
 mod v1json;
 mod view;
 
-pub use crate::core::MasterConfig;
+pub use crate::core::{EdgeLayer, MasterConfig};
 pub use crate::framework::FrameworkConnection;
 pub use crate::http::{error as error_response, router};
 
@@ -220,6 +220,7 @@ pub async fn start_with(
     let cancel = CancellationToken::new();
     let extra = extra(&master, &cancel);
     let app = http::router_with(master.clone(), extra);
+    let app = EdgeLayer::apply(master.core().config().edge.as_ref(), app);
     let server = serve(listener, app, cancel.clone());
     let m = master.clone();
     let c = cancel.clone();

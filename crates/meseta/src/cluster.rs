@@ -59,6 +59,9 @@ pub struct MasterArgs {
     /// DNS service discovery.
     #[command(flatten)]
     pub dns: crate::dns::DnsArgs,
+    /// Access control, bulk-delete guard and audit log.
+    #[command(flatten)]
+    pub access: crate::access::AccessArgs,
 }
 
 /// `region=<name>,zone=<name>`.
@@ -171,6 +174,9 @@ pub struct DevArgs {
     /// DNS service discovery.
     #[command(flatten)]
     pub dns: crate::dns::DnsArgs,
+    /// Access control, bulk-delete guard and audit log.
+    #[command(flatten)]
+    pub access: crate::access::AccessArgs,
 }
 
 /// Root keeps state under `/var/lib/meseta` (task users must be able to reach their sandboxes);
@@ -283,6 +289,7 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     cfg.allow_privileged_containers = a.docker_allow_privileged;
     if let Some(url) = &a.store {
         let store = open_shared_store(url).await?;
+        crate::access::install(&a.access, store.clone(), &mut cfg).await?;
         let dns = crate::dns::bind(&a.dns)?;
         let ha = HaOptions {
             lease_ttl: a.lease_ttl,
@@ -307,6 +314,7 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
         None => default_dir("master")?,
     };
     let store = open_store(&dir)?;
+    crate::access::install(&a.access, store.clone(), &mut cfg).await?;
     let dns = crate::dns::bind(&a.dns)?;
     let mut handle =
         meseta_master::start_with(cfg, store, crate::dns::with(dns, built_in_schedulers))
@@ -367,6 +375,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     let mut cfg = master_config(a.listen, 30.0, None)?;
     cfg.allow_root_tasks = a.allow_root;
     cfg.allow_privileged_containers = a.docker_allow_privileged;
+    crate::access::install(&a.access, store.clone(), &mut cfg).await?;
     let dns = crate::dns::bind(&a.dns)?;
     let mut master =
         meseta_master::start_with(cfg, store, crate::dns::with(dns, built_in_schedulers))

@@ -4,6 +4,7 @@
 //! `meseta shim` runs before any async runtime exists, so it is single-threaded when it forks.
 #![deny(unsafe_code)]
 
+mod access;
 mod backup;
 mod cluster;
 mod dns;

@@ -157,8 +157,14 @@ fn groups_create_scale_replace_and_delete_in_dependency_order() {
     assert_eq!(apps.as_array().map(Vec::len), Some(1), "{apps}");
     assert_eq!(app(&c, "g/db")["tasksRunning"], 2);
 
-    // DELETE removes everything under the group at once.
+    // DELETE removes everything under the group at once, once confirmed.
     let (s, body) = call(&c, Method::DELETE, "/v2/groups/g", None);
+    assert_eq!(
+        s, 409,
+        "a group of apps goes only with ?confirm=true: {body}"
+    );
+    assert_eq!(app_ids(&c).len(), 1, "nothing deleted without confirmation");
+    let (s, body) = call(&c, Method::DELETE, "/v2/groups/g?confirm=true", None);
     assert_eq!(s, 200, "{body}");
     assert!(body["deploymentId"].is_string(), "{body}");
     assert!(app_ids(&c).is_empty());

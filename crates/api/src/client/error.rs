@@ -22,6 +22,9 @@ pub const MAX_QUOTED_BODY: usize = 500;
 /// Why a request to the master failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The token cannot go into an HTTP header.
+    #[error("the token is not valid in an HTTP header (control characters?)")]
+    BadToken,
     /// The request could not be sent or its body not read.
     #[error("request to {url} failed: {source}")]
     Http {

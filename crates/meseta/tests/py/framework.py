@@ -252,6 +252,8 @@ def parse_args(argv):
                    help="launch mode: stay subscribed once every task is RUNNING")
     p.add_argument("--go", default=None, help="resume mode: kill the tasks once this file exists")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--principal", default=None, help="authenticate with this principal...")
+    p.add_argument("--secret", default=None, help="...and secret (HTTP basic auth)")
     return p.parse_args(argv)
 
 
@@ -273,7 +275,8 @@ def main(argv):
     sched = TestScheduler(args, out)
     # failover=True keeps the framework (no TEARDOWN) when the driver stops: the hold run is
     # meant to be SIGKILLed and leave its tasks to a successor.
-    driver = MesosSchedulerDriver(sched, framework, args.master, failover=args.hold)
+    driver = MesosSchedulerDriver(sched, framework, args.master, failover=args.hold,
+                                  principal=args.principal, secret=args.secret)
     driver.start()
     finished = sched.done.wait(args.timeout)
     if args.hold and not sched.failed:

@@ -8,7 +8,7 @@ import time
 from marathon_session import client, listen, parse_errors, step, wait
 
 from marathon import MarathonApp
-from marathon.exceptions import ConflictError
+from marathon.exceptions import ConflictError, MarathonHttpError
 from marathon.models.events import MarathonGroupChangeFailed, MarathonGroupChangeSuccess
 from marathon.models.group import MarathonGroup
 
@@ -57,7 +57,13 @@ running("/pyg/db", 2)
 running("/pyg/web", 2)
 
 step("delete_group")
-r = c.delete_group("pyg")
+# A group holding apps goes only with meseta's bulk-delete confirmation.
+try:
+    c.delete_group("pyg")
+    raise AssertionError("deleting a group of apps without ?confirm=true was accepted")
+except MarathonHttpError as e:
+    assert e.status_code == 409, e
+r = c._do_request("DELETE", "/v2/groups/pyg", params={"force": False, "confirm": "true"}).json()
 assert "deploymentId" in r, r
 wait("apps gone", lambda: c.list_apps() == [])
 wait("deployments done", lambda: not c.list_deployments())

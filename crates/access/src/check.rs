@@ -1,0 +1,427 @@
+//! The one check every request passes: who is asking (a token, or a framework's principal and
+//! secret), what the request needs (`meseta_acl::route::classify`), the bulk-delete guard, and
+//! afterwards the filtering of listings and the audit entry.
+
+use std::sync::{Arc, LazyLock};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use base64::Engine;
+use meseta_acl::guard::{self, Deletion};
+use meseta_acl::route::{self, Need};
+use meseta_acl::{Access, Credential, Denied, Grants, Kind, Resource};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::registry::Entry;
+use crate::{unix_now, AuditEntry, Edge};
+
+/// Largest body the check reads to find the ids a request names (scheduler calls may be large).
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+static ALL: LazyLock<Grants> = LazyLock::new(Grants::all);
+static NONE: LazyLock<Grants> = LazyLock::new(Grants::default);
+
+/// The layer's state: the edge, and the router behind the layer for internal look-ups.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    pub(crate) edge: Arc<Edge>,
+    pub(crate) inner: Router,
+}
+
+/// What the request was found to be, for the audit entry.
+struct Facts {
+    method: String,
+    path: String,
+    accessor: String,
+    principal: Option<String>,
+    targets: Vec<String>,
+    /// Scheduler calls other than SUBSCRIBE and TEARDOWN (acknowledgements, accepts) are the
+    /// hot path: audited only when refused.
+    routine: bool,
+}
+
+impl Facts {
+    fn entry(&self, status: StatusCode, denied: Option<String>) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            time: unix_now(),
+            accessor: self.accessor.clone(),
+            principal: self.principal.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            targets: self.targets.clone(),
+            status: status.as_u16(),
+            denied,
+        }
+    }
+}
+
+/// The middleware (see the module docs).
+pub(crate) async fn check(
+    axum::extract::State(gate): axum::extract::State<Gate>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let edge = &gate.edge;
+    let enabled = edge.cfg.enabled;
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let need = route::classify(method.as_str(), &path);
+    let ident = identify(edge, req.headers());
+    let valid = ident.as_ref().ok().and_then(Option::as_ref);
+    let mut facts = Facts {
+        method: method.to_string(),
+        path: req.uri().to_string(),
+        accessor: valid.map(|e| e.token.accessor.clone()).unwrap_or_default(),
+        principal: valid.and_then(|e| e.token.principal.clone()),
+        targets: Vec::new(),
+        routine: false,
+    };
+    let entry = match (&ident, enabled, &need) {
+        (_, _, Need::Public) | (_, false, _) => ident.clone().ok().flatten(),
+        (Err(reason), true, _) => return unauthorized(edge, &facts, reason),
+        (Ok(None), true, _) => return unauthorized(edge, &facts, "a token is required"),
+        (Ok(Some(e)), true, _) => Some(e.clone()),
+    };
+    let grants: &Grants = match (&entry, enabled) {
+        (_, false) => &ALL,
+        (Some(e), true) => &e.grants,
+        (None, true) => &NONE,
+    };
+    // With ACLs off a scheduler call needs no look inside (it is the launch path).
+    let (req, decision) = if !enabled && need == Need::Framework {
+        facts.routine = true;
+        (req, Ok(()))
+    } else {
+        match decide(&need, grants, req, &mut facts).await {
+            Ok(v) => v,
+            Err(resp) => return *resp,
+        }
+    };
+    if let Err(d) = decision {
+        return denied(edge, &facts, &d);
+    }
+    let deletion = (method == Method::DELETE)
+        .then(|| guard::deletion(&path))
+        .flatten();
+    let mut would_go = 0;
+    if let Some(d) = &deletion {
+        would_go = count(&gate.inner, d).await;
+        if let Err(resp) = guarded(edge, grants, d, would_go, query.as_deref(), &facts) {
+            return *resp;
+        }
+    }
+    let filter = match need {
+        Need::Listing(k) if !grants.covers_all(Access::Read, k) => Some(k),
+        _ => None,
+    };
+    let mut resp = next.run(req).await;
+    if let Some(kind) = filter {
+        resp = if path.ends_with("/events") {
+            crate::events::filter(resp, kind, grants.clone())
+        } else {
+            filter_body(resp, kind, grants).await
+        };
+    }
+    if !matches!(method, Method::GET | Method::HEAD) && !facts.routine {
+        edge.audit.record(facts.entry(resp.status(), None));
+    }
+    if deletion.is_some() && resp.status().is_success() && !facts.accessor.is_empty() {
+        if let Ok(mut w) = edge.deletes.lock() {
+            w.record(&facts.accessor, unix_now(), would_go.max(1));
+        }
+    }
+    resp
+}
+
+/// The token a request presents: `Ok(None)` without one, `Err(reason)` for a bad one.
+fn identify(edge: &Edge, headers: &HeaderMap) -> Result<Option<Arc<Entry>>, String> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| "malformed Authorization header".to_string())?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).ok();
+    let cred = meseta_acl::parse_authorization(value, b64)
+        .ok_or_else(|| "malformed Authorization header: use 'Bearer <token>'".to_string())?;
+    let snap = edge.registry.snapshot();
+    let (secret, principal) = match &cred {
+        Credential::Token(t) => (t.as_str(), None),
+        Credential::Basic { principal, secret } => (secret.as_str(), Some(principal.as_str())),
+    };
+    let entry = snap
+        .by_hash(&meseta_acl::hash_secret(secret))
+        .ok_or_else(|| match principal {
+            Some(p) => format!("wrong secret for principal {p}"),
+            None => "unknown or revoked token".to_string(),
+        })?;
+    if let Some(p) = principal {
+        if entry.token.principal.as_deref() != Some(p) {
+            return Err(format!("wrong secret for principal {p}"));
+        }
+    }
+    if entry.token.expired(unix_now()) {
+        return Err("token expired".to_string());
+    }
+    Ok(Some(entry.clone()))
+}
+
+type Decided = (Request, Result<(), Denied>);
+
+/// Whether `grants` allow what the request needs; reads the body when the ids are in it.
+async fn decide(
+    need: &Need,
+    grants: &Grants,
+    req: Request,
+    facts: &mut Facts,
+) -> Result<Decided, Box<Response>> {
+    let allowed = |a, k, n: &str| grants.allows(a, Resource::new(k, n));
+    let d = match need {
+        Need::Public | Need::Authenticated => Ok(()),
+        Need::One(a, k, name) => {
+            if !name.is_empty() {
+                facts.targets.push(name.clone());
+            }
+            allowed(*a, *k, name)
+        }
+        Need::Listing(k) => grants.allows_some(Access::Read, *k),
+        Need::BodyIds(a, k) => {
+            let (req, body) = read_body(req).await?;
+            let ids = body.as_ref().and_then(|b| route::body_ids(*k, b));
+            let d = match &ids {
+                Some(ids) => ids.iter().try_for_each(|id| allowed(*a, *k, id)),
+                None => allowed(*a, *k, ""),
+            };
+            facts.targets = ids.unwrap_or_default();
+            return Ok((req, d));
+        }
+        Need::OperatorCall => {
+            let (req, body) = read_body(req).await?;
+            let t = body
+                .as_ref()
+                .and_then(|b| b.get("type")?.as_str())
+                .unwrap_or("");
+            let (a, k) = route::operator_call(t);
+            facts.targets.push(t.to_string());
+            return Ok((req, allowed(a, k, "")));
+        }
+        Need::Framework => {
+            let (req, body) = read_body(req).await?;
+            let t = body.as_ref().and_then(|b| b.get("type")?.as_str());
+            facts.routine = !matches!(t, Some("SUBSCRIBE" | "TEARDOWN"));
+            let d = body
+                .as_ref()
+                .map_or(Ok(()), |b| framework_call(grants, b, facts));
+            return Ok((req, d));
+        }
+    };
+    Ok((req, d))
+}
+
+/// A scheduler call's roles (SUBSCRIBE, RESERVE) and task users (SUBSCRIBE, LAUNCH).
+fn framework_call(g: &Grants, call: &Value, facts: &mut Facts) -> Result<(), Denied> {
+    let mut roles = Vec::new();
+    let mut users = Vec::new();
+    if let Some(fi) = call.pointer("/subscribe/framework_info") {
+        if let Some(Value::Array(rs)) = fi.get("roles") {
+            roles.extend(rs.iter().filter_map(Value::as_str));
+        }
+        roles.extend(fi.get("role").and_then(Value::as_str));
+        users.extend(fi.get("user").and_then(Value::as_str));
+        if let (Some(p), Some(mine)) = (
+            fi.get("principal").and_then(Value::as_str),
+            &facts.principal,
+        ) {
+            if p != mine {
+                return Err(Denied {
+                    missing: format!("framework principal {p} (authenticated as {mine})"),
+                });
+            }
+        }
+    }
+    for op in call
+        .pointer("/accept/operations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let tasks = op
+            .pointer("/launch/task_infos")
+            .or_else(|| op.pointer("/launch_group/task_group/tasks"))
+            .and_then(Value::as_array);
+        for t in tasks.into_iter().flatten() {
+            users.extend(t.pointer("/command/user").and_then(Value::as_str));
+        }
+        for r in op
+            .pointer("/reserve/resources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            roles.extend(r.get("role").and_then(Value::as_str));
+            for res in r
+                .get("reservations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                roles.extend(res.get("role").and_then(Value::as_str));
+            }
+        }
+    }
+    roles.retain(|r| !r.is_empty() && *r != "*");
+    users.retain(|u| !u.is_empty());
+    facts
+        .targets
+        .extend(roles.iter().map(|r| format!("role:{r}")));
+    facts
+        .targets
+        .extend(users.iter().map(|u| format!("user:{u}")));
+    for r in roles {
+        g.allows(Access::Write, Resource::new(Kind::Roles, r))?;
+    }
+    for u in users {
+        g.allows(Access::Write, Resource::new(Kind::Users, u))?;
+    }
+    Ok(())
+}
+
+/// The request with its body read (and put back), and the body as JSON if it is JSON.
+async fn read_body(req: Request) -> Result<(Request, Option<Value>), Box<Response>> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        Box::new(reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+            json!([]),
+        ))
+    })?;
+    let v = serde_json::from_slice(&bytes).ok();
+    Ok((Request::from_parts(parts, Body::from(bytes)), v))
+}
+
+/// How many apps (or jobs) a delete would remove.
+async fn count(inner: &Router, d: &Deletion) -> usize {
+    let Deletion::Group(g) = d else { return 1 };
+    let uri = if g == "/" {
+        "/v2/groups".to_string()
+    } else {
+        format!("/v2/groups{g}")
+    };
+    let Ok(req) = Request::get(uri).body(Body::empty()) else {
+        return 0;
+    };
+    let Ok(resp) = inner.clone().oneshot(req).await;
+    if !resp.status().is_success() {
+        return 0;
+    }
+    match axum::body::to_bytes(resp.into_body(), BODY_LIMIT).await {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(|v| guard::apps_in_group(&v))
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// The bulk-delete guard: refused without `?confirm=true`, and without an admin grant on what
+/// goes when ACLs are on.
+fn guarded(
+    edge: &Edge,
+    g: &Grants,
+    d: &Deletion,
+    would_go: usize,
+    query: Option<&str>,
+    facts: &Facts,
+) -> Result<(), Box<Response>> {
+    // Deletes count per token: requests without one (ACLs off) have only the per-request limit.
+    let recent = if facts.accessor.is_empty() {
+        0
+    } else {
+        edge.deletes
+            .lock()
+            .map(|mut w| w.recent(&facts.accessor, unix_now()))
+            .unwrap_or(0)
+    };
+    let Some(why) = guard::needs_confirmation(d, would_go, recent, edge.cfg.bulk_delete_limit)
+    else {
+        return Ok(());
+    };
+    if !guard::confirmed(query) {
+        let msg = format!(
+            "{why}: nothing was deleted; repeat with ?{}=true (needs an admin grant when ACLs are on)",
+            guard::CONFIRM_PARAM
+        );
+        edge.audit
+            .record(facts.entry(StatusCode::CONFLICT, Some(why)));
+        let details = json!([{"wouldDelete": would_go}]);
+        return Err(Box::new(reply(StatusCode::CONFLICT, &msg, details)));
+    }
+    let (kind, name) = match d {
+        Deletion::Group(n) | Deletion::App(n) => (Kind::Apps, n.as_str()),
+        Deletion::Job(n) => (Kind::Jobs, n.as_str()),
+    };
+    g.allows(Access::Admin, Resource::new(kind, name))
+        .map_err(|d| Box::new(denied(edge, facts, &d)))
+}
+
+fn reply(status: StatusCode, message: &str, details: Value) -> Response {
+    (
+        status,
+        axum::Json(json!({"message": message, "details": details})),
+    )
+        .into_response()
+}
+
+fn unauthorized(edge: &Edge, facts: &Facts, reason: &str) -> Response {
+    edge.audit
+        .record(facts.entry(StatusCode::UNAUTHORIZED, Some(reason.to_string())));
+    let mut r = reply(
+        StatusCode::UNAUTHORIZED,
+        reason,
+        json!([{"reason": reason}]),
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"meseta\""),
+    );
+    r
+}
+
+fn denied(edge: &Edge, facts: &Facts, d: &Denied) -> Response {
+    edge.audit
+        .record(facts.entry(StatusCode::FORBIDDEN, Some(d.missing.clone())));
+    reply(
+        StatusCode::FORBIDDEN,
+        &d.to_string(),
+        json!([{"missing": d.missing}]),
+    )
+}
+
+/// A JSON listing with only what `g` may read.
+async fn filter_body(resp: Response, kind: Kind, g: &Grants) -> Response {
+    if !resp.status().is_success() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "listing too large to filter",
+            json!([]),
+        );
+    };
+    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(Bytes::new()));
+    };
+    route::filter_listing(kind, g, &mut v);
+    let out = serde_json::to_vec(&v).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(out))
+}

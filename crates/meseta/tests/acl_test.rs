@@ -1,0 +1,419 @@
+//! Access control on the real binary: `meseta master --acl`, tokens and policies made with the
+//! CLI, a `/team-a/` token that cannot read, change or delete `/team-b/*` and sees only team A
+//! in listings and events, marathon-python and chronos-python with a token, pymesos with a
+//! principal and secret, the bulk-delete guard (with ACLs on and off) and the audit log.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const RES: &str = "cpus:4;mem:4096;disk:2048;ports:[33000-33099]";
+
+fn call(
+    c: &Cluster,
+    m: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let client = reqwest::blocking::Client::new();
+    let mut req = client.request(m, format!("{}{path}", c.url()));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Runs the CLI with `--token` and `--json`; its JSON output.
+fn cli_json(c: &Cluster, token: &str, args: &[&str]) -> Value {
+    let out = Command::new(common::MESETA)
+        .args(args)
+        .args(["--json", "--token", token])
+        .env("MESETA_MASTER", c.url())
+        .output()
+        .expect("run meseta");
+    assert!(
+        out.status.success(),
+        "meseta {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("CLI JSON")
+}
+
+fn write_policy(c: &Cluster, name: &str, rules: Value) -> String {
+    let path = c.dir.path().join(format!("{name}.json"));
+    std::fs::write(&path, json!({"name": name, "rules": rules}).to_string()).expect("write");
+    path.to_string_lossy().into_owned()
+}
+
+/// An ACL cluster (no agents: nothing here needs to run) with a bootstrap token.
+fn acl_cluster() -> (Cluster, String) {
+    let c = Cluster::with_master_flags(0, 30.0, RES, &["--acl"]);
+    let out = Command::new(common::MESETA)
+        .args(["acl", "bootstrap", "--json"])
+        .env("MESETA_MASTER", c.url())
+        .output()
+        .expect("bootstrap");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let secret = v["secret"].as_str().expect("secret").to_string();
+    (c, secret)
+}
+
+fn app(id: &str) -> Value {
+    json!({"id": id, "cmd": "sleep 1000", "cpus": 0.01, "mem": 16, "instances": 0})
+}
+
+fn audit(c: &Cluster, admin: &str) -> Vec<Value> {
+    cli_json(c, admin, &["audit", "--limit", "500"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn audited(c: &Cluster, admin: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    common::wait_for(what, Duration::from_secs(10), || {
+        audit(c, admin).into_iter().find(&f)
+    })
+}
+
+#[test]
+fn a_team_token_reads_and_changes_only_its_team_and_is_audited() {
+    let (c, admin) = acl_cluster();
+    let a = Some(admin.as_str());
+    // Without a token, with a forged one, and a second bootstrap: refused.
+    assert_eq!(call(&c, Method::GET, "/v2/apps", None, None).0, 401);
+    assert_eq!(
+        call(&c, Method::GET, "/v2/apps", Some("forged"), None).0,
+        401
+    );
+    assert_eq!(
+        call(&c, Method::POST, "/api/meseta/v1/acl/bootstrap", None, None).0,
+        409
+    );
+
+    let file = write_policy(
+        &c,
+        "team-a",
+        json!([
+        {"resource": "apps", "prefix": "/team-a/", "access": "write"},
+        {"resource": "jobs", "prefix": "team-a-", "access": "write"}]),
+    );
+    cli_json(&c, &admin, &["acl", "policy", "apply", &file]);
+    let listed = cli_json(&c, &admin, &["acl", "policy", "list"]);
+    assert_eq!(listed[0]["name"], "team-a", "{listed}");
+    let ta = cli_json(
+        &c,
+        &admin,
+        &["acl", "token", "create", "--policy", "team-a"],
+    );
+    let ta_secret = ta["secret"].as_str().expect("secret").to_string();
+    let t = Some(ta_secret.as_str());
+    let tokens = cli_json(&c, &admin, &["acl", "token", "list"]);
+    assert!(tokens
+        .to_string()
+        .contains(ta["accessor"].as_str().expect("accessor")));
+    assert!(
+        !tokens.to_string().contains(&ta_secret),
+        "secrets are never listed"
+    );
+
+    for id in ["/team-a/web", "/team-b/web"] {
+        let (s, b) = call(&c, Method::POST, "/v2/apps", a, Some(&app(id)));
+        assert_eq!(s, 201, "{b}");
+    }
+    let job = |n: &str| json!({"name": n, "command": "true", "schedule": "R/2030-01-01T00:00:00Z/PT1H", "epsilon": "PT60S", "owner": "o@example.com", "cpus": 0.01, "mem": 16});
+    let (s, b) = call(
+        &c,
+        Method::POST,
+        "/v1/scheduler/iso8601",
+        a,
+        Some(&job("team-b-etl")),
+    );
+    assert!(s < 300, "{s} {b}");
+
+    // Listings are filtered; team B's app can be neither read, changed nor deleted.
+    let (s, apps) = call(&c, Method::GET, "/v2/apps", t, None);
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = apps["apps"]
+        .as_array()
+        .expect("apps")
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["/team-a/web"]);
+    let (_, tree) = call(&c, Method::GET, "/v2/groups", t, None);
+    assert!(!tree.to_string().contains("team-b"), "{tree}");
+    for (m, body) in [
+        (Method::GET, None),
+        (Method::PUT, Some(app("/team-b/web"))),
+        (Method::DELETE, None),
+    ] {
+        let (s, b) = call(&c, m.clone(), "/v2/apps/team-b/web", t, body.as_ref());
+        assert_eq!(s, 403, "{m} {b}");
+        assert_eq!(
+            b["details"][0]["missing"]
+                .as_str()
+                .map(|m| m.contains("/team-b/web")),
+            Some(true),
+            "{b}"
+        );
+        assert!(
+            b["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("permission denied")),
+            "{b}"
+        );
+    }
+    let (s, _) = call(
+        &c,
+        Method::POST,
+        "/v2/apps",
+        t,
+        Some(&app("/team-b/sneaky")),
+    );
+    assert_eq!(s, 403);
+    let (_, all) = call(&c, Method::GET, "/v2/apps", a, None);
+    assert_eq!(
+        all["apps"].as_array().map(Vec::len),
+        Some(2),
+        "nothing changed: {all}"
+    );
+
+    // The event stream carries team A's events only.
+    let events = sse_lines(&c, &ta_secret);
+    std::thread::sleep(Duration::from_millis(500));
+    for id in ["team-b/web", "team-a/web"] {
+        let mut body = app(&format!("/{id}"));
+        body["env"] = json!({"V": "2"});
+        let (s, b) = call(&c, Method::PUT, &format!("/v2/apps/{id}"), a, Some(&body));
+        assert!(s < 300, "{b}");
+    }
+    let seen = collect(&events, Duration::from_secs(3));
+    assert!(
+        seen.iter().any(|l| l.contains("/team-a/web")),
+        "team A's events: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|l| l.contains("team-b")),
+        "no team B event: {seen:?}"
+    );
+
+    // marathon-python (auth_token) and chronos-python (a header) work with the token.
+    if common::python_has("marathon", "marathon") && common::python_has("chronos", "chronos-python")
+    {
+        let host = format!("127.0.0.1:{}", c.port);
+        common::run_python_script("acl_clients.py", &[&host, &ta_secret]);
+        let (_, jobs) = call(&c, Method::GET, "/v1/scheduler/jobs", a, None);
+        assert!(
+            jobs.to_string().contains("team-b-etl"),
+            "team B's job stayed: {jobs}"
+        );
+    }
+
+    // The root group goes only with confirmation (and admin): nothing deleted meanwhile.
+    let (s, b) = call(&c, Method::DELETE, "/v2/groups", a, None);
+    assert_eq!(s, 409, "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("would delete all") && m.contains("confirm=true")),
+        "{b}"
+    );
+    let (s, b) = call(
+        &c,
+        Method::DELETE,
+        "/v2/groups/team-a?confirm=true",
+        t,
+        None,
+    );
+    assert_eq!(s, 403, "a team token has no admin grant: {b}");
+    let (_, all) = call(&c, Method::GET, "/v2/apps", a, None);
+    assert!(
+        all["apps"].as_array().map(Vec::len) >= Some(2),
+        "nothing deleted: {all}"
+    );
+
+    // A revoked token is refused.
+    let accessor = ta["accessor"].as_str().expect("accessor");
+    cli_json(&c, &admin, &["acl", "token", "revoke", accessor]);
+    assert_eq!(call(&c, Method::GET, "/v2/apps", t, None).0, 401);
+
+    // The audit log shows each of these.
+    audited(&c, &admin, "the 401 without a token", |e| {
+        e["status"] == 401 && e["path"] == "/v2/apps"
+    });
+    audited(&c, &admin, "the 403 on team B", |e| {
+        e["status"] == 403
+            && e["accessor"] == accessor
+            && e["method"] == "DELETE"
+            && e["path"] == "/v2/apps/team-b/web"
+    });
+    audited(&c, &admin, "the refused root delete", |e| {
+        e["status"] == 409 && e["path"] == "/v2/groups"
+    });
+    audited(&c, &admin, "team A's create", |e| {
+        e["status"] == 201 && e["targets"][0] == "/team-a/web"
+    });
+}
+
+/// Lines of `/v2/events` read with `token`, on a channel.
+fn sse_lines(c: &Cluster, token: &str) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let url = format!("{}/v2/events", c.url());
+    let token = token.to_string();
+    std::thread::spawn(move || {
+        let resp = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .expect("client")
+            .get(url)
+            .header("Accept", "text/event-stream")
+            .bearer_auth(token)
+            .send()
+            .expect("events");
+        for line in BufReader::new(resp).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn collect(rx: &mpsc::Receiver<String>, d: Duration) -> Vec<String> {
+    let end = Instant::now() + d;
+    let mut out = Vec::new();
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) => out.push(l),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+#[test]
+fn pymesos_registers_with_its_principal_and_secret_only() {
+    if !common::python_has("pymesos", "pymesos==0.3.15") {
+        return;
+    }
+    let (c, admin) = acl_cluster();
+    let file = write_policy(
+        &c,
+        "fw",
+        json!([
+        {"resource": "roles", "prefix": "*", "access": "write"},
+        {"resource": "users", "prefix": "*", "access": "write"}]),
+    );
+    cli_json(&c, &admin, &["acl", "policy", "apply", &file]);
+    let fw = cli_json(
+        &c,
+        &admin,
+        &[
+            "acl",
+            "token",
+            "create",
+            "--policy",
+            "fw",
+            "--principal",
+            "fw-a",
+        ],
+    );
+    let secret = fw["secret"].as_str().expect("secret");
+    let run = |name: &str, secret: &str| {
+        let out = c.dir.path().join(format!("{name}.jsonl"));
+        let script = format!("{}/tests/py/framework.py", env!("CARGO_MANIFEST_DIR"));
+        let master = format!("127.0.0.1:{}", c.port);
+        let status = Command::new("python3")
+            .arg(script)
+            .args(["--master", &master, "--out"])
+            .arg(&out)
+            .args([
+                "--name",
+                name,
+                "--timeout",
+                "6",
+                "--principal",
+                "fw-a",
+                "--secret",
+                secret,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("python3 framework.py");
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        (status, text)
+    };
+    // No agents: the right secret registers (then waits for offers until its timeout).
+    let (_, good) = run("good", secret);
+    assert!(
+        good.contains("\"registered\""),
+        "registered with the right secret: {good}"
+    );
+    let (_, bad) = run("bad", "wrong-secret");
+    assert!(
+        !bad.contains("\"registered\""),
+        "refused with a wrong secret: {bad}"
+    );
+    audited(&c, &admin, "the refused framework", |e| {
+        e["status"] == 401
+            && e["path"] == "/api/v1/scheduler"
+            && e["denied"].as_str().is_some_and(|d| d.contains("fw-a"))
+    });
+    audited(&c, &admin, "the subscribed framework", |e| {
+        e["status"] == 200 && e["principal"] == "fw-a" && e["targets"].is_array()
+    });
+}
+
+#[test]
+fn deleting_a_group_of_apps_needs_confirmation_even_without_acls() {
+    let c = Cluster::with_master_flags(0, 30.0, RES, &[]);
+    for id in ["/g/a", "/g/b"] {
+        let (s, b) = call(&c, Method::POST, "/v2/apps", None, Some(&app(id)));
+        assert_eq!(s, 201, "{b}");
+    }
+    let (s, b) = call(&c, Method::DELETE, "/v2/groups/g", None, None);
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["details"][0]["wouldDelete"], 2, "{b}");
+    let (_, apps) = call(&c, Method::GET, "/v2/apps", None, None);
+    assert_eq!(
+        apps["apps"].as_array().map(Vec::len),
+        Some(2),
+        "nothing deleted: {apps}"
+    );
+    let (s, b) = call(&c, Method::DELETE, "/v2/groups/g?confirm=true", None, None);
+    assert_eq!(s, 200, "{b}");
+    common::wait_for("the group's apps gone", Duration::from_secs(20), || {
+        let (_, apps) = call(&c, Method::GET, "/v2/apps", None, None);
+        (apps["apps"].as_array().map(Vec::len) == Some(0)).then_some(())
+    });
+    let (_, log) = call(&c, Method::GET, "/api/meseta/v1/audit", None, None);
+    let entries = log.as_array().cloned().unwrap_or_default();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["status"] == 409 && e["path"] == "/v2/groups/g"),
+        "{log}"
+    );
+}
