@@ -5,8 +5,12 @@
 //! server-set `version` dropped). Every violation is collected, each with a Marathon path
 //! (`/containers(0)/endpoints(1)/name`), so a handler answers one 422 listing all of them.
 //!
-//! Pods here run plain processes (or images) on the host network; container networks are
-//! refused rather than silently ignored.
+//! Pods here run plain processes on the host network, as one task group under the DEFAULT
+//! executor ([`group`] builds it); images, host volumes and container networks are refused
+//! rather than silently ignored. A pod volume is an ephemeral directory of the group's shared
+//! sandbox that each container mounting it sees as a link at its (sandbox-relative) `mountPath`.
+
+pub mod group;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -46,6 +50,9 @@ pub fn validate_pod(def: &PodDefinition) -> Result<PodDefinition, ValidationErro
             None
         }
     };
+    if !def.secrets.is_empty() {
+        errs.add("/secrets", "secrets are not supported in pods");
+    }
     env(&def.environment, &def.secrets, "", &mut errs);
     let volumes = volumes(def, &mut errs);
     containers(def, &volumes, &mut errs);
@@ -96,10 +103,11 @@ fn volumes(def: &PodDefinition, errs: &mut Errors) -> BTreeSet<String> {
         if !names.insert(v.name.clone()) {
             errs.add(format!("/volumes({i})/name"), "volume names must be unique");
         }
-        if let Some(h) = &v.host {
-            if !h.starts_with('/') {
-                errs.add(format!("/volumes({i})/host"), "must be an absolute path");
-            }
+        if v.host.is_some() {
+            errs.add(
+                format!("/volumes({i})/host"),
+                "host volumes are not supported; a pod volume is an ephemeral directory",
+            );
         }
     }
     names
@@ -124,16 +132,14 @@ fn containers(def: &PodDefinition, volumes: &BTreeSet<String>, errs: &mut Errors
             errs.add(format!("{at}/name"), "container names must be unique");
         }
         resources(c, &at, errs);
-        if c.exec.is_none() && c.image.is_none() {
-            errs.add(&at, "a container without an image needs exec.command");
+        if c.exec.is_none() {
+            errs.add(&at, "a container needs exec.command");
         }
-        if let Some(img) = &c.image {
-            if img.kind != "DOCKER" && img.kind != "APPC" {
-                errs.add(format!("{at}/image/kind"), "must be DOCKER or APPC");
-            }
-            if img.id.is_empty() {
-                errs.add(format!("{at}/image/id"), "must not be empty");
-            }
+        if c.image.is_some() {
+            errs.add(
+                format!("{at}/image"),
+                "pod containers run as plain processes here; images are not supported",
+            );
         }
         env(&c.environment, &def.secrets, &at, errs);
         for (j, e) in c.endpoints.iter().enumerate() {
@@ -178,10 +184,14 @@ fn containers(def: &PodDefinition, volumes: &BTreeSet<String>, errs: &mut Errors
                     format!("no pod volume is named {:?}", m.name),
                 );
             }
-            if m.mount_path.is_empty() || m.mount_path.split('/').any(|s| s == "..") {
+            if m.mount_path.is_empty()
+                || m.mount_path.starts_with('/')
+                || m.mount_path.split('/').any(|s| s == "..")
+            {
                 errs.add(
                     format!("{vm}/mountPath"),
-                    "must be a non-empty path without '..'",
+                    "must be a path relative to the container's sandbox, without '..' \
+                     (the volume appears there as a link)",
                 );
             }
         }
@@ -418,15 +428,23 @@ mod tests {
     }
 
     #[test]
-    fn a_container_needs_a_command_or_an_image() {
+    fn unsupported_features_are_refused_not_ignored() {
         let mut b = two_containers();
         b["containers"][0]
             .as_object_mut()
             .expect("object")
             .remove("exec");
+        b["containers"][1]["image"] = json!({"kind": "DOCKER", "id": "alpine"});
+        b["containers"][1]["volumeMounts"][0]["mountPath"] = json!("/data");
+        b["volumes"] = json!([{"name": "shared", "host": "/tmp"}]);
         let e = pod_from_body(&b).expect_err("invalid");
-        assert!(e.has_path("/containers(0)"), "{e}");
-        b["containers"][0]["image"] = json!({"kind": "DOCKER", "id": "alpine"});
-        pod_from_body(&b).expect("an image is enough");
+        for path in [
+            "/containers(0)",
+            "/containers(1)/image",
+            "/containers(1)/volumeMounts(0)/mountPath",
+            "/volumes(0)/host",
+        ] {
+            assert!(e.has_path(path), "missing {path} in {e}");
+        }
     }
 }
