@@ -11,6 +11,7 @@
 //! sandbox that each container mounting it sees as a link at its (sandbox-relative) `mountPath`.
 
 pub mod group;
+pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 
