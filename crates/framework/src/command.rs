@@ -26,8 +26,8 @@ pub enum Command {
     LaunchGroup {
         /// The offer.
         offer_id: IdValue,
-        /// The executor of the group.
-        executor: ExecutorInfo,
+        /// The executor of the group (boxed: it is large beside the other commands).
+        executor: Box<ExecutorInfo>,
         /// The tasks of the group.
         tasks: Vec<TaskInfo>,
     },

@@ -52,7 +52,7 @@ impl Scheduler for PodRunner {
                     self.port = l.ports.get("http").copied();
                     cmds.push(Command::LaunchGroup {
                         offer_id: o.id,
-                        executor: l.executor,
+                        executor: Box::new(l.executor),
                         tasks: l.tasks,
                     });
                 }

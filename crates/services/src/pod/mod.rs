@@ -202,7 +202,9 @@ fn containers(def: &PodDefinition, volumes: &BTreeSet<String>, errs: &mut Errors
             }
         }
         if let Some(l) = &c.lifecycle {
-            if l.kill_grace_period_seconds.is_some_and(|s| !(s >= 0.0)) {
+            if l.kill_grace_period_seconds
+                .is_some_and(|s| s.is_nan() || s < 0.0)
+            {
                 errs.add(
                     format!("{at}/lifecycle/killGracePeriodSeconds"),
                     "must not be negative",

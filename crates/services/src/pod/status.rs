@@ -234,7 +234,10 @@ mod tests {
             pod_status(&p, &[good.clone(), good.clone()], false, false),
             "STABLE"
         );
-        assert_eq!(pod_status(&p, &[good.clone()], true, false), "DEPLOYING");
+        assert_eq!(
+            pod_status(&p, std::slice::from_ref(&good), true, false),
+            "DEPLOYING"
+        );
         assert_eq!(pod_status(&p, &[good], false, true), "TERMINAL");
     }
 
