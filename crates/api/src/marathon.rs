@@ -8,6 +8,7 @@
 
 mod constraint;
 mod parts;
+pub mod pod;
 
 pub use constraint::{Constraint, ConstraintOperator};
 pub use parts::{

@@ -193,7 +193,8 @@ pub struct Framework {
     pub completed_tasks: Vec<Task>,
     /// Outstanding offers.
     pub offers: Vec<OfferSummary>,
-    /// Always empty (command tasks have no executor).
+    /// Executors running on agents (CUSTOM ones and the DEFAULT executors of task groups; command
+    /// tasks have none): `ExecutorInfo` plus `slave_id`, `role`, `type`, v0 `resources`.
     pub executors: Vec<Value>,
 }
 

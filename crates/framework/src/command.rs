@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use meseta_api::executor::ExecutorInfo;
 use meseta_api::scheduler::{IdValue, ReconcileTask, TaskInfo};
 use meseta_store::StoreError;
 
@@ -18,6 +19,16 @@ pub enum Command {
         /// The offer.
         offer_id: IdValue,
         /// The tasks to start on its agent.
+        tasks: Vec<TaskInfo>,
+    },
+    /// ACCEPT `offer_id` with one LAUNCH_GROUP: `tasks` start together under `executor` (a
+    /// DEFAULT executor runs them as one task group, all or none).
+    LaunchGroup {
+        /// The offer.
+        offer_id: IdValue,
+        /// The executor of the group (boxed: it is large beside the other commands).
+        executor: Box<ExecutorInfo>,
+        /// The tasks of the group.
         tasks: Vec<TaskInfo>,
     },
     /// DECLINE offers; the master keeps them away for `refuse_seconds` (REVIVE clears it).
@@ -69,6 +80,16 @@ impl std::fmt::Debug for Command {
             Command::Launch { offer_id, tasks } => f
                 .debug_struct("Launch")
                 .field("offer_id", &offer_id.as_str())
+                .field("tasks", &tasks.len())
+                .finish(),
+            Command::LaunchGroup {
+                offer_id,
+                executor,
+                tasks,
+            } => f
+                .debug_struct("LaunchGroup")
+                .field("offer_id", &offer_id.as_str())
+                .field("executor", &executor.executor_id.as_str())
                 .field("tasks", &tasks.len())
                 .finish(),
             Command::Decline {

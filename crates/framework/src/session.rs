@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use meseta_api::scheduler::{
-    Accept, Acknowledge, CallKind, Decline, Event, Filters, IdValue, Kill, Reconcile,
+    Accept, Acknowledge, CallKind, Decline, Event, Filters, IdValue, Kill, LaunchGroup, Operation,
+    Reconcile, TaskGroup,
 };
 use meseta_master::{FrameworkConnection, Master};
 use meseta_store::StoreError;
@@ -315,6 +316,16 @@ impl<S: Scheduler> Session<S> {
                     });
                     self.reconcile_soon = true;
                 }
+                Command::LaunchGroup {
+                    offer_id, tasks, ..
+                } if unwritten => {
+                    tracing::warn!(framework = %self.spec.name, offer = offer_id.as_str(), tasks = tasks.len(), "group launch held back: its write failed");
+                    self.send(Command::Decline {
+                        offer_ids: vec![offer_id],
+                        refuse_seconds: 1.0,
+                    });
+                    self.reconcile_soon = true;
+                }
                 Command::Persist => {
                     let outcome = self.scheduler.persist().await.err().map(Arc::new);
                     if let Some(e) = &outcome {
@@ -348,6 +359,27 @@ impl<S: Scheduler> Session<S> {
         let kind = match c {
             Command::Launch { offer_id, tasks } => CallKind::Accept {
                 accept: Accept::launch(offer_id, tasks, 0.0),
+            },
+            Command::LaunchGroup {
+                offer_id,
+                executor,
+                tasks,
+            } => CallKind::Accept {
+                accept: Accept {
+                    offer_ids: vec![offer_id],
+                    operations: vec![Operation::LaunchGroup {
+                        launch_group: LaunchGroup {
+                            executor: serde_json::to_value(&executor).ok(),
+                            task_group: TaskGroup {
+                                tasks,
+                                malformed: 0,
+                            },
+                        },
+                    }],
+                    filters: Some(Filters {
+                        refuse_seconds: Some(0.0),
+                    }),
+                },
             },
             Command::Decline {
                 offer_ids,

@@ -178,8 +178,41 @@ impl Core {
                     resources: o.resources.v0_summary(),
                 })
                 .collect(),
-            executors: vec![],
+            executors: self.executor_views(&f.id),
         }
+    }
+
+    /// The executors (CUSTOM, and DEFAULT ones of task groups) of framework `fw` that run on
+    /// agents, as Mesos' v0 state lists them: the `ExecutorInfo` with `slave_id`, `role`, its
+    /// `type` and v0 `resources`, ordered by agent and executor id.
+    fn executor_views(&self, fw: &meseta_types::FrameworkId) -> Vec<Value> {
+        let mut mine: Vec<_> = self
+            .ops
+            .custom_executors
+            .iter()
+            .filter(|((_, f, _), _)| f == fw)
+            .collect();
+        mine.sort_by(|a, b| (&a.0 .0, &a.0 .2).cmp(&(&b.0 .0, &b.0 .2)));
+        mine.into_iter()
+            .map(|((agent, f, _), rec)| {
+                let mut v = match serde_json::to_value(&rec.info) {
+                    Ok(Value::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                v.insert("framework_id".into(), Value::from(f.to_string()));
+                v.insert("slave_id".into(), Value::from(agent.to_string()));
+                v.insert("role".into(), Value::from(rec.role.clone()));
+                v.insert(
+                    "type".into(),
+                    Value::from(rec.info.kind.clone().unwrap_or_else(|| "CUSTOM".into())),
+                );
+                v.insert(
+                    "resources".into(),
+                    Value::Object(rec.info.resources.v0_summary()),
+                );
+                Value::Object(v)
+            })
+            .collect()
     }
 
     /// Tasks by state, for `/metrics`.

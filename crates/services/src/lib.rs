@@ -8,6 +8,8 @@
 //! - [`constraints`]: may an offer from an agent take one more instance of an app, and if not, why.
 //! - [`plan`]: deployment plans (start/scale/restart/stop steps) and the rolling-restart step
 //!   function honouring `upgradeStrategy`.
+//! - [`pod`]: pod definitions (`/v2/pods`) parsed strictly and validated, every violation with
+//!   its Marathon path.
 //! - [`group`]: application groups: `GroupUpdate` bodies resolved into apps, dependency levels
 //!   and cycle detection, and the plan of a group change.
 //!
@@ -19,6 +21,7 @@ pub mod engine;
 pub mod group;
 pub mod path;
 pub mod plan;
+pub mod pod;
 pub mod validate;
 
 #[cfg(test)]

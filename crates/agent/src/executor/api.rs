@@ -5,6 +5,8 @@
 //! `202`. Malformed calls (bad JSON, an unknown executor, an update without a valid uuid or in
 //! TASK_STAGING) get `400` with a JSON message; an update about a task the executor was not
 //! given is refused with an ERROR event on its stream, as nothing about the call is malformed.
+//! A subscribed executor gets a HEARTBEAT event every [`HEARTBEAT_EVERY`] on its stream, as
+//! Mesos sends them, so it (and any proxy in between) sees a live connection.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -29,6 +31,25 @@ use crate::state::{Shared, UpdateExtra};
 
 /// The executor API's path.
 pub(crate) const PATH: &str = "/api/v1/executor";
+
+/// How often a subscribed executor's stream carries a HEARTBEAT event.
+pub(crate) const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Send HEARTBEAT on the stream behind `tx` every `every`, until the stream is gone (every
+/// strong sender dropped: replaced by a new SUBSCRIBE, or the executor removed); holds only a
+/// weak sender so that it never keeps a stream open.
+fn spawn_heartbeats(tx: mpsc::WeakUnboundedSender<Event>, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            let Some(tx) = tx.upgrade() else { break };
+            if tx.send(Event::Heartbeat).is_err() {
+                break;
+            }
+        }
+    });
+}
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
@@ -144,6 +165,7 @@ fn subscribe_call(shared: &Arc<Shared>, key: &Key, sub: wire::Subscribe) -> Resp
         }
     }
     super::deliver(shared, key);
+    spawn_heartbeats(tx.downgrade(), HEARTBEAT_EVERY);
     for id in kills {
         let _ = tx.send(Event::Kill {
             kill: wire::KillEvent {
@@ -251,5 +273,30 @@ fn update_call(shared: &Shared, key: &Key, status: TaskStatus) -> Result<(), Str
 fn send(shared: &Shared, key: &Key, ev: Event) {
     if let Some(e) = shared.lock().executors.get(key) {
         e.send(ev);
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn heartbeats_flow_until_the_stream_is_dropped() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        spawn_heartbeats(tx.downgrade(), Duration::from_millis(10));
+        for _ in 0..3 {
+            let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a heartbeat within 5 s");
+            assert!(matches!(ev, Some(Event::Heartbeat)), "{ev:?}");
+        }
+        // The heartbeat task holds no strong sender: dropping ours ends the stream.
+        drop(tx);
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            while rx.recv().await.is_some() {}
+        })
+        .await;
+        assert!(end.is_ok(), "the stream ends once its sender is dropped");
     }
 }

@@ -33,10 +33,21 @@ pub fn meseta_exe() -> Option<PathBuf> {
 
 /// A master on an in-memory store allocating every `allocation_interval`, and one registered
 /// agent (work dir under `dir`) that runs tasks through `exe`.
+#[allow(dead_code)]
 pub async fn master_and_agent(
     exe: PathBuf,
     dir: &Path,
     allocation_interval: Duration,
+) -> anyhow::Result<(MasterHandle, AgentHandle)> {
+    master_and_agent_offering(exe, dir, allocation_interval, "cpus:2;mem:1024;disk:1024").await
+}
+
+/// [`master_and_agent`] with an agent offering `resources` (Mesos `--resources` syntax).
+pub async fn master_and_agent_offering(
+    exe: PathBuf,
+    dir: &Path,
+    allocation_interval: Duration,
+    resources: &str,
 ) -> anyhow::Result<(MasterHandle, AgentHandle)> {
     let cfg = MasterConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -50,7 +61,7 @@ pub async fn master_and_agent(
         dir.join("agent"),
         SocketAddr::from(([127, 0, 0, 1], 0)),
     );
-    agent_cfg.resources = Some(Resources::parse("cpus:2;mem:1024;disk:1024")?);
+    agent_cfg.resources = Some(Resources::parse(resources)?);
     agent_cfg.meseta_exe = exe;
     let agent = Agent::start(agent_cfg).await?;
     agent.wait_registered(Duration::from_secs(10)).await?;
