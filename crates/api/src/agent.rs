@@ -775,3 +775,7 @@ mod tests {
         assert!(f.extract && f.executable);
     }
 }
+
+/// The header of the WebSocket upgrade in which an agent presents its join token
+/// (`--join-token-file`).
+pub const JOIN_TOKEN_HEADER: &str = "x-meseta-join-token";

@@ -44,6 +44,11 @@ pub struct MasterConfig {
     /// Whether the built-in schedulers accept DOCKER containers with `privileged: true`
     /// (`--docker-allow-privileged`, off by default). Agents enforce their own flag as well.
     pub allow_privileged_containers: bool,
+    /// TLS on the master's listener (`--tls-cert/--tls-key`, and `--tls-client-ca` for
+    /// mutual TLS: agents must then present a certificate that CA signed to register).
+    pub tls: Option<meseta_tls::ServerTls>,
+    /// The shared secret agents present to register (`--join-token-file`); `None`: none asked.
+    pub join_token: Option<String>,
 }
 
 impl Default for MasterConfig {
@@ -59,6 +64,8 @@ impl Default for MasterConfig {
             domain: None,
             allow_root_tasks: false,
             allow_privileged_containers: false,
+            tls: None,
+            join_token: None,
         }
     }
 }
