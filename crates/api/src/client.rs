@@ -53,6 +53,9 @@ pub struct LogChunk {
 /// Redirects one request follows (a follower's 307 to the leader takes one).
 const MAX_REDIRECTS: usize = 5;
 
+/// The environment variable naming the CA file that clients trust for `https` masters.
+pub const CA_CERT_ENV: &str = "MESETA_CA_CERT";
+
 /// A client of the master, or of the masters of a highly available cluster; clones share the
 /// connection pools and the knowledge of which master leads.
 #[derive(Clone, Debug)]
@@ -66,8 +69,25 @@ impl MasterClient {
     /// A client of the master at `base_url`, e.g. `http://127.0.0.1:5050`, or of the masters of a
     /// comma-separated list (`http://m1:5050,http://m2:5050`), whose leader each request finds
     /// (see [`masters`]).
+    ///
+    /// `https` masters are verified against the CA file named by `MESETA_CA_CERT`, if set
+    /// (else the platform's roots); see [`MasterClient::with_ca`].
     pub fn new(base_url: impl Into<String>) -> Result<MasterClient, ClientError> {
+        let ca = std::env::var_os(CA_CERT_ENV).map(std::path::PathBuf::from);
+        Self::with_ca(base_url, ca.as_deref())
+    }
+
+    /// [`MasterClient::new`] trusting the CA certificates of the PEM file `ca` for `https`
+    /// masters (`--ca-cert`); `None`: the platform's roots.
+    pub fn with_ca(
+        base_url: impl Into<String>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<MasterClient, ClientError> {
         let given = base_url.into();
+        let tls = match ca {
+            Some(ca) => Some(meseta_tls::client_config(ca, None)?),
+            None => None,
+        };
         let masters = Masters::parse(&given).ok_or_else(|| ClientError::NoMaster {
             given: given.clone(),
         })?;
@@ -80,6 +100,9 @@ impl MasterClient {
                 .connect_timeout(Duration::from_secs(5));
             if let Some(t) = timeout {
                 b = b.timeout(t);
+            }
+            if let Some(tls) = &tls {
+                b = b.tls_backend_preconfigured(tls.clone());
             }
             b.build().map_err(|source| ClientError::Http {
                 url: given.clone(),

@@ -37,6 +37,9 @@ pub struct GlobalArgs {
         global = true
     )]
     pub master: String,
+    /// CA certificate (PEM) trusted for an `https` master.
+    #[arg(long = "ca-cert", env = "MESETA_CA_CERT", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Print machine-readable JSON instead of tables and text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -97,7 +100,7 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
 }
 
 fn client(g: &GlobalArgs) -> anyhow::Result<MasterClient> {
-    Ok(MasterClient::new(&g.master)?)
+    Ok(MasterClient::with_ca(&g.master, g.ca_cert.as_deref())?)
 }
 
 /// The framework user of the CLI's own frameworks (`execute`, bench): the user the CLI runs as
