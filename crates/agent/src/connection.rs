@@ -209,12 +209,24 @@ async fn connect_and_serve(
             })
         }
     };
-    let connector = match shared.cfg.master_tls.config() {
+    // Without --ca-cert a wss master is verified against the system's roots (built here with
+    // the ring provider: the process has no default rustls provider to fall back on).
+    let config = match shared.cfg.master_tls.config() {
+        Ok(Some(c)) => Ok(Some(c)),
+        Ok(None) if url.starts_with("wss://") => {
+            crate::http_client::tls_config(crate::http_client::Tls::Verify)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    };
+    let connector = match config {
         Ok(c) => c.map(tokio_tungstenite::Connector::Rustls),
-        Err(e) => {
+        Err(why) => {
             return Ok(Ended::Disconnected {
                 registered: false,
-                why: e.to_string(),
+                why,
             })
         }
     };
