@@ -57,6 +57,11 @@ pub struct AgentConfig {
     /// How long an executor that outlived an agent restart has to SUBSCRIBE again before it is
     /// killed and its tasks reported.
     pub executor_reregistration_timeout: Duration,
+    /// The join token presented to the master (`--join-token-file`).
+    pub join_token: Option<String>,
+    /// TLS towards a `https`/`wss` master: the CA to trust (`--ca-cert`) and, for a master
+    /// with mutual TLS, the client certificate and key (`--tls-cert`/`--tls-key`).
+    pub master_tls: meseta_tls::ClientTls,
 }
 
 /// Where the Docker engine listens by default.
@@ -86,6 +91,8 @@ impl AgentConfig {
             docker_allow_privileged: false,
             executor_registration_timeout: Duration::from_secs(60),
             executor_reregistration_timeout: Duration::from_secs(15),
+            join_token: None,
+            master_tls: meseta_tls::ClientTls::default(),
         }
     }
 }

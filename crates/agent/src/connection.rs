@@ -166,17 +166,87 @@ fn refused(url: &str, resp: &tungstenite::http::Response<Option<Vec<u8>>>) -> En
     }
 }
 
+/// Whether a connection failed in the TLS handshake (a certificate refused on either side).
+fn is_tls_failure(e: &tungstenite::Error) -> bool {
+    match e {
+        tungstenite::Error::Tls(_) => true,
+        tungstenite::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.is::<meseta_tls::tokio_rustls::rustls::Error>()),
+        _ => false,
+    }
+}
+
+/// The WebSocket handshake request to `url`, with the join token when there is one.
+fn master_request(
+    cfg: &crate::AgentConfig,
+    url: &str,
+) -> Result<tungstenite::http::Request<()>, String> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    if let Some(token) = &cfg.join_token {
+        let value = tungstenite::http::HeaderValue::from_str(token.trim())
+            .map_err(|_| "the join token is not a valid header value".to_string())?;
+        request
+            .headers_mut()
+            .insert(meseta_api::agent::JOIN_TOKEN_HEADER, value);
+    }
+    Ok(request)
+}
+
 /// One connection's lifetime.
 async fn connect_and_serve(
     shared: &Arc<Shared>,
     url: &str,
     cancel: &CancellationToken,
 ) -> Result<Ended, AgentError> {
-    let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
+    let request = match master_request(&shared.cfg, url) {
+        Ok(r) => r,
+        Err(why) => {
+            return Ok(Ended::Disconnected {
+                registered: false,
+                why,
+            })
+        }
+    };
+    // Without --ca-cert a wss master is verified against the system's roots (built here with
+    // the ring provider: the process has no default rustls provider to fall back on).
+    let config = match shared.cfg.master_tls.config() {
+        Ok(Some(c)) => Ok(Some(c)),
+        Ok(None) if url.starts_with("wss://") => {
+            crate::http_client::tls_config(crate::http_client::Tls::Verify)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    };
+    let connector = match config {
+        Ok(c) => c.map(tokio_tungstenite::Connector::Rustls),
+        Err(why) => {
+            return Ok(Ended::Disconnected {
+                registered: false,
+                why,
+            })
+        }
+    };
+    let connect = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
     let ws = tokio::select! {
         r = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match r {
             Ok(Ok((ws, _))) => ws,
-            Ok(Err(tungstenite::Error::Http(resp))) => return Ok(refused(url, &resp)),
+            Ok(Err(tungstenite::Error::Http(resp))) => {
+                let ended = refused(url, &resp);
+                if matches!(resp.status().as_u16(), 401 | 403) {
+                    if let Ended::Disconnected { why, .. } = &ended {
+                        tracing::error!(master = %url, %why, "master refused the agent (join token or client certificate)");
+                    }
+                }
+                return Ok(ended);
+            }
+            Ok(Err(e)) if is_tls_failure(&e) => {
+                tracing::error!(master = %url, error = %e, "TLS handshake with the master failed");
+                return Ok(Ended::Disconnected { registered: false, why: e.to_string() });
+            }
             Ok(Err(e)) => return Ok(Ended::Disconnected { registered: false, why: e.to_string() }),
             Err(_) => return Ok(Ended::Disconnected { registered: false, why: "connect timeout".into() }),
         },

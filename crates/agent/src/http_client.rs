@@ -195,7 +195,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// The TLS client configuration of `mode` (built once per mode).
-fn tls_config(mode: Tls) -> Result<Arc<ClientConfig>, HttpError> {
+pub(crate) fn tls_config(mode: Tls) -> Result<Arc<ClientConfig>, HttpError> {
     static VERIFY: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     static INSECURE: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     let cell = match mode {

@@ -645,6 +645,10 @@ impl From<crate::scheduler::CommandUri> for FetchUri {
     }
 }
 
+/// The header of the WebSocket upgrade in which an agent presents its join token
+/// (`--join-token-file`).
+pub const JOIN_TOKEN_HEADER: &str = "x-meseta-join-token";
+
 #[cfg(test)]
 mod tests {
     use super::*;

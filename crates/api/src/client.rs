@@ -53,6 +53,9 @@ pub struct LogChunk {
 /// Redirects one request follows (a follower's 307 to the leader takes one).
 const MAX_REDIRECTS: usize = 5;
 
+/// The environment variable naming the CA file that clients trust for `https` masters.
+pub const CA_CERT_ENV: &str = "MESETA_CA_CERT";
+
 /// A client of the master, or of the masters of a highly available cluster; clones share the
 /// connection pools and the knowledge of which master leads.
 #[derive(Clone, Debug)]
@@ -67,11 +70,11 @@ impl MasterClient {
     /// comma-separated list (`http://m1:5050,http://m2:5050`), whose leader each request finds
     /// (see [`masters`]).
     ///
-    /// Requests carry `Authorization: Bearer $MESETA_TOKEN` when that variable is set (see
-    /// [`MasterClient::with_token`]).
+    /// Requests carry `Authorization: Bearer $MESETA_TOKEN` when that variable is set, and
+    /// `https` masters are verified against the CA file named by `MESETA_CA_CERT`, if set (else
+    /// the platform's roots); see [`MasterClient::with_options`].
     pub fn new(base_url: impl Into<String>) -> Result<MasterClient, ClientError> {
-        let token = std::env::var("MESETA_TOKEN").ok().filter(|t| !t.is_empty());
-        MasterClient::with_token(base_url, token.as_deref())
+        MasterClient::with_options(base_url, env_token().as_deref(), env_ca().as_deref())
     }
 
     /// A client like [`MasterClient::new`] whose every request carries `Authorization: Bearer
@@ -80,6 +83,24 @@ impl MasterClient {
         base_url: impl Into<String>,
         token: Option<&str>,
     ) -> Result<MasterClient, ClientError> {
+        MasterClient::with_options(base_url, token, env_ca().as_deref())
+    }
+
+    /// [`MasterClient::new`] trusting the CA certificates of the PEM file `ca` for `https`
+    /// masters (`--ca-cert`); `None`: the platform's roots.
+    pub fn with_ca(
+        base_url: impl Into<String>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<MasterClient, ClientError> {
+        MasterClient::with_options(base_url, env_token().as_deref(), ca)
+    }
+
+    /// A client sending `token` (if any) and trusting `ca` (if any) for `https` masters.
+    pub fn with_options(
+        base_url: impl Into<String>,
+        token: Option<&str>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<MasterClient, ClientError> {
         let given = base_url.into();
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token {
@@ -87,6 +108,10 @@ impl MasterClient {
                 .map_err(|_| ClientError::BadToken)?;
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
+        let tls = match ca {
+            Some(ca) => Some(meseta_tls::client_config(ca, None)?),
+            None => None,
+        };
         let masters = Masters::parse(&given).ok_or_else(|| ClientError::NoMaster {
             given: given.clone(),
         })?;
@@ -100,6 +125,9 @@ impl MasterClient {
                 .connect_timeout(Duration::from_secs(5));
             if let Some(t) = timeout {
                 b = b.timeout(t);
+            }
+            if let Some(tls) = &tls {
+                b = b.tls_backend_preconfigured(tls.clone());
             }
             b.build().map_err(|source| ClientError::Http {
                 url: given.clone(),
@@ -403,6 +431,16 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         url: url.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// `MESETA_TOKEN`, when set and not empty.
+fn env_token() -> Option<String> {
+    std::env::var("MESETA_TOKEN").ok().filter(|t| !t.is_empty())
+}
+
+/// The file `MESETA_CA_CERT` names, when set.
+fn env_ca() -> Option<std::path::PathBuf> {
+    std::env::var_os(CA_CERT_ENV).map(std::path::PathBuf::from)
 }
 
 #[cfg(test)]

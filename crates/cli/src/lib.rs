@@ -38,6 +38,9 @@ pub struct GlobalArgs {
         global = true
     )]
     pub master: String,
+    /// CA certificate (PEM) trusted for an `https` master.
+    #[arg(long = "ca-cert", env = "MESETA_CA_CERT", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Print machine-readable JSON instead of tables and text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -109,7 +112,11 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
 
 fn client(g: &GlobalArgs) -> anyhow::Result<MasterClient> {
     let token = g.token.as_deref().filter(|t| !t.is_empty());
-    Ok(MasterClient::with_token(&g.master, token)?)
+    Ok(MasterClient::with_options(
+        &g.master,
+        token,
+        g.ca_cert.as_deref(),
+    )?)
 }
 
 /// The framework user of the CLI's own frameworks (`execute`, bench): the user the CLI runs as

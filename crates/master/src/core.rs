@@ -47,6 +47,11 @@ pub struct MasterConfig {
     /// A layer put around the whole router (routes of in-process frameworks included): the
     /// access check of `--acl`, the bulk-delete guard and the audit log. `None`: no layer.
     pub edge: Option<EdgeLayer>,
+    /// TLS on the master's listener (`--tls-cert/--tls-key`, and `--tls-client-ca` for
+    /// mutual TLS: agents must then present a certificate that CA signed to register).
+    pub tls: Option<meseta_tls::ServerTls>,
+    /// The shared secret agents present to register (`--join-token-file`); `None`: none asked.
+    pub join_token: Option<String>,
 }
 
 /// A function that wraps the master's full router in one more layer (see [`MasterConfig::edge`]).
@@ -83,6 +88,8 @@ impl Default for MasterConfig {
             allow_root_tasks: false,
             allow_privileged_containers: false,
             edge: None,
+            tls: None,
+            join_token: None,
         }
     }
 }

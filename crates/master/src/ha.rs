@@ -120,11 +120,13 @@ pub async fn start_ha<F>(
 where
     F: Fn(&Master, &Cancel) -> Router + Send + Sync + 'static,
 {
+    let tls = crate::server_tls(&cfg)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let (listener, addr) = crate::bind(cfg.listen).await?;
     let url = ha
         .advertise_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}:{}", cfg.hostname, addr.port()))
+        .unwrap_or_else(|| format!("{scheme}://{}:{}", cfg.hostname, addr.port()))
         .trim_end_matches('/')
         .to_string();
     let me = LeaderInfo {
@@ -135,7 +137,7 @@ where
     let view = Arc::new(RwLock::new(View::default()));
     let current = Arc::new(RwLock::new(follower_router(view.clone(), me.id.clone())));
     let cancel = Cancel::new();
-    let server = serve(listener, current.clone(), cancel.clone());
+    let server = serve(listener, current.clone(), cancel.clone(), tls);
     let (leading_tx, leading) = tokio::sync::watch::channel(None);
     let c = cancel.clone();
     let task = tokio::spawn(async move {
@@ -175,12 +177,13 @@ fn serve(
     listener: TcpListener,
     current: Arc<RwLock<Router>>,
     cancel: Cancel,
+    tls: Option<Arc<meseta_tls::tokio_rustls::rustls::ServerConfig>>,
 ) -> tokio::task::JoinHandle<Result<(), MasterError>> {
     let dispatch = Router::new().fallback_service(tower::service_fn(move |req: Request| {
         let router = current.read().unwrap_or_else(|e| e.into_inner()).clone();
         async move { router.oneshot(req).await }
     }));
-    crate::serve(listener, dispatch, cancel)
+    crate::serve(listener, dispatch, cancel, tls)
 }
 
 #[allow(clippy::too_many_arguments)]

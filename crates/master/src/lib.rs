@@ -72,6 +72,9 @@ pub enum MasterError {
     /// The HTTP server failed.
     #[error("http server: {0}")]
     Serve(std::io::Error),
+    /// The TLS certificate, key or client CA is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] meseta_tls::TlsError),
 }
 
 /// How long an allocation request waits for others to join it.
@@ -214,6 +217,7 @@ pub async fn start_with(
     store: Arc<dyn Store>,
     extra: impl FnOnce(&Master, &CancellationToken) -> axum::Router,
 ) -> Result<MasterHandle, MasterError> {
+    let tls = server_tls(&cfg)?;
     let (listener, addr) = bind(cfg.listen).await?;
     let master = Master::new(cfg, store).await?;
     master.core().set_address(addr);
@@ -221,7 +225,7 @@ pub async fn start_with(
     let extra = extra(&master, &cancel);
     let app = http::router_with(master.clone(), extra);
     let app = EdgeLayer::apply(master.core().config().edge.as_ref(), app);
-    let server = serve(listener, app, cancel.clone());
+    let server = serve(listener, app, cancel.clone(), tls);
     let m = master.clone();
     let c = cancel.clone();
     let timers = tokio::spawn(async move { m.run_timers(c).await });
@@ -247,13 +251,34 @@ pub(crate) async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr)
     Ok((listener, addr))
 }
 
-/// Serves `app` on `listener` until `cancel` fires.
+/// The rustls configuration of `cfg.tls`, if any.
+pub(crate) fn server_tls(
+    cfg: &MasterConfig,
+) -> Result<Option<Arc<meseta_tls::tokio_rustls::rustls::ServerConfig>>, MasterError> {
+    Ok(match &cfg.tls {
+        Some(t) => Some(meseta_tls::server_config(t)?),
+        None => None,
+    })
+}
+
+/// Serves `app` on `listener` (over TLS with `tls`) until `cancel` fires. Under TLS, handlers
+/// see the peer as `ConnectInfo<meseta_tls::listener::PeerInfo>`.
 pub(crate) fn serve(
     listener: TcpListener,
     app: axum::Router,
     cancel: CancellationToken,
+    tls: Option<Arc<meseta_tls::tokio_rustls::rustls::ServerConfig>>,
 ) -> tokio::task::JoinHandle<Result<(), MasterError>> {
     tokio::spawn(async move {
+        if let Some(tls) = tls {
+            let listener = meseta_tls::listener::TlsListener::new(listener, tls)
+                .map_err(MasterError::Serve)?;
+            let app = app.into_make_service_with_connect_info::<meseta_tls::listener::PeerInfo>();
+            return axum::serve(listener, app)
+                .with_graceful_shutdown(async move { cancel.cancelled().await })
+                .await
+                .map_err(MasterError::Serve);
+        }
         // Small frames (events, RecordIO records) must not wait for Nagle's algorithm.
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);

@@ -56,6 +56,9 @@ pub struct MasterArgs {
     /// `http://<hostname>:<port>`).
     #[arg(long)]
     pub advertise: Option<String>,
+    /// TLS and agent admission.
+    #[command(flatten)]
+    pub tls: crate::tls::ServerTlsArgs,
     /// DNS service discovery.
     #[command(flatten)]
     pub dns: crate::dns::DnsArgs,
@@ -139,6 +142,9 @@ pub struct AgentArgs {
     /// Let DOCKER tasks run privileged containers (refused by default).
     #[arg(long)]
     pub docker_allow_privileged: bool,
+    /// Mutual TLS and join token towards the master.
+    #[command(flatten)]
+    pub tls: crate::tls::AgentTlsArgs,
 }
 
 /// Flags of `meseta dev`.
@@ -177,6 +183,10 @@ pub struct DevArgs {
     /// Access control, bulk-delete guard and audit log.
     #[command(flatten)]
     pub access: crate::access::AccessArgs,
+    /// TLS and agent admission (the dev agent trusts `--ca-cert` and, under mutual TLS,
+    /// presents `--tls-cert`, so it must then be a client certificate too).
+    #[command(flatten)]
+    pub tls: crate::tls::ServerTlsArgs,
 }
 
 /// Root keeps state under `/var/lib/meseta` (task users must be able to reach their sandboxes);
@@ -287,6 +297,9 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     cfg.domain = a.domain;
     cfg.allow_root_tasks = a.allow_root;
     cfg.allow_privileged_containers = a.docker_allow_privileged;
+    cfg.tls = a.tls.server_tls();
+    cfg.join_token = a.tls.join_token()?;
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     if let Some(url) = &a.store {
         let store = open_shared_store(url).await?;
         crate::access::install(&a.access, store.clone(), &mut cfg).await?;
@@ -300,7 +313,7 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
             .await
             .context("starting the master (pass --listen ADDR for another address)")?;
         eprintln!(
-            "meseta master listening on http://{} (advertised as {}; store {url})",
+            "meseta master listening on {scheme}://{} (advertised as {}; store {url})",
             handle.addr, handle.url
         );
         tokio::select! {
@@ -320,7 +333,7 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
         meseta_master::start_with(cfg, store, crate::dns::with(dns, built_in_schedulers))
             .await
             .context("starting the master (pass --listen ADDR for another address)")?;
-    eprintln!("meseta master listening on http://{}", handle.addr);
+    eprintln!("meseta master listening on {scheme}://{}", handle.addr);
     tokio::select! {
         r = handle.wait() => r.context("master stopped")?,
         _ = shutdown_signal() => { handle.shutdown().await; }
@@ -329,7 +342,7 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
 }
 
 /// `meseta agent`.
-pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+pub async fn agent(a: AgentArgs, ca_cert: Option<PathBuf>) -> anyhow::Result<()> {
     let resources = parse_resources(a.resources.as_deref())?;
     let attributes = parse_attributes(a.attributes.as_deref())?;
     let work_dir = match a.work_dir {
@@ -344,6 +357,16 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     cfg.allow_root = a.allow_root;
     cfg.docker_socket = (!a.no_docker).then_some(a.docker_socket);
     cfg.docker_allow_privileged = a.docker_allow_privileged;
+    cfg.join_token = a
+        .tls
+        .join_token_file
+        .as_deref()
+        .map(crate::tls::read_token)
+        .transpose()?;
+    cfg.master_tls = meseta_tls::ClientTls {
+        ca: ca_cert,
+        identity: a.tls.tls_cert.zip(a.tls.tls_key),
+    };
     let mut handle = Agent::start(cfg)
         .await
         .context("starting the agent (pass --listen ADDR, e.g. 127.0.0.1:0 for a free port)")?;
@@ -364,7 +387,7 @@ fn dev_agent_listen(master: SocketAddr) -> SocketAddr {
 }
 
 /// `meseta dev`: a master and one agent in this process.
-pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
+pub async fn dev(a: DevArgs, ca_cert: Option<PathBuf>) -> anyhow::Result<()> {
     let resources = parse_resources(a.resources.as_deref())?;
     let attributes = parse_attributes(a.attributes.as_deref())?;
     let dir = match a.data_dir {
@@ -376,12 +399,24 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     cfg.allow_root_tasks = a.allow_root;
     cfg.allow_privileged_containers = a.docker_allow_privileged;
     crate::access::install(&a.access, store.clone(), &mut cfg).await?;
+    cfg.tls = a.tls.server_tls();
+    cfg.join_token = a.tls.join_token()?;
+    let (scheme, host) = match &cfg.tls {
+        // The certificate names localhost / 127.0.0.1 rather than whatever --listen says.
+        Some(_) => ("https", "localhost"),
+        None => ("http", ""),
+    };
+    let join_token = cfg.join_token.clone();
     let dns = crate::dns::bind(&a.dns)?;
     let mut master =
         meseta_master::start_with(cfg, store, crate::dns::with(dns, built_in_schedulers))
             .await
             .context("starting the master (pass --listen ADDR for another address)")?;
-    let url = format!("http://{}", master.addr);
+    let url = if host.is_empty() {
+        format!("{scheme}://{}", master.addr)
+    } else {
+        format!("{scheme}://{host}:{}", master.addr.port())
+    };
     let agent_listen = a.agent_listen.unwrap_or_else(|| dev_agent_listen(a.listen));
     let mut cfg = agent_config(
         url.clone(),
@@ -394,6 +429,11 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     cfg.default_user = a.default_user;
     cfg.allow_root = a.allow_root;
     cfg.docker_allow_privileged = a.docker_allow_privileged;
+    cfg.join_token = join_token;
+    cfg.master_tls = meseta_tls::ClientTls {
+        ca: ca_cert,
+        identity: a.tls.tls_cert.zip(a.tls.tls_key),
+    };
     let mut agent = Agent::start(cfg).await.context(
         "starting the agent (pass --agent-listen ADDR, e.g. 127.0.0.1:0 for a free port)",
     )?;

@@ -11,6 +11,7 @@ mod dns;
 mod heap;
 mod lb;
 mod shutdown;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,9 @@ enum Top {
     Restore(backup::RestoreArgs),
     /// The load balancer (follows the masters' event stream; never reloads), or its status.
     Lb(lb::LbArgs),
+    /// Make a CA and certificates for a dev/test cluster.
+    #[command(subcommand)]
+    Tls(tls::TlsCmd),
 }
 
 fn main() {
@@ -141,9 +145,9 @@ fn init_logging(server: bool, json: bool) {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Top::Dev(a) => cluster::dev(a).await.map(|_| 0),
+        Top::Dev(a) => cluster::dev(a, cli.global.ca_cert).await.map(|_| 0),
         Top::Master(a) => cluster::master(a).await.map(|_| 0),
-        Top::Agent(a) => cluster::agent(a).await.map(|_| 0),
+        Top::Agent(a) => cluster::agent(a, cli.global.ca_cert).await.map(|_| 0),
         Top::Shim { .. } => Ok(0),
         Top::Client(c) => meseta_cli::run(c, cli.global).await,
         Top::Bench(c) => meseta_bench::run(c, cli.global.json).await,
@@ -151,6 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Top::Backup(a) => backup::backup(a, &cli.global.master, cli.global.json).await,
         Top::Restore(a) => backup::restore(a, cli.global.json).await,
         Top::Lb(a) => lb::run(a, &cli.global.master, cli.global.json).await,
+        Top::Tls(c) => tls::run(c),
     }
 }
 

@@ -64,6 +64,9 @@ pub enum ClientError {
         /// What happened.
         reason: String,
     },
+    /// The CA file for `https` masters (`--ca-cert` / `MESETA_CA_CERT`) is unusable.
+    #[error("CA certificate: {0}")]
+    Tls(#[from] meseta_tls::TlsError),
     /// The master URL given to [`super::MasterClient::new`] names no master.
     #[error("no master URL in {given:?}")]
     NoMaster {

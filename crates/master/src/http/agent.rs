@@ -3,10 +3,13 @@
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{Extensions, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use futures::{SinkExt, StreamExt};
-use meseta_api::agent::{AgentMessage, MasterMessage, Register};
+use meseta_api::agent::{AgentMessage, MasterMessage, Register, JOIN_TOKEN_HEADER};
+use meseta_tls::listener::PeerInfo;
 use meseta_types::AgentId;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::time::Instant;
@@ -17,7 +20,58 @@ use crate::{registry, Master};
 /// How long a new connection may take to send `Register`.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) async fn upgrade(State(m): State<Master>, ws: WebSocketUpgrade) -> Response {
+/// Whether a connection may register as an agent: with a join token configured the agent must
+/// present it; with a client CA (mutual TLS) it must have presented a certificate that CA
+/// signed. The refusal is the status and message the agent sees and logs.
+pub(crate) fn admit_connection(
+    cfg: &crate::MasterConfig,
+    token: Option<&[u8]>,
+    client_cert: bool,
+) -> Result<(), (StatusCode, &'static str)> {
+    let mtls = cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    if mtls && !client_cert {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "agent registration requires a client certificate signed by the master's client CA",
+        ));
+    }
+    if let Some(want) = &cfg.join_token {
+        match token {
+            None => {
+                return Err((
+                    StatusCode::UNAUTHORIZED,
+                    "agent registration requires a join token",
+                ))
+            }
+            Some(got) if !same_secret(got, want.as_bytes()) => {
+                return Err((StatusCode::FORBIDDEN, "wrong join token"))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Equality that takes the same time wherever the first difference is.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub(super) async fn upgrade(
+    State(m): State<Master>,
+    headers: HeaderMap,
+    ext: Extensions,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let client_cert = ext
+        .get::<ConnectInfo<PeerInfo>>()
+        .is_some_and(|p| p.0.client_cert);
+    let token = headers.get(JOIN_TOKEN_HEADER).map(|v| v.as_bytes());
+    let admitted = admit_connection(m.core().config(), token, client_cert);
+    if let Err((status, why)) = admitted {
+        tracing::warn!(status = status.as_u16(), why, "agent connection refused");
+        return (status, Json(serde_json::json!({ "message": why }))).into_response();
+    }
     // Small buffers: a master holds one socket per agent (thousands), and frames are small.
     // A write buffer of 0 sends every frame at once.
     ws.max_message_size(16 * 1024 * 1024)
@@ -144,5 +198,64 @@ fn handle(m: &Master, agent_id: &AgentId, msg: AgentMessage) {
         AgentMessage::Register(_) => {
             tracing::warn!(agent_id = %agent_id, "duplicate REGISTER on one connection ignored")
         }
+    }
+}
+
+#[cfg(test)]
+mod admission_tests {
+    use super::*;
+    use crate::MasterConfig;
+
+    fn mtls() -> Option<meseta_tls::ServerTls> {
+        Some(meseta_tls::ServerTls {
+            cert: "c".into(),
+            key: "k".into(),
+            client_ca: Some("ca".into()),
+        })
+    }
+
+    #[test]
+    fn open_master_admits_anyone() {
+        assert!(admit_connection(&MasterConfig::default(), None, false).is_ok());
+    }
+
+    #[test]
+    fn join_token_must_match() {
+        let cfg = MasterConfig {
+            join_token: Some("s3cret".into()),
+            ..MasterConfig::default()
+        };
+        assert_eq!(
+            admit_connection(&cfg, None, false).map_err(|e| e.0),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            admit_connection(&cfg, Some(b"s3cres"), false).map_err(|e| e.0),
+            Err(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            admit_connection(&cfg, Some(b"s3cret!"), false).map_err(|e| e.0),
+            Err(StatusCode::FORBIDDEN)
+        );
+        assert!(admit_connection(&cfg, Some(b"s3cret"), false).is_ok());
+    }
+
+    #[test]
+    fn mutual_tls_needs_a_verified_client_certificate() {
+        let cfg = MasterConfig {
+            tls: mtls(),
+            ..MasterConfig::default()
+        };
+        assert_eq!(
+            admit_connection(&cfg, None, false).map_err(|e| e.0),
+            Err(StatusCode::FORBIDDEN)
+        );
+        assert!(admit_connection(&cfg, None, true).is_ok());
+        let both = MasterConfig {
+            join_token: Some("t".into()),
+            ..cfg
+        };
+        assert!(admit_connection(&both, None, true).is_err());
+        assert!(admit_connection(&both, Some(b"t"), true).is_ok());
     }
 }
