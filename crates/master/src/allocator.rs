@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use meseta_phases::Phase;
 use meseta_allocator::{
     AgentInfo, Allocator, AllocatorConfig, FaultDomain, FrameworkInfo as AllocFramework,
 };
@@ -146,7 +147,8 @@ impl Core {
     /// Offer what the allocator grants to the frameworks that want it.
     pub(crate) fn run_allocation(&mut self, now: Instant) {
         let t = self.alloc_now(now);
-        let cycle = self.alloc.allocate(t, None);
+        let cycle = meseta_phases::timed(Phase::AllocatorCycle, || self.alloc.allocate(t, None));
+        let _offers = meseta_phases::time(Phase::Offers);
         let mut batches: HashMap<FrameworkId, Vec<Offer>> = HashMap::new();
         for grant in cycle.offers {
             if self
