@@ -292,7 +292,11 @@ impl ServicesReport {
             "master time by phase (first POST -> all running):\n  phase               calls        ms   us/call\n",
         );
         for (name, calls, ms) in &self.phases {
-            let per = if *calls > 0.0 { ms * 1000.0 / calls } else { 0.0 };
+            let per = if *calls > 0.0 {
+                ms * 1000.0 / calls
+            } else {
+                0.0
+            };
             out.push_str(&format!("  {name:<16} {calls:>8.0} {ms:>9.1} {per:>9.1}\n"));
         }
         out

@@ -122,7 +122,8 @@ impl<S: Scheduler> Session<S> {
             self.ensure_subscribed().await;
             let mut sleep = self.scheduler.wake_in(SystemTime::now());
             if self.tick_owed {
-                let owed = (self.last_tick + EVENT_TICK_GAP).saturating_duration_since(Instant::now());
+                let owed =
+                    (self.last_tick + EVENT_TICK_GAP).saturating_duration_since(Instant::now());
                 sleep = sleep.min(owed);
             }
             let wake = tokio::select! {

@@ -11,12 +11,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use meseta_phases::Phase;
 use meseta_allocator::{
     AgentInfo, Allocator, AllocatorConfig, FaultDomain, FrameworkInfo as AllocFramework,
 };
 use meseta_api::domain::Domain;
 use meseta_api::scheduler::{Event, FrameworkInfo, IdValue, Offer, OfferList};
+use meseta_phases::Phase;
 use meseta_types::{AgentId, FrameworkId, OfferId, Resources};
 use tokio::time::Instant;
 
