@@ -21,7 +21,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Target: instances placed and running per second (at least).
-const TARGET_PLACEMENTS_PER_S: f64 = 2000.0;
+const TARGET_PLACEMENTS_PER_S: f64 = 10_000.0;
+/// Target at the `100k` preset (10,000 agents): instances placed and running per second.
+const TARGET_PLACEMENTS_PER_S_100K: f64 = 5_000.0;
+/// Target at the `100k` preset: seconds until every instance runs (at most).
+const TARGET_ALL_RUNNING_S_100K: f64 = 20.0;
+/// Target at the `100k` preset: master RSS once every instance runs, MiB (at most).
+const TARGET_RSS_MIB_100K: f64 = 300.0;
+/// Target: master RSS with 10,000 idle agents, MiB (at most; scaled by the agent count).
+const TARGET_IDLE_MIB_PER_10K_AGENTS: f64 = 80.0;
 /// Target: master memory per running instance, KiB (at most).
 const TARGET_KIB_PER_INSTANCE: f64 = 2.0;
 /// Resources of each simulated agent.
@@ -54,6 +62,10 @@ pub struct ServicesArgs {
     /// A small run for tests: 20 agents, 5 apps of 20 instances (overrides the three above).
     #[arg(long)]
     pub quick: bool,
+    /// A named size (overrides `--agents`, `--apps`, `--instances`): `100k` is 10,000 agents
+    /// and 1,000 apps of 100 instances.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
     /// Give up when the instances are not all running after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
@@ -74,6 +86,14 @@ pub enum StoreKind {
     Embedded,
     /// The embedded store, then etcd, in one run.
     Etcd,
+}
+
+/// Named sizes of `bench services`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// 10,000 agents, 1,000 apps × 100 instances = 100,000 instances.
+    #[value(name = "100k")]
+    P100k,
 }
 
 /// The embedded-versus-etcd comparison of `bench services --store etcd`.
@@ -122,6 +142,8 @@ impl ServicesArgs {
     pub fn sizes(&self) -> (usize, usize, usize) {
         if self.quick {
             (20, 5, 20)
+        } else if self.preset == Some(Preset::P100k) {
+            (10_000, 1_000, 100)
         } else {
             (self.agents, self.apps, self.instances)
         }
@@ -155,6 +177,9 @@ pub struct ServicesReport {
     pub master_rss_settled: u64,
     /// `(after − before) / instances`.
     pub bytes_per_instance: f64,
+    /// Where the master's time went during the run: (phase, calls, milliseconds), from its
+    /// `/metrics/snapshot` before the first POST and once every instance ran.
+    pub phases: Vec<(String, f64, f64)>,
     /// The targets.
     pub checks: Vec<Check>,
     /// Whether every target was met.
@@ -177,14 +202,38 @@ impl ServicesReport {
         } else {
             rss.settled.saturating_sub(rss.before) as f64 / instances as f64
         };
-        let checks = vec![
-            Check::at_least("placements/s", placements_per_s, TARGET_PLACEMENTS_PER_S),
+        const MIB: f64 = 1024.0 * 1024.0;
+        let big = agents >= 10_000;
+        let rate_target = if big {
+            TARGET_PLACEMENTS_PER_S_100K
+        } else {
+            TARGET_PLACEMENTS_PER_S
+        };
+        let mut checks = vec![
+            Check::at_least("placements/s", placements_per_s, rate_target),
             Check::new(
                 "master memory per instance (KiB)",
                 bytes_per_instance / 1024.0,
                 TARGET_KIB_PER_INSTANCE,
             ),
         ];
+        if big {
+            checks.push(Check::new(
+                "all running (s)",
+                seconds,
+                TARGET_ALL_RUNNING_S_100K,
+            ));
+            checks.push(Check::new(
+                "master RSS all running (MiB)",
+                rss.all_running.max(rss.settled) as f64 / MIB,
+                TARGET_RSS_MIB_100K,
+            ));
+            checks.push(Check::new(
+                "idle master RSS (MiB)",
+                rss.before as f64 / MIB,
+                TARGET_IDLE_MIB_PER_10K_AGENTS * agents as f64 / 10_000.0,
+            ));
+        }
         ServicesReport {
             agents,
             apps,
@@ -198,6 +247,7 @@ impl ServicesReport {
             master_rss_after: rss.all_running,
             master_rss_settled: rss.settled,
             bytes_per_instance,
+            phases: Vec::new(),
             pass: checks.iter().all(|c| c.pass),
             checks,
         }
@@ -231,9 +281,29 @@ impl ServicesReport {
                 self.bytes_per_instance
             ),
             String::new(),
+            self.render_phases(),
             Check::table(&self.checks, 2),
         ]
         .join("\n")
+    }
+
+    /// The per-phase breakdown of the master's time (empty when it was not read).
+    fn render_phases(&self) -> String {
+        if self.phases.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from(
+            "master time by phase (first POST -> all running):\n  phase               calls        ms   us/call\n",
+        );
+        for (name, calls, ms) in &self.phases {
+            let per = if *calls > 0.0 {
+                ms * 1000.0 / calls
+            } else {
+                0.0
+            };
+            out.push_str(&format!("  {name:<16} {calls:>8.0} {ms:>9.1} {per:>9.1}\n"));
+        }
+        out
     }
 }
 
@@ -421,6 +491,7 @@ async fn measure(
     tokio::time::sleep(SETTLE).await;
     master.check_alive()?;
     let before = master_rss(master)?;
+    let phases_before = phase_metrics(&master.url).await;
     let counter = EventCounter::start(&master.client, total).await;
     if let Err(e) = &counter {
         eprintln!("no event stream ({e:#}); timing by polling /v2/apps");
@@ -471,6 +542,7 @@ async fn measure(
         tokio::time::sleep(TICK).await;
     };
     let all_running = master_rss(master)?;
+    let phases_after = phase_metrics(&master.url).await;
     tokio::time::sleep(SETTLE_LOADED).await;
     master.check_alive()?;
     let rss = Rss {
@@ -478,7 +550,21 @@ async fn measure(
         all_running,
         settled: master_rss(master)?,
     };
-    Ok(ServicesReport::new(sizes, timing, rss))
+    let mut report = ServicesReport::new(sizes, timing, rss);
+    if let (Some(b), Some(a)) = (phases_before, phases_after) {
+        report.phases = meseta_phases::delta(|k| b.get(k).copied(), |k| a.get(k).copied())
+            .into_iter()
+            .map(|(n, c, ms)| (n.to_string(), c, ms))
+            .collect();
+    }
+    Ok(report)
+}
+
+/// The master's `/metrics/snapshot` (phase timers among them), or `None` when unreadable.
+async fn phase_metrics(master: &str) -> Option<std::collections::HashMap<String, f64>> {
+    let url = format!("{master}/metrics/snapshot");
+    let r = reqwest::get(&url).await.ok()?.error_for_status().ok()?;
+    r.json().await.ok()
 }
 
 pub(crate) fn master_rss(master: &MasterProcess) -> anyhow::Result<u64> {
@@ -623,6 +709,7 @@ mod tests {
             apps: 100,
             instances: 100,
             quick: true,
+            preset: None,
             timeout: 300,
             store: StoreKind::Embedded,
             acl: false,
@@ -633,6 +720,11 @@ mod tests {
             ..args
         };
         assert_eq!(args.sizes(), (1000, 100, 100));
+        let args = ServicesArgs {
+            preset: Some(Preset::P100k),
+            ..args
+        };
+        assert_eq!(args.sizes(), (10_000, 1_000, 100));
     }
 
     #[test]
@@ -694,15 +786,46 @@ mod tests {
     }
 
     #[test]
+    fn the_100k_preset_checks_time_rss_and_idle_memory() {
+        let timing = Timing {
+            posted: Duration::from_secs(2),
+            all_running: Duration::from_secs(16),
+            by_events: true,
+        };
+        let rss = Rss {
+            before: 70 << 20,
+            all_running: 250 << 20,
+            settled: 240 << 20,
+        };
+        let mut r = ServicesReport::new((10_000, 1_000, 100), timing, rss);
+        let names: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.len(), 5, "{names:?}");
+        assert!(r.pass, "{:?}", r.checks);
+        r.phases = vec![("placement".into(), 4.0, 2.0)];
+        assert!(r.render().contains("placement"), "{}", r.render());
+        let slow = Timing {
+            all_running: Duration::from_secs(30),
+            ..timing
+        };
+        let heavy = Rss {
+            before: 140 << 20,
+            ..rss
+        };
+        let r = ServicesReport::new((10_000, 1_000, 100), slow, heavy);
+        let pass: Vec<bool> = r.checks.iter().map(|c| c.pass).collect();
+        assert_eq!(pass, [false, true, false, true, false]);
+    }
+
+    #[test]
     fn report_checks_rate_and_memory() {
         let timing = Timing {
             posted: Duration::from_millis(500),
-            all_running: Duration::from_secs(4),
+            all_running: Duration::from_millis(800),
             by_events: true,
         };
         let r = ServicesReport::new((1000, 100, 100), timing, rss_growth(20_000, 10_000));
         assert_eq!(r.instances, 10_000);
-        assert_eq!(r.placements_per_s, 2500.0);
+        assert_eq!(r.placements_per_s, 12500.0);
         assert_eq!(r.bytes_per_instance, 1024.0);
         assert!(r.pass, "{r:?}");
         let slow = Timing {
@@ -714,7 +837,7 @@ mod tests {
         assert_eq!(pass, [false, false]);
         let text = r.render();
         assert!(
-            text.contains(">= 2000") && text.contains("<= 2") && text.contains("MISS"),
+            text.contains(">= 10000") && text.contains("<= 2") && text.contains("MISS"),
             "{text}"
         );
         let shrunk = ServicesReport::new(

@@ -122,6 +122,7 @@ fn publish(events: &broadcast::Sender<Arc<Published>>, kind: String, data: &serd
     if events.receiver_count() == 0 {
         return;
     }
+    let _timer = meseta_phases::time(meseta_phases::Phase::Events);
     let data = serde_json::to_string(data).unwrap_or_default();
     let _ = events.send(Arc::new(Published { kind, data }));
 }

@@ -31,6 +31,11 @@ use crate::{Command, FrameworkSpec, Reply, Scheduler};
 
 /// Events handled before the round ends (and its one store commit).
 const MAX_EVENT_BATCH: usize = 512;
+/// Least time between two scheduler ticks (and SUPPRESS/REVIVE checks) in rounds made only
+/// of framework events. Both may look at every task the scheduler keeps, and events arrive in
+/// small batches when a cluster launches fast: ticking after each batch made the session's
+/// cost grow with tasks × batches. Rounds with requests, and timer rounds, always tick.
+const EVENT_TICK_GAP: Duration = Duration::from_millis(25);
 /// Delay before subscribing again after the subscription ended (or failed).
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 
@@ -66,6 +71,8 @@ pub async fn run<S: Scheduler>(
         next_subscribe: Instant::now(),
         last_reconcile: Instant::now(),
         reconcile_soon: false,
+        last_tick: Instant::now(),
+        tick_owed: false,
         round: Round::default(),
         inbox,
     };
@@ -85,6 +92,10 @@ struct Session<S: Scheduler> {
     last_reconcile: Instant,
     /// Reconcile at the end of this round (launches were held back).
     reconcile_soon: bool,
+    /// When the scheduler last ticked.
+    last_tick: Instant,
+    /// An event round skipped the tick (it runs within [`EVENT_TICK_GAP`]).
+    tick_owed: bool,
     round: Round,
     inbox: Inbox<S::Request>,
 }
@@ -110,7 +121,12 @@ impl<S: Scheduler> Session<S> {
     async fn run(&mut self, cancel: CancellationToken) {
         loop {
             self.ensure_subscribed().await;
-            let sleep = self.scheduler.wake_in(SystemTime::now());
+            let mut sleep = self.scheduler.wake_in(SystemTime::now());
+            if self.tick_owed {
+                let owed =
+                    (self.last_tick + EVENT_TICK_GAP).saturating_duration_since(Instant::now());
+                sleep = sleep.min(owed);
+            }
             let wake = tokio::select! {
                 // Shutdown first: the master closes subscriptions right after cancelling.
                 biased;
@@ -125,6 +141,7 @@ impl<S: Scheduler> Session<S> {
                 _ = tokio::time::sleep(sleep) => Wake::Timer,
             };
             let now = SystemTime::now();
+            let events_only = matches!(wake, Wake::Event(Some(_)));
             match wake {
                 Wake::Request(None) => return,
                 Wake::Request(Some(r)) => {
@@ -138,7 +155,7 @@ impl<S: Scheduler> Session<S> {
                 Wake::Event(None) => self.disconnected(),
                 Wake::Timer => {}
             }
-            self.end_round(now).await;
+            self.end_round(now, events_only).await;
         }
     }
 
@@ -168,7 +185,9 @@ impl<S: Scheduler> Session<S> {
     }
 
     /// Recovery, periodic reconciliation, the scheduler's tick, interest; then the replies.
-    async fn end_round(&mut self, now: SystemTime) {
+    /// A round of events only ticks when the last tick is [`EVENT_TICK_GAP`] old (else the
+    /// tick is owed and the loop wakes for it).
+    async fn end_round(&mut self, now: SystemTime, events_only: bool) {
         self.settle_recovery().await;
         if self.reconcile_soon || self.last_reconcile.elapsed() >= self.spec.reconcile_every {
             self.reconcile_soon = false;
@@ -176,9 +195,15 @@ impl<S: Scheduler> Session<S> {
             self.last_reconcile = Instant::now();
             self.execute(cmds).await;
         }
-        let cmds = self.scheduler.tick(now);
-        self.execute(cmds).await;
-        self.update_interest(SystemTime::now());
+        if tick_due(events_only, self.last_tick.elapsed()) {
+            self.tick_owed = false;
+            self.last_tick = Instant::now();
+            let cmds = self.scheduler.tick(now);
+            self.execute(cmds).await;
+            self.update_interest(SystemTime::now());
+        } else {
+            self.tick_owed = true;
+        }
         let round = std::mem::take(&mut self.round);
         for reply in round.replies {
             reply(round.last_persist.clone().map_or(Ok(()), Err));
@@ -446,9 +471,23 @@ async fn next_event(conn: &mut Option<FrameworkConnection>) -> Option<Event> {
     }
 }
 
+/// Whether a round ends with the scheduler's tick: always, unless it was made only of events
+/// and the last tick is more recent than [`EVENT_TICK_GAP`].
+fn tick_due(events_only: bool, since_last: Duration) -> bool {
+    !events_only || since_last >= EVENT_TICK_GAP
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_rounds_tick_at_most_once_per_gap_others_always() {
+        assert!(tick_due(false, Duration::ZERO));
+        assert!(!tick_due(true, Duration::ZERO));
+        assert!(!tick_due(true, EVENT_TICK_GAP - Duration::from_millis(1)));
+        assert!(tick_due(true, EVENT_TICK_GAP));
+    }
 
     fn names(cmds: &[Command]) -> Vec<String> {
         cmds.iter().map(|c| format!("{c:?}")).collect()

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use meseta_api::scheduler::{IdValue, InverseOffer, Offer, ReconcileTask, TaskStatus};
 use meseta_framework::{Command, FrameworkSpec, Inbox, Scheduler};
 use meseta_master::Master;
+use meseta_phases::Phase;
 use meseta_services::engine::{Engine, KillOrder, Outputs};
 use meseta_store::StoreError;
 use tokio_util::sync::CancellationToken;
@@ -86,7 +87,7 @@ impl Scheduler for Services {
     /// Place waiting instances; persist them before the launches leave.
     fn offers(&mut self, offers: Vec<Offer>, now: SystemTime) -> Vec<Command> {
         let now = secs(now);
-        let launches = self.engine.offers(&offers, now);
+        let launches = meseta_phases::timed(Phase::Placement, || self.engine.offers(&offers, now));
         let used: HashSet<&str> = launches.iter().map(|l| l.offer_id.as_str()).collect();
         let unused: Vec<IdValue> = offers
             .iter()
@@ -117,7 +118,9 @@ impl Scheduler for Services {
     }
 
     fn status(&mut self, status: &TaskStatus, now: SystemTime) -> Vec<Command> {
-        self.engine.on_status(status, secs(now));
+        meseta_phases::timed(Phase::StatusServices, || {
+            self.engine.on_status(status, secs(now))
+        });
         Vec::new()
     }
 
@@ -173,6 +176,7 @@ impl Scheduler for Services {
 
     /// Write what changed; on failure the engine keeps its marks so the next round retries.
     async fn persist(&mut self) -> Result<(), StoreError> {
+        let _timer = meseta_phases::time(Phase::StoreWrites);
         let out = self.engine.take_outputs();
         let r = store::save(self.master.store(), &self.engine, &out).await;
         self.written = Some(out);

@@ -222,6 +222,7 @@ impl Core {
 
     /// Apply a status update born on an agent and forward it to the framework.
     pub fn status_update(&mut self, agent_id: &AgentId, u: StatusUpdate, now: Instant) {
+        let _timer = meseta_phases::time(meseta_phases::Phase::StatusMaster);
         self.agent_heartbeat(agent_id, now);
         let status = TaskStatus {
             source: Some("SOURCE_EXECUTOR".to_string()),

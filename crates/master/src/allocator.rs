@@ -16,6 +16,7 @@ use meseta_allocator::{
 };
 use meseta_api::domain::Domain;
 use meseta_api::scheduler::{Event, FrameworkInfo, IdValue, Offer, OfferList};
+use meseta_phases::Phase;
 use meseta_types::{AgentId, FrameworkId, OfferId, Resources};
 use tokio::time::Instant;
 
@@ -146,7 +147,8 @@ impl Core {
     /// Offer what the allocator grants to the frameworks that want it.
     pub(crate) fn run_allocation(&mut self, now: Instant) {
         let t = self.alloc_now(now);
-        let cycle = self.alloc.allocate(t, None);
+        let cycle = meseta_phases::timed(Phase::AllocatorCycle, || self.alloc.allocate(t, None));
+        let _offers = meseta_phases::time(Phase::Offers);
         let mut batches: HashMap<FrameworkId, Vec<Offer>> = HashMap::new();
         for grant in cycle.offers {
             if self

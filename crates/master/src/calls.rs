@@ -105,6 +105,7 @@ impl Core {
     }
 
     fn accept(&mut self, fw_id: &FrameworkId, accept: Accept, now: Instant) {
+        let _timer = meseta_phases::time(meseta_phases::Phase::Accept);
         let offer_ids: Vec<OfferId> = accept
             .offer_ids
             .iter()

@@ -148,7 +148,7 @@ impl Core {
 
     /// The flat Mesos `/metrics/snapshot` map.
     pub(crate) fn metrics_snapshot(&self) -> BTreeMap<String, f64> {
-        let mut m = BTreeMap::new();
+        let mut m: BTreeMap<String, f64> = meseta_phases::metrics().into_iter().collect();
         let (total, used) = self.totals();
         for r in ["cpus", "mem", "disk", "gpus"] {
             let t = total.scalar(r).as_f64();
