@@ -213,7 +213,15 @@ async fn decide(
             return Ok((req, allowed(a, k, "")));
         }
         Need::Framework => {
-            let (req, body) = read_body(req).await?;
+            let (mut req, body) = read_body(req).await?;
+            let g = grants.clone();
+            req.extensions_mut()
+                .insert(meseta_master::TaskUsers(std::sync::Arc::new(
+                    move |u: &str| {
+                        g.allows(Access::Write, Resource::new(Kind::Users, u))
+                            .map_err(|d| d.missing)
+                    },
+                )));
             let t = body.as_ref().and_then(|b| b.get("type")?.as_str());
             facts.routine = !matches!(t, Some("SUBSCRIBE" | "TEARDOWN"));
             let d = body
@@ -256,8 +264,13 @@ fn framework_call(g: &Grants, call: &Value, facts: &mut Facts) -> Result<(), Den
             .pointer("/launch/task_infos")
             .or_else(|| op.pointer("/launch_group/task_group/tasks"))
             .and_then(Value::as_array);
+        // Task users are checked by the master task by task (TASK_ERROR, not a 4xx on the
+        // call, which would end a framework): see `TaskUsers` in `decide`; here they are
+        // only recorded.
         for t in tasks.into_iter().flatten() {
-            users.extend(t.pointer("/command/user").and_then(Value::as_str));
+            if let Some(u) = t.pointer("/command/user").and_then(Value::as_str) {
+                facts.targets.push(format!("user:{u}"));
+            }
         }
         for r in op
             .pointer("/reserve/resources")

@@ -372,6 +372,73 @@ impl Core {
         (spec, extra)
     }
 
+    /// `accept` without the launches whose task user `users` refuses: those tasks (a whole
+    /// task group when one of its tasks is refused) get `TASK_ERROR` naming the missing grant,
+    /// and their resources go back with the rest of the offer.
+    pub(crate) fn refuse_unauthorized_users(
+        &mut self,
+        fw_id: &FrameworkId,
+        mut accept: Accept,
+        users: &crate::TaskUsers,
+    ) -> Accept {
+        let default_user = self
+            .frameworks
+            .get(fw_id)
+            .map(|f| f.info.user.clone())
+            .unwrap_or_default();
+        let refusal = |t: &TaskInfo| -> Option<String> {
+            let user = t
+                .command
+                .as_ref()
+                .and_then(|c| c.user.clone())
+                .or_else(|| {
+                    t.executor
+                        .as_ref()
+                        .and_then(|e| e.command.as_ref())
+                        .and_then(|c| c.user.clone())
+                })
+                .unwrap_or_else(|| default_user.clone());
+            if user.is_empty() {
+                return None;
+            }
+            (users.0)(&user).err().map(|missing| {
+                format!("not authorized to run tasks as user '{user}': missing {missing}")
+            })
+        };
+        let mut refused: Vec<(TaskInfo, String)> = Vec::new();
+        for op in &mut accept.operations {
+            match op {
+                Operation::Launch { launch } => {
+                    let (keep, out): (Vec<TaskInfo>, Vec<TaskInfo>) =
+                        std::mem::take(&mut launch.task_infos)
+                            .into_iter()
+                            .partition(|t| refusal(t).is_none());
+                    launch.task_infos = keep;
+                    refused.extend(out.into_iter().map(|t| {
+                        let why = refusal(&t).unwrap_or_default();
+                        (t, why)
+                    }));
+                }
+                Operation::LaunchGroup { launch_group } => {
+                    let why = launch_group.task_group.tasks.iter().find_map(refusal);
+                    if let Some(why) = why {
+                        let tasks = std::mem::take(&mut launch_group.task_group.tasks);
+                        refused.extend(tasks.into_iter().map(|t| (t, why.clone())));
+                    }
+                }
+                _ => {}
+            }
+        }
+        accept.operations.retain(|op| match op {
+            Operation::LaunchGroup { launch_group } => !launch_group.task_group.tasks.is_empty(),
+            _ => true,
+        });
+        for (t, why) in &refused {
+            self.reject_task(fw_id, t, TaskState::Error, "REASON_TASK_UNAUTHORIZED", why);
+        }
+        accept
+    }
+
     pub(crate) fn reject_task(
         &mut self,
         fw_id: &FrameworkId,

@@ -64,6 +64,21 @@ impl std::fmt::Debug for EdgeLayer {
     }
 }
 
+/// Which users a framework's caller may run tasks as, put on an ACCEPT request by the edge
+/// layer (`--acl`): `Err` names the missing grant. A task asking for another user fails with
+/// `TASK_ERROR` (`REASON_TASK_UNAUTHORIZED`); the call itself is still accepted.
+#[derive(Clone)]
+pub struct TaskUsers(pub std::sync::Arc<UserCheck>);
+
+/// Whether tasks may run as a user: `Err` names the missing grant.
+pub type UserCheck = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for TaskUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskUsers")
+    }
+}
+
 impl EdgeLayer {
     /// `router` wrapped by `edge`, or as it is without one.
     pub fn apply(edge: Option<&EdgeLayer>, router: axum::Router) -> axum::Router {

@@ -387,6 +387,88 @@ fn pymesos_registers_with_its_principal_and_secret_only() {
 }
 
 #[test]
+fn a_task_user_the_token_may_not_run_as_fails_the_task_not_the_framework() {
+    if !common::python_has("pymesos", "pymesos==0.3.15") {
+        return;
+    }
+    let mut c = Cluster::with_master_flags(0, 30.0, RES, &["--acl"]);
+    let admin = {
+        let out = Command::new(common::MESETA)
+            .args(["acl", "bootstrap", "--json"])
+            .env("MESETA_MASTER", c.url())
+            .output()
+            .expect("bootstrap");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["secret"].as_str().expect("secret").to_string()
+    };
+    // The agent after the bootstrap: waiting for it takes a token.
+    c.agent_ports.push(0);
+    c.agents.push(None);
+    c.start_agent(0);
+    common::wait_for("the agent", Duration::from_secs(30), || {
+        let (_, s) = call(&c, Method::GET, "/master/slaves", Some(&admin), None);
+        (s["slaves"].as_array().map(Vec::len) == Some(1)).then_some(())
+    });
+    let file = write_policy(
+        &c,
+        "fw-nobody",
+        json!([
+        {"resource": "roles", "prefix": "*", "access": "write"},
+        {"resource": "users", "prefix": "nobody", "access": "write"}]),
+    );
+    cli_json(&c, &admin, &["acl", "policy", "apply", &file]);
+    let fw = cli_json(
+        &c,
+        &admin,
+        &[
+            "acl",
+            "token",
+            "create",
+            "--policy",
+            "fw-nobody",
+            "--principal",
+            "fw-n",
+        ],
+    );
+    let secret = fw["secret"].as_str().expect("secret");
+    let out = c.dir.path().join("user.jsonl");
+    let script = format!("{}/tests/py/framework.py", env!("CARGO_MANIFEST_DIR"));
+    let master = format!("127.0.0.1:{}", c.port);
+    let _ = Command::new("python3")
+        .arg(script)
+        .args(["--master", &master, "--out"])
+        .arg(&out)
+        .args(["--timeout", "30", "--task-user", "daemon"])
+        .args(["--principal", "fw-n", "--secret", secret])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("python3 framework.py");
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let update = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "update")
+        .unwrap_or_else(|| panic!("no status update: {text}"));
+    assert_eq!(update["state"], "TASK_ERROR", "{text}");
+    assert_eq!(update["reason"], "REASON_TASK_UNAUTHORIZED", "{text}");
+    assert!(
+        update["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("daemon") && m.contains("users")),
+        "the message names the user and the grant: {text}"
+    );
+    // Nothing ran as that user, and the call itself was accepted (the framework lived on to
+    // hear of its task).
+    let (_, tasks) = call(&c, Method::GET, "/master/tasks", Some(&admin), None);
+    assert!(
+        !tasks.to_string().contains("TASK_RUNNING"),
+        "no task ran: {tasks}"
+    );
+}
+
+#[test]
 fn deleting_a_group_of_apps_needs_confirmation_even_without_acls() {
     let c = Cluster::with_master_flags(0, 30.0, RES, &[]);
     for id in ["/g/a", "/g/b"] {

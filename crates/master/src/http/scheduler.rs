@@ -23,6 +23,7 @@ pub(super) async fn scheduler(
     State(m): State<Master>,
     method: Method,
     headers: HeaderMap,
+    users: Option<axum::Extension<crate::TaskUsers>>,
     body: Bytes,
 ) -> Response {
     if method != Method::POST {
@@ -76,6 +77,12 @@ pub(super) async fn scheduler(
             let mut core = m.core();
             match core.check_caller(&fw, Some(&stream_id)) {
                 Ok(()) => {
+                    let kind = match (kind, users) {
+                        (CallKind::Accept { accept }, Some(users)) => CallKind::Accept {
+                            accept: core.refuse_unauthorized_users(&fw, accept, &users.0),
+                        },
+                        (kind, _) => kind,
+                    };
                     core.call(&fw, kind, Instant::now());
                     StatusCode::ACCEPTED.into_response()
                 }

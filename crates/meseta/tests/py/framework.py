@@ -167,7 +167,9 @@ class TestScheduler(Scheduler):
                 {"name": "cpus", "type": "SCALAR", "scalar": {"value": self.args.cpus}},
                 {"name": "mem", "type": "SCALAR", "scalar": {"value": self.args.mem}},
             ],
-            "command": {"shell": True, "value": self.args.command},
+            "command": dict(
+                {"shell": True, "value": self.args.command},
+                **({"user": self.args.task_user} if self.args.task_user else {})),
         }
 
     def offerRescinded(self, driver, offer_id):
@@ -252,6 +254,7 @@ def parse_args(argv):
                    help="launch mode: stay subscribed once every task is RUNNING")
     p.add_argument("--go", default=None, help="resume mode: kill the tasks once this file exists")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--task-user", default=None, help="CommandInfo.user of every task")
     p.add_argument("--principal", default=None, help="authenticate with this principal...")
     p.add_argument("--secret", default=None, help="...and secret (HTTP basic auth)")
     return p.parse_args(argv)
