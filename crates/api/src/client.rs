@@ -110,6 +110,10 @@ impl MasterClient {
         }
         let tls = match ca {
             Some(ca) => Some(meseta_tls::client_config(ca, None)?),
+            // Plain masters only: no platform roots to load.
+            None if !given.contains("https://") => {
+                Some(Arc::unwrap_or_clone(meseta_tls::plain_client_config()))
+            }
             None => None,
         };
         let masters = Masters::parse(&given).ok_or_else(|| ClientError::NoMaster {

@@ -105,7 +105,13 @@ impl Master {
             inner: Arc::new(Inner {
                 core: Mutex::new(core),
                 store,
-                http: reqwest::Client::new(),
+                // Agents' own listeners speak plain HTTP.
+                http: reqwest::Client::builder()
+                    .tls_backend_preconfigured(std::sync::Arc::unwrap_or_clone(
+                        meseta_tls::plain_client_config(),
+                    ))
+                    .build()
+                    .unwrap_or_default(),
             }),
         })
     }

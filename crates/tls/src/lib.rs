@@ -146,6 +146,30 @@ pub fn client_config(
     })
 }
 
+/// A client configuration for plain-HTTP peers: it trusts nothing, so it is never used for a
+/// handshake, and making it costs nothing. Clients that only speak `http://` take it so that
+/// their HTTP library does not load the platform's root certificates (and start a crypto
+/// provider) at every start, which is slow where files are slow to read, as in small VMs.
+pub fn plain_client_config() -> Arc<ClientConfig> {
+    static PLAIN: std::sync::OnceLock<Arc<ClientConfig>> = std::sync::OnceLock::new();
+    PLAIN
+        .get_or_init(|| {
+            let builder = ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap_or_else(|_| {
+                    ClientConfig::builder_with_provider(provider())
+                        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+                        .expect("rustls' default versions with its own ring provider")
+                });
+            Arc::new(
+                builder
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+        })
+        .clone()
+}
+
 /// The client-side TLS settings every meseta client takes (`--ca-cert`, and for agents the
 /// certificate they present to a master with `--tls-client-ca`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
