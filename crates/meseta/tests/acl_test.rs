@@ -391,16 +391,7 @@ fn a_task_user_the_token_may_not_run_as_fails_the_task_not_the_framework() {
     if !common::python_has("pymesos", "pymesos==0.3.15") {
         return;
     }
-    let mut c = Cluster::with_master_flags(0, 30.0, RES, &["--acl"]);
-    let admin = {
-        let out = Command::new(common::MESETA)
-            .args(["acl", "bootstrap", "--json"])
-            .env("MESETA_MASTER", c.url())
-            .output()
-            .expect("bootstrap");
-        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-        v["secret"].as_str().expect("secret").to_string()
-    };
+    let (mut c, admin) = acl_cluster();
     // The agent after the bootstrap: waiting for it takes a token.
     c.agent_ports.push(0);
     c.agents.push(None);
