@@ -38,6 +38,12 @@ pub struct AuditEntry {
     /// For a denial, the missing permission or why the token was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denied: Option<String>,
+    /// The version of the app or group a write named, before it (none: it did not exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// The version the write produced (the `version` of its answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// The sending end requests use.
@@ -140,6 +146,8 @@ mod tests {
             targets: vec![],
             status: 200,
             denied: None,
+            before: None,
+            after: None,
         }
     }
 

@@ -43,6 +43,9 @@ struct Facts {
     /// Scheduler calls other than SUBSCRIBE and TEARDOWN (acknowledgements, accepts) are the
     /// hot path: audited only when refused.
     routine: bool,
+    /// The named app's or group's version before the write, and the version it produced.
+    before: Option<String>,
+    after: Option<String>,
 }
 
 impl Facts {
@@ -57,6 +60,8 @@ impl Facts {
             targets: self.targets.clone(),
             status: status.as_u16(),
             denied,
+            before: self.before.clone(),
+            after: self.after.clone(),
         }
     }
 }
@@ -82,6 +87,8 @@ pub(crate) async fn check(
         principal: valid.and_then(|e| e.token.principal.clone()),
         targets: Vec::new(),
         routine: false,
+        before: None,
+        after: None,
     };
     let entry = match (&ident, enabled, &need) {
         (_, _, Need::Public) | (_, false, _) => ident.clone().ok().flatten(),
@@ -121,7 +128,23 @@ pub(crate) async fn check(
         Need::Listing(k) if !grants.covers_all(Access::Read, k) => Some(k),
         _ => None,
     };
+    // Writes of apps and groups record the version before and after in their audit entry.
+    let versioned = matches!(
+        need,
+        Need::One(Access::Write | Access::Admin, Kind::Apps, _)
+            | Need::BodyIds(Access::Write, Kind::Apps)
+    );
+    if let Need::One(_, Kind::Apps, id) = &need {
+        if versioned && id.len() > 1 {
+            facts.before = version_of(&gate.inner, id).await;
+        }
+    }
     let mut resp = next.run(req).await;
+    if versioned && resp.status().is_success() {
+        let (r, after) = answered_version(resp).await;
+        resp = r;
+        facts.after = after;
+    }
     if let Some(kind) = filter {
         resp = if path.ends_with("/events") {
             crate::events::filter(resp, kind, grants.clone())
@@ -140,14 +163,27 @@ pub(crate) async fn check(
     resp
 }
 
-/// The token a request presents: `Ok(None)` without one, `Err(reason)` for a bad one.
+/// The token a request presents: `Ok(None)` without one, `Err(reason)` for a bad one. The
+/// `Authorization` header, or else the web UI's sign-in cookie.
 fn identify(edge: &Edge, headers: &HeaderMap) -> Result<Option<Arc<Entry>>, String> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
+    let from_cookie;
+    let value = match headers.get(header::AUTHORIZATION) {
+        Some(v) => v
+            .to_str()
+            .map_err(|_| "malformed Authorization header".to_string())?,
+        None => {
+            let cookie = headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|c| c.to_str().ok())
+                .find_map(meseta_acl::cookie_token);
+            let Some(secret) = cookie else {
+                return Ok(None);
+            };
+            from_cookie = format!("Bearer {secret}");
+            from_cookie.as_str()
+        }
     };
-    let value = value
-        .to_str()
-        .map_err(|_| "malformed Authorization header".to_string())?;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).ok();
     let cred = meseta_acl::parse_authorization(value, b64)
         .ok_or_else(|| "malformed Authorization header: use 'Bearer <token>'".to_string())?;
@@ -343,6 +379,55 @@ async fn count(inner: &Router, d: &Deletion) -> usize {
     }
 }
 
+/// The version of the app, or else the group, `id` (for the audit entry).
+async fn version_of(inner: &Router, id: &str) -> Option<String> {
+    for (uri, pointer) in [
+        (format!("/v2/apps{id}"), "/app/version"),
+        (format!("/v2/groups{id}?embed=group.groups"), "/version"),
+    ] {
+        let req = Request::get(uri).body(Body::empty()).ok()?;
+        let Ok(resp) = inner.clone().oneshot(req).await;
+        if !resp.status().is_success() {
+            continue;
+        }
+        let bytes = axum::body::to_bytes(resp.into_body(), BODY_LIMIT)
+            .await
+            .ok()?;
+        let v: Value = serde_json::from_slice(&bytes).ok()?;
+        return v
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    None
+}
+
+/// Largest answer of a write read for its `version`; larger ones pass unread.
+const ANSWER_LIMIT: u64 = 1024 * 1024;
+
+/// The `version` a write's JSON answer carries, and the answer put back together.
+async fn answered_version(resp: Response) -> (Response, Option<String>) {
+    let small = axum::body::HttpBody::size_hint(resp.body())
+        .upper()
+        .is_some_and(|n| n <= ANSWER_LIMIT);
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !small || !json {
+        return (resp, None);
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, ANSWER_LIMIT as usize).await else {
+        return (Response::from_parts(parts, Body::empty()), None);
+    };
+    let version = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("version")?.as_str().map(str::to_string));
+    (Response::from_parts(parts, Body::from(bytes)), version)
+}
+
 /// The bulk-delete guard: refused without `?confirm=true`, and without an admin grant on what
 /// goes when ACLs are on.
 fn guarded(
@@ -395,6 +480,18 @@ fn reply(status: StatusCode, message: &str, details: Value) -> Response {
 fn unauthorized(edge: &Edge, facts: &Facts, reason: &str) -> Response {
     edge.audit
         .record(facts.entry(StatusCode::UNAUTHORIZED, Some(reason.to_string())));
+    if facts.method == "GET" && ui_page(&facts.path) {
+        // A browser: to the sign-in form, which comes back here once signed in.
+        let to = format!(
+            "/ui/login?next={}&reason={}",
+            query_value(&facts.path),
+            query_value(reason)
+        );
+        return match header::HeaderValue::from_str(&to) {
+            Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+            Err(_) => StatusCode::UNAUTHORIZED.into_response(),
+        };
+    }
     let mut r = reply(
         StatusCode::UNAUTHORIZED,
         reason,
@@ -405,6 +502,19 @@ fn unauthorized(edge: &Edge, facts: &Facts, reason: &str) -> Response {
         header::HeaderValue::from_static("Bearer realm=\"meseta\""),
     );
     r
+}
+
+/// Whether `uri` is a page of the web UI (not its scripts, styles or JSON).
+fn ui_page(uri: &str) -> bool {
+    let path = uri.split('?').next().unwrap_or(uri);
+    (path == "/ui" || path.starts_with("/ui/"))
+        && !path.starts_with("/ui/static/")
+        && !path.starts_with("/ui/api/")
+}
+
+/// `s` percent-encoded for a query value.
+fn query_value(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn denied(edge: &Edge, facts: &Facts, d: &Denied) -> Response {

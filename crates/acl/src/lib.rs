@@ -74,9 +74,34 @@ pub fn parse_authorization(
     None
 }
 
+/// The cookie a browser signs in to the web UI with (`/ui/login`): it carries a token's
+/// secret and stands for `Authorization: Bearer <secret>` on a request without that header.
+pub const TOKEN_COOKIE: &str = "meseta_token";
+
+/// The token secret of the [`TOKEN_COOKIE`] pair in a `Cookie` header value, if any.
+pub fn cookie_token(cookie_header: &str) -> Option<&str> {
+    cookie_header.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        let value = value.trim().trim_matches('"');
+        (name.trim() == TOKEN_COOKIE && !value.is_empty()).then_some(value)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sign_in_cookie_is_found_among_others() {
+        assert_eq!(
+            cookie_token("a=1; meseta_token=s3cret; b=2"),
+            Some("s3cret")
+        );
+        assert_eq!(cookie_token("meseta_token=\"q\""), Some("q"));
+        assert_eq!(cookie_token("meseta_token=; x=y"), None);
+        assert_eq!(cookie_token("other_meseta_token=z"), None);
+        assert_eq!(cookie_token(""), None);
+    }
 
     #[test]
     fn bearer_token_and_basic_headers_parse() {

@@ -7,7 +7,8 @@
 //! | `/v2/apps`, `/v2/groups`, `/v2/pods`, `/v2/tasks`, `/v2/deployments`, `/v2/queue`, `/v2/events` | apps (by id path) |
 //! | `/scheduler/*`, `/v1/scheduler/*`, `/v1/jobs` | jobs (by name) |
 //! | `/api/v1/scheduler` | the framework's principal, roles and task users ([`Need::Framework`]) |
-//! | `/api/v1`, `/master/*`, metrics, `/ui`, other `/v2/*` | operator |
+//! | `/ui/services*`, `/ui/jobs*` and their forms | any token (their reads are the viewer's) |
+//! | `/api/v1`, `/master/*`, metrics, other `/ui` pages, other `/v2/*` | operator |
 //! | `/master/machine/*`, `/master/maintenance/*` | nodes |
 //! | `/api/meseta/v1/acl/*`, `/api/meseta/v1/audit` | acl |
 //!
@@ -51,6 +52,12 @@ pub fn classify(method: &str, path: &str) -> Need {
         }
         ["api", "meseta", "v1", "acl", "bootstrap"] => Need::Public,
         ["api", "meseta", "v1", "agent"] => Need::Public,
+        // The web UI's sign-in form and its assets.
+        ["ui", "login" | "logout"] | ["ui", "static", ..] => Need::Public,
+        // UI pages and forms that read and act through the public API with the viewer's own
+        // credential: the API's own checks decide what they show and do.
+        ["ui", "services" | "jobs", ..]
+        | ["ui", "actions", "scale" | "restart" | "rollback", ..] => Need::Authenticated,
         ["api", "meseta", "v1", "acl", ..] | ["api", "meseta", "v1", "audit"] => {
             Need::One(Access::Admin, Kind::Acl, String::new())
         }
@@ -294,6 +301,29 @@ mod tests {
                 access: Access::Write,
             }],
         }
+    }
+
+    #[test]
+    fn ui_pages_are_the_viewers_reads_or_the_operators() {
+        use Need::*;
+        assert_eq!(classify("GET", "/ui/login"), Public);
+        assert_eq!(classify("POST", "/ui/login"), Public);
+        assert_eq!(classify("GET", "/ui/static/ui.js"), Public);
+        assert_eq!(classify("GET", "/ui/services"), Authenticated);
+        assert_eq!(classify("GET", "/ui/services/team-a/web"), Authenticated);
+        assert_eq!(classify("GET", "/ui/jobs/nightly"), Authenticated);
+        assert_eq!(
+            classify("POST", "/ui/actions/scale/team-a/web"),
+            Authenticated
+        );
+        let operator = |a| One(a, Kind::Operator, String::new());
+        assert_eq!(classify("GET", "/ui"), operator(Access::Read));
+        assert_eq!(classify("GET", "/ui/nodes"), operator(Access::Read));
+        assert_eq!(classify("GET", "/ui/tasks/t1"), operator(Access::Read));
+        assert_eq!(
+            classify("POST", "/ui/actions/drain/h1"),
+            operator(Access::Write)
+        );
     }
 
     #[test]

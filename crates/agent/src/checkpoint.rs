@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <work_dir>/agent_id                         the id the master gave us
+//! <work_dir>/http_key                         the key the HTTP endpoints require (0600)
 //! <work_dir>/tasks/<task_id>/task.json        the TaskSpec (with its framework)
 //! <work_dir>/tasks/<task_id>/state.json       the task's latest state (+ reason/message/exit code)
 //! <work_dir>/tasks/<task_id>/kill_requested   marker: a kill was requested
@@ -34,6 +35,7 @@ use crate::AgentError;
 
 /// File holding the agent id.
 const AGENT_ID_FILE: &str = "agent_id";
+const HTTP_KEY_FILE: &str = "http_key";
 /// Executor spec file in an executor dir.
 const EXECUTOR_FILE: &str = "executor.json";
 /// Task spec file in a task dir.
@@ -173,6 +175,35 @@ impl Checkpoint {
     /// Persist the agent id (atomically, fsynced).
     pub fn write_agent_id(&self, id: &AgentId) -> Result<(), AgentError> {
         write_atomic(&self.work_dir.join(AGENT_ID_FILE), id.as_str().as_bytes())
+    }
+
+    /// The key the master last gave for the HTTP endpoints. An unreadable file (other than a
+    /// missing one) yields a key nobody has, so the endpoints stay closed until the master
+    /// gives one again.
+    pub fn read_http_key(&self) -> Option<String> {
+        let path = self.work_dir.join(HTTP_KEY_FILE);
+        match fs::read_to_string(&path) {
+            Ok(s) => Some(s.trim().to_string()).filter(|k| !k.is_empty()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read the HTTP key");
+                Some(uuid::Uuid::new_v4().simple().to_string())
+            }
+        }
+    }
+
+    /// Keep `key` (0600, fsynced), or remove it for `None`.
+    pub fn write_http_key(&self, key: Option<&str>) -> Result<(), AgentError> {
+        let path = self.work_dir.join(HTTP_KEY_FILE);
+        match key {
+            // Written 0600 from the start (see `write_via_tmp`).
+            Some(k) => write_atomic(&path, k.as_bytes()),
+            None => match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(AgentError::io(path, e)),
+            },
+        }
     }
 
     /// Create the task dir (0711: its user traverses it to the sandbox) and write `task.json`.

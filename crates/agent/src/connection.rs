@@ -392,7 +392,9 @@ impl Conn<'_> {
             MasterMessage::Registered {
                 agent_id,
                 heartbeat_interval_secs,
+                http_key,
             } => {
+                self.shared.set_http_key(http_key);
                 if let Err(e) = crate::path_id::PathId::agent(&agent_id) {
                     return Err(AgentError::Rejected(format!(
                         "the master assigned an unusable agent id: {e}"

@@ -19,6 +19,7 @@ use meseta_isolation::sandbox::open_beneath;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use serde_json::json;
+use sha2::Digest;
 use std::io::{Read, Seek};
 use std::os::unix::fs::MetadataExt;
 
@@ -32,17 +33,52 @@ const MAX_LOG_LENGTH: u64 = 1024 * 1024;
 
 /// The agent's router.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/health", get(|| async { "ok" }))
+    let keyed = Router::new()
         .route("/state", get(state))
         .route("/monitor/statistics", get(monitor_statistics))
         .route("/monitor/statistics.json", get(monitor_statistics))
         .route("/api/meseta/v1/tasks/{id}/logs", get(logs))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            require_key,
+        ));
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .merge(keyed)
         .route(
             crate::executor::api::PATH,
             axum::routing::post(crate::executor::api::executor),
         )
         .with_state(shared)
+}
+
+/// Once the master gave a key (a master with `--acl`), the sandbox logs, the state and the
+/// statistics answer only requests that bear it: the master's proxy, which checks the
+/// caller's token first. `/health` and the executor API stay open.
+async fn require_key(
+    State(shared): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(key) = shared.http_key() else {
+        return next.run(req).await;
+    };
+    let presented = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Digests compared, so the time taken says nothing about the key.
+    let digest = |s: &str| sha2::Sha256::digest(s.as_bytes());
+    match presented {
+        Some(p) if digest(p) == digest(&key) => next.run(req).await,
+        _ => error(
+            StatusCode::UNAUTHORIZED,
+            "this agent's endpoints answer only its master: ask the master \
+             (/api/meseta/v1/tasks/{id}/logs) with a token"
+                .to_string(),
+        ),
+    }
 }
 
 fn error(status: StatusCode, message: String) -> Response {

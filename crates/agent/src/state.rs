@@ -101,6 +101,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// The latest usage figures of running tasks (`/monitor/statistics`).
     last_usage: Mutex<Vec<meseta_api::agent::TaskUsage>>,
+    /// The bearer key the HTTP endpoints require (given by the master, kept across restarts).
+    http_key: Mutex<Option<String>>,
 }
 
 /// Current unix time in seconds.
@@ -123,7 +125,6 @@ impl Shared {
     ) -> Shared {
         Shared {
             cfg,
-            checkpoint,
             hostname,
             resources,
             http_addr,
@@ -135,7 +136,25 @@ impl Shared {
             docker_up: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State::default()),
             last_usage: Mutex::new(Vec::new()),
+            http_key: Mutex::new(checkpoint.read_http_key()),
+            checkpoint,
         }
+    }
+
+    /// The key the HTTP endpoints require, if the master gave one.
+    pub fn http_key(&self) -> Option<String> {
+        self.http_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Keep the key the master gave at registration (`None`: endpoints open), on disk too.
+    pub fn set_http_key(&self, key: Option<String>) {
+        if let Err(e) = self.checkpoint.write_http_key(key.as_deref()) {
+            tracing::error!(error = %e, "cannot persist the HTTP key");
+        }
+        *self.http_key.lock().unwrap_or_else(|p| p.into_inner()) = key;
     }
 
     /// Lock the state (a poisoned lock is still usable: every mutation is a single step).

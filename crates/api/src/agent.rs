@@ -69,6 +69,11 @@ pub enum MasterMessage {
         agent_id: AgentId,
         /// How often the master expects a heartbeat.
         heartbeat_interval_secs: f64,
+        /// The bearer key the agent's HTTP endpoints (sandbox logs, state, statistics) require
+        /// from now on; the master presents it when it proxies them. `None`: they stay open
+        /// (a master without `--acl`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        http_key: Option<String>,
     },
     /// Registration refused; the agent logs `message` and exits non-zero.
     Rejected {

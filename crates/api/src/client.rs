@@ -63,6 +63,8 @@ pub struct MasterClient {
     masters: Arc<Masters>,
     http: reqwest::Client,
     stream_http: reqwest::Client,
+    /// An `Authorization` value sent instead of the client's own (see [`MasterClient::acting_as`]).
+    acting_as: Option<reqwest::header::HeaderValue>,
 }
 
 impl MasterClient {
@@ -142,7 +144,20 @@ impl MasterClient {
             http: build(Some(REQUEST_TIMEOUT))?,
             stream_http: build(None)?,
             masters,
+            acting_as: None,
         })
+    }
+
+    /// This client (sharing its connection pools) sending `authorization` as the
+    /// `Authorization` header of every request instead of its own token (`None`: its own, if
+    /// any). A server that reads on behalf of its callers (the web UI, built without a token of
+    /// its own) forwards each caller's credential, so the master filters and refuses as it
+    /// would for the caller.
+    pub fn acting_as(&self, authorization: Option<reqwest::header::HeaderValue>) -> MasterClient {
+        MasterClient {
+            acting_as: authorization,
+            ..self.clone()
+        }
     }
 
     /// The master's Marathon `/v2` API.

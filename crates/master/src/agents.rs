@@ -54,6 +54,7 @@ impl Core {
         self.alloc.remove_agent(&id);
         let old_version = self.agents.get(&id).map(|a| a.record.registered_time);
         let hb = self.config().agent_heartbeat.as_secs_f64();
+        let http_key = self.config().agent_http_key.clone();
         let entry = self.agents.entry(id.clone()).or_insert_with(|| AgentEntry {
             record: record.clone(),
             reregistered_time: None,
@@ -81,6 +82,7 @@ impl Core {
         entry.send(MasterMessage::Registered {
             agent_id: id.clone(),
             heartbeat_interval_secs: hb,
+            http_key,
         });
         if let Some(a) = self.agents.get(&id) {
             self.bus

@@ -52,6 +52,10 @@ pub struct MasterConfig {
     pub tls: Option<meseta_tls::ServerTls>,
     /// The shared secret agents present to register (`--join-token-file`); `None`: none asked.
     pub join_token: Option<String>,
+    /// The bearer key handed to each agent at registration, which its HTTP endpoints (sandbox
+    /// logs, state, statistics) then require; the master presents it when it proxies them.
+    /// `None`: agents' endpoints stay open. `--acl` sets a random one.
+    pub agent_http_key: Option<String>,
 }
 
 /// A function that wraps the master's full router in one more layer (see [`MasterConfig::edge`]).
@@ -105,6 +109,7 @@ impl Default for MasterConfig {
             edge: None,
             tls: None,
             join_token: None,
+            agent_http_key: None,
         }
     }
 }

@@ -93,6 +93,7 @@ struct Inner {
     core: Mutex<Core>,
     store: Arc<dyn Store>,
     http: reqwest::Client,
+    agent_http_key: Option<String>,
 }
 
 impl Master {
@@ -100,6 +101,7 @@ impl Master {
     pub async fn new(cfg: MasterConfig, store: Arc<dyn Store>) -> Result<Master, MasterError> {
         meseta_store::schema::check_or_init(store.as_ref()).await?;
         let recovered = registry::load(store.as_ref()).await?;
+        let agent_http_key = cfg.agent_http_key.clone();
         let core = Core::new(cfg, recovered);
         Ok(Master {
             inner: Arc::new(Inner {
@@ -112,6 +114,7 @@ impl Master {
                     ))
                     .build()
                     .unwrap_or_default(),
+                agent_http_key,
             }),
         })
     }
@@ -125,6 +128,11 @@ impl Master {
     /// in it, under their own keys).
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    /// The key agents' HTTP endpoints require (see [`MasterConfig::agent_http_key`]).
+    pub fn agent_http_key(&self) -> Option<&str> {
+        self.inner.agent_http_key.as_deref()
     }
 
     /// A shared HTTP client (agents' sandboxes, readiness probes of in-process frameworks).

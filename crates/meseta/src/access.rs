@@ -1,6 +1,7 @@
 //! `--acl` and the bulk-delete guard's flags of `meseta dev` and `meseta master`: they open the
 //! access edge (`meseta-access`) on the master's store and hand it to the master as the layer
-//! around its whole router.
+//! around its whole router, and, with `--acl`, give agents the key their own HTTP endpoints
+//! then require.
 
 use std::sync::Arc;
 
@@ -41,5 +42,15 @@ pub async fn install(
         .await
         .context("opening the access edge (tokens, policies, audit log)")?;
     cfg.edge = Some(EdgeLayer(Arc::new(move |r| edge.wrap(r))));
+    if a.acl {
+        // Agents' sandbox logs, state and statistics then answer only this master's proxy,
+        // which checks the caller's token. A new key per master process: agents take the
+        // leader's when they (re-)register.
+        cfg.agent_http_key = Some(format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ));
+    }
     Ok(())
 }

@@ -457,6 +457,61 @@ fn a_task_user_the_token_may_not_run_as_fails_the_task_not_the_framework() {
         !tasks.to_string().contains("TASK_RUNNING"),
         "no task ran: {tasks}"
     );
+
+    // The agent's own endpoints answer only its master, whose proxy of a task's logs needs a
+    // token with operator read; /health stays open.
+    let out = Command::new(common::MESETA)
+        .args([
+            "execute",
+            "--name",
+            "logs-hi",
+            "--command",
+            "echo hi-from-the-sandbox",
+        ])
+        .args(["--resources", "cpus:0.1;mem:32", "--token", &admin])
+        .env("MESETA_MASTER", c.url())
+        .output()
+        .expect("meseta execute");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, tasks) = call(&c, Method::GET, "/master/tasks", Some(&admin), None);
+    let task = tasks["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == "logs-hi"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no task logs-hi: {tasks}"));
+    let id = task["id"].as_str().expect("task id");
+    let logs = format!("/api/meseta/v1/tasks/{id}/logs?stream=stdout");
+    let (s, b) = call(&c, Method::GET, &logs, Some(&admin), None);
+    assert_eq!(s, 200, "{b}");
+    assert!(b.to_string().contains("hi-from-the-sandbox"), "{b}");
+    assert_eq!(call(&c, Method::GET, &logs, None, None).0, 401);
+    let (_, slaves) = call(&c, Method::GET, "/master/slaves", Some(&admin), None);
+    let pid = slaves["slaves"][0]["pid"].as_str().expect("agent pid");
+    let agent = pid.split_once('@').map(|(_, a)| a).expect("address");
+    let client = reqwest::blocking::Client::new();
+    for path in ["/state", "/monitor/statistics", logs.as_str()] {
+        let s = client
+            .get(format!("http://{agent}{path}"))
+            .send()
+            .expect("agent")
+            .status();
+        assert_eq!(s.as_u16(), 401, "{path} on the agent without its key");
+    }
+    let health = client
+        .get(format!("http://{agent}/health"))
+        .send()
+        .expect("agent");
+    assert_eq!(health.status().as_u16(), 200);
+    let key_file = c.agent_work_dir(0).join("http_key");
+    let meta = std::fs::metadata(&key_file).expect("the agent keeps its key");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -489,4 +544,178 @@ fn deleting_a_group_of_apps_needs_confirmation_even_without_acls() {
             .any(|e| e["status"] == 409 && e["path"] == "/v2/groups/g"),
         "{log}"
     );
+}
+
+/// A browser-like request to the UI: no redirects followed, the sign-in cookie if given.
+fn ui(
+    c: &Cluster,
+    m: Method,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&[(&str, &str)]>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut req = client.request(m, format!("{}{path}", c.url()));
+    if let Some(v) = cookie {
+        req = req.header(reqwest::header::COOKIE, v);
+    }
+    if let Some(f) = form {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(f)
+            .finish();
+        req = req
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body);
+    }
+    let resp = req.send().expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.text().unwrap_or_default())
+}
+
+fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+#[test]
+fn the_ui_signs_in_with_a_token_and_shows_only_what_it_may_see() {
+    let (c, admin) = acl_cluster();
+    let a = Some(admin.as_str());
+    let file = write_policy(
+        &c,
+        "team-a",
+        json!([{"resource": "apps", "prefix": "/team-a/", "access": "write"}]),
+    );
+    cli_json(&c, &admin, &["acl", "policy", "apply", &file]);
+    let ta = cli_json(
+        &c,
+        &admin,
+        &["acl", "token", "create", "--policy", "team-a"],
+    );
+    let ta_secret = ta["secret"].as_str().expect("secret").to_string();
+    for id in ["/team-a/web", "/team-b/db"] {
+        let (s, b) = call(&c, Method::POST, "/v2/apps", a, Some(&app(id)));
+        assert_eq!(s, 201, "{b}");
+    }
+
+    // A browser without a token is sent to the sign-in form, which says why.
+    let (s, h, _) = ui(&c, Method::GET, "/ui/services", None, None);
+    assert_eq!(s, 303);
+    let to = header(&h, "location");
+    assert!(to.starts_with("/ui/login?next="), "{to}");
+    let (s, _, page) = ui(&c, Method::GET, to, None, None);
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("Sign in") && page.contains("name=\"token\""),
+        "{page}"
+    );
+
+    // A forged token is refused by the form; no cookie is set.
+    let (s, h, page) = ui(
+        &c,
+        Method::POST,
+        "/ui/login",
+        None,
+        Some(&[("token", "forged"), ("next", "/ui/services")]),
+    );
+    assert_eq!(s, 401, "{page}");
+    assert!(h.get("set-cookie").is_none());
+    assert!(page.contains("does not know this token"), "{page}");
+
+    // Team A's token: an HttpOnly, SameSite=Strict cookie, and back to the page asked.
+    let (s, h, _) = ui(
+        &c,
+        Method::POST,
+        "/ui/login",
+        None,
+        Some(&[("token", ta_secret.as_str()), ("next", "/ui/services")]),
+    );
+    assert_eq!(s, 303);
+    assert_eq!(header(&h, "location"), "/ui/services");
+    let set = header(&h, "set-cookie");
+    assert!(
+        set.starts_with(&format!("meseta_token={ta_secret};"))
+            && set.contains("HttpOnly")
+            && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let team_a = format!("meseta_token={ta_secret}");
+    let (s, _, page) = ui(&c, Method::GET, "/ui/services", Some(&team_a), None);
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("/team-a/web"), "{page}");
+    assert!(
+        !page.contains("team-b"),
+        "team B is not shown to team A: {page}"
+    );
+
+    // Team B's app page, team B's scale form, and the operator's pages are refused.
+    let (s, _, page) = ui(
+        &c,
+        Method::GET,
+        "/ui/services/team-b/db",
+        Some(&team_a),
+        None,
+    );
+    assert_eq!(s, 403, "{page}");
+    assert!(
+        page.contains("/team-b/db") && page.contains("refused"),
+        "{page}"
+    );
+    let (s, _, page) = ui(
+        &c,
+        Method::POST,
+        "/ui/actions/scale/team-b/db",
+        Some(&team_a),
+        Some(&[("instances", "1")]),
+    );
+    assert_eq!(s, 403, "{page}");
+    let (_, b) = call(&c, Method::GET, "/v2/apps/team-b/db", a, None);
+    assert_eq!(b["app"]["instances"], 0, "nothing changed: {b}");
+    let (s, _, _) = ui(&c, Method::GET, "/ui/nodes", Some(&team_a), None);
+    assert_eq!(s, 403, "the nodes page needs operator read");
+
+    // Team A's own form works through the cookie.
+    let (s, h, page) = ui(
+        &c,
+        Method::POST,
+        "/ui/actions/scale/team-a/web",
+        Some(&team_a),
+        Some(&[("instances", "1")]),
+    );
+    assert_eq!(s, 303, "{page}");
+    assert_eq!(header(&h, "location"), "/ui/services/team-a/web");
+    // The UI acted as team A: the audit entry names its token and the versions around it.
+    let e = audited(&c, &admin, "the UI's scale in the audit log", |e| {
+        e["method"] == "PUT"
+            && e["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/v2/apps/team-a/web"))
+    });
+    assert_eq!(e["accessor"], ta["accessor"], "{e}");
+    assert_eq!(e["status"], 200, "{e}");
+    let (before, after) = (e["before"].as_str(), e["after"].as_str());
+    assert!(
+        before.is_some() && after.is_some() && before != after,
+        "before and after versions: {e}"
+    );
+
+    // The admin sees both teams; signing out forgets the cookie.
+    let admin_cookie = format!("meseta_token={admin}");
+    let (s, _, page) = ui(&c, Method::GET, "/ui/services", Some(&admin_cookie), None);
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("/team-a/web") && page.contains("/team-b/db"),
+        "{page}"
+    );
+    let (s, _, _) = ui(&c, Method::GET, "/ui", Some(&admin_cookie), None);
+    assert_eq!(s, 200, "the admin reads the dashboard");
+    let (s, h, _) = ui(&c, Method::GET, "/ui/logout", Some(&team_a), None);
+    assert_eq!(s, 303);
+    assert!(header(&h, "set-cookie").contains("Max-Age=0"));
 }

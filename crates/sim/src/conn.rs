@@ -190,6 +190,7 @@ impl AgentTask {
                     Ok(MasterMessage::Registered {
                         agent_id,
                         heartbeat_interval_secs,
+                        ..
                     }) => {
                         self.state.on_registered(agent_id);
                         return Ok((ws, heartbeat_period(heartbeat_interval_secs)));

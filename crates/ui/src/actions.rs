@@ -2,7 +2,7 @@
 //! page's script would make (on loopback, through the typed client), then redirects back to the
 //! page, or renders it again with the API's message next to the field (422) when the API refused.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::pages::services::{render_detail, FormError};
 use crate::pages::{app_href, qenc};
-use crate::Ui;
+use crate::Page;
 
 fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
@@ -43,11 +43,7 @@ fn json_value(s: &str) -> Value {
 }
 
 /// `POST /ui/actions/scale/{id}` → `PUT /v2/apps/{id}` `{"instances": n}`.
-pub(crate) async fn scale(
-    State(ui): State<Ui>,
-    Path(id): Path<String>,
-    Form(f): Form<ScaleForm>,
-) -> Response {
+pub(crate) async fn scale(ui: Page, Path(id): Path<String>, Form(f): Form<ScaleForm>) -> Response {
     let body = json!({ "instances": json_value(&f.instances) });
     match ui
         .source
@@ -65,7 +61,7 @@ pub(crate) async fn scale(
 }
 
 /// `POST /ui/actions/restart/{id}` → `POST /v2/apps/{id}/restart`.
-pub(crate) async fn restart(State(ui): State<Ui>, Path(id): Path<String>) -> Response {
+pub(crate) async fn restart(ui: Page, Path(id): Path<String>) -> Response {
     match ui.source.client().marathon().restart_app(&id, false).await {
         Ok(_) => {
             ui.source.changed();
@@ -83,7 +79,7 @@ pub(crate) struct RollbackForm {
 
 /// `POST /ui/actions/rollback/{id}` → `PUT /v2/apps/{id}` `{"version": v}` (Marathon's rollback).
 pub(crate) async fn rollback(
-    State(ui): State<Ui>,
+    ui: Page,
     Path(id): Path<String>,
     Form(f): Form<RollbackForm>,
 ) -> Response {
@@ -103,7 +99,7 @@ pub(crate) async fn rollback(
     }
 }
 
-async fn refused(ui: &Ui, id: &str, field: &str, value: &str, e: &ClientError) -> Response {
+async fn refused(ui: &Page, id: &str, field: &str, value: &str, e: &ClientError) -> Response {
     if e.is_not_found() {
         return crate::pages::not_found(&format!("Service /{}", id.trim_start_matches('/')));
     }
@@ -120,14 +116,14 @@ fn machines(hostname: &str) -> Value {
 }
 
 /// `POST /ui/actions/down/{hostname}` → v1 `START_MAINTENANCE`.
-pub(crate) async fn down(State(ui): State<Ui>, Path(host): Path<String>) -> Response {
+pub(crate) async fn down(ui: Page, Path(host): Path<String>) -> Response {
     let call =
         json!({"type": "START_MAINTENANCE", "start_maintenance": {"machines": machines(&host)}});
     maintenance_call(&ui, &host, &call).await
 }
 
 /// `POST /ui/actions/up/{hostname}` → v1 `STOP_MAINTENANCE`.
-pub(crate) async fn up(State(ui): State<Ui>, Path(host): Path<String>) -> Response {
+pub(crate) async fn up(ui: Page, Path(host): Path<String>) -> Response {
     let call =
         json!({"type": "STOP_MAINTENANCE", "stop_maintenance": {"machines": machines(&host)}});
     maintenance_call(&ui, &host, &call).await
@@ -135,7 +131,7 @@ pub(crate) async fn up(State(ui): State<Ui>, Path(host): Path<String>) -> Respon
 
 /// `POST /ui/actions/drain/{hostname}` → v1 `GET_MAINTENANCE_SCHEDULE`, then
 /// `UPDATE_MAINTENANCE_SCHEDULE` with a window for the host starting now (one hour).
-pub(crate) async fn drain(State(ui): State<Ui>, Path(host): Path<String>) -> Response {
+pub(crate) async fn drain(ui: Page, Path(host): Path<String>) -> Response {
     let client = ui.source.client();
     let current = match client
         .operator_call(&json!({"type": "GET_MAINTENANCE_SCHEDULE"}))
@@ -162,14 +158,14 @@ pub(crate) async fn drain(State(ui): State<Ui>, Path(host): Path<String>) -> Res
     maintenance_call(&ui, &host, &call).await
 }
 
-async fn maintenance_call(ui: &Ui, host: &str, call: &Value) -> Response {
+async fn maintenance_call(ui: &Page, host: &str, call: &Value) -> Response {
     match ui.source.client().operator_call(call).await {
         Ok(_) => see_other(&node_href(ui, host)),
         Err(e) => maintenance_error(host, &e),
     }
 }
 
-fn node_href(ui: &Ui, host: &str) -> String {
+fn node_href(ui: &Page, host: &str) -> String {
     ui.master
         .usage_snapshot()
         .agents

@@ -23,6 +23,7 @@
 mod actions;
 mod assets;
 pub mod history;
+mod login;
 mod pages;
 mod source;
 
@@ -84,12 +85,52 @@ fn router(ui: Ui) -> Router {
         .route("/ui/actions/drain/{host}", post(actions::drain))
         .route("/ui/actions/down/{host}", post(actions::down))
         .route("/ui/actions/up/{host}", post(actions::up))
+        .route("/ui/login", get(login::page).post(login::submit))
+        .route("/ui/logout", get(login::logout))
         .route("/ui/static/ui.css", get(assets::css))
         .route("/ui/static/ui.js", get(assets::js))
         .route("/ui/api/history", get(history::json))
         .route("/api/v1/query_range", get(history::query_range))
         .route("/api/v1/query", get(history::query))
         .with_state(ui)
+}
+
+/// What a page reads with: the master's own reads, the public API as the page's viewer, and
+/// the usage history.
+pub(crate) struct Page {
+    pub master: Master,
+    pub source: source::Reader,
+    pub history: Arc<history::Shared>,
+}
+
+impl axum::extract::FromRequestParts<Ui> for Page {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        ui: &Ui,
+    ) -> Result<Page, Self::Rejection> {
+        Ok(Page {
+            master: ui.master.clone(),
+            source: ui.source.reader(viewer(&parts.headers)),
+            history: ui.history.clone(),
+        })
+    }
+}
+
+/// The viewer's credential to forward: its `Authorization` header, or the sign-in cookie as
+/// a bearer token.
+fn viewer(headers: &axum::http::HeaderMap) -> Option<axum::http::HeaderValue> {
+    use axum::http::header;
+    if let Some(a) = headers.get(header::AUTHORIZATION) {
+        return Some(a.clone());
+    }
+    let secret = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|c| c.to_str().ok())
+        .find_map(meseta_acl::cookie_token)?;
+    axum::http::HeaderValue::from_str(&format!("Bearer {secret}")).ok()
 }
 
 /// How long a page waits for one public read before it shows what it has.

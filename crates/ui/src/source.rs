@@ -1,13 +1,18 @@
 //! The UI's reads: the master's public HTTP endpoints on loopback through the typed client of
 //! `meseta-api` (the same calls the CLI makes), and the master's exported read
-//! `Master::usage_snapshot`. The apps list, which the services list and the dashboard need
-//! and which is the largest read, is shared between pages until the cluster changes (any event
-//! of the master's bus, or an action of the UI) or a second has passed.
+//! `Master::usage_snapshot`. Each page reads as its viewer: the client forwards the viewer's
+//! credential (an `Authorization` header, or the UI's sign-in cookie), so under `--acl` the
+//! master filters and refuses exactly as it would for the viewer's own calls. The apps list,
+//! which the services list and the dashboard need and which is the largest read, is shared
+//! between the pages of one credential until the cluster changes (any event of the master's
+//! bus, or an action of the UI) or a second has passed.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::http::HeaderValue;
 use meseta_api::client::{ClientError, MasterClient};
 use meseta_master::{Cancel, Master};
 use serde_json::Value;
@@ -24,29 +29,53 @@ pub(crate) enum SourceError {
     Timeout(std::time::Duration),
 }
 
+impl SourceError {
+    /// The master's status when it refused the viewer (401 or 403).
+    pub(crate) fn refusal(&self) -> Option<u16> {
+        match self {
+            SourceError::Client(e) => e.status().filter(|s| matches!(s, 401 | 403)),
+            SourceError::Timeout(_) => None,
+        }
+    }
+}
+
 /// How long a read of `/v2/apps` serves the pages when nothing changed in the cluster.
 const APPS_MAX_AGE: Duration = Duration::from_secs(1);
 /// How long it may serve them while a newer read is made in the background.
 const APPS_STALE_LIMIT: Duration = Duration::from_secs(5);
+/// Credentials whose apps summaries are kept at once; past it the cache starts afresh.
+const VIEWERS_KEPT: usize = 256;
 
-/// The loopback client of the UI's own master.
+/// Whose reads: the `Authorization` value forwarded, `None` without a credential.
+type Viewer = Option<String>;
+
+/// One apps summary: when it was read, at which `changes`.
+struct Cached {
+    at: Instant,
+    seen: u64,
+    apps: Arc<Value>,
+}
+
+/// The loopback client of the UI's own master, shared by all viewers.
 pub(crate) struct Source {
     client: MasterClient,
     /// Bumped on every event of the master's bus (a task, agent or framework changed) and on
     /// every action the UI makes.
     changes: Arc<AtomicU64>,
-    /// The last apps summary: when it was read, at which `changes`.
-    apps: std::sync::Mutex<Option<(Instant, u64, Arc<Value>)>>,
+    /// The last apps summary of each viewer.
+    apps: Mutex<HashMap<Viewer, Cached>>,
     /// Held while a page waits for a read, so that pages asked at once share one.
     reading: tokio::sync::Mutex<()>,
-    /// A background read is under way.
-    refreshing: AtomicBool,
+    /// Viewers whose summary is being read again in the background.
+    refreshing: Mutex<HashSet<Viewer>>,
 }
 
 impl Source {
     /// A client of `master`'s own listener, which follows the master's events until `cancel`.
+    /// It has no token of its own: every read carries its viewer's credential.
     pub fn new(master: &Master, cancel: &Cancel) -> Result<Source, SourceError> {
-        let client = MasterClient::new(format!("http://{}", master.local_addr()))?;
+        let client =
+            MasterClient::with_options(format!("http://{}", master.local_addr()), None, None)?;
         let changes = Arc::new(AtomicU64::new(0));
         let mut events = master.events();
         let (bump, cancel) = (changes.clone(), cancel.clone());
@@ -66,18 +95,40 @@ impl Source {
         Ok(Source {
             client,
             changes,
-            apps: std::sync::Mutex::new(None),
+            apps: Mutex::new(HashMap::new()),
             reading: tokio::sync::Mutex::new(()),
-            refreshing: AtomicBool::new(false),
+            refreshing: Mutex::new(HashSet::new()),
         })
     }
 
+    /// The reads of one viewer, whose credential is `authorization` (if any).
+    pub fn reader(self: &Arc<Self>, authorization: Option<HeaderValue>) -> Reader {
+        let viewer = authorization
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Reader {
+            client: self.client.acting_as(authorization),
+            source: self.clone(),
+            viewer,
+        }
+    }
+}
+
+/// The reads of one page, made with its viewer's credential.
+pub(crate) struct Reader {
+    source: Arc<Source>,
+    client: MasterClient,
+    viewer: Viewer,
+}
+
+impl Reader {
     /// Something changed (an action of the UI): the next page reads afresh.
     pub fn changed(&self) {
-        self.changes.fetch_add(1, Ordering::Relaxed);
+        self.source.changes.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The typed client.
+    /// The typed client, acting as the viewer.
     pub fn client(&self) -> &MasterClient {
         &self.client
     }
@@ -90,39 +141,67 @@ impl Source {
             .map_err(SourceError::from)
     }
 
+    /// `GET path` → JSON, `None` when the path answers 404.
+    pub async fn get_opt(&self, path: &str) -> Result<Option<Value>, SourceError> {
+        match self.get(path).await {
+            Ok(v) => Ok(Some(v)),
+            Err(SourceError::Client(e)) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /v2/apps` with only what the lists show of each app (id, instance and task
     /// counts, cpus, mem, gpus, running deployments), as `{"apps": [...]}`.
     ///
-    /// A read is shared by the pages asked while nothing changed in the cluster: for
+    /// A read is shared by the viewer's pages asked while nothing changed in the cluster: for
     /// [`APPS_MAX_AGE`] as it is, then up to [`APPS_STALE_LIMIT`] while a new read is made in
     /// the background. After a change (an event of the master's bus, an action of the UI) the
     /// page waits for a new read.
-    pub async fn apps_summary(self: &Arc<Self>) -> Result<Arc<Value>, SourceError> {
-        let now = self.changes.load(Ordering::Relaxed);
+    pub async fn apps_summary(&self) -> Result<Arc<Value>, SourceError> {
+        let src = &self.source;
+        let now = src.changes.load(Ordering::Relaxed);
         {
-            let last = self.apps.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, seen, v)) = last.as_ref() {
-                let age = at.elapsed();
-                if *seen == now && age < APPS_MAX_AGE {
-                    return Ok(v.clone());
+            let cache = src.apps.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = cache.get(&self.viewer) {
+                let age = c.at.elapsed();
+                if c.seen == now && age < APPS_MAX_AGE {
+                    return Ok(c.apps.clone());
                 }
-                if *seen == now && age < APPS_STALE_LIMIT {
-                    if !self.refreshing.swap(true, Ordering::AcqRel) {
-                        let me = self.clone();
+                if c.seen == now && age < APPS_STALE_LIMIT {
+                    let first = src
+                        .refreshing
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(self.viewer.clone());
+                    if first {
+                        let me = Reader {
+                            source: src.clone(),
+                            client: self.client.clone(),
+                            viewer: self.viewer.clone(),
+                        };
                         tokio::spawn(async move {
                             let _ = me.read_apps(now).await;
-                            me.refreshing.store(false, Ordering::Release);
+                            me.source
+                                .refreshing
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&me.viewer);
                         });
                     }
-                    return Ok(v.clone());
+                    return Ok(c.apps.clone());
                 }
             }
         }
-        let _one = self.reading.lock().await;
-        // Another page may have read while this one waited.
-        if let Some((_, seen, v)) = self.apps.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            if *seen == self.changes.load(Ordering::Relaxed) && *seen >= now {
-                return Ok(v.clone());
+        let _one = src.reading.lock().await;
+        // Another page of the same viewer may have read while this one waited.
+        if let Some(c) = src
+            .apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&self.viewer)
+        {
+            if c.seen == src.changes.load(Ordering::Relaxed) && c.seen >= now {
+                return Ok(c.apps.clone());
             }
         }
         self.read_apps(now).await
@@ -135,18 +214,19 @@ impl Source {
                 .await
                 .map_err(|_| SourceError::Timeout(crate::READ_TIMEOUT))??;
         let v = Arc::new(serde_json::json!({ "apps": list.apps }));
-        *self.apps.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), seen, v.clone()));
-        Ok(v)
-    }
-
-    /// `GET path` → JSON, `None` when the path answers 404.
-    pub async fn get_opt(&self, path: &str) -> Result<Option<Value>, SourceError> {
-        match self.get(path).await {
-            Ok(v) => Ok(Some(v)),
-            Err(SourceError::Client(e)) if e.status() == Some(404) => Ok(None),
-            Err(e) => Err(e),
+        let mut cache = self.source.apps.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VIEWERS_KEPT && !cache.contains_key(&self.viewer) {
+            cache.clear();
         }
+        cache.insert(
+            self.viewer.clone(),
+            Cached {
+                at: Instant::now(),
+                seen,
+                apps: v.clone(),
+            },
+        );
+        Ok(v)
     }
 }
 

@@ -133,7 +133,7 @@ async fn serve(socket: WebSocket, hub: Hub) {
                 let msg: AgentMessage = serde_json::from_str(text.as_str()).expect("agent message json");
                 if let AgentMessage::Register(r) = &msg {
                     let id = r.agent_id.clone().unwrap_or_else(|| AgentId::new("agent-test-1"));
-                    let reply = MasterMessage::Registered { agent_id: id, heartbeat_interval_secs: 1.0 };
+                    let reply = MasterMessage::Registered { agent_id: id, heartbeat_interval_secs: 1.0, http_key: None };
                     let text = serde_json::to_string(&reply).expect("json");
                     if sink.send(Message::Text(text.into())).await.is_err() {
                         return;

@@ -220,7 +220,11 @@ impl MasterClient {
         let mut last: Option<Failure> = None;
         for base in self.masters.candidates() {
             let url = format!("{base}{path}");
-            let failure = match build(http.request(method.clone(), &url)).send().await {
+            let mut request = http.request(method.clone(), &url);
+            if let Some(auth) = &self.acting_as {
+                request = request.header(reqwest::header::AUTHORIZATION, auth.clone());
+            }
+            let failure = match build(request).send().await {
                 Ok(resp) if resp.status().as_u16() == 503 => {
                     let status = 503;
                     let final_url = resp.url().clone();

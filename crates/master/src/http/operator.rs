@@ -85,7 +85,11 @@ pub(super) async fn task_logs(
         "http://{address}/api/meseta/v1/tasks/{id}/logs?{}",
         raw.unwrap_or_default()
     );
-    match m.http_client().get(&url).send().await {
+    let mut req = m.http_client().get(&url);
+    if let Some(key) = m.agent_http_key() {
+        req = req.bearer_auth(key);
+    }
+    match req.send().await {
         Ok(resp) => {
             let status =
                 StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::chart::{self, Line};
 use super::{app_href, health_bar, layout, n, respond, s, usage_bar};
-use crate::Ui;
+use crate::Page;
 
 /// Query of the dashboard.
 #[derive(Deserialize, Default)]
@@ -24,7 +24,7 @@ pub(crate) struct Params {
 }
 
 /// `GET /ui`.
-pub(crate) async fn page(State(ui): State<Ui>, Query(p): Query<Params>) -> Response {
+pub(crate) async fn page(ui: Page, Query(p): Query<Params>) -> Response {
     let (apps, jobs, queue) = tokio::join!(
         ui.source.apps_summary(),
         ui.source.get("/scheduler/jobs"),
@@ -44,7 +44,7 @@ pub(crate) async fn page(State(ui): State<Ui>, Query(p): Query<Params>) -> Respo
 }
 
 /// Bars of the four resources and the task counts, from the master's snapshot.
-fn resources(ui: &Ui) -> Markup {
+fn resources(ui: &Page) -> Markup {
     let snap = ui.master.usage_snapshot();
     let mut total = [0.0; 4];
     let mut alloc = [0.0; 4];
@@ -83,7 +83,7 @@ fn resources(ui: &Ui) -> Markup {
     }
 }
 
-fn charts(ui: &Ui, range: i64) -> Markup {
+fn charts(ui: &Page, range: i64) -> Markup {
     let now = now_secs();
     let h = ui.history.lock();
     let c = |wanted: &[(Series, &'static str, &'static str)]| -> Vec<Line<'static>> {

@@ -1,14 +1,13 @@
 //! Frameworks and roles: every framework's resources and tasks, and every role's weight, DRF
 //! share, quota (guarantee, limit, consumed) and allocation.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
 use serde_json::Value;
 
 use super::{layout, n, num, respond, s};
-use crate::Ui;
+use crate::Page;
 
 fn resources(v: Option<&Value>) -> String {
     let Some(v) = v else { return "—".into() };
@@ -21,7 +20,7 @@ fn resources(v: Option<&Value>) -> String {
 }
 
 /// `GET /ui/frameworks`.
-pub(crate) async fn page(State(ui): State<Ui>) -> Response {
+pub(crate) async fn page(ui: Page) -> Response {
     let (summary, roles) = tokio::join!(
         ui.source.get("/master/state-summary"),
         ui.source.get("/master/roles")

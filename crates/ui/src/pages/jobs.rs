@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{layout, n, not_found, num, pager, qenc, respond, s, PAGE_SIZE};
-use crate::Ui;
+use crate::Page;
 
 /// Whether a job's last run failed (errors since the last success).
 pub(crate) fn is_failing(j: &Value) -> bool {
@@ -35,7 +35,7 @@ const PERCENTILES: [(&str, &str); 4] = [
 ];
 
 /// `GET /ui/jobs`.
-pub(crate) async fn list(State(ui): State<Ui>, Query(p): Query<ListParams>) -> Response {
+pub(crate) async fn list(ui: Page, Query(p): Query<ListParams>) -> Response {
     let (jobs, p50, p75, p95, p99) = tokio::join!(
         ui.source.get("/scheduler/jobs"),
         ui.source.get("/scheduler/stats/median"),
@@ -234,7 +234,7 @@ fn graph(jobs: &[Value]) -> Markup {
 }
 
 /// `GET /ui/jobs/{name}`.
-pub(crate) async fn detail(State(ui): State<Ui>, Path(name): Path<String>) -> Response {
+pub(crate) async fn detail(ui: Page, Path(name): Path<String>) -> Response {
     let stat_path = format!("/scheduler/job/stat/{}", qenc(&name));
     let (jobs, stat) = tokio::join!(ui.source.get("/scheduler/jobs"), ui.source.get(&stat_path));
     let jobs = match jobs {

@@ -84,8 +84,22 @@ pub(crate) fn not_found(what: &str) -> Response {
     )
 }
 
-/// The page shown when a public read failed.
-pub(crate) fn unavailable(active: &str, e: &dyn std::fmt::Display) -> Response {
+/// The page shown when a public read failed: the master refused the viewer (401, 403: what
+/// it said, with a way to sign in as someone else), or did not answer.
+pub(crate) fn unavailable(active: &str, e: &crate::source::SourceError) -> Response {
+    if let Some(status) = e.refusal() {
+        return respond(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
+            layout(
+                "Not permitted",
+                active,
+                html! {
+                    p.notice role="alert" { "The master refused this read: " (e.to_string()) }
+                    p { a href="/ui/logout" { "Sign in with another token" } }
+                },
+            ),
+        );
+    }
     respond(
         StatusCode::BAD_GATEWAY,
         layout(

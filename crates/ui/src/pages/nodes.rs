@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{chart, layout, not_found, num, pager, qenc, respond, s, usage_bar, PAGE_SIZE};
-use crate::Ui;
+use crate::Page;
 
 /// Filters of the list.
 #[derive(Deserialize, Default)]
@@ -93,7 +93,7 @@ fn used_by_agent(tasks: &[TaskUsageRow]) -> HashMap<&str, ([f64; 4], usize)> {
 }
 
 /// `GET /ui/nodes`.
-pub(crate) async fn list(State(ui): State<Ui>, Query(p): Query<ListParams>) -> Response {
+pub(crate) async fn list(ui: Page, Query(p): Query<ListParams>) -> Response {
     let (slaves, maint) = tokio::join!(
         ui.source.get("/master/slaves"),
         ui.source.get("/maintenance/status")
@@ -161,7 +161,7 @@ pub(crate) struct DetailParams {
 
 /// `GET /ui/nodes/{id}`.
 pub(crate) async fn detail(
-    State(ui): State<Ui>,
+    ui: Page,
     Path(id): Path<String>,
     Query(p): Query<DetailParams>,
 ) -> Response {

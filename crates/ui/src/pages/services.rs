@@ -2,7 +2,7 @@
 //! versions, deployment progress, the reserve-vs-use gap and usage chart, and the scale,
 //! restart and rollback forms, which call the public `/v2` API).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::chart;
 use super::{app_href, health_bar, layout, n, not_found, num, pager, qenc, respond, s, PAGE_SIZE};
-use crate::Ui;
+use crate::Page;
 
 /// Filters of the list.
 #[derive(Deserialize, Default)]
@@ -49,7 +49,7 @@ fn matches_status(a: &Value, status: &str) -> bool {
 }
 
 /// `GET /ui/services`.
-pub(crate) async fn list(State(ui): State<Ui>, Query(p): Query<ListParams>) -> Response {
+pub(crate) async fn list(ui: Page, Query(p): Query<ListParams>) -> Response {
     let apps = match ui.source.apps_summary().await {
         Ok(v) => v,
         Err(e) => return super::unavailable("/ui/services", &e),
@@ -131,7 +131,7 @@ pub(crate) struct FormError {
 
 /// `GET /ui/services/{id}`.
 pub(crate) async fn detail(
-    State(ui): State<Ui>,
+    ui: Page,
     Path(id): Path<String>,
     Query(p): Query<DetailParams>,
 ) -> Response {
@@ -140,7 +140,7 @@ pub(crate) async fn detail(
 
 /// An app's page, with a refused form's error when there is one.
 pub(crate) async fn render_detail(
-    ui: &Ui,
+    ui: &Page,
     id: &str,
     range: Option<&str>,
     err: Option<FormError>,
@@ -289,7 +289,7 @@ fn deployment_progress(app: &Value, deployments: Option<&Value>) -> Markup {
 }
 
 /// What the app's tasks hold against what they use, now and over time.
-fn gap(ui: &Ui, app: &Value, range: i64) -> Markup {
+fn gap(ui: &Page, app: &Value, range: i64) -> Markup {
     let id = s(app, "id");
     let name = id.trim_start_matches('/').replace('/', "_");
     let snap = ui.master.usage_snapshot();

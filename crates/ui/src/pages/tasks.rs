@@ -1,20 +1,20 @@
 //! A task's page: where it runs, what it holds and uses, and a live tail of its stdout and
 //! stderr (the first chunk rendered on the server; the script follows the public logs endpoint).
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 use meseta_master::usage::used_amounts;
 
 use super::{layout, not_found, num, qenc, respond};
-use crate::Ui;
+use crate::Page;
 
 /// Bytes of log shown at first.
 const TAIL: u64 = 16 * 1024;
 
 /// `GET /ui/tasks/{id}`.
-pub(crate) async fn page(State(ui): State<Ui>, Path(id): Path<String>) -> Response {
+pub(crate) async fn page(ui: Page, Path(id): Path<String>) -> Response {
     let snap = ui.master.usage_snapshot();
     let Some(t) = snap.tasks.iter().find(|t| t.id == id) else {
         if ui
@@ -60,7 +60,7 @@ pub(crate) async fn page(State(ui): State<Ui>, Path(id): Path<String>) -> Respon
 }
 
 /// The last [`TAIL`] bytes of one stream and the offset after them.
-async fn tail(ui: &Ui, id: &str, stream: &str) -> (String, u64) {
+async fn tail(ui: &Page, id: &str, stream: &str) -> (String, u64) {
     let client = ui.source.client();
     // A read of length 0 tells the size.
     let size = match client.task_logs(id, stream, 0, 0).await {
