@@ -1,6 +1,7 @@
-//! `bench services --acl`: the services benchmark twice in one run, on a master without and
-//! with `--acl`, and the ratio of placements per second (target ≥ 0.9: the token is checked once
-//! per request, listings and the event stream are filtered). The ACL run uses a policy-scoped
+//! `bench services --acl` and/or `--tls`: the services benchmark twice in one run, on a plain
+//! master and on one with `--acl` and/or TLS (HTTPS to the client, `wss` to the simulated
+//! agents), and the ratio of placements per second (target ≥ 0.9: the token is checked once
+//! per request, listings and the event stream are filtered, TLS sessions are long-lived). The ACL run uses a policy-scoped
 //! token (write on every app path, read on the operator endpoints) rather than the bootstrap
 //! token, so that filtering runs as it does for a team's token.
 
@@ -20,13 +21,16 @@ pub const TARGET_ACL_RATIO: f64 = 0.9;
 /// Bootstraps ACLs on `master` (started with `--acl`) and makes its client carry a token of a
 /// policy granting write on all apps and read on the operator endpoints.
 pub(crate) async fn enable(master: &mut MasterProcess) -> anyhow::Result<()> {
-    let anon = MasterClient::with_token(master.url.clone(), None)?;
+    let ca = master.ca.clone();
+    let client =
+        |token: Option<&str>| MasterClient::with_options(master.url.clone(), token, ca.as_deref());
+    let anon = client(None)?;
     let boot = anon
         .call_json(Method::POST, "/api/meseta/v1/acl/bootstrap", None, &[201])
         .await
         .context("bootstrapping ACLs")?;
     let admin_secret = boot["secret"].as_str().context("no bootstrap secret")?;
-    let admin = MasterClient::with_token(master.url.clone(), Some(admin_secret))?;
+    let admin = client(Some(admin_secret))?;
     let policy = json!({"name": "bench", "rules": [
         {"resource": "apps", "prefix": "/", "access": "write"},
         {"resource": "operator", "prefix": "*", "access": "read"}]});
@@ -49,16 +53,18 @@ pub(crate) async fn enable(master: &mut MasterProcess) -> anyhow::Result<()> {
         .await
         .context("creating the bench token")?;
     let secret = token["secret"].as_str().context("no token secret")?;
-    master.client = MasterClient::with_token(master.url.clone(), Some(secret))?;
+    master.client = client(Some(secret))?;
     Ok(())
 }
 
 /// The off/on comparison.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AclComparison {
-    /// Without `--acl`.
+    /// What the second run turned on (`--acl`, TLS or both).
+    pub secured_by: String,
+    /// Without ACLs and TLS.
     pub off: ServicesReport,
-    /// With `--acl` and a scoped token.
+    /// With them.
     pub on: ServicesReport,
     /// Placements per second on ÷ off.
     pub placement_ratio: f64,
@@ -70,18 +76,19 @@ pub struct AclComparison {
 
 impl AclComparison {
     /// The two reports and the ratio against its target.
-    pub fn new(off: ServicesReport, on: ServicesReport) -> AclComparison {
+    pub fn new(secured_by: String, off: ServicesReport, on: ServicesReport) -> AclComparison {
         let ratio = if off.placements_per_s > 0.0 {
             on.placements_per_s / off.placements_per_s
         } else {
             0.0
         };
         let checks = vec![Check::at_least(
-            "placements/s ACL on / off",
+            &format!("placements/s with {secured_by} / without"),
             ratio,
             TARGET_ACL_RATIO,
         )];
         AclComparison {
+            secured_by,
             off,
             on,
             placement_ratio: ratio,
@@ -93,10 +100,10 @@ impl AclComparison {
     /// Text form.
     pub fn render(&self) -> String {
         [
-            "== ACLs off".to_string(),
+            "== plain (no ACLs, no TLS)".to_string(),
             self.off.render(),
             String::new(),
-            "== ACLs on (--acl, scoped token)".to_string(),
+            format!("== with {}", self.secured_by),
             self.on.render(),
             String::new(),
             format!("placements/s on / off = {:.2}", self.placement_ratio),

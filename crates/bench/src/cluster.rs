@@ -105,6 +105,8 @@ pub(super) struct MasterProcess {
     pub(super) url: String,
     /// A client of it.
     pub(super) client: MasterClient,
+    /// The CA its certificate is signed by, when it serves TLS.
+    pub(super) ca: Option<std::path::PathBuf>,
 }
 
 impl MasterProcess {
@@ -129,7 +131,59 @@ impl MasterProcess {
             client.health().await.is_ok()
         })
         .await?;
-        Ok(MasterProcess { proc, url, client })
+        Ok(MasterProcess {
+            proc,
+            url,
+            client,
+            ca: None,
+        })
+    }
+
+    /// Starts the master serving HTTPS (and `wss` to agents) with a certificate of a CA made
+    /// in `<dir>/tls`, plus `extra` flags; its client trusts that CA.
+    pub(super) async fn start_tls(dir: &Path, extra: &[&str]) -> anyhow::Result<MasterProcess> {
+        let tls = dir.join("tls");
+        let ca = meseta_tls::dev::make_ca(&tls).context("making a CA")?;
+        let req = meseta_tls::dev::CertRequest {
+            name: "master".into(),
+            ips: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+            ..Default::default()
+        };
+        let (cert, key) = meseta_tls::dev::make_cert(&tls, &req, &tls).context("a certificate")?;
+        let data = mkdir(dir, "master")?;
+        let listen = format!("127.0.0.1:{}", free_port()?);
+        let url = format!("https://{listen}");
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        let mut args = vec!["master", "--listen", &listen, "--data-dir", &data];
+        args.extend_from_slice(&["--tls-cert", &cert, "--tls-key", &key]);
+        args.extend_from_slice(extra);
+        let mut proc = Proc::spawn("master", &args, dir.join("master.log"))?;
+        let client = MasterClient::with_options(url.clone(), None, Some(&ca))?;
+        wait_until(&mut proc, "the master's /health", || async {
+            client.health().await.is_ok()
+        })
+        .await?;
+        Ok(MasterProcess {
+            proc,
+            url,
+            client,
+            ca: Some(ca),
+        })
+    }
+
+    /// The TLS configuration agents (and other clients) of this master need, if it serves TLS.
+    pub(super) fn client_tls(
+        &self,
+    ) -> anyhow::Result<Option<std::sync::Arc<meseta_tls::tokio_rustls::rustls::ClientConfig>>>
+    {
+        self.ca
+            .as_deref()
+            .map(|ca| {
+                meseta_tls::client_config(ca, None)
+                    .map(std::sync::Arc::new)
+                    .context("the master's CA")
+            })
+            .transpose()
     }
 
     /// Starts a master of an HA group on `store` (`etcd://…`) with leader lease `lease` (e.g.
@@ -171,7 +225,12 @@ impl MasterProcess {
             client.health().await.is_ok()
         })
         .await?;
-        Ok(MasterProcess { proc, url, client })
+        Ok(MasterProcess {
+            proc,
+            url,
+            client,
+            ca: None,
+        })
     }
 
     /// Waits until this master of an HA group leads (answers `/v2/apps` itself).

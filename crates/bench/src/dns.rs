@@ -130,7 +130,7 @@ pub async fn run(args: DnsArgs, json: bool) -> anyhow::Result<i32> {
     let dns: SocketAddr = ([127, 0, 0, 1], free_udp_port()?).into();
     let listen = dns.to_string();
     let mut master = MasterProcess::start_with_args(dir.path(), &["--dns-listen", &listen]).await?;
-    let sims = SimRuntime::start(&master.url, args.agents).await;
+    let sims = SimRuntime::start(&master.url, args.agents, None).await;
     let result = match sims {
         Ok(sims) => {
             let r = measure(&mut master, dns, &args).await;

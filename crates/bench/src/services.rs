@@ -77,6 +77,10 @@ pub struct ServicesArgs {
     /// print the ratio of placements per second (target ≥ 0.9).
     #[arg(long, conflicts_with = "store")]
     pub acl: bool,
+    /// Run a second time on a master serving TLS (HTTPS to the client, `wss` to the simulated
+    /// agents), with `--acl` too if given, and print the ratio (target ≥ 0.9).
+    #[arg(long, conflicts_with = "store")]
+    pub tls: bool,
 }
 
 /// The master's store in `bench services`.
@@ -348,10 +352,14 @@ pub async fn run(args: ServicesArgs, json: bool) -> anyhow::Result<i32> {
     }
     raise_fd_limit();
     let timeout = Duration::from_secs(args.timeout);
-    let embedded = run_once(sizes, timeout, None, false).await?;
-    if args.acl {
-        let on = run_once(sizes, timeout, None, true).await?;
-        let report = crate::acl::AclComparison::new(embedded, on);
+    let embedded = run_once(sizes, timeout, None, Secured::default()).await?;
+    if args.acl || args.tls {
+        let secured = Secured {
+            acl: args.acl,
+            tls: args.tls,
+        };
+        let on = run_once(sizes, timeout, None, secured).await?;
+        let report = crate::acl::AclComparison::new(secured.describe(), embedded, on);
         return crate::print_report(&report, json, |r| r.render());
     }
     if args.store == StoreKind::Embedded {
@@ -363,7 +371,7 @@ pub async fn run(args: ServicesArgs, json: bool) -> anyhow::Result<i32> {
         .context("cannot start etcd (apt-get install etcd-server)")?;
     let metrics = format!("{}/metrics", etcd.members()[0]);
     let before = etcd_proposals(&metrics).await?;
-    let on_etcd = run_once(sizes, timeout, Some(&etcd.url()), false).await?;
+    let on_etcd = run_once(sizes, timeout, Some(&etcd.url()), Secured::default()).await?;
     let writes = etcd_proposals(&metrics).await?.saturating_sub(before);
     drop(etcd);
     let ratio = if embedded.placements_per_s > 0.0 {
@@ -403,21 +411,48 @@ async fn etcd_proposals(metrics_url: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no etcd_server_proposals_committed_total in {metrics_url}"))
 }
 
+/// What protects the master of a run: ACL checks, TLS.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Secured {
+    pub(crate) acl: bool,
+    pub(crate) tls: bool,
+}
+
+impl Secured {
+    /// How the report names it.
+    pub(crate) fn describe(self) -> String {
+        match (self.acl, self.tls) {
+            (true, true) => "--acl (scoped token) and TLS",
+            (true, false) => "--acl (scoped token)",
+            (false, true) => "TLS",
+            (false, false) => "nothing",
+        }
+        .to_string()
+    }
+}
+
 /// One measurement on a fresh master: on the embedded store, or on `etcd` (`etcd://…`).
 async fn run_once(
     sizes: (usize, usize, usize),
     timeout: Duration,
     etcd: Option<&str>,
-    acl: bool,
+    secured: Secured,
 ) -> anyhow::Result<ServicesReport> {
     let dir = tempfile::Builder::new()
         .prefix("meseta-bench-services-")
         .tempdir()
         .context("cannot create a temporary directory")?;
+    let acl: &[&str] = if secured.acl { &["--acl"] } else { &[] };
     let mut master = match etcd {
-        None if acl => {
-            let mut m = MasterProcess::start_with_args(dir.path(), &["--acl"]).await?;
-            crate::acl::enable(&mut m).await?;
+        None if secured.tls || secured.acl => {
+            let mut m = if secured.tls {
+                MasterProcess::start_tls(dir.path(), acl).await?
+            } else {
+                MasterProcess::start_with_args(dir.path(), acl).await?
+            };
+            if secured.acl {
+                crate::acl::enable(&mut m).await?;
+            }
             m
         }
         None => MasterProcess::start(dir.path()).await?,
@@ -427,7 +462,7 @@ async fn run_once(
             m
         }
     };
-    let sims = SimRuntime::start(&master.url, sizes.0).await;
+    let sims = SimRuntime::start(&master.url, sizes.0, master.client_tls()?).await;
     let result = match sims {
         Ok(sims) => {
             let r = measure(&mut master, sizes, timeout).await;
@@ -449,7 +484,11 @@ pub(crate) struct SimRuntime {
 }
 
 impl SimRuntime {
-    pub(crate) async fn start(master: &str, agents: usize) -> anyhow::Result<SimRuntime> {
+    pub(crate) async fn start(
+        master: &str,
+        agents: usize,
+        tls: Option<std::sync::Arc<meseta_tls::tokio_rustls::rustls::ClientConfig>>,
+    ) -> anyhow::Result<SimRuntime> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bench-sim")
@@ -458,6 +497,7 @@ impl SimRuntime {
             .context("cannot start the simulated agents' runtime")?;
         let mut cfg = SimConfig::new(master.to_string(), agents);
         cfg.hostname_prefix = "bench-svc".into();
+        cfg.tls = tls;
         cfg.resources = Resources::parse(AGENT_RESOURCES).context("agent resources")?;
         eprintln!("registering {agents} simulated agents ...");
         let started = rt.spawn(SimCluster::start(cfg)).await;

@@ -42,6 +42,9 @@ pub struct AgentsArgs {
     /// Seed of the failure draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The CA that signed an `https` master's certificate (the agents connect with `wss`).
+    #[arg(long, env = "MESETA_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl AgentsArgs {
@@ -58,6 +61,12 @@ impl AgentsArgs {
             failure_rate: self.failure_rate,
             run_time: self.run_time_ms.map(Duration::from_millis),
             seed: self.seed,
+            tls: self
+                .ca_cert
+                .as_deref()
+                .map(|ca| meseta_tls::client_config(ca, None).map(std::sync::Arc::new))
+                .transpose()
+                .context("--ca-cert")?,
         })
     }
 }

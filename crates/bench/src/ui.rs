@@ -153,7 +153,7 @@ pub async fn run(args: UiArgs, json: bool) -> anyhow::Result<i32> {
         .tempdir()
         .context("cannot create a temporary directory")?;
     let mut master = MasterProcess::start(dir.path()).await?;
-    let sims = SimRuntime::start(&master.url, args.agents).await;
+    let sims = SimRuntime::start(&master.url, args.agents, None).await;
     let result = match sims {
         Ok(sims) => {
             let r = measure(&mut master, &args).await;

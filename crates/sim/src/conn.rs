@@ -55,15 +55,23 @@ enum Ended {
 pub(crate) struct AgentTask {
     pub(crate) state: AgentState,
     pub(crate) url: Arc<str>,
+    /// The TLS connector of a `wss` master.
+    connector: Option<tokio_tungstenite::Connector>,
     pub(crate) cancel: CancellationToken,
     timers: FuturesUnordered<TimerFuture>,
 }
 
 impl AgentTask {
-    pub(crate) fn new(state: AgentState, url: Arc<str>, cancel: CancellationToken) -> AgentTask {
+    pub(crate) fn new(
+        state: AgentState,
+        url: Arc<str>,
+        connector: Option<tokio_tungstenite::Connector>,
+        cancel: CancellationToken,
+    ) -> AgentTask {
         AgentTask {
             state,
             url,
+            connector,
             cancel,
             timers: FuturesUnordered::new(),
         }
@@ -171,10 +179,14 @@ impl AgentTask {
             let config = WebSocketConfig::default()
                 .read_buffer_size(8 * 1024)
                 .write_buffer_size(0);
-            let (mut ws, _) =
-                tokio_tungstenite::connect_async_with_config(&*self.url, Some(config), true)
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
+            let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+                &*self.url,
+                Some(config),
+                true,
+                self.connector.clone(),
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?;
             let register = encode(&self.state.register_message());
             ws.send(register).await.map_err(|e| fail(e.to_string()))?;
             loop {

@@ -77,8 +77,11 @@ pub enum SimError {
 /// How to simulate.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// The master: `http://host:port`, `host:port` or a full `ws://…/api/meseta/v1/agent` URL.
+    /// The master: `http(s)://host:port`, `host:port` or a full `ws(s)://…/api/meseta/v1/agent`
+    /// URL.
     pub master: String,
+    /// The TLS client configuration (trusting the master's CA) for an `https`/`wss` master.
+    pub tls: Option<Arc<meseta_tls::tokio_rustls::rustls::ClientConfig>>,
     /// Number of agents.
     pub count: usize,
     /// Resources of each agent.
@@ -110,6 +113,7 @@ impl SimConfig {
             failure_rate: 0.0,
             run_time: None,
             seed: 0,
+            tls: None,
         }
     }
 
@@ -132,36 +136,38 @@ impl SimConfig {
         if self.hostname_prefix.is_empty() {
             return Err(SimError::Config("hostname_prefix must not be empty".into()));
         }
+        if agent_url(&self.master)?.starts_with("wss://") && self.tls.is_none() {
+            return Err(SimError::Config(format!(
+                "master '{}' speaks TLS: give the simulated agents its CA (SimConfig::tls)",
+                self.master
+            )));
+        }
         Ok(())
     }
 }
 
-/// The agent WebSocket URL for a master given as `http://…`, `ws://…` or `host:port`.
+/// The agent WebSocket URL for a master given as `http(s)://…`, `ws(s)://…` or `host:port`.
 pub fn agent_url(master: &str) -> Result<String, SimError> {
     let m = master.trim();
-    let rest = if let Some(r) = m.strip_prefix("http://") {
-        r
-    } else if let Some(r) = m.strip_prefix("ws://") {
-        r
-    } else if m.starts_with("https://") || m.starts_with("wss://") {
-        return Err(SimError::Config(format!(
-            "master '{master}': TLS is not supported by simulated agents"
-        )));
+    let (scheme, rest) = if let Some(r) = m.strip_prefix("http://").or(m.strip_prefix("ws://")) {
+        ("ws", r)
+    } else if let Some(r) = m.strip_prefix("https://").or(m.strip_prefix("wss://")) {
+        ("wss", r)
     } else if m.contains("://") {
         return Err(SimError::Config(format!(
             "master '{master}': unsupported scheme"
         )));
     } else {
-        m
+        ("ws", m)
     };
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() || rest.starts_with('/') {
         return Err(SimError::Config(format!("master '{master}' has no host")));
     }
     if rest.ends_with(AGENT_WS_PATH) {
-        Ok(format!("ws://{rest}"))
+        Ok(format!("{scheme}://{rest}"))
     } else {
-        Ok(format!("ws://{rest}{AGENT_WS_PATH}"))
+        Ok(format!("{scheme}://{rest}{AGENT_WS_PATH}"))
     }
 }
 
@@ -178,6 +184,7 @@ impl SimCluster {
     pub async fn start(cfg: SimConfig) -> Result<SimCluster, SimError> {
         cfg.validate()?;
         let url: Arc<str> = agent_url(&cfg.master)?.into();
+        let connector = cfg.tls.clone().map(tokio_tungstenite::Connector::Rustls);
         let shared = Arc::new(Shared::new(cfg.count));
         let behaviour = Arc::new(Behaviour {
             resources: cfg.resources.clone(),
@@ -197,7 +204,7 @@ impl SimCluster {
                 shared.clone(),
                 Rng::for_agent(cfg.seed, i),
             );
-            let task = AgentTask::new(state, url.clone(), cancel.clone());
+            let task = AgentTask::new(state, url.clone(), connector.clone(), cancel.clone());
             let (tx, rx) = oneshot::channel();
             let gate = gate.clone();
             handles.push(tokio::spawn(async move {
@@ -279,7 +286,15 @@ mod tests {
         ] {
             assert_eq!(agent_url(m).expect(m), want, "{m}");
         }
-        for bad in ["https://m:1", "ftp://m", "http://", ""] {
+        assert_eq!(
+            agent_url("https://m:1").expect("https"),
+            "wss://m:1/api/meseta/v1/agent"
+        );
+        let mut tls = SimConfig::new("https://m:1", 1);
+        assert!(tls.validate().is_err(), "a TLS master needs its CA");
+        tls.tls = Some(meseta_tls::plain_client_config());
+        assert!(tls.validate().is_ok());
+        for bad in ["ftp://m", "http://", ""] {
             assert!(agent_url(bad).is_err(), "{bad}");
         }
     }
