@@ -5,17 +5,24 @@
 //! [`FRAMEWORK_ID`]). Instances are separate records
 //! because they change on every status update while apps rarely do.
 
-use meseta_services::engine::{AppState, Deployment, Engine, Instance, Outputs};
+use meseta_services::engine::{AppState, Deployment, Engine, Instance, Outputs, PodState};
 use meseta_store::{Op, Store, StoreError, MAX_TXN_BYTES, MAX_TXN_OPS};
 
 const APPS: &str = "/meseta/services/apps";
 const INSTANCES: &str = "/meseta/services/instances";
 const DEPLOYMENTS: &str = "/meseta/services/deployments/";
+/// One record per pod: definition, versions, instances and running deployment.
+const PODS: &str = "/meseta/services/pods";
 /// Where the framework id is kept (so a restarted master re-subscribes the same framework).
 pub(crate) const FRAMEWORK_ID: &str = "/meseta/services-scheduler/framework_id";
 
-/// Everything persisted: apps, (app id, instance), deployments.
-pub(crate) type Loaded = (Vec<AppState>, Vec<(String, Instance)>, Vec<Deployment>);
+/// Everything persisted: apps, (app id, instance), deployments, pods.
+pub(crate) type Loaded = (
+    Vec<AppState>,
+    Vec<(String, Instance)>,
+    Vec<Deployment>,
+    Vec<PodState>,
+);
 
 /// Load every record; unreadable ones are skipped with a warning.
 pub(crate) async fn load(store: &dyn Store) -> Result<Loaded, StoreError> {
@@ -46,7 +53,14 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Loaded, StoreError> {
             Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping unreadable deployment"),
         }
     }
-    Ok((apps, instances, deployments))
+    let mut pods = Vec::new();
+    for kv in store.list(&format!("{PODS}/")).await? {
+        match serde_json::from_slice::<PodState>(&kv.value) {
+            Ok(p) => pods.push(p),
+            Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping unreadable pod record"),
+        }
+    }
+    Ok((apps, instances, deployments, pods))
 }
 
 /// Write what `out` marks as changed, reading current values from `engine`: instance records
@@ -88,6 +102,15 @@ pub(crate) async fn save(
         if let Some(a) = engine.app_record(app) {
             let value = serde_json::to_vec(a).map_err(enc)?;
             batch.put(app_key(app), value).await?;
+        }
+    }
+    for pod in &out.forget_pods {
+        batch.push(Op::Delete { key: pod_key(pod) }).await?;
+    }
+    for pod in &out.pods {
+        if let Some(p) = engine.pod_record(pod) {
+            let value = serde_json::to_vec(p).map_err(enc)?;
+            batch.put(pod_key(pod), value).await?;
         }
     }
     for d in &out.deployments {
@@ -195,6 +218,11 @@ impl<'a> Batch<'a> {
 /// App ids start with `/`.
 fn app_key(app: &str) -> String {
     format!("{APPS}{app}")
+}
+
+/// Pod ids start with `/`.
+fn pod_key(pod: &str) -> String {
+    format!("{PODS}{pod}")
 }
 
 fn instance_key(app: &str, inst: &str) -> String {

@@ -107,6 +107,10 @@ pub(super) async fn deployments(State(m): State<Marathon>) -> Response {
         .call(|eng, _| {
             eng.deployments()
                 .map(|d| eng.deployment_json(d))
+                .chain(
+                    eng.pod_deployments()
+                        .map(|(p, d)| meseta_services::engine::pods::pod_deployment_json(p, d)),
+                )
                 .collect::<Vec<_>>()
         })
         .await
@@ -125,7 +129,10 @@ pub(super) async fn cancel_deployment(
     let h = &m.services;
     let force = flag(&q, "force", false);
     match h
-        .call(move |eng, now| eng.cancel_deployment(&id, force, now))
+        .call(move |eng, now| match eng.cancel_pod_deployment(&id, force, now) {
+            Some(r) => Ok(r),
+            None => eng.cancel_deployment(&id, force, now),
+        })
         .await
     {
         Err(_) => unavailable(),

@@ -35,6 +35,9 @@ pub enum EngineError {
     /// Locked by running deployments and not forced.
     #[error("App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/{}'.", .0.first().map(String::as_str).unwrap_or(""))]
     Locked(Vec<String>),
+    /// Unknown pod.
+    #[error("Pod '{0}' does not exist")]
+    UnknownPod(String),
     /// Unknown deployment.
     #[error("DeploymentPlan {0} does not exist")]
     UnknownDeployment(String),
