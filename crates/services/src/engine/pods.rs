@@ -630,8 +630,13 @@ impl Engine {
         }
         let total = new.len() + old_left.len();
         let mut start = n.saturating_sub(new.len()).min(max_total.saturating_sub(total));
-        if start == 0 && new.len() < n && !old_left.is_empty() && total >= max_total {
-            // No room to start nor to stop: one old instance goes first.
+        let settled = new.iter().all(|i| i.stable())
+            && !ps.instances.values().any(|i| i.goal == Goal::Decommissioned);
+        if start == 0 && settled && new.len() < n && !old_left.is_empty() && total >= max_total
+        {
+            // No room to start nor to stop (`maximumOverCapacity` 0 with every instance
+            // needed healthy): one old instance goes first, then the next once its
+            // replacement is stable.
             if let Some(o) = old_left.pop() {
                 kill.push(o.id.clone());
                 start = 0;
