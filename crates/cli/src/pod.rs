@@ -270,6 +270,9 @@ mod tests {
             "containers": [{"name": "server", "status": "TASK_RUNNING",
                             "endpoints": [{"name": "http", "allocatedHostPort": 31000}]}]}]});
         let out = render_pod(&s);
-        assert!(out.contains("web.instance-1") && out.contains("http:31000"), "{out}");
+        assert!(
+            out.contains("web.instance-1") && out.contains("http:31000"),
+            "{out}"
+        );
     }
 }

@@ -51,7 +51,11 @@ fn deployments_of(c: &Cluster, id: &str) -> usize {
     d.as_array()
         .map(|a| {
             a.iter()
-                .filter(|d| d["affectedPods"].as_array().is_some_and(|p| p.contains(&json!(id))))
+                .filter(|d| {
+                    d["affectedPods"]
+                        .as_array()
+                        .is_some_and(|p| p.contains(&json!(id)))
+                })
                 .count()
         })
         .unwrap_or(0)
@@ -100,8 +104,7 @@ fn web_pod(id: &str) -> Value {
 }
 
 #[test]
-fn two_containers_share_a_volume_one_serves_what_the_other_wrote_and_a_master_restart_keeps_them(
-) {
+fn two_containers_share_a_volume_one_serves_what_the_other_wrote_and_a_master_restart_keeps_them() {
     require_root!();
     if !python3_present() {
         return;
@@ -120,9 +123,15 @@ fn two_containers_share_a_volume_one_serves_what_the_other_wrote_and_a_master_re
     let served = wait_for("the file served", WAIT, || http_get(port, "/index.html"));
     assert_eq!(served.trim(), "written-by-writer");
     let instance = st["instances"][0]["id"].as_str().expect("id").to_owned();
-    let containers = st["instances"][0]["containers"].as_array().expect("c").clone();
+    let containers = st["instances"][0]["containers"]
+        .as_array()
+        .expect("c")
+        .clone();
     assert_eq!(containers.len(), 2);
-    assert!(containers.iter().all(|c| c["status"] == "TASK_RUNNING"), "{st}");
+    assert!(
+        containers.iter().all(|c| c["status"] == "TASK_RUNNING"),
+        "{st}"
+    );
 
     // The pod, its instance and its tasks survive a master restart: same instance, still serving.
     if let Some(m) = c.master.as_mut() {
@@ -166,8 +175,9 @@ fn a_rolling_restart_keeps_minimum_health_capacity() {
                  "exec python3 -m http.server --bind 127.0.0.1 $ENDPOINT_HTTP"}},
              "endpoints": [{"name": "http", "hostPort": 0}],
              "healthCheck": {"http": {"endpoint": "http", "path": "/"},
-                             "gracePeriodSeconds": 30, "intervalSeconds": 1,
-                             "timeoutSeconds": 2, "maxConsecutiveFailures": 3}}
+                             "gracePeriodSeconds": 30, "intervalSeconds": 2,
+                             "timeoutSeconds": 1, "maxConsecutiveFailures": 3,
+                             "delaySeconds": 1}}
         ]
     });
     let (s, body) = call(&c, Method::POST, "/v2/pods", Some(&pod));
@@ -234,7 +244,12 @@ fn bad_input_unknown_pods_conflicts_and_the_marathon_python_client() {
     assert!(paths.contains(&"/containers(0)/name"), "{body}");
     assert!(paths.contains(&"/containers(0)"), "no exec: {body}");
     assert!(body["details"][0]["errors"].is_array(), "{body}");
-    let (s, body) = call(&c, Method::POST, "/v2/pods", Some(&json!({"id": "/x", "bogus": 1})));
+    let (s, body) = call(
+        &c,
+        Method::POST,
+        "/v2/pods",
+        Some(&json!({"id": "/x", "bogus": 1})),
+    );
     assert_eq!(s, 422, "unknown key: {body}");
     let (s, _) = call(&c, Method::GET, "/v2/pods/bad", None);
     assert_eq!(s, 404);
@@ -266,7 +281,12 @@ fn bad_input_unknown_pods_conflicts_and_the_marathon_python_client() {
     assert_eq!(s, 200);
     let v = versions[0].as_str().expect("a version").to_owned();
     assert_eq!(v, st["spec"]["version"].as_str().expect("version"));
-    let (s, at) = call(&c, Method::GET, &format!("/v2/pods/sleepy::versions/{v}"), None);
+    let (s, at) = call(
+        &c,
+        Method::GET,
+        &format!("/v2/pods/sleepy::versions/{v}"),
+        None,
+    );
     assert_eq!((s, at["id"].clone()), (200, json!("/sleepy")));
     let (s, all) = call(&c, Method::GET, "/v2/pods/::status", None);
     assert_eq!(s, 200);
@@ -310,18 +330,36 @@ fn the_pod_cli_adds_lists_shows_scales_kills_restarts_and_removes() {
         );
         text
     };
-    let out = ok(&["pod", "add", file.to_str().expect("utf8"), "--wait", "--timeout", "90s"]);
+    let out = ok(&[
+        "pod",
+        "add",
+        file.to_str().expect("utf8"),
+        "--wait",
+        "--timeout",
+        "90s",
+    ]);
     assert!(out.contains("pod /cli/pod added"), "{out}");
     let out = ok(&["pod", "list"]);
     assert!(out.contains("/cli/pod") && out.contains("1/1"), "{out}");
     let listed: Value = serde_json::from_str(&ok(&["pod", "list", "--json"])).expect("json");
     assert_eq!(listed[0]["id"], "/cli/pod");
-    let out = ok(&["pod", "scale", "/cli/pod", "2", "--wait", "--timeout", "90s"]);
+    let out = ok(&[
+        "pod",
+        "scale",
+        "/cli/pod",
+        "2",
+        "--wait",
+        "--timeout",
+        "90s",
+    ]);
     assert!(out.contains("scaled to 2"), "{out}");
     let st = wait_stable(&c, "/cli/pod", 2);
     let out = ok(&["pod", "show", "/cli/pod"]);
     let first = st["instances"][0]["id"].as_str().expect("id").to_owned();
-    assert!(out.contains(&first) && out.contains("TASK_RUNNING"), "{out}");
+    assert!(
+        out.contains(&first) && out.contains("TASK_RUNNING"),
+        "{out}"
+    );
     let out = ok(&["pod", "kill", "/cli/pod", &first]);
     assert!(out.contains("killed"), "{out}");
     let st = wait_for("the killed instance replaced", WAIT, || {

@@ -191,11 +191,7 @@ impl Marathon<'_> {
 
     /// `DELETE /v2/pods/{id}::instances/{instance}`: kills one instance (it is replaced).
     pub async fn kill_pod_instance(&self, id: &str, instance: &str) -> Result<Reply, ClientError> {
-        let path = format!(
-            "{}::instances/{}",
-            pod_path(id),
-            path::component(instance)
-        );
+        let path = format!("{}::instances/{}", pod_path(id), path::component(instance));
         self.send(Method::DELETE, &path, None).await
     }
 

@@ -129,10 +129,12 @@ pub(super) async fn cancel_deployment(
     let h = &m.services;
     let force = flag(&q, "force", false);
     match h
-        .call(move |eng, now| match eng.cancel_pod_deployment(&id, force, now) {
-            Some(r) => Ok(r),
-            None => eng.cancel_deployment(&id, force, now),
-        })
+        .call(
+            move |eng, now| match eng.cancel_pod_deployment(&id, force, now) {
+                Some(r) => Ok(r),
+                None => eng.cancel_deployment(&id, force, now),
+            },
+        )
         .await
     {
         Err(_) => unavailable(),

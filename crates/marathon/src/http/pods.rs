@@ -290,12 +290,7 @@ pub(super) async fn delete_sub(
                 Err(_) => unavailable(),
                 Ok(Err(e)) => engine_error(e),
                 Ok(Ok(d)) => {
-                    pod_event(
-                        &m,
-                        "pod_deleted_event",
-                        client_ip(&ext, &headers),
-                        uri,
-                    );
+                    pod_event(&m, "pod_deleted_event", client_ip(&ext, &headers), uri);
                     let resp = StatusCode::ACCEPTED.into_response();
                     with_location(with_deployment(resp, &d), &d.deployment_id)
                 }

@@ -351,10 +351,10 @@ impl Engine {
     pub fn wants_offers(&self, now: f64) -> bool {
         self.pods_want_offers(now)
             || self.apps.iter().any(|(id, a)| {
-            !a.deleted
-                && a.backoff.until <= now
-                && self.instances_of(id).any(Instance::needs_launch)
-        })
+                !a.deleted
+                    && a.backoff.until <= now
+                    && self.instances_of(id).any(Instance::needs_launch)
+            })
     }
 
     /// Earliest time a backed-off app may launch again (for the shell's timer).
@@ -458,8 +458,8 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod pods_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod waiting_tests;
-#[cfg(test)]
-mod pods_tests;

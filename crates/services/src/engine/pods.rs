@@ -491,7 +491,11 @@ impl Engine {
             .ok_or_else(|| EngineError::UnknownPod(id.to_owned()))?;
         let found: Vec<String> = instances
             .iter()
-            .filter(|i| ps.instances.get(*i).is_some_and(|x| x.goal == Goal::Running))
+            .filter(|i| {
+                ps.instances
+                    .get(*i)
+                    .is_some_and(|x| x.goal == Goal::Running)
+            })
             .cloned()
             .collect();
         let mut out = Vec::new();
@@ -629,11 +633,15 @@ impl Engine {
             }
         }
         let total = new.len() + old_left.len();
-        let mut start = n.saturating_sub(new.len()).min(max_total.saturating_sub(total));
+        let mut start = n
+            .saturating_sub(new.len())
+            .min(max_total.saturating_sub(total));
         let settled = new.iter().all(|i| i.stable())
-            && !ps.instances.values().any(|i| i.goal == Goal::Decommissioned);
-        if start == 0 && settled && new.len() < n && !old_left.is_empty() && total >= max_total
-        {
+            && !ps
+                .instances
+                .values()
+                .any(|i| i.goal == Goal::Decommissioned);
+        if start == 0 && settled && new.len() < n && !old_left.is_empty() && total >= max_total {
             // No room to start nor to stop (`maximumOverCapacity` 0 with every instance
             // needed healthy): one old instance goes first, then the next once its
             // replacement is stable.
@@ -647,7 +655,10 @@ impl Engine {
             && new.iter().all(|i| i.stable())
             && old_left.is_empty()
             && kill.is_empty()
-            && !ps.instances.values().any(|i| i.goal == Goal::Decommissioned);
+            && !ps
+                .instances
+                .values()
+                .any(|i| i.goal == Goal::Decommissioned);
         let specs: Vec<(String, bool)> = ps
             .pod
             .containers
@@ -786,7 +797,8 @@ impl Engine {
                     if !role_ok(&def, &o.resources) {
                         continue;
                     }
-                    if let (Some(c), Some(agent)) = (&compiled, self.agents.get(o.agent_id.as_str()))
+                    if let (Some(c), Some(agent)) =
+                        (&compiled, self.agents.get(o.agent_id.as_str()))
                     {
                         if c.check(&agent.view(), &placed_views).is_err() {
                             continue;
@@ -909,12 +921,10 @@ impl Engine {
             .flat_map(|p| p.instances.values())
             .filter(|i| i.launched)
             .flat_map(|i| {
-                i.containers.iter().filter(|c| c.active()).map(|c| {
-                    (
-                        c.task_id.clone(),
-                        i.agent.as_ref().map(|a| a.0.clone()),
-                    )
-                })
+                i.containers
+                    .iter()
+                    .filter(|c| c.active())
+                    .map(|c| (c.task_id.clone(), i.agent.as_ref().map(|a| a.0.clone())))
             })
             .collect()
     }

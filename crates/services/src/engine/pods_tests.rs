@@ -82,7 +82,9 @@ fn stable(e: &Engine, id: &str) -> usize {
 #[test]
 fn a_new_pod_launches_one_group_per_instance_and_its_deployment_ends() {
     let mut e = Engine::new(1);
-    let change = e.put_pod(pod(2, json!({})), true, false, 1.0).expect("create");
+    let change = e
+        .put_pod(pod(2, json!({})), true, false, 1.0)
+        .expect("create");
     assert!(change.created);
     assert!(e.wants_offers(1.0));
     let out = e.take_outputs();
@@ -94,7 +96,10 @@ fn a_new_pod_launches_one_group_per_instance_and_its_deployment_ends() {
         assert_eq!(l.executor.kind.as_deref(), Some("DEFAULT"));
     }
     assert_eq!(stable(&e, "/web"), 2);
-    assert!(e.pod("/web").expect("pod").deployment.is_none(), "deployment done");
+    assert!(
+        e.pod("/web").expect("pod").deployment.is_none(),
+        "deployment done"
+    );
     let st = e.pod_status_json("/web", 3.0).expect("status");
     assert_eq!(st["status"], "STABLE");
     let inst = &st["instances"][0];
@@ -114,7 +119,8 @@ fn a_new_pod_launches_one_group_per_instance_and_its_deployment_ends() {
 #[test]
 fn a_second_create_conflicts_and_a_change_during_a_deployment_is_locked() {
     let mut e = Engine::new(2);
-    e.put_pod(pod(1, json!({})), true, false, 1.0).expect("create");
+    e.put_pod(pod(1, json!({})), true, false, 1.0)
+        .expect("create");
     assert!(matches!(
         e.put_pod(pod(1, json!({})), true, false, 1.5),
         Err(EngineError::Conflict(_))
@@ -133,7 +139,8 @@ fn a_second_create_conflicts_and_a_change_during_a_deployment_is_locked() {
 #[test]
 fn a_failed_container_replaces_its_instance_after_backoff() {
     let mut e = Engine::new(3);
-    e.put_pod(pod(1, json!({})), true, false, 1.0).expect("create");
+    e.put_pod(pod(1, json!({})), true, false, 1.0)
+        .expect("create");
     let launched = round(&mut e, &["a"], 1, 2.0, TaskState::Running);
     let first = launched[0].tasks[0].task_id.as_str().to_owned();
     e.take_outputs();
@@ -142,7 +149,11 @@ fn a_failed_container_replaces_its_instance_after_backoff() {
     assert_eq!(out.kills.len(), 1, "the other container is killed");
     e.on_status(&status(&out.kills[0].task_id, TaskState::Killed, None), 3.0);
     let p = e.pod("/web").expect("pod");
-    assert_eq!(p.instances.len(), 1, "the failed one is forgotten, a new one waits");
+    assert_eq!(
+        p.instances.len(),
+        1,
+        "the failed one is forgotten, a new one waits"
+    );
     assert!(p.backoff.until > 3.0, "backed off");
     assert!(!e.wants_offers(3.0));
     assert!(e.next_backoff_end(3.0).is_some());
@@ -157,7 +168,8 @@ fn a_restart_keeps_minimum_health_capacity_throughout() {
     let mut e = Engine::new(4);
     let upgrade = json!({"scheduling": {"upgrade":
         {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.0}}});
-    e.put_pod(pod(2, upgrade), true, false, 1.0).expect("create");
+    e.put_pod(pod(2, upgrade), true, false, 1.0)
+        .expect("create");
     round(&mut e, &["a", "b"], 1, 2.0, TaskState::Running);
     assert_eq!(stable(&e, "/web"), 2);
     e.take_outputs();
@@ -183,7 +195,10 @@ fn a_restart_keeps_minimum_health_capacity_throughout() {
     let p = e.pod("/web").expect("pod");
     let version = p.pod.version.clone();
     assert_eq!(p.instances.len(), 2);
-    assert!(p.instances.values().all(|i| Some(&i.version) == version.as_ref()));
+    assert!(p
+        .instances
+        .values()
+        .all(|i| Some(&i.version) == version.as_ref()));
 }
 
 #[test]
@@ -200,7 +215,10 @@ fn an_upgrade_waits_for_health_checks_before_killing_old_instances() {
     let l = round(&mut e, &["a"], 1, 2.0, TaskState::Running);
     let task = l[0].tasks[0].task_id.as_str().to_owned();
     assert_eq!(stable(&e, "/web"), 0, "running is not healthy yet");
-    assert_eq!(e.pod_status_json("/web", 2.0).expect("st")["instances"][0]["status"], "DEGRADED");
+    assert_eq!(
+        e.pod_status_json("/web", 2.0).expect("st")["instances"][0]["status"],
+        "DEGRADED"
+    );
     e.on_status(&status(&task, TaskState::Running, Some(true)), 2.5);
     assert_eq!(stable(&e, "/web"), 1);
     assert!(e.pod("/web").expect("pod").deployment.is_none());
@@ -208,9 +226,17 @@ fn an_upgrade_waits_for_health_checks_before_killing_old_instances() {
     e.restart_pod("/web", false, 3.0).expect("restart");
     let l = round(&mut e, &["a"], 2, 4.0, TaskState::Running);
     assert_eq!(l.len(), 1, "the new instance starts beside the old one");
-    assert_eq!(e.take_outputs().kills.len(), 0, "the old one stays until the new is healthy");
+    assert_eq!(
+        e.take_outputs().kills.len(),
+        0,
+        "the old one stays until the new is healthy"
+    );
     e.on_status(
-        &status(l[0].tasks[0].task_id.as_str(), TaskState::Running, Some(true)),
+        &status(
+            l[0].tasks[0].task_id.as_str(),
+            TaskState::Running,
+            Some(true),
+        ),
         5.0,
     );
     let kills = e.take_outputs().kills;
@@ -223,13 +249,18 @@ fn an_upgrade_waits_for_health_checks_before_killing_old_instances() {
 #[test]
 fn scale_down_kills_surplus_and_delete_forgets_the_pod_once_all_ended() {
     let mut e = Engine::new(6);
-    e.put_pod(pod(3, json!({})), true, false, 1.0).expect("create");
+    e.put_pod(pod(3, json!({})), true, false, 1.0)
+        .expect("create");
     round(&mut e, &["a", "b", "c"], 1, 2.0, TaskState::Running);
     assert_eq!(stable(&e, "/web"), 3);
     e.take_outputs();
     let change = e.scale_pod("/web", 1, false, 3.0).expect("scale");
     assert_eq!(change.pod.version, e.pod("/web").expect("pod").pod.version);
-    assert_eq!(confirm_kills(&mut e, 3.0), 4, "two instances of two containers");
+    assert_eq!(
+        confirm_kills(&mut e, 3.0),
+        4,
+        "two instances of two containers"
+    );
     assert_eq!(stable(&e, "/web"), 1);
     assert!(e.pod("/web").expect("pod").deployment.is_none());
     e.delete_pod("/web", false, 4.0).expect("delete");
@@ -243,18 +274,31 @@ fn scale_down_kills_surplus_and_delete_forgets_the_pod_once_all_ended() {
 #[test]
 fn killing_an_instance_replaces_it_and_restore_continues() {
     let mut e = Engine::new(7);
-    e.put_pod(pod(1, json!({})), true, false, 1.0).expect("create");
+    e.put_pod(pod(1, json!({})), true, false, 1.0)
+        .expect("create");
     round(&mut e, &["a"], 1, 2.0, TaskState::Running);
-    let inst = e.pod("/web").expect("pod").instances.keys().next().cloned().expect("inst");
+    let inst = e
+        .pod("/web")
+        .expect("pod")
+        .instances
+        .keys()
+        .next()
+        .cloned()
+        .expect("inst");
     e.take_outputs();
-    let killed = e.kill_pod_instances("/web", &[inst.clone()], 3.0).expect("kill");
+    let killed = e
+        .kill_pod_instances("/web", &[inst.clone()], 3.0)
+        .expect("kill");
     assert_eq!(killed.len(), 1);
     assert_eq!(killed[0]["id"], inst);
     confirm_kills(&mut e, 3.0);
     // The record as persisted, restored into a new engine (a master restart).
     let saved = e.pod_record("/web").cloned().expect("record");
     let mut r = Engine::new(8).with_pods(vec![saved]);
-    assert!(r.wants_offers(4.0), "the replacement waits in the restored engine");
+    assert!(
+        r.wants_offers(4.0),
+        "the replacement waits in the restored engine"
+    );
     let l = round(&mut r, &["b"], 2, 4.0, TaskState::Running);
     assert_eq!(l.len(), 1);
     let p = r.pod("/web").expect("pod");
@@ -272,7 +316,10 @@ fn placement_constraints_hold_for_pods() {
     let first = round(&mut e, &["a"], 1, 2.0, TaskState::Running);
     assert_eq!(first.len(), 1);
     let second = round(&mut e, &["a"], 2, 3.0, TaskState::Running);
-    assert!(second.is_empty(), "UNIQUE hostname keeps the second off host a");
+    assert!(
+        second.is_empty(),
+        "UNIQUE hostname keeps the second off host a"
+    );
     let third = round(&mut e, &["b"], 3, 4.0, TaskState::Running);
     assert_eq!(third.len(), 1);
 }
