@@ -774,8 +774,7 @@ impl Engine {
             .collect();
         let mut used = vec![false; offers.len()];
         for id in ids {
-            loop {
-                let Some(ps) = self.pods.get(&id) else { break };
+            while let Some(ps) = self.pods.get(&id) {
                 let Some(inst) = ps.waiting().next() else {
                     break;
                 };

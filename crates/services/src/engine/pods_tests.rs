@@ -287,7 +287,7 @@ fn killing_an_instance_replaces_it_and_restore_continues() {
         .expect("inst");
     e.take_outputs();
     let killed = e
-        .kill_pod_instances("/web", &[inst.clone()], 3.0)
+        .kill_pod_instances("/web", std::slice::from_ref(&inst), 3.0)
         .expect("kill");
     assert_eq!(killed.len(), 1);
     assert_eq!(killed[0]["id"], inst);

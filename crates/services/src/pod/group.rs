@@ -18,9 +18,7 @@ use std::collections::BTreeMap;
 
 use meseta_api::container::{ContainerInfo, Volume, VolumeMode};
 use meseta_api::executor::ExecutorInfo;
-use meseta_api::marathon::pod::{
-    EnvValue, PodCommand, PodContainer, PodDefinition, PodResources,
-};
+use meseta_api::marathon::pod::{EnvValue, PodCommand, PodContainer, PodDefinition, PodResources};
 use meseta_api::scheduler::{
     CommandInfo, CommandUri, DurationInfo, EnvVariable, Environment, IdValue, KillPolicy, Label,
     Labels, TaskInfo,
