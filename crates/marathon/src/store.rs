@@ -1,7 +1,8 @@
 //! What the services framework persists: each app (definition, versions, backoff, canary)
 //! under `/meseta/services/apps<app id>`, each instance under
 //! `/meseta/services/instances<app id>/<instance id>`, each running deployment under
-//! `/meseta/services/deployments/<id>`, and the framework id (written by the kit under
+//! `/meseta/services/deployments/<id>`, each pod (definition, versions, instances and
+//! deployment in one record) under `/meseta/services/pods<pod id>`, and the framework id (written by the kit under
 //! [`FRAMEWORK_ID`]). Instances are separate records
 //! because they change on every status update while apps rarely do.
 
@@ -242,6 +243,34 @@ mod tests {
             Some(("/prod/web", "prod_web.instance-1"))
         );
         assert!(!app_key("/a").starts_with(&format!("{INSTANCES}/")));
+    }
+
+    #[tokio::test]
+    async fn a_pod_record_is_written_read_back_and_deleted_with_its_pod() {
+        let store = meseta_store::mem::MemStore::new();
+        let mut engine = Engine::new(1);
+        let def = meseta_services::pod::pod_from_body(&serde_json::json!({
+            "id": "/shop/web", "scaling": {"kind": "fixed", "instances": 2},
+            "containers": [{"name": "main", "resources": {"cpus": 0.1, "mem": 16},
+                            "exec": {"command": {"shell": "sleep 60"}}}]}))
+        .expect("pod");
+        engine.put_pod(def, true, false, 1.0).expect("create");
+        save(&store, &engine, &engine.take_outputs())
+            .await
+            .expect("save");
+        let (_, _, _, pods) = load(&store).await.expect("load");
+        assert_eq!(pods.len(), 1);
+        assert_eq!(Some(&pods[0]), engine.pod_record("/shop/web"));
+        assert_eq!(pods[0].instances.len(), 2, "waiting instances are kept");
+        engine.delete_pod("/shop/web", true, 2.0).expect("delete");
+        engine.tick(3.0);
+        assert!(engine.pod_record("/shop/web").is_none(), "nothing launched");
+        save(&store, &engine, &engine.take_outputs())
+            .await
+            .expect("save");
+        let (_, _, _, pods) = load(&store).await.expect("load");
+        assert!(pods.is_empty());
+        assert!(!pod_key("/a").starts_with(&format!("{APPS}/")));
     }
 
     #[tokio::test]
