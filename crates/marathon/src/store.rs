@@ -255,9 +255,8 @@ mod tests {
                             "exec": {"command": {"shell": "sleep 60"}}}]}))
         .expect("pod");
         engine.put_pod(def, true, false, 1.0).expect("create");
-        save(&store, &engine, &engine.take_outputs())
-            .await
-            .expect("save");
+        let out = engine.take_outputs();
+        save(&store, &engine, &out).await.expect("save");
         let (_, _, _, pods) = load(&store).await.expect("load");
         assert_eq!(pods.len(), 1);
         assert_eq!(Some(&pods[0]), engine.pod_record("/shop/web"));
@@ -265,9 +264,8 @@ mod tests {
         engine.delete_pod("/shop/web", true, 2.0).expect("delete");
         engine.tick(3.0);
         assert!(engine.pod_record("/shop/web").is_none(), "nothing launched");
-        save(&store, &engine, &engine.take_outputs())
-            .await
-            .expect("save");
+        let out = engine.take_outputs();
+        save(&store, &engine, &out).await.expect("save");
         let (_, _, _, pods) = load(&store).await.expect("load");
         assert!(pods.is_empty());
         assert!(!pod_key("/a").starts_with(&format!("{APPS}/")));
