@@ -134,6 +134,14 @@ fn a_second_create_conflicts_and_a_change_during_a_deployment_is_locked() {
         e.delete_pod("/nope", false, 2.0),
         Err(EngineError::UnknownPod(_))
     ));
+    let app = crate::test_support::app(json!({"id": "/web", "cmd": "sleep 1"}));
+    assert!(
+        matches!(
+            e.put_app(app, 3.0, false, true),
+            Err(EngineError::Conflict(_))
+        ),
+        "an app may not take a pod's id"
+    );
 }
 
 #[test]

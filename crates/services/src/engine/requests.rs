@@ -78,6 +78,12 @@ impl Engine {
         if create_only && old.is_some() {
             return Err(EngineError::AppExists(app.id));
         }
+        if self.pod_record(&app.id).is_some() {
+            return Err(EngineError::Conflict(format!(
+                "A pod with id [{}] already exists.",
+                app.id
+            )));
+        }
         self.check_lock(&app.id, force)?;
         self.check_cycles(&app)?;
         self.check_claims(&app)?;
