@@ -10,13 +10,18 @@
 //!   stays within `instances × (1 + maximumOverCapacity)`, old ones are killed while at least
 //!   `⌈instances × minimumHealthCapacity⌉` instances stay stable (all containers running, and
 //!   healthy where they have a health check); with no room either way one old instance goes
-//!   first, as Marathon does;
+//!   first once the replacements so far are stable, as Marathon does;
 //! - instances beyond `scaling.instances` are decommissioned (not yet stable ones first);
 //! - a deployment ends once exactly `scaling.instances` instances of the pod's version are
 //!   stable and nothing else of the pod is alive;
 //! - a removed pod kills every instance and is forgotten once they all ended.
 //!
 //! One record per pod (definition, versions, instances, deployment) is persisted.
+//!
+//! - `mod.rs`: requests (create, replace, scale, restart, remove, kill, cancel) and status JSON
+//! - `model.rs`: the records
+//! - `converge.rs`: the convergence above
+//! - `offers.rs`: placement on offers, container status updates, reconciliation
 
 mod converge;
 mod model;
