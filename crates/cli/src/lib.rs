@@ -1,5 +1,5 @@
 //! The `meseta` command-line verbs that talk to a master: `execute`, `task`, `node`, `framework`,
-//! `role`, `quota`, `reservation`, `job`, `app`, `deploy`, `dns`, `acl` and `audit`.
+//! `role`, `quota`, `reservation`, `job`, `app`, `pod`, `deploy`, `dns`, `acl` and `audit`.
 //!
 //! The `meseta` binary parses [`GlobalArgs`] and a [`Command`] with clap and hands them to
 //! [`run`], which returns the process exit code. One module per noun, each a client of the
@@ -19,6 +19,7 @@ pub mod lb;
 pub mod maintenance;
 pub mod node;
 pub mod output;
+pub mod pod;
 pub mod role;
 pub mod task;
 
@@ -78,6 +79,9 @@ pub enum Command {
     /// Long-running services (the Marathon-compatible apps scheduler).
     #[command(subcommand)]
     App(app::AppCmd),
+    /// Pods: containers scheduled together as one task group (Marathon `/v2/pods`).
+    #[command(subcommand)]
+    Pod(pod::PodCmd),
     /// Deployments of services: list, watch, cancel.
     #[command(subcommand)]
     Deploy(deploy::DeployCmd),
@@ -103,6 +107,7 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
         Command::Reservation(c) => maintenance::run_reservation(c, &client(&g)?, g.json).await,
         Command::Job(c) => job::run(c, &client(&g)?, g.json).await,
         Command::App(c) => app::run(c, &client(&g)?, g.json).await,
+        Command::Pod(c) => pod::run(c, &client(&g)?, g.json).await,
         Command::Deploy(c) => deploy::run(c, &client(&g)?, g.json).await,
         Command::Dns(c) => dns::run(c, &client(&g)?, g.json).await,
         Command::Acl(c) => acl::run(c, &client(&g)?, g.json).await,

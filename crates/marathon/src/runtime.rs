@@ -28,7 +28,7 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
 /// Load the apps, instances and deployments, then run the scheduler until `cancel`.
 pub(crate) async fn run(master: Master, inbox: Inbox<Job>, cancel: CancellationToken) {
-    let (apps, instances, deployments) = match store::load(master.store()).await {
+    let (apps, instances, deployments, pods) = match store::load(master.store()).await {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "services scheduler cannot load its apps; not running");
@@ -39,12 +39,13 @@ pub(crate) async fn run(master: Master, inbox: Inbox<Job>, cancel: CancellationT
         apps = apps.len(),
         instances = instances.len(),
         deployments = deployments.len(),
+        pods = pods.len(),
         "services scheduler recovered"
     );
     let seed = uuid::Uuid::new_v4().as_u128();
     let services = Services {
         master: master.clone(),
-        engine: Engine::restore(seed, apps, instances, deployments),
+        engine: Engine::restore(seed, apps, instances, deployments).with_pods(pods),
         written: None,
     };
     meseta_framework::run(master, services, inbox, cancel).await;
@@ -75,7 +76,10 @@ impl Scheduler for Services {
 
     /// Subscribe once there is an app (a master without apps shows no services framework).
     fn has_work(&self) -> bool {
-        self.engine.apps().next().is_some() || self.engine.deployments().next().is_some()
+        self.engine.apps().next().is_some()
+            || self.engine.deployments().next().is_some()
+            || self.engine.pods().next().is_some()
+            || self.engine.pod_deployments().next().is_some()
     }
 
     /// Waiting instances, and backed-off ones (they launch when their delay ends).
@@ -84,11 +88,26 @@ impl Scheduler for Services {
         self.engine.wants_offers(now) || self.engine.next_backoff_end(now).is_some()
     }
 
-    /// Place waiting instances; persist them before the launches leave.
+    /// Place waiting instances (apps first, then pods on the offers left); persist them
+    /// before the launches leave.
     fn offers(&mut self, offers: Vec<Offer>, now: SystemTime) -> Vec<Command> {
         let now = secs(now);
         let launches = meseta_phases::timed(Phase::Placement, || self.engine.offers(&offers, now));
-        let used: HashSet<&str> = launches.iter().map(|l| l.offer_id.as_str()).collect();
+        let mut used: HashSet<String> = launches
+            .iter()
+            .map(|l| l.offer_id.as_str().to_owned())
+            .collect();
+        let left: Vec<Offer> = offers
+            .iter()
+            .filter(|o| !used.contains(o.id.as_str()))
+            .cloned()
+            .collect();
+        let groups = if left.is_empty() {
+            Vec::new()
+        } else {
+            meseta_phases::timed(Phase::Placement, || self.engine.pod_offers(&left, now))
+        };
+        used.extend(groups.iter().map(|g| g.offer_id.as_str().to_owned()));
         let unused: Vec<IdValue> = offers
             .iter()
             .filter(|o| !used.contains(o.id.as_str()))
@@ -99,6 +118,11 @@ impl Scheduler for Services {
         cmds.extend(launches.into_iter().map(|l| Command::Launch {
             offer_id: l.offer_id,
             tasks: l.tasks,
+        }));
+        cmds.extend(groups.into_iter().map(|g| Command::LaunchGroup {
+            offer_id: g.offer_id,
+            executor: Box::new(g.executor),
+            tasks: g.tasks,
         }));
         if !unused.is_empty() {
             // Waiting instances (or ones backed off) want these offers back soon.

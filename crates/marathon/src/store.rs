@@ -1,21 +1,29 @@
 //! What the services framework persists: each app (definition, versions, backoff, canary)
 //! under `/meseta/services/apps<app id>`, each instance under
 //! `/meseta/services/instances<app id>/<instance id>`, each running deployment under
-//! `/meseta/services/deployments/<id>`, and the framework id (written by the kit under
+//! `/meseta/services/deployments/<id>`, each pod (definition, versions, instances and
+//! deployment in one record) under `/meseta/services/pods<pod id>`, and the framework id (written by the kit under
 //! [`FRAMEWORK_ID`]). Instances are separate records
 //! because they change on every status update while apps rarely do.
 
-use meseta_services::engine::{AppState, Deployment, Engine, Instance, Outputs};
+use meseta_services::engine::{AppState, Deployment, Engine, Instance, Outputs, PodState};
 use meseta_store::{Op, Store, StoreError, MAX_TXN_BYTES, MAX_TXN_OPS};
 
 const APPS: &str = "/meseta/services/apps";
 const INSTANCES: &str = "/meseta/services/instances";
 const DEPLOYMENTS: &str = "/meseta/services/deployments/";
+/// One record per pod: definition, versions, instances and running deployment.
+const PODS: &str = "/meseta/services/pods";
 /// Where the framework id is kept (so a restarted master re-subscribes the same framework).
 pub(crate) const FRAMEWORK_ID: &str = "/meseta/services-scheduler/framework_id";
 
-/// Everything persisted: apps, (app id, instance), deployments.
-pub(crate) type Loaded = (Vec<AppState>, Vec<(String, Instance)>, Vec<Deployment>);
+/// Everything persisted: apps, (app id, instance), deployments, pods.
+pub(crate) type Loaded = (
+    Vec<AppState>,
+    Vec<(String, Instance)>,
+    Vec<Deployment>,
+    Vec<PodState>,
+);
 
 /// Load every record; unreadable ones are skipped with a warning.
 pub(crate) async fn load(store: &dyn Store) -> Result<Loaded, StoreError> {
@@ -46,7 +54,14 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Loaded, StoreError> {
             Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping unreadable deployment"),
         }
     }
-    Ok((apps, instances, deployments))
+    let mut pods = Vec::new();
+    for kv in store.list(&format!("{PODS}/")).await? {
+        match serde_json::from_slice::<PodState>(&kv.value) {
+            Ok(p) => pods.push(p),
+            Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping unreadable pod record"),
+        }
+    }
+    Ok((apps, instances, deployments, pods))
 }
 
 /// Write what `out` marks as changed, reading current values from `engine`: instance records
@@ -88,6 +103,15 @@ pub(crate) async fn save(
         if let Some(a) = engine.app_record(app) {
             let value = serde_json::to_vec(a).map_err(enc)?;
             batch.put(app_key(app), value).await?;
+        }
+    }
+    for pod in &out.forget_pods {
+        batch.push(Op::Delete { key: pod_key(pod) }).await?;
+    }
+    for pod in &out.pods {
+        if let Some(p) = engine.pod_record(pod) {
+            let value = serde_json::to_vec(p).map_err(enc)?;
+            batch.put(pod_key(pod), value).await?;
         }
     }
     for d in &out.deployments {
@@ -197,6 +221,11 @@ fn app_key(app: &str) -> String {
     format!("{APPS}{app}")
 }
 
+/// Pod ids start with `/`.
+fn pod_key(pod: &str) -> String {
+    format!("{PODS}{pod}")
+}
+
 fn instance_key(app: &str, inst: &str) -> String {
     format!("{INSTANCES}{app}/{inst}")
 }
@@ -214,6 +243,32 @@ mod tests {
             Some(("/prod/web", "prod_web.instance-1"))
         );
         assert!(!app_key("/a").starts_with(&format!("{INSTANCES}/")));
+    }
+
+    #[tokio::test]
+    async fn a_pod_record_is_written_read_back_and_deleted_with_its_pod() {
+        let store = meseta_store::mem::MemStore::new();
+        let mut engine = Engine::new(1);
+        let def = meseta_services::pod::pod_from_body(&serde_json::json!({
+            "id": "/shop/web", "scaling": {"kind": "fixed", "instances": 2},
+            "containers": [{"name": "main", "resources": {"cpus": 0.1, "mem": 16},
+                            "exec": {"command": {"shell": "sleep 60"}}}]}))
+        .expect("pod");
+        engine.put_pod(def, true, false, 1.0).expect("create");
+        let out = engine.take_outputs();
+        save(&store, &engine, &out).await.expect("save");
+        let (_, _, _, pods) = load(&store).await.expect("load");
+        assert_eq!(pods.len(), 1);
+        assert_eq!(Some(&pods[0]), engine.pod_record("/shop/web"));
+        assert_eq!(pods[0].instances.len(), 2, "waiting instances are kept");
+        engine.delete_pod("/shop/web", true, 2.0).expect("delete");
+        engine.tick(3.0);
+        assert!(engine.pod_record("/shop/web").is_none(), "nothing launched");
+        let out = engine.take_outputs();
+        save(&store, &engine, &out).await.expect("save");
+        let (_, _, _, pods) = load(&store).await.expect("load");
+        assert!(pods.is_empty());
+        assert!(!pod_key("/a").starts_with(&format!("{APPS}/")));
     }
 
     #[tokio::test]

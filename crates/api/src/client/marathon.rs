@@ -1,5 +1,5 @@
 //! The master's Marathon `/v2` API as methods of [`MasterClient::marathon`]: apps and their
-//! versions, canaries, deployments, tasks, the launch queue and the `/v2/events` stream.
+//! versions, canaries, pods, deployments, tasks, the launch queue and the `/v2/events` stream.
 //!
 //! Bodies stay JSON ([`Value`]): the CLI prints them as they come (`--json`) or renders a few
 //! fields. A mutation answers a [`Reply`] that carries the deployment it started. Errors are
@@ -152,6 +152,49 @@ impl Marathon<'_> {
         self.send(Method::POST, &path, None).await
     }
 
+    /// `GET /v2/pods`.
+    pub async fn pods(&self) -> Result<Value, ClientError> {
+        self.get("/v2/pods").await
+    }
+
+    /// `GET /v2/pods/::status`: the status of every pod.
+    pub async fn pod_statuses(&self) -> Result<Value, ClientError> {
+        self.get("/v2/pods/::status").await
+    }
+
+    /// `POST /v2/pods`: creates one pod.
+    pub async fn create_pod(&self, pod: &Value) -> Result<Reply, ClientError> {
+        self.send(Method::POST, "/v2/pods", Some(pod)).await
+    }
+
+    /// `GET /v2/pods/{id}`.
+    pub async fn pod(&self, id: &str) -> Result<Value, ClientError> {
+        self.get(&pod_path(id)).await
+    }
+
+    /// `GET /v2/pods/{id}::status`.
+    pub async fn pod_status(&self, id: &str) -> Result<Value, ClientError> {
+        self.get(&format!("{}::status", pod_path(id))).await
+    }
+
+    /// `PUT /v2/pods/{id}?force=`: creates or replaces the pod with `body` (a whole pod).
+    pub async fn put_pod(&self, id: &str, body: &Value, force: bool) -> Result<Reply, ClientError> {
+        let path = format!("{}{}", pod_path(id), force_query(force));
+        self.send(Method::PUT, &path, Some(body)).await
+    }
+
+    /// `DELETE /v2/pods/{id}?force=`.
+    pub async fn delete_pod(&self, id: &str, force: bool) -> Result<Reply, ClientError> {
+        let path = format!("{}{}", pod_path(id), force_query(force));
+        self.send(Method::DELETE, &path, None).await
+    }
+
+    /// `DELETE /v2/pods/{id}::instances/{instance}`: kills one instance (it is replaced).
+    pub async fn kill_pod_instance(&self, id: &str, instance: &str) -> Result<Reply, ClientError> {
+        let path = format!("{}::instances/{}", pod_path(id), path::component(instance));
+        self.send(Method::DELETE, &path, None).await
+    }
+
     /// `GET /v2/deployments`.
     pub async fn deployments(&self) -> Result<Value, ClientError> {
         self.get("/v2/deployments").await
@@ -260,6 +303,11 @@ pub fn absolute_id(id: &str) -> String {
 /// The URL path of an app: `/v2/apps/<id>` with each segment percent-encoded.
 pub fn app_path(id: &str) -> String {
     format!("/v2/apps{}", path::path(&absolute_id(id)))
+}
+
+/// The URL path of a pod: `/v2/pods/<id>` with each segment percent-encoded.
+pub fn pod_path(id: &str) -> String {
+    format!("/v2/pods{}", path::path(&absolute_id(id)))
 }
 
 /// `?force=true|false`.

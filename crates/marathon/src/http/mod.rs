@@ -4,6 +4,7 @@
 //! change is persisted. Errors use Marathon's `{"message", "details"}` body.
 //!
 //! - `apps.rs`: `/v2/apps…` (create, read, update, delete, restart, tasks, versions, canary)
+//! - `pods.rs`: `/v2/pods…` (create, read, replace, delete, status, versions, instance kills)
 //! - `groups.rs`: `/v2/groups` changes (create, replace, scale, delete) and `/v2/groups/{id}/apps`
 //! - `other.rs`: `/v2/tasks`, `/v2/deployments`, `/v2/queue`, `/v2/groups` (read), `/v2/info`,
 //!   `/v2/leader`, `/v2/events` (SSE)
@@ -15,6 +16,7 @@
 mod apps;
 mod groups;
 mod other;
+mod pods;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -47,6 +49,13 @@ pub(crate) fn routes() -> Router<Marathon> {
                 .patch(apps::patch_sub)
                 .delete(apps::delete_sub)
                 .post(apps::post_sub),
+        )
+        .route("/v2/pods", get(pods::list).post(pods::create))
+        .route(
+            "/v2/pods/{*rest}",
+            get(pods::get_sub)
+                .put(pods::put_sub)
+                .delete(pods::delete_sub),
         )
         .route("/v2/tasks", get(other::tasks))
         .route("/v2/tasks/delete", post(other::delete_tasks))
@@ -122,6 +131,7 @@ pub(super) fn engine_error(e: EngineError) -> Response {
     }
     let status = match &e {
         EngineError::UnknownApp(_)
+        | EngineError::UnknownPod(_)
         | EngineError::UnknownDeployment(_)
         | EngineError::UnknownTask(_)
         | EngineError::UnknownVersion(..) => StatusCode::NOT_FOUND,

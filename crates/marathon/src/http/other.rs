@@ -107,6 +107,10 @@ pub(super) async fn deployments(State(m): State<Marathon>) -> Response {
         .call(|eng, _| {
             eng.deployments()
                 .map(|d| eng.deployment_json(d))
+                .chain(
+                    eng.pod_deployments()
+                        .map(|(p, d)| meseta_services::engine::pods::pod_deployment_json(p, d)),
+                )
                 .collect::<Vec<_>>()
         })
         .await
@@ -125,7 +129,12 @@ pub(super) async fn cancel_deployment(
     let h = &m.services;
     let force = flag(&q, "force", false);
     match h
-        .call(move |eng, now| eng.cancel_deployment(&id, force, now))
+        .call(
+            move |eng, now| match eng.cancel_pod_deployment(&id, force, now) {
+                Some(r) => Ok(r),
+                None => eng.cancel_deployment(&id, force, now),
+            },
+        )
         .await
     {
         Err(_) => unavailable(),
@@ -162,47 +171,57 @@ pub(super) async fn reset_delay(State(m): State<Marathon>, Path(rest): Path<Stri
     }
 }
 
-/// The group tree under `root`, built from the app ids.
-fn group_json(apps: &[Value], root: &str, version: &str) -> Value {
+/// The group tree under `root`, built from the app and pod ids.
+fn group_json(apps: &[Value], pods: &[Value], root: &str, version: &str) -> Value {
     let prefix = if root == "/" {
         "/".to_owned()
     } else {
         format!("{root}/")
     };
-    let mut direct = Vec::new();
     let mut children: std::collections::BTreeSet<String> = Default::default();
-    for a in apps {
-        let Some(id) = a["id"].as_str() else { continue };
-        let Some(rest) = id.strip_prefix(&prefix) else {
-            continue;
-        };
-        match rest.split_once('/') {
-            None => direct.push(a.clone()),
-            Some((g, _)) => {
-                children.insert(format!("{prefix}{g}"));
+    let mut direct = |items: &[Value]| -> Vec<Value> {
+        let mut here = Vec::new();
+        for a in items {
+            let Some(id) = a["id"].as_str() else { continue };
+            let Some(rest) = id.strip_prefix(&prefix) else {
+                continue;
+            };
+            match rest.split_once('/') {
+                None => here.push(a.clone()),
+                Some((g, _)) => {
+                    children.insert(format!("{prefix}{g}"));
+                }
             }
         }
-    }
+        here
+    };
+    let direct_apps = direct(apps);
+    let direct_pods = direct(pods);
     let groups: Vec<Value> = children
         .iter()
-        .map(|g| group_json(apps, g, version))
+        .map(|g| group_json(apps, pods, g, version))
         .collect();
-    json!({"id": root, "apps": direct, "groups": groups, "pods": [], "dependencies": [], "version": version})
+    json!({"id": root, "apps": direct_apps, "groups": groups, "pods": direct_pods,
+           "dependencies": [], "version": version})
 }
 
-async fn all_apps(m: &Marathon) -> Result<(Vec<Value>, String), Response> {
+/// Apps and pods (Marathon JSON) with the newest version among them.
+type Everything = (Vec<Value>, Vec<Value>, String);
+
+async fn all_apps(m: &Marathon) -> Result<Everything, Response> {
     let h = &m.services;
     h.call(|eng, now| {
         let apps: Vec<Value> = eng
             .apps()
             .map(|a| eng.app_json(a, Embed::default()))
             .collect();
+        let pods: Vec<Value> = eng.pods().map(|p| json!(p.pod)).collect();
         let version = eng
             .apps()
             .filter_map(|a| a.app.version.clone())
             .max()
             .unwrap_or_else(|| meseta_services::engine::marathon_ts(now));
-        (apps, version)
+        (apps, pods, version)
     })
     .await
     .map_err(|_| unavailable())
@@ -211,7 +230,7 @@ async fn all_apps(m: &Marathon) -> Result<(Vec<Value>, String), Response> {
 /// `GET /v2/groups`.
 pub(super) async fn groups(State(m): State<Marathon>) -> Response {
     match all_apps(&m).await {
-        Ok((apps, v)) => Json(group_json(&apps, "/", &v)).into_response(),
+        Ok((apps, pods, v)) => Json(group_json(&apps, &pods, "/", &v)).into_response(),
         Err(r) => r,
     }
 }
@@ -220,11 +239,12 @@ pub(super) async fn groups(State(m): State<Marathon>) -> Response {
 pub(super) async fn group(State(m): State<Marathon>, Path(id): Path<String>) -> Response {
     let id = app_id(&id);
     match all_apps(&m).await {
-        Ok((apps, v)) => {
+        Ok((apps, pods, v)) => {
             let prefix = format!("{id}/");
             if id != "/"
                 && !apps
                     .iter()
+                    .chain(pods.iter())
                     .any(|a| a["id"].as_str().is_some_and(|s| s.starts_with(&prefix)))
             {
                 return fail(
@@ -232,7 +252,7 @@ pub(super) async fn group(State(m): State<Marathon>, Path(id): Path<String>) -> 
                     format!("Group '{id}' does not exist"),
                 );
             }
-            Json(group_json(&apps, &id, &v)).into_response()
+            Json(group_json(&apps, &pods, &id, &v)).into_response()
         }
         Err(r) => r,
     }

@@ -24,6 +24,7 @@ mod groups;
 mod instance;
 pub mod model;
 mod place;
+pub mod pods;
 mod progress;
 mod requests;
 mod status;
@@ -42,6 +43,7 @@ pub use model::{
 };
 use model::{Interner, TASK_SEPARATOR};
 pub use place::Launch;
+pub use pods::{PodChange, PodDeployment, PodInstance, PodLaunchOrder, PodState};
 pub use requests::{DeploymentResult, EngineError, KilledTask};
 pub use status::{ReadinessProbe, HEALTH_KILL_REASON};
 
@@ -81,6 +83,10 @@ pub struct Outputs {
     pub deployments: BTreeSet<String>,
     /// Deployments to delete.
     pub forget_deployments: BTreeSet<String>,
+    /// Pods to write (definition, versions, instances, deployment in one record).
+    pub pods: BTreeSet<String>,
+    /// Pods to delete.
+    pub forget_pods: BTreeSet<String>,
     /// New instances wait for offers (revive).
     pub revive: bool,
 }
@@ -94,6 +100,8 @@ impl Outputs {
             && self.forget_instances.is_empty()
             && self.deployments.is_empty()
             && self.forget_deployments.is_empty()
+            && self.pods.is_empty()
+            && self.forget_pods.is_empty()
     }
 }
 
@@ -113,6 +121,8 @@ pub struct Engine {
     /// Versions, configurations, agent ids and hostnames shared by instances.
     pub(crate) strings: Interner,
     pub(crate) deployments: BTreeMap<String, Deployment>,
+    /// Pods by id.
+    pub(crate) pods: BTreeMap<String, PodState>,
     /// Hostname, attributes and fault domain of agents seen in offers (for constraints).
     pub(crate) agents: HashMap<String, place::AgentInfo>,
     id_seed: u128,
@@ -298,6 +308,12 @@ impl Engine {
 
     /// Every live task id with its agent (for reconciliation).
     pub fn live_tasks(&self) -> Vec<(String, Option<String>)> {
+        let mut tasks = self.pod_live_tasks();
+        tasks.extend(self.app_live_tasks());
+        tasks
+    }
+
+    fn app_live_tasks(&self) -> Vec<(String, Option<String>)> {
         self.instances
             .values()
             .flat_map(|m| m.values())
@@ -312,6 +328,12 @@ impl Engine {
     /// Tasks of decommissioned instances still alive (their kill is sent again after a restart
     /// or a lost subscription, when the first one may never have reached the master).
     pub fn pending_kills(&self) -> Vec<KillOrder> {
+        let mut kills = self.pod_pending_kills();
+        kills.extend(self.app_pending_kills());
+        kills
+    }
+
+    fn app_pending_kills(&self) -> Vec<KillOrder> {
         self.instances
             .values()
             .flat_map(|m| m.values())
@@ -327,11 +349,12 @@ impl Engine {
 
     /// True when some instance waits for an offer.
     pub fn wants_offers(&self, now: f64) -> bool {
-        self.apps.iter().any(|(id, a)| {
-            !a.deleted
-                && a.backoff.until <= now
-                && self.instances_of(id).any(Instance::needs_launch)
-        })
+        self.pods_want_offers(now)
+            || self.apps.iter().any(|(id, a)| {
+                !a.deleted
+                    && a.backoff.until <= now
+                    && self.instances_of(id).any(Instance::needs_launch)
+            })
     }
 
     /// Earliest time a backed-off app may launch again (for the shell's timer).
@@ -344,6 +367,7 @@ impl Engine {
                     && self.instances_of(id).any(Instance::needs_launch)
             })
             .map(|(_, a)| a.backoff.until)
+            .chain(self.pods_next_backoff_end(now))
             .reduce(f64::min)
     }
 
@@ -433,6 +457,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod pods_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -32,14 +32,14 @@ pub struct Launch {
 /// What constraints need to know of an agent, learnt from its offers.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AgentInfo {
-    hostname: String,
+    pub(crate) hostname: String,
     attributes: meseta_types::Attributes,
     region: Option<String>,
     zone: Option<String>,
 }
 
 impl AgentInfo {
-    fn of(o: &Offer) -> AgentInfo {
+    pub(crate) fn of(o: &Offer) -> AgentInfo {
         let name = |level: &str| {
             o.domain
                 .as_ref()
@@ -53,7 +53,7 @@ impl AgentInfo {
         }
     }
 
-    fn view(&self) -> AgentView<'_> {
+    pub(crate) fn view(&self) -> AgentView<'_> {
         AgentView {
             hostname: &self.hostname,
             region: self.region.as_deref(),

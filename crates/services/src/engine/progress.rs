@@ -19,6 +19,7 @@ impl Engine {
         self.expire_backoff(now);
         self.canary_auto(now);
         self.advance(now);
+        self.pods_tick(now);
         self.strings.prune();
     }
 

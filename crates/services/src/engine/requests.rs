@@ -35,6 +35,9 @@ pub enum EngineError {
     /// Locked by running deployments and not forced.
     #[error("App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/{}'.", .0.first().map(String::as_str).unwrap_or(""))]
     Locked(Vec<String>),
+    /// Unknown pod.
+    #[error("Pod '{0}' does not exist")]
+    UnknownPod(String),
     /// Unknown deployment.
     #[error("DeploymentPlan {0} does not exist")]
     UnknownDeployment(String),
@@ -74,6 +77,12 @@ impl Engine {
         let old = self.apps.get(&app.id).filter(|a| !a.deleted).cloned();
         if create_only && old.is_some() {
             return Err(EngineError::AppExists(app.id));
+        }
+        if self.pod_record(&app.id).is_some() {
+            return Err(EngineError::Conflict(format!(
+                "A pod with id [{}] already exists.",
+                app.id
+            )));
         }
         self.check_lock(&app.id, force)?;
         self.check_cycles(&app)?;

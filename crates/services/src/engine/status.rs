@@ -15,6 +15,9 @@ impl Engine {
     /// Apply one status update. Unknown tasks that still run are killed (an expunged instance
     /// that came back, or a task launched by a previous life of the scheduler).
     pub fn on_status(&mut self, s: &TaskStatus, now: f64) {
+        if self.pod_on_status(s, now) {
+            return;
+        }
         let task_id = s.task_id.as_str().to_owned();
         let owner = self.task_index(&task_id);
         let Some((app, inst)) = owner.map(|(a, i)| (a.to_owned(), i.id.to_string())) else {

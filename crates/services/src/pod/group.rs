@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use meseta_api::container::{ContainerInfo, Volume, VolumeMode};
 use meseta_api::executor::ExecutorInfo;
-use meseta_api::marathon::pod::{EnvValue, PodCommand, PodContainer, PodDefinition};
+use meseta_api::marathon::pod::{EnvValue, PodCommand, PodContainer, PodDefinition, PodResources};
 use meseta_api::scheduler::{
     CommandInfo, CommandUri, DurationInfo, EnvVariable, Environment, IdValue, KillPolicy, Label,
     Labels, TaskInfo,
@@ -91,8 +91,8 @@ fn scalars(pairs: [(&str, f64); 4]) -> Result<Resources, Shortfall> {
     Ok(r)
 }
 
-fn container_scalars(c: &PodContainer) -> Result<Resources, Shortfall> {
-    let r = &c.resources;
+/// The Mesos scalars of a pod's (or container's, or executor's) `resources`.
+fn resources_of(r: &PodResources) -> Result<Resources, Shortfall> {
     scalars([
         ("cpus", r.cpus),
         ("mem", r.mem),
@@ -101,15 +101,13 @@ fn container_scalars(c: &PodContainer) -> Result<Resources, Shortfall> {
     ])
 }
 
+fn container_scalars(c: &PodContainer) -> Result<Resources, Shortfall> {
+    resources_of(&c.resources)
+}
+
 /// cpus/mem/disk/gpus of one whole instance (executor included).
 pub fn instance_resources(pod: &PodDefinition) -> Result<Resources, Shortfall> {
-    let e = &pod.executor_resources;
-    let mut total = scalars([
-        ("cpus", e.cpus),
-        ("mem", e.mem),
-        ("disk", e.disk),
-        ("gpus", f64::from(e.gpus)),
-    ])?;
+    let mut total = resources_of(&pod.executor_resources)?;
     for c in &pod.containers {
         total.add(&container_scalars(c)?);
     }
@@ -170,12 +168,7 @@ pub fn task_group(
         executor_id: IdValue::new(format!("instance-{instance}")),
         kind: Some("DEFAULT".to_owned()),
         name: Some(format!("pod {}", pod.id)),
-        resources: scalars([
-            ("cpus", pod.executor_resources.cpus),
-            ("mem", pod.executor_resources.mem),
-            ("disk", pod.executor_resources.disk),
-            ("gpus", f64::from(pod.executor_resources.gpus)),
-        ])?,
+        resources: resources_of(&pod.executor_resources)?,
         labels: labels(&pod.labels).map(|l| json!(l)),
         ..ExecutorInfo::default()
     };
