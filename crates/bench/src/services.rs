@@ -753,6 +753,7 @@ mod tests {
             timeout: 300,
             store: StoreKind::Embedded,
             acl: false,
+            tls: false,
         };
         assert_eq!(args.sizes(), (20, 5, 20));
         let args = ServicesArgs {

@@ -137,6 +137,7 @@ mod tests {
             failure_rate: 0.25,
             run_time_ms: Some(20),
             seed: 9,
+            ca_cert: None,
         }
     }
 
