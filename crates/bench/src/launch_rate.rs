@@ -11,6 +11,9 @@
 //! checked against ≥ 0.8 of the command-executor rate of the same run. Simulated agents run the
 //! tasks of a custom executor themselves (there is no executor process): the figure is the
 //! master's and the agent protocol's share of launching through an executor.
+//! With `--acl` and/or `--tls` the HTTP path runs once more on a master that checks a scoped
+//! token on every call (the `meseta-access` edge, as `meseta master --acl` has it) and/or
+//! serves HTTPS (agents on `wss`); that rate over the plain HTTP rate is checked against ≥ 0.9.
 
 use anyhow::{anyhow, bail, Context};
 use futures::StreamExt;
@@ -20,6 +23,8 @@ use meseta_api::scheduler::{
     TaskInfo, TaskStatus,
 };
 use meseta_cli::output;
+
+use crate::services::Secured;
 use meseta_master::{MasterConfig, MasterHandle};
 use meseta_sim::{SimCluster, SimConfig};
 use meseta_store::mem::MemStore;
@@ -44,6 +49,8 @@ const CALL_CONCURRENCY: usize = 16;
 const EXECUTOR_RESOURCES: &str = "cpus:0.1;mem:32";
 /// Target: the custom-executor rate over the command-executor rate.
 const TARGET_CUSTOM_RATIO: f64 = 0.8;
+/// Target: the HTTP rate with ACLs and/or TLS over the plain HTTP rate.
+const TARGET_SECURED_RATIO: f64 = 0.9;
 
 /// Which executor the benchmark's tasks name.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,6 +78,12 @@ pub struct LaunchRateArgs {
     /// `custom`: also measure tasks launched through one custom executor per agent.
     #[arg(long, value_enum, default_value_t = ExecutorMode::Command)]
     pub executor: ExecutorMode,
+    /// Also run the HTTP path on a master with ACL checks (a scoped token on every call).
+    #[arg(long)]
+    pub acl: bool,
+    /// Also run the HTTP path on a master serving TLS (with `--acl` too if given).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 impl LaunchRateArgs {
@@ -144,6 +157,12 @@ pub struct LaunchRateReport {
     /// `custom.tasks_per_sec / in_process.tasks_per_sec` (target ≥ 0.8).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_ratio: Option<f64>,
+    /// The HTTP path again with `--acl` and/or `--tls`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secured: Option<PhaseReport>,
+    /// `secured.tasks_per_sec / http.tasks_per_sec` (target ≥ 0.9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secured_ratio: Option<f64>,
 }
 
 impl LaunchRateReport {
@@ -158,7 +177,19 @@ impl LaunchRateReport {
             target_tasks_per_sec: TARGET_TASKS_PER_SEC,
             custom: None,
             custom_ratio: None,
+            secured: None,
+            secured_ratio: None,
         }
+    }
+
+    /// Adds the HTTP run with ACLs and/or TLS; the verdict then needs its ratio to the plain
+    /// HTTP run too.
+    pub fn with_secured(mut self, secured: PhaseReport) -> Self {
+        let ratio = secured.tasks_per_sec / self.http.tasks_per_sec;
+        self.pass = self.pass && ratio >= TARGET_SECURED_RATIO;
+        self.secured_ratio = Some(ratio);
+        self.secured = Some(secured);
+        self
     }
 
     /// Adds the custom-executor run; the verdict then needs its ratio to the command executor
@@ -191,7 +222,7 @@ impl LaunchRateReport {
             row(&self.in_process, &target, verdict),
             row(&self.http, "-", "-"),
         ];
-        let ratio_line = match (&self.custom, self.custom_ratio) {
+        let mut ratio_line = match (&self.custom, self.custom_ratio) {
             (Some(c), Some(ratio)) => {
                 rows.push(row(
                     c,
@@ -204,6 +235,13 @@ impl LaunchRateReport {
             }
             _ => String::new(),
         };
+        if let (Some(s), Some(ratio)) = (&self.secured, self.secured_ratio) {
+            rows.push(row(s, &format!(">= {TARGET_SECURED_RATIO} x http"), "-"));
+            ratio_line.push_str(&format!(
+                "\n{} / http: {ratio:.2} (target >= {TARGET_SECURED_RATIO})",
+                s.path
+            ));
+        }
         let headers = [
             "PATH",
             "TASKS",
@@ -237,7 +275,8 @@ pub async fn run(args: LaunchRateArgs, json: bool) -> anyhow::Result<i32> {
 
 /// Both phases, each on a fresh master and agents.
 pub async fn measure(args: &LaunchRateArgs) -> anyhow::Result<LaunchRateReport> {
-    let bed = Bed::start(args.agents).await?;
+    let plain = Secured::default();
+    let bed = Bed::start(args.agents, plain).await?;
     let l = Launcher::new("lr-local", args.tasks, args.per_accept)?;
     let in_process = in_process_phase(&bed, l, "in-process").await;
     bed.stop().await;
@@ -245,47 +284,124 @@ pub async fn measure(args: &LaunchRateArgs) -> anyhow::Result<LaunchRateReport> 
     let custom = match args.executor {
         ExecutorMode::Command => None,
         ExecutorMode::Custom => {
-            let bed = Bed::start(args.agents).await?;
+            let bed = Bed::start(args.agents, plain).await?;
             let l = Launcher::new("lr-exec", args.tasks, args.per_accept)?.with_executor()?;
             let custom = in_process_phase(&bed, l, "custom-executor").await;
             bed.stop().await;
             Some(custom.context("in-process framework, custom executor")?)
         }
     };
-    let bed = Bed::start(args.agents).await?;
-    let http = http_phase(&bed, args.http_tasks(), args.per_accept).await;
+    let bed = Bed::start(args.agents, plain).await?;
+    let http = http_phase(&bed, args.http_tasks(), args.per_accept, "http").await;
     bed.stop().await;
     let http = http.context("HTTP framework")?;
-    let report = LaunchRateReport::new(args, in_process, http);
-    Ok(match custom {
-        Some(c) => report.with_custom(c),
-        None => report,
-    })
+    let secured = Secured {
+        acl: args.acl,
+        tls: args.tls,
+    };
+    let secured = if secured.acl || secured.tls {
+        let bed = Bed::start(args.agents, secured).await?;
+        let path = format!("http with {}", secured.describe());
+        let r = http_phase(&bed, args.http_tasks(), args.per_accept, &path).await;
+        bed.stop().await;
+        Some(r.with_context(|| format!("HTTP framework with {}", secured.describe()))?)
+    } else {
+        None
+    };
+    let mut report = LaunchRateReport::new(args, in_process, http);
+    if let Some(c) = custom {
+        report = report.with_custom(c);
+    }
+    if let Some(s) = secured {
+        report = report.with_secured(s);
+    }
+    Ok(report)
 }
 
 /// A master in this process and its simulated agents.
 struct Bed {
     master: MasterHandle,
     sim: SimCluster,
+    /// The framework's client: the master's URL, its CA under TLS, a scoped token under ACLs.
+    client: MasterClient,
+    /// The CA and certificates of a TLS master.
+    _tls: Option<tempfile::TempDir>,
 }
 
 impl Bed {
-    async fn start(agents: usize) -> anyhow::Result<Bed> {
-        let cfg = MasterConfig {
+    async fn start(agents: usize, secured: Secured) -> anyhow::Result<Bed> {
+        let store: Arc<dyn meseta_store::Store> = Arc::new(MemStore::new());
+        let mut cfg = MasterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..MasterConfig::default()
         };
-        let master = meseta_master::start(cfg, Arc::new(MemStore::new()))
+        let tls = if secured.tls {
+            let dir = tempfile::Builder::new()
+                .prefix("meseta-bench-tls-")
+                .tempdir()
+                .context("cannot create a temporary directory")?;
+            let ca = meseta_tls::dev::make_ca(dir.path()).context("making a CA")?;
+            let req = meseta_tls::dev::CertRequest {
+                name: "master".into(),
+                ips: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+                ..Default::default()
+            };
+            let (cert, key) = meseta_tls::dev::make_cert(dir.path(), &req, dir.path())
+                .context("a certificate")?;
+            cfg.tls = Some(meseta_tls::ServerTls {
+                cert,
+                key,
+                client_ca: None,
+            });
+            Some((dir, ca))
+        } else {
+            None
+        };
+        if secured.acl {
+            let access = meseta_access::AccessConfig {
+                enabled: true,
+                ..meseta_access::AccessConfig::default()
+            };
+            let edge = meseta_access::Edge::open(access, store.clone())
+                .await
+                .context("opening the access edge")?;
+            cfg.edge = Some(meseta_master::EdgeLayer(Arc::new(move |r| edge.wrap(r))));
+        }
+        let master = meseta_master::start(cfg, store)
             .await
             .context("cannot start the in-process master")?;
-        let mut sim_cfg = SimConfig::new(format!("http://{}", master.addr), agents);
-        sim_cfg.hostname_prefix = "launch-rate".into();
-        sim_cfg.resources = Resources::parse(AGENT_RESOURCES).context("agent resources")?;
-        match SimCluster::start(sim_cfg).await {
-            Ok(sim) => Ok(Bed { master, sim }),
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", master.addr);
+        let ca = tls.as_ref().map(|(_, ca)| ca.clone());
+        let setup = async {
+            let token = match secured.acl {
+                true => Some(framework_token(&url, ca.as_deref()).await?),
+                false => None,
+            };
+            let client = MasterClient::with_options(url.clone(), token.as_deref(), ca.as_deref())?;
+            let mut sim_cfg = SimConfig::new(url.clone(), agents);
+            sim_cfg.hostname_prefix = "launch-rate".into();
+            sim_cfg.resources = Resources::parse(AGENT_RESOURCES).context("agent resources")?;
+            sim_cfg.tls = ca
+                .as_deref()
+                .map(|ca| meseta_tls::client_config(ca, None).map(Arc::new))
+                .transpose()
+                .context("the master's CA")?;
+            let sim = SimCluster::start(sim_cfg)
+                .await
+                .context("cannot start the simulated agents")?;
+            anyhow::Ok((client, sim))
+        };
+        match setup.await {
+            Ok((client, sim)) => Ok(Bed {
+                master,
+                sim,
+                client,
+                _tls: tls.map(|(dir, _)| dir),
+            }),
             Err(e) => {
                 master.shutdown().await;
-                Err(e).context("cannot start the simulated agents")
+                Err(e)
             }
         }
     }
@@ -294,6 +410,45 @@ impl Bed {
         self.sim.shutdown().await;
         self.master.shutdown().await;
     }
+}
+
+/// Bootstraps ACLs on the master at `url` and returns the secret of a token whose policy lets
+/// a framework register (any role) and run tasks as the current user, as a team's framework
+/// token would.
+async fn framework_token(url: &str, ca: Option<&std::path::Path>) -> anyhow::Result<String> {
+    use reqwest::Method;
+    let anon = MasterClient::with_options(url.to_string(), None, ca)?;
+    let boot = anon
+        .call_json(Method::POST, "/api/meseta/v1/acl/bootstrap", None, &[201])
+        .await
+        .context("bootstrapping ACLs")?;
+    let admin_secret = boot["secret"].as_str().context("no bootstrap secret")?;
+    let admin = MasterClient::with_options(url.to_string(), Some(admin_secret), ca)?;
+    let policy = serde_json::json!({"name": "launch-rate", "rules": [
+        {"resource": "roles", "prefix": "*", "access": "write"},
+        {"resource": "users", "prefix": meseta_cli::current_user(), "access": "write"}]});
+    admin
+        .call_json(
+            Method::POST,
+            "/api/meseta/v1/acl/policies",
+            Some(&policy),
+            &[200],
+        )
+        .await
+        .context("applying the framework policy")?;
+    let token = admin
+        .call_json(
+            Method::POST,
+            "/api/meseta/v1/acl/tokens",
+            Some(&serde_json::json!({"policies": ["launch-rate"]})),
+            &[201],
+        )
+        .await
+        .context("creating the framework token")?;
+    Ok(token["secret"]
+        .as_str()
+        .context("no token secret")?
+        .to_string())
 }
 
 fn framework_info(name: &str) -> FrameworkInfo {
@@ -556,9 +711,14 @@ async fn send_calls(
     .await
 }
 
-async fn http_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Result<PhaseReport> {
-    let client = MasterClient::new(format!("http://{}", bed.master.addr))?;
-    let mut session = client
+async fn http_phase(
+    bed: &Bed,
+    n: usize,
+    per_accept: usize,
+    path: &str,
+) -> anyhow::Result<PhaseReport> {
+    let mut session = bed
+        .client
         .subscribe(framework_info("launch-rate-http"))
         .await
         .context("cannot subscribe over /api/v1/scheduler")?;
@@ -590,7 +750,7 @@ async fn http_phase(bed: &Bed, n: usize, per_accept: usize) -> anyhow::Result<Ph
     let last_accept_done = sender.await.context("the HTTP call sender panicked")?;
     read?;
     clock.last_accept_done = last_accept_done;
-    clock.phase("http", &l)
+    clock.phase(path, &l)
 }
 
 #[cfg(test)]
@@ -753,9 +913,18 @@ mod tests {
             agents: 3,
             per_accept: 15,
             executor: ExecutorMode::Custom,
+            acl: true,
+            tls: true,
         };
         let r = measure(&args).await.expect("bench runs");
         assert_eq!((r.in_process.tasks, r.http.tasks), (40, 10));
+        // The framework went through the access check with a scoped token, over HTTPS.
+        let secured = r.secured.as_ref().expect("the run with ACLs and TLS");
+        assert_eq!(secured.tasks, 10);
+        assert!(r.secured_ratio.is_some_and(|x| x > 0.0));
+        assert!(r
+            .render()
+            .contains("http with --acl (scoped token) and TLS / http"));
         let custom = r.custom.as_ref().expect("custom executor run");
         assert_eq!(custom.tasks, 40);
         assert!(r.custom_ratio.is_some_and(|x| x > 0.0));
@@ -769,9 +938,12 @@ mod tests {
     async fn an_accept_bigger_than_a_mebibyte_is_taken_over_http() {
         // 5,000 tasks in one ACCEPT are over 1 MiB of JSON: the scheduler API takes it (Mesos
         // sets no limit), where the other endpoints would answer 413.
-        let bed = Bed::start(1).await.expect("bed");
-        let result =
-            tokio::time::timeout(Duration::from_secs(60), http_phase(&bed, 5_000, 5_000)).await;
+        let bed = Bed::start(1, Secured::default()).await.expect("bed");
+        let result = tokio::time::timeout(
+            Duration::from_secs(60),
+            http_phase(&bed, 5_000, 5_000, "http"),
+        )
+        .await;
         bed.stop().await;
         let report = result.expect("finishes in time").expect("all tasks run");
         assert_eq!(report.tasks, 5_000);
