@@ -18,9 +18,18 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::registry::RegistryError;
+use meseta_store::Store;
+
 use crate::{unix_now, Edge};
 
-pub(crate) fn routes(edge: Arc<Edge>) -> Router {
+/// The endpoints' state: the edge, and the store its writes go through.
+#[derive(Clone)]
+pub(crate) struct Term {
+    pub(crate) edge: Arc<Edge>,
+    pub(crate) writes: Arc<dyn Store>,
+}
+
+pub(crate) fn routes(term: Term) -> Router {
     Router::new()
         .route("/api/meseta/v1/acl/bootstrap", post(bootstrap))
         .route("/api/meseta/v1/acl/tokens", get(tokens).post(create_token))
@@ -31,7 +40,7 @@ pub(crate) fn routes(edge: Arc<Edge>) -> Router {
         )
         .route("/api/meseta/v1/acl/policies/{name}", delete(delete_policy))
         .route("/api/meseta/v1/audit", get(audit))
-        .with_state(edge)
+        .with_state(term)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -67,7 +76,7 @@ fn view(t: &Token) -> Value {
     })
 }
 
-async fn bootstrap(State(edge): State<Arc<Edge>>) -> Response {
+async fn bootstrap(State(Term { edge, writes }): State<Term>) -> Response {
     let (accessor, secret) = mint();
     let token = Token {
         accessor,
@@ -79,7 +88,11 @@ async fn bootstrap(State(edge): State<Arc<Edge>>) -> Response {
         created: unix_now(),
         expires: None,
     };
-    match edge.registry.bootstrap(token.clone()).await {
+    match edge
+        .registry
+        .bootstrap(writes.as_ref(), token.clone())
+        .await
+    {
         Ok(()) => created(&token, &secret),
         Err(e) => registry_error(e),
     }
@@ -91,7 +104,7 @@ fn created(t: &Token, secret: &str) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
-async fn tokens(State(edge): State<Arc<Edge>>) -> Response {
+async fn tokens(State(Term { edge, .. }): State<Term>) -> Response {
     let snap = edge.registry.snapshot();
     Json(snap.tokens.iter().map(view).collect::<Vec<_>>()).into_response()
 }
@@ -107,7 +120,10 @@ struct NewToken {
     ttl_seconds: Option<f64>,
 }
 
-async fn create_token(State(edge): State<Arc<Edge>>, body: axum::body::Bytes) -> Response {
+async fn create_token(
+    State(Term { edge, writes }): State<Term>,
+    body: axum::body::Bytes,
+) -> Response {
     let req: NewToken = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -156,24 +172,30 @@ async fn create_token(State(edge): State<Arc<Edge>>, body: axum::body::Bytes) ->
         created: now,
         expires: req.ttl_seconds.map(|t| now + t),
     };
-    match edge.registry.create_token(&token).await {
+    match edge.registry.create_token(writes.as_ref(), &token).await {
         Ok(()) => created(&token, &secret),
         Err(e) => registry_error(e),
     }
 }
 
-async fn revoke(State(edge): State<Arc<Edge>>, Path(accessor): Path<String>) -> Response {
-    match edge.registry.revoke(&accessor).await {
+async fn revoke(
+    State(Term { edge, writes }): State<Term>,
+    Path(accessor): Path<String>,
+) -> Response {
+    match edge.registry.revoke(writes.as_ref(), &accessor).await {
         Ok(()) => Json(json!({"revoked": accessor})).into_response(),
         Err(e) => registry_error(e),
     }
 }
 
-async fn policies(State(edge): State<Arc<Edge>>) -> Response {
+async fn policies(State(Term { edge, .. }): State<Term>) -> Response {
     Json(edge.registry.snapshot().policies.clone()).into_response()
 }
 
-async fn apply_policy(State(edge): State<Arc<Edge>>, body: axum::body::Bytes) -> Response {
+async fn apply_policy(
+    State(Term { edge, writes }): State<Term>,
+    body: axum::body::Bytes,
+) -> Response {
     let p: Policy = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid policy: {e}")),
@@ -181,14 +203,17 @@ async fn apply_policy(State(edge): State<Arc<Edge>>, body: axum::body::Bytes) ->
     if let Err(e) = p.validate() {
         return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
     }
-    match edge.registry.apply_policy(&p).await {
+    match edge.registry.apply_policy(writes.as_ref(), &p).await {
         Ok(()) => Json(p).into_response(),
         Err(e) => registry_error(e),
     }
 }
 
-async fn delete_policy(State(edge): State<Arc<Edge>>, Path(name): Path<String>) -> Response {
-    match edge.registry.delete_policy(&name).await {
+async fn delete_policy(
+    State(Term { edge, writes }): State<Term>,
+    Path(name): Path<String>,
+) -> Response {
+    match edge.registry.delete_policy(writes.as_ref(), &name).await {
         Ok(()) => Json(json!({"deleted": name})).into_response(),
         Err(e) => registry_error(e),
     }
@@ -199,7 +224,7 @@ struct Limit {
     limit: Option<usize>,
 }
 
-async fn audit(State(edge): State<Arc<Edge>>, Query(q): Query<Limit>) -> Response {
+async fn audit(State(Term { edge, .. }): State<Term>, Query(q): Query<Limit>) -> Response {
     match edge.audit.newest(q.limit.unwrap_or(100)).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

@@ -87,8 +87,15 @@ impl Edge {
 
     /// `router` with the ACL and audit endpoints added and every request going through the
     /// check. Internal look-ups (what a group delete would remove) go to `router` directly.
-    pub fn wrap(self: &Arc<Edge>, router: Router) -> Router {
-        let full = router.merge(endpoints::routes(self.clone()));
+    /// Token and policy changes are written through `writes`: the store of the master this
+    /// router serves, fenced by its leadership under HA, so that a deposed leader that has not
+    /// noticed yet cannot change them.
+    pub fn wrap(self: &Arc<Edge>, router: Router, writes: Arc<dyn Store>) -> Router {
+        let term = endpoints::Term {
+            edge: self.clone(),
+            writes,
+        };
+        let full = router.merge(endpoints::routes(term));
         let state = check::Gate {
             edge: self.clone(),
             inner: full.clone(),
@@ -103,4 +110,84 @@ pub(crate) fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use meseta_store::election::{Election, LeaderInfo, LEADER_KEY};
+    use meseta_store::mem::MemStore;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn leader(id: &str) -> LeaderInfo {
+        LeaderInfo {
+            id: id.into(),
+            url: format!("http://{id}:5050"),
+            elected_at: 0.0,
+        }
+    }
+
+    async fn post(
+        router: &Router,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let mut req = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = router
+            .clone()
+            .oneshot(req.body(Body::from(body.to_string())).expect("request"))
+            .await
+            .expect("infallible");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_deposed_leader_cannot_change_tokens() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let election = Election::new(store.clone(), Duration::from_secs(5));
+        let l1 = election
+            .campaign(&leader("m1"), |_| {})
+            .await
+            .expect("m1 leads");
+        let cfg = AccessConfig {
+            enabled: true,
+            ..AccessConfig::default()
+        };
+        let edge = Edge::open(cfg, store.clone()).await.expect("edge");
+        let router = edge.wrap(Router::new(), l1.fenced_store());
+        let (s, body) = post(&router, "/api/meseta/v1/acl/bootstrap", None, "").await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let admin = v["secret"].as_str().expect("secret").to_string();
+        let tokens = || async { store.list("/meseta/acl/tokens/").await.expect("list").len() };
+        assert_eq!(tokens().await, 1);
+        // m1's leadership goes behind its back and m2 leads: m1's router may not write.
+        store.delete(LEADER_KEY).await.expect("delete");
+        let _l2 = election
+            .campaign(&leader("m2"), |_| {})
+            .await
+            .expect("m2 leads");
+        let (s, body) = post(
+            &router,
+            "/api/meseta/v1/acl/tokens",
+            Some(&admin),
+            r#"{"description":"late","policies":[]}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(tokens().await, 1, "nothing written by the deposed leader");
+    }
 }

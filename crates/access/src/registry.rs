@@ -144,10 +144,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Stores the bootstrap (management) token; refused once one was created.
-    pub async fn bootstrap(&self, token: Token) -> Result<(), RegistryError> {
-        let r = self
-            .store
+    /// Stores the bootstrap (management) token through `writes`; refused once one was created.
+    pub async fn bootstrap(&self, writes: &dyn Store, token: Token) -> Result<(), RegistryError> {
+        let r = writes
             .txn(
                 vec![Compare::Version {
                     key: BOOTSTRAPPED.into(),
@@ -166,33 +165,37 @@ impl Registry {
         self.reload().await
     }
 
-    /// Stores a new token.
-    pub async fn create_token(&self, token: &Token) -> Result<(), RegistryError> {
-        self.store
+    /// Stores a new token through `writes`.
+    pub async fn create_token(
+        &self,
+        writes: &dyn Store,
+        token: &Token,
+    ) -> Result<(), RegistryError> {
+        writes
             .put(&format!("{TOKENS}{}", token.accessor), json(token))
             .await?;
         self.reload().await
     }
 
-    /// Deletes the token `accessor`.
-    pub async fn revoke(&self, accessor: &str) -> Result<(), RegistryError> {
-        if !self.store.delete(&format!("{TOKENS}{accessor}")).await? {
+    /// Deletes the token `accessor` through `writes`.
+    pub async fn revoke(&self, writes: &dyn Store, accessor: &str) -> Result<(), RegistryError> {
+        if !writes.delete(&format!("{TOKENS}{accessor}")).await? {
             return Err(RegistryError::NoToken(accessor.to_string()));
         }
         self.reload().await
     }
 
-    /// Creates or replaces a policy (validated by the caller).
-    pub async fn apply_policy(&self, p: &Policy) -> Result<(), RegistryError> {
-        self.store
+    /// Creates or replaces a policy (validated by the caller) through `writes`.
+    pub async fn apply_policy(&self, writes: &dyn Store, p: &Policy) -> Result<(), RegistryError> {
+        writes
             .put(&format!("{POLICIES}{}", p.name), json(p))
             .await?;
         self.reload().await
     }
 
-    /// Deletes the policy `name`.
-    pub async fn delete_policy(&self, name: &str) -> Result<(), RegistryError> {
-        if !self.store.delete(&format!("{POLICIES}{name}")).await? {
+    /// Deletes the policy `name` through `writes`.
+    pub async fn delete_policy(&self, writes: &dyn Store, name: &str) -> Result<(), RegistryError> {
+        if !writes.delete(&format!("{POLICIES}{name}")).await? {
             return Err(RegistryError::NoPolicy(name.to_string()));
         }
         self.reload().await

@@ -365,7 +365,9 @@ impl Bed {
             let edge = meseta_access::Edge::open(access, store.clone())
                 .await
                 .context("opening the access edge")?;
-            cfg.edge = Some(meseta_master::EdgeLayer(Arc::new(move |r| edge.wrap(r))));
+            cfg.edge = Some(meseta_master::EdgeLayer(Arc::new(move |r, m| {
+                edge.wrap(r, m.shared_store())
+            })));
         }
         let master = meseta_master::start(cfg, store)
             .await

@@ -59,8 +59,13 @@ pub struct MasterConfig {
 }
 
 /// A function that wraps the master's full router in one more layer (see [`MasterConfig::edge`]).
+/// It is given the master the router serves, whose [`crate::Master::shared_store`] is where the
+/// layer's own writes go (fenced by leadership under HA).
 #[derive(Clone)]
-pub struct EdgeLayer(pub std::sync::Arc<dyn Fn(axum::Router) -> axum::Router + Send + Sync>);
+pub struct EdgeLayer(pub std::sync::Arc<EdgeFn>);
+
+/// The function of an [`EdgeLayer`].
+pub type EdgeFn = dyn Fn(axum::Router, &crate::Master) -> axum::Router + Send + Sync;
 
 impl std::fmt::Debug for EdgeLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,10 +89,14 @@ impl std::fmt::Debug for TaskUsers {
 }
 
 impl EdgeLayer {
-    /// `router` wrapped by `edge`, or as it is without one.
-    pub fn apply(edge: Option<&EdgeLayer>, router: axum::Router) -> axum::Router {
+    /// `router` (of `master`) wrapped by `edge`, or as it is without one.
+    pub fn apply(
+        edge: Option<&EdgeLayer>,
+        router: axum::Router,
+        master: &crate::Master,
+    ) -> axum::Router {
         match edge {
-            Some(e) => (e.0)(router),
+            Some(e) => (e.0)(router, master),
             None => router,
         }
     }

@@ -243,7 +243,8 @@ where
         };
         master.core().set_address(addr);
         let router = http::router_with(master.clone(), extra(&master, &term));
-        let router = crate::core::EdgeLayer::apply(master.core().config().edge.as_ref(), router);
+        let edge = master.core().config().edge.clone();
+        let router = crate::core::EdgeLayer::apply(edge.as_ref(), router, &master);
         *current.write().unwrap_or_else(|e| e.into_inner()) = router;
         let m = master.clone();
         let t = term.clone();

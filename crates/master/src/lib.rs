@@ -130,6 +130,12 @@ impl Master {
         self.inner.store.as_ref()
     }
 
+    /// [`Master::store`] as a shared handle: under HA, the store fenced by this master's
+    /// leadership, so that what writes through it lands only while this master leads.
+    pub fn shared_store(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+
     /// The key agents' HTTP endpoints require (see [`MasterConfig::agent_http_key`]).
     pub fn agent_http_key(&self) -> Option<&str> {
         self.inner.agent_http_key.as_deref()
@@ -238,7 +244,8 @@ pub async fn start_with(
     let cancel = CancellationToken::new();
     let extra = extra(&master, &cancel);
     let app = http::router_with(master.clone(), extra);
-    let app = EdgeLayer::apply(master.core().config().edge.as_ref(), app);
+    let edge = master.core().config().edge.clone();
+    let app = EdgeLayer::apply(edge.as_ref(), app, &master);
     let server = serve(listener, app, cancel.clone(), tls);
     let m = master.clone();
     let c = cancel.clone();

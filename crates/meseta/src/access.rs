@@ -41,7 +41,9 @@ pub async fn install(
     let edge = Edge::open(access, store)
         .await
         .context("opening the access edge (tokens, policies, audit log)")?;
-    cfg.edge = Some(EdgeLayer(Arc::new(move |r| edge.wrap(r))));
+    cfg.edge = Some(EdgeLayer(Arc::new(move |r, m| {
+        edge.wrap(r, m.shared_store())
+    })));
     if a.acl {
         // Agents' sandbox logs, state and statistics then answer only this master's proxy,
         // which checks the caller's token. A new key per master process: agents take the
