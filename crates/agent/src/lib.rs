@@ -39,6 +39,7 @@ mod http_client;
 mod monitor;
 mod path_id;
 mod recovery;
+mod secrets;
 pub mod resources;
 mod state;
 mod tasks;

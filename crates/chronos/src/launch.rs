@@ -46,6 +46,7 @@ pub(crate) fn task_info(spec: &JobSpec, run: &RunId, agent_id: &IdValue) -> Task
         environment: (!variables.is_empty()).then_some(Environment { variables }),
         user: spec.user.clone(),
         uris: None,
+        secret_env: Vec::new(),
     };
     TaskInfo {
         name: spec.name.clone(),

@@ -1,5 +1,5 @@
 //! The `meseta` command-line verbs that talk to a master: `execute`, `task`, `node`, `framework`,
-//! `role`, `quota`, `reservation`, `job`, `app`, `deploy`, `dns`, `acl` and `audit`.
+//! `role`, `quota`, `reservation`, `job`, `app`, `deploy`, `dns`, `acl`, `audit` and `secret`.
 //!
 //! The `meseta` binary parses [`GlobalArgs`] and a [`Command`] with clap and hands them to
 //! [`run`], which returns the process exit code. One module per noun, each a client of the
@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
+pub mod secret;
 pub mod app;
 pub mod deploy;
 pub mod dns;
@@ -89,6 +90,9 @@ pub enum Command {
     Acl(acl::AclCmd),
     /// The audit log: mutations and denials, newest last.
     Audit(acl::AuditArgs),
+    /// Secrets: put, list (never values), remove.
+    #[command(subcommand)]
+    Secret(secret::SecretCmd),
 }
 
 /// Runs `cmd` and returns the process exit code.
@@ -107,6 +111,7 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
         Command::Dns(c) => dns::run(c, &client(&g)?, g.json).await,
         Command::Acl(c) => acl::run(c, &client(&g)?, g.json).await,
         Command::Audit(a) => acl::audit(a, &client(&g)?, g.json).await,
+        Command::Secret(c) => secret::run(c, &client(&g)?, g.json).await,
     }
 }
 

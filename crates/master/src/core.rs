@@ -52,6 +52,20 @@ pub struct MasterConfig {
     pub tls: Option<meseta_tls::ServerTls>,
     /// The shared secret agents present to register (`--join-token-file`); `None`: none asked.
     pub join_token: Option<String>,
+    /// Resolves a task's secret references (`/team-a/db/password`) to their values, only into
+    /// the launch message to the agent. `None`: tasks that reference secrets fail `TASK_ERROR`.
+    pub secrets: Option<SecretResolver>,
+}
+
+/// Looks a secret's value up by path: `Err` says why it cannot (no key, no such secret, the
+/// wrong key).
+#[derive(Clone)]
+pub struct SecretResolver(pub std::sync::Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>);
+
+impl std::fmt::Debug for SecretResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretResolver")
+    }
 }
 
 /// A function that wraps the master's full router in one more layer (see [`MasterConfig::edge`]).
@@ -105,6 +119,7 @@ impl Default for MasterConfig {
             edge: None,
             tls: None,
             join_token: None,
+            secrets: None,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod group;
 pub mod path;
 pub mod plan;
+pub mod secrets;
 pub mod pod;
 pub mod validate;
 
