@@ -20,6 +20,20 @@ pub struct EnvVar {
     pub value: String,
 }
 
+/// An environment variable whose value is a secret (Metronome's `run.env: {"X": {"secret":
+/// name}}` with `run.secrets: {name: {"source": path}}`); Chronos 3.0 has no secrets, so the
+/// field carrying these is absent from every job that has none.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EnvSecret {
+    /// Variable name.
+    pub name: String,
+    /// The secret's name in the job's `run.secrets`.
+    pub secret: String,
+    /// The secret's path in the master's store.
+    pub source: String,
+}
+
 /// A Chronos job as sent to `POST /scheduler/iso8601` / `/scheduler/dependency` and returned by
 /// `GET /scheduler/jobs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +109,9 @@ pub struct ChronosJob {
     /// Environment of the run.
     #[serde(deserialize_with = "nullable")]
     pub environment_variables: Vec<EnvVar>,
+    /// Secret environment variables (Metronome jobs only; never values).
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    pub secret_environment_variables: Vec<EnvSecret>,
     /// URIs to fetch (deprecated form of `fetch`).
     #[serde(deserialize_with = "nullable")]
     pub uris: Vec<String>,
@@ -150,6 +167,7 @@ impl Default for ChronosJob {
             high_priority: false,
             run_as_user: None,
             environment_variables: Vec::new(),
+            secret_environment_variables: Vec::new(),
             uris: Vec::new(),
             fetch: Vec::new(),
             constraints: Vec::new(),
