@@ -108,8 +108,7 @@ pub(crate) async fn check(
         return denied(edge, &facts, &d);
     }
     // Apps and jobs may reference only the secrets their writer may read.
-    let req = if enabled && !matches!(method, Method::GET | Method::HEAD) && defines_tasks(&path)
-    {
+    let req = if enabled && !matches!(method, Method::GET | Method::HEAD) && defines_tasks(&path) {
         let (req, body) = match read_body(req).await {
             Ok(v) => v,
             Err(resp) => return *resp,

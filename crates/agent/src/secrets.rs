@@ -147,7 +147,10 @@ mod tests {
             let s = spec_with(vec![file(p, Some("v"))]);
             assert!(write_files(&s, dir.path(), None).is_err(), "{p}");
         }
-        assert!(std::fs::read_dir(outside.path()).expect("ls").next().is_none());
+        assert!(std::fs::read_dir(outside.path())
+            .expect("ls")
+            .next()
+            .is_none());
     }
 
     #[test]

@@ -382,9 +382,8 @@ mod wire {
                 shell: c.shell,
                 value: c.value,
                 arguments: c.arguments,
-                environment: (had_env || has_secrets).then_some(EnvironmentWire {
-                    variables: vars,
-                }),
+                environment: (had_env || has_secrets)
+                    .then_some(EnvironmentWire { variables: vars }),
                 user: c.user,
                 uris: c.uris,
             }

@@ -8,7 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
-pub mod secret;
 pub mod app;
 pub mod deploy;
 pub mod dns;
@@ -21,6 +20,7 @@ pub mod maintenance;
 pub mod node;
 pub mod output;
 pub mod role;
+pub mod secret;
 pub mod task;
 
 use meseta_api::client::MasterClient;

@@ -226,9 +226,11 @@ impl Core {
             return Ok(());
         }
         if t.executor.is_some() {
-            return Err("secrets are delivered to command tasks only, not through a custom \
+            return Err(
+                "secrets are delivered to command tasks only, not through a custom \
                 executor"
-                .to_string());
+                    .to_string(),
+            );
         }
         if t.container
             .as_ref()
@@ -650,6 +652,35 @@ fn refuse_for(f: Option<&Filters>) -> Option<Duration> {
     (secs > 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
+/// The secrets a task references: its secret environment variables and secret volumes.
+fn secret_uses(t: &TaskInfo) -> Vec<meseta_api::agent::SecretUse> {
+    use meseta_api::agent::{SecretTarget, SecretUse};
+    let env = t
+        .command
+        .iter()
+        .flat_map(|c| &c.secret_env)
+        .map(|e| SecretUse {
+            reference: e.reference.clone(),
+            target: SecretTarget::Env(e.name.clone()),
+            value: None,
+        });
+    let files = t.container.iter().flat_map(|c| &c.volumes).filter_map(|v| {
+        v.secret_reference().map(|r| SecretUse {
+            reference: r.to_string(),
+            target: SecretTarget::File(v.container_path.clone()),
+            value: None,
+        })
+    });
+    env.chain(files).collect()
+}
+
+/// A relative path of plain segments (no `..`, not absolute, not empty).
+fn sandbox_relative(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -795,30 +826,4 @@ mod tests {
         assert!(updates(&mut rx).is_empty());
         assert!(core.tasks.is_empty());
     }
-}
-
-/// The secrets a task references: its secret environment variables and secret volumes.
-fn secret_uses(t: &TaskInfo) -> Vec<meseta_api::agent::SecretUse> {
-    use meseta_api::agent::{SecretTarget, SecretUse};
-    let env = t.command.iter().flat_map(|c| &c.secret_env).map(|e| SecretUse {
-        reference: e.reference.clone(),
-        target: SecretTarget::Env(e.name.clone()),
-        value: None,
-    });
-    let files = t.container.iter().flat_map(|c| &c.volumes).filter_map(|v| {
-        v.secret_reference().map(|r| SecretUse {
-            reference: r.to_string(),
-            target: SecretTarget::File(v.container_path.clone()),
-            value: None,
-        })
-    });
-    env.chain(files).collect()
-}
-
-/// A relative path of plain segments (no `..`, not absolute, not empty).
-fn sandbox_relative(p: &str) -> bool {
-    !p.is_empty()
-        && !p.starts_with('/')
-        && p.split('/')
-            .all(|s| !s.is_empty() && s != "." && s != "..")
 }

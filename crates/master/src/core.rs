@@ -60,7 +60,10 @@ pub struct MasterConfig {
 /// Looks a secret's value up by path: `Err` says why it cannot (no key, no such secret, the
 /// wrong key).
 #[derive(Clone)]
-pub struct SecretResolver(pub std::sync::Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>);
+pub struct SecretResolver(pub std::sync::Arc<ResolveFn>);
+
+/// Resolves one secret path to its value.
+pub type ResolveFn = dyn Fn(&str) -> Result<String, String> + Send + Sync;
 
 impl std::fmt::Debug for SecretResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -347,8 +347,8 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
         store,
         crate::dns::with(dns, built_in_schedulers(secrets)),
     )
-            .await
-            .context("starting the master (pass --listen ADDR for another address)")?;
+    .await
+    .context("starting the master (pass --listen ADDR for another address)")?;
     eprintln!("meseta master listening on {scheme}://{}", handle.addr);
     tokio::select! {
         r = handle.wait() => r.context("master stopped")?,
@@ -437,8 +437,8 @@ pub async fn dev(a: DevArgs, ca_cert: Option<PathBuf>) -> anyhow::Result<()> {
         store,
         crate::dns::with(dns, built_in_schedulers(secrets)),
     )
-            .await
-            .context("starting the master (pass --listen ADDR for another address)")?;
+    .await
+    .context("starting the master (pass --listen ADDR for another address)")?;
     let url = if host.is_empty() {
         format!("{scheme}://{}", master.addr)
     } else {

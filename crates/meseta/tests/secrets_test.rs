@@ -38,7 +38,13 @@ fn cluster(agents: usize, extra: &[&str]) -> (Cluster, tempfile::TempDir) {
     (Cluster::with_master_flags(agents, 30.0, RES, &flags), keys)
 }
 
-fn call(c: &Cluster, m: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, String) {
+fn call(
+    c: &Cluster,
+    m: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String) {
     let client = reqwest::blocking::Client::new();
     let mut req = client.request(m, format!("{}{path}", c.url()));
     if let Some(t) = token {
@@ -122,7 +128,11 @@ fn a_secret_reaches_the_task_and_nothing_else() {
 
     // Put with the CLI (value on stdin), list shows metadata only.
     let out = put_secret(&c, path, &value, None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let put: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(put["id"], path, "{put}");
     assert_eq!(put["version"], 1, "{put}");
@@ -139,9 +149,18 @@ fn a_secret_reaches_the_task_and_nothing_else() {
     let (s, body) = call(&c, Method::POST, "/v2/apps", None, Some(&bad));
     assert_eq!(s, 422, "{body}");
     assert!(body.contains("/env(X)") && body.contains("nope"), "{body}");
-    let (s, body) = call(&c, Method::POST, "/v2/apps", None, Some(&app("/bad2", "/team-a/none")));
+    let (s, body) = call(
+        &c,
+        Method::POST,
+        "/v2/apps",
+        None,
+        Some(&app("/bad2", "/team-a/none")),
+    );
     assert_eq!(s, 422, "{body}");
-    assert!(body.contains("/secrets(s0)/source") && body.contains("/team-a/none"), "{body}");
+    assert!(
+        body.contains("/secrets(s0)/source") && body.contains("/team-a/none"),
+        "{body}"
+    );
     let mut docker = app("/bad3", path);
     docker["container"] = json!({"type": "DOCKER", "docker": {"image": "busybox"}});
     let (s, body) = call(&c, Method::POST, "/v2/apps", None, Some(&docker));
@@ -150,7 +169,13 @@ fn a_secret_reaches_the_task_and_nothing_else() {
     // Deploy while the event stream is captured.
     let events = capture_events(&c);
     std::thread::sleep(Duration::from_millis(300));
-    let (s, body) = call(&c, Method::POST, "/v2/apps", None, Some(&app("/team-a/web", path)));
+    let (s, body) = call(
+        &c,
+        Method::POST,
+        "/v2/apps",
+        None,
+        Some(&app("/team-a/web", path)),
+    );
     assert_eq!(s, 201, "{body}");
     let created = json_of(&body);
     assert_eq!(created["secrets"]["s0"]["source"], path, "{created}");
@@ -165,10 +190,14 @@ fn a_secret_reaches_the_task_and_nothing_else() {
     let sandbox = task_dir.join("sandbox");
     let env_out = sandbox.join("env.out");
     let from_env = common::wait_for("env.out", Duration::from_secs(20), || {
-        std::fs::read_to_string(&env_out).ok().filter(|s| !s.is_empty())
+        std::fs::read_to_string(&env_out)
+            .ok()
+            .filter(|s| !s.is_empty())
     });
     assert_eq!(from_env, value, "the task's $DB");
-    let pid = common::wait_for("task.pid", Duration::from_secs(10), || c.task_pid(0, &task_id));
+    let pid = common::wait_for("task.pid", Duration::from_secs(10), || {
+        c.task_pid(0, &task_id)
+    });
     let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
     let environ = String::from_utf8_lossy(&environ);
     assert!(
@@ -185,7 +214,9 @@ fn a_secret_reaches_the_task_and_nothing_else() {
         .expect("getpwnam")
         .expect("nobody");
     assert_eq!(meta.uid(), nobody.uid.as_raw(), "owned by the task user");
-    let task_uid = std::fs::metadata(format!("/proc/{pid}")).expect("proc").uid();
+    let task_uid = std::fs::metadata(format!("/proc/{pid}"))
+        .expect("proc")
+        .uid();
     assert_eq!(meta.uid(), task_uid, "owned by the user the task runs as");
 
     // A Metronome job gets the same secret as an environment variable.
@@ -196,19 +227,28 @@ fn a_secret_reaches_the_task_and_nothing_else() {
     assert_eq!(s, 201, "{body}");
     let shown = json_of(&body);
     assert_eq!(shown["run"]["secrets"]["s0"]["source"], path, "{shown}");
-    assert_eq!(shown["run"]["env"]["DB"], json!({"secret": "s0"}), "{shown}");
+    assert_eq!(
+        shown["run"]["env"]["DB"],
+        json!({"secret": "s0"}),
+        "{shown}"
+    );
     let mut missing = job.clone();
     missing["id"] = json!("team-a-missing");
     missing["run"]["secrets"]["s0"]["source"] = json!("/team-a/none");
     let (s, body) = call(&c, Method::POST, "/v1/jobs", None, Some(&missing));
     assert_eq!(s, 422, "{body}");
-    assert!(body.contains("/run/secrets/s0/source") && body.contains("/team-a/none"), "{body}");
+    assert!(
+        body.contains("/run/secrets/s0/source") && body.contains("/team-a/none"),
+        "{body}"
+    );
     let (s, body) = call(&c, Method::POST, "/v1/jobs/team-a-job/runs", None, None);
     assert!(s == 201 || s == 200, "{s} {body}");
     let run_id = json_of(&body)["id"].as_str().expect("run id").to_string();
     let job_out = c.task_dir(0, &run_id).join("sandbox/job.out");
     let from_job = common::wait_for("job.out", Duration::from_secs(60), || {
-        std::fs::read_to_string(&job_out).ok().filter(|s| !s.is_empty())
+        std::fs::read_to_string(&job_out)
+            .ok()
+            .filter(|s| !s.is_empty())
     });
     assert_eq!(from_job, value, "the job's $DB");
 
@@ -263,26 +303,44 @@ fn a_secret_reaches_the_task_and_nothing_else() {
     assert!(v1_state.contains(&task_id), "GET_STATE shows the task");
     let backup = c.dir.path().join("backup.json");
     let out = c.cli(&["backup", backup.to_str().expect("utf8")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     seen.push((
         "backup".into(),
         std::fs::read_to_string(&backup).expect("backup file"),
     ));
-    assert!(seen.last().is_some_and(|(_, b)| b.contains("/meseta/secrets/team-a/db/password")));
+    assert!(seen
+        .last()
+        .is_some_and(|(_, b)| b.contains("/meseta/secrets/team-a/db/password")));
     std::thread::sleep(Duration::from_millis(500));
     seen.push((
         "/v2/events".into(),
         events.lock().map(|e| e.clone()).unwrap_or_default(),
     ));
     assert!(
-        seen.last().is_some_and(|(_, e)| e.contains("deployment_success") || e.contains("status_update_event")),
+        seen.last().is_some_and(
+            |(_, e)| e.contains("deployment_success") || e.contains("status_update_event")
+        ),
         "the event stream was captured: {}",
         seen.last().map(|(_, e)| e.len()).unwrap_or(0)
     );
     // Removing the secret: later launches fail, the running task keeps what it has.
     let out = c.cli(&["secret", "remove", path]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (s, _) = call(&c, Method::GET, "/api/meseta/v1/secrets/team-a/db/password", None, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, _) = call(
+        &c,
+        Method::GET,
+        "/api/meseta/v1/secrets/team-a/db/password",
+        None,
+        None,
+    );
     assert_eq!(s, 404);
     seen.push((
         "master log".into(),
@@ -290,11 +348,17 @@ fn a_secret_reaches_the_task_and_nothing_else() {
     ));
     seen.push((
         "agent log".into(),
-        c.agents[0].as_ref().map(|a| a.log_text()).unwrap_or_default(),
+        c.agents[0]
+            .as_ref()
+            .map(|a| a.log_text())
+            .unwrap_or_default(),
     ));
     for (what, text) in &seen {
         assert!(!text.is_empty() || what.contains("logs"), "{what} is empty");
-        assert!(!text.contains(&value), "the secret's value appears in {what}");
+        assert!(
+            !text.contains(&value),
+            "the secret's value appears in {what}"
+        );
     }
     // The agent's checkpoint of the task holds references only.
     let task_json = std::fs::read_to_string(task_dir.join("task.json")).expect("task.json");
@@ -305,7 +369,11 @@ fn a_secret_reaches_the_task_and_nothing_else() {
 fn a_team_token_can_neither_put_nor_reference_another_teams_secret() {
     let (c, _keys) = cluster(0, &["--acl"]);
     let out = c.cli(&["acl", "bootstrap", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let admin = serde_json::from_slice::<Value>(&out.stdout).expect("json")["secret"]
         .as_str()
         .expect("secret")
@@ -326,7 +394,11 @@ fn a_team_token_can_neither_put_nor_reference_another_teams_secret() {
             .env("MESETA_MASTER", c.url())
             .output()
             .expect("meseta");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
     };
     run(&["acl", "policy", "apply", policy.to_str().expect("utf8")]);
@@ -338,9 +410,17 @@ fn a_team_token_can_neither_put_nor_reference_another_teams_secret() {
     let b_value = format!("b-{}", uuid::Uuid::new_v4().simple());
     // Team A puts its own; the admin puts team B's; team A cannot put team B's.
     let out = put_secret(&c, "/team-a/x", &a_value, t);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = put_secret(&c, "/team-b/x", &b_value, Some(&admin));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (s, body) = call(
         &c,
         Method::PUT,
@@ -350,12 +430,21 @@ fn a_team_token_can_neither_put_nor_reference_another_teams_secret() {
     );
     assert_eq!(s, 403, "{body}");
     assert!(body.contains("write on secrets /team-b/x"), "{body}");
-    let (s, body) = call(&c, Method::DELETE, "/api/meseta/v1/secrets/team-b/x", t, None);
+    let (s, body) = call(
+        &c,
+        Method::DELETE,
+        "/api/meseta/v1/secrets/team-b/x",
+        t,
+        None,
+    );
     assert_eq!(s, 403, "{body}");
     // Listing: team A sees only its own.
     let (s, body) = call(&c, Method::GET, "/api/meseta/v1/secrets", t, None);
     assert_eq!(s, 200, "{body}");
-    assert!(body.contains("/team-a/x") && !body.contains("/team-b/x"), "{body}");
+    assert!(
+        body.contains("/team-a/x") && !body.contains("/team-b/x"),
+        "{body}"
+    );
     // Referencing: team A's app may name /team-a/x, never /team-b/x.
     let mut mine = app("/apps/mine", "/team-a/x");
     mine["instances"] = json!(0);
@@ -379,15 +468,19 @@ fn a_team_token_can_neither_put_nor_reference_another_teams_secret() {
 
     // The audit log shows the puts and the denials, never a value.
     let audit = common::wait_for("audited secret writes", Duration::from_secs(10), || {
-        let (_, body) = call(&c, Method::GET, "/api/meseta/v1/audit?limit=1000", Some(&admin), None);
+        let (_, body) = call(
+            &c,
+            Method::GET,
+            "/api/meseta/v1/audit?limit=1000",
+            Some(&admin),
+            None,
+        );
         (body.contains("/api/meseta/v1/secrets/team-a/x") && body.contains("403")).then_some(body)
     });
     let entries = json_of(&audit);
-    let denied_put = entries
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["method"] == "PUT" && e["path"] == "/api/meseta/v1/secrets/team-b/x" && e["status"] == 403);
+    let denied_put = entries.as_array().into_iter().flatten().find(|e| {
+        e["method"] == "PUT" && e["path"] == "/api/meseta/v1/secrets/team-b/x" && e["status"] == 403
+    });
     assert!(denied_put.is_some(), "{audit}");
     for v in [&a_value, &b_value, "overwrite"] {
         assert!(!audit.contains(v), "the audit log holds a value");

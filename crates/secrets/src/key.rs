@@ -142,7 +142,9 @@ mod tests {
         let back = SecretKey::from_base64(&format!(" {}\n", k.to_base64()), "t").expect("parse");
         assert_eq!(back.bytes(), k.bytes());
         let short = base64::engine::general_purpose::STANDARD.encode([1u8; 16]);
-        let e = SecretKey::from_base64(&short, "X").expect_err("short").to_string();
+        let e = SecretKey::from_base64(&short, "X")
+            .expect_err("short")
+            .to_string();
         assert!(e.contains("32 bytes") && e.contains("got 16"), "{e}");
         assert!(SecretKey::from_base64("not base64!", "X").is_err());
         assert!(!format!("{k:?}").contains(&k.to_base64()));

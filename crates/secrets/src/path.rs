@@ -53,7 +53,9 @@ mod tests {
     fn paths() {
         assert!(validate_path("/team-a/db/password").is_ok());
         assert!(validate_path("/x").is_ok());
-        for bad in ["", "/", "x", "/a//b", "/a/", "/a/../b", "/a b", "/a/./b", "/é"] {
+        for bad in [
+            "", "/", "x", "/a//b", "/a/", "/a/../b", "/a b", "/a/./b", "/é",
+        ] {
             assert!(validate_path(bad).is_err(), "{bad}");
         }
         assert!(validate_path(&format!("/{}", "a".repeat(300))).is_err());

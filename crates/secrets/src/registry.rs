@@ -416,7 +416,11 @@ mod tests {
         let key = SecretKey::generate();
         let (store, s) = registry(Some(key.clone())).await;
         s.put("/a", "value").await.expect("put");
-        let kv = store.get("/meseta/secrets/a").await.expect("get").expect("kv");
+        let kv = store
+            .get("/meseta/secrets/a")
+            .await
+            .expect("get")
+            .expect("kv");
         let mut rec: Record = serde_json::from_slice(&kv.value).expect("json");
         let mut ct = b64().decode(&rec.ciphertext).expect("b64");
         ct[0] ^= 0x80;

@@ -21,8 +21,8 @@ pub mod engine;
 pub mod group;
 pub mod path;
 pub mod plan;
-pub mod secrets;
 pub mod pod;
+pub mod secrets;
 pub mod validate;
 
 #[cfg(test)]

@@ -612,6 +612,27 @@ async fn add_schedule(State(m): State<Chronos>, Path(id): Path<String>, body: By
     }
 }
 
+/// A secret path: absolute, segments of letters, digits, `-`, `_` and `.` (not `.`/`..`).
+fn secret_path_problem(src: &str) -> Result<(), String> {
+    let ok = src.starts_with('/')
+        && src.len() <= 256
+        && src[1..].split('/').all(|s| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{src:?} is not a secret path (like /team-a/db/password: '/'-separated letters, \
+             digits, '-', '_', '.')"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -779,26 +800,5 @@ mod tests {
     fn timestamps_use_a_plus_zero_offset() {
         let t: Timestamp = "2016-07-15T13:02:59.735Z".parse().expect("ts");
         assert_eq!(ts(t), "2016-07-15T13:02:59.735+0000");
-    }
-}
-
-/// A secret path: absolute, segments of letters, digits, `-`, `_` and `.` (not `.`/`..`).
-fn secret_path_problem(src: &str) -> Result<(), String> {
-    let ok = src.starts_with('/')
-        && src.len() <= 256
-        && src[1..].split('/').all(|s| {
-            !s.is_empty()
-                && s != "."
-                && s != ".."
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{src:?} is not a secret path (like /team-a/db/password: '/'-separated letters, \
-             digits, '-', '_', '.')"
-        ))
     }
 }
