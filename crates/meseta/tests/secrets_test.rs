@@ -488,3 +488,69 @@ fn a_team_token_can_neither_put_nor_reference_another_teams_secret() {
     let log = c.master.as_ref().map(|m| m.log_text()).unwrap_or_default();
     assert!(!log.contains(&a_value) && !log.contains(&b_value));
 }
+
+/// `meseta dev` without a key creates one (mode 0600) in its data dir beside the store, keeps
+/// it across restarts, and a master without any key refuses secret writes with a clear error.
+#[test]
+fn dev_creates_a_private_key_beside_its_store_and_a_keyless_master_refuses() {
+    require_root!();
+    let dir = common::task_reachable_dir();
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let start = || {
+        let child = Command::new(common::MESETA)
+            .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--agent-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(["--resources", "cpus:1;mem:256;disk:256"])
+            .env_remove("MESETA_SECRETS_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn dev");
+        let p = common::Proc {
+            child,
+            log: dir.path().join("unused.log"),
+        };
+        common::wait_for("dev /health", Duration::from_secs(30), || {
+            reqwest::blocking::get(format!("{url}/health"))
+                .ok()
+                .filter(|r| r.status().is_success())
+        });
+        p
+    };
+    let client = reqwest::blocking::Client::new();
+    let put = |v: &str| {
+        client
+            .put(format!("{url}/api/meseta/v1/secrets/a/b"))
+            .json(&json!({"value": v}))
+            .send()
+            .expect("put")
+            .status()
+            .as_u16()
+    };
+    let mut dev = start();
+    let key = dir.path().join("secrets.key");
+    let meta = std::fs::metadata(&key).expect("secrets.key created");
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    assert!(!dir.path().join("master/secrets.key").exists());
+    assert_eq!(put("v1"), 201);
+    assert_eq!(put("v2"), 200);
+    let first = std::fs::read_to_string(&key).expect("key");
+    dev.kill9();
+    let _dev = start();
+    assert_eq!(std::fs::read_to_string(&key).expect("key"), first, "kept");
+    assert_eq!(put("v3"), 200);
+
+    // A master with no key at all.
+    let c = Cluster::with_master_flags(0, 30.0, RES, &[]);
+    let (s, body) = call(
+        &c,
+        Method::PUT,
+        "/api/meseta/v1/secrets/a/b",
+        None,
+        Some(&json!({"value": "v"})),
+    );
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("no secrets key"), "{body}");
+}

@@ -89,7 +89,7 @@ mod tests {
     #[test]
     fn env_and_volumes_are_references() {
         let def: meseta_api::marathon::AppDefinition = serde_json::from_value(serde_json::json!({
-            "id": "/a", "cmd": "x",
+            "id": "/a", "cmd": "sleep 1",
             "secrets": {"s0": {"source": "/team-a/db"}},
             "env": {"DB": {"secret": "s0"}, "PLAIN": "1"},
             "container": {"type": "MESOS",
