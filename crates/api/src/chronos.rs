@@ -21,8 +21,7 @@ pub struct EnvVar {
 }
 
 /// An environment variable whose value is a secret (Metronome's `run.env: {"X": {"secret":
-/// name}}` with `run.secrets: {name: {"source": path}}`); Chronos 3.0 has no secrets, so the
-/// field carrying these is absent from every job that has none.
+/// name}}` with `run.secrets: {name: {"source": path}}`); Chronos 3.0 has no secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EnvSecret {
@@ -109,8 +108,10 @@ pub struct ChronosJob {
     /// Environment of the run.
     #[serde(deserialize_with = "nullable")]
     pub environment_variables: Vec<EnvVar>,
-    /// Secret environment variables (Metronome jobs only; never values).
-    #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    /// Secret environment variables of a Metronome job (references, never values). Not part of
+    /// Chronos' JSON: the Chronos API neither shows nor accepts them (its ACL check and the
+    /// existence check of a secret run on Metronome's `run.secrets`).
+    #[serde(skip)]
     pub secret_environment_variables: Vec<EnvSecret>,
     /// URIs to fetch (deprecated form of `fetch`).
     #[serde(deserialize_with = "nullable")]
