@@ -295,12 +295,24 @@ fn a_secret_reaches_the_task_and_nothing_else() {
         let r = client.get(format!("{agent}{p}")).send().expect("agent");
         seen.push((format!("agent {p}"), r.text().unwrap_or_default()));
     }
-    let v1_state = seen
-        .iter()
-        .find(|(p, _)| p == "/api/v1 GET_STATE")
-        .map(|(_, b)| b.as_str())
-        .unwrap_or("");
-    assert!(v1_state.contains(&task_id), "GET_STATE shows the task");
+    // The sweep looks at real data: these show the task (and the app its references).
+    for (p, needle) in [
+        ("/api/v1 GET_STATE", task_id.as_str()),
+        ("/master/state", task_id.as_str()),
+        ("/master/tasks", task_id.as_str()),
+        ("agent /state", task_id.as_str()),
+        ("/v2/tasks", task_id.as_str()),
+        ("/v2/apps/team-a/web?embed=app.tasks", path),
+        ("/v1/jobs?embed=activeRuns&embed=history", path),
+        ("/api/meseta/v1/secrets", path),
+    ] {
+        let body = seen
+            .iter()
+            .find(|(q, _)| q == p)
+            .map(|(_, b)| b.as_str())
+            .unwrap_or("");
+        assert!(body.contains(needle), "{p} does not show {needle}: {body}");
+    }
     let backup = c.dir.path().join("backup.json");
     let out = c.cli(&["backup", backup.to_str().expect("utf8")]);
     assert!(
