@@ -354,6 +354,28 @@ fn a_secret_reaches_the_task_and_nothing_else() {
         None,
     );
     assert_eq!(s, 404);
+    // An agent restart: it re-registers with its tasks (from its checkpoints) and the master
+    // rebuilds its task table from them, still without the value.
+    let mut c = c;
+    let old_agent_log = c.agents[0]
+        .as_ref()
+        .map(|a| a.log_text())
+        .unwrap_or_default();
+    if let Some(mut a) = c.agents[0].take() {
+        a.kill9();
+    }
+    c.start_agent(0);
+    c.wait_agents(1);
+    let state = common::wait_for(
+        "the task back after the agent restart",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = call(&c, Method::GET, "/master/state", None, None);
+            body.contains(&task_id).then_some(body)
+        },
+    );
+    seen.push(("/master/state after the agent restart".into(), state));
+    seen.push(("agent log before the restart".into(), old_agent_log));
     seen.push((
         "master log".into(),
         c.master.as_ref().map(|m| m.log_text()).unwrap_or_default(),
