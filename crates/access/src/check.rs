@@ -114,6 +114,24 @@ pub(crate) async fn check(
     if let Err(d) = decision {
         return denied(edge, &facts, &d);
     }
+    // Apps and jobs may reference only the secrets their writer may read.
+    let req = if enabled && !matches!(method, Method::GET | Method::HEAD) && defines_tasks(&path) {
+        let (req, body) = match read_body(req).await {
+            Ok(v) => v,
+            Err(resp) => return *resp,
+        };
+        if let Some(b) = &body {
+            if let Err(d) = secret_sources(b)
+                .iter()
+                .try_for_each(|p| grants.allows(Access::Read, Resource::new(Kind::Secrets, p)))
+            {
+                return denied(edge, &facts, &d);
+            }
+        }
+        req
+    } else {
+        req
+    };
     let deletion = (method == Method::DELETE)
         .then(|| guard::deletion(&path))
         .flatten();
@@ -307,6 +325,10 @@ fn framework_call(g: &Grants, call: &Value, facts: &mut Facts) -> Result<(), Den
             if let Some(u) = t.pointer("/command/user").and_then(Value::as_str) {
                 facts.targets.push(format!("user:{u}"));
             }
+            // A task may reference only secrets the caller may read.
+            for r in task_secret_refs(t) {
+                g.allows(Access::Read, Resource::new(Kind::Secrets, r))?;
+            }
         }
         for r in op
             .pointer("/reserve/resources")
@@ -340,6 +362,56 @@ fn framework_call(g: &Grants, call: &Value, facts: &mut Facts) -> Result<(), Den
         g.allows(Access::Write, Resource::new(Kind::Users, u))?;
     }
     Ok(())
+}
+
+/// The secret references of a Mesos `TaskInfo`: its `SECRET` environment variables and
+/// secret volumes.
+fn task_secret_refs(t: &Value) -> Vec<&str> {
+    let vars = t
+        .pointer("/command/environment/variables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.pointer("/secret/reference/name")?.as_str());
+    let vols = t
+        .pointer("/container/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.pointer("/source/secret/reference/name")?.as_str());
+    vars.chain(vols).collect()
+}
+
+/// Whether requests to `path` may carry app, group, pod or job definitions.
+fn defines_tasks(path: &str) -> bool {
+    ["/v2/", "/v1/jobs", "/scheduler/", "/v1/scheduler/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+/// Every secret `source` a definition names (`secrets: {name: {source}}` at any depth: apps,
+/// the apps of groups, pods, Metronome's `run`).
+fn secret_sources(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::Object(secrets)) = m.get("secrets") {
+                    out.extend(
+                        secrets
+                            .values()
+                            .filter_map(|s| s.get("source")?.as_str())
+                            .map(str::to_string),
+                    );
+                }
+                stack.extend(m.values());
+            }
+            Value::Array(a) => stack.extend(a),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The request with its body read (and put back), and the body as JSON if it is JSON.

@@ -49,6 +49,9 @@ pub enum Kind {
     Users,
     /// Tokens, policies and the audit log.
     Acl,
+    /// Secrets, by path prefix: read lists their metadata and lets apps and jobs reference
+    /// them, write puts and deletes them.
+    Secrets,
 }
 
 impl Kind {
@@ -62,6 +65,7 @@ impl Kind {
             Kind::Operator => "operator",
             Kind::Users => "users",
             Kind::Acl => "acl",
+            Kind::Secrets => "secrets",
         }
     }
 }
@@ -89,7 +93,7 @@ impl Rule {
             return true;
         }
         match kind {
-            Kind::Apps => path_within(name, p),
+            Kind::Apps | Kind::Secrets => path_within(name, p),
             Kind::Users => name == p,
             _ => name.starts_with(p),
         }
@@ -134,8 +138,8 @@ pub enum PolicyError {
     /// Names are `[a-zA-Z0-9_.-]{1,64}`.
     #[error("invalid policy name {0:?}: use 1 to 64 letters, digits, '-', '_' or '.'")]
     BadName(String),
-    /// App prefixes are paths.
-    #[error("rule {index}: an apps prefix must start with '/', got {prefix:?}")]
+    /// App and secret prefixes are paths.
+    #[error("rule {index}: an apps or secrets prefix must start with '/', got {prefix:?}")]
     BadAppPrefix {
         /// Index of the rule.
         index: usize,
@@ -152,7 +156,8 @@ impl Policy {
         }
         for (index, r) in self.rules.iter().enumerate() {
             let p = &r.prefix;
-            if r.resource == Kind::Apps && !(p.is_empty() || p == "*" || p.starts_with('/')) {
+            let paths = matches!(r.resource, Kind::Apps | Kind::Secrets);
+            if paths && !(p.is_empty() || p == "*" || p.starts_with('/')) {
                 return Err(PolicyError::BadAppPrefix {
                     index,
                     prefix: p.clone(),

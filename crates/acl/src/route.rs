@@ -11,6 +11,7 @@
 //! | `/api/v1`, `/master/*`, metrics, other `/ui` pages, other `/v2/*` | operator |
 //! | `/master/machine/*`, `/master/maintenance/*` | nodes |
 //! | `/api/meseta/v1/acl/*`, `/api/meseta/v1/audit` | acl |
+//! | `/api/meseta/v1/secrets/*` | secrets (by path) |
 //!
 //! GET and HEAD read; other methods write. Listings need read on some part of their kind and
 //! are then filtered item by item ([`filter_listing`]).
@@ -60,6 +61,10 @@ pub fn classify(method: &str, path: &str) -> Need {
         | ["ui", "actions", "scale" | "restart" | "rollback", ..] => Need::Authenticated,
         ["api", "meseta", "v1", "acl", ..] | ["api", "meseta", "v1", "audit"] => {
             Need::One(Access::Admin, Kind::Acl, String::new())
+        }
+        ["api", "meseta", "v1", "secrets"] if read => Need::Listing(Kind::Secrets),
+        ["api", "meseta", "v1", "secrets", rest @ ..] if !rest.is_empty() => {
+            Need::One(access, Kind::Secrets, format!("/{}", rest.join("/")))
         }
         ["api", "v1", "scheduler"] | ["master", "api", "v1", "scheduler"] => Need::Framework,
         ["api", "v1"] | ["api", "v1", "operator"] => Need::OperatorCall,
@@ -175,7 +180,7 @@ pub fn filter_listing(kind: Kind, g: &Grants, v: &mut Value) {
                 filter_group(g, v);
                 return;
             }
-            for key in ["apps", "tasks", "queue", "jobs", "pods"] {
+            for key in ["apps", "tasks", "queue", "jobs", "pods", "secrets"] {
                 if let Some(Value::Array(items)) = map.get_mut(key) {
                     items.retain(|i| visible(kind, g, i));
                 }
@@ -288,6 +293,31 @@ pub fn operator_call(call_type: &str) -> (Access, Kind) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secrets_by_path() {
+        use crate::policy::{Access, Kind};
+        assert_eq!(
+            classify("GET", "/api/meseta/v1/secrets"),
+            Need::Listing(Kind::Secrets)
+        );
+        assert_eq!(
+            classify("PUT", "/api/meseta/v1/secrets/team-a/db/pw"),
+            Need::One(Access::Write, Kind::Secrets, "/team-a/db/pw".into())
+        );
+        assert_eq!(
+            classify("GET", "/api/meseta/v1/secrets/team-a/db"),
+            Need::One(Access::Read, Kind::Secrets, "/team-a/db".into())
+        );
+        let rule = crate::policy::Rule {
+            resource: Kind::Secrets,
+            prefix: "/team-a/".into(),
+            access: Access::Write,
+        };
+        assert!(rule.covers(Kind::Secrets, "/team-a/db"));
+        assert!(!rule.covers(Kind::Secrets, "/team-ab/db"));
+        assert!(!rule.covers(Kind::Apps, "/team-a/db"));
+    }
+
     use super::*;
     use crate::policy::Rule;
     use serde_json::json;

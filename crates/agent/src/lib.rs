@@ -40,6 +40,7 @@ mod monitor;
 mod path_id;
 mod recovery;
 pub mod resources;
+mod secrets;
 mod state;
 mod tasks;
 mod usage;

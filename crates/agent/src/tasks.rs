@@ -120,7 +120,7 @@ fn admit(shared: &Shared, spec: &TaskSpec) -> Result<RunAs, String> {
     st.tasks.insert(
         spec.task_id.clone(),
         TaskEntry {
-            spec: spec.clone(),
+            spec: spec.clone().without_secret_values(),
             record: plain(TaskState::Staging),
             kill_requested: false,
             cgroup: (!docker).then(|| {
@@ -175,9 +175,10 @@ pub(crate) fn agent_cgroup(root: &str, agent_id: &PathId) -> String {
 
 /// Write the task files, spawn the shim and hand it to the monitor.
 async fn start(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) -> Result<(), String> {
+    let secret_env = crate::secrets::env(&spec)?;
     let task_dir = shared
         .checkpoint
-        .write_task(&spec)
+        .write_task(&spec.clone().without_secret_values())
         .map_err(|e| e.to_string())?;
     // No state.json yet: recovery reads a task dir without one as TASK_STAGING.
     let entry = shared
@@ -192,6 +193,10 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) -> Result<()
         entry.cgroup.unwrap_or_default(),
     );
     launch.user = run_as.shim_user();
+    launch
+        .env
+        .retain(|(k, _)| !secret_env.iter().any(|(s, _)| s == k));
+    launch.env.extend(secret_env);
     let owner = run_as
         .switch
         .then_some((run_as.identity.uid, run_as.identity.gid));
@@ -203,6 +208,7 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) -> Result<()
     if crate::group::key_of(&spec).is_some() {
         crate::group::link_volumes(shared, &spec, &launch.sandbox, owner)?;
     }
+    crate::secrets::write_files(&spec, &launch.sandbox, owner)?;
     fetch_as(shared, &spec.fetch, &launch.sandbox, &run_as).await?;
     meseta_isolation::write_spec(&task_dir, &launch).map_err(|e| e.to_string())?;
     let std_cmd = meseta_isolation::shim::command(&shared.cfg.meseta_exe, &task_dir)
@@ -474,6 +480,7 @@ pub(crate) mod tests {
             executor: None,
             task_info: None,
             group: vec![],
+            secrets: vec![],
         }
     }
 

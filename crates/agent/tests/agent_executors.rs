@@ -88,6 +88,7 @@ fn task(id: &str, grace_ns: i64) -> Box<TaskSpec> {
         }),
         task_info: Some(json!({"name": id, "task_id": {"value": id}, "data": "aGk="})),
         group: vec![],
+        secrets: vec![],
     })
 }
 

@@ -94,6 +94,7 @@ fn spec(id: &str, cmd: &str, res: &str) -> Box<TaskSpec> {
         executor: None,
         task_info: None,
         group: vec![],
+        secrets: vec![],
     })
 }
 

@@ -212,6 +212,54 @@ pub struct TaskSpec {
     /// The tasks of its LAUNCH_GROUP (this one among them), launched together.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group: Vec<TaskId>,
+    /// Secrets the task receives, by reference; only the launch message the master sends the
+    /// agent carries their values, which the agent keeps out of everything it reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretUse>,
+}
+
+impl TaskSpec {
+    /// The spec without secret values (references kept): what is written to `task.json`,
+    /// reported on re-registration and shown.
+    pub fn without_secret_values(mut self) -> TaskSpec {
+        for s in &mut self.secrets {
+            s.value = None;
+        }
+        self
+    }
+}
+
+/// One secret a task uses: the store path it names and where it goes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretUse {
+    /// The secret's path in the master's store.
+    pub reference: String,
+    /// Where the value goes.
+    pub target: SecretTarget,
+    /// The value: set only in the master's launch message to the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<SecretValue>,
+}
+
+/// Where a secret is delivered.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretTarget {
+    /// An environment variable of this name.
+    Env(String),
+    /// A file at this path relative to the sandbox (mode 0400, owned by the task user).
+    File(String),
+}
+
+/// A secret's value: its `Debug` never shows it (log lines print specs).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretValue(pub String);
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
+    }
 }
 
 /// A custom executor as the master hands it to the agent with each task that names it.
@@ -753,6 +801,7 @@ mod tests {
             executor: None,
             task_info: None,
             group: vec![],
+            secrets: vec![],
         };
         let mut old = serde_json::to_value(&spec).expect("json");
         let obj = old.as_object_mut().expect("object");

@@ -20,6 +20,19 @@ pub struct EnvVar {
     pub value: String,
 }
 
+/// An environment variable whose value is a secret (Metronome's `run.env: {"X": {"secret":
+/// name}}` with `run.secrets: {name: {"source": path}}`); Chronos 3.0 has no secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EnvSecret {
+    /// Variable name.
+    pub name: String,
+    /// The secret's name in the job's `run.secrets`.
+    pub secret: String,
+    /// The secret's path in the master's store.
+    pub source: String,
+}
+
 /// A Chronos job as sent to `POST /scheduler/iso8601` / `/scheduler/dependency` and returned by
 /// `GET /scheduler/jobs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +108,11 @@ pub struct ChronosJob {
     /// Environment of the run.
     #[serde(deserialize_with = "nullable")]
     pub environment_variables: Vec<EnvVar>,
+    /// Secret environment variables of a Metronome job (references, never values). Not part of
+    /// Chronos' JSON: the Chronos API neither shows nor accepts them (its ACL check and the
+    /// existence check of a secret run on Metronome's `run.secrets`).
+    #[serde(skip)]
+    pub secret_environment_variables: Vec<EnvSecret>,
     /// URIs to fetch (deprecated form of `fetch`).
     #[serde(deserialize_with = "nullable")]
     pub uris: Vec<String>,
@@ -150,6 +168,7 @@ impl Default for ChronosJob {
             high_priority: false,
             run_as_user: None,
             environment_variables: Vec::new(),
+            secret_environment_variables: Vec::new(),
             uris: Vec::new(),
             fetch: Vec::new(),
             constraints: Vec::new(),

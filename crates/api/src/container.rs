@@ -138,6 +138,38 @@ pub struct Volume {
     pub extra: Map<String, Value>,
 }
 
+impl Volume {
+    /// The secret this volume holds, by reference: Mesos' `source: {type: SECRET, secret:
+    /// {type: REFERENCE, reference: {name}}}` (`Some("")` for a secret without a reference).
+    pub fn secret_reference(&self) -> Option<&str> {
+        let src = self.extra.get("source")?;
+        if src.get("type").and_then(Value::as_str) != Some("SECRET") {
+            return None;
+        }
+        Some(
+            src.pointer("/secret/reference/name")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        )
+    }
+
+    /// A volume holding the secret `reference` as the file `container_path` of the sandbox.
+    pub fn secret(container_path: &str, reference: &str) -> Volume {
+        let mut extra = Map::new();
+        extra.insert(
+            "source".into(),
+            serde_json::json!({"type": "SECRET",
+                "secret": {"type": "REFERENCE", "reference": {"name": reference}}}),
+        );
+        Volume {
+            container_path: container_path.to_string(),
+            host_path: None,
+            mode: Some(VolumeMode::Ro),
+            extra,
+        }
+    }
+}
+
 /// `Volume.Mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VolumeMode {
@@ -399,7 +431,8 @@ fn parameter_of(p: &Value) -> Parameter {
 
 fn volume_of(v: &Value) -> Option<Volume> {
     // Persistent (`persistent`) and external volumes are resources of their own, not binds.
-    if v.get("persistent").is_some() || v.get("external").is_some() {
+    // Secret volumes name a key of the app's `secrets`: the services scheduler adds them.
+    if v.get("persistent").is_some() || v.get("external").is_some() || v.get("secret").is_some() {
         return None;
     }
     Some(Volume {

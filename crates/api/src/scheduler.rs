@@ -224,8 +224,22 @@ fn default_true() -> bool {
     true
 }
 
+/// An environment variable whose value is a secret of the master's store, by reference: on the
+/// wire a Mesos `Environment.Variable` of `type: SECRET` with
+/// `secret: {type: REFERENCE, reference: {name}}`. The master resolves it only into the launch
+/// message it sends the agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretEnv {
+    /// Variable name.
+    pub name: String,
+    /// The secret's path (`/team-a/db/password`); empty when the variable named no reference
+    /// (a `VALUE` secret, which meseta refuses).
+    pub reference: String,
+}
+
 /// The `CommandInfo` of a command task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "wire::CommandInfoWire", into = "wire::CommandInfoWire")]
 pub struct CommandInfo {
     /// Run `value` through `/bin/sh -c` (default true); otherwise exec `value` with `arguments`.
     #[serde(default = "default_true")]
@@ -245,6 +259,9 @@ pub struct CommandInfo {
     /// URIs to fetch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uris: Option<Vec<CommandUri>>,
+    /// Variables whose values are secrets (in `environment.variables` on the wire).
+    #[serde(skip)]
+    pub secret_env: Vec<SecretEnv>,
 }
 
 impl Default for CommandInfo {
@@ -256,6 +273,120 @@ impl Default for CommandInfo {
             environment: None,
             user: None,
             uris: None,
+            secret_env: Vec::new(),
+        }
+    }
+}
+
+/// `CommandInfo` as Mesos spells it: secret variables among the plain ones.
+mod wire {
+    use super::{null_default, CommandInfo, CommandUri, EnvVariable, Environment, SecretEnv};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub(super) struct CommandInfoWire {
+        #[serde(default = "super::default_true")]
+        shell: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arguments: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        environment: Option<EnvironmentWire>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uris: Option<Vec<CommandUri>>,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct EnvironmentWire {
+        #[serde(default, deserialize_with = "null_default")]
+        variables: Vec<VariableWire>,
+    }
+
+    #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+    struct VariableWire {
+        name: String,
+        #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        #[serde(default, deserialize_with = "null_default")]
+        value: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<serde_json::Value>,
+    }
+
+    impl From<CommandInfoWire> for CommandInfo {
+        fn from(w: CommandInfoWire) -> CommandInfo {
+            let mut plain = Vec::new();
+            let mut secret_env = Vec::new();
+            let had_env = w.environment.is_some();
+            for v in w.environment.map(|e| e.variables).unwrap_or_default() {
+                if v.kind.as_deref() == Some("SECRET") || v.secret.is_some() {
+                    let reference = v
+                        .secret
+                        .as_ref()
+                        .filter(|s| s.get("type").and_then(|t| t.as_str()) != Some("VALUE"))
+                        .and_then(|s| s.pointer("/reference/name"))
+                        .and_then(|n| n.as_str())
+                        .unwrap_or_default()
+                        .to_string();
+                    secret_env.push(SecretEnv {
+                        name: v.name,
+                        reference,
+                    });
+                } else {
+                    plain.push(EnvVariable {
+                        name: v.name,
+                        value: v.value,
+                    });
+                }
+            }
+            CommandInfo {
+                shell: w.shell,
+                value: w.value,
+                arguments: w.arguments,
+                environment: had_env.then_some(Environment { variables: plain }),
+                user: w.user,
+                uris: w.uris,
+                secret_env,
+            }
+        }
+    }
+
+    impl From<CommandInfo> for CommandInfoWire {
+        fn from(c: CommandInfo) -> CommandInfoWire {
+            let had_env = c.environment.is_some();
+            let mut vars: Vec<VariableWire> = c
+                .environment
+                .map(|e| e.variables)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| VariableWire {
+                    name: v.name,
+                    value: v.value,
+                    ..VariableWire::default()
+                })
+                .collect();
+            let has_secrets = !c.secret_env.is_empty();
+            vars.extend(c.secret_env.into_iter().map(|s| VariableWire {
+                name: s.name,
+                kind: Some("SECRET".into()),
+                value: String::new(),
+                secret: Some(serde_json::json!({
+                    "type": "REFERENCE",
+                    "reference": {"name": s.reference}
+                })),
+            }));
+            CommandInfoWire {
+                shell: c.shell,
+                value: c.value,
+                arguments: c.arguments,
+                environment: (had_env || has_secrets)
+                    .then_some(EnvironmentWire { variables: vars }),
+                user: c.user,
+                uris: c.uris,
+            }
         }
     }
 }
@@ -604,6 +735,35 @@ pub use operation::*;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secret_env_vars_round_trip_in_mesos_form() {
+        let j = serde_json::json!({"shell": true, "value": "env", "environment": {"variables": [
+            {"name": "A", "value": "1"},
+            {"name": "DB", "type": "SECRET",
+             "secret": {"type": "REFERENCE", "reference": {"name": "/team-a/db"}}}]}});
+        let c: CommandInfo = serde_json::from_value(j.clone()).expect("parse");
+        assert_eq!(c.environment.as_ref().map(|e| e.variables.len()), Some(1));
+        assert_eq!(
+            c.secret_env,
+            vec![SecretEnv {
+                name: "DB".into(),
+                reference: "/team-a/db".into()
+            }]
+        );
+        let back = serde_json::to_value(&c).expect("json");
+        assert_eq!(back["environment"]["variables"][1]["type"], "SECRET");
+        assert_eq!(
+            back["environment"]["variables"][1]["secret"]["reference"]["name"],
+            "/team-a/db"
+        );
+        let again: CommandInfo = serde_json::from_value(back).expect("parse again");
+        assert_eq!(again, c);
+        let value_secret = serde_json::json!({"value": "x", "environment": {"variables": [
+            {"name": "S", "type": "SECRET", "secret": {"type": "VALUE", "value": {"data": "eA=="}}}]}});
+        let c: CommandInfo = serde_json::from_value(value_secret).expect("parse");
+        assert_eq!(c.secret_env[0].reference, "");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -46,6 +46,14 @@ pub(crate) fn task_info(spec: &JobSpec, run: &RunId, agent_id: &IdValue) -> Task
         environment: (!variables.is_empty()).then_some(Environment { variables }),
         user: spec.user.clone(),
         uris: None,
+        secret_env: spec
+            .secret_env
+            .iter()
+            .map(|e| meseta_api::scheduler::SecretEnv {
+                name: e.name.clone(),
+                reference: e.source.clone(),
+            })
+            .collect(),
     };
     TaskInfo {
         name: spec.name.clone(),

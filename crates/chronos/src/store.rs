@@ -163,6 +163,7 @@ mod tests {
             soft_error: false,
             user: None,
             env: vec![],
+            secret_env: vec![],
             container: None,
             owner: String::new(),
             description: String::new(),

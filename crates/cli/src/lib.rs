@@ -1,5 +1,5 @@
 //! The `meseta` command-line verbs that talk to a master: `execute`, `task`, `node`, `framework`,
-//! `role`, `quota`, `reservation`, `job`, `app`, `pod`, `deploy`, `dns`, `acl` and `audit`.
+//! `role`, `quota`, `reservation`, `job`, `app`, `pod`, `deploy`, `dns`, `acl`, `audit` and `secret`.
 //!
 //! The `meseta` binary parses [`GlobalArgs`] and a [`Command`] with clap and hands them to
 //! [`run`], which returns the process exit code. One module per noun, each a client of the
@@ -21,6 +21,7 @@ pub mod node;
 pub mod output;
 pub mod pod;
 pub mod role;
+pub mod secret;
 pub mod task;
 
 use meseta_api::client::MasterClient;
@@ -93,6 +94,9 @@ pub enum Command {
     Acl(acl::AclCmd),
     /// The audit log: mutations and denials, newest last.
     Audit(acl::AuditArgs),
+    /// Secrets: put, list (never values), remove.
+    #[command(subcommand)]
+    Secret(secret::SecretCmd),
 }
 
 /// Runs `cmd` and returns the process exit code.
@@ -112,6 +116,7 @@ pub async fn run(cmd: Command, g: GlobalArgs) -> anyhow::Result<i32> {
         Command::Dns(c) => dns::run(c, &client(&g)?, g.json).await,
         Command::Acl(c) => acl::run(c, &client(&g)?, g.json).await,
         Command::Audit(a) => acl::audit(a, &client(&g)?, g.json).await,
+        Command::Secret(c) => secret::run(c, &client(&g)?, g.json).await,
     }
 }
 

@@ -81,6 +81,7 @@ fn task(i: usize, agent: &IdValue) -> TaskInfo {
             environment: None,
             user: None,
             uris: None,
+            secret_env: Vec::new(),
         }),
         ..TaskInfo::default()
     }

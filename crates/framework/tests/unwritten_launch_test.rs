@@ -115,6 +115,7 @@ fn task(id: &str, agent: &IdValue) -> TaskInfo {
             environment: None,
             user: None,
             uris: None,
+            secret_env: Vec::new(),
         }),
         ..TaskInfo::default()
     }

@@ -96,6 +96,9 @@ pub struct JobSpec {
     pub user: Option<String>,
     /// Environment of the run.
     pub env: Vec<(String, String)>,
+    /// Secret environment variables, by reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<meseta_api::chronos::EnvSecret>,
     /// Container definition (Chronos JSON).
     pub container: Option<serde_json::Value>,
     /// Owner e-mail addresses.
@@ -328,6 +331,7 @@ impl JobSpec {
                 .iter()
                 .map(|e| (e.name.clone(), e.value.clone()))
                 .collect(),
+            secret_env: j.secret_environment_variables.clone(),
             container: j.container.clone().filter(|c| !c.is_null()),
             owner: j.owner.clone(),
             description: j.description.clone(),
@@ -380,6 +384,7 @@ impl JobSpec {
                     value: value.clone(),
                 })
                 .collect(),
+            secret_environment_variables: self.secret_env.clone(),
             uris: Vec::new(),
             fetch: Vec::new(),
             constraints: Vec::new(),

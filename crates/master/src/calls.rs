@@ -206,6 +206,7 @@ impl Core {
         if let Some(c) = &t.container {
             c.validate().map_err(|e| e.to_string())?;
         }
+        self.check_secrets(t)?;
         let unreserved = t.resources.clone();
         if !pool.contains(&unreserved) {
             return Err(format!(
@@ -214,6 +215,64 @@ impl Core {
             ));
         }
         Ok(())
+    }
+
+    /// A task's secrets must name existing secrets this master can decrypt, be delivered to
+    /// a process task (not a DOCKER container or a custom executor), and files must stay in the
+    /// sandbox.
+    fn check_secrets(&self, t: &TaskInfo) -> Result<(), String> {
+        let uses = secret_uses(t);
+        if uses.is_empty() {
+            return Ok(());
+        }
+        if t.executor.is_some() {
+            return Err(
+                "secrets are delivered to command tasks only, not through a custom \
+                executor"
+                    .to_string(),
+            );
+        }
+        if t.container
+            .as_ref()
+            .is_some_and(|c| c.kind == meseta_api::container::ContainerType::Docker)
+        {
+            return Err("secrets are not delivered to DOCKER containers".to_string());
+        }
+        let Some(resolver) = &self.config().secrets else {
+            return Err("this master has no secrets store".to_string());
+        };
+        for u in &uses {
+            if u.reference.is_empty() {
+                return Err("a secret must be a REFERENCE to a secret path".to_string());
+            }
+            if let meseta_api::agent::SecretTarget::File(p) = &u.target {
+                if !sandbox_relative(p) {
+                    return Err(format!(
+                        "secret file path {p:?} must be relative to the sandbox, without '..'"
+                    ));
+                }
+            }
+            (resolver.0)(&u.reference).map_err(|why| format!("secret {}: {why}", u.reference))?;
+        }
+        Ok(())
+    }
+
+    /// The spec the agent receives: `spec` with its secrets' values (a secret that no longer
+    /// resolves is sent without one, and the agent fails the task).
+    pub(crate) fn with_secret_values(&self, mut spec: TaskSpec) -> TaskSpec {
+        let Some(resolver) = &self.config().secrets else {
+            return spec;
+        };
+        for u in &mut spec.secrets {
+            match (resolver.0)(&u.reference) {
+                Ok(v) => u.value = Some(meseta_api::agent::SecretValue(v)),
+                Err(why) => {
+                    tracing::warn!(task_id = %spec.task_id, secret = %u.reference, %why,
+                        "secret does not resolve at launch")
+                }
+            }
+        }
+        spec
     }
 
     /// The task's health check, typed and validated (`None` when it has none).
@@ -287,7 +346,9 @@ impl Core {
     ) -> Resources {
         let (spec, extra) = self.prepare_launch(fw_id, agent_id, role, t);
         if let Some(a) = self.agents.get(agent_id) {
-            a.send(MasterMessage::LaunchTask(Box::new(spec)));
+            a.send(MasterMessage::LaunchTask(Box::new(
+                self.with_secret_values(spec),
+            )));
         }
         extra
     }
@@ -316,6 +377,7 @@ impl Core {
             Some(e) => self.account_executor(fw_id, agent_id, role, e),
             None => Resources::new(),
         };
+        let secrets = secret_uses(&t);
         let cmd = t.command.unwrap_or_default();
         let env = cmd
             .environment
@@ -356,6 +418,7 @@ impl Core {
             executor,
             task_info,
             group: vec![],
+            secrets,
         };
         let meta = TaskMeta::of(&spec, &mut self.shapes);
         if let Some(a) = self.agents.get_mut(agent_id) {
@@ -587,6 +650,35 @@ fn refuse_for(f: Option<&Filters>) -> Option<Duration> {
         DEFAULT_REFUSE
     };
     (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// The secrets a task references: its secret environment variables and secret volumes.
+fn secret_uses(t: &TaskInfo) -> Vec<meseta_api::agent::SecretUse> {
+    use meseta_api::agent::{SecretTarget, SecretUse};
+    let env = t
+        .command
+        .iter()
+        .flat_map(|c| &c.secret_env)
+        .map(|e| SecretUse {
+            reference: e.reference.clone(),
+            target: SecretTarget::Env(e.name.clone()),
+            value: None,
+        });
+    let files = t.container.iter().flat_map(|c| &c.volumes).filter_map(|v| {
+        v.secret_reference().map(|r| SecretUse {
+            reference: r.to_string(),
+            target: SecretTarget::File(v.container_path.clone()),
+            value: None,
+        })
+    });
+    env.chain(files).collect()
+}
+
+/// A relative path of plain segments (no `..`, not absolute, not empty).
+fn sandbox_relative(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
 }
 
 #[cfg(test)]

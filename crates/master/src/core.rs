@@ -56,6 +56,23 @@ pub struct MasterConfig {
     /// logs, state, statistics) then require; the master presents it when it proxies them.
     /// `None`: agents' endpoints stay open. `--acl` sets a random one.
     pub agent_http_key: Option<String>,
+    /// Resolves a task's secret references (`/team-a/db/password`) to their values, only into
+    /// the launch message to the agent. `None`: tasks that reference secrets fail `TASK_ERROR`.
+    pub secrets: Option<SecretResolver>,
+}
+
+/// Looks a secret's value up by path: `Err` says why it cannot (no key, no such secret, the
+/// wrong key).
+#[derive(Clone)]
+pub struct SecretResolver(pub std::sync::Arc<ResolveFn>);
+
+/// Resolves one secret path to its value.
+pub type ResolveFn = dyn Fn(&str) -> Result<String, String> + Send + Sync;
+
+impl std::fmt::Debug for SecretResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretResolver")
+    }
 }
 
 /// A function that wraps the master's full router in one more layer (see [`MasterConfig::edge`]).
@@ -119,6 +136,7 @@ impl Default for MasterConfig {
             tls: None,
             join_token: None,
             agent_http_key: None,
+            secrets: None,
         }
     }
 }

@@ -32,6 +32,12 @@ impl Master {
         self.core().config().allow_root_tasks
     }
 
+    /// The resolver of secret references (`None`: this master has no secrets store); the
+    /// built-in schedulers check that the secrets a definition names exist.
+    pub fn secret_resolver(&self) -> Option<crate::SecretResolver> {
+        self.core().config().secrets.clone()
+    }
+
     /// Whether DOCKER containers may run privileged (`--docker-allow-privileged`); the built-in
     /// schedulers refuse such requests with a 422 otherwise.
     pub fn allows_privileged_containers(&self) -> bool {

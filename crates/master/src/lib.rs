@@ -40,7 +40,7 @@ pub mod usage;
 mod v1json;
 mod view;
 
-pub use crate::core::{EdgeLayer, MasterConfig, TaskUsers};
+pub use crate::core::{EdgeLayer, MasterConfig, SecretResolver, TaskUsers};
 pub use crate::framework::FrameworkConnection;
 pub use crate::http::{error as error_response, router};
 

@@ -112,7 +112,11 @@ impl Core {
             .or_default()
             .extend(ids);
         if let Some(a) = self.agents.get(agent) {
-            a.send(MasterMessage::LaunchGroup { tasks: specs });
+            let tasks = specs
+                .into_iter()
+                .map(|s| self.with_secret_values(s))
+                .collect();
+            a.send(MasterMessage::LaunchGroup { tasks });
         }
     }
 

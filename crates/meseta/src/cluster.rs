@@ -65,6 +65,9 @@ pub struct MasterArgs {
     /// Access control, bulk-delete guard and audit log.
     #[command(flatten)]
     pub access: crate::access::AccessArgs,
+    /// The secrets key.
+    #[command(flatten)]
+    pub secrets: crate::secrets::SecretsArgs,
 }
 
 /// `region=<name>,zone=<name>`.
@@ -183,6 +186,9 @@ pub struct DevArgs {
     /// Access control, bulk-delete guard and audit log.
     #[command(flatten)]
     pub access: crate::access::AccessArgs,
+    /// The secrets key.
+    #[command(flatten)]
+    pub secrets: crate::secrets::SecretsArgs,
     /// TLS and agent admission (the dev agent trusts `--ca-cert` and, under mutual TLS,
     /// presents `--tls-cert`, so it must then be a client certificate too).
     #[command(flatten)]
@@ -265,11 +271,16 @@ fn agent_config(
 }
 
 /// The built-in schedulers, started against `master` before it serves HTTP: Chronos (jobs)
-/// and Marathon (services), whose routes join the master's.
-fn built_in_schedulers(master: &Master, cancel: &CancellationToken) -> axum::Router {
-    meseta_chronos::start(master, cancel)
-        .merge(meseta_marathon::start(master, cancel))
-        .merge(meseta_ui::start(master, cancel))
+/// and Marathon (services), whose routes join the master's, with the secrets endpoints.
+fn built_in_schedulers(
+    secrets: Arc<meseta_secrets::Secrets>,
+) -> impl Fn(&Master, &CancellationToken) -> axum::Router + Send + Sync + 'static {
+    move |master, cancel| {
+        meseta_chronos::start(master, cancel)
+            .merge(meseta_marathon::start(master, cancel))
+            .merge(meseta_ui::start(master, cancel))
+            .merge(crate::secrets::routes(secrets.clone()))
+    }
 }
 
 /// Opens a shared store named by URL (`meseta master --store`).
@@ -303,12 +314,13 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     if let Some(url) = &a.store {
         let store = open_shared_store(url).await?;
         crate::access::install(&a.access, store.clone(), &mut cfg).await?;
+        let secrets = crate::secrets::install(&a.secrets, None, store.clone(), &mut cfg).await?;
         let dns = crate::dns::bind(&a.dns)?;
         let ha = HaOptions {
             lease_ttl: a.lease_ttl,
             advertise_url: a.advertise,
         };
-        let routes = crate::dns::with_each_term(dns, built_in_schedulers);
+        let routes = crate::dns::with_each_term(dns, built_in_schedulers(secrets));
         let mut handle = meseta_master::ha::start_ha(cfg, ha, store, routes)
             .await
             .context("starting the master (pass --listen ADDR for another address)")?;
@@ -328,11 +340,15 @@ pub async fn master(a: MasterArgs) -> anyhow::Result<()> {
     };
     let store = open_store(&dir)?;
     crate::access::install(&a.access, store.clone(), &mut cfg).await?;
+    let secrets = crate::secrets::install(&a.secrets, None, store.clone(), &mut cfg).await?;
     let dns = crate::dns::bind(&a.dns)?;
-    let mut handle =
-        meseta_master::start_with(cfg, store, crate::dns::with(dns, built_in_schedulers))
-            .await
-            .context("starting the master (pass --listen ADDR for another address)")?;
+    let mut handle = meseta_master::start_with(
+        cfg,
+        store,
+        crate::dns::with(dns, built_in_schedulers(secrets)),
+    )
+    .await
+    .context("starting the master (pass --listen ADDR for another address)")?;
     eprintln!("meseta master listening on {scheme}://{}", handle.addr);
     tokio::select! {
         r = handle.wait() => r.context("master stopped")?,
@@ -399,6 +415,14 @@ pub async fn dev(a: DevArgs, ca_cert: Option<PathBuf>) -> anyhow::Result<()> {
     cfg.allow_root_tasks = a.allow_root;
     cfg.allow_privileged_containers = a.docker_allow_privileged;
     crate::access::install(&a.access, store.clone(), &mut cfg).await?;
+    // The key lives beside the store, never inside it (a backup of the store holds none).
+    let secrets = crate::secrets::install(
+        &a.secrets,
+        Some(&dir.join("secrets.key")),
+        store.clone(),
+        &mut cfg,
+    )
+    .await?;
     cfg.tls = a.tls.server_tls();
     cfg.join_token = a.tls.join_token()?;
     let (scheme, host) = match &cfg.tls {
@@ -408,10 +432,13 @@ pub async fn dev(a: DevArgs, ca_cert: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let join_token = cfg.join_token.clone();
     let dns = crate::dns::bind(&a.dns)?;
-    let mut master =
-        meseta_master::start_with(cfg, store, crate::dns::with(dns, built_in_schedulers))
-            .await
-            .context("starting the master (pass --listen ADDR for another address)")?;
+    let mut master = meseta_master::start_with(
+        cfg,
+        store,
+        crate::dns::with(dns, built_in_schedulers(secrets)),
+    )
+    .await
+    .context("starting the master (pass --listen ADDR for another address)")?;
     let url = if host.is_empty() {
         format!("{scheme}://{}", master.addr)
     } else {

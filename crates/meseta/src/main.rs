@@ -10,6 +10,7 @@ mod cluster;
 mod dns;
 mod heap;
 mod lb;
+mod secrets;
 mod shutdown;
 mod tls;
 

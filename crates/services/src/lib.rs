@@ -22,6 +22,7 @@ pub mod group;
 pub mod path;
 pub mod plan;
 pub mod pod;
+pub mod secrets;
 pub mod validate;
 
 #[cfg(test)]

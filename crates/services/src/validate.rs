@@ -176,6 +176,7 @@ pub fn validate_app_in(def: &AppDefinition, base: &str) -> Result<App, Validatio
     checks::strategies(def, &mut errs);
     checks::constraints(def, &mut errs);
     checks::env(def, &mut errs);
+    checks::secrets(def, &mut errs);
     checks::container(def, &mut errs);
     let ports = checks::ports(def, &mut errs);
     checks::health_checks(def, &ports, &mut errs);

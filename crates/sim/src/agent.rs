@@ -415,6 +415,7 @@ mod tests {
             executor: None,
             task_info: None,
             group: vec![],
+            secrets: vec![],
         }
     }
 

@@ -63,6 +63,7 @@ struct MRun {
     disk: Option<f64>,
     user: Option<String>,
     env: BTreeMap<String, Value>,
+    secrets: BTreeMap<String, Value>,
     docker: Option<Value>,
 }
 
@@ -222,16 +223,57 @@ fn to_chronos(
             ));
         }
     }
-    for (k, v) in &j.run.env {
-        if !v.is_string() {
-            errs.push((
-                format!("/run/env/{k}"),
-                format!(
-                    "the value of {k} must be a string, got {v} (secret references are not \
-                     supported)"
-                ),
-            ));
+    let mut secret_env = Vec::new();
+    for (name, v) in &j.run.secrets {
+        match v.get("source").and_then(Value::as_str) {
+            Some(src) => {
+                if let Err(e) = secret_path_problem(src) {
+                    errs.push((format!("/run/secrets/{name}/source"), e));
+                }
+            }
+            None => errs.push((
+                format!("/run/secrets/{name}"),
+                "must be an object {\"source\": \"/path/of/the/secret\"}".into(),
+            )),
         }
+    }
+    for (k, v) in &j.run.env {
+        match v {
+            Value::String(_) => {}
+            Value::Object(o) => match o.get("secret").and_then(Value::as_str) {
+                Some(s) => match j
+                    .run
+                    .secrets
+                    .get(s)
+                    .and_then(|d| d.get("source"))
+                    .and_then(Value::as_str)
+                {
+                    Some(src) => secret_env.push(meseta_api::chronos::EnvSecret {
+                        name: k.clone(),
+                        secret: s.to_string(),
+                        source: src.to_string(),
+                    }),
+                    None => errs.push((
+                        format!("/run/env/{k}"),
+                        format!("references an undefined secret named '{s}'"),
+                    )),
+                },
+                None => errs.push((
+                    format!("/run/env/{k}"),
+                    format!("the value of {k} must be a string or {{\"secret\": name}}, got {v}"),
+                )),
+            },
+            _ => errs.push((
+                format!("/run/env/{k}"),
+                format!("the value of {k} must be a string or {{\"secret\": name}}, got {v}"),
+            )),
+        }
+    }
+    if !secret_env.is_empty() && j.run.docker.is_some() {
+        errs.push((
+            "/run/docker".into(),
+            "secrets are delivered to plain processes, not DOCKER containers".into(),
+        ));
     }
     if j.schedules.len() > 1 {
         errs.push((
@@ -277,6 +319,7 @@ fn to_chronos(
         disk,
         run_as_user: j.run.user.clone().filter(|u| !u.trim().is_empty()),
         environment_variables,
+        secret_environment_variables: secret_env,
         container: j
             .run
             .docker
@@ -351,6 +394,14 @@ fn job_json(j: &JobView) -> Value {
     });
     if let Some(u) = &j.spec.user {
         run["user"] = json!(u);
+    }
+    if !j.spec.secret_env.is_empty() {
+        let mut secrets = serde_json::Map::new();
+        for e in &j.spec.secret_env {
+            run["env"][&e.name] = json!({"secret": e.secret});
+            secrets.insert(e.secret.clone(), json!({"source": e.source}));
+        }
+        run["secrets"] = Value::Object(secrets);
     }
     json!({"id": j.spec.name, "description": j.spec.description, "labels": {}, "run": run,
            "schedules": schedules_json(j)})
@@ -427,6 +478,22 @@ async fn put_job(m: &Chronos, body: &[u8], path_id: Option<&str>) -> Result<JobV
         }
     }
     let c = to_chronos(&j, j.schedules.first(), m.master.allows_root_tasks()).map_err(invalid)?;
+    // Every secret must exist and open with this master's key.
+    let resolver = m.master.secret_resolver();
+    let missing: Vec<(String, String)> = c
+        .secret_environment_variables
+        .iter()
+        .filter_map(|e| {
+            let why = match &resolver {
+                None => Some("this master has no secrets store".to_string()),
+                Some(r) => (r.0)(&e.source).err(),
+            };
+            why.map(|w| (format!("/run/secrets/{}/source", e.secret), w))
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(invalid(missing));
+    }
     // A POST creates (an existing id is a conflict), a PUT replaces.
     let kind = match path_id {
         None => CreateKind::New,
@@ -545,6 +612,27 @@ async fn add_schedule(State(m): State<Chronos>, Path(id): Path<String>, body: By
     }
 }
 
+/// A secret path: absolute, segments of letters, digits, `-`, `_` and `.` (not `.`/`..`).
+fn secret_path_problem(src: &str) -> Result<(), String> {
+    let ok = src.starts_with('/')
+        && src.len() <= 256
+        && src[1..].split('/').all(|s| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{src:?} is not a secret path (like /team-a/db/password: '/'-separated letters, \
+             digits, '-', '_', '.')"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,11 +743,33 @@ mod tests {
     }
 
     #[test]
-    fn non_string_env_values_are_refused() {
+    fn non_string_env_values_and_undefined_secrets_are_refused() {
         let j = mjob(json!({"id": "x", "run": {"cmd": "true",
             "env": {"A": "ok", "B": 5, "C": {"secret": "s"}, "D": null}}}));
         let errs = to_chronos(&j, None, false).expect_err("non-string env");
         assert_eq!(paths(&errs), ["/run/env/B", "/run/env/C", "/run/env/D"]);
+        let j = mjob(json!({"id": "x", "run": {"cmd": "true",
+            "secrets": {"s0": {"source": "/team-a/db"}, "s1": {"source": "rel"}},
+            "env": {"DB": {"secret": "s0"}}}}));
+        let errs = to_chronos(&j, None, false).expect_err("bad source");
+        assert_eq!(paths(&errs), ["/run/secrets/s1/source"]);
+    }
+
+    #[test]
+    fn secret_env_is_kept_by_reference_and_shown_as_given() {
+        let j = mjob(json!({"id": "x", "run": {"cmd": "true",
+            "secrets": {"s0": {"source": "/team-a/db"}},
+            "env": {"DB": {"secret": "s0"}, "A": "1"}}}));
+        let c = to_chronos(&j, None, false).expect("valid");
+        assert_eq!(
+            c.secret_environment_variables,
+            vec![meseta_api::chronos::EnvSecret {
+                name: "DB".into(),
+                secret: "s0".into(),
+                source: "/team-a/db".into()
+            }]
+        );
+        assert_eq!(c.environment_variables.len(), 1);
     }
 
     #[test]

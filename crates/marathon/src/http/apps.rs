@@ -375,6 +375,7 @@ fn root_checked(m: &Marathon, app: App) -> Result<App, Response> {
     refuse_root(m, here(runs_as_root(&app)))?;
     refuse_privileged(m, here(meseta_services::validate::runs_privileged(&app)))?;
     refuse_unoffered_host_ports(m, &[(String::new(), &app)])?;
+    super::refuse_missing_secrets(m, &[(String::new(), &app)])?;
     Ok(app)
 }
 

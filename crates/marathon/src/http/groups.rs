@@ -132,6 +132,7 @@ fn resolved(m: &Marathon, update: &GroupUpdate, gid: &str) -> Result<GroupNode, 
     refuse_root(m, node.root_app_paths())?;
     refuse_privileged(m, node.privileged_app_paths())?;
     refuse_unoffered_host_ports(m, &node.apps_with_paths())?;
+    super::refuse_missing_secrets(m, &node.apps_with_paths())?;
     Ok(node)
 }
 

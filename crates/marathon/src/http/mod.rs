@@ -258,6 +258,35 @@ pub(super) fn refuse_unoffered_host_ports(
         .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, Json(e.marathon_body())).into_response())
 }
 
+/// Apps naming a secret this master cannot deliver (no such secret, no key, another key) are
+/// a 422 naming each `secrets(name)/source` (`apps`: the apps with their body paths).
+pub(super) fn refuse_missing_secrets(
+    m: &Marathon,
+    apps: &[(String, &meseta_api::marathon::App)],
+) -> Result<(), Response> {
+    let resolver = m.master.secret_resolver();
+    let mut details = Vec::new();
+    for (at, app) in apps {
+        for (path, source) in meseta_services::secrets::sources(app) {
+            let why = match &resolver {
+                None => Some("this master has no secrets store".to_string()),
+                Some(r) => (r.0)(&source).err(),
+            };
+            if let Some(why) = why {
+                details.push(json!({"path": format!("{at}{path}"), "errors": [why]}));
+            }
+        }
+    }
+    if details.is_empty() {
+        return Ok(());
+    }
+    Err((
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({"message": "Object is not valid", "details": details})),
+    )
+        .into_response())
+}
+
 /// Apps asking for a privileged container (at these body paths) are a 422 unless the master
 /// allows them (`--docker-allow-privileged`).
 pub(super) fn refuse_privileged(m: &Marathon, at: Vec<String>) -> Result<(), Response> {

@@ -486,6 +486,7 @@ pub fn task_info(
         environment: Some(Environment { variables: vars }),
         user: app.user.clone(),
         uris: (!uris.is_empty()).then_some(uris),
+        secret_env: crate::secrets::env(app),
     };
     let labels = (!app.labels.is_empty()).then(|| Labels {
         labels: app
@@ -506,7 +507,11 @@ pub fn task_info(
         container: app
             .container
             .as_ref()
-            .and_then(|c| ContainerInfo::from_marathon(c, docker_network(app), ports)),
+            .and_then(|c| ContainerInfo::from_marathon(c, docker_network(app), ports))
+            .map(|mut c| {
+                c.volumes.extend(crate::secrets::volumes(app));
+                c
+            }),
         labels,
         health_check: app
             .health_checks

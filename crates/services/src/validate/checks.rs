@@ -255,6 +255,70 @@ pub(super) fn env(def: &AppDefinition, errs: &mut Errors) {
     }
 }
 
+/// `secrets` (`{name: {"source": path}}`) and the secret volumes of `container.volumes`
+/// (`{"containerPath": relative path, "secret": name}`, MESOS containers only). Secrets reach
+/// process tasks only: an app with a DOCKER container may not use them.
+pub(super) fn secrets(def: &AppDefinition, errs: &mut Errors) {
+    let secrets = def.secrets.clone().unwrap_or_default();
+    for (name, v) in &secrets {
+        match v.get("source").and_then(Value::as_str) {
+            Some(src) => {
+                if let Err(e) = crate::secrets::valid_source(src) {
+                    errs.add(format!("/secrets({name})/source"), e);
+                }
+            }
+            None => errs.add(
+                format!("/secrets({name})"),
+                "must be an object {\"source\": \"/path/of/the/secret\"}",
+            ),
+        }
+    }
+    let Some(c) = def.container.as_ref().and_then(Value::as_object) else {
+        return;
+    };
+    let kind = c.get("type").and_then(Value::as_str).unwrap_or("DOCKER");
+    let env_secrets = def
+        .env
+        .iter()
+        .flatten()
+        .any(|(_, v)| v.get("secret").is_some());
+    let mut file_secrets = false;
+    for (i, v) in c
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let Some(secret) = v.get("secret") else {
+            continue;
+        };
+        file_secrets = true;
+        let at = format!("/container/volumes({i})");
+        match secret.as_str() {
+            Some(s) if secrets.contains_key(s) => {}
+            Some(s) => errs.add(
+                format!("{at}/secret"),
+                format!("references an undefined secret named '{s}'"),
+            ),
+            None => errs.add(format!("{at}/secret"), "must be the name of a secret"),
+        }
+        let path = v.get("containerPath").and_then(Value::as_str).unwrap_or("");
+        if !crate::secrets::sandbox_relative(path) {
+            errs.add(
+                format!("{at}/containerPath"),
+                "a secret volume's path must be relative to the sandbox, without '..'",
+            );
+        }
+    }
+    if kind == "DOCKER" && (env_secrets || file_secrets) {
+        errs.add(
+            "/container/type",
+            "secrets are delivered to MESOS containers and plain processes, not DOCKER",
+        );
+    }
+}
+
 /// The Docker network the app's `networks` name (`None`: none named, the container's own
 /// `docker.network` applies), so that its port mappings are checked as the agent will run them.
 fn app_network(def: &AppDefinition) -> Option<meseta_api::container::DockerNetwork> {
