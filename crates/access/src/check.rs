@@ -23,8 +23,8 @@ use crate::{unix_now, AuditEntry, Edge};
 /// Largest body the check reads to find the ids a request names (scheduler calls may be large).
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
-static ALL: LazyLock<Grants> = LazyLock::new(Grants::all);
-static NONE: LazyLock<Grants> = LazyLock::new(Grants::default);
+static ALL: LazyLock<Arc<Grants>> = LazyLock::new(|| Arc::new(Grants::all()));
+static NONE: LazyLock<Arc<Grants>> = LazyLock::new(|| Arc::new(Grants::default()));
 
 /// The layer's state: the edge, and the router behind the layer for internal look-ups.
 #[derive(Clone)]
@@ -96,7 +96,7 @@ pub(crate) async fn check(
         (Ok(None), true, _) => return unauthorized(edge, &facts, "a token is required"),
         (Ok(Some(e)), true, _) => Some(e.clone()),
     };
-    let grants: &Grants = match (&entry, enabled) {
+    let grants: &Arc<Grants> = match (&entry, enabled) {
         (_, false) => &ALL,
         (Some(e), true) => &e.grants,
         (None, true) => &NONE,
@@ -165,7 +165,7 @@ pub(crate) async fn check(
     }
     if let Some(kind) = filter {
         resp = if path.ends_with("/events") {
-            crate::events::filter(resp, kind, grants.clone())
+            crate::events::filter(resp, kind, Grants::clone(grants))
         } else {
             filter_body(resp, kind, grants).await
         };
@@ -232,7 +232,7 @@ type Decided = (Request, Result<(), Denied>);
 /// Whether `grants` allow what the request needs; reads the body when the ids are in it.
 async fn decide(
     need: &Need,
-    grants: &Grants,
+    grants: &Arc<Grants>,
     req: Request,
     facts: &mut Facts,
 ) -> Result<Decided, Box<Response>> {
@@ -268,7 +268,8 @@ async fn decide(
         }
         Need::Framework => {
             let (mut req, body) = read_body(req).await?;
-            let g = grants.clone();
+            // A pointer copy: the grants are shared with the token's registry entry.
+            let g = Arc::clone(grants);
             req.extensions_mut()
                 .insert(meseta_master::TaskUsers(std::sync::Arc::new(
                     move |u: &str| {

@@ -48,8 +48,9 @@ pub enum RegistryError {
 pub struct Entry {
     /// The stored token.
     pub token: Token,
-    /// Its grants, flattened from its policies.
-    pub grants: Grants,
+    /// Its grants, flattened from its policies (shared with the task-user checks of its
+    /// framework calls).
+    pub grants: Arc<Grants>,
 }
 
 /// One consistent view of tokens and policies.
@@ -130,7 +131,7 @@ impl Registry {
             .iter()
             .map(|t| {
                 let e = Entry {
-                    grants: Grants::of(t, &policies),
+                    grants: Arc::new(Grants::of(t, &policies)),
                     token: t.clone(),
                 };
                 (t.secret_hash.clone(), Arc::new(e))

@@ -103,6 +103,9 @@ impl Allocator {
             agent.held[hi].res = Bag::of(&rest, &mut self.names, &mut self.role_names);
         }
         agent.available.add(&taken);
+        if !taken.is_empty() {
+            self.mark_dirty(ai);
+        }
         let scalars = self.names.scalars(&taken);
         for &(i, v, reserved) in &scalars {
             if !reserved {

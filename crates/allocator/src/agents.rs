@@ -138,6 +138,8 @@ pub(crate) struct AgentState {
     pub filters: Vec<Filter>,
     /// Inverse-offer state per framework.
     pub inverse: Vec<InverseState>,
+    /// Listed in the allocator's changed-agents set (`dirty.rs`).
+    pub dirty: bool,
 }
 
 impl AgentState {
@@ -158,6 +160,7 @@ impl AgentState {
             unavailability: None,
             filters: Vec::new(),
             inverse: Vec::new(),
+            dirty: false,
         }
     }
 

@@ -5,6 +5,7 @@
 //! Used by the master (one instance, driven from its event loop) and the allocator benchmark.
 
 use crate::agents::{AgentState, Filter};
+use crate::dirty::Dirty;
 use crate::qty::{FnvMap, Names, Qty};
 use crate::roles::{validate_role, RoleTree};
 use crate::types::{AgentInfo, AllocatorConfig, AllocatorError, FrameworkInfo, Quota, RoleInfo};
@@ -52,6 +53,10 @@ pub struct Allocator {
     pub(crate) role_names: Names,
     /// Start offset of the agent rotation (deterministic stand-in for Mesos' shuffle).
     pub(crate) rotation: usize,
+    /// What changed since the last cycle (see `dirty.rs`).
+    pub(crate) dirty: Dirty,
+    /// Agents walked by the last cycle.
+    pub(crate) last_walked: usize,
 }
 
 impl Allocator {
@@ -73,7 +78,25 @@ impl Allocator {
             roles: RoleTree::default(),
             role_names,
             rotation: 0,
+            dirty: Dirty::default(),
+            last_walked: 0,
         }
+    }
+
+    /// Marks agent `ai` as changed: the next [`Allocator::allocate_changed`] walks it.
+    pub(crate) fn mark_dirty(&mut self, ai: usize) {
+        if let Some(a) = self.agents.get_mut(ai) {
+            if !a.dirty {
+                a.dirty = true;
+                self.dirty.agents.push(ai);
+            }
+        }
+    }
+
+    /// Marks the demand side as changed: the next [`Allocator::allocate_changed`] walks every
+    /// agent.
+    pub(crate) fn mark_all_dirty(&mut self) {
+        self.dirty.full = true;
     }
 
     pub(crate) fn agent_idx(&self, id: &AgentId) -> Result<usize, AllocatorError> {
@@ -115,6 +138,7 @@ impl Allocator {
         for (fw, role, res) in used {
             self.grant(ai, fw, role, res);
         }
+        self.mark_dirty(ai);
         Ok(())
     }
 
@@ -125,6 +149,7 @@ impl Allocator {
         };
         self.release_all(ai, |_| true);
         let agent = self.agents.swap_remove(ai);
+        self.dirty.agent_removed(ai, self.agents.len());
         if let Some(moved) = self.agents.get(ai) {
             self.agent_index.insert(moved.id.clone(), ai);
         }
@@ -146,6 +171,9 @@ impl Allocator {
     fn set_agent_active(&mut self, id: &AgentId, active: bool) {
         if let Some(&ai) = self.agent_index.get(id) {
             self.agents[ai].active = active;
+            if active {
+                self.mark_dirty(ai);
+            }
         }
     }
 
@@ -197,6 +225,7 @@ impl Allocator {
             suppressed: BTreeSet::new(),
         };
         self.frameworks.insert(id, state);
+        self.mark_all_dirty();
         Ok(())
     }
 
@@ -223,6 +252,7 @@ impl Allocator {
     pub fn activate_framework(&mut self, id: &FrameworkId) {
         if let Some(f) = self.frameworks.get_mut(id) {
             f.active = true;
+            self.dirty.full = true;
         }
     }
 
@@ -248,15 +278,27 @@ impl Allocator {
             return;
         };
         let which = roles.map_or_else(|| f.info.roles.clone(), <[String]>::to_vec);
+        let mut unsuppressed = false;
         for r in &which {
-            f.suppressed.remove(r);
+            unsuppressed |= f.suppressed.remove(r);
         }
-        for agent in &mut self.agents {
+        if unsuppressed {
+            // It wants offers again: every agent with something free may serve it.
+            self.dirty.full = true;
+        }
+        for (ai, agent) in self.agents.iter_mut().enumerate() {
+            let before = agent.filters.len();
             agent
                 .filters
                 .retain(|flt| &flt.fw != id || !which.contains(&flt.role));
+            let mut changed = agent.filters.len() != before;
             for s in agent.inverse.iter_mut().filter(|s| &s.fw == id) {
+                changed |= s.until.is_some();
                 s.until = None;
+            }
+            if changed && !agent.dirty {
+                agent.dirty = true;
+                self.dirty.agents.push(ai);
             }
         }
     }
@@ -283,11 +325,15 @@ impl Allocator {
         if released.is_empty() || !self.frameworks.contains_key(fw) {
             return;
         }
+        let until = now.saturating_add(d);
+        self.dirty
+            .expiries
+            .push(std::cmp::Reverse((until, agent.clone())));
         self.agents[ai].filters.push(Filter {
             fw: fw.clone(),
             role: role.to_string(),
             refused: released,
-            until: now.saturating_add(d),
+            until,
         });
     }
 
@@ -296,6 +342,7 @@ impl Allocator {
         validate_role(role)?;
         validate_weight(role, weight)?;
         self.roles.ensure(role).weight = Some(weight);
+        self.mark_all_dirty();
         Ok(())
     }
 
@@ -341,6 +388,7 @@ impl Allocator {
             self.names.intern(name);
         }
         self.roles.ensure(role).quota = Some(q);
+        self.mark_all_dirty();
         Ok(())
     }
 
@@ -349,6 +397,7 @@ impl Allocator {
         if let Some(n) = self.roles.nodes.get_mut(role) {
             n.quota = None;
         }
+        self.mark_all_dirty();
     }
 
     /// Known roles (with frameworks, reservations, allocation, quota or a weight), by name.
@@ -380,6 +429,12 @@ impl Allocator {
                 }
             })
             .collect()
+    }
+
+    /// How many agents the last cycle walked (all active ones for a full cycle, the changed
+    /// ones for [`Allocator::allocate_changed`]).
+    pub fn last_walked(&self) -> usize {
+        self.last_walked
     }
 
     /// Total resources of all registered agents.

@@ -19,8 +19,64 @@ use std::time::Duration;
 impl Allocator {
     /// Runs one allocation cycle over all agents (`agents = None`) or the listed ones, and
     /// returns the grants (already counted as allocated) and the inverse offers to send.
+    /// The walked agents leave the changed-agents set (a full cycle empties it).
     pub fn allocate(&mut self, now: Duration, agents: Option<&[AgentId]>) -> Cycle {
         let candidates = self.candidates(agents);
+        if agents.is_none() {
+            self.clear_dirty(now);
+        } else {
+            for &ai in &candidates {
+                self.agents[ai].dirty = false;
+            }
+            let agents = &self.agents;
+            self.dirty.agents.retain(|&ai| agents[ai].dirty);
+        }
+        self.run_cycle(now, candidates)
+    }
+
+    /// Runs one allocation cycle over the agents that changed since the last cycle (see
+    /// `dirty.rs`): resources released, agent added or activated, a filter removed or expired,
+    /// a reservation or maintenance change. When the demand side changed (a framework added,
+    /// activated or un-suppressed, a weight or quota set) it walks every agent, as
+    /// [`Allocator::allocate`] with `None` does. Cheap when little changed: the master runs it
+    /// after every burst of events and a full cycle on its periodic tick (fairness, quota
+    /// headroom freed elsewhere).
+    pub fn allocate_changed(&mut self, now: Duration) -> Cycle {
+        if self.dirty.full {
+            return self.allocate(now, None);
+        }
+        for id in self.dirty.expired(now) {
+            if let Some(&ai) = self.agent_index.get(&id) {
+                self.mark_dirty(ai);
+            }
+        }
+        let mut list = std::mem::take(&mut self.dirty.agents);
+        for &ai in &list {
+            self.agents[ai].dirty = false;
+        }
+        list.sort_unstable();
+        list.retain(|&ai| self.agents[ai].active);
+        self.run_cycle(now, list)
+    }
+
+    /// Whether the next [`Allocator::allocate_changed`] has anything to walk (ignoring filter
+    /// expiry): some agent changed or a full walk is pending.
+    pub fn has_changes(&self) -> bool {
+        self.dirty.full || !self.dirty.agents.is_empty()
+    }
+
+    /// Empties the changed-agents set (every agent is about to be walked).
+    fn clear_dirty(&mut self, now: Duration) {
+        self.dirty.full = false;
+        for ai in std::mem::take(&mut self.dirty.agents) {
+            self.agents[ai].dirty = false;
+        }
+        // Filters expiring by now are seen by this walk.
+        self.dirty.expired(now);
+    }
+
+    fn run_cycle(&mut self, now: Duration, candidates: Vec<usize>) -> Cycle {
+        self.last_walked = candidates.len();
         let mut order = self.build_order();
         let mut headroom = self.headroom();
         let mut offers = Vec::with_capacity(candidates.len());

@@ -14,6 +14,7 @@ mod agents;
 mod allocator;
 mod chop;
 mod cycle;
+mod dirty;
 mod ops;
 mod qty;
 mod resource_op;
@@ -31,6 +32,9 @@ pub use types::{
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod dirty_tests;
 
 #[cfg(test)]
 mod proptests;

@@ -34,6 +34,7 @@ impl Allocator {
             a.available = avail.plus(to);
             self.count_free(from, -1);
             self.count_free(to, 1);
+            self.mark_dirty(ai);
         }
     }
 
@@ -43,6 +44,7 @@ impl Allocator {
             let a = &mut self.agents[ai];
             a.unavailability = u;
             a.inverse.clear();
+            self.mark_dirty(ai);
         }
     }
 
@@ -63,5 +65,7 @@ impl Allocator {
         s.outstanding = false;
         s.accepted = accept;
         s.until = refuse.map(|d| now.saturating_add(d));
+        // Asked again at the next cycle (no refusal) or at the next full one.
+        self.mark_dirty(ai);
     }
 }

@@ -5,8 +5,12 @@
 //! ```text
 //!  agent (re)registers ─▶ add_agent(used)        framework subscribes ─▶ add/activate_framework
 //!  decline / unused part of accept ─▶ recover(refuse)   task ends / offer rescinded ─▶ recover
-//!  Core::allocate() (coalesced) ─▶ run_allocation ─▶ Allocator::allocate ─▶ OFFERS per framework
+//!  Core::allocate() (coalesced) ─▶ run_allocation ─▶ Allocator::allocate_changed ─▶ OFFERS
+//!  periodic tick ─▶ run_allocation(full) ─▶ Allocator::allocate (every agent)
 //! ```
+//!
+//! The coalesced runs walk only the agents whose free resources or eligibility changed (the
+//! allocator keeps that set); the tick's full cycle keeps DRF fairness over the whole cluster.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -144,10 +148,18 @@ impl Core {
         self.alloc.recover(agent, fw, role, resources, refuse, t);
     }
 
-    /// Offer what the allocator grants to the frameworks that want it.
-    pub(crate) fn run_allocation(&mut self, now: Instant) {
+    /// Offer what the allocator grants to the frameworks that want it: a full cycle over every
+    /// agent when `full` (the periodic tick: DRF order over the whole cluster, expired filters,
+    /// quota headroom), else a cycle over the agents that changed since the last one.
+    pub(crate) fn run_allocation(&mut self, now: Instant, full: bool) {
         let t = self.alloc_now(now);
-        let cycle = meseta_phases::timed(Phase::AllocatorCycle, || self.alloc.allocate(t, None));
+        let cycle = meseta_phases::timed(Phase::AllocatorCycle, || {
+            if full {
+                self.alloc.allocate(t, None)
+            } else {
+                self.alloc.allocate_changed(t)
+            }
+        });
         let _offers = meseta_phases::time(Phase::Offers);
         let mut batches: HashMap<FrameworkId, Vec<Offer>> = HashMap::new();
         for grant in cycle.offers {

@@ -602,7 +602,7 @@ impl Core {
             self.teardown(id);
         }
         self.expire_offers(now);
-        self.run_allocation(now);
+        self.run_allocation(now, true);
         expired
     }
 

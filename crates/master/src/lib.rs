@@ -177,7 +177,7 @@ impl Master {
                     // Let a burst (accepts, declines, finished tasks) gather, but never more than
                     // ALLOCATION_BATCH after the first request.
                     tokio::time::sleep(ALLOCATION_BATCH).await;
-                    self.core().run_allocation(tokio::time::Instant::now());
+                    self.core().run_allocation(tokio::time::Instant::now(), false);
                     continue;
                 }
                 _ = interval.tick() => {}

@@ -125,6 +125,10 @@ pub struct Engine {
     pub(crate) pods: BTreeMap<String, PodState>,
     /// Hostname, attributes and fault domain of agents seen in offers (for constraints).
     pub(crate) agents: HashMap<String, place::AgentInfo>,
+    /// App id → how many of its instances wait for an offer ([`Instance::needs_launch`]),
+    /// only apps with some; kept in step with every change of an instance's goal or task (see
+    /// [`note_waiting`]), so placement and `wants_offers` look at these apps only.
+    pub(crate) waiting: BTreeMap<String, usize>,
     id_seed: u128,
     id_counter: u64,
     last_version_ms: i64,
@@ -166,8 +170,18 @@ impl Engine {
         for d in deployments {
             e.deployments.insert(d.id.clone(), d);
         }
+        e.waiting = e.count_waiting();
         e.trim_waiting();
         e
+    }
+
+    /// The waiting counts recomputed from the instance table.
+    pub(crate) fn count_waiting(&self) -> BTreeMap<String, usize> {
+        self.instances
+            .iter()
+            .map(|(app, m)| (app.clone(), m.values().filter(|i| i.needs_launch()).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// Forget never-launched instances past [`MAX_WAITING`] per app (records written before
@@ -190,6 +204,12 @@ impl Engine {
 
     /// Take the side effects accumulated since the last call.
     pub fn take_outputs(&mut self) -> Outputs {
+        #[cfg(test)]
+        assert_eq!(
+            self.waiting,
+            self.count_waiting(),
+            "waiting counts out of step"
+        );
         std::mem::take(&mut self.out)
     }
 
@@ -297,6 +317,7 @@ impl Engine {
     /// Forget an app's instance table and safe id.
     pub(crate) fn remove_app_id(&mut self, app: &App) {
         self.instances.remove(&app.id);
+        self.waiting.remove(&app.id);
         let safe = app.safe_id();
         if let Some(ids) = self.safe_ids.get_mut(&safe) {
             ids.retain(|a| *a != app.id);
@@ -350,22 +371,22 @@ impl Engine {
     /// True when some instance waits for an offer.
     pub fn wants_offers(&self, now: f64) -> bool {
         self.pods_want_offers(now)
-            || self.apps.iter().any(|(id, a)| {
-                !a.deleted
-                    && a.backoff.until <= now
-                    && self.instances_of(id).any(Instance::needs_launch)
-            })
+            || self
+                .waiting_apps()
+                .any(|(_, a)| !a.deleted && a.backoff.until <= now)
+    }
+
+    /// Apps with instances waiting for an offer, by id.
+    pub(crate) fn waiting_apps(&self) -> impl Iterator<Item = (&String, &AppState)> {
+        self.waiting
+            .keys()
+            .filter_map(|id| self.apps.get_key_value(id))
     }
 
     /// Earliest time a backed-off app may launch again (for the shell's timer).
     pub fn next_backoff_end(&self, now: f64) -> Option<f64> {
-        self.apps
-            .iter()
-            .filter(|(id, a)| {
-                !a.deleted
-                    && a.backoff.until > now
-                    && self.instances_of(id).any(Instance::needs_launch)
-            })
+        self.waiting_apps()
+            .filter(|(_, a)| !a.deleted && a.backoff.until > now)
             .map(|(_, a)| a.backoff.until)
             .chain(self.pods_next_backoff_end(now))
             .reduce(f64::min)
@@ -434,7 +455,9 @@ impl Engine {
         self.out.instances.remove(&key);
         self.out.forget_instances.insert(key);
         if let Some(m) = self.instances.get_mut(app) {
-            m.remove(inst);
+            if let Some(i) = m.remove(inst) {
+                note_waiting(&mut self.waiting, app, i.needs_launch(), false);
+            }
         }
     }
 
@@ -454,6 +477,23 @@ impl Engine {
             m.insert("timestamp".into(), Value::String(marathon_ts(now)));
         }
         self.out.events.push(body);
+    }
+}
+
+/// Counts a change of one instance of `app` from waiting (`was`) to waiting (`is`) in
+/// [`Engine::waiting`]. Every change of an instance's goal, state or task goes through it.
+pub(crate) fn note_waiting(waiting: &mut BTreeMap<String, usize>, app: &str, was: bool, is: bool) {
+    match (was, is) {
+        (false, true) => *waiting.entry(app.to_owned()).or_default() += 1,
+        (true, false) => {
+            if let Some(n) = waiting.get_mut(app) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    waiting.remove(app);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

@@ -122,8 +122,7 @@ impl Engine {
         now: f64,
     ) {
         let waiting: Vec<(String, Vec<Arc<str>>)> = self
-            .apps
-            .iter()
+            .waiting_apps()
             .filter(|(_, a)| !a.deleted && a.backoff.until <= now)
             .map(|(id, _)| {
                 let w: Vec<Arc<str>> = self
@@ -291,8 +290,10 @@ impl Engine {
     ) -> Option<TaskInfo> {
         let strings = &mut self.strings;
         let i = self.instances.get_mut(app_id)?.get_mut(inst_id)?;
+        let was_waiting = i.needs_launch();
         let task_id = i.next_task();
         i.state = Some(meseta_types::TaskState::Staging);
+        super::note_waiting(&mut self.waiting, app_id, was_waiting, i.needs_launch());
         i.agent_id = Some(strings.intern(agent.as_str()));
         i.host = Some(strings.intern(host));
         i.ports = ports.into();

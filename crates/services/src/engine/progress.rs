@@ -266,6 +266,7 @@ impl Engine {
         let safe = st.app.safe_id();
         let id: Arc<str> = Arc::from(format!("{safe}.instance-{}", self.new_uuid()));
         let inst = Instance::waiting(Arc::clone(&id), version, cfg, canary, ready);
+        super::note_waiting(&mut self.waiting, app, false, inst.needs_launch());
         self.instances
             .entry(app.to_owned())
             .or_default()

@@ -453,7 +453,9 @@ impl Engine {
         let Some(i) = self.instances.get_mut(app).and_then(|m| m.get_mut(inst)) else {
             return;
         };
+        let was_waiting = i.needs_launch();
         i.goal = Goal::Decommissioned;
+        super::note_waiting(&mut self.waiting, app, was_waiting, i.needs_launch());
         if i.active() {
             let t = i.task_id().unwrap_or_default();
             let agent = i.agent_id.as_deref().map(str::to_owned);

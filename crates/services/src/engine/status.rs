@@ -48,7 +48,9 @@ impl Engine {
         }
         let prev_state = i.state;
         let prev_health = i.healthy;
+        let was_waiting = i.needs_launch();
         i.state = Some(s.state);
+        super::note_waiting(&mut self.waiting, &app, was_waiting, i.needs_launch());
         if let Some(a) = &s.agent_id {
             if i.agent_id.as_deref() != Some(a.as_str()) {
                 i.agent_id = Some(strings.intern(a.as_str()));

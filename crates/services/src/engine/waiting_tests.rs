@@ -142,3 +142,56 @@ fn a_docker_app_waits_for_an_agent_with_docker_and_queue_says_why() {
         "the image's own command: {cmd:?}"
     );
 }
+
+fn waiting_of(e: &Engine, app: &str) -> usize {
+    e.waiting.get(app).copied().unwrap_or(0)
+}
+
+#[test]
+fn waiting_counts_follow_placement_failure_backoff_and_scale_down() {
+    let mut e = Engine::new(6);
+    let web = |n: u32| {
+        app(
+            json!({"id": "web", "cmd": "sleep 100", "cpus": 1, "mem": 32, "disk": 0,
+                   "portDefinitions": [], "instances": n}),
+        )
+    };
+    e.put_app(web(3), 1.0, false, true).expect("create");
+    e.tick(1.0);
+    assert_eq!(waiting_of(&e, "/web"), 3);
+    assert!(e.wants_offers(1.0));
+    // Two fit: one still waits.
+    let launches = e.offers(&[offer(1, "cpus:2;mem:1024;disk:10")], 2.0);
+    let tasks: Vec<String> = launches
+        .iter()
+        .flat_map(|l| l.tasks.iter().map(|t| t.task_id.as_str().to_owned()))
+        .collect();
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(waiting_of(&e, "/web"), 1);
+    assert_eq!(e.waiting, e.count_waiting());
+    for t in &tasks {
+        e.on_status(
+            &TaskStatus::new(IdValue::new(t), TaskState::Running, 0.0),
+            3.0,
+        );
+    }
+    assert_eq!(waiting_of(&e, "/web"), 1);
+    // A failed task waits again, behind the app's backoff.
+    e.on_status(
+        &TaskStatus::new(IdValue::new(&tasks[0]), TaskState::Failed, 0.0),
+        4.0,
+    );
+    assert_eq!(waiting_of(&e, "/web"), 2);
+    assert_eq!(e.waiting, e.count_waiting());
+    assert!(!e.wants_offers(4.0), "backed off");
+    let end = e.next_backoff_end(4.0).expect("a backoff end");
+    assert!(e.wants_offers(end));
+    // Scaling to zero decommissions everything: nothing waits.
+    e.put_app(web(0), 5.0, true, false).expect("scale");
+    e.tick(5.0);
+    assert_eq!(waiting_of(&e, "/web"), 0);
+    assert!(!e.wants_offers(100.0));
+    assert!(e.next_backoff_end(5.0).is_none());
+    assert_eq!(e.waiting, e.count_waiting());
+    e.take_outputs();
+}
