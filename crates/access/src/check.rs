@@ -170,7 +170,17 @@ pub(crate) async fn check(
             filter_body(resp, kind, grants).await
         };
     }
-    if !matches!(method, Method::GET | Method::HEAD) && !facts.routine {
+    let refused = matches!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    );
+    if refused {
+        // A refusal by the endpoint itself (an agent without its client certificate or join
+        // token, a framework's bad call): audited with the endpoint's own words, GETs too.
+        let (r, why) = refusal_message(resp).await;
+        resp = r;
+        edge.audit.record(facts.entry(resp.status(), Some(why)));
+    } else if !matches!(method, Method::GET | Method::HEAD) && !facts.routine {
         edge.audit.record(facts.entry(resp.status(), None));
     }
     if deletion.is_some() && resp.status().is_success() && !facts.accessor.is_empty() {
@@ -499,6 +509,31 @@ async fn answered_version(resp: Response) -> (Response, Option<String>) {
         .ok()
         .and_then(|v| v.get("version")?.as_str().map(str::to_string));
     (Response::from_parts(parts, Body::from(bytes)), version)
+}
+
+/// Largest refusal read for its message.
+const REFUSAL_LIMIT: usize = 64 * 1024;
+
+/// What a refusal says: its JSON `message`, or its text (at most 200 characters), and the
+/// refusal put back together.
+async fn refusal_message(resp: Response) -> (Response, String) {
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, REFUSAL_LIMIT).await else {
+        return (
+            Response::from_parts(parts, Body::empty()),
+            "refused by the endpoint".to_string(),
+        );
+    };
+    let why = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+    let why = if why.trim().is_empty() {
+        "refused by the endpoint".to_string()
+    } else {
+        why
+    };
+    (Response::from_parts(parts, Body::from(bytes)), why)
 }
 
 /// The bulk-delete guard: refused without `?confirm=true`, and without an admin grant on what

@@ -258,5 +258,37 @@ fn tls_cluster_with_mutual_tls_and_join_token() {
         vec!["good".to_string()],
         "only the good agent registers"
     );
+    // Each refusal is in the audit log, in the master's own words.
+    let out = meseta(&[
+        "--master",
+        &url,
+        "--ca-cert",
+        p(&ca),
+        "audit",
+        "--limit",
+        "500",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).expect("audit JSON");
+    let refused = |status: u64, words: &str| {
+        audit.as_array().into_iter().flatten().any(|e| {
+            e["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/api/meseta/v1/agent"))
+                && e["status"] == status
+                && e["denied"].as_str().is_some_and(|d| d.contains(words))
+        })
+    };
+    assert!(
+        refused(403, "client certificate"),
+        "no certificate: {audit}"
+    );
+    assert!(refused(403, "wrong join token"), "wrong token: {audit}");
+    assert!(refused(401, "join token"), "no token: {audit}");
     drop(good);
 }
