@@ -42,8 +42,8 @@
 //!                 name: format!("t{i}"), task_id: IdValue::new(format!("t{i}")),
 //!                 agent_id: Some(o.agent_id.clone()),
 //!                 resources: Resources::parse("cpus:0.01;mem:8").expect("literal"),
-//!                 command: Some(CommandInfo { shell: true, value: Some("true".into()),
-//!                     arguments: None, environment: None, user: None, uris: None }),
+//!                 command: Some(CommandInfo { value: Some("true".into()),
+//!                     ..CommandInfo::default() }),
 //!                 ..TaskInfo::default()
 //!             }).collect();
 //!             self.launched = self.n;
