@@ -531,7 +531,7 @@ async fn measure(
     tokio::time::sleep(SETTLE).await;
     master.check_alive()?;
     let before = master_rss(master)?;
-    let phases_before = phase_metrics(&master.url).await;
+    let phases_before = phase_metrics(&master.client).await;
     let counter = EventCounter::start(&master.client, total).await;
     if let Err(e) = &counter {
         eprintln!("no event stream ({e:#}); timing by polling /v2/apps");
@@ -582,7 +582,7 @@ async fn measure(
         tokio::time::sleep(TICK).await;
     };
     let all_running = master_rss(master)?;
-    let phases_after = phase_metrics(&master.url).await;
+    let phases_after = phase_metrics(&master.client).await;
     tokio::time::sleep(SETTLE_LOADED).await;
     master.check_alive()?;
     let rss = Rss {
@@ -601,10 +601,8 @@ async fn measure(
 }
 
 /// The master's `/metrics/snapshot` (phase timers among them), or `None` when unreadable.
-async fn phase_metrics(master: &str) -> Option<std::collections::HashMap<String, f64>> {
-    let url = format!("{master}/metrics/snapshot");
-    let r = reqwest::get(&url).await.ok()?.error_for_status().ok()?;
-    r.json().await.ok()
+async fn phase_metrics(master: &MasterClient) -> Option<std::collections::HashMap<String, f64>> {
+    master.get_path_as("/metrics/snapshot").await.ok()
 }
 
 pub(crate) fn master_rss(master: &MasterProcess) -> anyhow::Result<u64> {
