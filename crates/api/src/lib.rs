@@ -29,4 +29,5 @@ pub mod marathon;
 pub mod operator;
 pub mod recordio;
 pub mod scheduler;
+pub mod secret_path;
 pub mod state;

@@ -13,11 +13,10 @@
 #![forbid(unsafe_code)]
 
 mod key;
-mod path;
 mod registry;
 mod seal;
 
 pub use key::{KeyError, SecretKey, KEY_ENV};
-pub use path::{validate_path, PathError};
+pub use meseta_api::secret_path::{validate_path, PathError};
 pub use registry::{Meta, Record, SecretError, Secrets, PREFIX};
 pub use seal::{open, seal, OpenError, Sealed};

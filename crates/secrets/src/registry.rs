@@ -11,8 +11,8 @@ use meseta_store::{Compare, Op, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::key::SecretKey;
-use crate::path::{validate_path, PathError};
 use crate::seal::{open, seal, OpenError, Sealed};
+use meseta_api::secret_path::{validate_path, PathError};
 
 /// Where secret records live: `/meseta/secrets/team-a/db/password`.
 pub const PREFIX: &str = "/meseta/secrets";

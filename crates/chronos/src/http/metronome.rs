@@ -227,7 +227,7 @@ fn to_chronos(
     for (name, v) in &j.run.secrets {
         match v.get("source").and_then(Value::as_str) {
             Some(src) => {
-                if let Err(e) = secret_path_problem(src) {
+                if let Err(e) = meseta_api::secret_path::source_problem(src) {
                     errs.push((format!("/run/secrets/{name}/source"), e));
                 }
             }
@@ -609,27 +609,6 @@ async fn add_schedule(State(m): State<Chronos>, Path(id): Path<String>, body: By
             (StatusCode::CREATED, Json(out)).into_response()
         }
         Err(e) => error_response(&id, e),
-    }
-}
-
-/// A secret path: absolute, segments of letters, digits, `-`, `_` and `.` (not `.`/`..`).
-fn secret_path_problem(src: &str) -> Result<(), String> {
-    let ok = src.starts_with('/')
-        && src.len() <= 256
-        && src[1..].split('/').all(|s| {
-            !s.is_empty()
-                && s != "."
-                && s != ".."
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{src:?} is not a secret path (like /team-a/db/password: '/'-separated letters, \
-             digits, '-', '_', '.')"
-        ))
     }
 }
 

@@ -263,7 +263,7 @@ pub(super) fn secrets(def: &AppDefinition, errs: &mut Errors) {
     for (name, v) in &secrets {
         match v.get("source").and_then(Value::as_str) {
             Some(src) => {
-                if let Err(e) = crate::secrets::valid_source(src) {
+                if let Err(e) = meseta_api::secret_path::source_problem(src) {
                     errs.add(format!("/secrets({name})/source"), e);
                 }
             }

@@ -1,4 +1,6 @@
-//! Secret paths: `/team-a/db/password`, segments of letters, digits, `-`, `_` and `.`.
+//! Secret paths: `/team-a/db/password`, segments of letters, digits, `-`, `_` and `.`. One rule
+//! for the secret store (`meseta-secrets`) and for the definitions that name secrets (Marathon
+//! apps, Metronome jobs).
 
 /// Why a path is not a valid secret path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,9 +47,28 @@ pub fn validate_path(path: &str) -> Result<(), PathError> {
     Ok(())
 }
 
+/// [`validate_path`] as a definition's validation reports it: the source a Marathon app or a
+/// Metronome job names, with an example of a valid one.
+pub fn source_problem(src: &str) -> Result<(), String> {
+    validate_path(src).map_err(|_| {
+        format!(
+            "{src:?} is not a secret path (like /team-a/db/password: '/'-separated letters, \
+             digits, '-', '_', '.')"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::validate_path;
+    use super::{source_problem, validate_path};
+
+    #[test]
+    fn sources_name_the_rule() {
+        assert!(source_problem("/a/b").is_ok());
+        assert!(source_problem("a/b").is_err());
+        let e = source_problem("/a/../b").expect_err("'..' is refused");
+        assert!(e.contains("is not a secret path"), "{e}");
+    }
 
     #[test]
     fn paths() {
