@@ -60,6 +60,18 @@ impl Engine {
         self.pods.get(id).filter(|p| !p.deleted)
     }
 
+    /// Pod `id` for a change: unknown → `UnknownPod`; held by a deployment → `Locked` unless
+    /// `force`.
+    fn pod_to_change(&self, id: &str, force: bool) -> Result<&PodState, EngineError> {
+        let ps = self
+            .pod(id)
+            .ok_or_else(|| EngineError::UnknownPod(id.to_owned()))?;
+        match &ps.deployment {
+            Some(d) if !force => Err(EngineError::Locked(vec![d.id.clone()])),
+            _ => Ok(ps),
+        }
+    }
+
     /// Any pod record, removed ones included (for persistence).
     pub fn pod_record(&self, id: &str) -> Option<&PodState> {
         self.pods.get(id)
@@ -235,14 +247,7 @@ impl Engine {
         force: bool,
         now: f64,
     ) -> Result<PodChange, EngineError> {
-        let ps = self
-            .pod(id)
-            .ok_or_else(|| EngineError::UnknownPod(id.to_owned()))?;
-        if let Some(d) = &ps.deployment {
-            if !force {
-                return Err(EngineError::Locked(vec![d.id.clone()]));
-            }
-        }
+        let ps = self.pod_to_change(id, force)?;
         let old = ps.pod.clone();
         let mut pod = old.clone();
         pod.version = Some(self.new_version(now));
@@ -261,14 +266,7 @@ impl Engine {
         force: bool,
         now: f64,
     ) -> Result<DeploymentResult, EngineError> {
-        let ps = self
-            .pod(id)
-            .ok_or_else(|| EngineError::UnknownPod(id.to_owned()))?;
-        if let Some(d) = &ps.deployment {
-            if !force {
-                return Err(EngineError::Locked(vec![d.id.clone()]));
-            }
-        }
+        let ps = self.pod_to_change(id, force)?;
         let original = Some(ps.pod.clone());
         let pod = ps.pod.clone();
         let r = self.start_pod_deployment(id, pod, "StopPod", original, now);
