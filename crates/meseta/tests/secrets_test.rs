@@ -45,17 +45,8 @@ fn call(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, String) {
-    let client = reqwest::blocking::Client::new();
-    let mut req = client.request(m, format!("{}{path}", c.url()));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    let resp = req.send().expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.text().unwrap_or_default())
+    let (status, _, text) = c.call_text(m, path, token, body);
+    (status, text)
 }
 
 fn json_of(text: &str) -> Value {

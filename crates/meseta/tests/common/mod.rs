@@ -303,20 +303,35 @@ impl Cluster {
 
     /// Sends `method path` to the master with an optional JSON body.
     pub fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Reply {
+        let (status, headers, text) = self.call_text(method, path, None, body);
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Sends `method path` with a bearer `token` (if any) and a JSON body (if any); the status,
+    /// headers and the body as text.
+    pub fn call_text(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
         let client = reqwest::blocking::Client::new();
         let mut req = client.request(method, format!("{}{path}", self.url()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }
         let resp = req.send().expect("request");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let text = resp.text().unwrap_or_default();
-        Reply {
-            status,
-            headers,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        }
+        (status, headers, resp.text().unwrap_or_default())
     }
 
     pub fn get(&self, path: &str) -> Option<Value> {
