@@ -21,40 +21,53 @@ pub const TARGET_ACL_RATIO: f64 = 0.9;
 /// Bootstraps ACLs on `master` (started with `--acl`) and makes its client carry a token of a
 /// policy granting write on all apps and read on the operator endpoints.
 pub(crate) async fn enable(master: &mut MasterProcess) -> anyhow::Result<()> {
-    let ca = master.ca.clone();
-    let client =
-        |token: Option<&str>| MasterClient::with_options(master.url.clone(), token, ca.as_deref());
-    let anon = client(None)?;
-    let boot = anon
-        .call_json(Method::POST, "/api/meseta/v1/acl/bootstrap", None, &[201])
-        .await
-        .context("bootstrapping ACLs")?;
-    let admin_secret = boot["secret"].as_str().context("no bootstrap secret")?;
-    let admin = client(Some(admin_secret))?;
     let policy = json!({"name": "bench", "rules": [
         {"resource": "apps", "prefix": "/", "access": "write"},
         {"resource": "operator", "prefix": "*", "access": "read"}]});
+    let ca = master.ca.clone();
+    let secret = scoped_token(&master.url, ca.as_deref(), &policy).await?;
+    master.client = MasterClient::with_options(master.url.clone(), Some(&secret), ca.as_deref())?;
+    Ok(())
+}
+
+/// Bootstraps ACLs on the master at `url` (trusting `ca` for `https`), applies `policy` and
+/// returns the secret of a new token of that policy alone.
+pub(crate) async fn scoped_token(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    policy: &serde_json::Value,
+) -> anyhow::Result<String> {
+    let client = |token: Option<&str>| MasterClient::with_options(url.to_string(), token, ca);
+    let boot = client(None)?
+        .call_json(Method::POST, "/api/meseta/v1/acl/bootstrap", None, &[201])
+        .await
+        .context("bootstrapping ACLs")?;
+    let admin = client(Some(
+        boot["secret"].as_str().context("no bootstrap secret")?,
+    ))?;
+    let name = policy["name"].as_str().context("the policy has no name")?;
     admin
         .call_json(
             Method::POST,
             "/api/meseta/v1/acl/policies",
-            Some(&policy),
+            Some(policy),
             &[200],
         )
         .await
-        .context("applying the bench policy")?;
+        .with_context(|| format!("applying the {name} policy"))?;
     let token = admin
         .call_json(
             Method::POST,
             "/api/meseta/v1/acl/tokens",
-            Some(&json!({"policies": ["bench"]})),
+            Some(&json!({"policies": [name]})),
             &[201],
         )
         .await
-        .context("creating the bench token")?;
-    let secret = token["secret"].as_str().context("no token secret")?;
-    master.client = client(Some(secret))?;
-    Ok(())
+        .with_context(|| format!("creating a {name} token"))?;
+    Ok(token["secret"]
+        .as_str()
+        .context("no token secret")?
+        .to_string())
 }
 
 /// The off/on comparison.

@@ -142,14 +142,7 @@ impl MasterProcess {
     /// Starts the master serving HTTPS (and `wss` to agents) with a certificate of a CA made
     /// in `<dir>/tls`, plus `extra` flags; its client trusts that CA.
     pub(super) async fn start_tls(dir: &Path, extra: &[&str]) -> anyhow::Result<MasterProcess> {
-        let tls = dir.join("tls");
-        let ca = meseta_tls::dev::make_ca(&tls).context("making a CA")?;
-        let req = meseta_tls::dev::CertRequest {
-            name: "master".into(),
-            ips: vec![std::net::IpAddr::from([127, 0, 0, 1])],
-            ..Default::default()
-        };
-        let (cert, key) = meseta_tls::dev::make_cert(&tls, &req, &tls).context("a certificate")?;
+        let (ca, cert, key) = loopback_certificate(&dir.join("tls"))?;
         let data = mkdir(dir, "master")?;
         let listen = format!("127.0.0.1:{}", free_port()?);
         let url = format!("https://{listen}");
@@ -447,6 +440,19 @@ where
         "{what} not ready within {STARTUP_TIMEOUT:?}; the log ends with:\n{}",
         log_tail(&proc_.log)
     )
+}
+
+/// A CA made in `dir` and a certificate it signed for a master on 127.0.0.1: the CA's
+/// certificate, then the master's certificate and key (all PEM files in `dir`).
+pub(super) fn loopback_certificate(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let ca = meseta_tls::dev::make_ca(dir).context("making a CA")?;
+    let req = meseta_tls::dev::CertRequest {
+        name: "master".into(),
+        ips: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+        ..Default::default()
+    };
+    let (cert, key) = meseta_tls::dev::make_cert(dir, &req, dir).context("a certificate")?;
+    Ok((ca, cert, key))
 }
 
 fn mkdir(root: &Path, name: &str) -> anyhow::Result<String> {

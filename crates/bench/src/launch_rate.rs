@@ -340,14 +340,7 @@ impl Bed {
                 .prefix("meseta-bench-tls-")
                 .tempdir()
                 .context("cannot create a temporary directory")?;
-            let ca = meseta_tls::dev::make_ca(dir.path()).context("making a CA")?;
-            let req = meseta_tls::dev::CertRequest {
-                name: "master".into(),
-                ips: vec![std::net::IpAddr::from([127, 0, 0, 1])],
-                ..Default::default()
-            };
-            let (cert, key) = meseta_tls::dev::make_cert(dir.path(), &req, dir.path())
-                .context("a certificate")?;
+            let (ca, cert, key) = crate::cluster::loopback_certificate(dir.path())?;
             cfg.tls = Some(meseta_tls::ServerTls {
                 cert,
                 key,
@@ -414,43 +407,13 @@ impl Bed {
     }
 }
 
-/// Bootstraps ACLs on the master at `url` and returns the secret of a token whose policy lets
-/// a framework register (any role) and run tasks as the current user, as a team's framework
-/// token would.
+/// A token whose policy lets a framework register (any role) and run tasks as the current
+/// user, as a team's framework token would, on the master at `url` (ACLs bootstrapped here).
 async fn framework_token(url: &str, ca: Option<&std::path::Path>) -> anyhow::Result<String> {
-    use reqwest::Method;
-    let anon = MasterClient::with_options(url.to_string(), None, ca)?;
-    let boot = anon
-        .call_json(Method::POST, "/api/meseta/v1/acl/bootstrap", None, &[201])
-        .await
-        .context("bootstrapping ACLs")?;
-    let admin_secret = boot["secret"].as_str().context("no bootstrap secret")?;
-    let admin = MasterClient::with_options(url.to_string(), Some(admin_secret), ca)?;
     let policy = serde_json::json!({"name": "launch-rate", "rules": [
         {"resource": "roles", "prefix": "*", "access": "write"},
         {"resource": "users", "prefix": meseta_cli::current_user(), "access": "write"}]});
-    admin
-        .call_json(
-            Method::POST,
-            "/api/meseta/v1/acl/policies",
-            Some(&policy),
-            &[200],
-        )
-        .await
-        .context("applying the framework policy")?;
-    let token = admin
-        .call_json(
-            Method::POST,
-            "/api/meseta/v1/acl/tokens",
-            Some(&serde_json::json!({"policies": ["launch-rate"]})),
-            &[201],
-        )
-        .await
-        .context("creating the framework token")?;
-    Ok(token["secret"]
-        .as_str()
-        .context("no token secret")?
-        .to_string())
+    crate::acl::scoped_token(url, ca, &policy).await
 }
 
 fn framework_info(name: &str) -> FrameworkInfo {
