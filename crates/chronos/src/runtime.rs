@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use jiff::Timestamp;
 use meseta_api::scheduler::{IdValue, Offer, ReconcileTask, TaskStatus};
-use meseta_framework::{Command, FrameworkSpec, Inbox, Scheduler};
+use meseta_framework::{Command, Commit, FrameworkSpec, Inbox, Scheduler};
 use meseta_jobs::job::JobSpec;
 use meseta_jobs::planner::{self, Planner, RunId, RunOutcome};
 use meseta_jobs::queue::{Deadlines, RunQueue};
@@ -65,6 +65,8 @@ pub(crate) struct Jobs {
     dirty: BTreeSet<String>,
     /// Jobs removed since the last write.
     forgotten: BTreeSet<String>,
+    /// The (changed, removed) jobs of each write not finished yet, oldest first.
+    writing: VecDeque<(BTreeSet<String>, BTreeSet<String>)>,
     /// When run bookkeeping was last written.
     last_flush: SystemTime,
 }
@@ -90,6 +92,7 @@ impl Jobs {
             deadlines: Deadlines::default(),
             dirty: BTreeSet::new(),
             forgotten: BTreeSet::new(),
+            writing: VecDeque::new(),
             last_flush: now,
         };
         let (launches, rest): (Vec<_>, Vec<_>) = cmds
@@ -102,7 +105,11 @@ impl Jobs {
         }
         // Not subscribed yet: what this would send has no connection to go to.
         let _ = jobs.apply(rest, now);
-        jobs.persist().await?;
+        if let Some(commit) = jobs.persist() {
+            let written = commit.await;
+            jobs.persisted(written.as_ref().map(|_| ()), now);
+            written?;
+        }
         Ok(jobs)
     }
 
@@ -275,21 +282,43 @@ impl Scheduler for Jobs {
         Vec::new()
     }
 
-    /// Write every job changed since the last write, in one transaction. On failure the jobs
-    /// stay marked, so the next write retries them.
-    async fn persist(&mut self) -> Result<(), StoreError> {
+    /// Every job changed since the last write, serialized now and written in the background
+    /// (in one transaction when it fits).
+    fn persist(&mut self) -> Option<Commit> {
         if self.dirty.is_empty() && self.forgotten.is_empty() {
-            return Ok(());
+            return None;
         }
-        let forgotten: Vec<String> = self.forgotten.iter().cloned().collect();
-        let save: Vec<(&JobSpec, &meseta_jobs::planner::JobState)> = self
-            .dirty
+        let dirty = std::mem::take(&mut self.dirty);
+        let forgotten = std::mem::take(&mut self.forgotten);
+        let gone: Vec<String> = forgotten.iter().cloned().collect();
+        let save: Vec<(&JobSpec, &meseta_jobs::planner::JobState)> = dirty
             .iter()
             .filter_map(|name| self.planner.job(name))
             .collect();
-        store::save_all(self.master.store(), &save, &forgotten).await?;
-        self.dirty.clear();
-        self.forgotten.clear();
-        Ok(())
+        let ops = store::encode(&save, &gone);
+        self.writing.push_back((dirty, forgotten));
+        let store = self.master.shared_store();
+        Some(Box::pin(
+            async move { store::write_ops(&*store, ops?).await },
+        ))
+    }
+
+    /// On failure the jobs of that write are marked again (unless changed the other way
+    /// since), so the next write retries them.
+    fn persisted(&mut self, outcome: Result<(), &StoreError>, _now: SystemTime) -> Vec<Command> {
+        let Some((dirty, forgotten)) = self.writing.pop_front() else {
+            return Vec::new();
+        };
+        if outcome.is_err() {
+            let again = dirty.into_iter().filter(|j| !self.forgotten.contains(j));
+            let again: Vec<String> = again.collect();
+            let gone: Vec<String> = forgotten
+                .into_iter()
+                .filter(|j| !self.dirty.contains(j))
+                .collect();
+            self.dirty.extend(again);
+            self.forgotten.extend(gone);
+        }
+        Vec::new()
     }
 }

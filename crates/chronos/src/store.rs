@@ -30,18 +30,18 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Vec<(JobSpec, JobState)>, 
     Ok(out)
 }
 
-/// Write and delete jobs: in one transaction when they fit in [`MAX_TXN_OPS`] writes and
+/// The writes and deletions of jobs, serialized now (so that [`write_ops`] needs nothing of
+/// the planner): written in one transaction when they fit in [`MAX_TXN_OPS`] writes and
 /// [`MAX_TXN_BYTES`] (etcd refuses more), else in several. Splitting is safe for each record:
 /// a job's record is the whole job and no write needs a compare, so a crash between two
 /// transactions leaves every record whole, from this flush or the previous one, and a failed
 /// flush is retried whole (puts and deletes are idempotent). Across records, fan-in counters
 /// live in the dependent job, so dependents are written before their parents: a crash in
 /// between can at worst run a dependent again, never lose the run a parent's success owes it.
-pub(crate) async fn save_all(
-    store: &dyn Store,
+pub(crate) fn encode(
     save: &[(&JobSpec, &JobState)],
     forget: &[String],
-) -> Result<(), StoreError> {
+) -> Result<Vec<Op>, StoreError> {
     #[derive(Serialize)]
     struct Borrowed<'a> {
         spec: &'a JobSpec,
@@ -64,6 +64,11 @@ pub(crate) async fn save_all(
             lease: None,
         });
     }
+    Ok(ops)
+}
+
+/// Writes [`encode`]'s operations in order, in transactions [`chunks`] bounds.
+pub(crate) async fn write_ops(store: &dyn Store, ops: Vec<Op>) -> Result<(), StoreError> {
     for chunk in chunks(ops) {
         store.txn(vec![], chunk, vec![]).await?;
     }
@@ -182,7 +187,9 @@ mod tests {
         let save: Vec<(&JobSpec, &JobState)> = specs.iter().map(|j| (j, &state)).collect();
         let forget = vec!["j5".to_string(), "gone".to_string()];
         let start = s.revision().await.expect("revision");
-        save_all(&s, &save, &forget).await.expect("save");
+        write_ops(&s, encode(&save, &forget).expect("encode"))
+            .await
+            .expect("save");
         let end = s.revision().await.expect("revision");
         // 1 delete (j5 is saved again, so only put) + 232 puts = 233 writes: 100 + 100 + 33.
         assert_eq!(end - start, 3);

@@ -8,8 +8,8 @@ use meseta_api::executor::ExecutorInfo;
 use meseta_api::scheduler::{IdValue, ReconcileTask, TaskInfo};
 use meseta_store::StoreError;
 
-/// Released once the round's other commands ran; told the outcome of the last
-/// [`Command::Persist`] before it (`Ok` when there was none).
+/// Released once the writes of its round are done; told the outcome of the write it waited for
+/// (`Ok` when there was none).
 pub type Reply = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
 
 /// One thing for the kit to do.
@@ -53,8 +53,9 @@ pub enum Command {
     Reconcile(Vec<ReconcileTask>),
     /// Agree to the maintenance windows of these inverse offers.
     AcceptInverseOffers(Vec<IdValue>),
-    /// Await [`Scheduler::persist`](crate::Scheduler::persist), then run the commands
-    /// [`Scheduler::persisted`](crate::Scheduler::persisted) returns.
+    /// Write the scheduler's changes ([`Scheduler::persist`](crate::Scheduler::persist)); the
+    /// commands after it, with those [`Scheduler::persisted`](crate::Scheduler::persisted)
+    /// returns first, run once the write is done.
     Persist,
     /// Publish an event to the handle's event stream (serialized only when someone listens).
     Publish {
@@ -63,7 +64,8 @@ pub enum Command {
         /// The event.
         data: serde_json::Value,
     },
-    /// Answer a request once everything else of this round is done (so after its writes).
+    /// Answer a request once the writes of its round are done (after a [`Command::Persist`] of
+    /// the same list: with that write's outcome).
     Reply(Reply),
 }
 

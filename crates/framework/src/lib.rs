@@ -17,9 +17,12 @@
 //! the scheduler wants; reconciles periodically; and after a master restart waits until every
 //! agent known before is back before it tells the scheduler which tasks the master knows.
 //! A scheduler implements [`Scheduler`]: callbacks get the input and the time and return
-//! [`Command`]s, which the kit executes in order. [`Command::Persist`] awaits
-//! [`Scheduler::persist`] before the commands after it (write-ahead: persist, then launch), and
-//! [`Command::Reply`]s are released only at the end of the round, after its writes.
+//! [`Command`]s, which the kit executes in order. [`Command::Persist`] takes the scheduler's
+//! changes as one [`Commit`] ([`Scheduler::persist`]) and holds the commands after it until that
+//! write is done (write-ahead: persist, then launch); [`Command::Reply`]s are released only
+//! after the writes of their round. One commit is written at a time while the scheduler goes on
+//! with the next rounds; their changes all go into the next commit (group commit), so a slow
+//! store (etcd's round trips) delays launches but does not stall the scheduler.
 //!
 //! A framework that launches `n` tasks and counts how they ended:
 //!
@@ -80,5 +83,5 @@ mod session;
 
 pub use command::{Command, Reply};
 pub use handle::{channel, Handle, Inbox, Published, Unavailable};
-pub use scheduler::{FrameworkSpec, Scheduler};
+pub use scheduler::{Commit, FrameworkSpec, Scheduler};
 pub use session::run;

@@ -1,8 +1,9 @@
-//! The [`Scheduler`] trait: what a framework on the kit implements. Every callback but
-//! [`Scheduler::persist`] is synchronous and pure with respect to the outside world: it gets the
-//! input and the time, changes the scheduler's own state, and returns [`Command`]s.
+//! The [`Scheduler`] trait: what a framework on the kit implements. Every callback is
+//! synchronous and pure with respect to the outside world: it gets the input and the time,
+//! changes the scheduler's own state, and returns [`Command`]s; [`Scheduler::persist`] returns
+//! a [`Commit`], the store write the kit runs for it.
 
-use std::future::Future;
+use futures::future::BoxFuture;
 use std::time::{Duration, SystemTime};
 
 use meseta_api::scheduler::{Capability, FrameworkInfo, IdValue, InverseOffer, Offer, TaskStatus};
@@ -158,13 +159,23 @@ pub trait Scheduler: Send + 'static {
         Vec::new()
     }
 
-    /// Write what changed ([`Command::Persist`], and at shutdown).
-    fn persist(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async { Ok(()) }
+    /// Take what changed since the last call and return its store write, or `None` when
+    /// nothing changed ([`Command::Persist`], and at shutdown). Called synchronously: the
+    /// [`Commit`] owns what it writes, and the kit runs it in the background, one at a time and
+    /// in order, while the scheduler goes on with later rounds; the commands after the
+    /// `Persist` wait for it.
+    fn persist(&mut self) -> Option<Commit> {
+        None
     }
 
-    /// What may run only once a persist finished (kills, events), whatever its outcome.
-    fn persisted(&mut self, _now: SystemTime) -> Vec<Command> {
+    /// A commit [`persist`](Scheduler::persist) returned finished, with `outcome`; called once
+    /// per commit, in the order they were returned. Returns what may run only once it is
+    /// written (kills, events), whatever its outcome; after a failure the scheduler marks its
+    /// records again so a later write retries them.
+    fn persisted(&mut self, _outcome: Result<(), &StoreError>, _now: SystemTime) -> Vec<Command> {
         Vec::new()
     }
 }
+
+/// A store write of a scheduler's changes, owning what it writes (see [`Scheduler::persist`]).
+pub type Commit = BoxFuture<'static, Result<(), StoreError>>;

@@ -7,12 +7,19 @@
 //!  wake-up ───┼───┤
 //!             ▼   ▼
 //!        Scheduler callbacks ──▶ [Command] ──▶ execute in order:
-//!                                   Persist  → await scheduler.persist(), then persisted()
+//!                                   Persist  → scheduler.persist() → the writer; the rest of
+//!                                              the list waits for the write, then persisted()
 //!                                   Launch/Decline/Kill/Revive/… → calls on the connection
 //!                                   Publish  → the handle's event stream
-//!                                   Reply    → held until the round's end
+//!                                   Reply    → after the writes of its round
 //! ```
+//!
+//! One commit is in the store at a time. A `Persist` while one is being written is owed: the
+//! commands after it wait, and when the current write ends one commit takes every change made
+//! meanwhile (group commit). The session goes on with requests and events all the while, so
+//! the store's latency delays what waits for a write and nothing else.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +30,7 @@ use meseta_api::scheduler::{
 };
 use meseta_master::{FrameworkConnection, Master};
 use meseta_store::StoreError;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -73,7 +81,9 @@ pub async fn run<S: Scheduler>(
         reconcile_soon: false,
         last_tick: Instant::now(),
         tick_owed: false,
-        round: Round::default(),
+        replies: Vec::new(),
+        writing: None,
+        owed: None,
         inbox,
     };
     session.run(cancel).await;
@@ -96,22 +106,27 @@ struct Session<S: Scheduler> {
     last_tick: Instant,
     /// An event round skipped the tick (it runs within [`EVENT_TICK_GAP`]).
     tick_owed: bool,
-    round: Round,
+    /// Replies of this round, released after its writes (see [`Session::end_round`]).
+    replies: Vec<Reply>,
+    /// The commit in the store now.
+    writing: Option<Writing>,
+    /// Commands waiting for a commit not taken yet: it is taken when [`Session::writing`]
+    /// ends, so that it covers every change made until then.
+    owed: Option<VecDeque<Command>>,
     inbox: Inbox<S::Request>,
 }
 
-/// What one round holds back until its end.
-#[derive(Default)]
-struct Round {
-    /// Replies, released with the outcome of the round's last persist: the one after which
-    /// every change of the round is written (a failed persist leaves its changes marked, and
-    /// a later successful one writes them).
-    replies: Vec<Reply>,
-    /// The outcome of the last persist of this round.
-    last_persist: Option<Arc<StoreError>>,
+/// A commit being written, and the commands that run once it is done.
+struct Writing {
+    task: JoinHandle<Result<(), StoreError>>,
+    gated: VecDeque<Command>,
 }
 
+/// The outcome of a write, shared by the replies that waited for it.
+type Outcome = Result<(), Arc<StoreError>>;
+
 enum Wake<R> {
+    Written(Result<(), StoreError>),
     Request(Option<R>),
     Event(Option<Box<Event>>),
     Timer,
@@ -131,24 +146,28 @@ impl<S: Scheduler> Session<S> {
                 // Shutdown first: the master closes subscriptions right after cancelling.
                 biased;
                 _ = cancel.cancelled() => {
-                    if let Err(e) = self.scheduler.persist().await {
-                        tracing::error!(framework = %self.spec.name, error = %e, "cannot persist at shutdown");
-                    }
+                    self.shutdown().await;
                     return;
                 }
+                // A finished write first: it releases launches and replies.
+                r = written(&mut self.writing) => Wake::Written(r),
                 r = self.inbox.rx.recv() => Wake::Request(r),
                 e = next_event(&mut self.conn) => Wake::Event(e.map(Box::new)),
                 _ = tokio::time::sleep(sleep) => Wake::Timer,
             };
             let now = SystemTime::now();
-            let events_only = matches!(wake, Wake::Event(Some(_)));
+            let events_only = matches!(wake, Wake::Event(Some(_)) | Wake::Written(_));
             match wake {
-                Wake::Request(None) => return,
+                Wake::Written(r) => self.finish_write(r, now),
+                Wake::Request(None) => {
+                    self.shutdown().await;
+                    return;
+                }
                 Wake::Request(Some(r)) => {
-                    self.request(r, now).await;
+                    self.request(r, now);
                     // Take the other waiting requests into the same round (one commit).
                     while let Ok(r) = self.inbox.rx.try_recv() {
-                        self.request(r, now).await;
+                        self.request(r, now);
                     }
                 }
                 Wake::Event(Some(e)) => self.event_batch(*e, now).await,
@@ -159,9 +178,32 @@ impl<S: Scheduler> Session<S> {
         }
     }
 
-    async fn request(&mut self, r: S::Request, now: SystemTime) {
+    fn request(&mut self, r: S::Request, now: SystemTime) {
         let cmds = self.scheduler.request(r, now);
-        self.execute(cmds).await;
+        self.execute(cmds);
+    }
+
+    /// Wait for the write in the store, then write what is left, so that nothing the
+    /// scheduler changed is lost when the session stops.
+    async fn shutdown(&mut self) {
+        if let Some(w) = self.writing.take() {
+            let r = join_write(w.task).await;
+            self.log_write(&r, "cannot persist at shutdown");
+            self.scheduler
+                .persisted(r.as_ref().map(|_| ()), SystemTime::now());
+        }
+        if let Some(commit) = self.scheduler.persist() {
+            let r = commit.await;
+            self.log_write(&r, "cannot persist at shutdown");
+            self.scheduler
+                .persisted(r.as_ref().map(|_| ()), SystemTime::now());
+        }
+    }
+
+    fn log_write(&self, r: &Result<(), StoreError>, what: &str) {
+        if let Err(e) = r {
+            tracing::error!(framework = %self.spec.name, error = %e, "{what}");
+        }
     }
 
     /// Handle `first` and every event already waiting (at most [`MAX_EVENT_BATCH`]), then
@@ -181,7 +223,7 @@ impl<S: Scheduler> Session<S> {
                 None => break,
             }
         }
-        self.execute(one_persist_first(cmds)).await;
+        self.execute(one_persist_first(cmds));
     }
 
     /// Recovery, periodic reconciliation, the scheduler's tick, interest; then the replies.
@@ -193,20 +235,35 @@ impl<S: Scheduler> Session<S> {
             self.reconcile_soon = false;
             let cmds = self.scheduler.reconcile();
             self.last_reconcile = Instant::now();
-            self.execute(cmds).await;
+            self.execute(cmds);
         }
         if tick_due(events_only, self.last_tick.elapsed()) {
             self.tick_owed = false;
             self.last_tick = Instant::now();
             let cmds = self.scheduler.tick(now);
-            self.execute(cmds).await;
+            self.execute(cmds);
             self.update_interest(SystemTime::now());
         } else {
             self.tick_owed = true;
         }
-        let round = std::mem::take(&mut self.round);
-        for reply in round.replies {
-            reply(round.last_persist.clone().map_or(Ok(()), Err));
+        // The round's changes are in the commit being written, or in the one owed; replies
+        // wait for it (without either, nothing of the round needed writing).
+        let replies = std::mem::take(&mut self.replies);
+        if let Some(waiting) = self.gated_tail() {
+            waiting.extend(replies.into_iter().map(Command::Reply));
+        } else {
+            for reply in replies {
+                reply(Ok(()));
+            }
+        }
+    }
+
+    /// The commands that wait for the latest write (owed, or in the store), if any.
+    fn gated_tail(&mut self) -> Option<&mut VecDeque<Command>> {
+        match (&mut self.owed, &mut self.writing) {
+            (Some(owed), _) => Some(owed),
+            (None, Some(w)) => Some(&mut w.gated),
+            (None, None) => None,
         }
     }
 
@@ -253,7 +310,7 @@ impl<S: Scheduler> Session<S> {
         let master = self.master.clone();
         let mut cmds = self.scheduler.recovery_settled(&|t| master.knows_task(t));
         cmds.extend(self.scheduler.reconcile());
-        self.execute(cmds).await;
+        self.execute(cmds);
     }
 
     /// SUPPRESS when the scheduler stopped wanting offers, REVIVE when it wants them again.
@@ -323,14 +380,19 @@ impl<S: Scheduler> Session<S> {
         self.scheduler.subscribed(self.recovering, now)
     }
 
-    /// Carry out `cmds` in order. After a failed [`Command::Persist`] no launch of the same
-    /// list leaves: what it launched is not stored (the store is unreachable, or this master no
-    /// longer leads and its write was fenced), so its offer is declined instead and the tasks are
-    /// reconciled at the end of the round (the master reports them unknown, and the scheduler
-    /// launches them again once its write goes through).
-    async fn execute(&mut self, cmds: Vec<Command>) {
-        let mut work: std::collections::VecDeque<Command> = cmds.into();
-        let mut unwritten = false;
+    /// Carry out `cmds` in order; what follows a [`Command::Persist`] waits for its write.
+    fn execute(&mut self, cmds: Vec<Command>) {
+        self.run_commands(cmds.into(), None);
+    }
+
+    /// Carry out `work` in order. `after` is the outcome of the write these commands waited
+    /// for (`None`: none). After a failed write no launch it guarded leaves: what it launched
+    /// is not stored (the store is unreachable, or this master no longer leads and its write
+    /// was fenced), so its offer is declined instead and the tasks are reconciled at the end of
+    /// the round (the master reports them unknown, and the scheduler launches them again once
+    /// its write goes through).
+    fn run_commands(&mut self, mut work: VecDeque<Command>, after: Option<&Outcome>) {
+        let unwritten = matches!(after, Some(Err(_)));
         while let Some(c) = work.pop_front() {
             match c {
                 Command::Launch { offer_id, tasks } if unwritten => {
@@ -352,18 +414,13 @@ impl<S: Scheduler> Session<S> {
                     self.reconcile_soon = true;
                 }
                 Command::Persist => {
-                    let outcome = self.scheduler.persist().await.err().map(Arc::new);
-                    if let Some(e) = &outcome {
-                        tracing::error!(framework = %self.spec.name, error = %e, "cannot persist");
-                    }
-                    unwritten = outcome.is_some();
-                    self.round.last_persist = outcome;
-                    let after = self.scheduler.persisted(SystemTime::now());
-                    for (i, c) in after.into_iter().enumerate() {
-                        work.insert(i, c);
-                    }
+                    self.gate(work);
+                    return;
                 }
-                Command::Reply(r) => self.round.replies.push(r),
+                Command::Reply(r) => match after {
+                    Some(outcome) => r(outcome.clone()),
+                    None => self.replies.push(r),
+                },
                 Command::Publish { kind, data } => self.inbox.publish(kind, &data),
                 Command::Revive => self.revive(),
                 Command::Reconcile(tasks) => {
@@ -375,6 +432,48 @@ impl<S: Scheduler> Session<S> {
                     }
                 }
                 other => self.send(other),
+            }
+        }
+    }
+
+    /// A [`Command::Persist`] with the commands after it: they wait for a write that covers
+    /// every change made so far. While a commit is in the store, that is the next one (owed);
+    /// otherwise the scheduler's changes are taken now and written in the background.
+    fn gate(&mut self, rest: VecDeque<Command>) {
+        if let Some(owed) = &mut self.owed {
+            owed.extend(rest);
+        } else if self.writing.is_some() {
+            self.owed = Some(rest);
+        } else if let Some(commit) = self.scheduler.persist() {
+            let task = tokio::spawn(async move {
+                let _timer = meseta_phases::time(meseta_phases::Phase::StoreWrites);
+                commit.await
+            });
+            self.writing = Some(Writing { task, gated: rest });
+        } else {
+            self.run_commands(rest, None);
+        }
+    }
+
+    /// The commit in the store ended with `result`: what the scheduler runs after it, then the
+    /// commands that waited for it; then the owed commit, if any, is taken and started.
+    fn finish_write(&mut self, result: Result<(), StoreError>, now: SystemTime) {
+        let Some(w) = self.writing.take() else {
+            return;
+        };
+        self.log_write(&result, "cannot persist");
+        let outcome: Outcome = result.map_err(Arc::new);
+        let mut work: VecDeque<Command> = self
+            .scheduler
+            .persisted(outcome.as_ref().map(|_| ()).map_err(|e| &**e), now)
+            .into();
+        work.extend(w.gated);
+        self.run_commands(work, Some(&outcome));
+        if let Some(owed) = self.owed.take() {
+            match &mut self.writing {
+                // A commit started by the commands above took every change made so far.
+                Some(w) => w.gated.extend(owed),
+                None => self.gate(owed),
             }
         }
     }
@@ -461,6 +560,25 @@ fn one_persist_first(cmds: Vec<Command>) -> Vec<Command> {
         return rest;
     }
     std::iter::once(Command::Persist).chain(rest).collect()
+}
+
+/// The outcome of the commit being written, or pending forever while none is.
+async fn written(writing: &mut Option<Writing>) -> Result<(), StoreError> {
+    match writing {
+        Some(w) => join_write(&mut w.task).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A write task's result (a write that panicked is a failed write).
+async fn join_write(
+    task: impl std::future::Future<Output = Result<Result<(), StoreError>, tokio::task::JoinError>>,
+) -> Result<(), StoreError> {
+    task.await.unwrap_or_else(|e| {
+        Err(StoreError::Unavailable(format!(
+            "the write did not finish: {e}"
+        )))
+    })
 }
 
 /// The next framework event, or pending forever while not subscribed.

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use meseta_api::scheduler::{CommandInfo, IdValue, Offer, ReconcileTask, TaskInfo, TaskStatus};
-use meseta_framework::{Command, FrameworkSpec, Scheduler};
+use meseta_framework::{Command, Commit, FrameworkSpec, Scheduler};
 use meseta_store::StoreError;
 use meseta_types::{Resources, TaskState};
 use tokio::sync::oneshot;
@@ -84,7 +84,7 @@ impl Scheduler for Flaky {
             .collect();
         vec![Command::Reconcile(tasks)]
     }
-    fn persist(&mut self) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
+    fn persist(&mut self) -> Option<Commit> {
         let r = if self.failing > 0 {
             self.failing -= 1;
             Err(StoreError::Unavailable("the store is down (test)".into()))
@@ -92,7 +92,7 @@ impl Scheduler for Flaky {
             self.writes_ok += 1;
             Ok(())
         };
-        async move { r }
+        Some(Box::pin(async move { r }))
     }
     fn request(&mut self, reply: Self::Request, _: SystemTime) -> Vec<Command> {
         let seen = self.seen.clone();

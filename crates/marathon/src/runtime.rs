@@ -5,11 +5,11 @@
 //! are answered only after the instances placed on them are written, so a master restarted
 //! mid-deployment reconciles an instance instead of launching it twice.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use meseta_api::scheduler::{IdValue, InverseOffer, Offer, ReconcileTask, TaskStatus};
-use meseta_framework::{Command, FrameworkSpec, Inbox, Scheduler};
+use meseta_framework::{Command, Commit, FrameworkSpec, Inbox, Scheduler};
 use meseta_master::Master;
 use meseta_phases::Phase;
 use meseta_services::engine::{Engine, KillOrder, Outputs};
@@ -46,7 +46,7 @@ pub(crate) async fn run(master: Master, inbox: Inbox<Job>, cancel: CancellationT
     let services = Services {
         master: master.clone(),
         engine: Engine::restore(seed, apps, instances, deployments).with_pods(pods),
-        written: None,
+        writing: VecDeque::new(),
     };
     meseta_framework::run(master, services, inbox, cancel).await;
 }
@@ -58,12 +58,13 @@ fn kill(k: KillOrder) -> Command {
     }
 }
 
-/// The services scheduler: the engine and the outputs of the last write.
+/// The services scheduler: the engine and the outputs of the writes not finished yet.
 pub(crate) struct Services {
     master: Master,
     engine: Engine,
-    /// What the last [`Scheduler::persist`] wrote, whose kills and events follow.
-    written: Option<Outputs>,
+    /// What each commit [`Scheduler::persist`] returned carries, oldest first: the records it
+    /// writes (marked again if it fails) and the kills and events that follow it.
+    writing: VecDeque<Outputs>,
 }
 
 impl Scheduler for Services {
@@ -198,20 +199,34 @@ impl Scheduler for Services {
         cmds
     }
 
-    /// Write what changed; on failure the engine keeps its marks so the next round retries.
-    async fn persist(&mut self) -> Result<(), StoreError> {
-        let _timer = meseta_phases::time(Phase::StoreWrites);
+    /// What changed, serialized now and written in the background.
+    fn persist(&mut self) -> Option<Commit> {
         let out = self.engine.take_outputs();
-        let r = store::save(self.master.store(), &self.engine, &out).await;
-        self.written = Some(out);
-        r
+        if out.nothing_to_persist() && out.kills.is_empty() && out.events.is_empty() && !out.revive
+        {
+            return None;
+        }
+        let ops = store::encode(&self.engine, &out);
+        self.writing.push_back(out);
+        let store = self.master.shared_store();
+        Some(Box::pin(async move {
+            let ops = ops?;
+            if ops.is_empty() {
+                return Ok(());
+            }
+            store::write_ops(&*store, ops).await
+        }))
     }
 
-    /// Kills, revives and events after the store write.
-    fn persisted(&mut self, _now: SystemTime) -> Vec<Command> {
-        let Some(out) = self.written.take() else {
+    /// Kills, revives and events after the store write; after a failed write its records are
+    /// marked again, so the next write retries them.
+    fn persisted(&mut self, outcome: Result<(), &StoreError>, _now: SystemTime) -> Vec<Command> {
+        let Some(out) = self.writing.pop_front() else {
             return Vec::new();
         };
+        if outcome.is_err() {
+            self.engine.mark_unwritten(&out);
+        }
         let mut cmds: Vec<Command> = out.kills.into_iter().map(kill).collect();
         if out.revive {
             cmds.push(Command::Revive);

@@ -64,61 +64,70 @@ pub(crate) async fn load(store: &dyn Store) -> Result<Loaded, StoreError> {
     Ok((apps, instances, deployments, pods))
 }
 
-/// Write what `out` marks as changed, reading current values from `engine`: instance records
-/// first, then deletions, apps and deployments, in transactions of at most [`MAX_TXN_OPS`]
-/// writes and [`MAX_TXN_BYTES`] (what etcd accepts; it also bounds what a big placement round
-/// of thousands of instances serializes at once), each serialized just before it is sent.
+/// The writes `out` marks as changed, serialized now with the current values from `engine`
+/// (so that [`write_ops`] needs nothing of the engine and runs while the scheduler goes on):
+/// instance records first, then deletions, apps and deployments. They are written in
+/// transactions of at most [`MAX_TXN_OPS`] writes and [`MAX_TXN_BYTES`] (what etcd accepts).
 /// Splitting is safe because every record stands alone (an instance's record is the whole
 /// instance) and no write needs a compare: a crash between two transactions leaves records
 /// that are each either old or new; the engine recomputes deployment progress from the
 /// instances.
-pub(crate) async fn save(
-    store: &dyn Store,
-    engine: &Engine,
-    out: &Outputs,
-) -> Result<(), StoreError> {
-    if out.nothing_to_persist() {
-        return Ok(());
-    }
+pub(crate) fn encode(engine: &Engine, out: &Outputs) -> Result<Vec<Op>, StoreError> {
     let enc = |e: serde_json::Error| StoreError::Encode(e.to_string());
-    let mut batch = Batch::new(store);
+    let put = |key: String, value: Vec<u8>| Op::Put {
+        key,
+        value,
+        lease: None,
+    };
+    let mut ops = Vec::new();
     for (app, inst) in &out.instances {
         if let Some(i) = engine.instance(app, inst) {
-            let value = serde_json::to_vec(i).map_err(enc)?;
-            batch.put(instance_key(app, inst), value).await?;
+            ops.push(put(
+                instance_key(app, inst),
+                serde_json::to_vec(i).map_err(enc)?,
+            ));
         }
     }
     for app in &out.forget_apps {
-        batch.push(Op::Delete { key: app_key(app) }).await?;
+        ops.push(Op::Delete { key: app_key(app) });
     }
     for (app, inst) in &out.forget_instances {
-        let key = instance_key(app, inst);
-        batch.push(Op::Delete { key }).await?;
+        ops.push(Op::Delete {
+            key: instance_key(app, inst),
+        });
     }
     for d in &out.forget_deployments {
-        let key = format!("{DEPLOYMENTS}{d}");
-        batch.push(Op::Delete { key }).await?;
+        ops.push(Op::Delete {
+            key: format!("{DEPLOYMENTS}{d}"),
+        });
     }
     for app in &out.apps {
         if let Some(a) = engine.app_record(app) {
-            let value = serde_json::to_vec(a).map_err(enc)?;
-            batch.put(app_key(app), value).await?;
+            ops.push(put(app_key(app), serde_json::to_vec(a).map_err(enc)?));
         }
     }
     for pod in &out.forget_pods {
-        batch.push(Op::Delete { key: pod_key(pod) }).await?;
+        ops.push(Op::Delete { key: pod_key(pod) });
     }
     for pod in &out.pods {
         if let Some(p) = engine.pod_record(pod) {
-            let value = serde_json::to_vec(p).map_err(enc)?;
-            batch.put(pod_key(pod), value).await?;
+            ops.push(put(pod_key(pod), serde_json::to_vec(p).map_err(enc)?));
         }
     }
     for d in &out.deployments {
         if let Some(dep) = engine.deployment(d) {
             let value = serde_json::to_vec(dep).map_err(enc)?;
-            batch.put(format!("{DEPLOYMENTS}{d}"), value).await?;
+            ops.push(put(format!("{DEPLOYMENTS}{d}"), value));
         }
+    }
+    Ok(ops)
+}
+
+/// Write `ops` in order, in bounded transactions sent in waves ([`Batch`]).
+pub(crate) async fn write_ops(store: &dyn Store, ops: Vec<Op>) -> Result<(), StoreError> {
+    let mut batch = Batch::new(store);
+    for op in ops {
+        batch.push(op).await?;
     }
     batch.flush().await
 }
@@ -154,6 +163,7 @@ impl<'a> Batch<'a> {
         }
     }
 
+    #[cfg(test)]
     async fn put(&mut self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
         self.push(Op::Put {
             key,
@@ -256,7 +266,9 @@ mod tests {
         .expect("pod");
         engine.put_pod(def, true, false, 1.0).expect("create");
         let out = engine.take_outputs();
-        save(&store, &engine, &out).await.expect("save");
+        write_ops(&store, encode(&engine, &out).expect("encode"))
+            .await
+            .expect("save");
         let (_, _, _, pods) = load(&store).await.expect("load");
         assert_eq!(pods.len(), 1);
         assert_eq!(Some(&pods[0]), engine.pod_record("/shop/web"));
@@ -265,7 +277,9 @@ mod tests {
         engine.tick(3.0);
         assert!(engine.pod_record("/shop/web").is_none(), "nothing launched");
         let out = engine.take_outputs();
-        save(&store, &engine, &out).await.expect("save");
+        write_ops(&store, encode(&engine, &out).expect("encode"))
+            .await
+            .expect("save");
         let (_, _, _, pods) = load(&store).await.expect("load");
         assert!(pods.is_empty());
         assert!(!pod_key("/a").starts_with(&format!("{APPS}/")));
@@ -275,12 +289,12 @@ mod tests {
     async fn big_writes_go_out_in_transactions_of_at_most_max_txn_ops() {
         let store = meseta_store::mem::MemStore::new();
         let start = store.revision().await.expect("revision");
-        let mut batch = Batch::new(&store);
-        for i in 0..250 {
-            let key = instance_key("/web", &format!("web.instance-{i}"));
-            batch.put(key, b"{}".to_vec()).await.expect("put");
-        }
-        batch.flush().await.expect("flush");
+        let ops = (0..250).map(|i| Op::Put {
+            key: instance_key("/web", &format!("web.instance-{i}")),
+            value: b"{}".to_vec(),
+            lease: None,
+        });
+        write_ops(&store, ops.collect()).await.expect("write");
         let end = store.revision().await.expect("revision");
         assert_eq!(end - start, 3, "250 writes in 100 + 100 + 50");
         let kept = store

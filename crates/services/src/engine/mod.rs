@@ -213,6 +213,40 @@ impl Engine {
         std::mem::take(&mut self.out)
     }
 
+    /// Marks again the records a failed write carried (`failed`, from
+    /// [`Engine::take_outputs`]) so the next write retries them, except where a later change
+    /// marked the record the other way (deleted since, or written again since a deletion).
+    pub fn mark_unwritten(&mut self, failed: &Outputs) {
+        fn again<K: Ord + Clone>(
+            failed: &BTreeSet<K>,
+            marks: &mut BTreeSet<K>,
+            other: &BTreeSet<K>,
+        ) {
+            marks.extend(failed.iter().filter(|k| !other.contains(k)).cloned());
+        }
+        let out = &mut self.out;
+        again(&failed.instances, &mut out.instances, &out.forget_instances);
+        again(
+            &failed.forget_instances,
+            &mut out.forget_instances,
+            &out.instances,
+        );
+        again(&failed.apps, &mut out.apps, &out.forget_apps);
+        again(&failed.forget_apps, &mut out.forget_apps, &out.apps);
+        again(
+            &failed.deployments,
+            &mut out.deployments,
+            &out.forget_deployments,
+        );
+        again(
+            &failed.forget_deployments,
+            &mut out.forget_deployments,
+            &out.deployments,
+        );
+        again(&failed.pods, &mut out.pods, &out.forget_pods);
+        again(&failed.forget_pods, &mut out.forget_pods, &out.pods);
+    }
+
     /// Visible apps (not being removed), by id.
     pub fn apps(&self) -> impl Iterator<Item = &AppState> {
         self.apps.values().filter(|a| !a.deleted)

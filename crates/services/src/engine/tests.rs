@@ -541,3 +541,37 @@ fn restored_instances_with_task_ids_of_another_form_are_found() {
     assert_eq!(killed.len(), 1);
     assert_eq!(r.take_outputs().kills[0].task_id, "legacy-task-7");
 }
+
+#[test]
+fn a_failed_write_is_marked_again_unless_changed_the_other_way_since() {
+    let mut e = Engine::new(9);
+    e.put_app(
+        app(json!({"id": "w", "cmd": "xx", "cpus": 0.1, "mem": 16, "instances": 2})),
+        1.0,
+        false,
+        true,
+    )
+    .expect("create");
+    assert_eq!(run_round(&mut e, &["a"], 1, 2.0, None), 2);
+    let failed = e.take_outputs();
+    assert!(failed.apps.contains("/w"));
+    assert_eq!(failed.instances.len(), 2);
+    let gone = failed
+        .instances
+        .iter()
+        .next()
+        .cloned()
+        .expect("an instance");
+    // After the write was taken, one instance is forgotten (its record is to be deleted).
+    e.forget_instance(&gone.0, &gone.1);
+    e.mark_unwritten(&failed);
+    let again = e.take_outputs();
+    assert!(again.apps.contains("/w"), "the app record is written again");
+    assert_eq!(again.instances.len(), 1, "the forgotten instance is not");
+    assert!(!again.instances.contains(&gone));
+    assert!(again.forget_instances.contains(&gone), "its deletion stays");
+    assert!(
+        again.kills.is_empty() && again.events.is_empty(),
+        "only records"
+    );
+}
