@@ -200,15 +200,12 @@ fn identify(edge: &Edge, headers: &HeaderMap) -> Result<Option<Arc<Entry>>, Stri
             .to_str()
             .map_err(|_| "malformed Authorization header".to_string())?,
         None => {
-            let cookie = headers
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|c| c.to_str().ok())
-                .find_map(meseta_acl::cookie_token);
-            let Some(secret) = cookie else {
+            let cookies = headers.get_all(header::COOKIE).iter();
+            let cookie = meseta_acl::cookie_bearer(cookies.filter_map(|c| c.to_str().ok()));
+            let Some(bearer) = cookie else {
                 return Ok(None);
             };
-            from_cookie = format!("Bearer {secret}");
+            from_cookie = bearer;
             from_cookie.as_str()
         }
     };

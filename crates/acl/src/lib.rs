@@ -87,6 +87,13 @@ pub fn cookie_token(cookie_header: &str) -> Option<&str> {
     })
 }
 
+/// The `Authorization` value a request without that header presents through its `Cookie`
+/// headers: `Bearer <secret>` of the [`TOKEN_COOKIE`], if any.
+pub fn cookie_bearer<'a>(cookie_headers: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let secret = cookie_headers.into_iter().find_map(cookie_token)?;
+    Some(format!("Bearer {secret}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +108,11 @@ mod tests {
         assert_eq!(cookie_token("meseta_token=; x=y"), None);
         assert_eq!(cookie_token("other_meseta_token=z"), None);
         assert_eq!(cookie_token(""), None);
+        assert_eq!(
+            cookie_bearer(["a=1", "b=2; meseta_token=s3cret"]).as_deref(),
+            Some("Bearer s3cret")
+        );
+        assert_eq!(cookie_bearer(["a=1"]), None);
     }
 
     #[test]

@@ -125,12 +125,9 @@ fn viewer(headers: &axum::http::HeaderMap) -> Option<axum::http::HeaderValue> {
     if let Some(a) = headers.get(header::AUTHORIZATION) {
         return Some(a.clone());
     }
-    let secret = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|c| c.to_str().ok())
-        .find_map(meseta_acl::cookie_token)?;
-    axum::http::HeaderValue::from_str(&format!("Bearer {secret}")).ok()
+    let cookies = headers.get_all(header::COOKIE).iter();
+    let bearer = meseta_acl::cookie_bearer(cookies.filter_map(|c| c.to_str().ok()))?;
+    axum::http::HeaderValue::from_str(&bearer).ok()
 }
 
 /// How long a page waits for one public read before it shows what it has.
