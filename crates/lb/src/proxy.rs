@@ -11,8 +11,7 @@
 //! A response's body keeps its backend counted as busy until it is sent, so a backend leaving
 //! the table drains its requests before connections to it are cut.
 //!
-//! An HTTP/1 client connection sends its requests over backend connections of its own, driven
-//! in its task ([`conn`]); h2c streams, which run concurrently, share the worker's pool. An
+//! Requests go through the worker's keep-alive pool of backend connections. An
 //! `Upgrade` request (WebSocket) is forwarded over a connection of its own and, once both
 //! sides switched protocols, spliced both ways ([`upgrade`]).
 
@@ -172,34 +171,21 @@ impl Proxy {
             let _ = stream.set_nodelay(true);
             let proxy = self.clone();
             tokio::spawn(async move {
-                let local = Arc::new(conn::Local::default());
-                let backends = local.clone();
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let svc = hyper::service::service_fn(move |req| {
                     let proxy = proxy.clone();
-                    let backends = backends.clone();
-                    async move {
-                        // h2c streams run as tasks of their own: they share the pool.
-                        let local = (req.version() < Version::HTTP_2).then_some(&*backends);
-                        Ok::<_, Infallible>(proxy.handle(req, peer, local).await)
-                    }
+                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let server = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                if let Err(e) = local.serve(server).await {
+                if let Err(e) = server.await {
                     tracing::debug!(error = %e, %peer, "client connection ended");
                 }
             });
         }
     }
 
-    /// Answers one request; `local` holds the backend connections of its client connection
-    /// (HTTP/1), else it goes through the worker's pool.
-    async fn handle(
-        &self,
-        mut req: Request<Incoming>,
-        peer: SocketAddr,
-        local: Option<&conn::Local>,
-    ) -> Response<Body> {
+    /// Answers one request.
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let host = host_of(&req);
         let Some(svc) = host
             .as_deref()
@@ -215,7 +201,7 @@ impl Proxy {
         let mut via = if upgrade::is_upgrade(req.version(), req.headers()) {
             Via::Upgrade(Some(hyper::upgrade::on(&mut req)))
         } else {
-            local.map_or(Via::Pool, Via::Local)
+            Via::Pool
         };
         let (parts, body) = req.into_parts();
         // Most requests have no body: nothing to wait for.
@@ -245,7 +231,7 @@ impl Proxy {
         parts: &hyper::http::request::Parts,
         body: Bytes,
         peer: SocketAddr,
-        via: &mut Via<'_>,
+        via: &mut Via,
     ) -> Response<Body> {
         let app = &svc.service.app_id;
         let header = parts
@@ -319,7 +305,7 @@ impl Proxy {
         body: Bytes,
         peer: SocketAddr,
         app: &str,
-        via: &mut Via<'_>,
+        via: &mut Via,
     ) -> Result<Response<Body>, Failure> {
         // The pooled client wants an absolute URI; a connection of our own, origin-form.
         let authority = matches!(via, Via::Pool).then(|| ep.authority.clone());
@@ -379,11 +365,9 @@ impl Proxy {
 }
 
 /// How a request reaches its backend.
-enum Via<'a> {
-    /// The worker's keep-alive pool (h2c streams).
+enum Via {
+    /// The worker's keep-alive pool.
     Pool,
-    /// The backend connections of its HTTP/1 client connection.
-    Local(&'a conn::Local),
     /// A connection of its own, for an upgrade; holds the client's side until it is spliced.
     Upgrade(Option<OnUpgrade>),
 }
@@ -391,7 +375,7 @@ enum Via<'a> {
 impl Proxy {
     async fn send(
         &self,
-        via: &Via<'_>,
+        via: &Via,
         addr: SocketAddr,
         req: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, conn::SendError> {
@@ -401,7 +385,6 @@ impl Proxy {
                 .request(req)
                 .await
                 .map_err(conn::SendError::Pool),
-            Via::Local(local) => local.send(addr, req).await,
             Via::Upgrade(_) => upgrade::send(addr, req).await,
         }
     }
