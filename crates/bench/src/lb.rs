@@ -17,6 +17,12 @@
 //!    (target: meseta 0 failed).
 //!
 //! Both balancers use round-robin over keep-alive connections to the backends.
+//!
+//! With `--baseline-exe PATH`, the `meseta lb` of another build (e.g. the previous commit's)
+//! runs beside them on the same backends and takes part in every steady round (order
+//! meseta, baseline, haproxy, then reversed), so a change is measured against its baseline and
+//! against HAProxy in one run: the report adds the medians of the paired ratios
+//! baseline/HAProxy and meseta/baseline.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -64,6 +70,9 @@ pub struct LbArgs {
     /// `meseta lb --workers` (default: its own, one per core).
     #[arg(long)]
     pub lb_workers: Option<usize>,
+    /// Another meseta executable whose `lb` runs in the steady rounds too, as a baseline.
+    #[arg(long)]
+    pub baseline_exe: Option<PathBuf>,
 }
 
 /// What wrk measured in one run.
@@ -90,6 +99,18 @@ pub struct LbReport {
     pub runs: Vec<Run>,
     /// Checks against the targets.
     pub checks: Vec<Check>,
+    /// With `--baseline-exe`: medians of the paired rounds' ratios with the baseline.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baseline: Vec<Ratio>,
+}
+
+/// A median ratio of paired rounds.
+#[derive(Debug, Serialize)]
+pub struct Ratio {
+    /// What over what.
+    pub name: String,
+    /// The median.
+    pub value: f64,
 }
 
 impl LbReport {
@@ -108,14 +129,24 @@ impl LbReport {
                 ]
             })
             .collect();
-        format!(
+        let mut text = format!(
             "{}\n\n{}",
             meseta_cli::output::table(
                 &["RUN", "REQ/S", "P99 MS", "REQUESTS", "FAILED", "CHANGES"],
                 &rows
             ),
             Check::table(&self.checks, 2)
-        )
+        );
+        if !self.baseline.is_empty() {
+            let rows: Vec<Vec<String>> = self
+                .baseline
+                .iter()
+                .map(|r| vec![r.name.clone(), format!("{:.2}", r.value)])
+                .collect();
+            text.push_str("\n\n");
+            text.push_str(&meseta_cli::output::table(&["RATIO", "MEDIAN"], &rows));
+        }
+        text
     }
 }
 
@@ -135,11 +166,30 @@ pub async fn run(args: LbArgs, json: bool) -> anyhow::Result<i32> {
         .context("cannot create a temporary directory")?;
     let pool = start_backends(args.backends * 2)?;
     let master = FakeMaster::start(pool[..args.backends].to_vec()).await?;
-    let mut lb = MesetaLb::start(dir.path(), &master.url, args.backends, args.lb_workers).await?;
+    let exe = std::env::current_exe().context("cannot find the meseta executable")?;
+    let mut lb = MesetaLb::start(
+        &exe,
+        dir.path(),
+        &master.url,
+        args.backends,
+        args.lb_workers,
+    )
+    .await?;
+    let mut baseline = match &args.baseline_exe {
+        Some(exe) => {
+            let d = dir.path().join("baseline");
+            std::fs::create_dir_all(&d).context("baseline directory")?;
+            Some(MesetaLb::start(exe, &d, &master.url, args.backends, args.lb_workers).await?)
+        }
+        None => None,
+    };
     let mut haproxy = Haproxy::start(dir.path(), &pool[..args.backends])?;
-    let result = measure(&args, &pool, &master, &lb, &mut haproxy).await;
+    let result = measure(&args, &pool, &master, &lb, baseline.as_ref(), &mut haproxy).await;
     haproxy.stop();
     lb.stop().await;
+    if let Some(b) = &mut baseline {
+        b.stop().await;
+    }
     let report = result?;
     crate::print_report(&report, json, |r| r.render())
 }
@@ -149,38 +199,66 @@ async fn measure(
     pool: &[SocketAddr],
     master: &FakeMaster,
     lb: &MesetaLb,
+    baseline: Option<&MesetaLb>,
     haproxy: &mut Haproxy,
 ) -> anyhow::Result<LbReport> {
     let rounds = args.rounds.clamp(1, args.seconds.max(1));
     let secs = (args.seconds / rounds).max(1);
-    let mut ms = Vec::new();
-    let mut hs = Vec::new();
+    // Each round runs every balancer once, in reverse order every other round (ABBA).
+    let mut order: Vec<(&str, SocketAddr)> = vec![("meseta lb", lb.http)];
+    if let Some(b) = baseline {
+        order.push(("baseline lb", b.http));
+    }
+    order.push(("haproxy", haproxy.addr));
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); order.len()];
     for i in 0..rounds {
         let name = format!("round {}", i + 1);
-        let (m, h) = if i % 2 == 0 {
-            let m = wrk(args, lb.http, secs, &format!("meseta lb, {name}")).await?;
-            (
-                m,
-                wrk(args, haproxy.addr, secs, &format!("haproxy, {name}")).await?,
-            )
-        } else {
-            let h = wrk(args, haproxy.addr, secs, &format!("haproxy, {name}")).await?;
-            (
-                wrk(args, lb.http, secs, &format!("meseta lb, {name}")).await?,
-                h,
-            )
-        };
-        ms.push(m);
-        hs.push(h);
+        let mut slots: Vec<usize> = (0..order.len()).collect();
+        if i % 2 == 1 {
+            slots.reverse();
+        }
+        for k in slots {
+            let (who, addr) = order[k];
+            runs[k].push(wrk(args, addr, secs, &format!("{who}, {name}")).await?);
+        }
     }
-    let ratio_rps = median(ms.iter().zip(&hs).map(|(m, h)| m.rps / h.rps.max(1.0)));
-    let ratio_p99 = median(
-        ms.iter()
-            .zip(&hs)
-            .map(|(m, h)| m.p99_ms / h.p99_ms.max(0.001)),
-    );
-    let steady_m = combine("meseta lb, steady", &ms);
-    let steady_h = combine("haproxy, steady", &hs);
+    let ratio = |a: &[Run], b: &[Run], f: fn(&Run) -> f64, floor: f64| {
+        median(a.iter().zip(b).map(|(x, y)| f(x) / f(y).max(floor)))
+    };
+    fn rps(r: &Run) -> f64 {
+        r.rps
+    }
+    fn p99(r: &Run) -> f64 {
+        r.p99_ms
+    }
+    let (ms, hs) = (&runs[0], &runs[order.len() - 1]);
+    let ratio_rps = ratio(ms, hs, rps, 1.0);
+    let ratio_p99 = ratio(ms, hs, p99, 0.001);
+    let steady_m = combine("meseta lb, steady", ms);
+    let steady_h = combine("haproxy, steady", hs);
+    let mut steady = vec![steady_m];
+    let mut compared = Vec::new();
+    if baseline.is_some() {
+        let bs = &runs[1];
+        steady.push(combine("baseline lb, steady", bs));
+        let r = |name: &str, value: f64| Ratio {
+            name: name.to_owned(),
+            value,
+        };
+        compared = vec![
+            r(
+                "baseline/haproxy requests per second",
+                ratio(bs, hs, rps, 1.0),
+            ),
+            r("baseline/haproxy p99 latency", ratio(bs, hs, p99, 0.001)),
+            r(
+                "meseta/baseline requests per second",
+                ratio(ms, bs, rps, 1.0),
+            ),
+            r("meseta/baseline p99 latency", ratio(ms, bs, p99, 0.001)),
+        ];
+    }
+    steady.push(steady_h);
     eprintln!("churn through meseta lb for {} s ...", args.duration);
     let churn_m = churn(args, lb.http, "meseta lb, churn", pool, |active| {
         master.set(active.to_vec());
@@ -201,9 +279,11 @@ async fn measure(
             0.0,
         ),
     ];
+    steady.extend([churn_m, churn_h]);
     Ok(LbReport {
-        runs: vec![steady_m, steady_h, churn_m, churn_h],
+        runs: steady,
         checks,
+        baseline: compared,
     })
 }
 
@@ -463,12 +543,12 @@ struct MesetaLb {
 
 impl MesetaLb {
     async fn start(
+        exe: &Path,
         dir: &Path,
         master: &str,
         backends: usize,
         workers: Option<usize>,
     ) -> anyhow::Result<MesetaLb> {
-        let exe = std::env::current_exe().context("cannot find the meseta executable")?;
         let http = free_addr()?;
         let admin = free_addr()?;
         let log = std::fs::File::create(dir.join("lb.log")).context("lb log")?;

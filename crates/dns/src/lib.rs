@@ -6,7 +6,9 @@
 //! ```text
 //!  Master::state_and_events ──▶ feed: Model ──(≤ every 100 ms)──▶ records::build ──▶ Snapshot
 //!        (GET_STATE + bus)                                                     │ ArcSwap
-//!                        UDP/TCP ──▶ hickory Server ──▶ Handler ◀──────────────┤
+//!   UDP ──▶ udp loops ──plain A/SRV: pre-encoded answer──────────────────────┤
+//!                    └──other──┐                                               │
+//!                        TCP ──▶ hickory Server ──▶ Handler ◀──────────────────┤
 //!                        HTTP /v1/hosts, /v1/services ─────────────────────────┘
 //! ```
 //!
@@ -27,7 +29,9 @@ pub mod http;
 pub mod model;
 pub mod names;
 pub mod records;
+mod udp;
 pub mod upstream;
+mod wire;
 pub mod zone;
 
 use std::net::SocketAddr;
@@ -163,21 +167,18 @@ pub fn serve(
     let err = |source| DnsError::Bind { addr, source };
     // One receive loop per core on the same socket: a query is read by whichever is free.
     let loops = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut udp = Vec::with_capacity(loops);
-    for _ in 1..loops {
-        let clone = sockets.udp.try_clone().map_err(err)?;
-        udp.push(tokio::net::UdpSocket::from_std(clone).map_err(err)?);
-    }
-    udp.push(tokio::net::UdpSocket::from_std(sockets.udp).map_err(err)?);
     let tcp = tokio::net::TcpListener::from_std(sockets.tcp).map_err(err)?;
     let snapshot = Arc::new(ArcSwap::new(zone::Snapshot::empty(&cfg.domain, cfg.ttl)));
-    let mut server = Server::new(handler::Handler::new(
+    let handler = || handler::Handler::new(snapshot.clone(), cfg.upstream.clone());
+    udp::spawn(
+        sockets.udp,
+        loops,
         snapshot.clone(),
-        cfg.upstream.clone(),
-    ));
-    for socket in udp {
-        server.register_socket(socket);
-    }
+        Arc::new(handler()),
+        cancel,
+    )
+    .map_err(err)?;
+    let mut server = Server::new(handler());
     server.register_listener(tcp, TCP_TIMEOUT, 64 * 1024);
     let c = cancel.clone();
     tokio::spawn(async move {

@@ -1,5 +1,6 @@
 //! The snapshot queries are answered from: [`Names`] turned into DNS records once per change,
-//! swapped in whole ([`arc_swap`]), never rebuilt per query.
+//! and the plain A and SRV answers encoded once ([`crate::wire`]), swapped in whole
+//! ([`arc_swap`]), never rebuilt per query.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use hickory_proto::rr::rdata::{A, SOA, SRV};
 use hickory_proto::rr::{LowerName, Name, RData, Record};
 
 use crate::records::Names;
+use crate::wire::{self, Wire};
 
 /// The records of one name.
 #[derive(Default)]
@@ -29,6 +31,8 @@ pub struct Snapshot {
     pub(crate) origin: LowerName,
     pub(crate) soa: Record,
     pub(crate) rrs: HashMap<LowerName, Rrs>,
+    /// The pre-encoded answers, by wire name.
+    pub(crate) wire: HashMap<Box<[u8]>, Wire>,
 }
 
 fn fqdn(name: &str) -> Option<Name> {
@@ -84,6 +88,11 @@ impl Snapshot {
             e.srv = records;
             e.srv_targets = targets;
         }
+        let wire = rrs
+            .iter()
+            .filter(|(_, r)| !r.a.is_empty() || !r.srv.is_empty())
+            .map(|(n, r)| (wire::key(n), Wire::new(n, &r.a, &r.srv, &r.srv_targets)))
+            .collect();
         Snapshot {
             names,
             domain: domain.to_string(),
@@ -91,7 +100,14 @@ impl Snapshot {
             origin: LowerName::new(&origin),
             soa,
             rrs,
+            wire,
         }
+    }
+
+    /// Writes the answer to a plain A or SRV `query` for a name with such records into `out`
+    /// (see [`crate::wire`]); false when the query needs the full handler.
+    pub fn answer_plain(&self, query: &[u8], out: &mut Vec<u8>) -> bool {
+        wire::answer(query, |name| self.wire.get(name), out)
     }
 
     /// An empty snapshot (before the first state arrives).

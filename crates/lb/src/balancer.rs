@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hyper::http::uri::Authority;
@@ -80,7 +80,9 @@ pub struct Endpoint {
     /// Failures: connection errors, resets, timeouts and 5xx answers.
     pub failures: AtomicU64,
     consecutive_failures: AtomicU32,
-    ejected_until: Mutex<Option<Instant>>,
+    /// End of the ejection ([`ticks`]; 0: never ejected). An atomic: every request of every
+    /// worker reads it.
+    ejected_until: AtomicU64,
     /// Set when the backend left the routing table (it drains).
     pub removed: AtomicBool,
     /// Cancelled when draining is over: connections still open to it are cut.
@@ -103,7 +105,7 @@ impl Endpoint {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
-            ejected_until: Mutex::new(None),
+            ejected_until: AtomicU64::new(0),
             removed: AtomicBool::new(false),
             drained: CancellationToken::new(),
             series: OnceLock::new(),
@@ -114,8 +116,7 @@ impl Endpoint {
 
     /// Whether it is out of rotation at `now`.
     pub fn ejected(&self, now: Instant) -> bool {
-        let until = self.ejected_until.lock().unwrap_or_else(|e| e.into_inner());
-        until.is_some_and(|u| now < u)
+        ticks(now) < self.ejected_until.load(Ordering::Relaxed)
     }
 
     /// Records a success: the failure streak ends.
@@ -131,8 +132,8 @@ impl Endpoint {
             return false;
         }
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        let mut until = self.ejected_until.lock().unwrap_or_else(|e| e.into_inner());
-        *until = Some(now + policy.duration);
+        self.ejected_until
+            .store(ticks(now + policy.duration), Ordering::Relaxed);
         true
     }
 
@@ -142,6 +143,16 @@ impl Endpoint {
         self.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
+}
+
+/// `t` as nanoseconds since the process's first look at the clock, plus one (so that 0 is
+/// before any instant).
+fn ticks(t: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(t.saturating_duration_since(epoch).as_nanos())
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
 }
 
 /// A request or connection in flight on an endpoint.
@@ -197,26 +208,27 @@ pub fn pick<'a, E: AsRef<Endpoint>>(
         Group::Canary => e.as_ref().canary,
         Group::Stable => !e.as_ref().canary,
     };
-    let fresh: Vec<&E> = all
-        .iter()
-        .filter(in_group)
-        .filter(|e| !tried.contains(&e.as_ref().addr))
-        .collect();
-    let healthy: Vec<&E> = fresh
-        .iter()
-        .copied()
-        .filter(|e| !e.as_ref().ejected(now))
-        .collect();
-    let pool = if healthy.is_empty() { fresh } else { healthy };
-    match (pool.len(), algorithm) {
+    // Counted and indexed in place: no list is made per request.
+    let fresh = |e: &&E| in_group(e) && !tried.contains(&e.as_ref().addr);
+    let healthy = |e: &&E| fresh(e) && !e.as_ref().ejected(now);
+    let n_healthy = all.iter().filter(healthy).count();
+    let (n, nth): (usize, &dyn Fn(usize) -> Option<&'a E>) = if n_healthy > 0 {
+        (n_healthy, &|i| all.iter().filter(healthy).nth(i))
+    } else {
+        (all.iter().filter(fresh).count(), &|i| {
+            all.iter().filter(fresh).nth(i)
+        })
+    };
+    match (n, algorithm) {
         (0, _) => None,
-        (1, _) => Some(pool[0]),
-        (n, Algorithm::RoundRobin) => Some(pool[counter.fetch_add(1, Ordering::Relaxed) % n]),
+        (1, _) => nth(0),
+        (n, Algorithm::RoundRobin) => nth(counter.fetch_add(1, Ordering::Relaxed) % n),
         (n, Algorithm::LeastRequest) => {
-            let a = fastrand::usize(..n);
-            let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-            let load = |i: usize| pool[i].as_ref().outstanding.load(Ordering::Relaxed);
-            Some(if load(b) < load(a) { pool[b] } else { pool[a] })
+            let ia = fastrand::usize(..n);
+            let ib = (ia + 1 + fastrand::usize(..n - 1)) % n;
+            let (a, b) = (nth(ia)?, nth(ib)?);
+            let load = |e: &E| e.as_ref().outstanding.load(Ordering::Relaxed);
+            Some(if load(b) < load(a) { b } else { a })
         }
     }
 }

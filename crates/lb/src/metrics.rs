@@ -51,6 +51,7 @@ pub struct Metrics {
     errors: Family<BackendLabels, Counter>,
     latency: Family<BackendLabels, Histogram>,
     connections: Family<BackendLabels, Counter>,
+    upgrades: Family<BackendLabels, Counter>,
     unrouted: Family<AppLabels, Counter>,
     versions: Mutex<BTreeMap<(String, String), Arc<VersionStats>>>,
 }
@@ -77,6 +78,7 @@ impl Metrics {
             latency_histogram as fn() -> Histogram,
         );
         let connections = Family::<BackendLabels, Counter>::default();
+        let upgrades = Family::<BackendLabels, Counter>::default();
         let unrouted = Family::<AppLabels, Counter>::default();
         registry.register(
             "requests",
@@ -99,6 +101,11 @@ impl Metrics {
             connections.clone(),
         );
         registry.register(
+            "upgrades",
+            "HTTP connections upgraded (WebSocket) and spliced to a backend",
+            upgrades.clone(),
+        );
+        registry.register(
             "unrouted",
             "Requests answered by the balancer itself (no app, no backend, bad request)",
             unrouted.clone(),
@@ -109,6 +116,7 @@ impl Metrics {
             errors,
             latency,
             connections,
+            upgrades,
             unrouted,
             versions: Mutex::new(BTreeMap::new()),
         }
@@ -166,6 +174,16 @@ impl Metrics {
     /// A TCP connection proxied to `backend`.
     pub fn connection(&self, app: &str, backend: &str) {
         self.connections
+            .get_or_create(&BackendLabels {
+                app: app.to_owned(),
+                backend: backend.to_owned(),
+            })
+            .inc();
+    }
+
+    /// An HTTP connection upgraded and spliced to `backend`.
+    pub fn upgrade(&self, app: &str, backend: &str) {
+        self.upgrades
             .get_or_create(&BackendLabels {
                 app: app.to_owned(),
                 backend: backend.to_owned(),

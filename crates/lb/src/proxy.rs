@@ -10,6 +10,13 @@
 //!
 //! A response's body keeps its backend counted as busy until it is sent, so a backend leaving
 //! the table drains its requests before connections to it are cut.
+//!
+//! Requests go through the worker's keep-alive pool of backend connections. An
+//! `Upgrade` request (WebSocket) is forwarded over a connection of its own and, once both
+//! sides switched protocols, spliced both ways ([`upgrade`]).
+
+mod conn;
+mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,8 +27,9 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::header::{HeaderName, HeaderValue, HOST, UPGRADE};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -168,7 +176,8 @@ impl Proxy {
                     async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                let server = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                if let Err(e) = server.await {
                     tracing::debug!(error = %e, %peer, "client connection ended");
                 }
             });
@@ -176,7 +185,7 @@ impl Proxy {
     }
 
     /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let host = host_of(&req);
         let Some(svc) = host
             .as_deref()
@@ -188,6 +197,11 @@ impl Proxy {
                 StatusCode::NOT_FOUND,
                 &format!("no app serves host '{host}'"),
             );
+        };
+        let mut via = if upgrade::is_upgrade(req.version(), req.headers()) {
+            Via::Upgrade(Some(hyper::upgrade::on(&mut req)))
+        } else {
+            Via::Pool
         };
         let (parts, body) = req.into_parts();
         // Most requests have no body: nothing to wait for.
@@ -207,7 +221,7 @@ impl Proxy {
                 }
             }
         };
-        self.forward(&svc, &parts, body, peer).await
+        self.forward(&svc, &parts, body, peer, &mut via).await
     }
 
     /// Sends the request to backends of `svc` until one answers or attempts run out.
@@ -217,6 +231,7 @@ impl Proxy {
         parts: &hyper::http::request::Parts,
         body: Bytes,
         peer: SocketAddr,
+        via: &mut Via,
     ) -> Response<Body> {
         let app = &svc.service.app_id;
         let header = parts
@@ -234,7 +249,7 @@ impl Proxy {
                 break;
             };
             tried.push(ep.addr);
-            match self.attempt(&ep, parts, body.clone(), peer, app).await {
+            match self.attempt(&ep, parts, body.clone(), peer, app, via).await {
                 Ok(resp) => return resp,
                 Err(f) => {
                     let retry = matches!(f, Failure::Refused(_)) || idempotent;
@@ -290,13 +305,18 @@ impl Proxy {
         body: Bytes,
         peer: SocketAddr,
         app: &str,
+        via: &mut Via,
     ) -> Result<Response<Body>, Failure> {
-        let req =
-            backend_request(parts, body, ep.authority.clone(), peer).map_err(Failure::Broken)?;
+        // The pooled client wants an absolute URI; a connection of our own, origin-form.
+        let authority = matches!(via, Via::Pool).then(|| ep.authority.clone());
+        let mut req = backend_request(parts, body, authority, peer).map_err(Failure::Broken)?;
+        if let Via::Upgrade(_) = via {
+            upgrade::restore(req.headers_mut(), parts.headers.get(UPGRADE).cloned());
+        }
         let guard = ep.start();
         let started = Instant::now();
         let result =
-            tokio::time::timeout(self.opts.backend_timeout, self.client.request(req)).await;
+            tokio::time::timeout(self.opts.backend_timeout, self.send(via, ep.addr, req)).await;
         let failure = match result {
             Ok(Ok(resp)) => {
                 let status = resp.status();
@@ -308,6 +328,21 @@ impl Proxy {
                 let secs = started.elapsed().as_secs_f64();
                 self.series(ep, app)
                     .response(&self.metrics, status.as_u16(), secs);
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Via::Upgrade(client) = via {
+                        if let Some(client) = client.take() {
+                            let ep = ep.clone();
+                            return Ok(upgrade::splice(
+                                resp,
+                                client,
+                                ep,
+                                guard,
+                                &self.metrics,
+                                app,
+                            ));
+                        }
+                    }
+                }
                 let (mut head, body) = resp.into_parts();
                 strip_hop_by_hop(&mut head.headers);
                 let body = body.map_frame(move |f| {
@@ -316,14 +351,42 @@ impl Proxy {
                 });
                 return Ok(Response::from_parts(head, body.boxed()));
             }
-            Ok(Err(e)) if e.is_connect() => Failure::Refused(error_text(&e)),
-            Ok(Err(e)) => Failure::Broken(error_text(&e)),
+            Ok(Err(conn::SendError::Connect(e))) => Failure::Refused(e),
+            Ok(Err(conn::SendError::Http(e))) => Failure::Broken(error_text(&e)),
+            Ok(Err(conn::SendError::Pool(e))) if e.is_connect() => Failure::Refused(error_text(&e)),
+            Ok(Err(conn::SendError::Pool(e))) => Failure::Broken(error_text(&e)),
             Err(_) => Failure::Timeout,
         };
         if ep.failed(&self.opts.ejection, Instant::now()) {
             tracing::warn!(backend = %ep.addr, task = %ep.task_id, "backend ejected");
         }
         Err(failure)
+    }
+}
+
+/// How a request reaches its backend.
+enum Via {
+    /// The worker's keep-alive pool.
+    Pool,
+    /// A connection of its own, for an upgrade; holds the client's side until it is spliced.
+    Upgrade(Option<OnUpgrade>),
+}
+
+impl Proxy {
+    async fn send(
+        &self,
+        via: &Via,
+        addr: SocketAddr,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, conn::SendError> {
+        match via {
+            Via::Pool => self
+                .client
+                .request(req)
+                .await
+                .map_err(conn::SendError::Pool),
+            Via::Upgrade(_) => upgrade::send(addr, req).await,
+        }
     }
 }
 
@@ -344,7 +407,7 @@ fn host_of<B>(req: &Request<B>) -> Option<String> {
         .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
 }
 
-fn error_text(e: &hyper_util::client::legacy::Error) -> String {
+fn error_text(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -354,12 +417,13 @@ fn error_text(e: &hyper_util::client::legacy::Error) -> String {
     text
 }
 
-/// The request as the backend gets it: HTTP/1.1, absolute URI to `addr`, the client's `Host`,
-/// hop-by-hop headers removed, `X-Forwarded-For` appended.
+/// The request as the backend gets it: HTTP/1.1, the URI absolute to `authority` when given
+/// (else origin-form), the client's `Host`, hop-by-hop headers removed, `X-Forwarded-For`
+/// appended.
 fn backend_request(
     parts: &hyper::http::request::Parts,
     body: Bytes,
-    authority: Authority,
+    authority: Option<Authority>,
     peer: SocketAddr,
 ) -> Result<Request<Full<Bytes>>, String> {
     let pq = parts
@@ -367,12 +431,15 @@ fn backend_request(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority)
-        .path_and_query(pq.clone())
-        .build()
-        .map_err(|e| format!("bad request target '{pq}': {e}"))?;
+    let uri = match authority {
+        Some(authority) => Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(authority)
+            .path_and_query(pq.clone())
+            .build()
+            .map_err(|e| format!("bad request target '{pq}': {e}"))?,
+        None => Uri::from(pq),
+    };
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
@@ -447,6 +514,13 @@ fn failure_reply(app: &str, ep: &Endpoint, failure: Failure, timeout: Duration) 
     }
 }
 
+/// An empty body.
+fn empty() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
 /// A JSON answer of the balancer itself: `{"message": …}`.
 pub fn reply(status: StatusCode, message: &str) -> Response<Body> {
     let body = serde_json::json!({ "message": message }).to_string();
@@ -492,8 +566,13 @@ mod tests {
         let (parts, ()) = req.into_parts();
         let backend = SocketAddr::from(([127, 0, 0, 1], 31001));
         let peer = SocketAddr::from(([10, 2, 2, 2], 5555));
-        let out = backend_request(&parts, Bytes::from_static(b"x"), authority(backend), peer)
-            .expect("ok");
+        let out = backend_request(
+            &parts,
+            Bytes::from_static(b"x"),
+            Some(authority(backend)),
+            peer,
+        )
+        .expect("ok");
         assert_eq!(out.uri().to_string(), "http://127.0.0.1:31001/a/b?c=d");
         assert_eq!(out.version(), Version::HTTP_11);
         let h = out.headers();
@@ -513,8 +592,14 @@ mod tests {
         assert_eq!(host_of(&req).as_deref(), Some("api.example.com"));
         let (parts, ()) = req.into_parts();
         let a = SocketAddr::from(([127, 0, 0, 1], 1));
-        let out = backend_request(&parts, Bytes::new(), authority(a), a).expect("ok");
+        let out = backend_request(&parts, Bytes::new(), Some(authority(a)), a).expect("ok");
         assert_eq!(out.headers()["host"], "api.example.com");
         assert_eq!(out.uri().path(), "/x");
+        let own = backend_request(&parts, Bytes::new(), None, a).expect("ok");
+        assert_eq!(
+            own.uri().to_string(),
+            "/x",
+            "origin-form on a connection of our own"
+        );
     }
 }
