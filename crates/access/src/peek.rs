@@ -109,7 +109,12 @@ impl<'a> CallFacts<'a> {
 // The peek structs: only the fields the check reads; serde's derive skips every other field.
 // Strings borrow from the body unless they hold escapes.
 
-type Str<'a> = Option<Cow<'a, str>>;
+/// A string of the body: serde borrows a `Cow<str>` only when it is a field of its own (not
+/// inside an `Option` or a `Vec`), hence the newtype.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+type Str<'a> = Option<Text<'a>>;
 type List<T> = Option<Vec<T>>;
 
 #[derive(Deserialize)]
@@ -131,7 +136,7 @@ struct SubscribePeek<'a> {
 #[derive(Deserialize)]
 struct FrameworkInfoPeek<'a> {
     #[serde(borrow, default)]
-    roles: List<Cow<'a, str>>,
+    roles: List<Text<'a>>,
     #[serde(borrow, default)]
     role: Str<'a>,
     #[serde(borrow, default)]
@@ -255,14 +260,14 @@ struct ReservationPeek<'a> {
 impl<'a> CallPeek<'a> {
     fn into_facts(self) -> CallFacts<'a> {
         let mut f = CallFacts {
-            kind: self.kind,
+            kind: self.kind.map(|t| t.0),
             ..CallFacts::default()
         };
         if let Some(fi) = self.subscribe.and_then(|s| s.framework_info) {
-            f.roles.extend(fi.roles.into_iter().flatten());
-            f.roles.extend(fi.role);
-            f.user = fi.user;
-            f.principal = fi.principal;
+            f.roles.extend(fi.roles.into_iter().flatten().map(|t| t.0));
+            f.roles.extend(fi.role.map(|t| t.0));
+            f.user = fi.user.map(|t| t.0);
+            f.principal = fi.principal.map(|t| t.0);
         }
         let ops = self.accept.and_then(|a| a.operations);
         for op in ops.into_iter().flatten() {
@@ -276,9 +281,9 @@ impl<'a> CallPeek<'a> {
             }
             let reserved = op.reserve.and_then(|r| r.resources);
             for r in reserved.into_iter().flatten() {
-                f.roles.extend(r.role);
+                f.roles.extend(r.role.map(|t| t.0));
                 let rs = r.reservations.into_iter().flatten();
-                f.roles.extend(rs.filter_map(|x| x.role));
+                f.roles.extend(rs.filter_map(|x| x.role.map(|t| t.0)));
             }
         }
         f
@@ -295,15 +300,15 @@ impl<'a> TaskPeek<'a> {
             .and_then(|e| e.variables)
             .into_iter()
             .flatten()
-            .filter_map(|v| v.secret?.reference?.name);
+            .filter_map(|v| Some(v.secret?.reference?.name?.0));
         let vols = self
             .container
             .and_then(|c| c.volumes)
             .into_iter()
             .flatten()
-            .filter_map(|v| v.source?.secret?.reference?.name);
+            .filter_map(|v| Some(v.source?.secret?.reference?.name?.0));
         TaskFacts {
-            user,
+            user: user.map(|t| t.0),
             secrets: vars.chain(vols).collect(),
         }
     }
