@@ -17,6 +17,7 @@ use meseta_acl::{Access, Credential, Denied, Grants, Kind, Resource};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use crate::peek::CallFacts;
 use crate::registry::Entry;
 use crate::{unix_now, AuditEntry, Edge};
 
@@ -274,7 +275,7 @@ async fn decide(
             return Ok((req, allowed(a, k, "")));
         }
         Need::Framework => {
-            let (mut req, body) = read_body(req).await?;
+            let (mut req, bytes) = read_bytes(req).await?;
             // A pointer copy: the grants are shared with the token's registry entry.
             let g = Arc::clone(grants);
             req.extensions_mut()
@@ -284,85 +285,47 @@ async fn decide(
                             .map_err(|d| d.missing)
                     },
                 )));
-            let t = body.as_ref().and_then(|b| b.get("type")?.as_str());
+            let call = CallFacts::read(&bytes);
+            let t = call.as_ref().and_then(|c| c.kind.as_deref());
             facts.routine = !matches!(t, Some("SUBSCRIBE" | "TEARDOWN"));
-            let d = body
+            let d = call
                 .as_ref()
-                .map_or(Ok(()), |b| framework_call(grants, b, facts));
+                .map_or(Ok(()), |c| framework_call(grants, c, facts));
             return Ok((req, d));
         }
     };
     Ok((req, d))
 }
 
-/// A scheduler call's roles (SUBSCRIBE, RESERVE) and task users (SUBSCRIBE, LAUNCH).
-fn framework_call(g: &Grants, call: &Value, facts: &mut Facts) -> Result<(), Denied> {
-    let mut roles = Vec::new();
-    let mut users = Vec::new();
-    if let Some(fi) = call.pointer("/subscribe/framework_info") {
-        if let Some(Value::Array(rs)) = fi.get("roles") {
-            roles.extend(rs.iter().filter_map(Value::as_str));
-        }
-        roles.extend(fi.get("role").and_then(Value::as_str));
-        users.extend(fi.get("user").and_then(Value::as_str));
-        if let (Some(p), Some(mine)) = (
-            fi.get("principal").and_then(Value::as_str),
-            &facts.principal,
-        ) {
-            if p != mine {
-                return Err(Denied {
-                    missing: format!("framework principal {p} (authenticated as {mine})"),
-                });
-            }
+/// A scheduler call's roles (SUBSCRIBE, RESERVE), task users (SUBSCRIBE, LAUNCH) and the
+/// secrets its tasks reference.
+fn framework_call(g: &Grants, call: &CallFacts, facts: &mut Facts) -> Result<(), Denied> {
+    if let (Some(p), Some(mine)) = (call.principal.as_deref(), &facts.principal) {
+        if p != mine {
+            return Err(Denied {
+                missing: format!("framework principal {p} (authenticated as {mine})"),
+            });
         }
     }
-    for op in call
-        .pointer("/accept/operations")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let tasks = op
-            .pointer("/launch/task_infos")
-            .or_else(|| op.pointer("/launch_group/task_group/tasks"))
-            .and_then(Value::as_array);
-        // Task users are checked by the master task by task (TASK_ERROR, not a 4xx on the
-        // call, which would end a framework): see `TaskUsers` in `decide`; here they are
-        // only recorded.
-        for t in tasks.into_iter().flatten() {
-            if let Some(u) = t.pointer("/command/user").and_then(Value::as_str) {
-                facts.targets.push(format!("user:{u}"));
-            }
-            // A task may reference only secrets the caller may read.
-            for r in task_secret_refs(t) {
-                g.allows(Access::Read, Resource::new(Kind::Secrets, r))?;
-            }
+    // Task users are checked by the master task by task (TASK_ERROR, not a 4xx on the call,
+    // which would end a framework): see `TaskUsers` in `decide`; here they are only recorded.
+    for t in &call.tasks {
+        if let Some(u) = &t.user {
+            facts.targets.push(format!("user:{u}"));
         }
-        for r in op
-            .pointer("/reserve/resources")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            roles.extend(r.get("role").and_then(Value::as_str));
-            for res in r
-                .get("reservations")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                roles.extend(res.get("role").and_then(Value::as_str));
-            }
+        // A task may reference only secrets the caller may read.
+        for r in &t.secrets {
+            g.allows(Access::Read, Resource::new(Kind::Secrets, r))?;
         }
     }
-    roles.retain(|r| !r.is_empty() && *r != "*");
-    users.retain(|u| !u.is_empty());
+    let roles = call.roles.iter().filter(|r| !r.is_empty() && *r != "*");
+    let users = call.user.iter().filter(|u| !u.is_empty());
     facts
         .targets
-        .extend(roles.iter().map(|r| format!("role:{r}")));
+        .extend(roles.clone().map(|r| format!("role:{r}")));
     facts
         .targets
-        .extend(users.iter().map(|u| format!("user:{u}")));
+        .extend(users.clone().map(|u| format!("user:{u}")));
     for r in roles {
         g.allows(Access::Write, Resource::new(Kind::Roles, r))?;
     }
@@ -370,24 +333,6 @@ fn framework_call(g: &Grants, call: &Value, facts: &mut Facts) -> Result<(), Den
         g.allows(Access::Write, Resource::new(Kind::Users, u))?;
     }
     Ok(())
-}
-
-/// The secret references of a Mesos `TaskInfo`: its `SECRET` environment variables and
-/// secret volumes.
-fn task_secret_refs(t: &Value) -> Vec<&str> {
-    let vars = t
-        .pointer("/command/environment/variables")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.pointer("/secret/reference/name")?.as_str());
-    let vols = t
-        .pointer("/container/volumes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.pointer("/source/secret/reference/name")?.as_str());
-    vars.chain(vols).collect()
 }
 
 /// Whether requests to `path` may carry app, group, pod or job definitions.
@@ -424,6 +369,12 @@ fn secret_sources(v: &Value) -> Vec<String> {
 
 /// The request with its body read (and put back), and the body as JSON if it is JSON.
 async fn read_body(req: Request) -> Result<(Request, Option<Value>), Box<Response>> {
+    let (req, bytes) = read_bytes(req).await?;
+    Ok((req, serde_json::from_slice(&bytes).ok()))
+}
+
+/// The request with its body read (and put back, sharing the bytes), and the body.
+async fn read_bytes(req: Request) -> Result<(Request, Bytes), Box<Response>> {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
         Box::new(reply(
@@ -432,8 +383,7 @@ async fn read_body(req: Request) -> Result<(Request, Option<Value>), Box<Respons
             json!([]),
         ))
     })?;
-    let v = serde_json::from_slice(&bytes).ok();
-    Ok((Request::from_parts(parts, Body::from(bytes)), v))
+    Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes))
 }
 
 /// How many apps (or jobs) a delete would remove.

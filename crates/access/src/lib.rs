@@ -19,6 +19,7 @@ pub mod audit;
 mod check;
 mod endpoints;
 mod events;
+mod peek;
 pub mod registry;
 
 use std::sync::{Arc, Mutex};

@@ -23,10 +23,12 @@ use sha2::{Digest, Sha256};
 
 /// The hex SHA-256 of a token secret: what the store keeps instead of the secret.
 pub fn hash_secret(secret: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(secret.as_bytes());
     let mut out = String::with_capacity(64);
     for b in digest {
-        out.push_str(&format!("{b:02x}"));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
 }
