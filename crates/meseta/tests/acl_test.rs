@@ -527,14 +527,18 @@ fn deleting_a_group_of_apps_needs_confirmation_even_without_acls() {
         (apps["apps"].as_array().map(Vec::len) == Some(0)).then_some(())
     });
     // The audit writer stores what queued up every 50 ms, apart from the requests.
-    common::wait_for("the refusal in the audit log", Duration::from_secs(10), || {
-        let (_, log) = call(&c, Method::GET, "/api/meseta/v1/audit", None, None);
-        let entries = log.as_array().cloned().unwrap_or_default();
-        entries
-            .iter()
-            .any(|e| e["status"] == 409 && e["path"] == "/v2/groups/g")
-            .then_some(())
-    });
+    common::wait_for(
+        "the refusal in the audit log",
+        Duration::from_secs(10),
+        || {
+            let (_, log) = call(&c, Method::GET, "/api/meseta/v1/audit", None, None);
+            let entries = log.as_array().cloned().unwrap_or_default();
+            entries
+                .iter()
+                .any(|e| e["status"] == 409 && e["path"] == "/v2/groups/g")
+                .then_some(())
+        },
+    );
 }
 
 /// A browser-like request to the UI: no redirects followed, the sign-in cookie if given.
