@@ -157,28 +157,6 @@ fn parse_call(headers: &HeaderMap, body: &[u8]) -> Result<Call, Response> {
             ));
         }
     }
-    // A well-formed call is decoded straight from the body; anything the typed decode refuses
-    // (bad JSON, a missing or odd `type`, a duplicated key) goes the slow way below, which
-    // reads a `Value` first to answer with Mesos' error messages and rules.
-    let call = match serde_json::from_slice::<Call>(body) {
-        Ok(call) => call,
-        Err(_) => parse_call_slowly(body)?,
-    };
-    if let CallKind::Acknowledge { acknowledge } = &call.kind {
-        if crate::core::base64_to_uuid(&acknowledge.uuid).is_none() {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "Failed to validate scheduler::Call: 'acknowledge.uuid' is not a base64-encoded \
-                 16-byte UUID",
-            ));
-        }
-    }
-    Ok(call)
-}
-
-/// The body as a `Call` through a `Value`, with Mesos' messages for what is wrong with it.
-#[allow(clippy::result_large_err)]
-fn parse_call_slowly(body: &[u8]) -> Result<Call, Response> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
@@ -203,12 +181,22 @@ fn parse_call_slowly(body: &[u8]) -> Result<Call, Response> {
             ))
         }
     }
-    serde_json::from_value(value).map_err(|e| {
+    let call: Call = serde_json::from_value(value).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             format!("Failed to convert JSON into Call protobuf: {e}"),
         )
-    })
+    })?;
+    if let CallKind::Acknowledge { acknowledge } = &call.kind {
+        if crate::core::base64_to_uuid(&acknowledge.uuid).is_none() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "Failed to validate scheduler::Call: 'acknowledge.uuid' is not a base64-encoded \
+                 16-byte UUID",
+            ));
+        }
+    }
+    Ok(call)
 }
 
 /// The JSON type of `v` as Mesos' JSON-to-protobuf errors name it.
