@@ -203,14 +203,17 @@ mod tests {
         .expect("info");
         let exec = meseta_api::agent::ExecutorSpec {
             info,
-            framework_info: serde_json::json!({"id": {"value": "fw-1"}}),
+            framework_info: meseta_api::scheduler::FrameworkInfo {
+                id: Some(meseta_api::scheduler::IdValue::new("fw-1")),
+                ..Default::default()
+            },
             command: spec.command.clone(),
             env: vec![],
             user: None,
             fetch: vec![],
             checkpoint: true,
         };
-        spec.executor = Some(exec.clone());
+        spec.executor = Some(std::sync::Arc::new(exec.clone()));
         cp.write_task(&spec).expect("task");
         cp.write_state(
             &PathId::parse("task", "et1").expect("id"),

@@ -7,6 +7,7 @@
 mod fake_master;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -14,6 +15,7 @@ use fake_master::FakeMaster;
 use meseta_agent::{Agent, AgentConfig, AgentHandle};
 use meseta_api::agent::{AgentMessage, Command, ExecutorSpec, MasterMessage, TaskSpec};
 use meseta_api::recordio::Decoder;
+use meseta_api::scheduler::{FrameworkInfo, IdValue, TaskInfo};
 use meseta_types::{FrameworkId, Resources, TaskId, TaskState};
 use serde_json::{json, Value};
 
@@ -73,9 +75,13 @@ fn task(id: &str, grace_ns: i64) -> Box<TaskSpec> {
         fetch: vec![],
         volumes: vec![],
         container: None,
-        executor: Some(ExecutorSpec {
+        executor: Some(Arc::new(ExecutorSpec {
             info,
-            framework_info: json!({"id": {"value": "fw-1"}, "user": "", "name": "t"}),
+            framework_info: FrameworkInfo {
+                id: Some(IdValue::new("fw-1")),
+                name: "t".into(),
+                ..FrameworkInfo::default()
+            },
             command: Command {
                 shell: true,
                 value: "sleep 100".into(),
@@ -85,8 +91,13 @@ fn task(id: &str, grace_ns: i64) -> Box<TaskSpec> {
             user: None,
             fetch: vec![],
             checkpoint: true,
-        }),
-        task_info: Some(json!({"name": id, "task_id": {"value": id}, "data": "aGk="})),
+        })),
+        task_info: Some(Box::new(TaskInfo {
+            name: id.into(),
+            task_id: IdValue::new(id),
+            data: Some("aGk=".into()),
+            ..TaskInfo::default()
+        })),
         group: vec![],
         secrets: vec![],
     })
@@ -211,6 +222,15 @@ async fn executor_api_streams_events_and_refuses_bad_calls() {
     let ev = s.next_of("LAUNCH").await;
     assert_eq!(ev["launch"]["task"]["task_id"]["value"], "t1");
     assert_eq!(ev["launch"]["task"]["data"], "aGk=");
+    // The master sends the ExecutorInfo once, beside the task: the agent puts it back.
+    assert_eq!(
+        ev["launch"]["task"]["executor"]["executor_id"]["value"],
+        "e1"
+    );
+    assert_eq!(
+        ev["launch"]["task"]["executor"]["framework_id"]["value"],
+        "fw-1"
+    );
 
     // Bad updates: no uuid, TASK_STAGING → 400.
     let no_uuid = call(

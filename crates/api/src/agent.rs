@@ -20,6 +20,7 @@
 
 use meseta_types::{AgentId, Attributes, FrameworkId, Resources, TaskId, TaskState};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The HTTP path the agent upgrades to a WebSocket.
 pub const AGENT_WS_PATH: &str = "/api/meseta/v1/agent";
@@ -203,12 +204,16 @@ pub struct TaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<crate::container::ContainerInfo>,
     /// The custom executor that runs the task; `command` is then unused and the task's state
-    /// comes from the executor's updates.
+    /// comes from the executor's updates. Shared: the master builds it once per executor and
+    /// agent, and every task of that executor holds the same copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub executor: Option<ExecutorSpec>,
-    /// The `TaskInfo` as the framework wrote it (with `agent_id`), delivered to the executor.
+    pub executor: Option<Arc<ExecutorSpec>>,
+    /// The `TaskInfo` as the framework wrote it (with `agent_id`), delivered to the executor in
+    /// its LAUNCH event ([`TaskSpec::executor_task_info`]). The master leaves its `executor`
+    /// out: it travels once, in [`TaskSpec::executor`]. Typed, so neither side builds a JSON
+    /// tree of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_info: Option<serde_json::Value>,
+    pub task_info: Option<Box<crate::scheduler::TaskInfo>>,
     /// The tasks of its LAUNCH_GROUP (this one among them), launched together.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group: Vec<TaskId>,
@@ -219,6 +224,16 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// The `TaskInfo` a custom executor receives in LAUNCH: `task_info` with the executor's
+    /// `ExecutorInfo` (and `framework_id`) put back. `None` for a task without one.
+    pub fn executor_task_info(&self) -> Option<crate::scheduler::TaskInfo> {
+        let mut t = self.task_info.as_deref()?.clone();
+        if let Some(e) = &self.executor {
+            t.executor = Some(e.info.clone());
+        }
+        Some(t)
+    }
+
     /// The spec without secret values (references kept): what is written to `task.json`,
     /// reported on re-registration and shown.
     pub fn without_secret_values(mut self) -> TaskSpec {
@@ -268,7 +283,7 @@ pub struct ExecutorSpec {
     /// The framework's `ExecutorInfo` (with `framework_id`), delivered in SUBSCRIBED.
     pub info: crate::executor::ExecutorInfo,
     /// The framework's `FrameworkInfo` (with `id`), delivered in SUBSCRIBED.
-    pub framework_info: serde_json::Value,
+    pub framework_info: crate::scheduler::FrameworkInfo,
     /// What to run (`info.command`, typed).
     pub command: Command,
     /// Extra environment from the executor's command.
@@ -819,6 +834,96 @@ mod tests {
         assert!(!serde_json::to_string(&up)
             .expect("json")
             .contains("healthy"));
+    }
+
+    #[test]
+    fn executor_launch_round_trips_and_keeps_the_json_the_executor_sees() {
+        let info: crate::executor::ExecutorInfo = serde_json::from_value(json!({
+            "executor_id": {"value": "e1"}, "framework_id": {"value": "fw-1"},
+            "command": {"value": "run-executor"}, "resources": [
+                {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}]}))
+        .expect("info");
+        let framework_info: crate::scheduler::FrameworkInfo = serde_json::from_value(json!({
+            "user": "u", "name": "fw", "id": {"value": "fw-1"},
+            "capabilities": [{"type": "PARTITION_AWARE"}]}))
+        .expect("framework");
+        let task_info: crate::scheduler::TaskInfo = serde_json::from_value(json!({
+            "name": "t", "task_id": {"value": "t"}, "agent_id": {"value": "a1"},
+            "data": "aGk="}))
+        .expect("task");
+        let spec = TaskSpec {
+            task_id: TaskId::new("t"),
+            framework_id: FrameworkId::new("fw-1"),
+            name: "t".into(),
+            resources: Resources::parse("cpus:0.5").expect("res"),
+            command: Command {
+                shell: true,
+                value: String::new(),
+                arguments: vec![],
+            },
+            env: vec![],
+            user: None,
+            kill_grace_secs: None,
+            role: "*".into(),
+            health_check: None,
+            fetch: vec![],
+            volumes: vec![],
+            container: None,
+            executor: Some(Arc::new(ExecutorSpec {
+                info: info.clone(),
+                framework_info: framework_info.clone(),
+                command: Command {
+                    shell: true,
+                    value: "run-executor".into(),
+                    arguments: vec![],
+                },
+                env: vec![],
+                user: Some("u".into()),
+                fetch: vec![],
+                checkpoint: false,
+            })),
+            task_info: Some(Box::new(task_info.clone())),
+            group: vec![],
+            secrets: vec![],
+        };
+        // Through the agent socket's framing (an internally tagged message, as text).
+        let text = serde_json::to_string(&MasterMessage::LaunchTask(Box::new(spec.clone())))
+            .expect("json");
+        let back: MasterMessage = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, MasterMessage::LaunchTask(Box::new(spec.clone())));
+        // The executor's TaskInfo and FrameworkInfo are the JSON the framework's types give.
+        let v: serde_json::Value = serde_json::from_str(&text).expect("value");
+        assert_eq!(
+            v["task_info"],
+            serde_json::to_value(&task_info).expect("json")
+        );
+        assert!(
+            v["task_info"].get("executor").is_none(),
+            "sent once, in `executor`"
+        );
+        // The executor's LAUNCH gets the task with its ExecutorInfo back.
+        let launched = spec.executor_task_info().expect("task info");
+        assert_eq!(launched.executor, Some(info));
+        assert_eq!(launched.data.as_deref(), Some("aGk="));
+        assert_eq!(
+            v["executor"]["framework_info"],
+            serde_json::to_value(&framework_info).expect("json")
+        );
+        // A spec checkpointed with the former untyped fields (a JSON tree each) still loads.
+        let mut old = serde_json::to_value(&spec).expect("json");
+        old["task_info"] = json!({"name": "t", "task_id": {"value": "t"}, "data": "aGk="});
+        old["executor"]["framework_info"] =
+            json!({"user": "", "name": "", "id": {"value": "fw-1"}});
+        let old: TaskSpec = serde_json::from_value(old).expect("old spec");
+        assert_eq!(
+            old.task_info.as_ref().and_then(|t| t.data.as_deref()),
+            Some("aGk=")
+        );
+        let exec = old.executor.as_ref().expect("executor");
+        assert_eq!(
+            exec.framework_info.id,
+            Some(crate::scheduler::IdValue::new("fw-1"))
+        );
     }
 
     #[test]

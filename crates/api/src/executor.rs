@@ -104,11 +104,31 @@ impl ExecutorInfo {
     /// Whether `other` describes the same executor (Mesos refuses a reused id with another
     /// `ExecutorInfo`); `framework_id` is ignored as the master fills it.
     pub fn same_as(&self, other: &ExecutorInfo) -> bool {
-        let strip = |e: &ExecutorInfo| ExecutorInfo {
-            framework_id: None,
-            ..e.clone()
-        };
-        strip(self) == strip(other)
+        // Every field but `framework_id`, compared in place (the master asks this for every
+        // task that names an executor). Destructured so a new field cannot be forgotten here.
+        let ExecutorInfo {
+            executor_id,
+            framework_id: _,
+            kind,
+            name,
+            command,
+            container,
+            resources,
+            shutdown_grace_period,
+            labels,
+            data,
+            source,
+        } = self;
+        *executor_id == other.executor_id
+            && *kind == other.kind
+            && *name == other.name
+            && *command == other.command
+            && *container == other.container
+            && *resources == other.resources
+            && *shutdown_grace_period == other.shutdown_grace_period
+            && *labels == other.labels
+            && *data == other.data
+            && *source == other.source
     }
 }
 

@@ -364,21 +364,15 @@ impl Core {
     ) -> (TaskSpec, Resources) {
         // Validated in `validate_task`: an invalid check never gets here.
         let health_check = Self::health_check_of(&t).ok().flatten();
-        let executor = self.executor_spec(fw_id, &t);
-        let task_info = executor.as_ref().and_then(|_| {
-            let mut info = t.clone();
-            info.agent_id = Some(IdValue::new(agent_id.as_str()));
-            if let Some(e) = info.executor.as_mut() {
-                e.framework_id = Some(IdValue::new(fw_id.as_str()));
-            }
-            serde_json::to_value(&info).ok()
-        });
+        let executor = self.executor_spec(fw_id, agent_id, &t);
         let extra = match &executor {
             Some(e) => self.account_executor(fw_id, agent_id, role, e),
             None => Resources::new(),
         };
         let secrets = secret_uses(&t);
-        let cmd = t.command.unwrap_or_default();
+        let mut t = t;
+        // A task names a command or an executor, never both (`validate_task`).
+        let cmd = t.command.take().unwrap_or_default();
         let env = cmd
             .environment
             .map(|e| e.variables.into_iter().map(|v| (v.name, v.value)).collect())
@@ -389,11 +383,31 @@ impl Core {
                 .map(|f| f.info.user.clone())
                 .filter(|u| !u.is_empty())
         });
+        let kill_grace_secs = t
+            .kill_policy
+            .as_ref()
+            .and_then(|k| k.grace_period.as_ref())
+            .map(|g| g.nanoseconds as f64 / 1e9);
+        let task_id = TaskId::new(t.task_id.as_str());
+        let resources = t.resources.clone();
+        let volumes = meseta_api::agent::VolumeMount::of(&resources);
+        let container = t.container.clone();
+        // The executor gets the task as the framework wrote it, with its agent. Its
+        // `ExecutorInfo` is in `executor` already: the agent puts it back into the task when it
+        // hands it to the executor, so it does not travel twice.
+        let (name, task_info) = match &executor {
+            Some(_) => {
+                t.agent_id = Some(IdValue::new(agent_id.as_str()));
+                t.executor = None;
+                (t.name.clone(), Some(Box::new(t)))
+            }
+            None => (t.name, None),
+        };
         let spec = TaskSpec {
-            task_id: TaskId::new(t.task_id.as_str()),
+            task_id,
             framework_id: fw_id.clone(),
-            name: t.name,
-            resources: t.resources.clone(),
+            name,
+            resources,
             command: Command {
                 shell: cmd.shell,
                 value: cmd.value.unwrap_or_default(),
@@ -401,20 +415,17 @@ impl Core {
             },
             env,
             user,
-            kill_grace_secs: t
-                .kill_policy
-                .and_then(|k| k.grace_period)
-                .map(|g| g.nanoseconds as f64 / 1e9),
+            kill_grace_secs,
             role: role.to_string(),
             health_check,
+            volumes,
             fetch: cmd
                 .uris
                 .unwrap_or_default()
                 .into_iter()
                 .map(meseta_api::agent::FetchUri::from)
                 .collect(),
-            volumes: meseta_api::agent::VolumeMount::of(&t.resources),
-            container: t.container.clone(),
+            container,
             executor,
             task_info,
             group: vec![],

@@ -14,6 +14,7 @@ use meseta_api::agent::{Command, ExecutorSpec, MasterMessage};
 use meseta_api::executor::ExecutorInfo;
 use meseta_api::scheduler::{Event, Failure, IdValue, Message, TaskInfo};
 use meseta_types::{AgentId, FrameworkId, Resources};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::core::{take_from, Core};
@@ -71,7 +72,7 @@ impl Core {
     ) -> Result<Resources, String> {
         let key = (agent.clone(), fw.clone(), info.executor_id.value.clone());
         match self.ops.custom_executors.get(&key) {
-            Some(rec) if !rec.info.same_as(info) => Err(format!(
+            Some(rec) if !rec.spec.info.same_as(info) => Err(format!(
                 "ExecutorInfo of executor '{}' is not compatible with the one already running \
                  on agent '{agent}'",
                 info.executor_id
@@ -81,9 +82,21 @@ impl Core {
         }
     }
 
-    /// The agent's view of the executor a task names (`None` for command tasks).
-    pub(crate) fn executor_spec(&self, fw: &FrameworkId, t: &TaskInfo) -> Option<ExecutorSpec> {
-        self.executor_spec_of(fw, t.executor.clone()?)
+    /// The agent's view of the executor a task names on `agent` (`None` for command tasks):
+    /// the one already accounted there (built at its first task; the task was checked to name
+    /// the same `ExecutorInfo`), else a new one.
+    pub(crate) fn executor_spec(
+        &self,
+        fw: &FrameworkId,
+        agent: &AgentId,
+        t: &TaskInfo,
+    ) -> Option<Arc<ExecutorSpec>> {
+        let info = t.executor.as_ref()?;
+        let key = (agent.clone(), fw.clone(), info.executor_id.value.clone());
+        match self.ops.custom_executors.get(&key) {
+            Some(rec) => Some(rec.spec.clone()),
+            None => Some(self.executor_spec_of(fw, info.clone())),
+        }
     }
 
     /// The agent's view of an `ExecutorInfo` of framework `fw`.
@@ -91,42 +104,37 @@ impl Core {
         &self,
         fw: &FrameworkId,
         mut info: ExecutorInfo,
-    ) -> Option<ExecutorSpec> {
+    ) -> Arc<ExecutorSpec> {
         info.framework_id = Some(IdValue::new(fw.as_str()));
-        let fw_info = self.frameworks.get(fw).map(|f| f.info.clone());
+        let mut framework_info = self
+            .frameworks
+            .get(fw)
+            .map(|f| f.info.clone())
+            .unwrap_or_default();
+        framework_info.id = Some(IdValue::new(fw.as_str()));
         let cmd = info.command.clone().unwrap_or_default();
         let env = cmd
             .environment
-            .clone()
             .map(|e| e.variables.into_iter().map(|v| (v.name, v.value)).collect())
             .unwrap_or_default();
-        let user = cmd.user.clone().or_else(|| {
-            fw_info
-                .as_ref()
-                .map(|f| f.user.clone())
-                .filter(|u| !u.is_empty())
-        });
-        let mut framework_info = fw_info
-            .as_ref()
-            .and_then(|f| serde_json::to_value(f).ok())
-            .unwrap_or_else(|| serde_json::json!({"user": "", "name": ""}));
-        framework_info["id"] = serde_json::json!({"value": fw.as_str()});
-        Some(ExecutorSpec {
+        let user = cmd
+            .user
+            .or_else(|| Some(framework_info.user.clone()).filter(|u| !u.is_empty()));
+        Arc::new(ExecutorSpec {
             command: Command {
                 shell: cmd.shell,
-                value: cmd.value.clone().unwrap_or_default(),
-                arguments: cmd.arguments.clone().unwrap_or_default(),
+                value: cmd.value.unwrap_or_default(),
+                arguments: cmd.arguments.unwrap_or_default(),
             },
             env,
             user,
             fetch: cmd
                 .uris
-                .clone()
                 .unwrap_or_default()
                 .into_iter()
                 .map(meseta_api::agent::FetchUri::from)
                 .collect(),
-            checkpoint: fw_info.and_then(|f| f.checkpoint).unwrap_or(false),
+            checkpoint: framework_info.checkpoint.unwrap_or(false),
             framework_info,
             info,
         })
@@ -139,7 +147,7 @@ impl Core {
         fw: &FrameworkId,
         agent: &AgentId,
         role: &str,
-        spec: &ExecutorSpec,
+        spec: &Arc<ExecutorSpec>,
     ) -> Resources {
         let key = (agent.clone(), fw.clone(), spec.id().to_string());
         if self.ops.custom_executors.contains_key(&key) {
@@ -149,7 +157,7 @@ impl Core {
         self.ops.custom_executors.insert(
             key,
             ExecutorRecord {
-                info: spec.info.clone(),
+                spec: spec.clone(),
                 role: role.to_string(),
             },
         );
@@ -166,7 +174,7 @@ impl Core {
 
     /// A re-registering agent reports a task of a custom executor the master may not know
     /// (after a master restart): account for the executor once.
-    pub(crate) fn adopt_executor(&mut self, agent: &AgentId, role: &str, spec: &ExecutorSpec) {
+    pub(crate) fn adopt_executor(&mut self, agent: &AgentId, role: &str, spec: &Arc<ExecutorSpec>) {
         let fw = spec
             .info
             .framework_id
@@ -187,7 +195,7 @@ impl Core {
     ) {
         let key = (agent.clone(), fw.clone(), executor_id.to_string());
         if let Some(rec) = self.ops.custom_executors.remove(&key) {
-            let res = rec.info.resources.clone();
+            let res = rec.spec.info.resources.clone();
             if let Some(a) = self.agents.get_mut(agent) {
                 take_from(&mut a.used, &res);
             }
@@ -305,7 +313,7 @@ impl Core {
                     a.clone(),
                     f.clone(),
                     r.role.clone(),
-                    r.info.resources.clone(),
+                    r.spec.info.resources.clone(),
                 )
             })
             .collect()

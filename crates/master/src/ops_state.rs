@@ -30,8 +30,9 @@ pub(crate) struct OpsState {
 /// A custom executor the master accounts for.
 #[derive(Clone, Debug)]
 pub(crate) struct ExecutorRecord {
-    /// Its `ExecutorInfo` (with `framework_id`), to refuse a reused id with another one.
-    pub info: meseta_api::executor::ExecutorInfo,
+    /// What the agent was sent at its first task: its `ExecutorInfo` (with `framework_id`), to
+    /// refuse a reused id with another one, and the spec every later task of it shares.
+    pub spec: std::sync::Arc<meseta_api::agent::ExecutorSpec>,
     /// The role its resources were allocated in.
     pub role: String,
 }

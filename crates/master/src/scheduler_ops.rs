@@ -91,9 +91,7 @@ impl Core {
         };
         *pool = left;
         let exec_id = info.executor_id.value.clone();
-        let Some(exec) = self.executor_spec_of(fw, info) else {
-            return;
-        };
+        let exec = self.executor_spec_of(fw, info);
         self.account_executor(fw, agent, role, &exec);
         let ids: Vec<TaskId> = tasks
             .iter()

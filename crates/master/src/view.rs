@@ -195,7 +195,7 @@ impl Core {
         mine.sort_by(|a, b| (&a.0 .0, &a.0 .2).cmp(&(&b.0 .0, &b.0 .2)));
         mine.into_iter()
             .map(|((agent, f, _), rec)| {
-                let mut v = match serde_json::to_value(&rec.info) {
+                let mut v = match serde_json::to_value(&rec.spec.info) {
                     Ok(Value::Object(m)) => m,
                     _ => Map::new(),
                 };
@@ -204,11 +204,17 @@ impl Core {
                 v.insert("role".into(), Value::from(rec.role.clone()));
                 v.insert(
                     "type".into(),
-                    Value::from(rec.info.kind.clone().unwrap_or_else(|| "CUSTOM".into())),
+                    Value::from(
+                        rec.spec
+                            .info
+                            .kind
+                            .clone()
+                            .unwrap_or_else(|| "CUSTOM".into()),
+                    ),
                 );
                 v.insert(
                     "resources".into(),
-                    Value::Object(rec.info.resources.v0_summary()),
+                    Value::Object(rec.spec.info.resources.v0_summary()),
                 );
                 Value::Object(v)
             })

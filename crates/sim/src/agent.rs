@@ -11,9 +11,11 @@
 //! ```
 //!
 //! Every update gets a fresh uuid and stays pending until the master acknowledges it; a task is
-//! forgotten once its terminal update is acknowledged.
+//! forgotten once its terminal update is acknowledged. Pending updates are kept in the order they
+//! were sent and found by uuid ([`Pending`]), so an acknowledgement costs the same however many
+//! updates an agent has outstanding (thousands when one ACCEPT launches a thousand tasks on it).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -59,6 +61,44 @@ struct SimTask {
     spec: TaskSpec,
     state: TaskState,
     generation: u64,
+    /// Its updates still pending.
+    unacked: u32,
+}
+
+/// Updates awaiting the master's acknowledgement: in the order they were sent (they are resent
+/// in that order) and found by uuid, so removing one moves no other.
+#[derive(Default)]
+struct Pending {
+    by_seq: BTreeMap<u64, StatusUpdate>,
+    seq_of: HashMap<String, u64>,
+    next: u64,
+}
+
+impl Pending {
+    fn push(&mut self, u: StatusUpdate) {
+        self.seq_of.insert(u.uuid.clone(), self.next);
+        self.by_seq.insert(self.next, u);
+        self.next += 1;
+    }
+
+    fn remove(&mut self, uuid: &str) -> Option<StatusUpdate> {
+        let seq = self.seq_of.remove(uuid)?;
+        self.by_seq.remove(&seq)
+    }
+
+    /// In the order they were sent.
+    fn iter(&self) -> impl Iterator<Item = &StatusUpdate> {
+        self.by_seq.values()
+    }
+
+    fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.by_seq.is_empty()
+    }
 }
 
 /// One simulated agent.
@@ -70,7 +110,7 @@ pub(crate) struct AgentState {
     shared: Arc<Shared>,
     rng: Rng,
     tasks: HashMap<TaskId, SimTask>,
-    pending: Vec<StatusUpdate>,
+    pending: Pending,
     next_generation: u64,
     connected: bool,
     outbox: Vec<AgentMessage>,
@@ -93,7 +133,7 @@ impl AgentState {
             shared,
             rng,
             tasks: HashMap::new(),
-            pending: Vec::new(),
+            pending: Pending::default(),
             next_generation: 0,
             connected: false,
             outbox: Vec::new(),
@@ -178,6 +218,7 @@ impl AgentState {
                 spec,
                 state: TaskState::Staging,
                 generation,
+                unacked: 0,
             },
         );
         if self.behaviour.start_delay.is_zero() {
@@ -254,13 +295,16 @@ impl AgentState {
     }
 
     pub(crate) fn on_acknowledge(&mut self, task_id: &TaskId, uuid: &str) {
-        let Some(pos) = self.pending.iter().position(|u| u.uuid == uuid) else {
+        if self.pending.remove(uuid).is_none() {
+            return;
+        }
+        self.shared.unacked.fetch_sub(1, Ordering::Relaxed);
+        let Some(task) = self.tasks.get_mut(task_id) else {
             return;
         };
-        let acked = self.pending.remove(pos);
-        self.shared.unacked.fetch_sub(1, Ordering::Relaxed);
-        let done = acked.state.is_terminal() && !self.pending.iter().any(|u| &u.task_id == task_id);
-        if done {
+        task.unacked = task.unacked.saturating_sub(1);
+        // Ended, and every update of it (the terminal one last sent) acknowledged.
+        if task.state.is_terminal() && task.unacked == 0 {
             self.tasks.remove(task_id);
         }
     }
@@ -278,6 +322,7 @@ impl AgentState {
         };
         let was_running = task.state == TaskState::Running;
         task.state = state;
+        task.unacked += 1;
         let framework_id = task.spec.framework_id.clone();
         let executor_id = task.spec.executor.as_ref().map(|e| e.id().to_string());
         self.count(state, was_running);
@@ -501,6 +546,53 @@ mod tests {
         assert!(a.tasks.is_empty());
         a.resend_pending();
         assert!(a.take_outbox().is_empty());
+    }
+
+    #[test]
+    fn acks_in_any_order_keep_the_rest_in_sending_order() {
+        let mut a = agent(0, 0.0, None);
+        for id in ["t1", "t2", "t3"] {
+            a.on_launch(spec(id));
+        }
+        let sent: Vec<StatusUpdate> = a
+            .take_outbox()
+            .into_iter()
+            .filter_map(|m| match m {
+                AgentMessage::StatusUpdate(u) => Some(u),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.len(), 6, "STARTING and RUNNING of each");
+        // Acknowledge the last, a middle one and an unknown uuid.
+        a.on_acknowledge(&sent[5].task_id, &sent[5].uuid);
+        a.on_acknowledge(&sent[2].task_id, &sent[2].uuid);
+        a.on_acknowledge(&sent[2].task_id, "no-such-uuid");
+        assert_eq!(a.shared.snapshot().unacked, 4);
+        a.resend_pending();
+        let again: Vec<String> = a
+            .take_outbox()
+            .into_iter()
+            .filter_map(|m| match m {
+                AgentMessage::StatusUpdate(u) => Some(u.uuid),
+                _ => None,
+            })
+            .collect();
+        let expected: Vec<String> = [0, 1, 3, 4].iter().map(|&i| sent[i].uuid.clone()).collect();
+        assert_eq!(again, expected);
+        // t2 ends: it is forgotten once its last update (the terminal one) is acknowledged.
+        a.on_kill(&TaskId::new("t2"));
+        let killed = match a.take_outbox().pop() {
+            Some(AgentMessage::StatusUpdate(u)) => u,
+            other => panic!("not an update: {other:?}"),
+        };
+        a.on_acknowledge(&killed.task_id, &killed.uuid);
+        assert!(
+            a.tasks.contains_key(&TaskId::new("t2")),
+            "RUNNING still pending"
+        );
+        a.on_acknowledge(&sent[3].task_id, &sent[3].uuid);
+        assert!(!a.tasks.contains_key(&TaskId::new("t2")));
+        assert_eq!(a.tasks.len(), 2);
     }
 
     #[test]

@@ -146,7 +146,7 @@ fn subscribe_call(shared: &Arc<Shared>, key: &Key, sub: wire::Subscribe) -> Resp
         let _ = tx.send(Event::Subscribed {
             subscribed: Box::new(wire::Subscribed {
                 executor_info: e.spec.info.clone(),
-                framework_info: e.spec.framework_info.clone(),
+                framework_info: serde_json::to_value(&e.spec.framework_info).unwrap_or_default(),
                 agent_info: serde_json::json!({
                     "id": {"value": agent_id.as_str()},
                     "hostname": shared.hostname,

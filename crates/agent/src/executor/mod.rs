@@ -49,7 +49,7 @@ pub(crate) type Key = (FrameworkId, String);
 #[derive(Debug)]
 pub(crate) struct ExecutorEntry {
     /// What the master sent with its first task.
-    pub spec: ExecutorSpec,
+    pub spec: Arc<ExecutorSpec>,
     /// `<work_dir>/executors/<framework>/<executor>`.
     pub dir: PathBuf,
     /// Every task given to it.
@@ -69,7 +69,7 @@ pub(crate) struct ExecutorEntry {
 }
 
 impl ExecutorEntry {
-    fn new(spec: ExecutorSpec, dir: PathBuf) -> ExecutorEntry {
+    fn new(spec: Arc<ExecutorSpec>, dir: PathBuf) -> ExecutorEntry {
         ExecutorEntry {
             spec,
             dir,
@@ -221,7 +221,8 @@ pub(crate) fn deliver(shared: &Shared, key: &Key) {
         .cloned()
         .collect();
     for id in due {
-        let Some(task) = st.tasks.get(&id).and_then(|t| t.spec.task_info.clone()) else {
+        let task = st.tasks.get(&id).and_then(|t| t.spec.executor_task_info());
+        let Some(task) = task.and_then(|t| serde_json::to_value(t).ok()) else {
             continue;
         };
         if e.send(Event::Launch {
@@ -488,10 +489,11 @@ pub(crate) fn ended(shared: &Shared, key: &Key) {
 
 /// Whether the framework is PARTITION_AWARE (its tasks of a dead executor go TASK_GONE rather
 /// than TASK_LOST, as in Mesos).
-fn partition_aware(framework_info: &serde_json::Value) -> bool {
-    framework_info["capabilities"]
-        .as_array()
-        .is_some_and(|caps| caps.iter().any(|c| c["type"] == "PARTITION_AWARE"))
+fn partition_aware(framework_info: &meseta_api::scheduler::FrameworkInfo) -> bool {
+    framework_info
+        .capabilities
+        .as_ref()
+        .is_some_and(|caps| caps.iter().any(|c| c.kind == "PARTITION_AWARE"))
 }
 
 /// Emit `rec(task)` for every live task of the executor.
@@ -621,7 +623,7 @@ pub(crate) fn recover(shared: &Arc<Shared>) -> Result<(), crate::AgentError> {
             .map(|f| FrameworkId::new(f.as_str()))
             .unwrap_or_default();
         let key = (fw, spec.id().to_string());
-        let mut entry = ExecutorEntry::new(spec, dir.clone());
+        let mut entry = ExecutorEntry::new(Arc::new(spec), dir.clone());
         entry.started = true;
         {
             let mut st = shared.lock();
