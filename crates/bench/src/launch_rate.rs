@@ -205,6 +205,8 @@ impl LaunchRateReport {
     /// The human-readable report.
     pub fn render(&self) -> String {
         let verdict = if self.pass { "PASS" } else { "MISS" };
+        // Each row shows its own check; the last line, all of them together.
+        let check = |ok: bool| if ok { "PASS" } else { "MISS" };
         let target = format!(">= {}", output::num(self.target_tasks_per_sec));
         let row = |p: &PhaseReport, target: &str, result: &str| {
             vec![
@@ -219,7 +221,11 @@ impl LaunchRateReport {
             ]
         };
         let mut rows = vec![
-            row(&self.in_process, &target, verdict),
+            row(
+                &self.in_process,
+                &target,
+                check(self.in_process.tasks_per_sec >= self.target_tasks_per_sec),
+            ),
             row(&self.http, "-", "-"),
         ];
         let mut ratio_line = match (&self.custom, self.custom_ratio) {
@@ -227,7 +233,7 @@ impl LaunchRateReport {
                 rows.push(row(
                     c,
                     &format!(">= {TARGET_CUSTOM_RATIO} x in-process"),
-                    "-",
+                    check(ratio >= TARGET_CUSTOM_RATIO),
                 ));
                 format!(
                     "\ncustom executor / command executor: {ratio:.2} (target >= {TARGET_CUSTOM_RATIO})"
@@ -236,7 +242,11 @@ impl LaunchRateReport {
             _ => String::new(),
         };
         if let (Some(s), Some(ratio)) = (&self.secured, self.secured_ratio) {
-            rows.push(row(s, &format!(">= {TARGET_SECURED_RATIO} x http"), "-"));
+            rows.push(row(
+                s,
+                &format!(">= {TARGET_SECURED_RATIO} x http"),
+                check(ratio >= TARGET_SECURED_RATIO),
+            ));
             ratio_line.push_str(&format!(
                 "\n{} / http: {ratio:.2} (target >= {TARGET_SECURED_RATIO})",
                 s.path
@@ -798,6 +808,28 @@ mod tests {
         assert_eq!(json["in_process"]["tasks_per_sec"], 4_000.0);
         assert_eq!(json["http"]["path"], "http");
         assert_eq!(json["per_accept"], 1000);
+    }
+
+    #[test]
+    fn each_row_shows_its_own_check_and_the_last_line_all_of_them() {
+        let args = parse(&["bench", "launch-rate", "--agents", "10"]);
+        let r = LaunchRateReport::new(
+            &args,
+            phase("in-process", 10_000, 1.0),
+            phase("http", 1_000, 1.0),
+        )
+        .with_secured(phase("http with --acl", 500, 1.0));
+        assert!(!r.pass, "the secured ratio misses");
+        let text = r.render();
+        let line = |path: &str| {
+            text.lines()
+                .find(|l| l.starts_with(path))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(line("in-process ").ends_with("PASS"), "{text}");
+        assert!(line("http with --acl").ends_with("MISS"), "{text}");
+        assert!(text.trim_end().ends_with("MISS"), "{text}");
     }
 
     fn offer(resources: &str) -> Offer {
