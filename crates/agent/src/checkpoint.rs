@@ -4,23 +4,33 @@
 //! <work_dir>/agent_id                         the id the master gave us
 //! <work_dir>/http_key                         the key the HTTP endpoints require (0600)
 //! <work_dir>/tasks/<task_id>/task.json        the TaskSpec (with its framework)
-//! <work_dir>/tasks/<task_id>/state.json       the task's latest state (+ reason/message/exit code)
+//! <work_dir>/tasks/<task_id>/updates.log      the task's status updates, acknowledgements and
+//!                                             latest states, one JSON record per line (appended)
+//! <work_dir>/tasks/<task_id>/state.json       the latest state, as older agents recorded it
 //! <work_dir>/tasks/<task_id>/kill_requested   marker: a kill was requested
 //! <work_dir>/tasks/<task_id>/{launch.json,exit.json,shim.pid,task.pid,sandbox/}   isolation's files
-//! <work_dir>/updates/<task_id>/<seq>-<uuid>.json   unacknowledged status updates
+//! <work_dir>/updates/<task_id>/<seq>-<uuid>.json   unacknowledged updates of tasks without a
+//!                                             task dir (a launch refused before it), and of
+//!                                             older agents
 //! <work_dir>/executors/<framework_id>/<executor_id>/executor.json   a live custom executor
 //! <work_dir>/executors/<framework_id>/<executor_id>/{launch.json,exit.json,shim.pid,sandbox/}
 //! ```
 //!
-//! Every write is atomic (tmp file + rename). What must survive the machine going down is also
-//! fsynced (the agent id, `task.json`, unacknowledged updates, kill markers); `state.json` is
-//! only replaced atomically: the latest state matters across agent restarts, and after a machine
-//! crash the task is gone and its fsynced updates and exit record tell the rest. Used by the
+//! Every file write is atomic (tmp file + rename), except the update log, which is only
+//! appended to: a record is one line written by one `write`, and a torn last line (the machine
+//! went down mid-write) is skipped when the log is read. Appending creates and deletes no
+//! files, so a launch costs the filesystem no inode churn for its updates (allocating inodes
+//! next to many recently deleted ones is slow on ext4). What must survive the machine going
+//! down is fsynced: the agent id, `task.json`, kill markers and terminal updates. Updates that
+//! are not terminal, acknowledgements and latest states are not: after a machine crash the
+//! task is gone, and its fsynced terminal update or exit record tells the rest (a lost
+//! acknowledgement only resends an update, which frameworks acknowledge again). Used by the
 //! agent state, launch and recovery.
 //! Paths are built from [`PathId`]s only (validated ids). Tasks run as other users: they may
 //! traverse `<work_dir>` and `tasks/<task_id>/` (mode 0711) down to their own sandbox, but cannot
 //! list them, and every file the agent writes here is 0600 (`updates/` is 0700).
 
+use std::borrow::Cow;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -46,6 +56,35 @@ const STATE_FILE: &str = "state.json";
 const KILL_MARKER: &str = "kill_requested";
 /// Marker of a kill requested by the health checker (holds the last failure's message).
 const HEALTH_KILL_MARKER: &str = "health_kill";
+/// Update log in a task dir.
+const UPDATES_LOG: &str = "updates.log";
+/// An update log longer than this is rewritten with only what is still needed (its
+/// unacknowledged updates and latest state) when an acknowledgement is appended.
+const LOG_COMPACT_BYTES: u64 = 64 * 1024;
+
+/// One line of an update log.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum LogRecord<'a> {
+    /// An update, checkpointed before it was sent.
+    Update {
+        seq: u64,
+        update: Cow<'a, StatusUpdate>,
+    },
+    /// The framework acknowledged the update of this uuid.
+    Ack { uuid: Cow<'a, str> },
+    /// The task's latest state.
+    State(Cow<'a, StateRecord>),
+}
+
+/// What an update log holds that still matters.
+#[derive(Debug, Default)]
+struct LogContents {
+    /// Unacknowledged updates, in log order.
+    pending: Vec<PendingUpdate>,
+    /// The latest state recorded.
+    state: Option<StateRecord>,
+}
 
 /// The latest state of a task as recorded in its dir.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -196,7 +235,7 @@ impl Checkpoint {
     pub fn write_http_key(&self, key: Option<&str>) -> Result<(), AgentError> {
         let path = self.work_dir.join(HTTP_KEY_FILE);
         match key {
-            // Written 0600 from the start (see `write_via_tmp`).
+            // Written 0600 from the start (see `write_atomic`).
             Some(k) => write_atomic(&path, k.as_bytes()),
             None => match fs::remove_file(&path) {
                 Ok(()) => Ok(()),
@@ -211,18 +250,18 @@ impl Checkpoint {
         let dir = self.task_dir(&PathId::task(&spec.task_id)?);
         fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
         set_mode(&dir, 0o711)?;
+        // The update log exists before the dir is fsynced (with task.json), so a terminal
+        // update's fsync of the log alone makes it durable.
+        let log = dir.join(UPDATES_LOG);
+        open_log(&log, true).map_err(|e| AgentError::io(&log, e))?;
         write_json(&dir.join(TASK_FILE), spec)?;
         Ok(dir)
     }
 
-    /// Record the latest state of a task in its dir (atomic, not fsynced: see the module docs).
+    /// Record the latest state of a task in its update log (not fsynced: see the module docs).
     pub fn write_state(&self, task_id: &PathId, rec: &StateRecord) -> Result<(), AgentError> {
-        let path = self.task_dir(task_id).join(STATE_FILE);
-        let data = serde_json::to_vec_pretty(rec).map_err(|source| AgentError::Json {
-            path: path.clone(),
-            source,
-        })?;
-        write_via_tmp(&path, &data, false)
+        let path = self.task_dir(task_id).join(UPDATES_LOG);
+        append_log(&path, &[LogRecord::State(Cow::Borrowed(rec))], false)
     }
 
     /// Persist the kill marker of a task.
@@ -264,24 +303,53 @@ impl Checkpoint {
                     "skipping task dir whose task.json names another task");
                 continue;
             }
-            let state = read_json(&dir.join(STATE_FILE)).unwrap_or_else(|e| {
-                tracing::warn!(dir = %dir.display(), error = %e, "unreadable task state");
+            let logged = read_log(&dir.join(UPDATES_LOG)).unwrap_or_else(|e| {
+                tracing::warn!(dir = %dir.display(), error = %e, "unreadable update log");
                 None
             });
+            let state = match logged.and_then(|l| l.state) {
+                Some(state) => Some(state),
+                None => read_json(&dir.join(STATE_FILE)).unwrap_or_else(|e| {
+                    tracing::warn!(dir = %dir.display(), error = %e, "unreadable task state");
+                    None
+                }),
+            };
             out.push((spec, state, dir.join(KILL_MARKER).exists()));
         }
         Ok(out)
     }
 
-    /// Checkpoint an update before it is sent.
-    pub fn write_update(&self, seq: u64, update: &StatusUpdate) -> Result<(), AgentError> {
-        let dir = self.updates_dir(&PathId::task(&update.task_id)?);
-        fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
-        write_json(&dir.join(update_file_name(seq, &update.uuid)), update)
+    /// Checkpoint an update before it is sent, with the task's new latest `state` if given
+    /// (one append to the task's update log; fsynced when the update is terminal). An update of
+    /// a task without a task dir gets a file of its own under `updates/`.
+    pub fn write_update(
+        &self,
+        seq: u64,
+        update: &StatusUpdate,
+        state: Option<&StateRecord>,
+    ) -> Result<(), AgentError> {
+        let id = PathId::task(&update.task_id)?;
+        let task_dir = self.task_dir(&id);
+        if !task_dir.is_dir() {
+            let dir = self.updates_dir(&id);
+            fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
+            return write_json(&dir.join(update_file_name(seq, &update.uuid)), update);
+        }
+        let mut records = vec![LogRecord::Update {
+            seq,
+            update: Cow::Borrowed(update),
+        }];
+        records.extend(state.map(|s| LogRecord::State(Cow::Borrowed(s))));
+        append_log(
+            &task_dir.join(UPDATES_LOG),
+            &records,
+            update.state.is_terminal(),
+        )
     }
 
-    /// Drop an acknowledged update (missing files are fine: acks may repeat; an update of an
-    /// invalid id was never written).
+    /// Drop an acknowledged update (acks may repeat; an update of an invalid id was never
+    /// written): its file under `updates/` if it has one, else an acknowledgement appended to
+    /// its task's log (which is compacted once long).
     pub fn remove_update(&self, seq: u64, update: &StatusUpdate) -> Result<(), AgentError> {
         let Ok(id) = PathId::task(&update.task_id) else {
             return Ok(());
@@ -289,18 +357,44 @@ impl Checkpoint {
         let dir = self.updates_dir(&id);
         let path = dir.join(update_file_name(seq, &update.uuid));
         match fs::remove_file(&path) {
-            Ok(()) => {}
+            Ok(()) => {
+                // Remove the per-task dir once empty; failure (not empty) is expected.
+                let _ = fs::remove_dir(&dir);
+                return Ok(());
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(AgentError::io(path, e)),
         }
-        // Remove the per-task dir once empty; failure (not empty) is expected and ignored.
-        let _ = fs::remove_dir(&dir);
+        let log = self.task_dir(&id).join(UPDATES_LOG);
+        if !log.is_file() {
+            return Ok(());
+        }
+        let ack = LogRecord::Ack {
+            uuid: Cow::Borrowed(&update.uuid),
+        };
+        append_log(&log, &[ack], false)?;
+        let len = fs::metadata(&log)
+            .map_err(|e| AgentError::io(&log, e))?
+            .len();
+        if len > LOG_COMPACT_BYTES {
+            compact_log(&log)?;
+        }
         Ok(())
     }
 
-    /// Every unacknowledged update, in sequence order.
+    /// Every unacknowledged update, in sequence order: those in the task dirs' update logs and
+    /// those in files of their own under `updates/`.
     pub fn load_updates(&self) -> Result<Vec<PendingUpdate>, AgentError> {
         let mut out = Vec::new();
+        for dir in list_dirs(&self.work_dir.join("tasks"))? {
+            match read_log(&dir.join(UPDATES_LOG)) {
+                Ok(Some(log)) => out.extend(log.pending),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "skipping unreadable update log")
+                }
+            }
+        }
         for dir in list_dirs(&self.work_dir.join("updates"))? {
             let entries = fs::read_dir(&dir).map_err(|e| AgentError::io(&dir, e))?;
             for entry in entries.flatten() {
@@ -373,14 +467,8 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, A
         })
 }
 
-/// Write `data` to `path` via `<path>.tmp`, fsync, rename, fsync of the parent dir.
+/// Write `data` to `path` via `<path>.tmp` (0600), fsync, rename, fsync of the parent dir.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
-    write_via_tmp(path, data, true)
-}
-
-/// `<path>.tmp` (0600), rename; with `durable`, fsync of the file before and of the parent dir
-/// after the rename.
-fn write_via_tmp(path: &Path, data: &[u8], durable: bool) -> Result<(), AgentError> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
@@ -392,19 +480,116 @@ fn write_via_tmp(path: &Path, data: &[u8], durable: bool) -> Result<(), AgentErr
         .open(&tmp)
         .map_err(|e| AgentError::io(&tmp, e))?;
     file.write_all(data).map_err(|e| AgentError::io(&tmp, e))?;
-    if durable {
-        file.sync_all().map_err(|e| AgentError::io(&tmp, e))?;
-    }
+    file.sync_all().map_err(|e| AgentError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| AgentError::io(path, e))?;
-    if !durable {
-        return Ok(());
-    }
     if let Some(parent) = path.parent() {
         if let Ok(d) = fs::File::open(parent) {
             let _ = d.sync_all();
         }
     }
     Ok(())
+}
+
+/// Open an update log for appending (0600), creating it when `create`.
+fn open_log(path: &Path, create: bool) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .append(true)
+        .create(create)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Append `records` to the log at `path` in one write; with `durable`, fsync the log (and its
+/// dir when this created it).
+fn append_log(path: &Path, records: &[LogRecord<'_>], durable: bool) -> Result<(), AgentError> {
+    let mut line = Vec::with_capacity(512);
+    for r in records {
+        serde_json::to_writer(&mut line, r).map_err(|source| AgentError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        line.push(b'\n');
+    }
+    let (mut file, created) = match open_log(path, false) {
+        Ok(f) => (f, false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            open_log(path, true).map_err(|e| AgentError::io(path, e))?,
+            true,
+        ),
+        Err(e) => return Err(AgentError::io(path, e)),
+    };
+    file.write_all(&line).map_err(|e| AgentError::io(path, e))?;
+    if durable {
+        file.sync_data().map_err(|e| AgentError::io(path, e))?;
+        if created {
+            if let Some(d) = path.parent().and_then(|p| fs::File::open(p).ok()) {
+                let _ = d.sync_all();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The unacknowledged updates and latest state in the log at `path`; `Ok(None)` when there is
+/// no log. Lines that do not parse (a torn last write) are skipped with a warning.
+fn read_log(path: &Path) -> Result<Option<LogContents>, AgentError> {
+    let data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(AgentError::io(path, e)),
+    };
+    let mut updates = Vec::new();
+    let mut acked = std::collections::HashSet::new();
+    let mut state = None;
+    for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<LogRecord<'_>>(line) {
+            Ok(LogRecord::Update { seq, update }) => updates.push(PendingUpdate {
+                seq,
+                update: update.into_owned(),
+            }),
+            Ok(LogRecord::Ack { uuid }) => {
+                acked.insert(uuid.into_owned());
+            }
+            Ok(LogRecord::State(s)) => state = Some(s.into_owned()),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "skipping a torn update log line")
+            }
+        }
+    }
+    updates.retain(|p| !acked.contains(&p.update.uuid));
+    Ok(Some(LogContents {
+        pending: updates,
+        state,
+    }))
+}
+
+/// Rewrite the log at `path` with only its unacknowledged updates and latest state (atomic,
+/// fsynced).
+fn compact_log(path: &Path) -> Result<(), AgentError> {
+    let Some(log) = read_log(path)? else {
+        return Ok(());
+    };
+    let mut data = Vec::new();
+    let records = log
+        .pending
+        .iter()
+        .map(|p| LogRecord::Update {
+            seq: p.seq,
+            update: Cow::Borrowed(&p.update),
+        })
+        .chain(
+            log.state
+                .as_ref()
+                .map(|s| LogRecord::State(Cow::Borrowed(s))),
+        );
+    for r in records {
+        serde_json::to_writer(&mut data, &r).map_err(|source| AgentError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        data.push(b'\n');
+    }
+    write_atomic(path, &data)
 }
 
 /// Set the permission bits of a directory the agent owns.
@@ -463,9 +648,9 @@ mod tests {
         let u1 = update("t1", "u1", TaskState::Starting);
         let u2 = update("t2", "u2", TaskState::Starting);
         let u3 = update("t1", "u3", TaskState::Running);
-        cp.write_update(10, &u1).expect("w1");
-        cp.write_update(2, &u2).expect("w2");
-        cp.write_update(11, &u3).expect("w3");
+        cp.write_update(10, &u1, None).expect("w1");
+        cp.write_update(2, &u2, None).expect("w2");
+        cp.write_update(11, &u3, None).expect("w3");
         let loaded = cp.load_updates().expect("load");
         let seqs: Vec<u64> = loaded.iter().map(|p| p.seq).collect();
         assert_eq!(seqs, vec![2, 10, 11]);
@@ -491,7 +676,7 @@ mod tests {
         let cp = Checkpoint::open(&work).expect("open");
         let escape = "../../escaped/a/b";
         let err = cp
-            .write_update(1, &update(escape, "u1", TaskState::Error))
+            .write_update(1, &update(escape, "u1", TaskState::Error), None)
             .expect_err("refused");
         assert!(matches!(err, AgentError::InvalidId(_)), "{err}");
         let mut spec = crate::tasks::tests::spec(escape, "cpus:1");
@@ -512,19 +697,127 @@ mod tests {
         let cp = Checkpoint::open(dir.path()).expect("open");
         let spec = crate::tasks::tests::spec("t1", "cpus:1;mem:32");
         let task_dir = cp.write_task(&spec).expect("task");
-        cp.write_update(1, &update("t1", "u1", TaskState::Running))
+        cp.write_update(1, &update("t1", "u1", TaskState::Running), None)
             .expect("update");
+        cp.write_update(2, &update("t2", "u2", TaskState::Error), None)
+            .expect("update of a task without a dir");
         let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode(&task_dir), 0o711);
         assert_eq!(mode(&task_dir.join(TASK_FILE)), 0o600);
+        assert_eq!(mode(&task_dir.join(UPDATES_LOG)), 0o600);
         assert_eq!(mode(&dir.path().join("tasks")), 0o711);
         assert_eq!(mode(&dir.path().join("updates")), 0o700);
-        let upd = cp.load_updates().expect("load");
         let file = dir
             .path()
-            .join("updates/t1")
-            .join(update_file_name(upd[0].seq, "u1"));
+            .join("updates/t2")
+            .join(update_file_name(2, "u2"));
         assert_eq!(mode(&file), 0o600);
+        assert_eq!(cp.load_updates().expect("load").len(), 2);
+    }
+
+    #[test]
+    fn task_updates_go_to_its_log_and_survive_a_torn_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp = Checkpoint::open(dir.path()).expect("open");
+        let task_dir = cp
+            .write_task(&crate::tasks::tests::spec("t1", "cpus:1;mem:32"))
+            .expect("task");
+        let starting = update("t1", "u1", TaskState::Starting);
+        let running = update("t1", "u2", TaskState::Running);
+        let rec = |state| StateRecord {
+            state,
+            reason: None,
+            message: None,
+            exit_code: None,
+            healthy: None,
+        };
+        cp.write_update(1, &starting, Some(&rec(TaskState::Starting)))
+            .expect("w1");
+        cp.write_update(2, &running, Some(&rec(TaskState::Running)))
+            .expect("w2");
+        cp.remove_update(1, &starting).expect("ack");
+        cp.remove_update(1, &starting)
+            .expect("repeated ack is fine");
+        // No file of its own, and nothing under updates/.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("updates"))
+                .expect("ls")
+                .count(),
+            0
+        );
+        // A write torn by a crash leaves a partial last line.
+        let log = task_dir.join(UPDATES_LOG);
+        let mut f = open_log(&log, false).expect("open");
+        f.write_all(b"{\"update\":{\"seq\":3,\"upd").expect("torn");
+        let pending = cp.load_updates().expect("load");
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].seq, &pending[0].update), (2, &running));
+        let tasks = cp.load_tasks().expect("tasks");
+        assert_eq!(tasks[0].1, Some(rec(TaskState::Running)));
+    }
+
+    #[test]
+    fn a_long_log_is_compacted_to_what_is_still_needed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp = Checkpoint::open(dir.path()).expect("open");
+        let task_dir = cp
+            .write_task(&crate::tasks::tests::spec("t1", "cpus:1;mem:32"))
+            .expect("task");
+        let healthy = StateRecord {
+            state: TaskState::Running,
+            reason: None,
+            message: None,
+            exit_code: None,
+            healthy: Some(true),
+        };
+        let last = 1_000;
+        for seq in 1..=last {
+            let u = update("t1", &format!("u{seq}"), TaskState::Running);
+            cp.write_update(seq, &u, Some(&healthy)).expect("write");
+            if seq < last {
+                cp.remove_update(seq, &u).expect("ack");
+            }
+        }
+        let len = std::fs::metadata(task_dir.join(UPDATES_LOG))
+            .expect("stat")
+            .len();
+        assert!(len <= LOG_COMPACT_BYTES, "log of {len} bytes");
+        let pending = cp.load_updates().expect("load");
+        let uuids: Vec<&str> = pending.iter().map(|p| p.update.uuid.as_str()).collect();
+        assert_eq!(uuids, ["u1000"]);
+        assert_eq!(cp.load_tasks().expect("tasks")[0].1, Some(healthy));
+    }
+
+    #[test]
+    fn checkpoints_of_older_agents_still_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp = Checkpoint::open(dir.path()).expect("open");
+        let task_dir = cp
+            .write_task(&crate::tasks::tests::spec("t1", "cpus:1;mem:32"))
+            .expect("task");
+        // An older agent wrote no log, its state to state.json and each update to a file.
+        std::fs::remove_file(task_dir.join(UPDATES_LOG)).expect("rm log");
+        let rec = StateRecord {
+            state: TaskState::Running,
+            reason: None,
+            message: None,
+            exit_code: None,
+            healthy: None,
+        };
+        write_json(&task_dir.join(STATE_FILE), &rec).expect("state.json");
+        let old = update("t1", "u7", TaskState::Running);
+        let updates = dir.path().join("updates/t1");
+        std::fs::create_dir_all(&updates).expect("mkdir");
+        write_json(&updates.join(update_file_name(7, "u7")), &old).expect("update file");
+        let pending = cp.load_updates().expect("load");
+        assert_eq!((pending[0].seq, &pending[0].update), (7, &old));
+        assert_eq!(cp.load_tasks().expect("tasks")[0].1, Some(rec));
+        // Its acknowledgement removes the file; the next update starts the log.
+        cp.remove_update(7, &old).expect("ack");
+        assert!(!updates.exists());
+        let done = update("t1", "u8", TaskState::Finished);
+        cp.write_update(8, &done, None).expect("terminal update");
+        assert_eq!(cp.load_updates().expect("load")[0].update, done);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! Failures within `grace_period_seconds` of the start are ignored until the first success. Updates
 //! go through [`Shared::emit_if`] (checkpointed, resent until acknowledged) and only while the task
 //! is still running. A restarted agent restarts the checker of each reattached task, keeping the
-//! last reported health (from `state.json`) so it does not report it twice.
+//! last reported health (from the task's recorded state) so it does not report it twice.
 //!
 //! DOCKER tasks: COMMAND checks run inside the container (`docker exec`, see
 //! `docker::exec`); HTTP/TCP checks go to the loopback address at the check's port, which the

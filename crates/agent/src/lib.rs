@@ -12,7 +12,7 @@
 //!   tasks (launch/kill) ──▶ Shared state ◀── monitor (shim stdout, exit.json polling)
 //!            │                   │
 //!            ▼                   ▼
-//!   isolation: meseta shim   checkpoint: agent_id, tasks/<id>/, updates/<id>/<seq>-<uuid>.json
+//!   isolation: meseta shim   checkpoint: agent_id, tasks/<id>/ (with updates.log)
 //! ```
 //!
 //! Modules: [`config`] (configuration), `connection` (WebSocket loop), `tasks` (launch/kill),

@@ -284,23 +284,23 @@ impl Shared {
             message = ?rec.message, healthy = ?rec.healthy, uuid = %update.uuid, "status update");
         let seq = st.next_seq;
         st.next_seq += 1;
+        // The task's latest state is recorded with the update (one append to its log).
+        let entry = st.tasks.get_mut(task_id).filter(|_| record);
+        let recorded = entry.is_some();
+        if let Some(entry) = entry {
+            entry.record = rec.clone();
+        }
         // An invalid id (a refused launch) names no file: its update is kept in memory only.
-        match self.checkpoint.write_update(seq, &update) {
+        match self
+            .checkpoint
+            .write_update(seq, &update, recorded.then_some(&rec))
+        {
             Ok(()) => {}
             Err(e @ AgentError::InvalidId(_)) => {
                 tracing::warn!(error = %e, "status update of an invalid task id is not checkpointed")
             }
             Err(e) => {
                 tracing::error!(task_id = %task_id, error = %e, "cannot checkpoint status update")
-            }
-        }
-        if let Some(entry) = st.tasks.get_mut(task_id).filter(|_| record) {
-            entry.record = rec.clone();
-            let written = PathId::task(task_id)
-                .map_err(AgentError::from)
-                .and_then(|id| self.checkpoint.write_state(&id, &rec));
-            if let Err(e) = written {
-                tracing::error!(task_id = %task_id, error = %e, "cannot record task state");
             }
         }
         if let Some(conn) = &st.conn {

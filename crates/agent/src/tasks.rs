@@ -180,7 +180,7 @@ async fn start(shared: &Arc<Shared>, spec: TaskSpec, run_as: RunAs) -> Result<()
         .checkpoint
         .write_task(&spec.clone().without_secret_values())
         .map_err(|e| e.to_string())?;
-    // No state.json yet: recovery reads a task dir without one as TASK_STAGING.
+    // No state recorded yet: recovery reads a task dir without one as TASK_STAGING.
     let entry = shared
         .task(&spec.task_id)
         .ok_or_else(|| "task vanished before launch".to_string())?;

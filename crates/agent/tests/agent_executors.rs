@@ -276,10 +276,11 @@ async fn executor_api_streams_events_and_refuses_bad_calls() {
     assert_eq!(up.uuid, hyphenated);
     assert_eq!(up.executor_id.as_deref(), Some("e1"));
     assert_eq!(up.data.as_deref(), Some("ZA=="));
-    let pending = std::fs::read_dir(dir.path().join("updates/t1"))
-        .expect("updates dir")
-        .count();
-    assert_eq!(pending, 1, "the update is checkpointed until acknowledged");
+    let log = std::fs::read_to_string(dir.path().join("tasks/t1/updates.log")).expect("log");
+    assert!(
+        log.contains(&hyphenated),
+        "the update is checkpointed in its task's log: {log}"
+    );
     master.ack(&up);
 
     // Messages both ways.
