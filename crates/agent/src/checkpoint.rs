@@ -259,6 +259,8 @@ impl Checkpoint {
     }
 
     /// Record the latest state of a task in its update log (not fsynced: see the module docs).
+    /// The agent records states with their updates ([`Checkpoint::write_update`]).
+    #[cfg(test)]
     pub fn write_state(&self, task_id: &PathId, rec: &StateRecord) -> Result<(), AgentError> {
         let path = self.task_dir(task_id).join(UPDATES_LOG);
         append_log(&path, &[LogRecord::State(Cow::Borrowed(rec))], false)
