@@ -130,6 +130,9 @@ impl Checkpoint {
         // (but not list what is there).
         traversable(work_dir)?;
         set_mode(&work_dir.join("tasks"), 0o711)?;
+        if let Err(e) = meseta_isolation::spread_subdirectories(&work_dir.join("tasks")) {
+            tracing::debug!(error = %e, "task dirs are not spread over block groups");
+        }
         set_mode(&work_dir.join("updates"), 0o700)?;
         Ok(Checkpoint {
             work_dir: work_dir.to_path_buf(),

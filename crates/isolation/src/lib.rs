@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cgroup::CgroupError;
 pub use error::{IsolationError, ShimError};
+pub use fsutil::spread_subdirectories;
 
 /// Name of the launch spec file inside a task directory.
 pub const LAUNCH_FILE: &str = "launch.json";

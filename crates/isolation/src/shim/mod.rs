@@ -166,9 +166,11 @@ fn read_pid(path: &Path) -> Result<i32, ShimError> {
     }
 }
 
-/// A std Command that starts the shim detached (setsid in pre_exec so Ctrl-C and agent death
-/// don't reach it), stdin null, stdout piped (the "running"/"exited" lines), stderr to
-/// `<task_dir>/shim.log`.
+/// A std Command that starts the shim detached in a process group of its own (so Ctrl-C at the
+/// agent's terminal and the agent's death don't reach it), stdin null, stdout piped (the
+/// "running"/"exited" lines), stderr to `<task_dir>/shim.log`. Without a `pre_exec` hook std
+/// starts it with `posix_spawn` (a vfork-like clone): a launch does not copy the agent's page
+/// tables, nor make the agent's next writes fault on copy-on-write pages.
 pub fn command(meseta_exe: &Path, task_dir: &Path) -> Result<Command, ShimError> {
     let log_path = task_dir.join(SHIM_LOG_FILE);
     let log = OpenOptions::new()
@@ -182,15 +184,8 @@ pub fn command(meseta_exe: &Path, task_dir: &Path) -> Result<Command, ShimError>
         .arg(task_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(log));
-    // SAFETY: the closure runs between fork and exec and only calls setsid(2), which is
-    // async-signal-safe; it touches no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(io::Error::from)?;
-            Ok(())
-        });
-    }
+        .stderr(Stdio::from(log))
+        .process_group(0);
     Ok(cmd)
 }
 
