@@ -8,7 +8,7 @@
 //! are gone, minus RSS before the first app), against meseta's targets.
 
 use crate::cluster::{parse_vm_rss, MasterProcess};
-use crate::Check;
+use crate::{Check, Stats};
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use meseta_api::client::{Marathon, MasterClient};
@@ -44,6 +44,8 @@ const SETTLE: Duration = Duration::from_secs(2);
 const SETTLE_LOADED: Duration = Duration::from_secs(5);
 /// Between two polls of `/v2/apps` (four times that with the event stream).
 const POLL: Duration = Duration::from_millis(250);
+/// How often the master's running-task count is read once the event stream has ended.
+const COUNT_POLL: Duration = Duration::from_millis(50);
 /// Between two looks at the event counter.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -169,7 +171,10 @@ pub struct ServicesReport {
     pub seconds: f64,
     /// Time to POST every app, seconds.
     pub post_seconds: f64,
-    /// Whether the end was seen on the event stream (else by polling `/v2/apps`).
+    /// Latency of each `POST /v2/apps` (they run [`POST_CONCURRENCY`] at a time).
+    pub post_latency: Option<Stats>,
+    /// Whether the end was seen on the event stream (else by polling the master's
+    /// `master/tasks_running`).
     pub timed_by_events: bool,
     /// `instances / seconds`.
     pub placements_per_s: f64,
@@ -245,6 +250,7 @@ impl ServicesReport {
             instances,
             seconds,
             post_seconds: timing.posted.as_secs_f64(),
+            post_latency: timing.post_latency,
             timed_by_events: timing.by_events,
             placements_per_s,
             master_rss_before: rss.before,
@@ -263,7 +269,7 @@ impl ServicesReport {
         let source = if self.timed_by_events {
             "/v2/events"
         } else {
-            "polling /v2/apps"
+            "the master's tasks_running"
         };
         [
             format!(
@@ -274,6 +280,13 @@ impl ServicesReport {
                 "all running after {:.3} s (apps posted in {:.3} s; end seen on {source})",
                 self.seconds, self.post_seconds
             ),
+            match &self.post_latency {
+                Some(l) => format!(
+                    "POST /v2/apps ({POST_CONCURRENCY} at a time): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    l.p50_ms, l.p99_ms, l.max_ms
+                ),
+                None => String::new(),
+            },
             format!("placements {:.0}/s", self.placements_per_s),
             format!(
                 "master RSS {:.1} MiB before, {:.1} MiB when all ran, {:.1} MiB {} s later: \
@@ -327,6 +340,8 @@ pub struct Rss {
 pub struct Timing {
     /// Every app posted.
     pub posted: Duration,
+    /// Each POST's latency.
+    pub post_latency: Option<Stats>,
     /// Every instance running.
     pub all_running: Duration,
     /// Whether `all_running` came from the event stream.
@@ -540,28 +555,39 @@ async fn measure(
     let api = &client.marathon();
     eprintln!("posting {apps} apps x {per_app} instances ...");
     let t0 = Instant::now();
-    post_apps(api, apps, per_app).await?;
+    let post_latency = Stats::of(&post_apps(api, apps, per_app).await?);
     let posted = t0.elapsed();
     let deadline = t0 + timeout;
-    // With the event stream, /v2/apps is only a slow cross-check (polling loads the master).
-    let poll_every = if counter.is_ok() { POLL * 4 } else { POLL };
+    // With the event stream, the master's running-task count is only a slow cross-check; once
+    // the stream has ended (the master cuts off a reader that lags), the count times the end.
+    let poll_every = || match &counter {
+        Ok(c) if !c.ended() => POLL * 4,
+        _ => COUNT_POLL,
+    };
     let mut next_poll = Instant::now();
     let mut last_print = Instant::now();
     let mut running = 0;
+    let mut told_ended = false;
     let timing = loop {
+        if !told_ended && counter.as_ref().is_ok_and(EventCounter::ended) {
+            eprintln!("the event stream ended (a lagging reader is cut off); timing by the master's task count");
+            told_ended = true;
+        }
         if let Some(at) = counter.as_ref().ok().and_then(EventCounter::done_at) {
             break Timing {
                 posted,
+                post_latency,
                 all_running: at.saturating_duration_since(t0),
                 by_events: true,
             };
         }
         if Instant::now() >= next_poll {
-            running = sum_running(&api.apps().await?);
-            next_poll = Instant::now() + poll_every;
+            running = tasks_running(&client).await?;
+            next_poll = Instant::now() + poll_every();
             if running >= total as u64 {
                 break Timing {
                     posted,
+                    post_latency,
                     all_running: t0.elapsed(),
                     by_events: false,
                 };
@@ -600,6 +626,13 @@ async fn measure(
     Ok(report)
 }
 
+/// The master's count of running tasks (`master/tasks_running`: the benchmark's master runs
+/// only the benchmark's tasks).
+async fn tasks_running(master: &MasterClient) -> anyhow::Result<u64> {
+    let m: std::collections::HashMap<String, f64> = master.get_path_as("/metrics/snapshot").await?;
+    Ok(m.get("master/tasks_running").copied().unwrap_or(0.0) as u64)
+}
+
 /// The master's `/metrics/snapshot` (phase timers among them), or `None` when unreadable.
 async fn phase_metrics(master: &MasterClient) -> Option<std::collections::HashMap<String, f64>> {
     master.get_path_as("/metrics/snapshot").await.ok()
@@ -611,17 +644,18 @@ pub(crate) fn master_rss(master: &MasterProcess) -> anyhow::Result<u64> {
     parse_vm_rss(&text).with_context(|| format!("no VmRSS in {path}"))
 }
 
-/// Posts the apps, [`POST_CONCURRENCY`] at a time.
+/// Posts the apps, [`POST_CONCURRENCY`] at a time; returns each POST's latency.
 pub(crate) async fn post_apps(
     api: &Marathon<'_>,
     apps: usize,
     per_app: usize,
-) -> anyhow::Result<()> {
-    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..apps)
+) -> anyhow::Result<Vec<Duration>> {
+    let results: Vec<anyhow::Result<Duration>> = futures::stream::iter(0..apps)
         .map(|i| async move {
             let body = app_json(i, per_app);
+            let t0 = Instant::now();
             api.create_app(&body).await?;
-            Ok(())
+            Ok(t0.elapsed())
         })
         .buffer_unordered(POST_CONCURRENCY)
         .collect()
@@ -715,6 +749,11 @@ impl EventCounter {
     /// When the target count of distinct tasks was seen running, if it was.
     fn done_at(&self) -> Option<Instant> {
         self.set.lock().ok()?.reached
+    }
+
+    /// Whether the stream ended (it no longer counts).
+    fn ended(&self) -> bool {
+        self.task.is_finished()
     }
 }
 
@@ -828,6 +867,7 @@ mod tests {
     fn the_100k_preset_checks_time_rss_and_idle_memory() {
         let timing = Timing {
             posted: Duration::from_secs(2),
+            post_latency: None,
             all_running: Duration::from_secs(16),
             by_events: true,
         };
@@ -859,6 +899,7 @@ mod tests {
     fn report_checks_rate_and_memory() {
         let timing = Timing {
             posted: Duration::from_millis(500),
+            post_latency: Stats::of(&[Duration::from_millis(40)]),
             all_running: Duration::from_millis(800),
             by_events: true,
         };

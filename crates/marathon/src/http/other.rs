@@ -292,8 +292,20 @@ pub(super) async fn info(State(m): State<Marathon>) -> Response {
     .into_response()
 }
 
+/// The events of `rx`, ending when the reader has fallen so far behind that some are lost.
+fn until_lagging(
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<meseta_framework::Published>>,
+) -> impl futures::Stream<Item = std::sync::Arc<meseta_framework::Published>> {
+    BroadcastStream::new(rx)
+        .take_while(|r| futures::future::ready(r.is_ok()))
+        .filter_map(|r| async move { r.ok() })
+}
+
 /// `GET /v2/events`: Server-Sent Events (`event_type` filters), starting with
-/// `event_stream_attached`; idle streams get a keep-alive comment every 10 s.
+/// `event_stream_attached`; idle streams get a keep-alive comment every 10 s. A reader that
+/// falls too far behind is cut off (as Marathon drops a subscriber with too many outstanding
+/// messages): its stream ends, and it reconnects and rereads what it needs, instead of going on
+/// with events silently missing.
 pub(super) async fn events(State(m): State<Marathon>, Query(q): Query<Params>) -> Response {
     let h = &m.services;
     let filter: Vec<String> = values(&q, "event_type").map(str::to_owned).collect();
@@ -307,8 +319,7 @@ pub(super) async fn events(State(m): State<Marathon>, Query(q): Query<Params>) -
             data: attached.to_string(),
         },
     )));
-    let rest = BroadcastStream::new(rx).filter_map(|r| async move { r.ok() });
-    let stream = first.chain(rest).filter_map(move |ev| {
+    let stream = first.chain(until_lagging(rx)).filter_map(move |ev| {
         let keep = filter.is_empty() || filter.contains(&ev.kind);
         async move {
             keep.then(|| Ok::<_, Infallible>(SseEvent::default().event(&ev.kind).data(&ev.data)))
@@ -317,4 +328,40 @@ pub(super) async fn events(State(m): State<Marathon>, Query(q): Query<Params>) -
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ev(i: usize) -> Arc<meseta_framework::Published> {
+        Arc::new(meseta_framework::Published {
+            kind: "status_update_event".into(),
+            data: i.to_string(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_keeps_up_gets_every_event_and_one_that_lags_is_cut_off() {
+        let (tx, _) = tokio::sync::broadcast::channel(4);
+        let keeping_up = tx.subscribe();
+        let lagging = tx.subscribe();
+        let mut stream = Box::pin(until_lagging(keeping_up));
+        for i in 0..3 {
+            tx.send(ev(i)).expect("send");
+            let got = stream.next().await.expect("event");
+            assert_eq!(got.data, i.to_string());
+        }
+        // `lagging` read nothing while 6 events went by a buffer of 4: its stream ends rather
+        // than going on without the two it lost.
+        for i in 3..6 {
+            tx.send(ev(i)).expect("send");
+        }
+        drop(tx);
+        let rest: Vec<_> = until_lagging(lagging).collect().await;
+        assert!(rest.is_empty(), "{} events after a gap", rest.len());
+        let kept: Vec<String> = stream.map(|e| e.data.clone()).collect().await;
+        assert_eq!(kept, ["3", "4", "5"]);
+    }
 }
