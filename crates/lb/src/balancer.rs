@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use hyper::http::uri::Authority;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::BackendSeries;
@@ -89,8 +88,6 @@ pub struct Endpoint {
     pub drained: CancellationToken,
     /// Its metric series, made on its first request (an endpoint serves one app).
     pub series: OnceLock<BackendSeries>,
-    /// `addr` as a URI authority, for the requests sent to it.
-    pub authority: Authority,
 }
 
 impl Endpoint {
@@ -109,8 +106,6 @@ impl Endpoint {
             removed: AtomicBool::new(false),
             drained: CancellationToken::new(),
             series: OnceLock::new(),
-            authority: Authority::try_from(addr.to_string().as_str())
-                .unwrap_or_else(|_| Authority::from_static("invalid")),
         }
     }
 
@@ -119,9 +114,12 @@ impl Endpoint {
         ticks(now) < self.ejected_until.load(Ordering::Relaxed)
     }
 
-    /// Records a success: the failure streak ends.
+    /// Records a success: the failure streak ends. (Written only when there is a streak: the
+    /// workers' requests would otherwise all write the same cache line.)
     pub fn succeeded(&self) {
-        self.consecutive_failures.store(0, Ordering::Relaxed);
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Records a failure; returns true when it ejected the endpoint.

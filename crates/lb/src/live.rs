@@ -47,8 +47,11 @@ impl Live {
 
     /// The service of virtual host `host`.
     pub fn by_host(&self, host: &str) -> Option<&Arc<LiveService>> {
-        let host = crate::table::normalize_host(host);
-        self.table.by_host.get(&host).map(|&i| &self.services[i])
+        let host = crate::table::normalized_host(host);
+        self.table
+            .by_host
+            .get(host.as_ref())
+            .map(|&i| &self.services[i])
     }
 }
 

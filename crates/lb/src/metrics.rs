@@ -1,17 +1,23 @@
 //! What the balancer counts: Prometheus series per app and backend (requests by status class,
 //! proxy errors, latency histograms, TCP connections) for `GET /metrics`, and per app version
 //! requests and errors for the status page, which a canary judge reads.
+//!
+//! What every proxied request counts (requests, latency, errors, per version) is counted per
+//! thread and summed on scrape ([`sharded`]): the workers never share a cache line or a lock
+//! for it.
+
+pub mod sharded;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use sharded::{ShardedCounter, ShardedHistogram};
 
 /// Labels of a request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,18 +44,18 @@ struct AppLabels {
 #[derive(Debug, Default)]
 pub struct VersionStats {
     /// Requests answered or failed.
-    pub requests: AtomicU64,
+    pub requests: ShardedCounter,
     /// Of which 5xx answers (the backend's or the balancer's).
-    pub errors: AtomicU64,
+    pub errors: ShardedCounter,
 }
 
 /// All the balancer's counters.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    errors: Family<BackendLabels, Counter>,
-    latency: Family<BackendLabels, Histogram>,
+    requests: Family<RequestLabels, ShardedCounter>,
+    errors: Family<BackendLabels, ShardedCounter>,
+    latency: Family<BackendLabels, ShardedHistogram>,
     connections: Family<BackendLabels, Counter>,
     upgrades: Family<BackendLabels, Counter>,
     unrouted: Family<AppLabels, Counter>,
@@ -62,21 +68,13 @@ impl Default for Metrics {
     }
 }
 
-fn latency_histogram() -> Histogram {
-    Histogram::new([
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    ])
-}
-
 impl Metrics {
     /// A registry with the balancer's series.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("meseta_lb");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let errors = Family::<BackendLabels, Counter>::default();
-        let latency = Family::<BackendLabels, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
+        let requests = Family::<RequestLabels, ShardedCounter>::default();
+        let errors = Family::<BackendLabels, ShardedCounter>::default();
+        let latency = Family::<BackendLabels, ShardedHistogram>::default();
         let connections = Family::<BackendLabels, Counter>::default();
         let upgrades = Family::<BackendLabels, Counter>::default();
         let unrouted = Family::<AppLabels, Counter>::default();
@@ -202,9 +200,9 @@ impl Metrics {
 
     fn version_outcome(&self, app: &str, version: &str, error: bool) {
         let stats = self.version(app, version);
-        stats.requests.fetch_add(1, Ordering::Relaxed);
+        stats.requests.inc();
         if error {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
+            stats.errors.inc();
         }
     }
 
@@ -220,10 +218,7 @@ impl Metrics {
     pub fn versions(&self) -> BTreeMap<(String, String), (u64, u64)> {
         let map = self.versions.lock().unwrap_or_else(|e| e.into_inner());
         map.iter()
-            .map(|(k, v)| {
-                let r = v.requests.load(Ordering::Relaxed);
-                (k.clone(), (r, v.errors.load(Ordering::Relaxed)))
-            })
+            .map(|(k, v)| (k.clone(), (v.requests.get(), v.errors.get())))
             .collect()
     }
 
@@ -243,9 +238,9 @@ impl Metrics {
 pub struct BackendSeries {
     labels: BackendLabels,
     /// Requests by status class 1xx..5xx.
-    requests: [OnceLock<Counter>; 5],
-    latency: OnceLock<Histogram>,
-    errors: OnceLock<Counter>,
+    requests: [OnceLock<ShardedCounter>; 5],
+    latency: OnceLock<ShardedHistogram>,
+    errors: OnceLock<ShardedCounter>,
     version: Arc<VersionStats>,
 }
 
@@ -283,9 +278,9 @@ impl BackendSeries {
     }
 
     fn outcome(&self, error: bool) {
-        self.version.requests.fetch_add(1, Ordering::Relaxed);
+        self.version.requests.inc();
         if error {
-            self.version.errors.fetch_add(1, Ordering::Relaxed);
+            self.version.errors.inc();
         }
     }
 }
@@ -314,6 +309,17 @@ mod tests {
         );
         assert!(text.contains(r#"meseta_lb_errors_total{app="/web",backend="127.0.0.1:2"} 2"#));
         assert!(text.contains("meseta_lb_request_duration_seconds_bucket"));
+        assert!(
+            text.contains(
+                r#"meseta_lb_request_duration_seconds_bucket{le="0.0025",app="/web",backend="127.0.0.1:1"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"meseta_lb_request_duration_seconds_count{app="/web",backend="127.0.0.1:1"} 2"#
+        ));
+        assert!(text.contains("# TYPE meseta_lb_request_duration_seconds histogram"));
+        assert!(text.contains("# TYPE meseta_lb_requests counter"));
     }
 
     #[test]

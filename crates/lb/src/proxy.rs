@@ -11,11 +11,12 @@
 //! A response's body keeps its backend counted as busy until it is sent, so a backend leaving
 //! the table drains its requests before connections to it are cut.
 //!
-//! Requests go through the worker's keep-alive pool of backend connections. An
+//! Requests go through the worker's keep-alive pool of backend connections ([`pool`]). An
 //! `Upgrade` request (WebSocket) is forwarded over a connection of its own and, once both
 //! sides switched protocols, spliced both ways ([`upgrade`]).
 
 mod conn;
+mod pool;
 mod upgrade;
 
 use std::convert::Infallible;
@@ -28,11 +29,9 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderName, HeaderValue, HOST, UPGRADE};
-use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -81,7 +80,7 @@ impl Default for ProxyOptions {
 pub struct Proxy {
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    pool: pool::Pool,
     opts: ProxyOptions,
 }
 
@@ -125,37 +124,42 @@ enum Failure {
     Timeout,
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-authorization",
+/// Headers of one hop, never forwarded (names made once, not parsed per request).
+static HOP_BY_HOP: [HeaderName; 8] = [
+    hyper::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::TRANSFER_ENCODING,
+    UPGRADE,
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::PROXY_AUTHORIZATION,
 ];
 
 impl Proxy {
     /// A proxy over `routes`, counting into `metrics`.
     pub fn new(routes: Arc<Routes>, metrics: Arc<Metrics>, opts: ProxyOptions) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
         Proxy {
             routes,
             metrics,
-            client,
+            pool: pool::Pool::new(1024, Duration::from_secs(30)),
             opts,
         }
     }
 
     /// Accepts connections on `listener` until `stop` is cancelled.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
+        let sweeper = self.clone();
+        let sweep_stop = stop.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(sweeper.pool.idle_timeout() / 3);
+            loop {
+                tokio::select! {
+                    _ = sweep_stop.cancelled() => return,
+                    _ = every.tick() => sweeper.pool.sweep(Instant::now()),
+                }
+            }
+        });
         loop {
             let (stream, peer) = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -170,10 +174,12 @@ impl Proxy {
             };
             let _ = stream.set_nodelay(true);
             let proxy = self.clone();
+            let client = Arc::new(Peer::new(peer));
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                    let client = client.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle_from(req, &client).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let server = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
@@ -184,15 +190,17 @@ impl Proxy {
         }
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let host = host_of(&req);
-        let Some(svc) = host
-            .as_deref()
-            .and_then(|h| self.routes.load().by_host(h).cloned())
-        else {
+    /// Answers one request of the client at `peer`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        self.handle_from(req, &Peer::new(peer)).await
+    }
+
+    /// Answers one request of `peer`.
+    async fn handle_from(&self, mut req: Request<Incoming>, peer: &Peer) -> Response<Body> {
+        let routed = host_of(&req).and_then(|h| self.routes.load().by_host(h).cloned());
+        let Some(svc) = routed else {
             self.metrics.unrouted("");
-            let host = host.unwrap_or_default();
+            let host = host_of(&req).unwrap_or_default();
             return reply(
                 StatusCode::NOT_FOUND,
                 &format!("no app serves host '{host}'"),
@@ -230,7 +238,7 @@ impl Proxy {
         svc: &LiveService,
         parts: &hyper::http::request::Parts,
         body: Bytes,
-        peer: SocketAddr,
+        peer: &Peer,
         via: &mut Via,
     ) -> Response<Body> {
         let app = &svc.service.app_id;
@@ -243,17 +251,17 @@ impl Proxy {
         let group = split(header, weight, canary.is_some(), fastrand::u32(..100));
         let idempotent = is_idempotent(&parts.method);
         let mut tried: Vec<SocketAddr> = Vec::new();
-        let mut last: Option<(Arc<Endpoint>, Failure)> = None;
+        let mut last: Option<(&Arc<Endpoint>, Failure)> = None;
         for _ in 0..self.opts.max_attempts {
             let Some(ep) = self.choose(svc, group, &tried) else {
                 break;
             };
             tried.push(ep.addr);
-            match self.attempt(&ep, parts, body.clone(), peer, app, via).await {
+            match self.attempt(ep, parts, body.clone(), peer, app, via).await {
                 Ok(resp) => return resp,
                 Err(f) => {
                     let retry = matches!(f, Failure::Refused(_)) || idempotent;
-                    self.series(&ep, app).failure(&self.metrics);
+                    self.series(ep, app).failure(&self.metrics);
                     last = Some((ep, f));
                     if !retry {
                         break;
@@ -269,8 +277,8 @@ impl Proxy {
             );
         };
         // The request failed: it counts against the version that failed it last.
-        self.series(&ep, app).failed_request();
-        failure_reply(app, &ep, failure, self.opts.backend_timeout)
+        self.series(ep, app).failed_request();
+        failure_reply(app, ep, failure, self.opts.backend_timeout)
     }
 
     /// The metric series of `ep`, an endpoint of `app`.
@@ -279,22 +287,20 @@ impl Proxy {
             .get_or_init(|| self.metrics.backend(app, &ep.addr.to_string(), &ep.version))
     }
 
-    fn choose(
+    fn choose<'s>(
         &self,
-        svc: &LiveService,
+        svc: &'s LiveService,
         group: Group,
         tried: &[SocketAddr],
-    ) -> Option<Arc<Endpoint>> {
+    ) -> Option<&'s Arc<Endpoint>> {
         let now = Instant::now();
         let alg = self.opts.algorithm;
-        pick(&svc.endpoints, group, tried, alg, &svc.rr, now)
-            .or_else(|| {
-                // A canary-only or stable-only request with none left of its group.
-                (group != Group::Any)
-                    .then(|| pick(&svc.endpoints, Group::Any, tried, alg, &svc.rr, now))
-                    .flatten()
-            })
-            .cloned()
+        pick(&svc.endpoints, group, tried, alg, &svc.rr, now).or_else(|| {
+            // A canary-only or stable-only request with none left of its group.
+            (group != Group::Any)
+                .then(|| pick(&svc.endpoints, Group::Any, tried, alg, &svc.rr, now))
+                .flatten()
+        })
     }
 
     /// One try on `ep`.
@@ -303,13 +309,11 @@ impl Proxy {
         ep: &Arc<Endpoint>,
         parts: &hyper::http::request::Parts,
         body: Bytes,
-        peer: SocketAddr,
+        peer: &Peer,
         app: &str,
         via: &mut Via,
     ) -> Result<Response<Body>, Failure> {
-        // The pooled client wants an absolute URI; a connection of our own, origin-form.
-        let authority = matches!(via, Via::Pool).then(|| ep.authority.clone());
-        let mut req = backend_request(parts, body, authority, peer).map_err(Failure::Broken)?;
+        let mut req = backend_request(parts, body, peer);
         if let Via::Upgrade(_) = via {
             upgrade::restore(req.headers_mut(), parts.headers.get(UPGRADE).cloned());
         }
@@ -353,8 +357,6 @@ impl Proxy {
             }
             Ok(Err(conn::SendError::Connect(e))) => Failure::Refused(e),
             Ok(Err(conn::SendError::Http(e))) => Failure::Broken(error_text(&e)),
-            Ok(Err(conn::SendError::Pool(e))) if e.is_connect() => Failure::Refused(error_text(&e)),
-            Ok(Err(conn::SendError::Pool(e))) => Failure::Broken(error_text(&e)),
             Err(_) => Failure::Timeout,
         };
         if ep.failed(&self.opts.ejection, Instant::now()) {
@@ -380,11 +382,7 @@ impl Proxy {
         req: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, conn::SendError> {
         match via {
-            Via::Pool => self
-                .client
-                .request(req)
-                .await
-                .map_err(conn::SendError::Pool),
+            Via::Pool => self.pool.send(addr, req).await,
             Via::Upgrade(_) => upgrade::send(addr, req).await,
         }
     }
@@ -399,12 +397,26 @@ pub fn is_idempotent(m: &Method) -> bool {
 }
 
 /// The host a request is for: the `Host` header, else the URI's authority (HTTP/2).
-fn host_of<B>(req: &Request<B>) -> Option<String> {
+fn host_of<B>(req: &Request<B>) -> Option<&str> {
     req.headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+/// The client of a connection and its `X-Forwarded-For` entry, made once per connection.
+struct Peer {
+    ip: std::net::IpAddr,
+    forwarded: Option<HeaderValue>,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr) -> Peer {
+        Peer {
+            ip: addr.ip(),
+            forwarded: HeaderValue::from_str(&addr.ip().to_string()).ok(),
+        }
+    }
 }
 
 fn error_text(e: &dyn std::error::Error) -> String {
@@ -417,28 +429,24 @@ fn error_text(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The request as the backend gets it: HTTP/1.1, the URI absolute to `authority` when given
-/// (else origin-form), the client's `Host`, hop-by-hop headers removed, `X-Forwarded-For`
-/// appended.
+/// The request as the backend gets it: HTTP/1.1, the URI in origin-form, the client's `Host`,
+/// hop-by-hop headers removed, `X-Forwarded-For` appended.
 fn backend_request(
     parts: &hyper::http::request::Parts,
     body: Bytes,
-    authority: Option<Authority>,
-    peer: SocketAddr,
-) -> Result<Request<Full<Bytes>>, String> {
-    let pq = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let uri = match authority {
-        Some(authority) => Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(authority)
-            .path_and_query(pq.clone())
-            .build()
-            .map_err(|e| format!("bad request target '{pq}': {e}"))?,
-        None => Uri::from(pq),
+    peer: &Peer,
+) -> Request<Full<Bytes>> {
+    let uri = if parts.uri.scheme().is_none() && parts.uri.authority().is_none() {
+        // Already origin-form (HTTP/1.1): shares the client's bytes.
+        parts.uri.clone()
+    } else {
+        Uri::from(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        )
     };
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = parts.method.clone();
@@ -455,22 +463,23 @@ fn backend_request(
         }
     }
     let xff = HeaderName::from_static("x-forwarded-for");
-    let forwarded = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+    let forwarded = match headers.get(&xff) {
+        None => peer.forwarded.clone(),
+        Some(prev) => prev
+            .to_str()
+            .ok()
+            .and_then(|prev| HeaderValue::from_str(&format!("{prev}, {}", peer.ip)).ok()),
     };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+    if let Some(v) = forwarded {
         headers.insert(xff, v);
     }
-    Ok(req)
+    req
 }
 
 fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
-    for h in HOP_BY_HOP {
-        if headers.contains_key(h) {
-            strip_named_hop_by_hop(headers);
-            return;
-        }
+    // A scan of the few headers a request has, comparing names without hashing them.
+    if headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        strip_named_hop_by_hop(headers);
     }
 }
 
@@ -484,12 +493,11 @@ fn strip_named_hop_by_hop(headers: &mut hyper::HeaderMap) {
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect();
-    for h in HOP_BY_HOP
-        .iter()
-        .copied()
-        .chain(named.iter().map(String::as_str))
-    {
+    for h in &HOP_BY_HOP {
         headers.remove(h);
+    }
+    for h in &named {
+        headers.remove(h.as_str());
     }
 }
 
@@ -541,10 +549,6 @@ pub fn reply(status: StatusCode, message: &str) -> Response<Body> {
 mod tests {
     use super::*;
 
-    fn authority(a: SocketAddr) -> Authority {
-        Authority::try_from(a.to_string().as_str()).expect("authority")
-    }
-
     #[test]
     fn only_safe_methods_are_retried_after_reaching_a_backend() {
         assert!(is_idempotent(&Method::GET) && is_idempotent(&Method::PUT));
@@ -564,16 +568,9 @@ mod tests {
             .body(())
             .expect("request");
         let (parts, ()) = req.into_parts();
-        let backend = SocketAddr::from(([127, 0, 0, 1], 31001));
         let peer = SocketAddr::from(([10, 2, 2, 2], 5555));
-        let out = backend_request(
-            &parts,
-            Bytes::from_static(b"x"),
-            Some(authority(backend)),
-            peer,
-        )
-        .expect("ok");
-        assert_eq!(out.uri().to_string(), "http://127.0.0.1:31001/a/b?c=d");
+        let out = backend_request(&parts, Bytes::from_static(b"x"), &Peer::new(peer));
+        assert_eq!(out.uri().to_string(), "/a/b?c=d");
         assert_eq!(out.version(), Version::HTTP_11);
         let h = out.headers();
         assert_eq!(h["host"], "www.example.com");
@@ -589,17 +586,11 @@ mod tests {
             .version(Version::HTTP_2)
             .body(())
             .expect("request");
-        assert_eq!(host_of(&req).as_deref(), Some("api.example.com"));
+        assert_eq!(host_of(&req), Some("api.example.com"));
         let (parts, ()) = req.into_parts();
         let a = SocketAddr::from(([127, 0, 0, 1], 1));
-        let out = backend_request(&parts, Bytes::new(), Some(authority(a)), a).expect("ok");
+        let out = backend_request(&parts, Bytes::new(), &Peer::new(a));
         assert_eq!(out.headers()["host"], "api.example.com");
-        assert_eq!(out.uri().path(), "/x");
-        let own = backend_request(&parts, Bytes::new(), None, a).expect("ok");
-        assert_eq!(
-            own.uri().to_string(),
-            "/x",
-            "origin-form on a connection of our own"
-        );
+        assert_eq!(out.uri().to_string(), "/x", "origin-form to the backend");
     }
 }

@@ -172,20 +172,31 @@ impl Table {
 
     /// The service of virtual host `host` (any case, port ignored).
     pub fn by_host(&self, host: &str) -> Option<&Service> {
-        let host = normalize_host(host);
-        self.by_host.get(&host).map(|&i| &self.services[i])
+        let host = normalized_host(host);
+        self.by_host.get(host.as_ref()).map(|&i| &self.services[i])
     }
 }
 
 /// `Www.Example.com:8080` → `www.example.com`; IPv6 literals keep their brackets.
 pub fn normalize_host(host: &str) -> String {
+    normalized_host(host).into_owned()
+}
+
+/// [`normalize_host`] without a copy when `host` needs no lower-casing (the proxy looks up
+/// every request's `Host` this way).
+pub fn normalized_host(host: &str) -> std::borrow::Cow<'_, str> {
     let host = host.trim();
     let bare = if host.starts_with('[') {
         host.split_inclusive(']').next().unwrap_or(host)
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
-    bare.trim_end_matches('.').to_ascii_lowercase()
+    let bare = bare.trim_end_matches('.');
+    if bare.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(bare.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(bare)
+    }
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -399,6 +410,24 @@ mod tests {
         for h in ["www.example.com", "API.example.com:80", "web.local"] {
             assert_eq!(t.by_host(h).map(|s| s.app_id.as_str()), Some("/web"), "{h}");
         }
+    }
+
+    #[test]
+    fn hosts_are_normalized_without_a_copy_unless_lower_casing_is_needed() {
+        use std::borrow::Cow;
+        for (h, want) in [
+            ("www.example.com", "www.example.com"),
+            (" www.example.com.:8080", "www.example.com"),
+            ("[::1]:80", "[::1]"),
+        ] {
+            assert!(
+                matches!(normalized_host(h), Cow::Borrowed(b) if b == want),
+                "{h}"
+            );
+        }
+        assert!(
+            matches!(normalized_host("Www.Example.COM:80"), Cow::Owned(o) if o == "www.example.com")
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! How a request reaches a backend outside the worker's pool: a connection of its own
-//! ([`handshake`], for an upgrade), and why a send failed ([`SendError`]).
+//! A new HTTP/1.1 connection to a backend ([`handshake`], for the worker's pool and for an
+//! upgrade), and why a send failed ([`SendError`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,8 +20,6 @@ pub(super) enum SendError {
     Connect(String),
     /// The connection failed during the exchange.
     Http(hyper::Error),
-    /// The worker's pool failed (connecting or during the exchange).
-    Pool(hyper_util::client::legacy::Error),
 }
 
 /// A new HTTP/1.1 connection to `addr`: its sender and the connection to drive.
