@@ -2,8 +2,9 @@
 //! `--apps` Marathon apps of `--instances` each (default 1,000 × 10), then every page requested
 //! `--requests` times in a row on loopback: server time p50/p99 (request → last byte, so an upper
 //! bound of the render) and page weight. Beside it, the memory of 14 days of usage history at
-//! `--nodes` nodes and `--apps` apps, from the history's own accounting (its rings are allocated
-//! whole at a series' first value, so one value per series is the full bound).
+//! `--nodes` nodes and `--apps` apps, from the history's own accounting (the bound: every
+//! series of every node and app changing at each sample, so that its rings hold one value per
+//! slot).
 //!
 //! Targets: p99 ≤ 100 ms for the dashboard and the services list.
 
@@ -65,7 +66,7 @@ pub struct UiReport {
     pub pages: Vec<PageFigures>,
     /// Master resident memory with the apps running, bytes.
     pub master_rss_bytes: u64,
-    /// History heap for 14 days at `nodes` nodes and `apps` apps, bytes.
+    /// History heap for 14 days at `nodes` nodes and `apps` apps at most, bytes.
     pub history_bytes: usize,
     /// Nodes of that figure.
     pub history_nodes: usize,
@@ -91,7 +92,7 @@ impl UiReport {
             format!("{} apps x {} instances", self.apps, self.instances),
             meseta_cli::output::table(&["PAGE", "P50 MS", "P99 MS", "KIB"], &rows),
             format!(
-                "master RSS {:.0} MiB; history for 14 days at {} nodes and {} apps: {:.1} MiB",
+                "master RSS {:.0} MiB; history for 14 days at {} nodes and {} apps: at most {:.1} MiB",
                 self.master_rss_bytes as f64 / 1048576.0,
                 self.history_nodes,
                 self.apps,
@@ -103,7 +104,7 @@ impl UiReport {
     }
 }
 
-/// The history heap of a cluster of `nodes` and `apps`: every series a node has (totals,
+/// The history heap of a cluster of `nodes` and `apps` at most: every series a node has (totals,
 /// allocations, use, tasks; no gpus) and an app has (allocations, use, tasks; no disk, no gpus).
 pub fn history_bytes(nodes: usize, apps: usize) -> usize {
     let mut h = History::new();
@@ -140,7 +141,7 @@ pub fn history_bytes(nodes: usize, apps: usize) -> usize {
             h.record(&Entity::App(format!("app-{a}")), s, t, 1.0);
         }
     }
-    h.heap_bytes()
+    h.max_heap_bytes()
 }
 
 /// Runs `bench ui`; returns the exit code.

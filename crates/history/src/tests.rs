@@ -32,7 +32,8 @@ fn a_sample_lands_in_both_tiers_and_the_coarse_slot_is_the_mean() {
     // A series that never left 0 takes no memory and reads as empty.
     h.record(&e, Series::GpusAllocated, T0, 0.0);
     assert_eq!(h.latest(&e, Series::GpusAllocated), None);
-    assert_eq!(h.heap_bytes(), SERIES_BYTES);
+    assert_eq!(h.max_heap_bytes(), SERIES_BYTES);
+    assert!(h.heap_bytes() <= SERIES_BYTES);
     let rings = &h.entities[&e][&Series::CpusUsed];
     let cs = (T0 + 29 * FINE_STEP).div_euclid(COARSE_STEP);
     let mean = rings.coarse.get(cs).expect("coarse sample");
@@ -143,7 +144,11 @@ fn memory_is_bounded_per_series_and_gone_entities_are_swept() {
         h.record(&e, Series::CpusUsed, T0, 1.0);
         h.record(&e, Series::MemUsed, T0, 1.0);
     }
-    assert_eq!(h.heap_bytes(), 20 * SERIES_BYTES);
+    assert_eq!(h.max_heap_bytes(), 20 * SERIES_BYTES);
+    assert!(
+        h.heap_bytes() <= 20 * 2 * 64,
+        "one value each: a run per ring"
+    );
     assert_eq!(SERIES_BYTES, (2160 + 4032) * 2);
     // Fifteen days later, a new sample of one node pushes everything else out of the window.
     let later = T0 + 15 * 86400;
@@ -159,4 +164,47 @@ fn metric_names_map_to_series_and_back() {
         assert_eq!(Series::from_code(s.code()), Some(s));
     }
     assert_eq!(Series::from_metric("nope"), None);
+}
+
+#[test]
+fn steady_series_take_little_and_changing_ones_at_most_the_bound() {
+    let mut h = History::new();
+    let steady = Entity::Node("steady".into());
+    let busy = Entity::Node("busy".into());
+    // A day of samples: the node's total never changes, its use at every sample.
+    for i in 0..8640 {
+        let t = T0 + i * FINE_STEP;
+        h.record(&steady, Series::CpusTotal, t, 4.0);
+        h.record(&busy, Series::CpusUsed, t, (i % 97) as f64 / 10.0);
+    }
+    let steady_bytes = h.heap_bytes() - {
+        let mut only_busy = History::new();
+        for i in 0..8640 {
+            only_busy.record(
+                &busy,
+                Series::CpusUsed,
+                T0 + i * FINE_STEP,
+                (i % 97) as f64 / 10.0,
+            );
+        }
+        only_busy.heap_bytes()
+    };
+    assert!(
+        steady_bytes <= 128,
+        "a steady series takes {steady_bytes} bytes"
+    );
+    assert!(h.heap_bytes() <= h.max_heap_bytes());
+    assert_eq!(h.max_heap_bytes(), 2 * SERIES_BYTES);
+    let end = T0 + 8639 * FINE_STEP;
+    assert_eq!(h.latest(&steady, Series::CpusTotal), Some(4.0));
+    assert_eq!(
+        h.range(&steady, Series::CpusTotal, end - 60, end, 10).len(),
+        7
+    );
+    let early = h.range(&steady, Series::CpusTotal, T0, T0 + 3600, 300);
+    assert_eq!(
+        early.len(),
+        13,
+        "the first hour from the coarse tier: {early:?}"
+    );
 }
