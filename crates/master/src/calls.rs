@@ -591,7 +591,7 @@ impl Core {
         };
         if let Some(a) = self.agents.get(&AgentId::new(ack.agent_id.as_str())) {
             if let Some(c) = &a.conn {
-                let _ = c.tx.send(MasterMessage::Acknowledge {
+                let _ = c.tx.unbounded_send(MasterMessage::Acknowledge {
                     task_id: TaskId::new(ack.task_id.as_str()),
                     uuid,
                 });

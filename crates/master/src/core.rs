@@ -162,9 +162,12 @@ pub(crate) enum AgentStatus {
     Recovered,
 }
 
+/// The sending end of an agent's connection. Its queue is a list of one node per message (a
+/// master holds one per agent, and most are idle): tokio's unbounded channel would keep a
+/// block of 32 message slots, ~2.5 KiB, for every agent.
 pub(crate) struct AgentConn {
     pub id: u64,
-    pub tx: UnboundedSender<MasterMessage>,
+    pub tx: futures::channel::mpsc::UnboundedSender<MasterMessage>,
 }
 
 pub(crate) struct AgentEntry {
@@ -181,7 +184,7 @@ pub(crate) struct AgentEntry {
 impl AgentEntry {
     pub fn send(&self, msg: MasterMessage) -> bool {
         match &self.conn {
-            Some(c) => c.tx.send(msg).is_ok(),
+            Some(c) => c.tx.unbounded_send(msg).is_ok(),
             None => false,
         }
     }

@@ -11,7 +11,6 @@ use futures::{SinkExt, StreamExt};
 use meseta_api::agent::{AgentMessage, MasterMessage, Register, JOIN_TOKEN_HEADER};
 use meseta_tls::listener::PeerInfo;
 use meseta_types::AgentId;
-use tokio::sync::mpsc::unbounded_channel;
 use tokio::time::Instant;
 
 use crate::core::{Admission, AgentConn, Core};
@@ -72,10 +71,11 @@ pub(super) async fn upgrade(
         tracing::warn!(status = status.as_u16(), why, "agent connection refused");
         return (status, Json(serde_json::json!({ "message": why }))).into_response();
     }
-    // Small buffers: a master holds one socket per agent (thousands), and frames are small.
+    // Small buffers: a master holds one socket per agent (thousands), and frames are small
+    // (heartbeats, status updates of a few hundred bytes); a larger frame grows the buffer.
     // A write buffer of 0 sends every frame at once.
     ws.max_message_size(16 * 1024 * 1024)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| serve(m, socket))
 }
@@ -90,7 +90,7 @@ async fn serve(m: Master, mut socket: WebSocket) {
         Ok(id) => id,
         Err(why) => return reject(socket, why).await,
     };
-    let (tx, mut rx) = unbounded_channel::<MasterMessage>();
+    let (tx, mut rx) = futures::channel::mpsc::unbounded::<MasterMessage>();
     let conn_id = {
         let mut core = m.core();
         let conn_id = core.next_conn_id();
@@ -100,7 +100,7 @@ async fn serve(m: Master, mut socket: WebSocket) {
     };
     let (mut sink, mut stream) = socket.split();
     let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
+        while let Some(msg) = rx.next().await {
             let Ok(text) = serde_json::to_string(&msg) else {
                 continue;
             };
