@@ -523,7 +523,12 @@ fn append_log(path: &Path, records: &[LogRecord<'_>], durable: bool) -> Result<(
         ),
         Err(e) => return Err(AgentError::io(path, e)),
     };
-    file.write_all(&line).map_err(|e| AgentError::io(path, e))?;
+    let before = file.metadata().map_err(|e| AgentError::io(path, e))?.len();
+    if let Err(e) = file.write_all(&line) {
+        // A part written (the disk is full) would glue the next record to it: take it back.
+        let _ = file.set_len(before);
+        return Err(AgentError::io(path, e));
+    }
     if durable {
         file.sync_data().map_err(|e| AgentError::io(path, e))?;
         if created {
@@ -536,13 +541,23 @@ fn append_log(path: &Path, records: &[LogRecord<'_>], durable: bool) -> Result<(
 }
 
 /// The unacknowledged updates and latest state in the log at `path`; `Ok(None)` when there is
-/// no log. Lines that do not parse (a torn last write) are skipped with a warning.
+/// no log. Lines that do not parse are skipped with a warning; a last line without its newline
+/// (the machine went down mid-write) is cut off the file, so that the next record appended
+/// starts a line of its own.
 fn read_log(path: &Path) -> Result<Option<LogContents>, AgentError> {
-    let data = match fs::read(path) {
+    let mut data = match fs::read(path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(AgentError::io(path, e)),
     };
+    if data.last().is_some_and(|b| *b != b'\n') {
+        let whole = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        tracing::warn!(path = %path.display(), bytes = data.len() - whole, "cutting a torn last line off an update log");
+        data.truncate(whole);
+        open_log(path, false)
+            .and_then(|f| f.set_len(whole as u64))
+            .map_err(|e| AgentError::io(path, e))?;
+    }
     let mut updates = Vec::new();
     let mut acked = std::collections::HashSet::new();
     let mut state = None;
@@ -759,6 +774,17 @@ mod tests {
         assert_eq!((pending[0].seq, &pending[0].update), (2, &running));
         let tasks = cp.load_tasks().expect("tasks");
         assert_eq!(tasks[0].1, Some(rec(TaskState::Running)));
+        // The torn part is cut off: what the restarted agent appends next reads back.
+        let failed = update("t1", "u3", TaskState::Failed);
+        cp.write_update(3, &failed, Some(&rec(TaskState::Failed)))
+            .expect("w3");
+        let pending = cp.load_updates().expect("load");
+        let uuids: Vec<&str> = pending.iter().map(|p| p.update.uuid.as_str()).collect();
+        assert_eq!(uuids, ["u2", "u3"]);
+        assert_eq!(
+            cp.load_tasks().expect("tasks")[0].1,
+            Some(rec(TaskState::Failed))
+        );
     }
 
     #[test]
