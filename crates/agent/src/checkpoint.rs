@@ -507,14 +507,7 @@ fn open_log(path: &Path, create: bool) -> std::io::Result<fs::File> {
 /// Append `records` to the log at `path` in one write; with `durable`, fsync the log (and its
 /// dir when this created it).
 fn append_log(path: &Path, records: &[LogRecord<'_>], durable: bool) -> Result<(), AgentError> {
-    let mut line = Vec::with_capacity(512);
-    for r in records {
-        serde_json::to_writer(&mut line, r).map_err(|source| AgentError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        line.push(b'\n');
-    }
+    let line = log_lines(path, records)?;
     let (mut file, created) = match open_log(path, false) {
         Ok(f) => (f, false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
@@ -589,8 +582,7 @@ fn compact_log(path: &Path) -> Result<(), AgentError> {
     let Some(log) = read_log(path)? else {
         return Ok(());
     };
-    let mut data = Vec::new();
-    let records = log
+    let records: Vec<LogRecord<'_>> = log
         .pending
         .iter()
         .map(|p| LogRecord::Update {
@@ -601,15 +593,22 @@ fn compact_log(path: &Path) -> Result<(), AgentError> {
             log.state
                 .as_ref()
                 .map(|s| LogRecord::State(Cow::Borrowed(s))),
-        );
+        )
+        .collect();
+    write_atomic(path, &log_lines(path, &records)?)
+}
+
+/// `records` as the lines of the log at `path`, each ended by a newline.
+fn log_lines(path: &Path, records: &[LogRecord<'_>]) -> Result<Vec<u8>, AgentError> {
+    let mut data = Vec::with_capacity(512);
     for r in records {
-        serde_json::to_writer(&mut data, &r).map_err(|source| AgentError::Json {
+        serde_json::to_writer(&mut data, r).map_err(|source| AgentError::Json {
             path: path.to_path_buf(),
             source,
         })?;
         data.push(b'\n');
     }
-    write_atomic(path, &data)
+    Ok(data)
 }
 
 /// Set the permission bits of a directory the agent owns.
@@ -744,13 +743,7 @@ mod tests {
             .expect("task");
         let starting = update("t1", "u1", TaskState::Starting);
         let running = update("t1", "u2", TaskState::Running);
-        let rec = |state| StateRecord {
-            state,
-            reason: None,
-            message: None,
-            exit_code: None,
-            healthy: None,
-        };
+        let rec = crate::state::plain;
         cp.write_update(1, &starting, Some(&rec(TaskState::Starting)))
             .expect("w1");
         cp.write_update(2, &running, Some(&rec(TaskState::Running)))
@@ -795,11 +788,8 @@ mod tests {
             .write_task(&crate::tasks::tests::spec("t1", "cpus:1;mem:32"))
             .expect("task");
         let healthy = StateRecord {
-            state: TaskState::Running,
-            reason: None,
-            message: None,
-            exit_code: None,
             healthy: Some(true),
+            ..crate::state::plain(TaskState::Running)
         };
         let last = 1_000;
         for seq in 1..=last {
@@ -828,13 +818,7 @@ mod tests {
             .expect("task");
         // An older agent wrote no log, its state to state.json and each update to a file.
         std::fs::remove_file(task_dir.join(UPDATES_LOG)).expect("rm log");
-        let rec = StateRecord {
-            state: TaskState::Running,
-            reason: None,
-            message: None,
-            exit_code: None,
-            healthy: None,
-        };
+        let rec = crate::state::plain(TaskState::Running);
         write_json(&task_dir.join(STATE_FILE), &rec).expect("state.json");
         let old = update("t1", "u7", TaskState::Running);
         let updates = dir.path().join("updates/t1");
