@@ -322,7 +322,7 @@ impl Proxy {
         let result =
             tokio::time::timeout(self.opts.backend_timeout, self.send(via, ep.addr, req)).await;
         let failure = match result {
-            Ok(Ok(resp)) => {
+            Ok(Ok((resp, lease))) => {
                 let status = resp.status();
                 if status.is_server_error() {
                     ep.failed(&self.opts.ejection, Instant::now());
@@ -349,7 +349,7 @@ impl Proxy {
                 }
                 let (mut head, body) = resp.into_parts();
                 strip_hop_by_hop(&mut head.headers);
-                let body = body.map_frame(move |f| {
+                let body = pool::Relayed::new(body, lease).map_frame(move |f| {
                     let _busy = &guard;
                     f
                 });
@@ -380,10 +380,13 @@ impl Proxy {
         via: &Via,
         addr: SocketAddr,
         req: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, conn::SendError> {
+    ) -> Result<(Response<Incoming>, Option<pool::Lease>), conn::SendError> {
         match via {
-            Via::Pool => self.pool.send(addr, req).await,
-            Via::Upgrade(_) => upgrade::send(addr, req).await,
+            Via::Pool => {
+                let (resp, lease) = self.pool.send(addr, req).await?;
+                Ok((resp, Some(lease)))
+            }
+            Via::Upgrade(_) => Ok((upgrade::send(addr, req).await?, None)),
         }
     }
 }
