@@ -11,13 +11,17 @@
 //! A response's body keeps its backend counted as busy until it is sent, so a backend leaving
 //! the table drains its requests before connections to it are cut.
 //!
-//! Requests go through the worker's keep-alive pool of backend connections ([`pool`]). An
-//! `Upgrade` request (WebSocket) is forwarded over a connection of its own and, once both
-//! sides switched protocols, spliced both ways ([`upgrade`]).
+//! The listener is served by a few single-threaded workers ([`workers`]). Requests go through
+//! the worker's keep-alive pool of backend connections ([`pool`]). An `Upgrade` request
+//! (WebSocket) is forwarded over a connection of its own and, once both sides switched
+//! protocols, spliced both ways ([`upgrade`]).
 
 mod conn;
 mod pool;
 mod upgrade;
+mod workers;
+
+pub use workers::spawn_workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -84,39 +88,6 @@ pub struct Proxy {
     opts: ProxyOptions,
 }
 
-/// Serves the L7 listener from `workers` threads, each a single-threaded event loop with its
-/// own [`Proxy`] (and so its own keep-alive pool): a request is read, forwarded and answered
-/// on one thread, without waking another. The threads accept from the same socket. Each ends,
-/// with the connections it holds, when `stop` is cancelled; the returned tasks end with them.
-pub fn spawn_workers(
-    listener: TcpListener,
-    routes: &Arc<Routes>,
-    metrics: &Arc<Metrics>,
-    opts: &ProxyOptions,
-    workers: usize,
-    stop: &CancellationToken,
-) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let listener = listener.into_std()?;
-    let mut tasks = Vec::new();
-    for _ in 0..workers.max(1) {
-        let listener = listener.try_clone()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let proxy = Arc::new(Proxy::new(routes.clone(), metrics.clone(), opts.clone()));
-        let stop = stop.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            runtime.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(l) => proxy.serve(l, stop).await,
-                    Err(e) => tracing::error!(error = %e, "cannot serve the http listener"),
-                }
-            });
-        }));
-    }
-    Ok(tasks)
-}
-
 /// Why an attempt on a backend failed.
 enum Failure {
     Refused(String),
@@ -149,17 +120,7 @@ impl Proxy {
 
     /// Accepts connections on `listener` until `stop` is cancelled.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
-        let sweeper = self.clone();
-        let sweep_stop = stop.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(sweeper.pool.idle_timeout() / 3);
-            loop {
-                tokio::select! {
-                    _ = sweep_stop.cancelled() => return,
-                    _ = every.tick() => sweeper.pool.sweep(Instant::now()),
-                }
-            }
-        });
+        self.sweep_pool(stop.clone());
         loop {
             let (stream, peer) = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -173,21 +134,47 @@ impl Proxy {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let proxy = self.clone();
-            let client = Arc::new(Peer::new(peer));
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    let client = client.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle_from(req, &client).await) }
-                });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let server = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                if let Err(e) = server.await {
-                    tracing::debug!(error = %e, %peer, "client connection ended");
-                }
-            });
+            self.connection(stream, peer, None);
         }
+    }
+
+    /// Sweeps the keep-alive pool now and then until `stop` is cancelled.
+    fn sweep_pool(&self, stop: CancellationToken) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(pool.idle_timeout() / 3);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => pool.sweep(Instant::now()),
+                }
+            }
+        });
+    }
+
+    /// Serves the client connection `stream` from `peer` in a task of its own (holding
+    /// `counted` until it ends).
+    fn connection(
+        self: &Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        counted: Option<workers::Open>,
+    ) {
+        let proxy = self.clone();
+        let client = Arc::new(Peer::new(peer));
+        tokio::spawn(async move {
+            let _counted = counted;
+            let svc = hyper::service::service_fn(move |req| {
+                let proxy = proxy.clone();
+                let client = client.clone();
+                async move { Ok::<_, Infallible>(proxy.handle_from(req, &client).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let server = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            if let Err(e) = server.await {
+                tracing::debug!(error = %e, %peer, "client connection ended");
+            }
+        });
     }
 
     /// Answers one request of the client at `peer`.
