@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::sharded::{shard, Padded, SHARDS};
 use crate::metrics::BackendSeries;
 
 /// How a backend is chosen among the eligible ones.
@@ -163,6 +164,21 @@ impl Drop for InFlight {
     }
 }
 
+/// A service's round-robin position, one per thread slot: each worker thread goes round on
+/// its own, so that the workers do not all write one shared cache line per request. Every
+/// worker still visits the backends in turn, so over all of them each backend gets its share.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    slots: [Padded<AtomicUsize>; SHARDS],
+}
+
+impl Cursor {
+    /// The position of the calling thread.
+    pub fn here(&self) -> &AtomicUsize {
+        &self.slots[shard()].0
+    }
+}
+
 /// Which versions a request may go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Group {
@@ -269,6 +285,26 @@ mod tests {
         assert_eq!(p.addr, e[2].addr);
         let all: Vec<SocketAddr> = e.iter().map(|x| x.addr).collect();
         assert!(pick(&e, Group::Any, &all, Algorithm::RoundRobin, &c, now).is_none());
+    }
+
+    #[test]
+    fn every_thread_visits_each_backend_in_turn() {
+        let e = eps(3, 0);
+        let c = Cursor::default();
+        let now = Instant::now();
+        let round = || -> Vec<u16> {
+            let mut ports: Vec<u16> = (0..3)
+                .map(|_| {
+                    let p = pick(&e, Group::Any, &[], Algorithm::RoundRobin, c.here(), now);
+                    p.expect("one").addr.port()
+                })
+                .collect();
+            ports.sort_unstable();
+            ports
+        };
+        assert_eq!(round(), [31000, 31001, 31002]);
+        let there = std::thread::scope(|s| s.spawn(round).join().expect("thread"));
+        assert_eq!(there, [31000, 31001, 31002]);
     }
 
     #[test]

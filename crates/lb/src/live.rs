@@ -10,13 +10,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::balancer::Endpoint;
+use crate::balancer::{Cursor, Endpoint};
 use crate::table::{Service, Table};
 
 /// A service and its endpoints.
@@ -26,8 +26,8 @@ pub struct LiveService {
     pub service: Service,
     /// One per backend, in the table's order.
     pub endpoints: Vec<Arc<Endpoint>>,
-    /// Round-robin position.
-    pub rr: AtomicUsize,
+    /// Round-robin position (per worker thread).
+    pub rr: Cursor,
 }
 
 /// One routing table with its endpoints.
@@ -117,7 +117,7 @@ impl Routes {
                 Arc::new(LiveService {
                     service: s.clone(),
                     endpoints,
-                    rr: AtomicUsize::new(0),
+                    rr: Cursor::default(),
                 })
             })
             .collect();

@@ -282,10 +282,10 @@ impl Proxy {
     ) -> Option<&'s Arc<Endpoint>> {
         let now = Instant::now();
         let alg = self.opts.algorithm;
-        pick(&svc.endpoints, group, tried, alg, &svc.rr, now).or_else(|| {
+        pick(&svc.endpoints, group, tried, alg, svc.rr.here(), now).or_else(|| {
             // A canary-only or stable-only request with none left of its group.
             (group != Group::Any)
-                .then(|| pick(&svc.endpoints, Group::Any, tried, alg, &svc.rr, now))
+                .then(|| pick(&svc.endpoints, Group::Any, tried, alg, svc.rr.here(), now))
                 .flatten()
         })
     }

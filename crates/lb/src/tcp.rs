@@ -185,7 +185,7 @@ impl Tcp {
                 Group::Any,
                 &tried,
                 self.algorithm,
-                &svc.rr,
+                svc.rr.here(),
                 now,
             )
             .cloned() else {

@@ -21,7 +21,7 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 /// Slots per series; threads beyond this share slots (still correct, only slower).
-const SHARDS: usize = 8;
+pub(crate) const SHARDS: usize = 8;
 
 /// Upper bounds of the latency histogram, in seconds (the last bucket, `+Inf`, is implicit).
 pub const LATENCY_BOUNDS: [f64; 14] = [
@@ -32,7 +32,7 @@ pub const LATENCY_BOUNDS: [f64; 14] = [
 const BUCKETS: usize = LATENCY_BOUNDS.len() + 1;
 
 /// The shard of the calling thread, chosen on its first count.
-fn shard() -> usize {
+pub(crate) fn shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
@@ -43,7 +43,7 @@ fn shard() -> usize {
 /// A value on a cache line of its own.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Padded<T>(T);
+pub(crate) struct Padded<T>(pub(crate) T);
 
 /// A monotonic counter, counted per thread.
 #[derive(Clone, Debug, Default)]
