@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::sharded::{shard, Padded, SHARDS};
+use crate::metrics::sharded::{shard, Padded, ShardedCounter, SHARDS};
 use crate::metrics::BackendSeries;
 
 /// How a backend is chosen among the eligible ones.
@@ -75,8 +75,9 @@ pub struct Endpoint {
     pub canary: bool,
     /// Requests and TCP connections in flight.
     pub outstanding: AtomicUsize,
-    /// Requests (and connections) sent to it.
-    pub requests: AtomicU64,
+    /// Requests (and connections) sent to it (counted per thread: every request of every
+    /// worker adds to it).
+    pub requests: ShardedCounter,
     /// Failures: connection errors, resets, timeouts and 5xx answers.
     pub failures: AtomicU64,
     consecutive_failures: AtomicU32,
@@ -100,7 +101,7 @@ impl Endpoint {
             version: version.to_owned(),
             canary,
             outstanding: AtomicUsize::new(0),
-            requests: AtomicU64::new(0),
+            requests: ShardedCounter::default(),
             failures: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
@@ -139,7 +140,7 @@ impl Endpoint {
     /// Counts one request or connection in flight until the guard drops.
     pub fn start(self: &std::sync::Arc<Self>) -> InFlight {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.requests.inc();
         InFlight(self.clone())
     }
 }
@@ -325,7 +326,7 @@ mod tests {
         }
         drop(_busy);
         assert_eq!(e[0].outstanding.load(Ordering::Relaxed), 0);
-        assert_eq!(e[0].requests.load(Ordering::Relaxed), 5);
+        assert_eq!(e[0].requests.get(), 5);
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn endpoint_json(e: &Endpoint, now: Instant) -> Value {
         "canary": e.canary,
         "ejected": e.ejected(now),
         "outstanding": e.outstanding.load(Ordering::Relaxed),
-        "requests": e.requests.load(Ordering::Relaxed),
+        "requests": e.requests.get(),
         "failures": e.failures.load(Ordering::Relaxed),
     })
 }
