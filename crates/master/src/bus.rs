@@ -5,7 +5,13 @@
 //!
 //! A subscriber that falls more than [`CAPACITY`] events behind is disconnected (its receiver
 //! reports `Lagged`), never silently skipped.
+//!
+//! Events are built only while somebody subscribes, and the channel keeps the last [`CAPACITY`]
+//! of them (JSON trees of agents and tasks, megabytes at scale) for as long as anybody does. A
+//! reader that only needs to know *that* something changed reads [`Changes`] instead, a counter
+//! bumped on every publication whether or not anybody subscribes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use meseta_types::{AgentId, FrameworkId, TaskState};
@@ -75,20 +81,37 @@ impl ClusterEvent {
     }
 }
 
+/// How many events the bus has published: a reader that only needs to know whether anything
+/// changed (a cache of a listing) compares two counts instead of subscribing.
+#[derive(Clone, Debug, Default)]
+pub struct Changes(Arc<AtomicU64>);
+
+impl Changes {
+    /// Events published so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The sending side, held by the core.
 pub(crate) struct Bus {
     tx: broadcast::Sender<Arc<ClusterEvent>>,
+    changes: Changes,
 }
 
 impl Bus {
     pub fn new() -> Bus {
         let (tx, _) = broadcast::channel(CAPACITY);
-        Bus { tx }
+        Bus {
+            tx,
+            changes: Changes::default(),
+        }
     }
 
     /// Publish the event `make` builds — only built when somebody listens (events carry JSON
-    /// snapshots, and launches are a hot path).
+    /// snapshots, and launches are a hot path). The change count goes up either way.
     pub fn publish_with(&self, make: impl FnOnce() -> ClusterEvent) {
+        self.changes.0.fetch_add(1, Ordering::Relaxed);
         if self.tx.receiver_count() > 0 {
             let _ = self.tx.send(Arc::new(make()));
         }
@@ -96,6 +119,11 @@ impl Bus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ClusterEvent>> {
         self.tx.subscribe()
+    }
+
+    /// The change count.
+    pub fn changes(&self) -> Changes {
+        self.changes.clone()
     }
 }
 
@@ -130,5 +158,18 @@ mod tests {
         let got = rx.try_recv().expect("one event");
         assert!(matches!(&*got, ClusterEvent::AgentRemoved(id) if id.as_str() == "after"));
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn changes_are_counted_without_subscribers_and_no_event_is_built() {
+        let bus = Bus::new();
+        let changes = bus.changes();
+        bus.publish_with(|| unreachable!("nobody listens: the event is not built"));
+        bus.publish_with(|| unreachable!("nobody listens: the event is not built"));
+        assert_eq!(changes.count(), 2);
+        let mut rx = bus.subscribe();
+        bus.publish_with(|| ClusterEvent::AgentRemoved(AgentId::new("a")));
+        assert_eq!(changes.count(), 3);
+        assert!(rx.try_recv().is_ok());
     }
 }

@@ -146,6 +146,12 @@ impl Master {
         &self.inner.http
     }
 
+    /// How many changes the event bus has published (for readers that only need to know
+    /// whether anything changed: subscribing keeps the last events' JSON alive).
+    pub fn changes(&self) -> bus::Changes {
+        self.core().bus.changes()
+    }
+
     /// Watch the event bus (every task, agent and framework change from now on).
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<bus::ClusterEvent>> {
         self.core().bus.subscribe()

@@ -14,6 +14,12 @@
 //! background thread on and shortens the decay for long-running master and agent processes; the
 //! CLI and the task shim keep jemalloc's defaults and no extra thread (the shim forks, and
 //! stays single-threaded until it does).
+//!
+//! Built with the `heap-profile` feature, a server answers SIGUSR2 by printing jemalloc's
+//! totals (allocated, active, resident, metadata, retained) to stderr, writing its full
+//! statistics to `$TMPDIR/meseta-heap.<pid>.<n>.stats` and, when the process was started with
+//! `_RJEM_MALLOC_CONF=prof:true,...`, dumping a sampled heap profile that `jeprof` reads (where
+//! the live bytes were allocated, by call stack).
 #![allow(unsafe_code)]
 
 use std::time::Duration;
@@ -33,6 +39,10 @@ pub fn configure_for_server() {
     }
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         tracing::warn!(error = %e, "cannot start the allocator's background thread");
+    }
+    #[cfg(feature = "heap-profile")]
+    if let Err(e) = profile::arm() {
+        tracing::warn!(error = %e, "cannot arm the heap profile on SIGUSR2");
     }
 }
 
@@ -58,4 +68,75 @@ fn set_decay(dirty: Duration) -> Result<(), tikv_jemalloc_ctl::Error> {
         }
     }
     Ok(())
+}
+
+/// Heap statistics and profiles on SIGUSR2 (the `heap-profile` feature).
+#[cfg(feature = "heap-profile")]
+mod profile {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// How often the dumping thread looks at the signal flag.
+    const POLL: Duration = Duration::from_millis(100);
+
+    /// Installs the SIGUSR2 flag and the thread that dumps when it is set.
+    pub(super) fn arm() -> std::io::Result<()> {
+        let flag = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGUSR2, Arc::clone(&flag))?;
+        std::thread::Builder::new()
+            .name("heap-profile".into())
+            .spawn(move || {
+                let mut n = 0u32;
+                loop {
+                    std::thread::sleep(POLL);
+                    if flag.swap(false, Ordering::Relaxed) {
+                        dump(n);
+                        n += 1;
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// One dump: totals to stderr, full statistics to a file, a profile if profiling is on.
+    fn dump(n: u32) {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        const MIB: f64 = 1024.0 * 1024.0;
+        let _ = epoch::advance();
+        let read = |r: tikv_jemalloc_ctl::Result<usize>| r.map_or(f64::NAN, |v| v as f64 / MIB);
+        eprintln!(
+            "heap: allocated {:.1} MiB, active {:.1} MiB, resident {:.1} MiB, metadata {:.1} MiB, \
+             mapped {:.1} MiB, retained {:.1} MiB",
+            read(stats::allocated::read()),
+            read(stats::active::read()),
+            read(stats::resident::read()),
+            read(stats::metadata::read()),
+            read(stats::mapped::read()),
+            read(stats::retained::read()),
+        );
+        let path =
+            std::env::temp_dir().join(format!("meseta-heap.{}.{n}.stats", std::process::id()));
+        match std::fs::File::create(&path) {
+            Ok(f) => {
+                if let Err(e) = tikv_jemalloc_ctl::stats_print::stats_print(f, Default::default()) {
+                    eprintln!("heap: cannot write {}: {e}", path.display());
+                } else {
+                    eprintln!("heap: statistics in {}", path.display());
+                }
+            }
+            Err(e) => eprintln!("heap: cannot create {}: {e}", path.display()),
+        }
+        if tikv_jemalloc_ctl::profiling::prof::read().unwrap_or(false) {
+            // SAFETY: prof.dump takes a `const char *` file name; null means the default
+            // name (`<prof_prefix>.<pid>.<seq>.m<n>.heap`).
+            let r = unsafe {
+                tikv_jemalloc_ctl::raw::write(b"prof.dump\0", std::ptr::null::<std::ffi::c_char>())
+            };
+            match r {
+                Ok(()) => eprintln!("heap: profile dumped (prof_prefix)"),
+                Err(e) => eprintln!("heap: cannot dump the profile: {e}"),
+            }
+        }
+    }
 }

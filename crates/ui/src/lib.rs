@@ -51,7 +51,7 @@ pub fn start(master: &Master, cancel: &Cancel) -> Router {
 
 /// [`start`] with another sampling configuration (tests sample faster).
 pub fn start_with(master: &Master, cancel: &Cancel, cfg: HistoryConfig) -> Router {
-    let source = match source::Source::new(master, cancel) {
+    let source = match source::Source::new(master) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(error = %e, "ui: cannot build its loopback client");

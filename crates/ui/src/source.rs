@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
 use meseta_api::client::{ClientError, MasterClient};
-use meseta_master::{Cancel, Master};
+use meseta_master::bus::Changes;
+use meseta_master::Master;
 use serde_json::Value;
-use tokio::sync::broadcast;
 
 /// A read failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,9 +59,12 @@ struct Cached {
 /// The loopback client of the UI's own master, shared by all viewers.
 pub(crate) struct Source {
     client: MasterClient,
-    /// Bumped on every event of the master's bus (a task, agent or framework changed) and on
-    /// every action the UI makes.
-    changes: Arc<AtomicU64>,
+    /// Counts the events of the master's bus (a task, agent or framework changed). A count,
+    /// not a subscription: a subscriber keeps the bus building every event and holding the
+    /// last thousands of them.
+    cluster: Changes,
+    /// Counts the actions the UI made.
+    actions: AtomicU64,
     /// The last apps summary of each viewer.
     apps: Mutex<HashMap<Viewer, Cached>>,
     /// Held while a page waits for a read, so that pages asked at once share one.
@@ -71,34 +74,26 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    /// A client of `master`'s own listener, which follows the master's events until `cancel`.
-    /// It has no token of its own: every read carries its viewer's credential.
-    pub fn new(master: &Master, cancel: &Cancel) -> Result<Source, SourceError> {
+    /// A client of `master`'s own listener, which counts the master's changes. It has no token
+    /// of its own: every read carries its viewer's credential.
+    pub fn new(master: &Master) -> Result<Source, SourceError> {
         let client =
             MasterClient::with_options(format!("http://{}", master.local_addr()), None, None)?;
-        let changes = Arc::new(AtomicU64::new(0));
-        let mut events = master.events();
-        let (bump, cancel) = (changes.clone(), cancel.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    e = events.recv() => match e {
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                            bump.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                }
-            }
-        });
         Ok(Source {
             client,
-            changes,
+            cluster: master.changes(),
+            actions: AtomicU64::new(0),
             apps: Mutex::new(HashMap::new()),
             reading: tokio::sync::Mutex::new(()),
             refreshing: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Changes so far: events of the master's bus plus actions of the UI (both only grow).
+    fn changes(&self) -> u64 {
+        self.cluster
+            .count()
+            .wrapping_add(self.actions.load(Ordering::Relaxed))
     }
 
     /// The reads of one viewer, whose credential is `authorization` (if any).
@@ -125,7 +120,7 @@ pub(crate) struct Reader {
 impl Reader {
     /// Something changed (an action of the UI): the next page reads afresh.
     pub fn changed(&self) {
-        self.source.changes.fetch_add(1, Ordering::Relaxed);
+        self.source.actions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The typed client, acting as the viewer.
@@ -159,7 +154,7 @@ impl Reader {
     /// page waits for a new read.
     pub async fn apps_summary(&self) -> Result<Arc<Value>, SourceError> {
         let src = &self.source;
-        let now = src.changes.load(Ordering::Relaxed);
+        let now = src.changes();
         {
             let cache = src.apps.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(c) = cache.get(&self.viewer) {
@@ -200,7 +195,7 @@ impl Reader {
             .unwrap_or_else(|e| e.into_inner())
             .get(&self.viewer)
         {
-            if c.seen == src.changes.load(Ordering::Relaxed) && c.seen >= now {
+            if c.seen == src.changes() && c.seen >= now {
                 return Ok(c.apps.clone());
             }
         }
