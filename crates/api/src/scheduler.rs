@@ -732,7 +732,7 @@ mod events;
 mod fast;
 mod operation;
 pub use events::*;
-pub use fast::decode_hot;
+pub use fast::{decode_hot, decode_hot_event};
 pub use operation::*;
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The direct decoding of the calls a launching framework makes most: ACCEPT with LAUNCH
-//! operations, ACKNOWLEDGE and DECLINE.
+//! The direct decoding of the calls a launching framework makes most (ACCEPT with LAUNCH
+//! operations, ACKNOWLEDGE and DECLINE) and of the events it receives most (UPDATE, OFFERS).
 //!
 //! [`Call`]'s derived decoding (a flattened, internally tagged [`CallKind`]) buffers the whole
 //! body into serde's intermediate content tree, and each [`Operation`] goes through a
@@ -13,12 +13,13 @@
 //! call type, an operation other than LAUNCH, a duplicated key, a `null` payload, or any body
 //! the direct types do not take give `None`, and the caller decodes the body the usual way.
 //! So every body it decodes is one the usual way decodes to the same [`Call`] (the tests check
-//! this on both sides), and every error is still worded by the usual way.
+//! this on both sides), and every error is still worded by the usual way. [`decode_hot_event`]
+//! does the same for the client's [`Event`]s.
 
 use serde::Deserialize;
 
 use super::{null_default, Accept, Acknowledge, Call, CallKind, Decline, Filters, IdValue};
-use super::{Launch, Operation};
+use super::{Event, Launch, OfferList, Operation, Update};
 
 /// The hot calls' fields; other keys are skipped unread (serde's `IgnoredAny`).
 #[derive(Deserialize)]
@@ -88,6 +89,28 @@ pub fn decode_hot(body: &[u8]) -> Option<Call> {
         framework_id: hot.framework_id,
         kind,
     })
+}
+
+/// The hot events' fields; other keys are skipped unread.
+#[derive(Deserialize)]
+struct HotEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    update: Option<Update>,
+    #[serde(default)]
+    offers: Option<OfferList>,
+}
+
+/// `record` decoded when it is an UPDATE or OFFERS event that the direct types take; `None`
+/// otherwise, and the caller decodes it the usual way.
+pub fn decode_hot_event(record: &[u8]) -> Option<Event> {
+    let hot: HotEvent = serde_json::from_slice(record).ok()?;
+    match hot.kind.as_str() {
+        "UPDATE" => hot.update.map(|update| Event::Update { update }),
+        "OFFERS" => hot.offers.map(|offers| Event::Offers { offers }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -196,5 +219,51 @@ mod tests {
         let dup = br#"{"type":"DECLINE","type":"DECLINE","decline":{}}"#;
         assert!(decode_hot(dup).is_none());
         assert!(decode_hot(b"not json").is_none());
+    }
+
+    /// `decode_hot_event` gives `expect_hot`, and what it decodes the usual way decodes the same.
+    fn check_event(body: serde_json::Value, expect_hot: bool) {
+        let bytes = serde_json::to_vec(&body).expect("json");
+        let hot = decode_hot_event(&bytes);
+        assert_eq!(hot.is_some(), expect_hot, "{body}");
+        if let Some(hot) = hot {
+            let usual: Event = serde_json::from_value(body.clone()).expect("usual");
+            assert_eq!(hot, usual, "{body}");
+        }
+    }
+
+    #[test]
+    fn updates_and_offers_decode_as_usual() {
+        let status = json!({"task_id": {"value": "t1"}, "state": "TASK_RUNNING",
+            "agent_id": {"value": "a1"}, "uuid": "AAAAAAAAAAAAAAAAAAAAAA==", "timestamp": 1.5,
+            "source": "SOURCE_EXECUTOR", "message": "m", "unknown": [1]});
+        check_event(
+            json!({"type": "UPDATE", "update": {"status": status}}),
+            true,
+        );
+        check_event(
+            json!({"update": {"status": status}, "type": "UPDATE", "x": 1}),
+            true,
+        );
+        let offer = json!({"id": {"value": "o1"}, "framework_id": {"value": "f1"},
+            "agent_id": {"value": "a1"}, "hostname": "h1",
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 4}},
+                {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 31000, "end": 32000}]}}],
+            "attributes": [{"name": "rack", "type": "TEXT", "text": {"value": "r1"}}]});
+        check_event(
+            json!({"type": "OFFERS", "offers": {"offers": [offer]}}),
+            true,
+        );
+        check_event(json!({"type": "HEARTBEAT"}), false);
+        check_event(
+            json!({"type": "SUBSCRIBED", "subscribed": {"framework_id": {"value": "f"}}}),
+            false,
+        );
+        check_event(json!({"type": "UPDATE", "update": null}), false);
+        check_event(
+            json!({"type": "UPDATE", "update": {"status": {"state": 3}}}),
+            false,
+        );
+        assert!(decode_hot_event(br#"{"type":"UPDATE","type":"UPDATE"}"#).is_none());
     }
 }
