@@ -729,8 +729,10 @@ impl CallKind {
 }
 
 mod events;
+mod fast;
 mod operation;
 pub use events::*;
+pub use fast::{decode_hot, decode_hot_event};
 pub use operation::*;
 
 #[cfg(test)]

@@ -9,15 +9,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, SplitSink};
-use futures::{SinkExt, StreamExt};
+use futures::stream::{FuturesUnordered, SplitSink, SplitStream};
+use futures::{FutureExt, SinkExt, StreamExt};
 use meseta_api::agent::{AgentMessage, MasterMessage};
 use meseta_types::TaskId;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{interval, Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +32,11 @@ const RESEND_INTERVAL: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 /// Largest reconnect delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
+/// Most received frames handled before the updates they caused are sent.
+const BURST_FRAMES: usize = 256;
+/// Bytes of outgoing frames gathered before they are written without waiting for the flush:
+/// the updates of one burst leave in one write.
+const WRITE_BUFFER: usize = 8 * 1024;
 /// Connection attempts of the first registration before `SimCluster::start` gives up.
 const FIRST_ATTEMPTS: u32 = 3;
 
@@ -178,7 +183,7 @@ impl AgentTask {
         let attempt = async {
             let config = WebSocketConfig::default()
                 .read_buffer_size(8 * 1024)
-                .write_buffer_size(0);
+                .write_buffer_size(WRITE_BUFFER);
             let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
                 &*self.url,
                 Some(config),
@@ -239,12 +244,11 @@ impl AgentTask {
                     let _ = sink.send(Message::Close(None)).await;
                     break Ended::Shutdown;
                 }
-                frame = stream.next() => match frame {
-                    Some(Ok(Message::Text(text))) => self.handle(text.as_str()),
-                    Some(Ok(Message::Close(_))) | None => break Ended::Lost("closed by master".into()),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => break Ended::Lost(e.to_string()),
-                },
+                frame = stream.next() => {
+                    if let Some(ended) = self.on_frames(frame, &mut stream) {
+                        break ended;
+                    }
+                }
                 Some(f) = self.timers.next(), if !self.timers.is_empty() => {
                     self.state.on_timer(&f.task_id, f.generation, f.step);
                 }
@@ -255,6 +259,32 @@ impl AgentTask {
         };
         self.state.on_disconnected();
         ended
+    }
+
+    /// Handles `frame` and then every frame already received (at most [`BURST_FRAMES`]), so
+    /// that the updates they cause leave together; `Some` when the connection ended.
+    fn on_frames(
+        &mut self,
+        frame: Option<Result<Message, WsError>>,
+        stream: &mut SplitStream<Ws>,
+    ) -> Option<Ended> {
+        let mut frame = Some(frame);
+        let mut handled = 0;
+        while let Some(f) = frame.take() {
+            match f {
+                Some(Ok(Message::Text(text))) => self.handle(text.as_str()),
+                Some(Ok(Message::Close(_))) | None => {
+                    return Some(Ended::Lost("closed by master".into()))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Some(Ended::Lost(e.to_string())),
+            }
+            handled += 1;
+            if handled < BURST_FRAMES {
+                frame = stream.next().now_or_never();
+            }
+        }
+        None
     }
 
     async fn flush_outbox(&mut self, sink: &mut SplitSink<Ws, Message>) -> Result<(), String> {

@@ -217,6 +217,10 @@ impl SchedulerSession {
 
 /// Decodes one record; `None` for event types [`Event`] does not model.
 fn parse_event(record: &[u8]) -> Result<Option<Event>, ClientError> {
+    // Updates and offers straight from the bytes; other events, and errors, through a `Value`.
+    if let Some(ev) = crate::scheduler::decode_hot_event(record) {
+        return Ok(Some(ev));
+    }
     let value: serde_json::Value = serde_json::from_slice(record).map_err(stream_err)?;
     let known = value
         .get("type")

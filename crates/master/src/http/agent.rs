@@ -1,20 +1,40 @@
 //! The agents' WebSocket: registration, then launch/kill down and status/usage up.
+//!
+//! The upgrade is answered here rather than by axum's `WebSocketUpgrade` so that the socket
+//! writes through [`Coalesce`]: the writer feeds every message queued for the agent, then
+//! flushes once, and a burst (the launches of one ACCEPT, acknowledgements) leaves in one write
+//! — one TLS record and one syscall instead of one per message — with no buffer kept between
+//! bursts.
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
-use axum::http::{Extensions, HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use meseta_api::agent::{AgentMessage, MasterMessage, Register, JOIN_TOKEN_HEADER};
 use meseta_tls::listener::PeerInfo;
 use meseta_types::AgentId;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
+use super::coalesce::Coalesce;
 use crate::core::{Admission, AgentConn, Core};
 use crate::{registry, Master};
+
+/// An agent's socket.
+type AgentSocket = WebSocketStream<Coalesce<TokioIo<hyper::upgrade::Upgraded>>>;
+
+/// Largest message taken from an agent (a re-registration lists every task it runs).
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Most queued messages written in one burst before the flush.
+const BURST_MESSAGES: usize = 1024;
 
 /// How long a new connection may take to send `Register`.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,31 +76,95 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub(super) async fn upgrade(
-    State(m): State<Master>,
-    headers: HeaderMap,
-    ext: Extensions,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let client_cert = ext
+pub(super) async fn upgrade(State(m): State<Master>, mut req: Request) -> Response {
+    let client_cert = req
+        .extensions()
         .get::<ConnectInfo<PeerInfo>>()
         .is_some_and(|p| p.0.client_cert);
-    let token = headers.get(JOIN_TOKEN_HEADER).map(|v| v.as_bytes());
+    let token = req.headers().get(JOIN_TOKEN_HEADER).map(|v| v.as_bytes());
     let admitted = admit_connection(m.core().config(), token, client_cert);
     if let Err((status, why)) = admitted {
         tracing::warn!(status = status.as_u16(), why, "agent connection refused");
         return (status, Json(serde_json::json!({ "message": why }))).into_response();
     }
-    // Small buffers: a master holds one socket per agent (thousands), and frames are small
-    // (heartbeats, status updates of a few hundred bytes); a larger frame grows the buffer.
-    // A write buffer of 0 sends every frame at once.
-    ws.max_message_size(16 * 1024 * 1024)
-        .read_buffer_size(1024)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| serve(m, socket))
+    let accept = match websocket_accept(req.headers()) {
+        Ok(a) => a,
+        Err((status, why)) => return (status, why).into_response(),
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket request couldn't be upgraded since no upgrade state was present",
+        )
+            .into_response();
+    };
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => return tracing::warn!(error = %e, "agent connection upgrade failed"),
+        };
+        // Small reads: a master holds one socket per agent (thousands), and frames are small
+        // (heartbeats, status updates of a few hundred bytes); a larger frame grows the buffer.
+        // A write buffer of 0 hands every frame to `Coalesce` at once; the writer flushes.
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE))
+            .read_buffer_size(1024)
+            .write_buffer_size(0);
+        let io = Coalesce::new(TokioIo::new(upgraded));
+        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        serve(m, socket).await
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, HeaderValue::from_static("upgrade"))
+        .header(header::UPGRADE, HeaderValue::from_static("websocket"))
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-async fn serve(m: Master, mut socket: WebSocket) {
+/// The `Sec-WebSocket-Accept` answering a WebSocket upgrade request (RFC 6455 §4.2.1; the
+/// method, GET, is the route's), or why the request is not one.
+fn websocket_accept(h: &HeaderMap) -> Result<HeaderValue, (StatusCode, &'static str)> {
+    let has = |name: header::HeaderName, token: &str| {
+        h.get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has(header::CONNECTION, "upgrade") {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "Connection header did not include 'upgrade'",
+        ));
+    }
+    if !has(header::UPGRADE, "websocket") {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "`Upgrade` header did not include 'websocket'",
+        ));
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "`Sec-WebSocket-Version` header did not include '13'",
+        ));
+    }
+    let key = h.get(header::SEC_WEBSOCKET_KEY).ok_or((
+        StatusCode::BAD_REQUEST,
+        "`Sec-WebSocket-Key` header missing",
+    ))?;
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| {
+        (
+            StatusCode::BAD_REQUEST,
+            "invalid `Sec-WebSocket-Key` header",
+        )
+    })
+}
+
+async fn serve(m: Master, mut socket: AgentSocket) {
     let reg = match tokio::time::timeout(REGISTER_TIMEOUT, first_message(&mut socket)).await {
         Ok(Ok(reg)) => reg,
         Ok(Err(why)) => return reject(socket, why).await,
@@ -90,7 +174,7 @@ async fn serve(m: Master, mut socket: WebSocket) {
         Ok(id) => id,
         Err(why) => return reject(socket, why).await,
     };
-    let (tx, mut rx) = futures::channel::mpsc::unbounded::<MasterMessage>();
+    let (tx, rx) = futures::channel::mpsc::unbounded::<MasterMessage>();
     let conn_id = {
         let mut core = m.core();
         let conn_id = core.next_conn_id();
@@ -98,18 +182,8 @@ async fn serve(m: Master, mut socket: WebSocket) {
         core.register_agent(record, reg, AgentConn { id: conn_id, tx }, Instant::now());
         conn_id
     };
-    let (mut sink, mut stream) = socket.split();
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.next().await {
-            let Ok(text) = serde_json::to_string(&msg) else {
-                continue;
-            };
-            if sink.send(Message::Text(text.into())).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (sink, mut stream) = socket.split();
+    let writer = tokio::spawn(write_queued(rx, sink));
     while let Some(Ok(msg)) = stream.next().await {
         let text = match msg {
             Message::Text(t) => t,
@@ -128,10 +202,39 @@ async fn serve(m: Master, mut socket: WebSocket) {
     writer.abort();
 }
 
+/// Sends the messages queued for the agent: each burst (what is queued when the writer wakes,
+/// at most [`BURST_MESSAGES`]) is fed, then flushed once.
+async fn write_queued(
+    mut rx: futures::channel::mpsc::UnboundedReceiver<MasterMessage>,
+    mut sink: futures::stream::SplitSink<AgentSocket, Message>,
+) {
+    let encode = |msg: &MasterMessage| serde_json::to_string(msg).ok().map(Message::text);
+    'bursts: while let Some(first) = rx.next().await {
+        let mut next = Some(first);
+        let mut fed = 0;
+        while let Some(msg) = next.take() {
+            if let Some(frame) = encode(&msg) {
+                if sink.feed(frame).await.is_err() {
+                    break 'bursts;
+                }
+            }
+            fed += 1;
+            if fed < BURST_MESSAGES {
+                // `Err`: nothing queued now, or the queue closed.
+                next = rx.try_recv().ok();
+            }
+        }
+        if sink.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
 /// Read and parse the first message, which must be `Register`.
-async fn first_message(socket: &mut WebSocket) -> Result<Register, String> {
+async fn first_message(socket: &mut AgentSocket) -> Result<Register, String> {
     loop {
-        let msg = match socket.recv().await {
+        let msg = match socket.next().await {
             Some(Ok(m)) => m,
             Some(Err(e)) => return Err(format!("connection error before registration: {e}")),
             None => return Err("connection closed before registration".to_string()),
@@ -169,13 +272,13 @@ async fn admit(m: &Master, reg: &Register) -> Result<AgentId, String> {
     Ok(id)
 }
 
-async fn reject(mut socket: WebSocket, message: String) {
+async fn reject(mut socket: AgentSocket, message: String) {
     tracing::warn!(%message, "agent registration rejected");
     let msg = MasterMessage::Rejected { message };
     if let Ok(text) = serde_json::to_string(&msg) {
-        let _ = socket.send(Message::Text(text.into())).await;
+        let _ = socket.send(Message::text(text)).await;
     }
-    let _ = socket.close().await;
+    let _ = socket.close(None).await;
 }
 
 fn handle(m: &Master, agent_id: &AgentId, msg: AgentMessage) {
@@ -212,6 +315,39 @@ mod admission_tests {
             key: "k".into(),
             client_ca: Some("ca".into()),
         })
+    }
+
+    #[test]
+    fn websocket_upgrades_are_answered_as_rfc_6455_says() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        h.insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        let accept = websocket_accept(&h).expect("a valid upgrade");
+        assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        for missing in [
+            header::CONNECTION,
+            header::UPGRADE,
+            header::SEC_WEBSOCKET_VERSION,
+            header::SEC_WEBSOCKET_KEY,
+        ] {
+            let mut without = h.clone();
+            without.remove(&missing);
+            let refused = websocket_accept(&without).expect_err("not an upgrade");
+            assert_eq!(refused.0, StatusCode::BAD_REQUEST, "{missing}");
+        }
+        h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        assert!(websocket_accept(&h).is_err());
     }
 
     #[test]

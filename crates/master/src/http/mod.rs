@@ -1,6 +1,6 @@
 //! The master's HTTP edge. One file per API resource; handlers parse into one call on the core.
 //!
-//! - `agent.rs`: the agents' WebSocket (`/api/meseta/v1/agent`)
+//! - `agent.rs`: the agents' WebSocket (`/api/meseta/v1/agent`), written through `coalesce.rs`
 //! - `scheduler.rs`: Mesos v1 scheduler API (`/api/v1/scheduler`)
 //! - `operator.rs`: `/master/state`, `/master/slaves`, `/master/tasks`, `/version`, `/health`, task kill and logs
 //! - `metrics.rs`: Prometheus `/metrics`
@@ -10,6 +10,7 @@
 
 mod agent;
 mod backup;
+mod coalesce;
 mod maintenance;
 mod mesos;
 mod metrics;

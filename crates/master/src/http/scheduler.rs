@@ -157,6 +157,28 @@ fn parse_call(headers: &HeaderMap, body: &[u8]) -> Result<Call, Response> {
             ));
         }
     }
+    // The hot calls (ACCEPT of LAUNCHes, ACKNOWLEDGE, DECLINE) straight from the bytes; any
+    // other body, and every error, the usual way below.
+    let call = match meseta_api::scheduler::decode_hot(body) {
+        Some(call) => call,
+        None => decode_call(body)?,
+    };
+    if let CallKind::Acknowledge { acknowledge } = &call.kind {
+        if crate::core::base64_to_uuid(&acknowledge.uuid).is_none() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "Failed to validate scheduler::Call: 'acknowledge.uuid' is not a base64-encoded \
+                 16-byte UUID",
+            ));
+        }
+    }
+    Ok(call)
+}
+
+/// The body as a `Call`, with the errors Mesos gives for a body that is not JSON, has no
+/// string `type` or does not convert.
+#[allow(clippy::result_large_err)]
+fn decode_call(body: &[u8]) -> Result<Call, Response> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
@@ -181,22 +203,12 @@ fn parse_call(headers: &HeaderMap, body: &[u8]) -> Result<Call, Response> {
             ))
         }
     }
-    let call: Call = serde_json::from_value(value).map_err(|e| {
+    serde_json::from_value(value).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             format!("Failed to convert JSON into Call protobuf: {e}"),
         )
-    })?;
-    if let CallKind::Acknowledge { acknowledge } = &call.kind {
-        if crate::core::base64_to_uuid(&acknowledge.uuid).is_none() {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "Failed to validate scheduler::Call: 'acknowledge.uuid' is not a base64-encoded \
-                 16-byte UUID",
-            ));
-        }
-    }
-    Ok(call)
+    })
 }
 
 /// The JSON type of `v` as Mesos' JSON-to-protobuf errors name it.
