@@ -165,14 +165,12 @@ fn websocket_accept(h: &HeaderMap) -> Result<HeaderValue, (StatusCode, &'static 
 }
 
 async fn serve(m: Master, mut socket: AgentSocket) {
-    let reg = match tokio::time::timeout(REGISTER_TIMEOUT, first_message(&mut socket)).await {
-        Ok(Ok(reg)) => reg,
-        Ok(Err(why)) => return reject(socket, why).await,
-        Err(_) => return reject(socket, "no Register message within 10 s".to_string()).await,
-    };
-    let agent_id = match admit(&m, &reg).await {
-        Ok(id) => id,
-        Err(why) => return reject(socket, why).await,
+    // Registration (the timeout, the store write) and a rejection run as futures of their own
+    // on the heap, freed when done: the connection's task lives as long as its agent, and with
+    // them inline it would keep their room for its whole life (thousands of agents).
+    let (reg, agent_id) = match Box::pin(register(&m, &mut socket)).await {
+        Ok(registered) => registered,
+        Err(why) => return Box::pin(reject(socket, why)).await,
     };
     let (tx, rx) = futures::channel::mpsc::unbounded::<MasterMessage>();
     let conn_id = {
@@ -229,6 +227,17 @@ async fn write_queued(
         }
     }
     let _ = sink.close().await;
+}
+
+/// The agent's `Register` (within [`REGISTER_TIMEOUT`]) and the id it is admitted under, or why
+/// it is refused.
+async fn register(m: &Master, socket: &mut AgentSocket) -> Result<(Register, AgentId), String> {
+    let reg = match tokio::time::timeout(REGISTER_TIMEOUT, first_message(socket)).await {
+        Ok(result) => result?,
+        Err(_) => return Err("no Register message within 10 s".to_string()),
+    };
+    let agent_id = admit(m, &reg).await?;
+    Ok((reg, agent_id))
 }
 
 /// Read and parse the first message, which must be `Register`.
