@@ -27,6 +27,20 @@ use std::time::Duration;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read before `main` (its `malloc_conf` global; `_RJEM_MALLOC_CONF` in
+/// the environment still overrides them). One arena instead of jemalloc's default of four per
+/// CPU: a master's threads take turns on one core lock anyway, and each extra arena keeps its
+/// own partly used slabs after a burst. With 100,000 instances placed on 10,000 agents the
+/// master's resident memory when all ran was 258–281 MiB with one arena against 294–300 MiB
+/// with the default, at the same placement and launch rates.
+#[used]
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: Option<&'static std::ffi::c_char> = Some(OPTIONS);
+
+/// The option string [`MALLOC_CONF`] points at (NUL-terminated).
+// SAFETY: a pointer to the first byte of a static C string literal is valid for 'static.
+const OPTIONS: &std::ffi::c_char = unsafe { &*c"narenas:1".as_ptr() };
+
 /// How long freed pages stay mapped before the background thread returns them (jemalloc's
 /// default is 10 s, which keeps a burst's pages resident long after it).
 const DIRTY_DECAY: Duration = Duration::from_secs(1);
