@@ -121,19 +121,7 @@ impl Proxy {
     /// Accepts connections on `listener` until `stop` is cancelled.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
         self.sweep_pool(stop.clone());
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "http accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
+        while let Some((stream, peer)) = next_client(&listener, &stop).await {
             self.connection(stream, peer, None);
         }
     }
@@ -533,6 +521,29 @@ pub fn reply(status: StatusCode, message: &str) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// The next client connection on `listener` (with `TCP_NODELAY` set), or `None` once `stop` is
+/// cancelled. A failed accept (out of file descriptors, say) is logged and retried shortly.
+pub(crate) async fn next_client(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -81,19 +80,7 @@ pub fn spawn_workers(
 /// Accepts client connections and hands each to the worker with the fewest open.
 async fn accept(listener: TcpListener, workers: Vec<Worker>, stop: CancellationToken) {
     let mut next = 0usize;
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "http accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer)) = super::next_client(&listener, &stop).await {
         let stream = match stream.into_std() {
             Ok(s) => s,
             Err(e) => {
@@ -173,7 +160,7 @@ mod tests {
         let mut got = [0usize; 2];
         for (i, rx) in receivers.iter_mut().enumerate() {
             while got.iter().sum::<usize>() < 7 {
-                match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+                match tokio::time::timeout(std::time::Duration::from_millis(500), rx.recv()).await {
                     Ok(Some(_)) => got[i] += 1,
                     _ => break,
                 }
