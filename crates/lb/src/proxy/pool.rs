@@ -325,36 +325,55 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    /// A backend answering `n` requests on each connection, then closing it; sends the
+    /// A backend on a free port whose connections are each served by `serve`; sends the
     /// number of connections it accepted.
-    async fn backend(n: usize) -> (SocketAddr, tokio::sync::watch::Receiver<usize>) {
+    async fn listen<F, Fut>(serve: F) -> (SocketAddr, tokio::sync::watch::Receiver<usize>)
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = l.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::watch::channel(0);
         tokio::spawn(async move {
             let mut accepted = 0;
-            while let Ok((mut s, _)) = l.accept().await {
+            while let Ok((s, _)) = l.accept().await {
                 accepted += 1;
                 let _ = tx.send(accepted);
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
-                    for _ in 0..n {
-                        let mut got = Vec::new();
-                        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match s.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(k) => got.extend_from_slice(&buf[..k]),
-                            }
-                        }
-                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if s.write_all(ok).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+                tokio::spawn(serve(s));
             }
         });
         (addr, rx)
+    }
+
+    /// Reads through the end of the next request head; `false` once the connection ends.
+    async fn read_head(s: &mut tokio::net::TcpStream, buf: &mut [u8]) -> bool {
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+            }
+        }
+        true
+    }
+
+    /// A backend answering `n` requests on each connection, then closing it; sends the
+    /// number of connections it accepted.
+    async fn backend(n: usize) -> (SocketAddr, tokio::sync::watch::Receiver<usize>) {
+        listen(move |mut s| async move {
+            let mut buf = vec![0u8; 4096];
+            for _ in 0..n {
+                if !read_head(&mut s, &mut buf).await {
+                    return;
+                }
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if s.write_all(ok).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
     }
 
     fn get() -> Request<Full<Bytes>> {
@@ -407,38 +426,20 @@ mod tests {
     /// A backend sending each response in two parts, `pause` apart: the head with the first
     /// half of a chunked body, then the rest.
     async fn slow_backend(pause: Duration) -> (SocketAddr, tokio::sync::watch::Receiver<usize>) {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = l.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::watch::channel(0);
-        tokio::spawn(async move {
-            let mut accepted = 0;
-            while let Ok((mut s, _)) = l.accept().await {
-                accepted += 1;
-                let _ = tx.send(accepted);
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
-                    loop {
-                        let mut got = Vec::new();
-                        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match s.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(k) => got.extend_from_slice(&buf[..k]),
-                            }
-                        }
-                        let head =
-                            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n";
-                        if s.write_all(head).await.is_err() {
-                            return;
-                        }
-                        tokio::time::sleep(pause).await;
-                        if s.write_all(b"3\r\ndef\r\n0\r\n\r\n").await.is_err() {
-                            return;
-                        }
-                    }
-                });
+        listen(move |mut s| async move {
+            let mut buf = vec![0u8; 4096];
+            while read_head(&mut s, &mut buf).await {
+                let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n";
+                if s.write_all(head).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+                if s.write_all(b"3\r\ndef\r\n0\r\n\r\n").await.is_err() {
+                    return;
+                }
             }
-        });
-        (addr, rx)
+        })
+        .await
     }
 
     async fn read_relayed(resp: Response<Incoming>, lease: Lease) -> Bytes {
