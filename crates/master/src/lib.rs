@@ -243,8 +243,21 @@ pub async fn start_with(
     store: Arc<dyn Store>,
     extra: impl FnOnce(&Master, &CancellationToken) -> axum::Router,
 ) -> Result<MasterHandle, MasterError> {
+    let (listener, _) = bind(cfg.listen).await?;
+    start_on(listener, cfg, store, extra).await
+}
+
+/// [`start_with`] on a listener the caller bound (`cfg.listen` is not used): a caller that
+/// keeps a duplicate of the socket can stop this master and start the next on the same address
+/// without ever releasing the port, connections arriving in between wait in the backlog.
+pub async fn start_on(
+    listener: TcpListener,
+    cfg: MasterConfig,
+    store: Arc<dyn Store>,
+    extra: impl FnOnce(&Master, &CancellationToken) -> axum::Router,
+) -> Result<MasterHandle, MasterError> {
     let tls = server_tls(&cfg)?;
-    let (listener, addr) = bind(cfg.listen).await?;
+    let addr = listener.local_addr().map_err(MasterError::Serve)?;
     let master = Master::new(cfg, store).await?;
     master.core().set_address(addr);
     let cancel = CancellationToken::new();

@@ -84,6 +84,9 @@ pub struct Cluster {
     opts: ClusterOptions,
     /// The master's store, kept across [`Cluster::restart_master`].
     store: Arc<RedbStore>,
+    /// A duplicate of the master's listening socket: a restart never releases the port, so no
+    /// other test binding port 0 meanwhile can take it.
+    listener: std::net::TcpListener,
     /// Holds the store and agents' work dirs.
     pub dir: tempfile::TempDir,
 }
@@ -99,8 +102,8 @@ impl Cluster {
                 .context("chmod temp dir")?;
         }
         let store = Arc::new(RedbStore::open(&dir.path().join("store.redb"))?);
-        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        let handle = start_master(&opts, listen, Arc::clone(&store)).await?;
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let handle = start_master(&opts, &listener, Arc::clone(&store)).await?;
         let url = format!("http://{}", handle.addr);
         let mut cluster = Cluster {
             master: handle.master.clone(),
@@ -109,6 +112,7 @@ impl Cluster {
             agents: Vec::new(),
             opts,
             store,
+            listener,
             dir,
         };
         for i in 0..cluster.opts.agents {
@@ -137,13 +141,22 @@ impl Cluster {
     /// rebuilt from what was persisted, as after a process restart); waits until every agent
     /// has re-registered.
     pub async fn restart_master(&mut self) -> anyhow::Result<()> {
-        let addr = self
+        let handle = self
             .master_handle
-            .as_ref()
-            .context("the master is not running")?
-            .addr;
-        self.move_master(addr).await?;
+            .take()
+            .context("the master is not running")?;
+        handle.shutdown().await;
+        self.serve_master().await?;
         self.wait_agents_active(Duration::from_secs(30)).await
+    }
+
+    /// Start a master on the kept listener over the store.
+    async fn serve_master(&mut self) -> anyhow::Result<String> {
+        let handle = start_master(&self.opts, &self.listener, Arc::clone(&self.store)).await?;
+        self.master = handle.master.clone();
+        self.url = format!("http://{}", handle.addr);
+        self.master_handle = Some(handle);
+        Ok(self.url.clone())
     }
 
     /// Stop the master and start a new one on `listen` (port 0: a free one) over the same store,
@@ -155,11 +168,8 @@ impl Cluster {
             .take()
             .context("the master is not running")?;
         handle.shutdown().await;
-        let handle = start_master(&self.opts, listen, Arc::clone(&self.store)).await?;
-        self.master = handle.master.clone();
-        self.url = format!("http://{}", handle.addr);
-        self.master_handle = Some(handle);
-        Ok(self.url.clone())
+        self.listener = self::listen(listen)?;
+        self.serve_master().await
     }
 
     /// Wait until the master counts every agent of [`Cluster::agents`] active.
@@ -221,20 +231,30 @@ impl Cluster {
     }
 }
 
-/// A master with the built-in schedulers, as `meseta master` runs it.
+/// A listening socket on `addr` (port 0: a free one).
+fn listen(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    l.set_nonblocking(true).context("non-blocking listener")?;
+    Ok(l)
+}
+
+/// A master with the built-in schedulers, as `meseta master` runs it, serving a duplicate of
+/// `listener`.
 async fn start_master(
     opts: &ClusterOptions,
-    listen: SocketAddr,
+    listener: &std::net::TcpListener,
     store: Arc<RedbStore>,
 ) -> anyhow::Result<MasterHandle> {
+    let listener = tokio::net::TcpListener::from_std(listener.try_clone().context("dup listener")?)
+        .context("listener")?;
     let cfg = MasterConfig {
-        listen,
+        listen: listener.local_addr()?,
         agent_timeout: opts.agent_timeout,
         allocation_interval: Duration::from_millis(200),
         allow_root_tasks: opts.allow_root,
         ..MasterConfig::default()
     };
-    let handle = meseta_master::start_with(cfg, store, |m, cancel| {
+    let handle = meseta_master::start_on(listener, cfg, store, |m, cancel| {
         // The UI samples every second in tests (charts fill without waiting 10 s).
         let ui = meseta_ui::HistoryConfig {
             sample_every: Duration::from_secs(1),
