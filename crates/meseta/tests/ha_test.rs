@@ -690,7 +690,7 @@ fn dns_is_answered_by_whichever_master_leads() {
         (p.len() == 2).then_some(p)
     });
     let name = "_web-dns._tcp.marathon.meseta.";
-    wait_for("the leader's DNS answers", Duration::from_secs(10), || {
+    wait_for("the leader's DNS answers", Duration::from_secs(30), || {
         srv_ports(ha.dns[leader], name).filter(|p| *p == ports)
     });
 
