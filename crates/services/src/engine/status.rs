@@ -149,10 +149,8 @@ impl Engine {
             );
         }
         if !terminal {
-            let routine = startup(prev_state, s.state)
-                && !moved
-                && !was_unreachable
-                && s.healthy.is_none();
+            let routine =
+                startup(prev_state, s.state) && !moved && !was_unreachable && s.healthy.is_none();
             if !routine {
                 self.persist_instance(&app, &inst);
             }
