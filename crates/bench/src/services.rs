@@ -572,6 +572,9 @@ async fn measure(
         if !told_ended && counter.as_ref().is_ok_and(EventCounter::ended) {
             eprintln!("the event stream ended (a lagging reader is cut off); timing by the master's task count");
             told_ended = true;
+            // The next poll was planned at the slow rate: count now, then at COUNT_POLL (else
+            // the end could be seen up to a second late).
+            next_poll = Instant::now();
         }
         if let Some(at) = counter.as_ref().ok().and_then(EventCounter::done_at) {
             break Timing {

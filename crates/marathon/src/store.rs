@@ -4,7 +4,10 @@
 //! `/meseta/services/deployments/<id>`, each pod (definition, versions, instances and
 //! deployment in one record) under `/meseta/services/pods<pod id>`, and the framework id (written by the kit under
 //! [`FRAMEWORK_ID`]). Instances are separate records
-//! because they change on every status update while apps rarely do.
+//! because they change with every launch and task end while apps rarely do. Not every change
+//! of an instance is written: a waiting instance has no record until it is placed (its
+//! deployment creates it again after a restart), and a task's start (staging, starting,
+//! running) is left to reconciliation (see the services engine's `new_instance` and `on_status`).
 
 use meseta_services::engine::{AppState, Deployment, Engine, Instance, Outputs, PodState};
 use meseta_store::{Op, Store, StoreError, MAX_TXN_BYTES, MAX_TXN_OPS};

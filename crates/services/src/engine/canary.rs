@@ -174,7 +174,9 @@ impl Engine {
             .count() as u32;
         let wanted = c.instances.saturating_sub(canaries) as usize;
         for _ in 0..wanted.min(self.waiting_room(id)) {
-            self.new_instance(id, true, now);
+            if let Some(i) = self.new_instance(id, true, now) {
+                self.persist_instance(id, &i);
+            }
         }
         let counted = self
             .instances_of(id)

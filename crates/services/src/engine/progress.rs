@@ -251,6 +251,12 @@ impl Engine {
     }
 
     /// A new instance of `app` (its canary configuration when `canary`), waiting for an offer.
+    ///
+    /// It is not written: the deployment step that wanted it is, and creates it again after a
+    /// restart (the step counts the live instances), so the record of a waiting instance would
+    /// only cost a store write. It is written when placed, before its task is launched. A caller
+    /// whose new instance nothing else brings back (a replacement outside deployments) writes it
+    /// with `persist_instance`.
     pub(crate) fn new_instance(&mut self, app: &str, canary: bool, now: f64) -> Option<String> {
         let st = self.apps.get_mut(app)?;
         let (cfg, version) = match (&st.canary, canary) {
@@ -271,7 +277,6 @@ impl Engine {
             .entry(app.to_owned())
             .or_default()
             .insert(Arc::clone(&id), Box::new(inst));
-        self.persist_instance(app, &id);
         self.out.revive = true;
         Some(id.to_string())
     }
@@ -361,7 +366,10 @@ impl Engine {
                 json!({"instanceId": inst, "condition": "UnreachableInactive", "runSpecId": app}),
             );
             if goal == Goal::Running && !self.apps.get(&app).is_some_and(|a| a.deleted) {
-                self.new_instance(&app, canary, now);
+                // No deployment wants the replacement: its record is what keeps the count.
+                if let Some(id) = self.new_instance(&app, canary, now) {
+                    self.persist_instance(&app, &id);
+                }
             }
         }
     }

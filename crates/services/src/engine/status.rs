@@ -48,12 +48,15 @@ impl Engine {
         }
         let prev_state = i.state;
         let prev_health = i.healthy;
+        let was_unreachable = i.unreachable_since().is_some();
         let was_waiting = i.needs_launch();
         i.state = Some(s.state);
         super::note_waiting(&mut self.waiting, &app, was_waiting, i.needs_launch());
+        let mut moved = false;
         if let Some(a) = &s.agent_id {
             if i.agent_id.as_deref() != Some(a.as_str()) {
                 i.agent_id = Some(strings.intern(a.as_str()));
+                moved = true;
             }
         }
         match s.state {
@@ -146,7 +149,11 @@ impl Engine {
             );
         }
         if !terminal {
-            self.persist_instance(&app, &inst);
+            let routine =
+                startup(prev_state, s.state) && !moved && !was_unreachable && s.healthy.is_none();
+            if !routine {
+                self.persist_instance(&app, &inst);
+            }
             return;
         }
         if inst_snapshot.goal == Goal::Decommissioned {
@@ -276,4 +283,18 @@ impl Engine {
         self.persist_instance(app, instance);
         self.advance(now);
     }
+}
+
+/// A task going through its start (staging → starting → running, or a repeat of one), with no
+/// health report, no new agent and no way back from unreachable: the instance's record is not
+/// written for it. The record written when the task was launched
+/// (before the launch left) already names the task and its agent, and after a restart the
+/// agent re-registers with the task and reconciliation reports its state again, so writing
+/// every start would only add store writes on the path of every launch. What the record would
+/// lose is `startedAt`, taken again from the first TASK_RUNNING seen after the restart.
+fn startup(prev: Option<TaskState>, now: TaskState) -> bool {
+    matches!(
+        prev,
+        Some(TaskState::Staging | TaskState::Starting | TaskState::Running)
+    ) && matches!(now, TaskState::Starting | TaskState::Running)
 }

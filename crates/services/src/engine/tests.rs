@@ -575,3 +575,61 @@ fn a_failed_write_is_marked_again_unless_changed_the_other_way_since() {
         "only records"
     );
 }
+
+#[test]
+fn waiting_instances_are_not_written_and_a_restore_creates_them_again() {
+    let mut e = Engine::new(12);
+    e.put_app(
+        app(json!({"id": "q", "cmd": "xx", "cpus": 0.1, "mem": 16, "instances": 3})),
+        1.0,
+        false,
+        true,
+    )
+    .expect("create");
+    e.tick(1.0);
+    assert_eq!(e.instances_of("/q").count(), 3);
+    let out = e.take_outputs();
+    assert!(out.instances.is_empty(), "no record for a waiting instance");
+    assert!(out.apps.contains("/q") && out.deployments.len() == 1);
+    // Restore from what was written: the app and its deployment, no instance.
+    let apps: Vec<AppState> = e.apps.values().cloned().collect();
+    let deps: Vec<Deployment> = e.deployments.values().cloned().collect();
+    let mut r = Engine::restore(13, apps, Vec::new(), deps);
+    r.tick(2.0);
+    let launched: usize = r
+        .offers(&[offer(1, "a")], 2.0)
+        .iter()
+        .map(|l| l.tasks.len())
+        .sum();
+    assert_eq!(launched, 3, "the deployment created them again");
+    let out = r.take_outputs();
+    assert_eq!(out.instances.len(), 3, "placed instances are written");
+}
+
+#[test]
+fn a_task_start_is_not_written_but_health_and_ends_are() {
+    let mut e = Engine::new(14);
+    e.put_app(
+        app(json!({"id": "s", "cmd": "xx", "cpus": 0.1, "mem": 16, "instances": 1})),
+        1.0,
+        false,
+        true,
+    )
+    .expect("create");
+    let launched = e.offers(&[offer(1, "a")], 1.0);
+    let task = launched[0].tasks[0].task_id.as_str().to_owned();
+    assert_eq!(
+        e.take_outputs().instances.len(),
+        1,
+        "written before the launch"
+    );
+    e.on_status(&status(&task, TaskState::Starting, None), 2.0);
+    e.on_status(&status(&task, TaskState::Running, None), 2.0);
+    let out = e.take_outputs();
+    assert!(out.instances.is_empty(), "a start is not written");
+    assert!(!out.events.is_empty(), "but announced");
+    e.on_status(&status(&task, TaskState::Running, Some(true)), 3.0);
+    assert_eq!(e.take_outputs().instances.len(), 1, "a health report is");
+    e.on_status(&status(&task, TaskState::Failed, None), 4.0);
+    assert_eq!(e.take_outputs().instances.len(), 1, "an end is");
+}
