@@ -141,13 +141,19 @@ impl Cluster {
     /// rebuilt from what was persisted, as after a process restart); waits until every agent
     /// has re-registered.
     pub async fn restart_master(&mut self) -> anyhow::Result<()> {
+        self.stop_master().await?;
+        self.serve_master().await?;
+        self.wait_agents_active(Duration::from_secs(30)).await
+    }
+
+    /// Shut the running master down (the kept listener stays open).
+    async fn stop_master(&mut self) -> anyhow::Result<()> {
         let handle = self
             .master_handle
             .take()
             .context("the master is not running")?;
         handle.shutdown().await;
-        self.serve_master().await?;
-        self.wait_agents_active(Duration::from_secs(30)).await
+        Ok(())
     }
 
     /// Start a master on the kept listener over the store.
@@ -163,11 +169,7 @@ impl Cluster {
     /// as when another master takes over; [`Cluster::url`] becomes its URL, which is returned.
     /// Does not wait for the agents (they find the new master only if told where it is).
     pub async fn move_master(&mut self, listen: SocketAddr) -> anyhow::Result<String> {
-        let handle = self
-            .master_handle
-            .take()
-            .context("the master is not running")?;
-        handle.shutdown().await;
+        self.stop_master().await?;
         self.listener = self::listen(listen)?;
         self.serve_master().await
     }
