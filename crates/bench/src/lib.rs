@@ -124,6 +124,17 @@ impl Stats {
     }
 }
 
+/// A runtime of two worker threads named `name`, for one side of a benchmark (the simulated
+/// agents, an in-process master): the CLI's runtime has one thread, and a side that shared it
+/// would be measured on a single core, unlike `meseta master` and `meseta sim`.
+pub(crate) fn bench_runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+}
+
 /// Prints a benchmark's report (JSON with `--json`, else its text form); returns exit code 0.
 pub(crate) fn print_report<R: Serialize>(
     report: &R,

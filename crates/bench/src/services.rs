@@ -504,17 +504,18 @@ impl SimRuntime {
         agents: usize,
         tls: Option<std::sync::Arc<meseta_tls::tokio_rustls::rustls::ClientConfig>>,
     ) -> anyhow::Result<SimRuntime> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bench-sim")
-            .enable_all()
-            .build()
-            .context("cannot start the simulated agents' runtime")?;
         let mut cfg = SimConfig::new(master.to_string(), agents);
         cfg.hostname_prefix = "bench-svc".into();
         cfg.tls = tls;
         cfg.resources = Resources::parse(AGENT_RESOURCES).context("agent resources")?;
         eprintln!("registering {agents} simulated agents ...");
+        SimRuntime::start_with(cfg).await
+    }
+
+    /// Simulated agents as `cfg` describes them, on a runtime of their own.
+    pub(crate) async fn start_with(cfg: SimConfig) -> anyhow::Result<SimRuntime> {
+        let rt = crate::bench_runtime("bench-sim")
+            .context("cannot start the simulated agents' runtime")?;
         let started = rt.spawn(SimCluster::start(cfg)).await;
         match started {
             Ok(Ok(sim)) => Ok(SimRuntime { rt, sim }),
