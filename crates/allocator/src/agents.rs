@@ -153,7 +153,7 @@ impl AgentState {
             id,
             gpu: info.total.gpus() > 0.0,
             foreign,
-            available: info.total.clone(),
+            available: Resources::clone(&info.total),
             info,
             active: true,
             held: Vec::new(),
@@ -258,7 +258,7 @@ mod tests {
     fn filters_cover_subsets_and_expire() {
         let info = AgentInfo {
             hostname: "h".into(),
-            total: res("cpus:4;mem:1024;gpus:1"),
+            total: res("cpus:4;mem:1024;gpus:1").into(),
             domain: None,
         };
         let mut a = AgentState::new(AgentId::new("a"), info, None);

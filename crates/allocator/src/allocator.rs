@@ -6,7 +6,7 @@
 
 use crate::agents::{AgentState, Filter};
 use crate::dirty::Dirty;
-use crate::qty::{FnvMap, Names, Qty};
+use crate::qty::{FastMap, Names, Qty};
 use crate::roles::{validate_role, RoleTree};
 use crate::types::{AgentInfo, AllocatorConfig, AllocatorError, FrameworkInfo, Quota, RoleInfo};
 use meseta_types::{AgentId, FrameworkId, Resources, UNRESERVED};
@@ -44,10 +44,10 @@ pub struct Allocator {
     /// Σ free unreserved scalars of all registered agents (quota headroom).
     pub(crate) free: Qty,
     pub(crate) agents: Vec<AgentState>,
-    pub(crate) agent_index: FnvMap<AgentId, usize>,
+    pub(crate) agent_index: FastMap<AgentId, usize>,
     pub(crate) frameworks: BTreeMap<FrameworkId, FwState>,
     /// Allocation per framework and role, also for frameworks not (yet) registered.
-    pub(crate) fw_alloc: FnvMap<FrameworkId, FnvMap<String, FwRoleAlloc>>,
+    pub(crate) fw_alloc: FastMap<FrameworkId, FastMap<String, FwRoleAlloc>>,
     pub(crate) roles: RoleTree,
     /// Interned role names (holdings refer to roles by index).
     pub(crate) role_names: Names,
@@ -72,9 +72,9 @@ impl Allocator {
             total: Qty::default(),
             free: Qty::default(),
             agents: Vec::new(),
-            agent_index: FnvMap::default(),
+            agent_index: FastMap::default(),
             frameworks: BTreeMap::new(),
-            fw_alloc: FnvMap::default(),
+            fw_alloc: FastMap::default(),
             roles: RoleTree::default(),
             role_names,
             rotation: 0,
@@ -472,7 +472,7 @@ impl Allocator {
     pub fn agent_total(&self, agent: &AgentId) -> Option<&Resources> {
         self.agent_index
             .get(agent)
-            .map(|&ai| &self.agents[ai].info.total)
+            .map(|&ai| &*self.agents[ai].info.total)
     }
 }
 

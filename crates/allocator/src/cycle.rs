@@ -136,13 +136,16 @@ impl Allocator {
     /// Sorters for this cycle: only active frameworks, only roles they have not suppressed.
     fn build_order(&self) -> Sorter {
         let mut fws: HashMap<String, Vec<FwEntry>> = HashMap::new();
-        for (id, f) in self.frameworks.iter().filter(|(_, f)| f.active) {
+        // `frameworks` is ordered by id: its positions rank the ids.
+        let ranked = self.frameworks.iter().zip(0u32..);
+        for ((id, f), rank) in ranked.filter(|((_, f), _)| f.active) {
             for role in f.info.roles.iter().filter(|r| !f.suppressed.contains(*r)) {
                 let (share, count) = self.fw_key(id, role);
                 fws.entry(role.clone()).or_default().push(FwEntry {
                     share,
                     count,
                     id: id.clone(),
+                    rank,
                     gpu_aware: f.info.gpu_aware,
                     region_aware: f.info.region_aware,
                 });

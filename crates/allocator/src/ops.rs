@@ -30,7 +30,7 @@ impl Allocator {
             a.info.total.checked_sub(from),
             a.available.checked_sub(from),
         ) {
-            a.info.total = total.plus(to);
+            a.info.total = std::sync::Arc::new(total.plus(to));
             a.available = avail.plus(to);
             self.count_free(from, -1);
             self.count_free(to, 1);

@@ -21,18 +21,21 @@ pub(crate) struct FwEntry {
     pub count: u64,
     /// The framework.
     pub id: FrameworkId,
+    /// The framework's place among all frameworks ordered by id: the last tie-break, compared
+    /// as a number instead of two ids.
+    pub rank: u32,
     /// GPU_RESOURCES capability.
     pub gpu_aware: bool,
     /// REGION_AWARE capability.
     pub region_aware: bool,
 }
 
-/// DRF order of frameworks: share, holdings, id.
+/// DRF order of frameworks: share, holdings, id (by its rank).
 pub(crate) fn cmp_entries(a: &FwEntry, b: &FwEntry) -> Ordering {
     a.share
         .total_cmp(&b.share)
         .then(a.count.cmp(&b.count))
-        .then(a.id.cmp(&b.id))
+        .then(a.rank.cmp(&b.rank))
 }
 
 /// One role node of the cycle's sorter.
@@ -40,6 +43,8 @@ pub(crate) fn cmp_entries(a: &FwEntry, b: &FwEntry) -> Ordering {
 pub(crate) struct SNode {
     /// Role path.
     pub name: Rc<str>,
+    /// The node's place among the cycle's nodes ordered by path (the last tie-break).
+    rank: u32,
     weight: f64,
     alloc: Qty,
     count: u64,
@@ -112,6 +117,11 @@ impl Sorter {
                 }
             }
         }
+        let mut by_name: Vec<usize> = (0..s.nodes.len()).collect();
+        by_name.sort_by(|&a, &b| s.nodes[a].name.cmp(&s.nodes[b].name));
+        for (rank, i) in by_name.into_iter().enumerate() {
+            s.nodes[i].rank = u32::try_from(rank).unwrap_or(u32::MAX);
+        }
         for i in 0..s.nodes.len() {
             if !s.nodes[i].fws.is_empty() && !s.nodes[i].children.is_empty() {
                 s.nodes[i].children.push(i);
@@ -132,6 +142,7 @@ impl Sorter {
         let src = tree.get(path);
         self.nodes.push(SNode {
             name: Rc::from(path),
+            rank: 0,
             weight: src.map_or(1.0, |n| n.weight()),
             alloc: src.map(|n| n.alloc.clone()).unwrap_or_default(),
             count: src.map_or(0, |n| n.count),
@@ -164,12 +175,12 @@ impl Sorter {
     }
 
     /// Sort key of entry `c` in the child list of `parent` (`c == parent`: its virtual leaf).
-    fn key(&self, c: usize, parent: Option<usize>) -> (f64, u64, &str, bool) {
+    fn key(&self, c: usize, parent: Option<usize>) -> (f64, u64, u32, bool) {
         let n = &self.nodes[c];
         if Some(c) == parent {
-            (n.own_share, n.own_count, &n.name, true)
+            (n.own_share, n.own_count, n.rank, true)
         } else {
-            (n.share, n.count, &n.name, n.children.is_empty())
+            (n.share, n.count, n.rank, n.children.is_empty())
         }
     }
 
@@ -188,7 +199,7 @@ impl Sorter {
         let (ka, kb) = (self.key(a, parent), self.key(b, parent));
         ka.0.total_cmp(&kb.0)
             .then(ka.1.cmp(&kb.1))
-            .then(ka.2.cmp(kb.2))
+            .then(ka.2.cmp(&kb.2))
             .then(kb.3.cmp(&ka.3))
             == Ordering::Less
     }
@@ -234,6 +245,7 @@ mod tests {
             share: 0.0,
             count: 0,
             id: FrameworkId::new(id),
+            rank: 0,
             gpu_aware: false,
             region_aware: false,
         }

@@ -25,7 +25,7 @@ fn secs(s: u64) -> Duration {
 pub(crate) fn agent(total: &str) -> AgentInfo {
     AgentInfo {
         hostname: "host".into(),
-        total: res(total),
+        total: res(total).into(),
         domain: None,
     }
 }

@@ -6,6 +6,7 @@
 use meseta_types::{AgentId, FrameworkId, Resources, Scalar};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Allocator-wide settings (Mesos master flags).
@@ -46,8 +47,10 @@ pub struct FaultDomain {
 pub struct AgentInfo {
     /// Hostname (for views and maintenance matching by the master).
     pub hostname: String,
-    /// Total resources, including static and dynamic reservations (`cpus(web):2`).
-    pub total: Resources,
+    /// Total resources, including static and dynamic reservations (`cpus(web):2`). Shared: the
+    /// master keeps the same copy in its agent record when the agent has no dynamic
+    /// reservations (a master with 10,000 agents holds one copy instead of two).
+    pub total: Arc<Resources>,
     /// The agent's fault domain; `None` = local.
     pub domain: Option<FaultDomain>,
 }

@@ -300,7 +300,7 @@ impl Core {
             id,
             hostname: reg.hostname.clone(),
             address: reg.address.clone(),
-            resources: reg.resources.clone(),
+            resources: std::sync::Arc::new(reg.resources.clone()),
             attributes: reg.attributes.clone(),
             registered_time: unix_now(),
             domain: reg.domain.clone(),

@@ -705,7 +705,9 @@ mod tests {
             id: AgentId::new("a1"),
             hostname: "h".into(),
             address: "127.0.0.1:1".into(),
-            resources: Resources::parse("cpus:1;mem:128").expect("resources"),
+            resources: Resources::parse("cpus:1;mem:128")
+                .expect("resources")
+                .into(),
             attributes: Default::default(),
             registered_time: 0.0,
             domain: None,

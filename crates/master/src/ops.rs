@@ -12,6 +12,7 @@
 //! (`MasterMessage::DestroyVolume`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use meseta_allocator::{AllocatorError, ResourceOp};
 use meseta_api::agent::MasterMessage;
@@ -118,17 +119,17 @@ impl Core {
             .reservations
             .get(id)
             .and_then(|r| apply_reservations(&a.record.resources, r))
-            .unwrap_or_else(|| a.record.resources.clone())
+            .unwrap_or_else(|| Resources::clone(&a.record.resources))
     }
 
     /// The total the allocator is told for a (re-)registering agent: what it reports with the
     /// recorded reservations applied (dropped, with a warning, if the agent no longer has them).
-    pub(crate) fn reserved_total(&mut self, id: &AgentId, base: &Resources) -> Resources {
+    pub(crate) fn reserved_total(&mut self, id: &AgentId, base: &Arc<Resources>) -> Arc<Resources> {
         let Some(r) = self.ops.reservations.get(id) else {
-            return base.clone();
+            return Arc::clone(base);
         };
         match apply_reservations(base, r) {
-            Some(t) => t,
+            Some(t) => Arc::new(t),
             None => {
                 tracing::warn!(agent_id = %id, reservations = %r, resources = %base,
                     "agent no longer has its reserved resources: reservations dropped");
@@ -309,7 +310,7 @@ mod tests {
             id: agent.clone(),
             hostname: "h".into(),
             address: "127.0.0.1:1".into(),
-            resources: r("cpus:4;mem:128"),
+            resources: r("cpus:4;mem:128").into(),
             attributes: Default::default(),
             registered_time: 0.0,
             domain: None,

@@ -229,7 +229,7 @@ mod tests {
         let agent = AgentId::new("a1");
         let info = meseta_allocator::AgentInfo {
             hostname: "h".into(),
-            total: r(total),
+            total: r(total).into(),
             domain: None,
         };
         core.alloc

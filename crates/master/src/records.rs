@@ -5,6 +5,7 @@
 use meseta_api::scheduler::FrameworkInfo;
 use meseta_types::{AgentId, Attributes, FrameworkId, Resources};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use crate::ops_state::Persisted;
 
@@ -14,7 +15,9 @@ pub(crate) struct AgentRecord {
     pub id: AgentId,
     pub hostname: String,
     pub address: String,
-    pub resources: Resources,
+    /// What the agent reports. Shared with the allocator's total of the agent while the agent
+    /// has no dynamic reservations: one copy per agent instead of two.
+    pub resources: Arc<Resources>,
     pub attributes: Attributes,
     pub registered_time: f64,
     /// Fault domain the agent registered with (absent in records of older masters).
@@ -55,7 +58,9 @@ mod tests {
             id: AgentId::new("a1"),
             hostname: "h".into(),
             address: "127.0.0.1:1".into(),
-            resources: Resources::parse("cpus:1;mem:128").expect("resources"),
+            resources: Resources::parse("cpus:1;mem:128")
+                .expect("resources")
+                .into(),
             attributes: Attributes::default(),
             registered_time: 1.0,
             domain: Some(meseta_api::domain::Domain {

@@ -286,6 +286,11 @@ impl Resources {
         }
     }
 
+    /// Empties `self`, keeping its allocation for what is added next.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
     /// `self + o` as a new value.
     pub fn plus(&self, o: &Resources) -> Resources {
         let mut out = self.clone();
