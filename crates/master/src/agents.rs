@@ -129,9 +129,9 @@ impl Core {
         }
         let missing: Vec<TaskId> = self
             .tasks
-            .iter()
-            .filter(|(id, t)| &t.agent_id == agent_id && !seen.contains(*id))
-            .map(|(id, _)| id.clone())
+            .ids_on_agent(agent_id)
+            .filter(|id| !seen.contains(*id))
+            .cloned()
             .collect();
         for id in missing {
             self.master_update(
@@ -182,7 +182,9 @@ impl Core {
         let task = TaskEntry::new(meta, agent_id.clone(), state, unix_now());
         self.bus
             .publish_with(|| ClusterEvent::TaskAdded(crate::v1json::task(&task)));
-        self.tasks.insert(task);
+        if let Err(e) = self.tasks.insert(task) {
+            tracing::error!(task_id = %spec.task_id, error = %e, "agent's task not adopted");
+        }
     }
 
     /// A message from a registered agent on connection `conn_id`.
@@ -197,7 +199,7 @@ impl Core {
         self.agent_heartbeat(agent_id, now);
         for u in usage.tasks {
             if let Some(t) = self.tasks.get_mut(&u.task_id) {
-                if &t.agent_id == agent_id {
+                if t.agent_id() == agent_id {
                     t.usage = Some(Box::new(crate::usage::view(t.usage.as_deref(), &u)));
                 }
             }
@@ -321,9 +323,9 @@ impl Core {
         self.alloc.deactivate_agent(agent_id);
         let ids: Vec<TaskId> = self
             .tasks
-            .iter()
-            .filter(|(_, t)| &t.agent_id == agent_id && !t.state.is_terminal())
-            .map(|(id, _)| id.clone())
+            .on_agent(agent_id)
+            .filter(|t| !t.state.is_terminal())
+            .map(|t| t.spec.task_id.clone())
             .collect();
         for id in ids {
             self.master_update(

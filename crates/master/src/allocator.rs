@@ -80,8 +80,7 @@ impl Core {
         };
         let used: Vec<(FrameworkId, String, Resources)> = self
             .tasks
-            .values()
-            .filter(|t| &t.agent_id == agent_id)
+            .on_agent(agent_id)
             .map(|t| {
                 (
                     t.spec.framework_id.clone(),
@@ -115,7 +114,7 @@ impl Core {
             .filter(|t| &t.spec.framework_id == fw_id)
             .map(|t| {
                 (
-                    t.agent_id.clone(),
+                    t.agent_id().clone(),
                     t.spec.role.to_string(),
                     Resources::clone(&t.spec.resources),
                 )

@@ -442,7 +442,9 @@ impl Core {
         let entry = TaskEntry::new(meta, agent_id.clone(), TaskState::Staging, unix_now());
         self.bus
             .publish_with(|| crate::bus::ClusterEvent::TaskAdded(crate::v1json::task(&entry)));
-        self.tasks.insert(entry);
+        if let Err(e) = self.tasks.insert(entry) {
+            tracing::error!(task_id = %spec.task_id, error = %e, "launching a task the master does not track");
+        }
         (spec, extra)
     }
 
@@ -621,7 +623,7 @@ impl Core {
             let (state, agent) = match task {
                 Some(t) => (
                     fw.visible_state(t.state),
-                    Some(IdValue::new(t.agent_id.as_str())),
+                    Some(IdValue::new(t.agent_id().as_str())),
                 ),
                 // The task may be on an agent that has not re-registered since this master
                 // started: say nothing until it has (as Mesos does), rather than a false LOST.

@@ -424,11 +424,11 @@ impl Core {
             return;
         };
         *self.counters.terminal.entry(task.state).or_default() += 1;
-        if let Some(a) = self.agents.get_mut(&task.agent_id) {
+        if let Some(a) = self.agents.get_mut(task.agent_id()) {
             take_from(&mut a.used, &task.spec.resources);
         }
         let (agent, fw_id, role) = (
-            task.agent_id.clone(),
+            task.agent_id().clone(),
             task.spec.framework_id.clone(),
             task.spec.role.clone(),
         );
@@ -476,7 +476,7 @@ impl Core {
             source: Some("SOURCE_MASTER".to_string()),
             reason: Some(reason.to_string()),
             message,
-            agent_id: Some(IdValue::new(task.agent_id.as_str())),
+            agent_id: Some(IdValue::new(task.agent_id().as_str())),
             ..TaskStatus::new(IdValue::new(task_id.as_str()), state, now)
         };
         let fw_id = task.spec.framework_id.clone();
@@ -505,7 +505,7 @@ impl Core {
         let Some(task) = self.tasks.get(task_id) else {
             return false;
         };
-        match self.agents.get(&task.agent_id) {
+        match self.agents.get(task.agent_id()) {
             Some(a) => a.send(MasterMessage::KillTask {
                 task_id: task_id.clone(),
                 grace_secs,

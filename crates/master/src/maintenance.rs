@@ -212,9 +212,9 @@ impl Core {
     fn kill_for_maintenance(&mut self, agent: &AgentId) {
         let ids: Vec<(TaskId, TaskState)> = self
             .tasks
-            .iter()
-            .filter(|(_, t)| &t.agent_id == agent && !t.state.is_terminal())
-            .map(|(id, t)| {
+            .on_agent(agent)
+            .filter(|t| !t.state.is_terminal())
+            .map(|t| {
                 let pa = self
                     .frameworks
                     .get(&t.spec.framework_id)
@@ -224,7 +224,7 @@ impl Core {
                 } else {
                     TaskState::Killed
                 };
-                (id.clone(), state)
+                (t.spec.task_id.clone(), state)
             })
             .collect();
         for (id, state) in ids {

@@ -182,7 +182,7 @@ impl Core {
             .filter(|id| {
                 self.tasks
                     .get(id)
-                    .is_some_and(|t| &t.spec.framework_id == fw && t.agent_id == agent)
+                    .is_some_and(|t| &t.spec.framework_id == fw && t.agent_id() == &agent)
             })
             .collect();
         tracing::info!(framework_id = %fw, agent_id = %agent, executor_id = %exec, tasks = mine.len(), "shutting down executor");

@@ -136,7 +136,8 @@ impl StatusEntry {
 #[derive(Clone, Debug)]
 pub(crate) struct TaskEntry {
     pub spec: TaskMeta,
-    pub agent_id: AgentId,
+    /// Set at construction and never changed: the task table indexes tasks by agent.
+    agent_id: AgentId,
     pub state: TaskState,
     /// The history; a task that runs has three statuses, kept inline.
     pub statuses: SmallVec<[StatusEntry; 3]>,
@@ -154,6 +155,11 @@ impl TaskEntry {
             statuses: smallvec![StatusEntry::bare(state, timestamp)],
             usage: None,
         }
+    }
+
+    /// The agent the task runs on.
+    pub fn agent_id(&self) -> &AgentId {
+        &self.agent_id
     }
 
     /// Moves to `status.state` and records it (one slot more, not a doubling: a task sees a

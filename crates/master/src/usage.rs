@@ -137,7 +137,7 @@ impl Core {
                 id: t.spec.task_id.to_string(),
                 name: t.spec.name.to_string(),
                 framework_id: t.spec.framework_id.to_string(),
-                agent_id: t.agent_id.to_string(),
+                agent_id: t.agent_id().to_string(),
                 state: t.state,
                 allocated: amounts(&t.spec.resources),
                 usage: t.usage.as_deref().cloned(),

@@ -39,7 +39,7 @@ pub(crate) fn task(t: &TaskEntry) -> Value {
         .iter()
         .map(|s| {
             let mut v = json!({"task_id": {"value": t.spec.task_id.as_str()}, "state": s.state,
-                   "timestamp": s.timestamp, "agent_id": {"value": t.agent_id.as_str()},
+                   "timestamp": s.timestamp, "agent_id": {"value": t.agent_id().as_str()},
                    "message": s.message(), "reason": s.reason()});
             if let Some(h) = s.healthy {
                 v["healthy"] = h.into();
@@ -51,7 +51,7 @@ pub(crate) fn task(t: &TaskEntry) -> Value {
         "name": t.spec.name,
         "task_id": {"value": t.spec.task_id.as_str()},
         "framework_id": {"value": t.spec.framework_id.as_str()},
-        "agent_id": {"value": t.agent_id.as_str()},
+        "agent_id": {"value": t.agent_id().as_str()},
         "state": t.state,
         "resources": t.spec.resources,
         "statuses": statuses,

@@ -310,7 +310,7 @@ fn task_view(t: &TaskEntry) -> Task {
         name: t.spec.name.to_string(),
         framework_id: t.spec.framework_id.to_string(),
         executor_id: String::new(),
-        slave_id: t.agent_id.to_string(),
+        slave_id: t.agent_id().to_string(),
         state: t.state.as_str().to_string(),
         resources: t.spec.resources.v0_summary(),
         role: "*".to_string(),

@@ -59,7 +59,8 @@ pub(super) async fn teardown(
 pub(super) async fn state_summary(State(m): State<Master>) -> Response {
     let core = m.core();
     let state = core.state_view();
-    let counts = core.task_counts_by(|t| (t.agent_id.to_string(), t.spec.framework_id.to_string()));
+    let counts =
+        core.task_counts_by(|t| (t.agent_id().to_string(), t.spec.framework_id.to_string()));
     let slaves: Vec<Value> = state
         .slaves
         .iter()

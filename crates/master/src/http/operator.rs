@@ -57,7 +57,7 @@ pub(super) async fn kill_task(State(m): State<Master>, Path(id): Path<String>) -
             format!("task '{id}' is not running (unknown or already ended)"),
         );
     };
-    let agent_id = task.agent_id.clone();
+    let agent_id = task.agent_id().clone();
     if core.send_kill(&task_id, None) {
         (StatusCode::ACCEPTED, Json(serde_json::json!({}))).into_response()
     } else {
@@ -114,14 +114,14 @@ impl crate::core::Core {
     /// The address of the agent that runs or ran a task.
     pub(crate) fn task_agent_address(&self, id: &TaskId) -> Option<String> {
         let agent = match self.tasks.get(id) {
-            Some(t) => t.agent_id.clone(),
+            Some(t) => t.agent_id().clone(),
             None => self
                 .frameworks
                 .values()
                 .chain(self.completed_frameworks.iter())
                 .flat_map(|f| f.completed_tasks.iter())
                 .find(|t| &t.spec.task_id == id)?
-                .agent_id
+                .agent_id()
                 .clone(),
         };
         self.agents.get(&agent).map(|a| a.record.address.clone())
