@@ -21,12 +21,12 @@ impl Allocator {
         let Some(agent) = self.agents.get_mut(ai) else {
             return Resources::new();
         };
-        let taken = if agent.available.subtract(res).is_ok() {
+        let taken = if agent.available_mut().subtract(res).is_ok() {
             // The usual case, in place: the free pool keeps its allocation.
             res.clone()
         } else {
-            let (rest, taken) = saturating_sub(&agent.available, res);
-            agent.available = rest;
+            let (rest, taken) = saturating_sub(agent.available(), res);
+            *agent.available_mut() = rest;
             taken
         };
         self.hold(ai, fw, role, &taken);
@@ -44,8 +44,8 @@ impl Allocator {
         let Some(agent) = self.agents.get_mut(ai) else {
             return Resources::new();
         };
-        let taken = agent.available.clone();
-        agent.available.clear();
+        let taken = agent.available().clone();
+        agent.available_mut().clear();
         self.hold(ai, fw, role, &taken);
         taken
     }
@@ -109,7 +109,7 @@ impl Allocator {
         } else {
             agent.held[hi].res = Bag::of(&rest, &mut self.names, &mut self.role_names);
         }
-        agent.available.add(&taken);
+        agent.available_mut().add(&taken);
         if !taken.is_empty() {
             self.mark_dirty(ai);
         }
@@ -216,7 +216,7 @@ impl Allocator {
     pub(crate) fn free_recomputed(&mut self) -> crate::qty::Qty {
         let mut out = crate::qty::Qty::default();
         for ai in 0..self.agents.len() {
-            let avail = self.agents[ai].available.clone();
+            let avail = self.agents[ai].available().clone();
             for (i, v, reserved) in self.names.scalars(&avail) {
                 if !reserved {
                     out.add(i, v);

@@ -124,8 +124,10 @@ pub(crate) struct AgentState {
     pub info: AgentInfo,
     /// Whether it may receive offers.
     pub active: bool,
-    /// `info.total` minus everything held.
-    pub available: Resources,
+    /// `info.total` minus everything held, once the agent was first granted something; `None`
+    /// until then, when it is all of `info.total` (see [`AgentState::available`]). An idle
+    /// cluster's agents hold no copy of their total besides the one the master shares.
+    pub free: Option<Resources>,
     /// Holdings.
     pub held: Vec<Held>,
     /// Whether it has GPUs.
@@ -153,7 +155,7 @@ impl AgentState {
             id,
             gpu: info.total.gpus() > 0.0,
             foreign,
-            available: Resources::clone(&info.total),
+            free: None,
             info,
             active: true,
             held: Vec::new(),
@@ -162,6 +164,18 @@ impl AgentState {
             inverse: Vec::new(),
             dirty: false,
         }
+    }
+
+    /// `info.total` minus everything held.
+    pub fn available(&self) -> &Resources {
+        free_pool(&self.free, &self.info.total)
+    }
+
+    /// The free pool, to change: copied from the total on the first change, then kept (its
+    /// buffer stays put, which keeps the cycle's walk over agents cache-friendly).
+    pub fn available_mut(&mut self) -> &mut Resources {
+        let total = &self.info.total;
+        self.free.get_or_insert_with(|| Resources::clone(total))
     }
 
     /// Index of the holding of (fw, interned role).
@@ -185,6 +199,12 @@ impl AgentState {
         };
         &mut self.inverse[pos]
     }
+}
+
+/// An agent's free pool from its parts ([`AgentState::available`] for callers that hold
+/// another field of the agent mutably).
+pub(crate) fn free_pool<'a>(free: &'a Option<Resources>, total: &'a Resources) -> &'a Resources {
+    free.as_ref().unwrap_or(total)
 }
 
 /// Whether `offer` to (fw, role) is blocked by an unexpired filter of `filters` covering it.

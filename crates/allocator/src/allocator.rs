@@ -155,7 +155,7 @@ impl Allocator {
         }
         self.count_total(&agent.info.total, -1);
         self.count_reservations(&agent.info.total, -1);
-        self.count_free(&agent.available, -1);
+        self.count_free(agent.available(), -1);
     }
 
     /// Lets the agent receive offers again.
@@ -205,7 +205,7 @@ impl Allocator {
             if held.is_some() {
                 continue;
             }
-            if !a.available.contains(res) {
+            if !a.available().contains(res) {
                 return Err(AllocatorError::InsufficientResources(
                     agent.clone(),
                     res.to_string(),
@@ -464,7 +464,7 @@ impl Allocator {
     pub fn available_on(&self, agent: &AgentId) -> Resources {
         self.agent_index
             .get(agent)
-            .map(|&ai| self.agents[ai].available.clone())
+            .map(|&ai| self.agents[ai].available().clone())
             .unwrap_or_default()
     }
 

@@ -96,7 +96,7 @@ impl Allocator {
 
     /// Everything on agent `ai` usable in `role`, chopped by quota (see the module docs).
     pub(crate) fn offer_for_role(&self, ai: usize, role: &str, h: &Headroom) -> RoleOffer {
-        let avail = &self.agents[ai].available;
+        let avail = self.agents[ai].available();
         let whole = avail.iter().all(|r| usable_in(&r.role, role));
         if !h.active && whole {
             return RoleOffer {

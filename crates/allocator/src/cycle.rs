@@ -5,7 +5,7 @@
 //!
 //! Implements [`Allocator::allocate`]; the master calls it on its allocation ticks and events.
 
-use crate::agents::is_filtered;
+use crate::agents::{free_pool, is_filtered};
 use crate::allocator::Allocator;
 use crate::chop::{allocatable, Headroom};
 use crate::sorter::{cmp_entries, FwEntry, Sorter};
@@ -178,7 +178,7 @@ impl Allocator {
             if quota_stage && headroom.required.is_zero() {
                 break; // Every guarantee is met: stage 1 is over.
             }
-            if self.agents[ai].available.is_empty() {
+            if self.agents[ai].available().is_empty() {
                 continue;
             }
             roles.clear();
@@ -189,7 +189,7 @@ impl Allocator {
                 }
                 if let Some(grant) = self.serve_role(ai, node, quota_stage, order, headroom, now) {
                     out.push(grant);
-                    if self.agents[ai].available.is_empty() {
+                    if self.agents[ai].available().is_empty() {
                         break;
                     }
                 }
@@ -211,7 +211,10 @@ impl Allocator {
         let role: &str = &role;
         let offer = self.offer_for_role(ai, role, headroom);
         let agent = &mut self.agents[ai];
-        let offered = offer.res.as_ref().unwrap_or(&agent.available);
+        let offered = match &offer.res {
+            Some(r) => r,
+            None => free_pool(&agent.free, &agent.info.total),
+        };
         if (quota_stage && !offer.guaranteed) || !allocatable(&self.cfg, offered) {
             return None;
         }

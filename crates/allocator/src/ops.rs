@@ -28,10 +28,13 @@ impl Allocator {
         let a = &mut self.agents[ai];
         if let (Ok(total), Ok(avail)) = (
             a.info.total.checked_sub(from),
-            a.available.checked_sub(from),
+            a.available().checked_sub(from),
         ) {
             a.info.total = std::sync::Arc::new(total.plus(to));
-            a.available = avail.plus(to);
+            // A pool that is still the whole total stays so.
+            if a.free.is_some() {
+                a.free = Some(avail.plus(to));
+            }
             self.count_free(from, -1);
             self.count_free(to, 1);
             self.mark_dirty(ai);

@@ -95,13 +95,13 @@ impl Allocator {
             if !a.info.total.contains(&from) {
                 return Err(short());
             }
-            if !a.available.contains(&from) {
+            if !a.available().contains(&from) {
                 return Err(AllocatorError::ReservationInUse(
                     agent.clone(),
                     from.to_string(),
                 ));
             }
-        } else if !a.available.contains(&from) {
+        } else if !a.available().contains(&from) {
             let ResourceOp::Reserve(_) = op else {
                 return Err(short());
             };

@@ -605,3 +605,34 @@ fn allocator_can_move_between_threads() {
     fn send<T: Send + Sync>(_: &T) {}
     send(&alloc());
 }
+
+#[test]
+fn an_agent_never_granted_keeps_no_copy_of_its_total() {
+    let mut a = alloc();
+    a.add_agent(aid("s1"), agent("cpus:4;mem:1024"), &[])
+        .expect("agent");
+    let ai = 0;
+    assert!(a.agents[ai].free.is_none());
+    assert_eq!(a.available_on(&aid("s1")), res("cpus:4;mem:1024"));
+    // A reservation changes the total; the pool, still all of it, follows without a copy.
+    a.apply(&aid("s1"), &ResourceOp::Reserve(res("cpus(db):1")))
+        .expect("reserved");
+    assert!(a.agents[ai].free.is_none());
+    assert_eq!(
+        a.available_on(&aid("s1")),
+        res("cpus:3;cpus(db):1;mem:1024")
+    );
+    // The first grant gives the agent its own pool, which takes back what is released.
+    a.add_framework(fid("f1"), fw(&["*"]), &[]).expect("framework");
+    let c = a.allocate(secs(0), None);
+    assert_eq!(c.offers.len(), 1);
+    assert_eq!(c.offers[0].resources, res("cpus:3;mem:1024"));
+    assert_eq!(a.available_on(&aid("s1")), res("cpus(db):1"));
+    assert!(a.agents[ai].free.is_some());
+    give_back(&mut a, &c);
+    assert_eq!(
+        a.available_on(&aid("s1")),
+        res("cpus:3;cpus(db):1;mem:1024")
+    );
+    assert_eq!(a.free_recomputed(), a.free);
+}

@@ -44,9 +44,10 @@ const OPTIONS: &std::ffi::c_char = unsafe { &*c"narenas:1".as_ptr() };
 /// How long freed pages stay mapped before the background thread returns them (jemalloc's
 /// default is 10 s, which keeps a burst's pages resident long after it). Placing 100,000
 /// instances on 10,000 agents, the master's resident memory when all ran was 286-328 MiB with
-/// 1 s, of which ~70 MiB were pages already freed, and 256-257 MiB with 300 ms, at the same
-/// placement and HTTP launch rates.
-const DIRTY_DECAY: Duration = Duration::from_millis(300);
+/// 1 s, of which ~70 MiB were pages already freed; 240-313 MiB with 300 ms (six runs; 222-233
+/// MiB five seconds later), and 218-253 MiB with 100 ms (three runs), at the same placement
+/// rates.
+const DIRTY_DECAY: Duration = Duration::from_millis(100);
 
 /// Shortens jemalloc's decay and starts its background purging thread. Failures are logged:
 /// the process runs correctly without them, only with more resident memory.
