@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 /// slower. DoS resistance is not needed: the keys come from the master's own state.
 pub(crate) type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
+/// Up to this many names, [`Names::get`] compares names in order instead of hashing.
+const SCAN_NAMES: usize = 8;
+
 /// Interned scalar resource names.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
@@ -32,8 +35,8 @@ impl Names {
 
     /// The index of `name`, adding it if new.
     pub(crate) fn intern(&mut self, name: &str) -> usize {
-        if let Some(i) = self.index.get(name) {
-            return *i;
+        if let Some(i) = self.get(name) {
+            return i;
         }
         let i = self.list.len();
         self.list.push(name.to_string());
@@ -43,8 +46,12 @@ impl Names {
         i
     }
 
-    /// The index of `name` if known.
+    /// The index of `name` if known. A table of a few names (resource names, roles of most
+    /// clusters) is searched in order, which is cheaper than hashing on every grant.
     pub(crate) fn get(&self, name: &str) -> Option<usize> {
+        if self.list.len() <= SCAN_NAMES {
+            return self.list.iter().position(|n| n == name);
+        }
         self.index.get(name).copied()
     }
 

@@ -117,12 +117,13 @@ impl RoleTree {
 
     /// Applies `f` to `role` and each ancestor (creating them).
     pub fn for_path(&mut self, role: &str, mut f: impl FnMut(&mut RoleNode, bool)) {
-        if !self.nodes.contains_key(role) {
-            self.ensure(role);
-        }
+        // One lookup per level: the role's own node is created (with its ancestors) only
+        // when the first lookup misses.
         for (depth, path) in self_and_ancestors(role).enumerate() {
-            if let Some(n) = self.nodes.get_mut(path) {
-                f(n, depth == 0);
+            match self.nodes.get_mut(path) {
+                Some(n) => f(n, depth == 0),
+                None if depth == 0 => f(self.ensure(role), true),
+                None => {}
             }
         }
     }

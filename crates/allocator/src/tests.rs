@@ -623,7 +623,8 @@ fn an_agent_never_granted_keeps_no_copy_of_its_total() {
         res("cpus:3;cpus(db):1;mem:1024")
     );
     // The first grant gives the agent its own pool, which takes back what is released.
-    a.add_framework(fid("f1"), fw(&["*"]), &[]).expect("framework");
+    a.add_framework(fid("f1"), fw(&["*"]), &[])
+        .expect("framework");
     let c = a.allocate(secs(0), None);
     assert_eq!(c.offers.len(), 1);
     assert_eq!(c.offers[0].resources, res("cpus:3;mem:1024"));
