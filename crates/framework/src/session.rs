@@ -463,11 +463,10 @@ impl<S: Scheduler> Session<S> {
         };
         self.log_write(&result, "cannot persist");
         let outcome: Outcome = result.map_err(Arc::new);
-        let mut work: VecDeque<Command> = self
+        let after = self
             .scheduler
-            .persisted(outcome.as_ref().map(|_| ()).map_err(|e| &**e), now)
-            .into();
-        work.extend(w.gated);
+            .persisted(outcome.as_ref().map(|_| ()).map_err(|e| &**e), now);
+        let work = after_write(after, w.gated);
         self.run_commands(work, Some(&outcome));
         if let Some(owed) = self.owed.take() {
             match &mut self.writing {
@@ -595,9 +594,42 @@ fn tick_due(events_only: bool, since_last: Duration) -> bool {
     !events_only || since_last >= EVENT_TICK_GAP
 }
 
+/// The commands to run once a write ended: what the scheduler answers to the write, then the
+/// commands that waited for it, then any REVIVE among the former. A REVIVE asked for by a change
+/// in this write must come last: a command that waited for the same write may be a DECLINE with
+/// a long filter, decided before that change (nothing was waiting then), and a REVIVE sent
+/// before it would be undone by it, leaving the declined agents filtered while instances wait.
+fn after_write(after: Vec<Command>, gated: VecDeque<Command>) -> VecDeque<Command> {
+    let (revives, rest): (Vec<Command>, Vec<Command>) = after
+        .into_iter()
+        .partition(|c| matches!(c, Command::Revive));
+    let mut work = VecDeque::from(rest);
+    work.extend(gated);
+    work.extend(revives);
+    work
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_revive_goes_after_the_declines_that_waited_for_the_same_write() {
+        let after = vec![Command::Revive, Command::Suppress];
+        let gated = VecDeque::from([
+            Command::Decline {
+                offer_ids: vec![IdValue::new("o1")],
+                refuse_seconds: 120.0,
+            },
+            Command::Persist,
+        ]);
+        let work: Vec<Command> = after_write(after, gated).into();
+        let order: Vec<String> = names(&work)
+            .into_iter()
+            .map(|n| n.split_whitespace().next().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(order, ["Suppress", "Decline", "Persist", "Revive"]);
+    }
 
     #[test]
     fn event_rounds_tick_at_most_once_per_gap_others_always() {
