@@ -433,8 +433,7 @@ impl Bed {
                 _tls: tls.map(|(dir, _)| dir),
             }),
             Err(e) => {
-                let _ = master_rt.spawn(master.shutdown()).await;
-                master_rt.shutdown_background();
+                stop_master(master, master_rt).await;
                 Err(e)
             }
         }
@@ -448,9 +447,14 @@ impl Bed {
             ..
         } = self;
         sims.stop().await;
-        let _ = master_rt.spawn(master.shutdown()).await;
-        master_rt.shutdown_background();
+        stop_master(master, master_rt).await;
     }
+}
+
+/// Shuts the master down on its own runtime, then that runtime.
+async fn stop_master(master: MasterHandle, rt: tokio::runtime::Runtime) {
+    let _ = rt.spawn(master.shutdown()).await;
+    rt.shutdown_background();
 }
 
 /// A token whose policy lets a framework register (any role) and run tasks as the current
