@@ -9,7 +9,7 @@ use crate::qty::{Names, Qty};
 use crate::roles::{self_and_ancestors, RoleTree};
 use meseta_types::FrameworkId;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 /// A framework in its role's sorter.
@@ -43,6 +43,9 @@ pub(crate) fn cmp_entries(a: &FwEntry, b: &FwEntry) -> Ordering {
 pub(crate) struct SNode {
     /// Role path.
     pub name: Rc<str>,
+    /// The role's index among the allocator's interned role names, if interned (every role
+    /// with frameworks is: see `Allocator::build_order`).
+    pub role: Option<usize>,
     /// The node's place among the cycle's nodes ordered by path (the last tie-break).
     rank: u32,
     weight: f64,
@@ -58,8 +61,10 @@ pub(crate) struct SNode {
     share: f64,
     /// Weighted share of exactly this role (cached).
     own_share: f64,
-    /// Eligible frameworks of exactly this role, in DRF order (empty for pure inner nodes).
-    pub fws: Vec<FwEntry>,
+    /// Eligible frameworks of exactly this role, in DRF order (empty for pure inner nodes), as
+    /// indices into [`Sorter::entries`]. A ring buffer of small numbers: a grant usually moves
+    /// the first framework to the end (its share is now the largest), which moves no other.
+    pub fws: VecDeque<u32>,
 }
 
 /// The role sorter of one cycle.
@@ -70,6 +75,10 @@ pub(crate) struct Sorter {
     tops: Vec<usize>,
     /// Leaf node indices in DRF order.
     pub order: Vec<usize>,
+    /// The frameworks of every node's list (a list moves indices, never entries: an entry
+    /// moved whole went through the stack piecewise, and reading it back cost more than the
+    /// rest of the grant's bookkeeping).
+    pub entries: Vec<FwEntry>,
 }
 
 impl Sorter {
@@ -79,6 +88,7 @@ impl Sorter {
         fws: HashMap<String, Vec<FwEntry>>,
         total: &Qty,
         names: &Names,
+        role_names: &Names,
     ) -> Sorter {
         let mut s = Sorter::default();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -92,7 +102,7 @@ impl Sorter {
                 let (i, existed) = match index.get(path) {
                     Some(&i) => (i, true),
                     None => {
-                        let i = s.add_node(tree, path);
+                        let i = s.add_node(tree, path, role_names.get(path));
                         index.insert(path.to_string(), i);
                         (i, false)
                     }
@@ -104,7 +114,10 @@ impl Sorter {
                     }
                 }
                 if path == role {
-                    s.nodes[i].fws = std::mem::take(&mut list);
+                    let first = s.entries.len();
+                    s.entries.append(&mut list);
+                    let ids = first..s.entries.len();
+                    s.nodes[i].fws = ids.filter_map(|e| u32::try_from(e).ok()).collect();
                 }
                 child = Some(i);
                 if existed && path != role {
@@ -138,10 +151,11 @@ impl Sorter {
         n.own_share = n.own_alloc.share(total, names) / n.weight;
     }
 
-    fn add_node(&mut self, tree: &RoleTree, path: &str) -> usize {
+    fn add_node(&mut self, tree: &RoleTree, path: &str, role: Option<usize>) -> usize {
         let src = tree.get(path);
         self.nodes.push(SNode {
             name: Rc::from(path),
+            role,
             rank: 0,
             weight: src.map_or(1.0, |n| n.weight()),
             alloc: src.map(|n| n.alloc.clone()).unwrap_or_default(),
@@ -152,26 +166,62 @@ impl Sorter {
             parent: None,
             share: 0.0,
             own_share: 0.0,
-            fws: Vec::new(),
+            fws: VecDeque::new(),
         });
         self.nodes.len() - 1
     }
 
-    /// Re-reads the counters of `node` and its ancestors from `tree` (after a grant) and
-    /// recomputes their cached shares.
-    pub fn refresh(&mut self, tree: &RoleTree, node: usize, total: &Qty, names: &Names) {
+    /// Follows a grant to a framework of `node`: adds `scalars` to the allocation of `node` and
+    /// its ancestors (and to `node`'s own), `new_holding` to their holding counts, and
+    /// recomputes their cached shares. The role tree got the same change
+    /// (`Allocator::count_scalars`), so the two stay equal without looking the tree up.
+    pub fn charge(
+        &mut self,
+        node: usize,
+        scalars: impl Iterator<Item = (usize, i64, bool)> + Clone,
+        new_holding: bool,
+        total: &Qty,
+        names: &Names,
+    ) {
+        let holdings = u64::from(new_holding);
         let mut cur = Some(node);
         while let Some(i) = cur {
             let n = &mut self.nodes[i];
-            if let Some(src) = tree.get(&n.name) {
-                n.alloc.0.clone_from(&src.alloc.0);
-                n.own_alloc.0.clone_from(&src.own_alloc.0);
-                n.count = src.count;
-                n.own_count = src.own_count;
+            for (r, v, _) in scalars.clone() {
+                n.alloc.add(r, v);
+                if i == node {
+                    n.own_alloc.add(r, v);
+                }
+            }
+            n.count = n.count.saturating_add(holdings);
+            if i == node {
+                n.own_count = n.own_count.saturating_add(holdings);
             }
             cur = n.parent;
             self.rekey(i, total, names);
         }
+    }
+
+    /// Whether the counters of `node` and its ancestors equal the role tree's (the check behind
+    /// [`Sorter::charge`], asserted by debug builds after every grant).
+    pub fn agrees_with(&self, tree: &RoleTree, node: usize) -> bool {
+        let same = |a: &Qty, b: &Qty| (0..a.0.len().max(b.0.len())).all(|i| a.get(i) == b.get(i));
+        let mut cur = Some(node);
+        while let Some(i) = cur {
+            let n = &self.nodes[i];
+            let Some(src) = tree.get(&n.name) else {
+                return false;
+            };
+            if !same(&n.alloc, &src.alloc)
+                || !same(&n.own_alloc, &src.own_alloc)
+                || n.count != src.count
+                || n.own_count != src.own_count
+            {
+                return false;
+            }
+            cur = n.parent;
+        }
+        true
     }
 
     /// Sort key of entry `c` in the child list of `parent` (`c == parent`: its virtual leaf).
@@ -282,15 +332,15 @@ mod tests {
         let mut fws2 = fws.clone();
         fws2.insert("eng".to_string(), vec![entry("f4")]);
         // eng (40) competes against ads (35) as a whole.
-        let s = Sorter::new(&tree, fws.clone(), &total, &names);
+        let s = Sorter::new(&tree, fws.clone(), &total, &names, &names);
         assert_eq!(leaves(&s), ["ads", "eng/web", "eng/db"]);
         tree.ensure("eng").weight = Some(2.0);
-        let s = Sorter::new(&tree, fws, &total, &names);
+        let s = Sorter::new(&tree, fws, &total, &names, &names);
         assert_eq!(leaves(&s), ["eng/web", "eng/db", "ads"]);
         // A role with frameworks and children competes as a virtual leaf among them.
-        let mut s = Sorter::new(&tree, fws2, &total, &names);
+        let mut s = Sorter::new(&tree, fws2, &total, &names, &names);
         assert_eq!(leaves(&s), ["eng", "eng/web", "eng/db", "ads"]);
-        // After a grant, refresh + sort reflects the new counters.
+        // After a grant, charge + sort reflects the new counters.
         tree.for_path("eng", |n, own| {
             n.alloc.add(cpus, 50_000);
             if own {
@@ -302,7 +352,10 @@ mod tests {
             .iter()
             .position(|n| &*n.name == "eng")
             .expect("eng node");
-        s.refresh(&tree, eng, &total, &names);
+        let mut grant = Qty::default();
+        grant.add(cpus, 50_000);
+        let scalars = grant.0.iter().enumerate().map(|(i, v)| (i, *v, false));
+        s.charge(eng, scalars, true, &total, &names);
         s.sort();
         // eng's own leaf: 50/100 ÷ weight 2 = 0.25, between eng/web (0.1) and eng/db (0.3).
         assert_eq!(leaves(&s), ["ads", "eng/web", "eng", "eng/db"]);
