@@ -82,7 +82,31 @@ fn dirty_chunks_round_trip_through_the_store_form() {
             h.record(e, Series::Tasks, T0 + i * FINE_STEP, 3.0);
         }
     }
-    let chunks = h.take_dirty("/meseta/history");
+    let mut whole = History::new();
+    for (k, e) in nodes.iter().enumerate() {
+        for i in 0..200 {
+            whole.record(
+                e,
+                Series::CpusAllocated,
+                T0 + i * FINE_STEP,
+                (k * 1000 + i as usize + 1) as f64,
+            );
+            whole.record(e, Series::Tasks, T0 + i * FINE_STEP, 3.0);
+        }
+    }
+    let all = whole.take_dirty("/meseta/history");
+    // Taken a few at a time, the same chunks come out, each once.
+    let mut chunks = Vec::new();
+    loop {
+        let some = h.take_dirty_at_most("/meseta/history", 2);
+        assert!(some.len() <= 2);
+        if some.is_empty() {
+            break;
+        }
+        chunks.extend(some);
+    }
+    assert!(all.len() > 2, "several batches: {}", all.len());
+    assert_eq!(chunks, all);
     assert!(h.take_dirty("/meseta/history").is_empty(), "taken once");
     let mut back = History::new();
     for (key, bytes) in &chunks {

@@ -98,10 +98,9 @@ impl Scheduler for Services {
             .iter()
             .map(|l| l.offer_id.as_str().to_owned())
             .collect();
-        let left: Vec<Offer> = offers
+        let left: Vec<&Offer> = offers
             .iter()
             .filter(|o| !used.contains(o.id.as_str()))
-            .cloned()
             .collect();
         let groups = if left.is_empty() {
             Vec::new()

@@ -120,11 +120,21 @@ async fn load(master: &Master, shared: &Shared) {
     tracing::info!(chunks = kvs.len(), bad, "history loaded");
 }
 
+/// Changed chunks encoded and stored at a time: the encoded copies of a few hundred chunks
+/// are alive at once, not of every agent's.
+const SAVE_BATCH: usize = 256;
+
 async fn save(master: &Master, shared: &Shared) {
-    let chunks = shared.lock().take_dirty(PREFIX);
-    for (key, bytes) in chunks {
-        if let Err(e) = master.store().put(&key, bytes).await {
-            tracing::warn!(error = %e, key, "history: chunk not stored (kept in memory)");
+    loop {
+        let chunks = shared.lock().take_dirty_at_most(PREFIX, SAVE_BATCH);
+        let last = chunks.len() < SAVE_BATCH;
+        for (key, bytes) in chunks {
+            if let Err(e) = master.store().put(&key, bytes).await {
+                tracing::warn!(error = %e, key, "history: chunk not stored (kept in memory)");
+            }
+        }
+        if last {
+            return;
         }
     }
 }

@@ -2,7 +2,7 @@
 //! first fit in offer order, with the reasons offers were rejected kept for `/v2/queue`.
 //! Also builds the Mesos `TaskInfo` of an instance (command, env, ports, health check, fetch).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use meseta_api::container::{ContainerInfo, DockerNetwork};
@@ -39,6 +39,31 @@ pub(crate) struct AgentInfo {
 }
 
 impl AgentInfo {
+    /// Records what `o` tells of its agent in `agents`, unless it is known already: offers
+    /// come again and again, and a copy made for each would be allocated and freed each time.
+    pub(crate) fn learn(agents: &mut HashMap<String, AgentInfo>, o: &Offer) {
+        match agents.get(o.agent_id.as_str()) {
+            Some(known) if known.describes(o) => {}
+            _ => {
+                agents.insert(o.agent_id.as_str().to_owned(), AgentInfo::of(o));
+            }
+        }
+    }
+
+    /// Whether this is what `o` says of its agent.
+    fn describes(&self, o: &Offer) -> bool {
+        let same = |mine: &Option<String>, level: &str| {
+            mine.as_deref()
+                == o.domain
+                    .as_ref()
+                    .and_then(|d| d["fault_domain"][level]["name"].as_str())
+        };
+        self.hostname == o.hostname
+            && self.attributes == o.attributes
+            && same(&self.region, "region")
+            && same(&self.zone, "zone")
+    }
+
     pub(crate) fn of(o: &Offer) -> AgentInfo {
         let name = |level: &str| {
             o.domain
@@ -81,8 +106,7 @@ impl Engine {
     /// not used). Instances placed here are recorded as staging before the shell sends them.
     pub fn offers(&mut self, offers: &[Offer], now: f64) -> Vec<Launch> {
         for o in offers {
-            self.agents
-                .insert(o.agent_id.as_str().to_owned(), AgentInfo::of(o));
+            AgentInfo::learn(&mut self.agents, o);
         }
         let mut slots: Vec<Slot<'_>> = offers
             .iter()

@@ -54,7 +54,7 @@ fn round(
     state: TaskState,
 ) -> Vec<PodLaunchOrder> {
     let offers: Vec<Offer> = hosts.iter().map(|h| offer(n, h)).collect();
-    let launched = e.pod_offers(&offers, now);
+    let launched = e.pod_offers(&offers.iter().collect::<Vec<_>>(), now);
     for l in &launched {
         for t in &l.tasks {
             e.on_status(&status(t.task_id.as_str(), state, None), now);

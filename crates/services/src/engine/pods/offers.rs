@@ -51,11 +51,7 @@ impl Engine {
 
     /// Place waiting pod instances on `offers` (at most one instance per offer); the
     /// instances are marked launched (persist them before the launches leave).
-    pub fn pod_offers(&mut self, offers: &[Offer], now: f64) -> Vec<PodLaunchOrder> {
-        for o in offers {
-            self.agents
-                .insert(o.agent_id.as_str().to_owned(), AgentInfo::of(o));
-        }
+    pub fn pod_offers(&mut self, offers: &[&Offer], now: f64) -> Vec<PodLaunchOrder> {
         let mut orders = Vec::new();
         let ids: Vec<String> = self
             .pods
@@ -63,6 +59,12 @@ impl Engine {
             .filter(|p| !p.deleted && p.backoff.until <= now && p.waiting().next().is_some())
             .map(|p| p.pod.id.clone())
             .collect();
+        if ids.is_empty() {
+            return orders;
+        }
+        for o in offers {
+            AgentInfo::learn(&mut self.agents, o);
+        }
         let mut used = vec![false; offers.len()];
         for id in ids {
             while let Some(ps) = self.pods.get(&id) {
@@ -103,7 +105,7 @@ impl Engine {
                     break;
                 };
                 used[k] = true;
-                let offer = &offers[k];
+                let offer = offers[k];
                 if let Some(i) = self
                     .pods
                     .get_mut(&id)
