@@ -11,9 +11,13 @@
 //! A response's body keeps its backend counted as busy until it is sent, so a backend leaving
 //! the table drains its requests before connections to it are cut.
 //!
-//! The listener is served by a few single-threaded workers ([`workers`]). Requests go through
-//! the worker's keep-alive pool of backend connections ([`pool`]). An `Upgrade` request
-//! (WebSocket) is forwarded over a connection of its own and, once both sides switched
+//! The listener is served by a few single-threaded workers ([`workers`]). Plain HTTP/1.1
+//! requests (most of them) take a fast path ([`fast`]): heads parsed with `httparse`, bytes
+//! forwarded over the worker's own keep-alive backend streams, the same choice, retries and
+//! accounting as below. A connection's first request that is not plain (h2c, HTTP/1.0, an
+//! `Upgrade`, a chunked body…) hands the connection to hyper's server, whose requests go
+//! through the worker's keep-alive pool of hyper client connections ([`pool`]). An `Upgrade`
+//! request (WebSocket) is forwarded over a connection of its own and, once both sides switched
 //! protocols, spliced both ways ([`upgrade`]).
 
 mod conn;
