@@ -96,8 +96,13 @@ async fn response(c: &mut TcpStream) -> (String, String) {
 }
 
 async fn balancer(tasks: Tasks) -> Lb {
+    balancer_with(tasks, Duration::from_secs(30)).await
+}
+
+async fn balancer_with(tasks: Tasks, backend_timeout: Duration) -> Lb {
     let master = fake_master(tasks).await;
     let mut config = Config::new(master);
+    config.proxy.backend_timeout = backend_timeout;
     config.listen_http = "127.0.0.1:0".parse().expect("addr");
     config.listen_admin = "127.0.0.1:0".parse().expect("addr");
     config.workers = 1;
@@ -228,5 +233,55 @@ async fn a_backend_that_refuses_is_a_502_with_the_reason() {
         body.contains(&format!("cannot connect to backend {dead}")),
         "{body}"
     );
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_backend_is_skipped_and_a_silent_one_is_a_504() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = l.local_addr().expect("addr");
+    drop(l);
+    let seen: Seen = Arc::default();
+    let live = backend(seen.clone()).await;
+    // A backend that takes connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let quiet = silent.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let tasks: Tasks = Arc::new(Mutex::new(vec![dead, live]));
+    let lb = balancer_with(tasks.clone(), Duration::from_millis(300)).await;
+    let admin = lb.admin_addr;
+    wait_until("both backends in the balancer's table", || async {
+        routed(admin).await.len() == 2
+    })
+    .await;
+    let mut c = TcpStream::connect(lb.http_addr).await.expect("connect");
+    // Whichever comes first, every request ends on the live backend.
+    for _ in 0..4 {
+        let req = format!("GET /len HTTP/1.1\r\nHost: {VHOST}\r\n\r\n");
+        c.write_all(req.as_bytes()).await.expect("write");
+        let (head, body) = response(&mut c).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, "ok");
+    }
+    *tasks.lock().expect("tasks") = vec![quiet];
+    wait_until("the silent backend alone in the table", || async {
+        routed(admin)
+            .await
+            .iter()
+            .map(|(a, _)| a.clone())
+            .collect::<Vec<_>>()
+            == vec![quiet.to_string()]
+    })
+    .await;
+    let req = format!("GET /len HTTP/1.1\r\nHost: {VHOST}\r\n\r\n");
+    c.write_all(req.as_bytes()).await.expect("write");
+    let (head, body) = response(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
+    assert!(body.contains("did not answer within 0.3 s"), "{body}");
     lb.stop().await;
 }

@@ -23,6 +23,7 @@
 //! client's connection too).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -34,14 +35,18 @@ use bytes::{Buf, Bytes, BytesMut};
 use hyper::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use super::conn::CONNECT_TIMEOUT;
 use super::{failure_message, is_idempotent_name, Failure, Peer, Proxy, HOP_BY_HOP};
 use crate::balancer::{split, Endpoint, Group};
 use crate::live::LiveService;
 
-/// Most headers a request or response head may have on this path.
+/// Most headers a request head may have on this path (hyper takes those with more).
 const MAX_HEADERS: usize = 64;
+
+/// Most headers of a response head (as many as hyper's client takes).
+const MAX_RESPONSE_HEADERS: usize = 100;
 
 /// Largest request head looked at here (hyper answers larger ones).
 const MAX_HEAD: usize = 64 << 10;
@@ -77,26 +82,41 @@ enum Prep {
     Other,
 }
 
+/// A client connection on the fast path.
+struct Client {
+    stream: TcpStream,
+    /// The answer being written (reused).
+    out: Vec<u8>,
+    /// The backend timeout of its requests: one timer, moved later for each request (which
+    /// costs an atomic; a timer per request would be inserted in and removed from the
+    /// runtime's wheel each time, under its lock).
+    deadline: Pin<Box<Sleep>>,
+}
+
 /// Serves the requests of `stream` until it closes or one is not for this path.
-pub(super) async fn serve(proxy: &Proxy, mut stream: TcpStream, peer: &Peer) -> Exit {
+pub(super) async fn serve(proxy: &Proxy, stream: TcpStream, peer: &Peer) -> Exit {
     let mut inbuf = BytesMut::with_capacity(8 << 10);
-    // The backend request (rewritten head and body) and the client's answer, reused.
+    // The backend request (rewritten head and body), reused.
     let mut req: Vec<u8> = Vec::with_capacity(1024);
-    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut c = Client {
+        stream,
+        out: Vec::with_capacity(1024),
+        deadline: Box::pin(tokio::time::sleep(proxy.opts.backend_timeout)),
+    };
     loop {
         let p = loop {
             if !inbuf.is_empty() {
                 match proxy.prepare(&inbuf, &mut req, peer) {
                     Prep::Ready(p) => break p,
-                    Prep::Other => return Exit::Hyper(stream, inbuf.freeze()),
+                    Prep::Other => return Exit::Hyper(c.stream, inbuf.freeze()),
                     Prep::Partial if inbuf.len() >= MAX_HEAD => {
-                        return Exit::Hyper(stream, inbuf.freeze())
+                        return Exit::Hyper(c.stream, inbuf.freeze())
                     }
                     Prep::Partial => {}
                 }
             }
             inbuf.reserve(4096);
-            match stream.read_buf(&mut inbuf).await {
+            match c.stream.read_buf(&mut inbuf).await {
                 Ok(0) | Err(_) => return Exit::Closed,
                 Ok(_) => {}
             }
@@ -104,7 +124,7 @@ pub(super) async fn serve(proxy: &Proxy, mut stream: TcpStream, peer: &Peer) -> 
         let total = p.head_len + p.body_len;
         while inbuf.len() < total {
             inbuf.reserve(total - inbuf.len());
-            match stream.read_buf(&mut inbuf).await {
+            match c.stream.read_buf(&mut inbuf).await {
                 Ok(0) | Err(_) => return Exit::Closed,
                 Ok(_) => {}
             }
@@ -112,33 +132,24 @@ pub(super) async fn serve(proxy: &Proxy, mut stream: TcpStream, peer: &Peer) -> 
         req.extend_from_slice(&inbuf[p.head_len..total]);
         inbuf.advance(total);
         let keep = match &p.route {
-            Ok(svc) => {
-                proxy
-                    .forward_fast(svc, &p, &req, &mut stream, &mut out)
-                    .await
-            }
+            Ok(svc) => proxy.forward_fast(svc, &p, &req, &mut c).await,
             Err(host) => {
                 proxy.metrics.unrouted("");
                 let text = format!("no app serves host '{host}'");
-                answer(&mut stream, &mut out, StatusCode::NOT_FOUND, &text, p.close).await
+                answer(&mut c, StatusCode::NOT_FOUND, &text, p.close).await
             }
         };
         if !keep || p.close {
-            let _ = stream.shutdown().await;
+            let _ = c.stream.shutdown().await;
             return Exit::Closed;
         }
     }
 }
 
 /// Writes a JSON answer of the balancer itself; false when the client is gone.
-async fn answer(
-    client: &mut TcpStream,
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    message: &str,
-    close: bool,
-) -> bool {
+async fn answer(c: &mut Client, status: StatusCode, message: &str, close: bool) -> bool {
     let body = serde_json::json!({ "message": message }).to_string();
+    let out = &mut c.out;
     out.clear();
     let _ = write!(
         out,
@@ -149,7 +160,7 @@ async fn answer(
         if close { "connection: close\r\n" } else { "" },
     );
     out.extend_from_slice(body.as_bytes());
-    client.write_all(out).await.is_ok()
+    c.stream.write_all(out).await.is_ok()
 }
 
 fn is_hop_by_hop(name: &str) -> bool {
@@ -290,8 +301,7 @@ impl Proxy {
         svc: &LiveService,
         p: &Prepared,
         req: &[u8],
-        client: &mut TcpStream,
-        out: &mut Vec<u8>,
+        c: &mut Client,
     ) -> bool {
         let app = &svc.service.app_id;
         let mut tried: Vec<SocketAddr> = Vec::new();
@@ -301,7 +311,7 @@ impl Proxy {
                 break;
             };
             tried.push(ep.addr);
-            match self.attempt_fast(ep, app, p, req, client, out).await {
+            match self.attempt_fast(ep, app, p, req, c).await {
                 Ok(keep) => return keep,
                 Err(f) => {
                     let retry = matches!(f, Failure::Refused(_)) || p.idempotent;
@@ -324,7 +334,7 @@ impl Proxy {
                 failure_message(app, ep, failure, self.opts.backend_timeout)
             }
         };
-        answer(client, out, status, &text, p.close).await
+        answer(c, status, &text, p.close).await
     }
 
     /// One try on `ep`: `Err` when no response head came (nothing was sent to the client),
@@ -335,14 +345,23 @@ impl Proxy {
         app: &str,
         p: &Prepared,
         req: &[u8],
-        client: &mut TcpStream,
-        out: &mut Vec<u8>,
+        c: &mut Client,
     ) -> Result<bool, Failure> {
         let guard = ep.start();
         let started = Instant::now();
-        let exchange = self.raw.exchange(ep.addr, req, p, out);
-        let failure = match tokio::time::timeout(self.opts.backend_timeout, exchange).await {
-            Ok(Ok((backend, resp))) => {
+        let deadline = tokio::time::Instant::from_std(started) + self.opts.backend_timeout;
+        c.deadline.as_mut().reset(deadline);
+        let got = {
+            let mut exchange = std::pin::pin!(self.raw.exchange(ep.addr, req, p, &mut c.out));
+            let timer = &mut c.deadline;
+            std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+            })
+            .await
+        };
+        let failure = match got {
+            Some(Ok((backend, resp))) => {
                 if resp.status >= 500 {
                     ep.failed(&self.opts.ejection, Instant::now());
                 } else {
@@ -351,12 +370,12 @@ impl Proxy {
                 let secs = started.elapsed().as_secs_f64();
                 self.series(ep, app)
                     .response(&self.metrics, resp.status, secs);
-                let keep = self.raw.relay(ep.addr, backend, resp, client, out).await;
+                let keep = self.raw.relay(ep.addr, backend, resp, c).await;
                 drop(guard);
                 return Ok(keep);
             }
-            Ok(Err(f)) => f,
-            Err(_) => Failure::Timeout,
+            Some(Err(f)) => f,
+            None => Failure::Timeout,
         };
         if ep.failed(&self.opts.ejection, Instant::now()) {
             tracing::warn!(backend = %ep.addr, task = %ep.task_id, "backend ejected");
@@ -502,7 +521,7 @@ impl RawPool {
             return Err(Failure::Broken(e.to_string()));
         }
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
             let mut r = httparse::Response::new(&mut headers);
             match r.parse(&b.buf) {
                 Ok(httparse::Status::Complete(n)) => {
@@ -534,14 +553,8 @@ impl RawPool {
     /// Sends the response (head in `out`, body from `b`) to the client; the backend's
     /// connection goes back to the pool when the body ended cleanly. Whether the client's
     /// connection stays open.
-    async fn relay(
-        &self,
-        addr: SocketAddr,
-        mut b: Backend,
-        head: Head,
-        client: &mut TcpStream,
-        out: &mut Vec<u8>,
-    ) -> bool {
+    async fn relay(&self, addr: SocketAddr, mut b: Backend, head: Head, c: &mut Client) -> bool {
+        let (client, out) = (&mut c.stream, &mut c.out);
         let mut chunked = Chunked::default();
         let mut left = match head.framing {
             Framing::Length(n) => n,
@@ -662,7 +675,14 @@ fn rewrite_response(
         .unwrap_or("");
     let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
     for h in r.headers.iter() {
-        let hop = !h.name.eq_ignore_ascii_case("transfer-encoding") && is_hop_by_hop(h.name);
+        let hop = if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            false
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            // A transfer coding overrides a length (RFC 9112 6.3): only one goes on.
+            chunked.is_some()
+        } else {
+            is_hop_by_hop(h.name)
+        };
         if hop
             || listed
                 .iter()
@@ -948,6 +968,10 @@ Keep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-Kept: yes\r\n\r\n";
         assert_eq!(h.framing, Framing::UntilClose);
         assert!(!h.reusable && h.close);
         assert!(text.ends_with("connection: close\r\n\r\n"), "{text}");
+        let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\ntransfer-encoding: chunked\r\n\r\n";
+        let (h, text) = rewrite(raw, &prepared(false, false));
+        assert_eq!(h.expect("head").framing, Framing::Chunked);
+        assert!(!text.contains("content-length"), "{text}");
         let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n";
         assert!(rewrite(raw, &prepared(false, false)).0.is_err());
     }
