@@ -208,10 +208,10 @@ impl Proxy {
         for h in r.headers.iter() {
             let name = h.name;
             if name.eq_ignore_ascii_case("host") {
-                if host.is_some() {
-                    return Prep::Other;
+                match (host, std::str::from_utf8(h.value)) {
+                    (None, Ok(v)) => host = Some(v),
+                    _ => return Prep::Other,
                 }
-                host = std::str::from_utf8(h.value).ok();
             } else if name.eq_ignore_ascii_case("content-length") {
                 match (length, parse_length(h.value)) {
                     (None, Some(n)) => length = Some(n),
