@@ -285,3 +285,38 @@ async fn a_refused_backend_is_skipped_and_a_silent_one_is_a_504() {
     assert!(body.contains("did not answer within 0.3 s"), "{body}");
     lb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_connections_are_served_by_hyper() {
+    use http_body_util::BodyExt;
+    let seen: Seen = Arc::default();
+    let addr = backend(seen).await;
+    let lb = balancer(Arc::new(Mutex::new(vec![addr]))).await;
+    let admin = lb.admin_addr;
+    wait_until("the backend in the balancer's table", || async {
+        routed(admin)
+            .await
+            .iter()
+            .any(|(a, _)| *a == addr.to_string())
+    })
+    .await;
+    let stream = TcpStream::connect(lb.http_addr).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(conn);
+    for _ in 0..2 {
+        let req = hyper::Request::builder()
+            .uri(format!("http://{VHOST}/len"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let resp = send.send_request(req).await.expect("response");
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], b"ok");
+    }
+    lb.stop().await;
+}
