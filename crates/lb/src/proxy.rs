@@ -11,12 +11,17 @@
 //! A response's body keeps its backend counted as busy until it is sent, so a backend leaving
 //! the table drains its requests before connections to it are cut.
 //!
-//! The listener is served by a few single-threaded workers ([`workers`]). Requests go through
-//! the worker's keep-alive pool of backend connections ([`pool`]). An `Upgrade` request
-//! (WebSocket) is forwarded over a connection of its own and, once both sides switched
+//! The listener is served by a few single-threaded workers ([`workers`]). Plain HTTP/1.1
+//! requests (most of them) take a fast path ([`fast`]): heads parsed with `httparse`, bytes
+//! forwarded over the worker's own keep-alive backend streams, the same choice, retries and
+//! accounting as below. A connection's first request that is not plain (h2c, HTTP/1.0, an
+//! `Upgrade`, a chunked body…) hands the connection to hyper's server, whose requests go
+//! through the worker's keep-alive pool of hyper client connections ([`pool`]). An `Upgrade`
+//! request (WebSocket) is forwarded over a connection of its own and, once both sides switched
 //! protocols, spliced both ways ([`upgrade`]).
 
 mod conn;
+mod fast;
 mod pool;
 mod upgrade;
 mod workers;
@@ -85,6 +90,8 @@ pub struct Proxy {
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
     pool: pool::Pool,
+    /// The fast path's keep-alive connections.
+    raw: fast::RawPool,
     opts: ProxyOptions,
 }
 
@@ -114,6 +121,7 @@ impl Proxy {
             routes,
             metrics,
             pool: pool::Pool::new(1024, Duration::from_secs(30)),
+            raw: fast::RawPool::new(1024, Duration::from_secs(30)),
             opts,
         }
     }
@@ -127,14 +135,17 @@ impl Proxy {
     }
 
     /// Sweeps the keep-alive pool now and then until `stop` is cancelled.
-    fn sweep_pool(&self, stop: CancellationToken) {
-        let pool = self.pool.clone();
+    fn sweep_pool(self: &Arc<Self>, stop: CancellationToken) {
+        let proxy = self.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(pool.idle_timeout() / 3);
+            let mut every = tokio::time::interval(proxy.pool.idle_timeout() / 3);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = every.tick() => pool.sweep(Instant::now()),
+                    _ = every.tick() => {
+                        proxy.pool.sweep(Instant::now());
+                        proxy.raw.sweep(Instant::now());
+                    }
                 }
             }
         });
@@ -152,12 +163,22 @@ impl Proxy {
         let client = Arc::new(Peer::new(peer));
         tokio::spawn(async move {
             let _counted = counted;
+            // Plain HTTP/1.1 requests take the fast path; the connection goes on under hyper
+            // from the first request that is not one (or from the start, for h2c).
+            let (stream, read) = match fast::serve(&proxy, stream, &client).await {
+                fast::Exit::Closed => return,
+                fast::Exit::Hyper(stream, read) => (stream, read),
+            };
+            let stream = fast::Prefixed::new(read, stream);
             let svc = hyper::service::service_fn(move |req| {
                 let proxy = proxy.clone();
                 let client = client.clone();
                 async move { Ok::<_, Infallible>(proxy.handle_from(req, &client).await) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // One `send` of a flattened buffer instead of a `writev`: the kernel's vectored
+            // path costs more than copying a response's small body behind its head.
+            builder.http1().writev(false);
             let server = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
             if let Err(e) = server.await {
                 tracing::debug!(error = %e, %peer, "client connection ended");
@@ -374,6 +395,11 @@ pub fn is_idempotent(m: &Method) -> bool {
     )
 }
 
+/// [`is_idempotent`] of a method's name as it came in.
+fn is_idempotent_name(m: &str) -> bool {
+    matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
+}
+
 /// The host a request is for: the `Host` header, else the URI's authority (HTTP/2).
 fn host_of<B>(req: &Request<B>) -> Option<&str> {
     req.headers()
@@ -480,22 +506,33 @@ fn strip_named_hop_by_hop(headers: &mut hyper::HeaderMap) {
 }
 
 fn failure_reply(app: &str, ep: &Endpoint, failure: Failure, timeout: Duration) -> Response<Body> {
+    let (status, text) = failure_message(app, ep, failure, timeout);
+    reply(status, &text)
+}
+
+/// The status and message of a request that got no response from `ep`, its last backend.
+fn failure_message(
+    app: &str,
+    ep: &Endpoint,
+    failure: Failure,
+    timeout: Duration,
+) -> (StatusCode, String) {
     let backend = ep.addr;
     match failure {
-        Failure::Timeout => reply(
+        Failure::Timeout => (
             StatusCode::GATEWAY_TIMEOUT,
-            &format!(
+            format!(
                 "backend {backend} of app {app} did not answer within {} s",
                 timeout.as_secs_f64()
             ),
         ),
-        Failure::Refused(e) => reply(
+        Failure::Refused(e) => (
             StatusCode::BAD_GATEWAY,
-            &format!("cannot connect to backend {backend} of app {app}: {e}"),
+            format!("cannot connect to backend {backend} of app {app}: {e}"),
         ),
-        Failure::Broken(e) => reply(
+        Failure::Broken(e) => (
             StatusCode::BAD_GATEWAY,
-            &format!("backend {backend} of app {app} failed: {e}"),
+            format!("backend {backend} of app {app} failed: {e}"),
         ),
     }
 }

@@ -43,7 +43,10 @@ pub(super) async fn handshake(
         }
     };
     let _ = stream.set_nodelay(true);
-    http1::handshake(TokioIo::new(stream))
+    // Requests go out flattened in one `send` (see the server's builder).
+    http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(SendError::Http)
 }

@@ -1,8 +1,9 @@
-//! The worker's keep-alive pool: HTTP/1.1 connections to its backends, by address. A
-//! connection has no task of its own: whoever holds it drives it. The request's future writes
-//! the request and reads the response head; the response body, as the client's connection
-//! sends it on, reads the rest and, at its end, puts the connection back. A request and its
-//! backend exchange so run in one task, without a hop through a channel to another task.
+//! The worker's keep-alive pool for the requests hyper serves (those off the fast path):
+//! HTTP/1.1 connections to its backends, by address. A connection has no task of its own:
+//! whoever holds it drives it. The request's future writes the request and reads the response
+//! head; the response body, as the client's connection sends it on, reads the rest and, at its
+//! end, puts the connection back. A request and its backend exchange so run in one task,
+//! without a hop through a channel to another task.
 //!
 //! ```text
 //!  request ─▶ take(addr): newest idle connection, open and ready ─▶ send ─▶ response head
