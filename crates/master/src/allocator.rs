@@ -19,7 +19,7 @@ use meseta_allocator::{
     AgentInfo, Allocator, AllocatorConfig, FaultDomain, FrameworkInfo as AllocFramework,
 };
 use meseta_api::domain::Domain;
-use meseta_api::scheduler::{Event, FrameworkInfo, IdValue, Offer, OfferList};
+use meseta_api::scheduler::{AgentUrl, Event, FrameworkInfo, IdValue, Offer, OfferList};
 use meseta_phases::Phase;
 use meseta_types::{AgentId, FrameworkId, OfferId, Resources};
 use tokio::time::Instant;
@@ -240,14 +240,9 @@ impl Core {
     }
 }
 
-/// The Mesos `URL` of an agent: `{"scheme","address":{"hostname","ip","port"},"path"}`.
-fn agent_url(address: &str) -> Option<serde_json::Value> {
-    let addr: std::net::SocketAddr = address.parse().ok()?;
-    Some(serde_json::json!({
-        "scheme": "http",
-        "address": {"hostname": addr.ip().to_string(), "ip": addr.ip().to_string(), "port": addr.port()},
-        "path": "/slave(1)"
-    }))
+/// The Mesos `URL` of an agent listening on `address`.
+fn agent_url(address: &str) -> Option<AgentUrl> {
+    address.parse().ok().map(AgentUrl::of_agent)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Events the master streams to a subscribed framework (scheduler.proto `Event`):
 //! `{"type":"X","x":{..}}` with the payload under the lower-cased type name.
 
+use compact_str::CompactString;
 use meseta_types::{Attributes, Resources, TaskState};
 use serde::{Deserialize, Serialize};
 
@@ -36,15 +37,63 @@ pub struct Offer {
     /// The agent's attributes.
     #[serde(default)]
     pub attributes: Attributes,
-    /// The agent's URL (kept opaque).
+    /// The agent's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<serde_json::Value>,
+    pub url: Option<AgentUrl>,
     /// The agent's maintenance window: `{"start":{"nanoseconds"},"duration":{"nanoseconds"}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailability: Option<serde_json::Value>,
     /// The agent's fault domain: `{"fault_domain":{"region":{"name"},"zone":{"name"}}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<serde_json::Value>,
+}
+
+/// Where an agent is reached (mesos.proto `URL`):
+/// `{"scheme":"http","address":{"hostname","ip","port"},"path":"/slave(1)"}`. Every offer carries
+/// one, so its strings are stored inline (no allocation for an IPv4 address or a short host
+/// name). Every field may be missing on input; `query` and `fragment`, which agents' URLs do
+/// not use, are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentUrl {
+    /// `http` or `https`.
+    #[serde(default)]
+    pub scheme: CompactString,
+    /// Host and port.
+    #[serde(default)]
+    pub address: UrlAddress,
+    /// The path (`/slave(1)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<CompactString>,
+}
+
+/// The address of an [`AgentUrl`] (mesos.proto `Address`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UrlAddress {
+    /// Host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<CompactString>,
+    /// IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<CompactString>,
+    /// Port.
+    #[serde(default)]
+    pub port: u16,
+}
+
+impl AgentUrl {
+    /// The URL of the agent listening on `addr` (Mesos agents' path: `/slave(1)`).
+    pub fn of_agent(addr: std::net::SocketAddr) -> AgentUrl {
+        let ip = CompactString::from(addr.ip().to_string());
+        AgentUrl {
+            scheme: CompactString::const_new("http"),
+            address: UrlAddress {
+                hostname: Some(ip.clone()),
+                ip: Some(ip),
+                port: addr.port(),
+            },
+            path: Some(CompactString::const_new("/slave(1)")),
+        }
+    }
 }
 
 /// A request to give back everything held on an agent going into maintenance.
@@ -57,9 +106,9 @@ pub struct InverseOffer {
     /// The agent under maintenance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<IdValue>,
-    /// The agent's URL (kept opaque).
+    /// The agent's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<serde_json::Value>,
+    pub url: Option<AgentUrl>,
     /// The maintenance window: `{"start":{"nanoseconds"},"duration":{"nanoseconds"}}`.
     pub unavailability: serde_json::Value,
     /// What is asked back (empty = everything).
@@ -257,5 +306,42 @@ impl Event {
             Event::Error { .. } => "ERROR",
             Event::Heartbeat => "HEARTBEAT",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn agent_url_has_the_mesos_shape_and_reads_any_url() {
+        let url = AgentUrl::of_agent("10.0.0.7:5051".parse().expect("address"));
+        assert_eq!(
+            serde_json::to_value(&url).expect("serializes"),
+            json!({
+                "scheme": "http",
+                "address": {"hostname": "10.0.0.7", "ip": "10.0.0.7", "port": 5051},
+                "path": "/slave(1)"
+            })
+        );
+        let back: AgentUrl = serde_json::from_value(json!({
+            "scheme": "https",
+            "address": {"hostname": "agent-1.example.com", "port": 5051},
+            "query": [{"key": "a", "value": "b"}],
+            "fragment": "x"
+        }))
+        .expect("a URL with fields we do not keep");
+        assert_eq!(
+            back.address.hostname.as_deref(),
+            Some("agent-1.example.com")
+        );
+        assert_eq!((back.address.ip, back.path), (None, None));
+        let offer: Offer = serde_json::from_value(json!({
+            "id": {"value": "o"}, "framework_id": {"value": "f"}, "agent_id": {"value": "a"},
+            "hostname": "h", "url": {}
+        }))
+        .expect("an offer with an empty URL");
+        assert_eq!(offer.url, Some(AgentUrl::default()));
     }
 }
