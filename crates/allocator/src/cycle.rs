@@ -303,14 +303,14 @@ impl Allocator {
 fn reposition(order: &mut Sorter, node: usize, fi: usize, share: f64, count: u64) {
     let Sorter { nodes, entries, .. } = order;
     let list = &mut nodes[node].fws;
-    let Some(ei) = list.remove(fi) else {
-        return;
-    };
-    let Some(e) = entries.get_mut(ei as usize) else {
+    let Some(e) = list.get(fi).and_then(|&ei| entries.get_mut(ei as usize)) else {
         return;
     };
     e.share = share;
     e.count = count;
+    let Some(ei) = list.remove(fi) else {
+        return;
+    };
     let e = &entries[ei as usize];
     let pos = list.partition_point(|&x| cmp_entries(&entries[x as usize], e) == Ordering::Less);
     list.insert(pos, ei);

@@ -71,29 +71,22 @@ fn dirty_chunks_round_trip_through_the_store_form() {
         Entity::Cluster,
         Entity::App("a_b".into()),
     ];
-    for (k, e) in nodes.iter().enumerate() {
-        for i in 0..200 {
-            h.record(
-                e,
-                Series::CpusAllocated,
-                T0 + i * FINE_STEP,
-                (k * 1000 + i as usize + 1) as f64,
-            );
-            h.record(e, Series::Tasks, T0 + i * FINE_STEP, 3.0);
+    let fill = |h: &mut History| {
+        for (k, e) in nodes.iter().enumerate() {
+            for i in 0..200 {
+                h.record(
+                    e,
+                    Series::CpusAllocated,
+                    T0 + i * FINE_STEP,
+                    (k * 1000 + i as usize + 1) as f64,
+                );
+                h.record(e, Series::Tasks, T0 + i * FINE_STEP, 3.0);
+            }
         }
-    }
+    };
+    fill(&mut h);
     let mut whole = History::new();
-    for (k, e) in nodes.iter().enumerate() {
-        for i in 0..200 {
-            whole.record(
-                e,
-                Series::CpusAllocated,
-                T0 + i * FINE_STEP,
-                (k * 1000 + i as usize + 1) as f64,
-            );
-            whole.record(e, Series::Tasks, T0 + i * FINE_STEP, 3.0);
-        }
-    }
+    fill(&mut whole);
     let all = whole.take_dirty("/meseta/history");
     // Taken a few at a time, the same chunks come out, each once.
     let mut chunks = Vec::new();

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{fake_master, read_head, routed, wait_until, Tasks, VHOST};
+use common::{fake_master, read_head, routed, wait_routed, wait_until, Tasks, VHOST};
 use meseta_lb::{Config, Lb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -118,13 +118,7 @@ async fn plain_requests_are_forwarded_with_their_bodies_and_framing() {
     let tasks: Tasks = Arc::new(Mutex::new(vec![addr]));
     let lb = balancer(tasks).await;
     let admin = lb.admin_addr;
-    wait_until("the backend in the balancer's table", || async {
-        routed(admin)
-            .await
-            .iter()
-            .any(|(a, _)| *a == addr.to_string())
-    })
-    .await;
+    wait_routed(admin, addr).await;
     let mut c = TcpStream::connect(lb.http_addr).await.expect("connect");
 
     // Hop-by-hop headers stay on their hop; X-Forwarded-For gets the client.
@@ -212,13 +206,7 @@ async fn a_backend_that_refuses_is_a_502_with_the_reason() {
     let tasks: Tasks = Arc::new(Mutex::new(vec![dead]));
     let lb = balancer(tasks).await;
     let admin = lb.admin_addr;
-    wait_until("the backend in the balancer's table", || async {
-        routed(admin)
-            .await
-            .iter()
-            .any(|(a, _)| *a == dead.to_string())
-    })
-    .await;
+    wait_routed(admin, dead).await;
     let mut c = TcpStream::connect(lb.http_addr).await.expect("connect");
     let req = format!("GET / HTTP/1.1\r\nHost: {VHOST}\r\n\r\n");
     c.write_all(req.as_bytes()).await.expect("write");
@@ -293,13 +281,7 @@ async fn h2c_connections_are_served_by_hyper() {
     let addr = backend(seen).await;
     let lb = balancer(Arc::new(Mutex::new(vec![addr]))).await;
     let admin = lb.admin_addr;
-    wait_until("the backend in the balancer's table", || async {
-        routed(admin)
-            .await
-            .iter()
-            .any(|(a, _)| *a == addr.to_string())
-    })
-    .await;
+    wait_routed(admin, addr).await;
     let stream = TcpStream::connect(lb.http_addr).await.expect("connect");
     let (mut send, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{fake_master, get_text, read_head, routed, wait_until, Tasks, VHOST};
+use common::{fake_master, get_text, read_head, routed, wait_routed, wait_until, Tasks, VHOST};
 use meseta_lb::{Config, Lb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -77,13 +77,7 @@ async fn upgrades_are_spliced_to_a_backend_counted_and_cut_when_it_drains() {
     config.drain = Duration::from_secs(2);
     let lb = Lb::start(config).await.expect("lb starts");
     let (http, admin) = (lb.http_addr, lb.admin_addr);
-    wait_until("the backend in the balancer's table", || async {
-        routed(admin)
-            .await
-            .iter()
-            .any(|(a, _)| *a == backend.to_string())
-    })
-    .await;
+    wait_routed(admin, backend).await;
 
     let mut client = TcpStream::connect(http).await.expect("connect to the lb");
     // Plain keep-alive requests first, on the same client connection.
@@ -169,13 +163,7 @@ async fn an_upgrade_refused_by_the_backend_is_an_ordinary_response() {
     config.resync = Duration::from_millis(100);
     let lb = Lb::start(config).await.expect("lb starts");
     let admin = lb.admin_addr;
-    wait_until("the backend in the balancer's table", || async {
-        routed(admin)
-            .await
-            .iter()
-            .any(|(a, _)| *a == backend.to_string())
-    })
-    .await;
+    wait_routed(admin, backend).await;
     let mut client = TcpStream::connect(lb.http_addr).await.expect("connect");
     let req = format!(
         "GET /chat HTTP/1.1\r\nHost: {VHOST}\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"

@@ -22,6 +22,23 @@ pub(super) enum SendError {
     Http(hyper::Error),
 }
 
+/// A TCP connection to the backend `addr` (within [`CONNECT_TIMEOUT`], no Nagle delay), or
+/// why there is none.
+pub(super) async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => {
+            return Err(format!(
+                "no connection within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// A new HTTP/1.1 connection to `addr`: its sender and the connection to drive.
 pub(super) async fn handshake(
     addr: SocketAddr,
@@ -32,17 +49,7 @@ pub(super) async fn handshake(
     ),
     SendError,
 > {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(SendError::Connect(e.to_string())),
-        Err(_) => {
-            return Err(SendError::Connect(format!(
-                "no connection within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            )))
-        }
-    };
-    let _ = stream.set_nodelay(true);
+    let stream = connect(addr).await.map_err(SendError::Connect)?;
     // Requests go out flattened in one `send` (see the server's builder).
     http1::Builder::new()
         .writev(false)

@@ -37,7 +37,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use super::conn::CONNECT_TIMEOUT;
 use super::{failure_message, is_idempotent_name, Failure, Peer, Proxy, HOP_BY_HOP};
 use crate::balancer::{split, Endpoint, Group};
 use crate::live::LiveService;
@@ -412,17 +411,7 @@ struct Backend {
 
 impl Backend {
     async fn connect(addr: SocketAddr) -> Result<Backend, Failure> {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Failure::Refused(e.to_string())),
-            Err(_) => {
-                return Err(Failure::Refused(format!(
-                    "no connection within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                )))
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = super::conn::connect(addr).await.map_err(Failure::Refused)?;
         Ok(Backend {
             stream,
             buf: BytesMut::with_capacity(8 << 10),

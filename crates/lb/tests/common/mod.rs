@@ -103,6 +103,15 @@ pub async fn routed(admin: SocketAddr) -> Vec<(String, u64)> {
     out
 }
 
+/// Waits until the balancer whose admin listener is `admin` routes to `backend`.
+pub async fn wait_routed(admin: SocketAddr, backend: SocketAddr) {
+    let backend = backend.to_string();
+    wait_until("the backend in the balancer's table", || async {
+        routed(admin).await.iter().any(|(a, _)| *a == backend)
+    })
+    .await;
+}
+
 pub async fn wait_until<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
