@@ -301,6 +301,7 @@ pub struct InstanceRecord {
     /// Its hostname.
     pub host: Option<String>,
     /// Host ports of the current task.
+    #[serde(default)]
     pub ports: Vec<u64>,
     /// When the current task was launched (unix seconds).
     pub staged_at: Option<f64>,
@@ -320,27 +321,50 @@ pub struct InstanceRecord {
     pub sentenced: bool,
 }
 
-/// [`InstanceRecord`] borrowing from an [`Instance`] (serializes identically).
+/// [`InstanceRecord`] borrowing from an [`Instance`]. Fields at their default (absent
+/// options, no health history, not a canary, not sentenced, no ports) are left out: a
+/// placement writes one record per instance, and on etcd the bytes of each cost CPU on every
+/// member. [`InstanceRecord`] reads them back as the defaults (and reads records that have them).
 #[derive(Serialize)]
 struct InstanceRecordRef<'a> {
     id: &'a str,
     incarnation: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     task_id: Option<String>,
     version: &'a str,
     config: &'a str,
+    #[serde(skip_serializing_if = "is_false")]
     canary: bool,
     goal: Goal,
+    #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<TaskState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     agent_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     host: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[u64]>::is_empty")]
     ports: &'a [u64],
+    #[serde(skip_serializing_if = "Option::is_none")]
     staged_at: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     started_at: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     healthy: Option<bool>,
+    #[serde(skip_serializing_if = "is_no_health")]
     health: &'a HealthRecord,
     ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     unreachable_since: Option<f64>,
+    #[serde(skip_serializing_if = "is_false")]
     sentenced: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_no_health(h: &&HealthRecord) -> bool {
+    **h == NO_HEALTH
 }
 
 impl Serialize for Instance {
@@ -444,7 +468,7 @@ mod tests {
         r#"{"id":"prod_web.instance-6f2c1a9e-0000-4000-8000-000000000001","incarnation":2,"#,
         r#""task_id":"prod_web.instance-6f2c1a9e-0000-4000-8000-000000000001._app.2","#,
         r#""version":"2026-01-02T03:04:05.678Z","config":"2026-01-02T03:04:05.000Z","#,
-        r#""canary":false,"goal":"Running","state":"TASK_RUNNING","agent_id":"agent-7","#,
+        r#""canary":true,"goal":"Running","state":"TASK_RUNNING","agent_id":"agent-7","#,
         r#""host":"host-7","ports":[31001,31002],"staged_at":10.5,"started_at":11.25,"#,
         r#""healthy":false,"health":{"first_success":11.5,"last_success":12.0,"#,
         r#""last_failure":13.0,"consecutive_failures":1,"last_failure_cause":"boom"},"#,
@@ -485,7 +509,16 @@ mod tests {
             r#""unreachable_since":null,"sentenced":false}"#
         );
         let (i, back) = round_trip(waiting);
-        assert_eq!(back, waiting);
+        assert_eq!(
+            back,
+            concat!(
+                r#"{"id":"a.instance-1","incarnation":0,"version":"v","config":"c","#,
+                r#""canary":true,"goal":"Decommissioned","ready":false}"#
+            ),
+            "fields at their defaults are left out"
+        );
+        let (again, _) = round_trip(&back);
+        assert_eq!(again, i);
         assert_eq!(i.task_id(), None);
         assert!(!i.is_task("a.instance-1._app.0"));
         // `canary`, `health` and `sentenced` may be missing (older records).

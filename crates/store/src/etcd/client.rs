@@ -1,13 +1,15 @@
-//! The HTTP side of the etcd backend: one `reqwest` client over several endpoints (cluster
-//! members), a bounded timeout on every call, failover to the next member, and the mapping of
-//! gateway errors (`{"error","code","message"}` with a gRPC status code) to [`StoreError`].
+//! The connections of the etcd backend: gRPC channels (unary calls) and one `reqwest` client
+//! (the gateway's watch streams) over several endpoints (cluster members), a bounded timeout on
+//! every call, failover to the next member, and the mapping of gRPC statuses and gateway errors
+//! (`{"error","code","message"}` with a gRPC status code) to [`StoreError`].
 //!
 //! Failover: the client talks to one member (the "current" one) and moves to the next when a
 //! call cannot connect, times out or gets a 5xx. Whether the same call is then retried on the
 //! next member depends on [`Retry`]: reads and idempotent calls are, writes only when the
 //! request surely never reached a member (connection refused), as etcd's own client does; an
 //! ambiguous write (sent, then the member died) returns [`StoreError::Unavailable`] and the
-//! caller decides (its next call already goes to another member).
+//! caller decides (its next call already goes to another member). Over gRPC, "never sent" is a
+//! call that failed to connect (see `grpc::Failure`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::grpc::{self, path, Channels, Failure};
 use super::wire::ErrorBody;
 use crate::StoreError;
 
@@ -40,9 +43,11 @@ enum Attempt {
     Refused(StoreError),
 }
 
-/// HTTP access to the members of one etcd cluster.
+/// Access to the members of one etcd cluster: gRPC for unary calls, the JSON gateway for
+/// watches.
 pub(crate) struct Client {
     http: reqwest::Client,
+    grpc: Channels,
     endpoints: Vec<String>,
     current: AtomicUsize,
 }
@@ -61,6 +66,7 @@ impl Client {
             .map_err(|e| StoreError::Backend(format!("building the etcd http client: {e}")))?;
         Ok(Client {
             http,
+            grpc: Channels::new(&endpoints, CONNECT_TIMEOUT)?,
             endpoints,
             current: AtomicUsize::new(0),
         })
@@ -86,6 +92,66 @@ impl Client {
             "etcd member unusable; moving to the next one");
     }
 
+    /// The gRPC call `path` with `req`, failing over between members like [`Client::send`].
+    pub(crate) async fn unary<Req, Resp>(
+        &self,
+        path: &'static str,
+        req: Req,
+        retry: Retry,
+    ) -> Result<Resp, StoreError>
+    where
+        Req: prost::Message + Clone + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        self.failover(retry, |idx| {
+            let req = req.clone();
+            async move {
+                let answer = self.grpc.unary(idx, path, req).await;
+                attempt_of(&self.endpoints[idx], path, answer)
+            }
+        })
+        .await
+    }
+
+    /// A lease keep-alive over gRPC, failing over like a read (it is idempotent).
+    pub(crate) async fn keep_alive(&self, id: i64) -> Result<grpc::LeaseAnswer, StoreError> {
+        self.failover(Retry::Always, |idx| async move {
+            let answer = self.grpc.keep_alive(idx, id).await;
+            attempt_of(&self.endpoints[idx], path::LEASE_KEEP_ALIVE, answer)
+        })
+        .await
+    }
+
+    /// Tries `attempt` on the current member and then the others: a member that cannot be used
+    /// is left for the next one (the call is tried there too if `retry` allows it).
+    async fn failover<T, F, Fut>(&self, retry: Retry, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Attempt>>,
+    {
+        let start = self.current();
+        let mut last = String::new();
+        for i in 0..self.endpoints.len() {
+            let idx = (start + i) % self.endpoints.len();
+            match attempt(idx).await {
+                Ok(answer) => return Ok(answer),
+                Err(Attempt::Refused(e)) => return Err(e),
+                Err(Attempt::Unusable { sent, why }) => {
+                    self.advance(idx);
+                    if sent && retry == Retry::IfNotSent {
+                        return Err(StoreError::Unavailable(format!(
+                            "{why} (the write may or may not have been applied)"
+                        )));
+                    }
+                    last = why;
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "no etcd member answered; last error: {last}"
+        )))
+    }
+
     /// POSTs `body` to the gateway `path` and decodes the answer, failing over between members.
     pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
@@ -106,27 +172,8 @@ impl Client {
         body: Vec<u8>,
         retry: Retry,
     ) -> Result<bytes::Bytes, StoreError> {
-        let start = self.current();
-        let mut last = String::new();
-        for i in 0..self.endpoints.len() {
-            let idx = (start + i) % self.endpoints.len();
-            match self.attempt(idx, path, body.clone()).await {
-                Ok(bytes) => return Ok(bytes),
-                Err(Attempt::Refused(e)) => return Err(e),
-                Err(Attempt::Unusable { sent, why }) => {
-                    self.advance(idx);
-                    if sent && retry == Retry::IfNotSent {
-                        return Err(StoreError::Unavailable(format!(
-                            "{why} (the write may or may not have been applied)"
-                        )));
-                    }
-                    last = why;
-                }
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "no etcd member answered; last error: {last}"
-        )))
+        self.failover(retry, |idx| self.attempt(idx, path, body.clone()))
+            .await
     }
 
     async fn attempt(
@@ -213,6 +260,35 @@ impl Client {
         Err(StoreError::Unavailable(format!(
             "no etcd member answered; last error: {last}"
         )))
+    }
+}
+
+/// What a failed gRPC call means for failover.
+fn attempt_of<T>(endpoint: &str, path: &str, r: Result<T, Failure>) -> Result<T, Attempt> {
+    match r {
+        Ok(answer) => Ok(answer),
+        Err(Failure::NotSent(why)) => Err(Attempt::Unusable {
+            sent: false,
+            why: format!("gRPC {endpoint}{path}: {why}"),
+        }),
+        Err(Failure::Unanswered(why)) => Err(Attempt::Unusable {
+            sent: true,
+            why: format!("gRPC {endpoint}{path}: {why}"),
+        }),
+        Err(Failure::Status(code, message)) => {
+            let body = ErrorBody {
+                code: i32::from(code),
+                message,
+                error: String::new(),
+            };
+            match error_from(grpc::http_status(code), &body) {
+                StoreError::Unavailable(why) => Err(Attempt::Unusable {
+                    sent: true,
+                    why: format!("gRPC {endpoint}{path}: {why}"),
+                }),
+                other => Err(Attempt::Refused(other)),
+            }
+        }
     }
 }
 

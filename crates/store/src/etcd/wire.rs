@@ -1,5 +1,6 @@
-//! The JSON shapes of etcd's v3 gateway (grpc-gateway over the `etcdserverpb` protos) and the
-//! conversions to and from the store's types.
+//! The JSON shapes of etcd's v3 gateway (grpc-gateway over the `etcdserverpb` protos) that
+//! watches use (the watch stream, and the read that checks a watch's start revision), and the
+//! conversions to the store's types.
 //!
 //! The gateway encodes protobuf's JSON mapping: `int64` fields are JSON strings (`"42"`), `bytes`
 //! fields are standard base64, and fields at their default value (0, empty, false) are left out,
@@ -111,102 +112,6 @@ pub(crate) struct RangeResponse {
     pub kvs: Vec<WireKv>,
 }
 
-/// `PutRequest`.
-#[derive(Debug, Serialize)]
-pub(crate) struct PutRequest {
-    pub key: String,
-    pub value: String,
-    #[serde(skip_serializing_if = "is_zero", serialize_with = "ser_i64")]
-    pub lease: i64,
-}
-
-/// `DeleteRangeRequest`.
-#[derive(Debug, Serialize)]
-pub(crate) struct DeleteRangeRequest {
-    pub key: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub range_end: String,
-}
-
-/// `DeleteRangeResponse` (also the shape of `PutResponse`: only the header is read there).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct WriteResponse {
-    pub header: Header,
-    #[serde(deserialize_with = "de_i64")]
-    pub deleted: i64,
-}
-
-/// `Compare`: `target` is `VERSION`, `MOD` or `VALUE`; `result` is always `EQUAL` here.
-#[derive(Debug, Serialize)]
-pub(crate) struct WireCompare {
-    pub target: &'static str,
-    pub result: &'static str,
-    pub key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mod_revision: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-}
-
-/// `RequestOp` (a put or a range delete).
-#[derive(Debug, Serialize)]
-pub(crate) enum WireOp {
-    #[serde(rename = "request_put")]
-    Put(PutRequest),
-    #[serde(rename = "request_delete_range")]
-    Delete(DeleteRangeRequest),
-}
-
-/// `TxnRequest`.
-#[derive(Debug, Serialize)]
-pub(crate) struct TxnRequest {
-    pub compare: Vec<WireCompare>,
-    pub success: Vec<WireOp>,
-    pub failure: Vec<WireOp>,
-}
-
-/// `TxnResponse` (per-op responses are not needed).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct TxnResponse {
-    pub header: Header,
-    pub succeeded: bool,
-}
-
-/// `LeaseGrantRequest`.
-#[derive(Debug, Serialize)]
-pub(crate) struct LeaseGrantRequest {
-    #[serde(rename = "TTL", serialize_with = "ser_i64")]
-    pub ttl: i64,
-}
-
-/// `LeaseGrantResponse`, and the `result` of a keep-alive.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct LeaseAnswer {
-    #[serde(rename = "ID", deserialize_with = "de_i64")]
-    pub id: i64,
-    #[serde(rename = "TTL", deserialize_with = "de_i64")]
-    pub ttl: i64,
-}
-
-/// `LeaseKeepAliveRequest` and `LeaseRevokeRequest`.
-#[derive(Debug, Serialize)]
-pub(crate) struct LeaseIdRequest {
-    #[serde(rename = "ID", serialize_with = "ser_i64")]
-    pub id: i64,
-}
-
-/// One line of the keep-alive stream.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct KeepAliveLine {
-    pub result: LeaseAnswer,
-}
-
 /// `WatchCreateRequest` wrapped in a `WatchRequest`.
 #[derive(Debug, Serialize)]
 pub(crate) struct WatchRequest {
@@ -287,18 +192,13 @@ mod tests {
 
     #[test]
     fn requests_encode_like_the_gateway() {
-        let op = WireOp::Put(PutRequest {
+        let r = RangeRequest {
             key: b64(b"k"),
-            value: b64(b""),
-            lease: 12,
-        });
-        let s = serde_json::to_string(&op).expect("json");
-        assert_eq!(
-            s,
-            r#"{"request_put":{"key":"aw==","value":"","lease":"12"}}"#
-        );
-        let g = serde_json::to_string(&LeaseGrantRequest { ttl: 5 }).expect("json");
-        assert_eq!(g, r#"{"TTL":"5"}"#);
+            revision: 12,
+            ..RangeRequest::default()
+        };
+        let s = serde_json::to_string(&r).expect("json");
+        assert_eq!(s, r#"{"key":"aw==","revision":"12"}"#);
     }
 
     #[test]
