@@ -111,7 +111,8 @@ pub struct StoreComparison {
     pub etcd: ServicesReport,
     /// Placements per second on etcd ÷ on the embedded store.
     pub placement_ratio: f64,
-    /// etcd proposals (write requests) committed during the etcd run.
+    /// etcd proposals (write requests: transactions and single writes) committed from the
+    /// first POST until every instance ran, in the etcd run.
     pub etcd_writes: u64,
     /// `etcd_writes / instances`.
     pub etcd_writes_per_placement: f64,
@@ -131,7 +132,7 @@ impl StoreComparison {
             self.etcd.render(),
             String::new(),
             format!(
-                "placements/s etcd / embedded = {:.2}; {} etcd writes = {:.3} per placement",
+                "placements/s etcd / embedded = {:.2}; {} etcd transactions while placing = {:.4} per placement",
                 self.placement_ratio, self.etcd_writes, self.etcd_writes_per_placement
             ),
             Check::table(&self.checks, 2),
@@ -189,6 +190,10 @@ pub struct ServicesReport {
     /// Where the master's time went during the run: (phase, calls, milliseconds), from its
     /// `/metrics/snapshot` before the first POST and once every instance ran.
     pub phases: Vec<(String, f64, f64)>,
+    /// On etcd: write requests (raft proposals) etcd committed between the first POST and
+    /// the moment every instance ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_writes: Option<u64>,
     /// The targets.
     pub checks: Vec<Check>,
     /// Whether every target was met.
@@ -258,6 +263,7 @@ impl ServicesReport {
             master_rss_settled: rss.settled,
             bytes_per_instance,
             phases: Vec::new(),
+            store_writes: None,
             pass: checks.iter().all(|c| c.pass),
             checks,
         }
@@ -385,10 +391,14 @@ pub async fn run(args: ServicesArgs, json: bool) -> anyhow::Result<i32> {
     let etcd = meseta_testkit::etcd::EtcdCluster::start(3)
         .context("cannot start etcd (apt-get install etcd-server)")?;
     let metrics = format!("{}/metrics", etcd.members()[0]);
-    let before = etcd_proposals(&metrics).await?;
-    let on_etcd = run_once(sizes, timeout, Some(&etcd.url()), Secured::default()).await?;
-    let writes = etcd_proposals(&metrics).await?.saturating_sub(before);
+    let url = etcd.url();
+    let target = EtcdTarget {
+        url: &url,
+        metrics: &metrics,
+    };
+    let on_etcd = run_once(sizes, timeout, Some(target), Secured::default()).await?;
     drop(etcd);
+    let writes = on_etcd.store_writes.unwrap_or(0);
     let ratio = if embedded.placements_per_s > 0.0 {
         on_etcd.placements_per_s / embedded.placements_per_s
     } else {
@@ -446,11 +456,20 @@ impl Secured {
     }
 }
 
-/// One measurement on a fresh master: on the embedded store, or on `etcd` (`etcd://…`).
+/// The etcd cluster a run's master stores on.
+#[derive(Clone, Copy)]
+struct EtcdTarget<'a> {
+    /// `etcd://…` for `meseta master --store`.
+    url: &'a str,
+    /// A member's `/metrics` (its count of committed proposals).
+    metrics: &'a str,
+}
+
+/// One measurement on a fresh master: on the embedded store, or on `etcd`.
 async fn run_once(
     sizes: (usize, usize, usize),
     timeout: Duration,
-    etcd: Option<&str>,
+    etcd: Option<EtcdTarget<'_>>,
     secured: Secured,
 ) -> anyhow::Result<ServicesReport> {
     let dir = tempfile::Builder::new()
@@ -471,8 +490,8 @@ async fn run_once(
             m
         }
         None => MasterProcess::start(dir.path()).await?,
-        Some(url) => {
-            let m = MasterProcess::start_ha(dir.path(), url, "2s", None).await?;
+        Some(target) => {
+            let m = MasterProcess::start_ha(dir.path(), target.url, "2s", None).await?;
             m.wait_leading(Duration::from_secs(30)).await?;
             m
         }
@@ -480,7 +499,7 @@ async fn run_once(
     let sims = SimRuntime::start(&master.url, sizes.0, master.client_tls()?).await;
     let result = match sims {
         Ok(sims) => {
-            let r = measure(&mut master, sizes, timeout).await;
+            let r = measure(&mut master, sizes, timeout, etcd.map(|e| e.metrics)).await;
             sims.stop().await;
             r
         }
@@ -541,6 +560,7 @@ async fn measure(
     master: &mut MasterProcess,
     sizes: (usize, usize, usize),
     timeout: Duration,
+    etcd_metrics: Option<&str>,
 ) -> anyhow::Result<ServicesReport> {
     let (_, apps, per_app) = sizes;
     let total = apps * per_app;
@@ -555,6 +575,10 @@ async fn measure(
     let client = master.client.clone();
     let api = &client.marathon();
     eprintln!("posting {apps} apps x {per_app} instances ...");
+    let writes_before = match etcd_metrics {
+        Some(url) => Some(etcd_proposals(url).await?),
+        None => None,
+    };
     let t0 = Instant::now();
     let post_latency = Stats::of(&post_apps(api, apps, per_app).await?);
     let posted = t0.elapsed();
@@ -612,6 +636,10 @@ async fn measure(
         tokio::time::sleep(TICK).await;
     };
     let all_running = master_rss(master)?;
+    let store_writes = match (etcd_metrics, writes_before) {
+        (Some(url), Some(before)) => Some(etcd_proposals(url).await?.saturating_sub(before)),
+        _ => None,
+    };
     let phases_after = phase_metrics(&master.client).await;
     tokio::time::sleep(SETTLE_LOADED).await;
     master.check_alive()?;
@@ -621,6 +649,7 @@ async fn measure(
         settled: master_rss(master)?,
     };
     let mut report = ServicesReport::new(sizes, timing, rss);
+    report.store_writes = store_writes;
     if let (Some(b), Some(a)) = (phases_before, phases_after) {
         report.phases = meseta_phases::delta(|k| b.get(k).copied(), |k| a.get(k).copied())
             .into_iter()

@@ -256,7 +256,9 @@ impl Channels {
         let call = async {
             let mut grpc = tonic::client::Grpc::new(self.channels[idx].clone())
                 .max_decoding_message_size(usize::MAX);
-            grpc.ready().await.map_err(|e| Failure::NotSent(e.to_string()))?;
+            grpc.ready()
+                .await
+                .map_err(|e| Failure::NotSent(e.to_string()))?;
             let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
             let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
             grpc.unary(tonic::Request::new(req), path, codec)
@@ -277,7 +279,9 @@ impl Channels {
     pub(crate) async fn keep_alive(&self, idx: usize, id: i64) -> Result<LeaseAnswer, Failure> {
         let call = async {
             let mut grpc = tonic::client::Grpc::new(self.channels[idx].clone());
-            grpc.ready().await.map_err(|e| Failure::NotSent(e.to_string()))?;
+            grpc.ready()
+                .await
+                .map_err(|e| Failure::NotSent(e.to_string()))?;
             let codec = tonic_prost::ProstCodec::<LeaseId, LeaseAnswer>::default();
             let path = tonic::codegen::http::uri::PathAndQuery::from_static(path::LEASE_KEEP_ALIVE);
             let requests = futures::stream::iter([LeaseId { id }]);
@@ -333,7 +337,10 @@ fn connect_failed(status: &tonic::Status) -> bool {
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
-            if matches!(io.kind(), ConnectionRefused | TimedOut | NotFound | AddrNotAvailable) {
+            if matches!(
+                io.kind(),
+                ConnectionRefused | TimedOut | NotFound | AddrNotAvailable
+            ) {
                 return true;
             }
         }
@@ -378,7 +385,10 @@ mod tests {
             value: b"v".to_vec(),
             lease: 12,
         };
-        assert_eq!(put.encode_to_vec(), [0x0a, 1, b'k', 0x12, 1, b'v', 0x18, 12]);
+        assert_eq!(
+            put.encode_to_vec(),
+            [0x0a, 1, b'k', 0x12, 1, b'v', 0x18, 12]
+        );
         // A compare on the mod revision: target 2 (field 2), key (3), mod_revision (6).
         let c = Compare {
             target: target::MOD,
