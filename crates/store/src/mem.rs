@@ -214,6 +214,30 @@ mod tests {
         crate::conformance::run_all(&MemStore::new()).await;
     }
 
+    #[tokio::test]
+    async fn batched_puts_go_in_bounded_transactions() {
+        let s = MemStore::new();
+        let start = s.revision().await.expect("revision");
+        let puts = (0..250).map(|i| (format!("b/{i:03}"), vec![b'x'; 10]));
+        let n = crate::put_batched(&s, puts.collect()).await.expect("put");
+        assert_eq!(n, 250);
+        let mid = s.revision().await.expect("revision");
+        assert_eq!(mid - start, 3, "250 puts in 100 + 100 + 50");
+        assert_eq!(s.list("b/").await.expect("list").len(), 250);
+        // Three values of 60% of the byte bound: 1 + 1 + 1 (two do not fit together).
+        let big = vec![b'y'; crate::MAX_TXN_BYTES * 3 / 5];
+        let puts = (0..3).map(|i| (format!("big/{i}"), big.clone()));
+        crate::put_batched(&s, puts.collect()).await.expect("put");
+        let end = s.revision().await.expect("revision");
+        assert_eq!(end - mid, 3);
+        assert_eq!(crate::put_batched(&s, Vec::new()).await.expect("none"), 0);
+        assert_eq!(
+            s.revision().await.expect("revision"),
+            end,
+            "nothing written"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn lease_expires_on_tokio_clock() {
         let s = MemStore::new();

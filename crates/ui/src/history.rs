@@ -121,17 +121,18 @@ async fn load(master: &Master, shared: &Shared) {
 }
 
 /// Changed chunks encoded and stored at a time: the encoded copies of a few hundred chunks
-/// are alive at once, not of every agent's.
+/// are alive at once, not of every agent's. They are written in a few transactions
+/// ([`meseta_store::put_batched`]), not one write each: on etcd every write is a raft proposal.
 const SAVE_BATCH: usize = 256;
 
 async fn save(master: &Master, shared: &Shared) {
     loop {
         let chunks = shared.lock().take_dirty_at_most(PREFIX, SAVE_BATCH);
         let last = chunks.len() < SAVE_BATCH;
-        for (key, bytes) in chunks {
-            if let Err(e) = master.store().put(&key, bytes).await {
-                tracing::warn!(error = %e, key, "history: chunk not stored (kept in memory)");
-            }
+        let taken = chunks.len();
+        if let Err((written, e)) = meseta_store::put_batched(master.store(), chunks).await {
+            tracing::warn!(error = %e, written, not_stored = taken - written,
+                "history: chunks not stored (kept in memory)");
         }
         if last {
             return;
