@@ -275,6 +275,11 @@ fn attempt_of<T>(endpoint: &str, path: &str, r: Result<T, Failure>) -> Result<T,
             sent: true,
             why: format!("gRPC {endpoint}{path}: {why}"),
         }),
+        // A call cut off on the way (the stream reset, the member going away): like no answer.
+        Err(Failure::Status(tonic::Code::Cancelled, message)) => Err(Attempt::Unusable {
+            sent: true,
+            why: format!("gRPC {endpoint}{path}: cancelled: {message}"),
+        }),
         Err(Failure::Status(code, message)) => {
             let body = ErrorBody {
                 code: i32::from(code),
@@ -365,6 +370,42 @@ mod tests {
             error: message.into(),
         };
         error_from(status, &body)
+    }
+
+    /// (sent?, the error) of a failed gRPC attempt; `None` for sent when refused.
+    fn grpc(f: Failure) -> (Option<bool>, String) {
+        match attempt_of::<()>("http://m:1", path::TXN, Err(f)) {
+            Ok(()) => unreachable!("a failure"),
+            Err(Attempt::Unusable { sent, why }) => (Some(sent), why),
+            Err(Attempt::Refused(e)) => (None, format!("{e:?}")),
+        }
+    }
+
+    #[test]
+    fn grpc_failures_decide_failover_like_the_gateway_did() {
+        assert_eq!(grpc(Failure::NotSent("refused".into())).0, Some(false));
+        assert_eq!(grpc(Failure::Unanswered("timeout".into())).0, Some(true));
+        let (sent, why) = grpc(Failure::Status(
+            tonic::Code::Unavailable,
+            "etcdserver: leader changed".into(),
+        ));
+        assert_eq!(sent, Some(true), "{why}");
+        assert_eq!(
+            grpc(Failure::Status(tonic::Code::Cancelled, "reset".into())).0,
+            Some(true)
+        );
+        let (sent, e) = grpc(Failure::Status(
+            tonic::Code::InvalidArgument,
+            "etcdserver: too many operations in txn request".into(),
+        ));
+        assert_eq!(sent, None);
+        assert!(e.starts_with("TooLarge"), "{e}");
+        let (sent, e) = grpc(Failure::Status(
+            tonic::Code::NotFound,
+            "etcdserver: requested lease not found".into(),
+        ));
+        assert_eq!(sent, None);
+        assert!(e.starts_with("LeaseNotFound"), "{e}");
     }
 
     #[test]
