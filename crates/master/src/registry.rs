@@ -3,7 +3,7 @@
 //! Keys: `/meseta/master/agents/<agent-id>` and `/meseta/master/frameworks/<framework-id>`, JSON values.
 //! Tasks are not persisted: agents report them when they re-register.
 
-use meseta_store::{put_json, Op, Store, StoreError, MAX_TXN_OPS};
+use meseta_store::{put_json, Op, Store, StoreError};
 use meseta_types::{AgentId, FrameworkId, Resources};
 
 use crate::ops_state::Persisted;
@@ -75,10 +75,11 @@ pub(crate) async fn save_reservations(
     put_json(store, RESERVATIONS, r).await.map(|_| ())
 }
 
-/// Persist role weights: in one transaction when they fit in [`MAX_TXN_OPS`] (what etcd
-/// accepts), else in several. Each role's weight is its own record and no write needs a
-/// compare, so a split write leaves every weight old or new; when a later transaction fails
-/// the caller puts the old ones back ([`restore_weights`]).
+/// Persist role weights: in one transaction when they fit in
+/// [`MAX_TXN_OPS`](meseta_store::MAX_TXN_OPS) (what etcd accepts), else in several. Each
+/// role's weight is its own record and no write needs a compare, so a split write leaves every
+/// weight old or new; when a later transaction fails the caller puts the old ones back
+/// ([`restore_weights`]).
 pub(crate) async fn save_weights(
     store: &dyn Store,
     weights: &[(String, f64)],
@@ -119,12 +120,10 @@ pub(crate) async fn restore_weights(
     write_in_chunks(store, ops).await
 }
 
-/// Writes `ops` in transactions of at most [`MAX_TXN_OPS`] (the callers' records are small).
-async fn write_in_chunks(store: &dyn Store, mut ops: Vec<Op>) -> Result<(), StoreError> {
-    while !ops.is_empty() {
-        let rest = ops.split_off(ops.len().min(MAX_TXN_OPS));
-        store.txn(vec![], ops, vec![]).await?;
-        ops = rest;
+/// Writes `ops` in the bounded transactions of [`meseta_store::txn_chunks`].
+async fn write_in_chunks(store: &dyn Store, ops: Vec<Op>) -> Result<(), StoreError> {
+    for txn in meseta_store::txn_chunks(ops) {
+        store.txn(vec![], txn, vec![]).await?;
     }
     Ok(())
 }

@@ -22,8 +22,9 @@
 //! # Restore
 //!
 //! The first write puts [`RESTORE_MARKER`], the last one deletes it; in between the keys go in
-//! transactions of at most [`MAX_TXN_OPS`] operations and about [`MAX_TXN_BYTES`] bytes (etcd
-//! refuses more than 128 operations or 1.5 MiB per request). A master refuses to start on a
+//! transactions of [`crate::txn_chunks`]: at most [`crate::MAX_TXN_OPS`] operations and about
+//! [`crate::MAX_TXN_BYTES`] bytes (etcd refuses more than 128 operations or 1.5 MiB per
+//! request). A master refuses to start on a
 //! store that still holds the marker ([`crate::schema::check_or_init`]), so a restore that
 //! stopped half-way is never taken for a good store; running it again with `force` finishes it.
 
@@ -32,7 +33,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{SchemaRecord, SCHEMA_KEY, SCHEMA_VERSION};
-use crate::{Compare, KeyValue, Op, Revision, Store, StoreError};
+use crate::{txn_chunks, Compare, KeyValue, Op, Revision, Store, StoreError};
 
 /// Marks a store whose restore has started and not finished.
 pub const RESTORE_MARKER: &str = "/meseta/restore-in-progress";
@@ -45,12 +46,6 @@ pub const FORMAT: &str = "meseta-backup";
 
 /// The [`Snapshot::format_version`] this meseta writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
-
-/// Most operations in one restore transaction.
-pub const MAX_TXN_OPS: usize = 100;
-
-/// Most key and value bytes in one restore transaction (a single larger key goes alone).
-pub const MAX_TXN_BYTES: usize = 1024 * 1024;
 
 /// A store's durable contents at one revision: what a backup file holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -267,7 +262,7 @@ pub async fn restore(
         lease: None,
     });
     // Deletes first: a snapshot key may be one of them.
-    for ops in chunks(deletes).into_iter().chain(chunks(puts)) {
+    for ops in txn_chunks(deletes).into_iter().chain(txn_chunks(puts)) {
         store.txn(vec![], ops, vec![]).await?;
     }
     store.delete(RESTORE_MARKER).await?;
@@ -287,34 +282,6 @@ fn marker_value(snap: &Snapshot) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
-}
-
-/// Splits `ops` into transactions of at most [`MAX_TXN_OPS`] ops and [`MAX_TXN_BYTES`] bytes.
-fn chunks(ops: impl IntoIterator<Item = Op>) -> Vec<Vec<Op>> {
-    let mut out = Vec::new();
-    let mut cur: Vec<Op> = Vec::new();
-    let mut bytes = 0;
-    for op in ops {
-        let size = op_bytes(&op);
-        if !cur.is_empty() && (cur.len() == MAX_TXN_OPS || bytes + size > MAX_TXN_BYTES) {
-            out.push(std::mem::take(&mut cur));
-            bytes = 0;
-        }
-        bytes += size;
-        cur.push(op);
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-fn op_bytes(op: &Op) -> usize {
-    match op {
-        Op::Put { key, value, .. } => key.len() + value.len(),
-        Op::Delete { key } => key.len(),
-        Op::DeletePrefix { prefix } => prefix.len(),
-    }
 }
 
 /// Every key of `store` not attached to a lease, as `(key, value)` pairs (tests, tools).

@@ -236,37 +236,57 @@ pub const MAX_TXN_OPS: usize = 100;
 /// 1.5 MiB (`--max-request-bytes`); 1 MiB leaves room for the request's framing.
 pub const MAX_TXN_BYTES: usize = 1024 * 1024;
 
-/// Puts of distinct keys, written in transactions of at most [`MAX_TXN_OPS`] writes and about
-/// [`MAX_TXN_BYTES`] (a value bigger than that goes alone), in order, one transaction after the
-/// other: far fewer store writes than one `put` each (on etcd, each is a raft proposal). Each
+/// Splits `ops` into transactions of at most [`MAX_TXN_OPS`] operations and about
+/// [`MAX_TXN_BYTES`] bytes of keys and values (a single larger operation goes alone), in order.
+/// The operations must touch distinct keys (etcd refuses a transaction that touches one twice).
+pub fn txn_chunks(ops: impl IntoIterator<Item = Op>) -> Vec<Vec<Op>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<Op> = Vec::new();
+    let mut bytes = 0;
+    for op in ops {
+        let size = op_bytes(&op);
+        if !cur.is_empty() && (cur.len() == MAX_TXN_OPS || bytes + size > MAX_TXN_BYTES) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += size;
+        cur.push(op);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn op_bytes(op: &Op) -> usize {
+    match op {
+        Op::Put { key, value, .. } => key.len() + value.len(),
+        Op::Delete { key } => key.len(),
+        Op::DeletePrefix { prefix } => prefix.len(),
+    }
+}
+
+/// Puts of distinct keys, written in the transactions of [`txn_chunks`], one after the other:
+/// far fewer store writes than one `put` each (on etcd, each is a raft proposal). Each
 /// transaction stands alone: after an error, the ones before it are written and the rest are
 /// not tried. Returns how many puts were written.
 pub async fn put_batched(
     store: &dyn Store,
     puts: Vec<(String, Vec<u8>)>,
 ) -> Result<usize, (usize, StoreError)> {
+    let ops = puts.into_iter().map(|(key, value)| Op::Put {
+        key,
+        value,
+        lease: None,
+    });
     let mut written = 0;
-    let mut txn: Vec<Op> = Vec::new();
-    let mut bytes = 0;
-    let mut puts = puts.into_iter().peekable();
-    while let Some((key, value)) = puts.next() {
-        bytes += key.len() + value.len();
-        txn.push(Op::Put {
-            key,
-            value,
-            lease: None,
-        });
-        let next = puts.peek().map_or(0, |(k, v)| k.len() + v.len());
-        let full = txn.len() >= MAX_TXN_OPS || bytes + next > MAX_TXN_BYTES;
-        if full || puts.peek().is_none() {
-            let n = txn.len();
-            store
-                .txn(vec![], std::mem::take(&mut txn), vec![])
-                .await
-                .map_err(|e| (written, e))?;
-            written += n;
-            bytes = 0;
-        }
+    for txn in txn_chunks(ops) {
+        let n = txn.len();
+        store
+            .txn(vec![], txn, vec![])
+            .await
+            .map_err(|e| (written, e))?;
+        written += n;
     }
     Ok(written)
 }

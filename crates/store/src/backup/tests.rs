@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::mem::MemStore;
 use crate::redb::RedbStore;
-use crate::{LeaseId, TxnResponse, WatchStream};
+use crate::{op_bytes, LeaseId, TxnResponse, WatchStream, MAX_TXN_BYTES, MAX_TXN_OPS};
 
 /// A fresh store of each backend (the temp dir lives as long as the store is used).
 fn backends() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
