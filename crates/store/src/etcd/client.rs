@@ -92,7 +92,7 @@ impl Client {
             "etcd member unusable; moving to the next one");
     }
 
-    /// The gRPC call `path` with `req`, failing over between members like [`Client::send`].
+    /// The gRPC call `path` with `req`, failing over between members like [`Client::call`].
     pub(crate) async fn unary<Req, Resp>(
         &self,
         path: &'static str,
@@ -161,19 +161,10 @@ impl Client {
     ) -> Result<Resp, StoreError> {
         let body = serde_json::to_vec(body)
             .map_err(|e| StoreError::Encode(format!("encoding etcd request {path}: {e}")))?;
-        let bytes = self.send(path, body, retry).await?;
+        let bytes = self
+            .failover(retry, |idx| self.attempt(idx, path, body.clone()))
+            .await?;
         decode(path, &bytes)
-    }
-
-    /// Like [`Client::call`] but returns the raw answer body (for streamed answers).
-    pub(crate) async fn send(
-        &self,
-        path: &str,
-        body: Vec<u8>,
-        retry: Retry,
-    ) -> Result<bytes::Bytes, StoreError> {
-        self.failover(retry, |idx| self.attempt(idx, path, body.clone()))
-            .await
     }
 
     async fn attempt(

@@ -242,6 +242,15 @@ impl Channels {
         Ok(Channels { channels })
     }
 
+    /// A gRPC client on member `idx`'s channel, once the channel takes calls.
+    async fn ready(&self, idx: usize) -> Result<tonic::client::Grpc<Channel>, Failure> {
+        let mut grpc = tonic::client::Grpc::new(self.channels[idx].clone());
+        grpc.ready()
+            .await
+            .map_err(|e| Failure::NotSent(e.to_string()))?;
+        Ok(grpc)
+    }
+
     /// One unary call on member `idx`, within [`REQUEST_TIMEOUT`].
     pub(crate) async fn unary<Req, Resp>(
         &self,
@@ -253,35 +262,23 @@ impl Channels {
         Req: Message + Send + Sync + 'static,
         Resp: Message + Default + Send + Sync + 'static,
     {
-        let call = async {
-            let mut grpc = tonic::client::Grpc::new(self.channels[idx].clone())
-                .max_decoding_message_size(usize::MAX);
-            grpc.ready()
-                .await
-                .map_err(|e| Failure::NotSent(e.to_string()))?;
+        answered_within(async {
+            let mut grpc = self.ready(idx).await?.max_decoding_message_size(usize::MAX);
             let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
             let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
             grpc.unary(tonic::Request::new(req), path, codec)
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(Failure::from_status)
-        };
-        match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::Unanswered(format!(
-                "no answer within {REQUEST_TIMEOUT:?}"
-            ))),
-        }
+        })
+        .await
     }
 
     /// A lease keep-alive: the bidirectional `LeaseKeepAlive` stream with one request, and its
-    /// first answer.
+    /// first answer, within [`REQUEST_TIMEOUT`].
     pub(crate) async fn keep_alive(&self, idx: usize, id: i64) -> Result<LeaseAnswer, Failure> {
-        let call = async {
-            let mut grpc = tonic::client::Grpc::new(self.channels[idx].clone());
-            grpc.ready()
-                .await
-                .map_err(|e| Failure::NotSent(e.to_string()))?;
+        answered_within(async {
+            let mut grpc = self.ready(idx).await?;
             let codec = tonic_prost::ProstCodec::<LeaseId, LeaseAnswer>::default();
             let path = tonic::codegen::http::uri::PathAndQuery::from_static(path::LEASE_KEEP_ALIVE);
             let requests = futures::stream::iter([LeaseId { id }]);
@@ -297,13 +294,20 @@ impl Channels {
                 )),
                 Err(status) => Err(Failure::from_status(status)),
             }
-        };
-        match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::Unanswered(format!(
-                "no answer within {REQUEST_TIMEOUT:?}"
-            ))),
-        }
+        })
+        .await
+    }
+}
+
+/// `call`'s outcome, or [`Failure::Unanswered`] after [`REQUEST_TIMEOUT`].
+async fn answered_within<T>(
+    call: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::Unanswered(format!(
+            "no answer within {REQUEST_TIMEOUT:?}"
+        ))),
     }
 }
 
